@@ -1,0 +1,1 @@
+"""Run context: what is known about the CI run being decided."""

@@ -1,0 +1,1 @@
+"""Forge clients: GitHub (PyGithub) and GitLab (python-gitlab)."""

@@ -1,0 +1,1 @@
+"""The ledger: runs, calls, budget rollups and reservations (SQLite or PostgreSQL)."""

@@ -1,0 +1,76 @@
+"""Rows of the ledger: one run per agent run, one call per model call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ci_guard.pricing.usage import Usage
+
+RUN_STATUSES = ("running", "completed", "stopped", "denied", "skipped", "error")
+STOP_REASONS = ("max_turns", "max_cost", "max_runtime", "max_context", "max_tool_calls", "retry_storm")
+CALL_STATUSES = ("ok", "error", "refused", "cut")  # cut: the stream ended before the provider finished
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    started_at: datetime
+    decision: str = "allow"  # allow | deny | skip
+    status: str = "running"  # one of RUN_STATUSES
+    # attribution
+    org: str | None = None
+    team: str | None = None
+    repo: str | None = None
+    user: str | None = None
+    workflow: str | None = None
+    agent: str | None = None
+    environment: str | None = None
+    trigger: str | None = None
+    pr: int | None = None
+    branch: str | None = None
+    cohort: str | None = None
+    platform: str | None = None
+    # the decision
+    rule: str | None = None
+    reason: str | None = None
+    model: str | None = None
+    limits: dict[str, Any] = field(default_factory=dict)  # Decision.as_json()["limits"]
+    # the outcome
+    ended_at: datetime | None = None
+    stop_reason: str | None = None  # one of STOP_REASONS
+    outcome: str | None = None  # free-form, e.g. "merged", "closed", set later by `ci-guard ledger outcome`
+    agent_exit_code: int | None = None
+    session_id: str | None = None  # e.g. Claude Code's X-Claude-Code-Session-Id
+    enforced: bool = True  # False for usage imported from a vendor export
+    # running totals, kept in step with the calls
+    turns: int = 0
+    tool_calls: int = 0
+    cost_usd: Decimal = Decimal(0)
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass
+class CallRecord:
+    run_id: str
+    seq: int  # 1-based order of the call within the run
+    started_at: datetime
+    ended_at: datetime
+    provider: str  # anthropic | openai
+    endpoint: str  # messages | count_tokens | chat.completions | responses
+    model_requested: str | None
+    model_served: str | None
+    usage: Usage
+    cost_usd: Decimal
+    status: str = "ok"  # one of CALL_STATUSES
+    http_status: int | None = None
+    stream: bool = False
+    tool_calls: int = 0
+    context_tokens: int = 0  # input size the model saw (fresh + cache)
+    latency_ms: float = 0.0
+    fingerprint: str | None = None  # request fingerprint for retry-storm detection
+    error: str | None = None  # short, redacted
+    session_id: str | None = None
+    is_turn: bool = True  # generation call (count_tokens and refused calls are not turns)

@@ -1,0 +1,106 @@
+"""The store interface every ledger backend implements (SQLite, PostgreSQL).
+
+Opened by URL through :func:`ci_guard.ledger.open_ledger`. Methods are synchronous; the proxy
+calls them from a worker thread so a slow database never stalls a stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
+
+from ci_guard.context.model import RunContext
+from ci_guard.ledger.records import CallRecord, RunRecord
+from ci_guard.policy.decision import BudgetStatus
+
+if TYPE_CHECKING:
+    from ci_guard.policy.models import Budget
+
+
+@dataclass(frozen=True)
+class BudgetKey:
+    """One budget bucket: a named budget, for one scope key, in one calendar period."""
+
+    budget: str
+    scope_key: str
+    period_start: datetime
+    period_end: datetime
+    limit_usd: Decimal
+
+
+@dataclass
+class Reservation:
+    run_id: str
+    amount_usd: Decimal  # what was reserved on every key (may be clamped below the request)
+    keys: list[BudgetKey]
+    expires_at: datetime
+
+
+class Store(Protocol):
+    url: str  # redacted: safe to print
+
+    def migrate(self) -> int:
+        """Apply pending schema migrations; return the schema version now in force."""
+        ...
+
+    # budgets -------------------------------------------------------------------------------
+    def budget_status(
+        self, budgets: Sequence[Budget], ctx: RunContext, now: datetime
+    ) -> list[BudgetStatus]:
+        """The :class:`BudgetSource` interface, read from rollups (never a scan of calls)."""
+        ...
+
+    def reserve(
+        self, run_id: str, keys: Sequence[BudgetKey], amount_usd: Decimal, ttl_s: int,
+        now: datetime, clamp: bool = False,
+    ) -> Reservation:
+        """Reserve ``amount_usd`` on every key atomically (all or none).
+
+        Raises :class:`ci_guard.errors.BudgetExceededError` when spent + outstanding reservations
+        + amount would pass a limit, unless ``clamp`` is true, in which case the reservation is
+        lowered to what remains on the tightest key (and fails only when nothing remains).
+        Expired reservations are ignored.
+        """
+        ...
+
+    def settle(self, run_id: str) -> None:
+        """Release the run's reservation; its actual spend is already in the rollups."""
+        ...
+
+    # runs and calls ------------------------------------------------------------------------
+    def start_run(self, run: RunRecord, keys: Sequence[BudgetKey] = ()) -> None:
+        """Insert a run and remember which budget keys its calls count against."""
+        ...
+
+    def record_call(self, call: CallRecord) -> None:
+        """Insert one call and add its cost to the run's totals and budget rollups, in one transaction."""
+        ...
+
+    def finish_run(
+        self, run_id: str, status: str, stop_reason: str | None, ended_at: datetime,
+        agent_exit_code: int | None = None, session_id: str | None = None,
+    ) -> None:
+        ...
+
+    def set_outcome(self, run_id: str, outcome: str) -> None:
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        ...
+
+    def list_runs(
+        self, *, repo: str | None = None, pr: int | None = None, since: datetime | None = None,
+        status: str | None = None, limit: int = 50,
+    ) -> list[RunRecord]:
+        """Most recent first."""
+        ...
+
+    def list_calls(self, run_id: str | None = None, *, limit: int = 1000) -> list[CallRecord]:
+        """In order of ``seq`` for one run; most recent first across runs."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,1 @@
+"""The metering proxy, its caps and the agent supervisor."""

@@ -1,0 +1,58 @@
+"""The run summary: what `run --summary FILE` writes, comments render and the Action outputs."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SUMMARY_VERSION = 1
+
+
+class CallSummary(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    seq: int
+    provider: str
+    endpoint: str
+    model: str | None  # served model (requested when the provider did not say)
+    model_requested: str | None = None
+    status: str  # ok | error | refused | cut
+    http_status: int | None = None
+    stream: bool = False
+    tokens: dict[str, int] = Field(default_factory=dict)  # input, cache_write, cache_read, output, reasoning
+    tool_calls: int = 0
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: float = 0.0
+    error: str | None = None
+    started_at: str | None = None
+
+
+class RunSummary(BaseModel):
+    """Stable JSON (money as decimal strings). ``decision`` is ``check --format json``'s object."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: int = SUMMARY_VERSION
+    run_id: str
+    decision: dict[str, Any]
+    status: str  # completed | stopped | denied | skipped | error
+    stop_reason: str | None = None  # max_turns | max_cost | max_runtime | max_context | max_tool_calls | retry_storm
+    stop_detail: str | None = None  # one human sentence on why the run was stopped
+    agent_exit_code: int | None = None
+    turns: int = 0
+    tool_calls: int = 0
+    tokens: dict[str, int] = Field(
+        default_factory=lambda: {"input": 0, "cache_write": 0, "cache_read": 0, "output": 0, "reasoning": 0}
+    )
+    cost_usd: Decimal = Decimal(0)
+    runtime_s: float = 0.0
+    started_at: str | None = None
+    ended_at: str | None = None
+    session_id: str | None = None
+    enforced: bool = True
+    calls: list[CallSummary] = Field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

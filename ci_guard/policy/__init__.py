@@ -1,0 +1,1 @@
+"""Policy: models, loader, engine, explain, lint and policy tests."""

@@ -1,0 +1,132 @@
+"""The outcome of a policy decision: allow/deny/skip, the model and the hard limits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ci_guard.context.model import RunContext
+
+DecisionKind = Literal["allow", "deny", "skip"]
+
+
+class Limits(BaseModel):
+    """Hard limits of one run. ``None`` means no limit of that kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_turns: int | None = None
+    max_cost_usd: Decimal | None = None
+    max_runtime_s: int | None = None
+    max_context_tokens: int | None = None
+    max_tool_calls: int | None = None
+    max_identical_retries: int | None = None
+
+
+class BudgetStatus(BaseModel):
+    """The state of one budget for the scope key this run falls into, in its current period."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    scope: str
+    scope_key: str | None
+    period: str
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    limit_usd: Decimal
+    spent_usd: Decimal = Decimal(0)
+    reserved_usd: Decimal = Decimal(0)
+
+    @property
+    def remaining_usd(self) -> Decimal:
+        return max(Decimal(0), self.limit_usd - self.spent_usd - self.reserved_usd)
+
+    @property
+    def remaining_pct(self) -> Decimal:
+        if self.limit_usd <= 0:
+            return Decimal(0)
+        return (self.remaining_usd * 100 / self.limit_usd).quantize(Decimal("0.01"))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "scope": self.scope,
+            "scope_key": self.scope_key,
+            "period": self.period,
+            "period_start": self.period_start.isoformat() if self.period_start else None,
+            "period_end": self.period_end.isoformat() if self.period_end else None,
+            "limit_usd": str(self.limit_usd),
+            "spent_usd": str(self.spent_usd),
+            "reserved_usd": str(self.reserved_usd),
+            "remaining_usd": str(self.remaining_usd),
+            "remaining_pct": str(self.remaining_pct),
+        }
+
+
+class Enforcement(BaseModel):
+    """How the proxy enforces the decision (from the policy's `enforcement:` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_enforcement: Literal["rewrite", "reject"] = "rewrite"
+    # what to do when a call's worst case would pass max_cost_usd: lower max_tokens, or refuse it
+    on_cost_cap: Literal["clamp", "refuse"] = "clamp"
+    # extra POST paths the proxy may forward unmetered, e.g. "/openai/v1/embeddings"
+    allow_unmetered_posts: list[str] = Field(default_factory=list)
+    # models that may be used besides the decided one (e.g. a small model for side calls)
+    allowed_models: list[str] = Field(default_factory=list)
+    on_unknown_model: Literal["deny", "warn", "error"] = "deny"
+    fallback_model: str | None = None
+    on_ledger_error: Literal["deny", "allow"] = "deny"
+    on_budget_exceeded: Literal["deny", "clamp"] = "deny"
+    reservation_ttl_s: int = 7200
+
+
+class Decision(BaseModel):
+    """What ``ci-guard check`` prints and ``ci-guard run`` enforces."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: DecisionKind
+    rule: str | None = None
+    reason: str | None = None
+    model: str | None = None  # concrete model id
+    model_tier: str | None = None  # the tier name when the model came from a tier
+    limits: Limits = Field(default_factory=Limits)
+    budgets: list[BudgetStatus] = Field(default_factory=list)
+    enforcement: Enforcement = Field(default_factory=Enforcement)
+    context: RunContext = Field(default_factory=RunContext)
+    notes: list[str] = Field(default_factory=list)  # e.g. "changed paths unknown: paths_only not evaluated"
+    hint: str | None = None  # what would allow a denied run (e.g. "add the label ai:escalate")
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision == "allow"
+
+    def as_json(self) -> dict[str, Any]:
+        """The stable JSON shape of `check --format json` (money as decimal strings)."""
+        limits = self.limits
+        return {
+            "decision": self.decision,
+            "rule": self.rule,
+            "reason": self.reason,
+            "model": self.model,
+            "model_tier": self.model_tier,
+            "limits": {
+                "max_turns": limits.max_turns,
+                "max_cost_usd": str(limits.max_cost_usd) if limits.max_cost_usd is not None else None,
+                "max_runtime_s": limits.max_runtime_s,
+                "max_context_tokens": limits.max_context_tokens,
+                "max_tool_calls": limits.max_tool_calls,
+                "max_identical_retries": limits.max_identical_retries,
+            },
+            "budgets": [b.as_json() for b in self.budgets],
+            "enforcement": self.enforcement.model_dump(mode="json"),
+            "notes": list(self.notes),
+            "hint": self.hint,
+            "context": self.context.model_dump(mode="json"),
+        }

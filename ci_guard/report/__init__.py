@@ -1,0 +1,1 @@
+"""Rendering: PR/MR comments, step summaries."""

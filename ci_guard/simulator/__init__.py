@@ -1,0 +1,1 @@
+"""A scripted fake provider speaking the Anthropic and OpenAI wire formats."""

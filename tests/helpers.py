@@ -1,0 +1,22 @@
+"""Shared test helpers.
+
+Tests that need an external service or tool (PostgreSQL, the npm agent CLIs) use :func:`require`:
+locally they skip with a clear reason; in CI (``CI=true``) a missing dependency fails the test,
+because `.ci/run` is responsible for providing it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(available: bool, reason: str) -> None:
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI but missing: {reason}", pytrace=False)
+    pytest.skip(reason)
