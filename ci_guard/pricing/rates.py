@@ -1,0 +1,150 @@
+"""Price records: rates per token class, long-context tiers, and parsing them from plain data.
+
+All rates are ``Decimal`` USD per million tokens. Parsing never turns a missing cache rate into
+zero: a provider (or a custom model) that has no cache pricing bills cached and written tokens at
+the input rate, which is what an unknown rate must default to so nothing is ever free by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ci_guard.errors import PricingError, Problem
+
+RATE_FIELDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
+
+
+@dataclass(frozen=True)
+class Rates:
+    """USD per million tokens for each token class."""
+
+    input: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+    cache_read: Decimal
+    output: Decimal
+
+    def scaled(self, factor: Decimal) -> Rates:
+        return Rates(*(getattr(self, f) * factor for f in RATE_FIELDS))
+
+    def as_json(self) -> dict[str, str]:
+        return {f: decimal_text(getattr(self, f)) for f in RATE_FIELDS}
+
+
+@dataclass(frozen=True)
+class PriceTier:
+    """Rates that apply to a whole request once its total input is above ``above_input_tokens``."""
+
+    above_input_tokens: int
+    rates: Rates
+
+    def as_json(self) -> dict[str, Any]:
+        return {"above_input_tokens": self.above_input_tokens, **self.rates.as_json()}
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    model: str  # the catalog name
+    provider: str | None
+    rates: Rates
+    tiers: tuple[PriceTier, ...] = ()  # sorted by threshold, ascending
+    source: str = "catalog"  # catalog | override | file:<path>
+    note: str | None = None
+
+    def tier_for(self, context_tokens: int) -> PriceTier | None:
+        """The highest tier whose threshold the request's total input is strictly above."""
+        chosen = None
+        for tier in self.tiers:
+            if context_tokens > tier.above_input_tokens:
+                chosen = tier
+        return chosen
+
+    def rates_for(self, context_tokens: int) -> Rates:
+        tier = self.tier_for(context_tokens)
+        return tier.rates if tier else self.rates
+
+    def scaled(self, factor: Decimal) -> ModelPrice:
+        tiers = tuple(PriceTier(t.above_input_tokens, t.rates.scaled(factor)) for t in self.tiers)
+        return replace(self, rates=self.rates.scaled(factor), tiers=tiers)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "provider": self.provider,
+            **self.rates.as_json(),
+            "tiers": [t.as_json() for t in self.tiers],
+            "source": self.source,
+            "note": self.note,
+        }
+
+
+def decimal_text(value: Decimal) -> str:
+    """A plain decimal string without exponent or trailing zeros ("3", "0.3", "22.5")."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def to_decimal(value: Any, where: str, field: str) -> Decimal:
+    """A non-negative Decimal from a JSON/YAML scalar; floats go through ``str`` so 0.3 stays 0.3."""
+    if isinstance(value, bool) or value is None:
+        raise _bad(where, field, f"expected a non-negative number, got {value!r}")
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise _bad(where, field, f"expected a non-negative number, got {value!r}") from None
+    if not number.is_finite() or number < 0:
+        raise _bad(where, field, f"expected a non-negative number, got {value!r}")
+    return number
+
+
+def rates_from(data: Mapping[str, Any], where: str, prefix: str, base: Rates | None = None) -> Rates:
+    """Rates from a mapping with RATE_FIELDS keys; missing ones come from ``base`` or the input rate.
+
+    ``cache_write`` is accepted as a spelling of ``cache_write_5m``.
+    """
+    def get(field: str) -> Decimal | None:
+        raw = data.get(field)
+        if raw is None and field == "cache_write_5m":
+            raw = data.get("cache_write")
+        return None if raw is None else to_decimal(raw, where, f"{prefix}{field}")
+
+    inp = get("input")
+    out = get("output")
+    if base is None and (inp is None or out is None):
+        raise _bad(where, prefix.rstrip(".") or None, "a new model needs at least `input` and `output` "
+                   "(USD per million tokens)")
+    inp = inp if inp is not None else base.input  # type: ignore[union-attr]
+    out = out if out is not None else base.output  # type: ignore[union-attr]
+    w5 = get("cache_write_5m")
+    w5 = w5 if w5 is not None else (base.cache_write_5m if base else inp)
+    w1 = get("cache_write_1h")
+    w1 = w1 if w1 is not None else (base.cache_write_1h if base else w5)
+    rd = get("cache_read")
+    rd = rd if rd is not None else (base.cache_read if base else inp)
+    return Rates(input=inp, cache_write_5m=w5, cache_write_1h=w1, cache_read=rd, output=out)
+
+
+def tiers_from(raw: Any, where: str, prefix: str, base: Rates) -> tuple[PriceTier, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _bad(where, f"{prefix}tiers", "expected a list of {above_input_tokens, input, output, ...}")
+    tiers = []
+    for i, item in enumerate(raw):
+        field = f"{prefix}tiers[{i}]"
+        if not isinstance(item, Mapping):
+            raise _bad(where, field, "expected a mapping")
+        threshold = item.get("above_input_tokens")
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold <= 0:
+            raise _bad(where, f"{field}.above_input_tokens", "expected a positive integer")
+        tiers.append(PriceTier(threshold, rates_from(item, where, f"{field}.", base)))
+    return tuple(sorted(tiers, key=lambda t: t.above_input_tokens))
+
+
+def _bad(where: str, field: str | None, message: str) -> PricingError:
+    return PricingError("invalid price data", [Problem(message, file=where, field=field)])
