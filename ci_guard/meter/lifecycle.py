@@ -1,0 +1,185 @@
+"""The parts of a metered run that come before and after the agent, shared by `run` and `start`/`stop`.
+
+Before: load the policy, decide (budgets read from the ledger), reserve the run's worst case on
+every budget that applies (all or none), record the run. After: wait for queued call rows, finish
+the run, release the reservation, write the summary atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ci_guard.context.model import RunContext
+from ci_guard.errors import BudgetExceededError, LedgerError
+from ci_guard.ledger.records import RunRecord
+from ci_guard.meter.live_log import LiveLog
+from ci_guard.meter.pricer import CatalogPricer
+from ci_guard.meter.recorder import LedgerRecorder
+from ci_guard.meter.session import new_run_id
+from ci_guard.meter.summary import RunSummary
+from ci_guard.policy.decision import Decision
+from ci_guard.secrets import redact
+
+DEFAULT_LEDGER_URL = "sqlite:///.ci-guard/ledger.db"
+
+
+def resolve_ledger_url(url: str | None, environ: dict[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return url or env.get("CI_GUARD_LEDGER") or DEFAULT_LEDGER_URL
+
+
+@dataclass
+class PreparedRun:
+    run_id: str
+    decision: Decision
+    ledger_url: str | None
+    pricer: CatalogPricer | None = None
+    recorder: LedgerRecorder = field(default_factory=lambda: LedgerRecorder(None))
+    reserved_usd: Decimal | None = None
+    refused_summary: RunSummary | None = None
+
+
+def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None, budget_snapshot: str | None,
+                now: datetime | None, live: LiveLog, run_id: str | None = None) -> PreparedRun:
+    from ci_guard.ledger import open_ledger
+    from ci_guard.policy.decide import evaluate, load_policy
+    from ci_guard.policy.snapshot import SnapshotBudgetSource
+
+    now = now or datetime.now(UTC)
+    run_id = run_id or new_run_id()
+    policy = load_policy(policy_path)
+    url = resolve_ledger_url(ledger_url)
+    store, ledger_problem = _open_store(open_ledger, url)
+    try:
+        source = SnapshotBudgetSource(budget_snapshot) if budget_snapshot else store
+        decision = evaluate(policy, context, budget_source=source, now=now)
+        if ledger_problem and decision.allowed:
+            decision = _apply_ledger_error(decision, ledger_problem)
+        if not decision.allowed:
+            summary = _refused(run_id, decision, now)
+            if store is not None:
+                _record_refused(store, summary, decision, now)
+            live.info(f"run refused by policy: {decision.decision} ({decision.rule}): {decision.reason or ''}")
+            return PreparedRun(run_id, decision, url if store else None, refused_summary=summary)
+        reserved = None
+        if store is not None:
+            decision, reserved = _reserve(store, policy, decision, context, run_id, now, live)
+            if not decision.allowed:
+                summary = _refused(run_id, decision, now)
+                _record_refused(store, summary, decision, now)
+                return PreparedRun(run_id, decision, url, refused_summary=summary)
+            store.start_run(_run_record(run_id, decision, now, "running"), _keys(policy, context, now))
+    finally:
+        if store is not None:
+            store.close()
+    pricer = CatalogPricer.from_policy(policy, policy_path, decision)
+    recorder = LedgerRecorder((lambda: open_ledger(url)) if store is not None else None,
+                              spill_path=f".ci-guard/{run_id}.unrecorded.jsonl" if store is not None else None)
+    return PreparedRun(run_id, decision, url if store else None, pricer, recorder, reserved)
+
+
+def _open_store(open_ledger: Any, url: str) -> tuple[Any, str | None]:
+    try:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        return open_ledger(url), None
+    except LedgerError as exc:
+        return None, redact(exc.render())
+
+
+def _apply_ledger_error(decision: Decision, problem: str) -> Decision:
+    if decision.enforcement.on_ledger_error == "allow":
+        return decision.model_copy(update={"notes": [*decision.notes, f"ledger unavailable, run not recorded: {problem}"]})
+    return decision.model_copy(update={
+        "decision": "deny", "rule": "on_ledger_error",
+        "reason": f"the ledger could not be reached and the policy says deny: {problem}",
+    })
+
+
+def _keys(policy: Any, context: RunContext, now: datetime) -> list[Any]:
+    from ci_guard.ledger.budgets import budget_keys
+
+    return budget_keys(policy.budgets, context, now)
+
+
+def _reserve(store: Any, policy: Any, decision: Decision, context: RunContext, run_id: str, now: datetime,
+             live: LiveLog) -> tuple[Decision, Decimal | None]:
+    amount = decision.limits.max_cost_usd
+    keys = _keys(policy, context, now)
+    if amount is None or not keys:
+        return decision, None
+    clamp = decision.enforcement.on_budget_exceeded == "clamp"
+    try:
+        reservation = store.reserve(run_id, keys, amount, decision.enforcement.reservation_ttl_s, now, clamp=clamp)
+    except BudgetExceededError as exc:
+        return decision.model_copy(update={
+            "decision": "deny", "rule": f"budget:{exc.budget}",
+            "reason": f"the run's worst case (max_cost_usd ${amount}) does not fit: {exc}",
+        }), None
+    if reservation.amount_usd < amount:
+        live.info(f"budget nearly spent: max_cost_usd clamped from ${amount} to ${reservation.amount_usd}")
+        limits = decision.limits.model_copy(update={"max_cost_usd": reservation.amount_usd})
+        decision = decision.model_copy(update={
+            "limits": limits,
+            "notes": [*decision.notes, f"max_cost_usd clamped to ${reservation.amount_usd} (remaining budget)"],
+        })
+    return decision, reservation.amount_usd
+
+
+def _run_record(run_id: str, decision: Decision, now: datetime, status: str) -> RunRecord:
+    ctx = decision.context
+    return RunRecord(
+        run_id=run_id, started_at=now, decision=decision.decision, status=status,
+        org=ctx.org, team=ctx.team, repo=ctx.repo, user=ctx.actor, workflow=ctx.workflow, agent=ctx.agent,
+        environment=ctx.environment, trigger=ctx.trigger, pr=ctx.pr, branch=ctx.head_branch, cohort=ctx.cohort,
+        platform=ctx.platform, rule=decision.rule, reason=decision.reason, model=decision.model,
+        limits=decision.as_json()["limits"],
+    )
+
+
+def _refused(run_id: str, decision: Decision, now: datetime) -> RunSummary:
+    status = "skipped" if decision.decision == "skip" else "denied"
+    return RunSummary(run_id=run_id, decision=decision.as_json(), status=status,
+                      started_at=now.isoformat(), ended_at=now.isoformat())
+
+
+def _record_refused(store: Any, summary: RunSummary, decision: Decision, now: datetime) -> None:
+    try:
+        store.start_run(_run_record(summary.run_id, decision, now, summary.status), [])
+        store.finish_run(summary.run_id, summary.status, None, now)
+    except LedgerError:
+        pass  # a refused run costs nothing; not recording it must not turn a deny into a crash
+
+
+def finish_run(prepared: PreparedRun, summary: RunSummary) -> None:
+    recorder = prepared.recorder
+    if recorder.enabled:
+        recorder.flush()
+        ended = datetime.fromisoformat(summary.ended_at) if summary.ended_at else datetime.now(UTC)
+        try:
+            recorder.call("finish_run", summary.run_id, summary.status, summary.stop_reason, ended,
+                          agent_exit_code=summary.agent_exit_code, session_id=summary.session_id)
+            recorder.call("settle", summary.run_id)
+        except LedgerError as exc:
+            LiveLog().info(f"warning: could not finish the run in the ledger: {redact(exc.render())}")
+    recorder.close()
+
+
+def write_summary(summary: RunSummary, path: str | None) -> None:
+    """Write the summary JSON atomically (a reader never sees half a file)."""
+    if not path:
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".summary-", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(summary.to_json(), fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, target)

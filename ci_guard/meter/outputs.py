@@ -1,0 +1,85 @@
+"""GitHub Actions step outputs and step summary of a metered run."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+
+from ci_guard.meter.summary import RunSummary
+from ci_guard.secrets import redact
+
+
+def write_github_outputs(values: Mapping[str, object], path: str | None = None) -> None:
+    """Append ``name<<DELIM`` blocks to $GITHUB_OUTPUT (safe for any value, multi-line included)."""
+    target = path or os.environ.get("GITHUB_OUTPUT")
+    if not target:
+        return
+    lines = []
+    for name, value in values.items():
+        text = "" if value is None else redact(str(value))
+        delim = f"ci_guard_{secrets.token_hex(8)}"
+        lines.append(f"{name}<<{delim}\n{text}\n{delim}\n")
+    with open(target, "a", encoding="utf-8") as fh:
+        fh.write("".join(lines))
+
+
+def append_step_summary(markdown: str, path: str | None = None) -> None:
+    target = path or os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    with open(target, "a", encoding="utf-8") as fh:
+        fh.write(redact(markdown).rstrip("\n") + "\n\n")
+
+
+def run_outputs(summary: RunSummary, summary_path: str | None) -> dict[str, object]:
+    decision = summary.decision
+    limits = decision.get("limits") or {}
+    return {
+        "run-id": summary.run_id,
+        "decision": decision.get("decision"),
+        "rule": decision.get("rule"),
+        "model": decision.get("model"),
+        "max-turns": limits.get("max_turns"),
+        "max-cost-usd": limits.get("max_cost_usd"),
+        "status": summary.status,
+        "stop-reason": summary.stop_reason or "",
+        "cost-usd": str(summary.cost_usd),
+        "turns": summary.turns,
+        "tool-calls": summary.tool_calls,
+        "agent-exit-code": "" if summary.agent_exit_code is None else summary.agent_exit_code,
+        "summary-path": os.path.abspath(summary_path) if summary_path else "",
+    }
+
+
+def run_step_summary(summary: RunSummary) -> str:
+    d = summary.decision
+    limits = d.get("limits") or {}
+    t = summary.tokens
+    cap = limits.get("max_cost_usd")
+    stop = f" — stopped by **{summary.stop_reason}**" if summary.stop_reason else ""
+    rows = [
+        f"### ci-guard: {summary.status}{stop}",
+        "",
+        "| decision | rule | model | turns | tool calls | tokens (in / cache read / cache write / out) | cost |",
+        "|---|---|---|---|---|---|---|",
+        f"| {d.get('decision')} | {_cell(d.get('rule'))} | {_cell(d.get('model'))} | "
+        f"{summary.turns}/{limits.get('max_turns') or '∞'} | {summary.tool_calls} | "
+        f"{t.get('input', 0):,} / {t.get('cache_read', 0):,} / {t.get('cache_write', 0):,} / {t.get('output', 0):,} | "
+        f"${summary.cost_usd}" + (f" / ${cap}" if cap else "") + " |",
+    ]
+    if summary.stop_detail:
+        rows += ["", _cell(summary.stop_detail)]
+    if summary.status in ("denied", "skipped") and d.get("reason"):
+        rows += ["", _cell(d.get("reason"))]
+    return "\n".join(rows)
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace("@", "@\u200d")
+
+
+def emit_github_run_outputs(summary: RunSummary, summary_path: str | None) -> None:
+    write_github_outputs(run_outputs(summary, summary_path))
+    append_step_summary(run_step_summary(summary))

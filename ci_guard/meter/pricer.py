@@ -1,0 +1,60 @@
+"""Prices calls for the proxy, from the catalog with the policy's `pricing:` section applied."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ci_guard.pricing.catalog import Catalog, PriceResolution, load_catalog
+from ci_guard.pricing.cost import cost, max_output_for_budget, worst_case_cost
+from ci_guard.pricing.rates import ModelPrice
+from ci_guard.pricing.usage import Usage
+
+# When a request names no output cap, its worst case assumes this many output tokens. A request
+# whose assumed worst case does not fit the remaining cost cap gets an explicit cap that fits.
+ASSUMED_MAX_OUTPUT = 32_000
+
+
+class CatalogPricer:
+    def __init__(self, catalog: Catalog, default_model: str | None = None) -> None:
+        self.catalog = catalog
+        self.default_model = default_model
+        self._cache: dict[str | None, PriceResolution] = {}
+
+    @classmethod
+    def from_policy(cls, policy: Any, policy_path: str | None, decision: Any = None) -> CatalogPricer:
+        base = Path(policy_path).parent if policy_path else None
+        catalog = load_catalog(getattr(policy, "pricing", None), base)
+        return cls(catalog, getattr(decision, "model", None))
+
+    def _resolve(self, model: str | None) -> PriceResolution:
+        if model not in self._cache:
+            self._cache[model] = self.catalog.resolve(model)
+        return self._cache[model]
+
+    def price(self, model: str | None) -> ModelPrice | None:
+        price = self._resolve(model).price
+        if price is None and self.default_model and model != self.default_model:
+            price = self._resolve(self.default_model).price
+        return price
+
+    def refusal(self, model: str | None) -> str | None:
+        res = self._resolve(model)
+        return f"ci-guard: {res.warning}" if res.denied else None
+
+    def cost(self, model: str | None, usage: Usage) -> Decimal:
+        price = self.price(model)
+        return cost(usage, price).total_usd if price is not None else Decimal(0)
+
+    def worst_case(self, model: str | None, input_tokens: int, max_output_tokens: int | None) -> Decimal | None:
+        price = self.price(model)
+        if price is None:
+            return None
+        return worst_case_cost(price, input_tokens, max_output_tokens or ASSUMED_MAX_OUTPUT)
+
+    def max_output_within(self, model: str | None, input_tokens: int, budget_usd: Decimal) -> int | None:
+        price = self.price(model)
+        if price is None:
+            return None
+        return max_output_for_budget(price, input_tokens, budget_usd)

@@ -1,0 +1,129 @@
+"""`ci-guard run` as a library call: decide, reserve, meter the agent, settle, summarise.
+
+    outcome = run_agent(RunRequest(policy_path="policy.yml", context=ctx, command=["claude", "-p", "..."]))
+    outcome.exit_code, outcome.summary.cost_usd
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ci_guard.context.model import RunContext
+from ci_guard.meter import lifecycle
+from ci_guard.meter.caps import CapGuard
+from ci_guard.meter.live_log import LiveLog
+from ci_guard.meter.presets import agent_environment, apply_preset, detect_preset
+from ci_guard.meter.proxy import MeterProxy, Upstreams
+from ci_guard.meter.session import MeterSession, new_run_id, new_run_token
+from ci_guard.meter.summary import RunSummary
+from ci_guard.meter.supervisor import Supervisor, agent_exit_status
+from ci_guard.secrets import register
+
+# Documented exit codes of `ci-guard run` (besides the agent's own).
+EXIT_POLICY_REFUSED = 80  # the policy denied or skipped the run, or its budget did not fit
+EXIT_CAP_STOPPED = 81  # a cap stopped the agent
+
+
+@dataclass
+class RunRequest:
+    policy_path: str
+    context: RunContext
+    command: list[str]
+    ledger_url: str | None = None
+    budget_snapshot: str | None = None
+    preset: str = "auto"
+    upstreams: Upstreams = field(default_factory=Upstreams)
+    summary_path: str | None = None
+    quiet: bool = False
+    environ: Mapping[str, str] | None = None
+    cwd: str | None = None
+    grace_s: float = 3.0
+    kill_after_s: float = 5.0
+    now: datetime | None = None
+
+
+@dataclass
+class RunOutcome:
+    summary: RunSummary
+    exit_code: int
+
+
+def upstreams_from_env(env: Mapping[str, str], anthropic: str | None = None, openai: str | None = None) -> Upstreams:
+    """Upstream URLs (flag, then CI_GUARD_*_UPSTREAM, then the provider) and the real keys."""
+    ups = Upstreams(
+        anthropic=anthropic or env.get("CI_GUARD_ANTHROPIC_UPSTREAM") or Upstreams.anthropic,
+        openai=openai or env.get("CI_GUARD_OPENAI_UPSTREAM") or Upstreams.openai,
+        anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
+        anthropic_auth_token=env.get("ANTHROPIC_AUTH_TOKEN") or None,
+        openai_api_key=env.get("OPENAI_API_KEY") or env.get("CODEX_API_KEY") or None,
+    )
+    for secret in (ups.anthropic_api_key, ups.anthropic_auth_token, ups.openai_api_key):
+        register(secret)
+    return ups
+
+
+def run_agent(req: RunRequest) -> RunOutcome:
+    env = dict(os.environ if req.environ is None else req.environ)
+    live = LiveLog(quiet=req.quiet)
+    prepared = lifecycle.prepare_run(
+        policy_path=req.policy_path, context=req.context, ledger_url=req.ledger_url,
+        budget_snapshot=req.budget_snapshot, now=req.now, live=live,
+    )
+    if prepared.refused_summary is not None:
+        lifecycle.write_summary(prepared.refused_summary, req.summary_path)
+        return RunOutcome(prepared.refused_summary, EXIT_POLICY_REFUSED)
+    return asyncio.run(_run_async(req, prepared, env, live))
+
+
+async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict[str, str],
+                     live: LiveLog) -> RunOutcome:
+    decision = prepared.decision
+    guard = CapGuard(decision.limits, on_cost_cap=decision.enforcement.on_cost_cap)
+    session = MeterSession(
+        run_id=prepared.run_id, token=new_run_token(), decision=decision, guard=guard,
+        pricer=prepared.pricer, recorder=prepared.recorder, live=live, stop_event=asyncio.Event(),
+    )
+    register(session.token)
+    proxy = MeterProxy(session, req.upstreams)
+    await proxy.start()
+    live.info(f"run {session.run_id}: {decision.model or 'any model'}, rule {decision.rule!r}, "
+              f"proxy {proxy.url}")
+    agent_env = agent_environment(env, proxy_url=proxy.url, token=session.token, run_id=session.run_id,
+                                  model=decision.model, max_turns=decision.limits.max_turns)
+    preset = detect_preset(req.command) if req.preset == "auto" else req.preset
+    launch = apply_preset(preset, req.command, agent_env, proxy_url=proxy.url, model=decision.model,
+                          max_turns=decision.limits.max_turns)
+    supervisor = Supervisor(session, grace_s=req.grace_s, kill_after_s=req.kill_after_s)
+    try:
+        exit_info = await supervisor.run(launch.command, launch.env, cwd=req.cwd)
+    finally:
+        await proxy.close()
+    code = agent_exit_status(exit_info.exit_code)
+    status = "stopped" if guard.stopped else "completed"
+    summary = session.summary(status=status, agent_exit_code=code)
+    lifecycle.finish_run(prepared, summary)
+    lifecycle.write_summary(summary, req.summary_path)
+    live.info(f"run {session.run_id} {status}: {summary.turns} turns, {summary.tool_calls} tool calls, "
+              f"${summary.cost_usd} in {summary.runtime_s:.1f}s"
+              + (f" (stopped by {summary.stop_reason})" if summary.stop_reason else ""))
+    exit_code = EXIT_CAP_STOPPED if guard.stopped else code
+    return RunOutcome(summary, exit_code)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+__all__ = [
+    "EXIT_CAP_STOPPED",
+    "EXIT_POLICY_REFUSED",
+    "RunOutcome",
+    "RunRequest",
+    "new_run_id",
+    "run_agent",
+    "upstreams_from_env",
+]
