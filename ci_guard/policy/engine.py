@@ -1,0 +1,324 @@
+"""The policy engine: a pure function from (policy, context, budget statuses) to a Decision.
+
+Speed matters (the engine runs before every agent job and in bulk in `ci-guard test`), so the
+policy is compiled once: top-level string/label/flag conditions go into per-field bitmask indexes
+(bit *i* = rule *i*), a decision ANDs one mask per field to get the candidate rules, and only the
+candidates' remaining conditions (comparisons, paths, budgets, not/any) are evaluated, lowest bit
+first, which preserves "the first matching rule decides".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ci_guard.context.model import RunContext
+from ci_guard.policy.compiled import FLAG_FIELDS, STRING_FIELDS, Facts, Flag, LabelsAny, Node, StringIn, compile_when
+from ci_guard.policy.conditions import GlobSet, compile_glob, is_literal, literal_value
+from ci_guard.policy.decision import BudgetStatus, Decision, Enforcement, Limits
+from ci_guard.policy.models import LimitsSpec, Policy, Rule
+
+NO_RULE = "no rule matched; a policy denies by default"
+MAX_HINT_LABELS = 32
+
+
+@dataclass
+class Outcome:
+    """What an allow rule grants, resolved once at compile time."""
+
+    model: str | None
+    tier: str | None
+    limits: Limits
+
+
+@dataclass
+class CompiledRule:
+    index: int
+    rule: Rule
+    nodes: list[Node]  # every top-level condition (for explain and hints)
+    residual: list[Node]  # the ones the bitmask indexes do not cover
+    granted: Outcome | None = None
+    escalated: Outcome | None = None
+    escalation_labels: frozenset[str] = frozenset()
+
+
+@dataclass
+class FieldIndex:
+    wild: int = 0  # rules with no condition on this field
+    literals: dict[Any, int] = field(default_factory=dict)
+    globs: list[tuple[Any, int]] = field(default_factory=list)  # (compiled regex, mask)
+
+    def mask(self, value: Any) -> int:
+        if value is None:
+            return self.wild
+        out = self.wild | self.literals.get(value, 0)
+        for regex, bits in self.globs:
+            if regex.fullmatch(value):
+                out |= bits
+        return out
+
+    def mask_any(self, values: Sequence[str]) -> int:
+        out = self.wild
+        for value in values:
+            out |= self.literals.get(value, 0)
+            for regex, bits in self.globs:
+                if regex.fullmatch(value):
+                    out |= bits
+        return out
+
+
+@dataclass
+class CompiledPolicy:
+    policy: Policy
+    rules: list[CompiledRule]
+    indexes: dict[str, FieldIndex]
+    all_mask: int
+    refs: dict[str, int]  # field -> mask of rules that read it anywhere (for notes)
+    enforcement: Enforcement
+    team_members: dict[str, str]
+    team_repos: list[tuple[str, GlobSet]]
+    hint_labels: tuple[str, ...]
+
+
+# compile ---------------------------------------------------------------------------------------
+
+def compiled(policy: Policy) -> CompiledPolicy:
+    """The compiled form of a policy (cached on the policy object)."""
+    if policy._compiled is None:
+        policy._compiled = compile_policy(policy)
+    return policy._compiled
+
+
+def compile_policy(policy: Policy) -> CompiledPolicy:
+    rules = [_compile_rule(policy, i, rule) for i, rule in enumerate(policy.rules)]
+    indexes = _build_indexes(rules)
+    refs: dict[str, int] = {}
+    for cr in rules:
+        for node in cr.nodes:
+            for key in node.fields():
+                refs[key] = refs.get(key, 0) | (1 << cr.index)
+    members: dict[str, str] = {}
+    for name, team in policy.teams.items():
+        for login in team.members:
+            members.setdefault(login.casefold(), name)
+    return CompiledPolicy(
+        policy=policy, rules=rules, indexes=indexes, all_mask=(1 << len(rules)) - 1, refs=refs,
+        enforcement=build_enforcement(policy), team_members=members,
+        team_repos=[(name, GlobSet(tuple(t.repos))) for name, t in policy.teams.items() if t.repos],
+        hint_labels=_hint_labels(policy),
+    )
+
+
+def _compile_rule(policy: Policy, index: int, rule: Rule) -> CompiledRule:
+    nodes = compile_when(rule.when)
+    residual = [n for n in nodes if not isinstance(n, StringIn | LabelsAny | Flag)]
+    cr = CompiledRule(index=index, rule=rule, nodes=nodes, residual=residual)
+    if rule.decision == "allow":
+        base = merge_limits(policy.defaults.limits, rule.limits)
+        model, tier = policy.resolve_model(rule.model or policy.defaults.model)
+        cr.granted = Outcome(model, tier, to_limits(base))
+        if rule.escalation is not None:
+            esc = rule.escalation
+            emodel, etier = policy.resolve_model(esc.model)
+            cr.escalated = Outcome(emodel, etier, to_limits(merge_limits(base, esc.limits)))
+            cr.escalation_labels = frozenset(esc.label)
+    return cr
+
+
+def merge_limits(base: LimitsSpec, over: LimitsSpec | None) -> LimitsSpec:
+    """Keys set in ``over`` (even to null) replace those of ``base``."""
+    if over is None:
+        return base
+    data = {k: getattr(base, k) for k in base.model_fields_set}
+    data.update({k: getattr(over, k) for k in over.model_fields_set})
+    return LimitsSpec.model_validate(data) if data else LimitsSpec()
+
+
+def to_limits(spec: LimitsSpec) -> Limits:
+    return Limits(max_turns=spec.max_turns, max_cost_usd=spec.max_cost_usd, max_runtime_s=spec.max_runtime,
+                  max_context_tokens=spec.max_context_tokens, max_tool_calls=spec.max_tool_calls,
+                  max_identical_retries=spec.max_identical_retries)
+
+
+def build_enforcement(policy: Policy) -> Enforcement:
+    e = policy.enforcement
+    allowed = [policy.resolve_model(name)[0] or name for name in e.allowed_models]
+    return Enforcement(
+        model_enforcement=e.model_enforcement, on_cost_cap=e.on_cost_cap,
+        allow_unmetered_posts=list(e.allow_unmetered_posts), allowed_models=allowed,
+        on_unknown_model=policy.pricing.on_unknown_model,
+        fallback_model=policy.resolve_model(policy.pricing.fallback_model)[0],
+        on_ledger_error=e.on_ledger_error, on_budget_exceeded=e.on_budget_exceeded,
+        reservation_ttl_s=e.reservation_ttl,
+    )
+
+
+def _build_indexes(rules: list[CompiledRule]) -> dict[str, FieldIndex]:
+    indexed = [*STRING_FIELDS, "labels", *FLAG_FIELDS]
+    indexes: dict[str, FieldIndex] = {}
+    for key in indexed:
+        users = [cr for cr in rules if any(n.key == key for n in cr.nodes)]
+        if not users:
+            continue
+        index = FieldIndex()
+        patterns: dict[str, int] = {}
+        for cr in rules:
+            bit = 1 << cr.index
+            node = next((n for n in cr.nodes if n.key == key), None)
+            if node is None:
+                index.wild |= bit
+            elif isinstance(node, Flag):
+                index.literals[node.expected] = index.literals.get(node.expected, 0) | bit
+            else:
+                for pattern in node.globs.patterns:  # type: ignore[attr-defined]
+                    if is_literal(pattern):
+                        lit = literal_value(pattern)
+                        index.literals[lit] = index.literals.get(lit, 0) | bit
+                    else:
+                        patterns[pattern] = patterns.get(pattern, 0) | bit
+        index.globs = [(compile_glob(p), bits) for p, bits in patterns.items()]
+        indexes[key] = index
+    return indexes
+
+
+def _hint_labels(policy: Policy) -> tuple[str, ...]:
+    from ci_guard.policy.lint import walk_when
+
+    labels: list[str] = []
+    for i, rule in enumerate(policy.rules):
+        for _, when in walk_when(rule.when, ("rules", i)):
+            labels += [lab for lab in when.labels or [] if is_literal(lab)]
+    return tuple(dict.fromkeys(labels))[:MAX_HINT_LABELS]
+
+
+# decide ----------------------------------------------------------------------------------------
+
+def resolve_team(policy: Policy, ctx: RunContext) -> RunContext:
+    """Fill ``ctx.team`` from `teams:` (members first, then repository globs) when it is unknown."""
+    if ctx.team is not None or not policy.teams:
+        return ctx
+    cp = compiled(policy)
+    team = cp.team_members.get(ctx.actor.casefold()) if ctx.actor else None
+    if team is None and ctx.repo:
+        team = next((name for name, globs in cp.team_repos if globs.match(ctx.repo)), None)
+    return ctx if team is None else ctx.model_copy(update={"team": team})
+
+
+def first_match(cp: CompiledPolicy, facts: Facts) -> tuple[CompiledRule | None, int]:
+    """The deciding rule (or None) and the candidate mask it was picked from."""
+    ctx = facts.ctx
+    candidates = cp.all_mask
+    for key, index in cp.indexes.items():
+        if key == "labels":
+            candidates &= index.mask_any(ctx.labels)
+        else:
+            candidates &= index.mask(facts.value(key))
+        if not candidates:
+            return None, 0
+    initial = candidates
+    rules = cp.rules
+    while candidates:
+        low = candidates & -candidates
+        cr = rules[low.bit_length() - 1]
+        for node in cr.residual:
+            if node.eval(facts) is not True:
+                break
+        else:
+            return cr, initial
+        candidates ^= low
+    return None, initial
+
+
+def decide(policy: Policy, ctx: RunContext, budgets: Sequence[BudgetStatus], now: datetime | None = None
+           ) -> Decision:
+    """Decide one run. Pure: the same inputs always give the same Decision."""
+    cp = compiled(policy)
+    ctx = resolve_team(policy, ctx)
+    facts = Facts(ctx, {b.name: b for b in budgets})
+    cr, initial = first_match(cp, facts)
+    notes = _notes(cp, facts, cr, initial)
+    if cr is None:
+        return Decision(decision="deny", rule=None, reason=NO_RULE, budgets=list(budgets),
+                        enforcement=cp.enforcement, context=ctx, notes=notes, hint=_hint(cp, facts))
+    rule = cr.rule
+    if rule.decision != "allow":
+        hint = rule.hint or _hint(cp, facts)
+        return Decision(decision=rule.decision, rule=rule.name, reason=rule.reason or _default_reason(rule),
+                        budgets=list(budgets), enforcement=cp.enforcement, context=ctx, notes=notes, hint=hint)
+    granted, hint, reason = cr.granted, rule.hint, rule.reason or _default_reason(rule)
+    if cr.escalated is not None:
+        label = next((lab for lab in ctx.labels if lab in cr.escalation_labels), None)
+        if label is not None:
+            granted = cr.escalated
+            notes.append(f"escalated by label {label!r}")
+            reason = rule.escalation.reason or f"{reason} (escalated by label {label!r})"  # type: ignore[union-attr]
+        else:
+            hint = hint or _escalation_hint(cr)
+    assert granted is not None
+    return Decision(decision="allow", rule=rule.name, reason=reason, model=granted.model,
+                    model_tier=granted.tier, limits=granted.limits.model_copy(), budgets=list(budgets),
+                    enforcement=cp.enforcement, context=ctx, notes=notes, hint=hint)
+
+
+def _default_reason(rule: Rule) -> str:
+    verb = {"allow": "allows", "deny": "denies", "skip": "skips"}[rule.decision]
+    return f"rule {rule.name!r} {verb} this run"
+
+
+def _escalation_hint(cr: CompiledRule) -> str:
+    esc = cr.escalated
+    assert esc is not None
+    labels = " or ".join(repr(lab) for lab in sorted(cr.escalation_labels))
+    target = f"{esc.tier} ({esc.model})" if esc.tier else str(esc.model)
+    return f"add the label {labels} to run on {target}"
+
+
+def _hint(cp: CompiledPolicy, facts: Facts) -> str | None:
+    """What would allow a denied or skipped run: a label that leads to an allow rule, if any."""
+    ctx = facts.ctx
+    for label in cp.hint_labels:
+        if label in ctx.labels:
+            continue
+        trial = Facts(ctx.model_copy(update={"labels": [*ctx.labels, label]}), facts.budgets)
+        cr, _ = first_match(cp, trial)
+        if cr is not None and cr.rule.decision == "allow":
+            return f"add the label {label!r} (rule {cr.rule.name!r} would allow the run)"
+    if ctx.draft:
+        trial = Facts(ctx.model_copy(update={"draft": False}), facts.budgets)
+        cr, _ = first_match(cp, trial)
+        if cr is not None and cr.rule.decision == "allow":
+            return f"mark the pull request ready for review (rule {cr.rule.name!r} would allow the run)"
+    return None
+
+
+def _notes(cp: CompiledPolicy, facts: Facts, cr: CompiledRule | None, initial: int) -> list[str]:
+    """Say which earlier rules could not be evaluated because the context lacks a value."""
+    below = initial & ((1 << cr.index) - 1 if cr is not None else cp.all_mask)
+    if not below:
+        return []
+    ctx = facts.ctx
+    notes = []
+    unknown: list[tuple[tuple[str, ...], str]] = []
+    if ctx.changed_paths is None:
+        unknown.append((("paths", "paths_only"), "changed files unknown"))
+    elif not ctx.changed_paths:
+        unknown.append((("paths_only",), "no changed files (paths_only never holds for an empty change)"))
+    for key in ("diff_lines", "diff_files"):
+        if facts.value(key) is None:
+            unknown.append(((key,), f"{key} unknown"))
+    missing = {n.budget for r in cp.rules for n in r.nodes if n.key == "budget_remaining"  # type: ignore[attr-defined]
+               } - set(facts.budgets)
+    if missing:
+        unknown.append((("budget_remaining",), f"budget status unknown for {', '.join(sorted(missing))}"))
+    for keys, what in unknown:
+        mask = 0
+        for key in keys:
+            mask |= cp.refs.get(key, 0)
+        mask &= below
+        if mask:
+            names = [cp.rules[i].rule.name for i in range(mask.bit_length()) if mask >> i & 1]
+            shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+            notes.append(f"{what}: {shown} could not match on {'/'.join(keys)}")
+    return notes

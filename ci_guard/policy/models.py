@@ -1,0 +1,318 @@
+"""The policy language as pydantic models (the single source of `ci-guard schema`).
+
+Every model forbids unknown keys so a typo (``whne:``, ``max_turn:``) is an error, not a silently
+ignored line. Values that need parsing (globs, comparisons, durations) are checked here so that
+the loader can report them with a line number; the engine compiles them again into matchers.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    WithJsonSchema,
+    model_validator,
+)
+
+from ci_guard.context.model import TRIGGERS
+from ci_guard.policy.conditions import glob_regex, parse_comparison
+from ci_guard.policy.durations import parse_duration
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$"
+SCOPES = ("org", "team", "repo", "user", "workflow", "agent")
+PERIODS = ("day", "week", "month")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_default=False)
+
+
+def _one_or_many(value: Any) -> Any:
+    """A single string stands for a one-element list (``base_branch: main``)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and not value:
+        raise ValueError("expected at least one value (an empty list never matches)")
+    return value
+
+
+def _check_globs(values: list[str]) -> list[str]:
+    for value in values:
+        glob_regex(value)
+    return values
+
+
+def _check_count(value: Any) -> str:
+    return parse_comparison(value, kind="count").text
+
+
+def _check_budget_cmp(value: Any) -> str:
+    return parse_comparison(value, kind="budget").text
+
+
+def _check_duration(value: Any) -> int:
+    return parse_duration(value)
+
+
+def _check_timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"expected an IANA time zone such as UTC or Europe/Berlin, got {value!r}") from exc
+    return value
+
+
+def _check_alert(value: Any) -> str | Decimal:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        number = value.strip()[:-1].strip()
+        try:
+            pct = Decimal(number)
+        except ArithmeticError:
+            pct = Decimal(-1)
+        if not number or pct <= 0 or not pct.is_finite():
+            raise ValueError(f'expected a percentage such as "80%" or an amount in USD, got {value!r}')
+        return f"{pct.normalize():f}%"
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+        raise ValueError(f'expected a percentage such as "80%" or an amount in USD, got {value!r}')
+    try:
+        usd = Decimal(str(value).lstrip("$"))
+    except ArithmeticError:
+        raise ValueError(f'expected a percentage such as "80%" or an amount in USD, got {value!r}') from None
+    if not usd.is_finite() or usd <= 0:
+        raise ValueError(f"expected a positive amount in USD, got {value!r}")
+    return usd
+
+
+_STR_OR_LIST = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
+_CMP_COUNT = {"type": "string", "pattern": r"^\s*(<=|>=|==|!=|<|>|=)\s*\d+\s*$",
+              "description": 'A comparison such as "> 5000".'}
+_CMP_BUDGET = {"type": "string", "pattern": r"^\s*(<=|>=|==|!=|<|>|=)\s*\$?\s*\d+(\.\d+)?\s*%?\s*$",
+               "description": 'Remaining budget: "< 50" (USD) or "<= 20%" (of the limit).'}
+_DURATION = {"anyOf": [{"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"},
+                       {"type": "integer", "minimum": 1}],
+             "description": "A duration: 90s, 15m, 1h, 1h30m, or a number of seconds."}
+_TRIGGER_ENUM = {"enum": list(TRIGGERS)}
+
+Globs = Annotated[list[str], BeforeValidator(_one_or_many), AfterValidator(_check_globs),
+                  WithJsonSchema(_STR_OR_LIST)]
+Names = Annotated[list[str], BeforeValidator(_one_or_many), WithJsonSchema(_STR_OR_LIST)]
+Trigger = Literal["pull_request", "push", "schedule", "manual", "comment", "other"]
+Triggers = Annotated[list[Trigger], BeforeValidator(_one_or_many),
+                     WithJsonSchema({"anyOf": [_TRIGGER_ENUM, {"type": "array", "items": _TRIGGER_ENUM,
+                                                                "minItems": 1}]})]
+Platforms = Annotated[list[Literal["github", "gitlab", "local"]], BeforeValidator(_one_or_many),
+                      WithJsonSchema({"anyOf": [{"enum": ["github", "gitlab", "local"]},
+                                                {"type": "array", "items": {"enum": ["github", "gitlab", "local"]}}]})]
+CountCmp = Annotated[str, BeforeValidator(_check_count), WithJsonSchema(_CMP_COUNT)]
+BudgetCmp = Annotated[str, BeforeValidator(_check_budget_cmp), WithJsonSchema(_CMP_BUDGET)]
+Duration = Annotated[int, BeforeValidator(_check_duration), WithJsonSchema(_DURATION)]
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False),
+                  WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
+                                            {"type": "string", "pattern": r"^\d+(\.\d+)?$"}]})]
+StrictFlag = Annotated[bool, Field(strict=True)]
+RuleName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+Timezone = Annotated[str, AfterValidator(_check_timezone)]
+Alert = Annotated[str | Decimal, BeforeValidator(_check_alert),
+                  WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?%$"},
+                                            {"type": "number", "exclusiveMinimum": 0}]})]
+
+
+class When(_Strict):
+    """Conditions of a rule: all must hold; a list value means any of its items."""
+
+    platform: Platforms | None = Field(None, description="github, gitlab or local.")
+    trigger: Triggers | None = Field(None, description="Normalised trigger of the run.")
+    event: Globs | None = Field(None, description="Raw forge event (pull_request_target, merge_request_event).")
+    agent: Globs | None = Field(None, description="Agent kind, e.g. pr-review.")
+    repo: Globs | None = Field(None, description="owner/name (GitLab: group/sub/project).")
+    org: Globs | None = Field(None, description="Owner or top-level group.")
+    actor: Globs | None = Field(None, description="Login of who triggered the run.")
+    team: Globs | None = Field(None, description="Team, resolved from teams: when not given.")
+    base_branch: Globs | None = Field(None, description="Target branch of the PR/MR.")
+    head_branch: Globs | None = Field(None, description="Source branch of the PR/MR.")
+    labels: Globs | None = Field(None, description="Holds when the PR/MR has any of these labels.")
+    environment: Globs | None = None
+    workflow: Globs | None = None
+    cohort: Globs | None = None
+    draft: StrictFlag | None = None
+    fork: StrictFlag | None = None
+    diff_lines: CountCmp | None = Field(None, description='Lines added + deleted, e.g. "> 5000".')
+    diff_files: CountCmp | None = Field(None, description='Changed files, e.g. "<= 3".')
+    paths: Globs | None = Field(None, description="Holds when any changed file matches (never when unknown).")
+    paths_only: Globs | None = Field(
+        None, description="Holds when every changed file matches (never when unknown or empty)."
+    )
+    budget_remaining: dict[str, BudgetCmp] | None = Field(
+        None, description='Per named budget: "< 50" (USD) or "<= 20%".'
+    )
+    not_: When | None = Field(None, alias="not", description="Holds when the nested conditions do not.")
+    any: list[When] | None = Field(None, min_length=1, description="Holds when any nested block holds.")
+
+    def is_empty(self) -> bool:
+        return not self.model_fields_set or all(getattr(self, f) is None for f in self.model_fields_set)
+
+
+class LimitsSpec(_Strict):
+    """Hard limits; a key merges over `defaults.limits` (null removes that limit)."""
+
+    max_turns: Annotated[int, Field(gt=0)] | None = None
+    max_cost_usd: Money | None = None
+    max_runtime: Duration | None = None
+    max_context_tokens: Annotated[int, Field(gt=0)] | None = Field(None, description="Per-call input tokens.")
+    max_tool_calls: Annotated[int, Field(gt=0)] | None = None
+    max_identical_retries: Annotated[int, Field(ge=0)] | None = None
+
+
+class Escalation(_Strict):
+    """A label that lifts an allow rule onto another model (usually the large tier)."""
+
+    label: Names = Field(description="Label (or any of several labels) that escalates.")
+    model: str = Field(description="Tier name or concrete model id used when escalated.")
+    limits: LimitsSpec | None = Field(None, description="Limits merged over the rule's when escalated.")
+    reason: str | None = None
+
+
+class Rule(_Strict):
+    name: RuleName
+    description: str | None = None
+    when: When | None = Field(None, description="Omit for a catch-all rule.")
+    decision: Literal["allow", "deny", "skip"]
+    reason: str | None = None
+    hint: str | None = Field(None, description="Shown on deny/skip: what would allow the run.")
+    model: str | None = Field(None, description="Tier name or concrete model id (allow rules).")
+    limits: LimitsSpec | None = None
+    escalation: Escalation | None = None
+
+    @model_validator(mode="after")
+    def _allow_only_fields(self) -> Rule:
+        if self.decision != "allow":
+            extra = [k for k in ("model", "limits", "escalation") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} only apply to allow rules (this rule is {self.decision})")
+        return self
+
+
+class Team(_Strict):
+    members: list[str] = Field(default_factory=list, description="Forge logins (case-insensitive).")
+    repos: Globs = Field(default_factory=list, description="Repositories owned by the team (globs).")
+
+
+class Budget(_Strict):
+    """A spending limit for one scope key in one calendar period (read by the ledger)."""
+
+    name: RuleName
+    scope: Literal["org", "team", "repo", "user", "workflow", "agent"]
+    period: Literal["day", "week", "month"]
+    limit_usd: Annotated[Decimal, Field(gt=0, allow_inf_nan=False),
+                         WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+                                                   {"type": "string", "pattern": r"^\d+(\.\d+)?$"}]})]
+    alert_at: list[Alert] = Field(default_factory=list, description='"80%" of the limit or an amount in USD.')
+    timezone: Timezone = Field("UTC", description="Where the calendar period starts (weeks start Monday).")
+
+    def alert_thresholds_usd(self) -> list[Decimal]:
+        """The alert thresholds in USD, ascending."""
+        out = []
+        for a in self.alert_at:
+            if isinstance(a, str):
+                out.append((self.limit_usd * Decimal(a[:-1]) / 100).quantize(Decimal("0.000001")))
+            else:
+                out.append(a)
+        return sorted(out)
+
+
+class Defaults(_Strict):
+    model: str | None = Field(None, description="Tier name or concrete model id of allow rules.")
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+
+
+class PriceOverride(_Strict):
+    """USD per million tokens; read by the pricing engine."""
+
+    input: Money | None = None
+    output: Money | None = None
+    cache_write_5m: Money | None = None
+    cache_write_1h: Money | None = None
+    cache_read: Money | None = None
+    discount_pct: Annotated[Decimal, Field(ge=0, le=100)] | None = None
+
+
+class PricingConfig(_Strict):
+    on_unknown_model: Literal["deny", "warn", "error"] = "deny"
+    fallback_model: str | None = Field(None, description="Priced as this model when one is unknown.")
+    files: list[str] = Field(default_factory=list, description="LiteLLM-format price JSON, relative to the policy.")
+    overrides: dict[str, PriceOverride] = Field(default_factory=dict)
+
+
+class EnforcementConfig(_Strict):
+    model_enforcement: Literal["rewrite", "reject"] = "rewrite"
+    on_cost_cap: Literal["clamp", "refuse"] = "clamp"
+    allow_unmetered_posts: list[str] = Field(default_factory=list)
+    allowed_models: list[str] = Field(default_factory=list, description="Tier names or model ids.")
+    on_ledger_error: Literal["deny", "allow"] = "deny"
+    on_budget_exceeded: Literal["deny", "clamp"] = "deny"
+    reservation_ttl: Duration = 7200
+
+
+class Policy(_Strict):
+    """A whole policy file."""
+
+    version: Literal[1]
+    description: str | None = None
+    timezone: Timezone | None = Field(None, description="Default time zone of budget periods.")
+    models: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")], str] = Field(
+        default_factory=dict, description="Tier name -> concrete model id."
+    )
+    teams: dict[str, Team] = Field(default_factory=dict)
+    budgets: list[Budget] = Field(default_factory=list)
+    defaults: Defaults = Field(default_factory=Defaults)
+    rules: list[Rule] = Field(min_length=1, description="Ordered; the first rule whose when holds decides.")
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
+    enforcement: EnforcementConfig = Field(default_factory=EnforcementConfig)
+    comment_template: str | None = Field(None, description="Jinja2 template, relative to the policy file.")
+
+    _source: Path | None = PrivateAttr(None)
+    _compiled: Any = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _default_timezone(self) -> Policy:
+        if self.timezone:
+            for budget in self.budgets:
+                if "timezone" not in budget.model_fields_set:
+                    budget.timezone = self.timezone
+        return self
+
+    @property
+    def source(self) -> Path | None:
+        """The file this policy was loaded from, if any."""
+        return self._source
+
+    def resolve_path(self, relative: str) -> Path:
+        """A path named in the policy (price files, comment template), relative to the policy file."""
+        path = Path(relative)
+        if path.is_absolute() or self._source is None:
+            return path
+        return self._source.parent / path
+
+    def resolve_model(self, name: str | None) -> tuple[str | None, str | None]:
+        """(concrete model id, tier name or None) for a tier name or a concrete id."""
+        if name is None:
+            return None, None
+        if name in self.models:
+            return self.models[name], name
+        return name, None
+
+    def budget(self, name: str) -> Budget | None:
+        return next((b for b in self.budgets if b.name == name), None)
+
+
+When.model_rebuild()

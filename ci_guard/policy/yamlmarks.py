@@ -1,0 +1,119 @@
+"""YAML to plain data while remembering where every value came from.
+
+``yaml.compose`` gives a node tree with marks; we build the data ourselves so that each path
+(``("rules", 3, "when", "diff_lines")``) maps to its ``(line, column)``, duplicate keys become
+errors instead of silently keeping the last one, and floats become exact ``Decimal`` (money).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import yaml
+
+from ci_guard.errors import Problem
+
+Path = tuple[Any, ...]
+
+
+@dataclass
+class Located:
+    """Parsed data, the position of every path in it, and the structural problems found."""
+
+    data: Any
+    marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def where(self, path: Path) -> tuple[int | None, int | None]:
+        """The position of the longest known prefix of ``path`` (a missing key points at its parent)."""
+        for n in range(len(path), -1, -1):
+            mark = self.marks.get(tuple(path[:n]))
+            if mark is not None:
+                return mark
+        return None, None
+
+
+def parse_yaml(text: str, filename: str) -> Located:
+    """Parse one YAML document; syntax errors become a single located Problem."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = exc.problem or "invalid YAML"
+        if exc.context:
+            message = f"{exc.context}, {message}"
+        return Located(None, problems=[Problem(
+            f"YAML syntax error: {message}", filename,
+            mark.line + 1 if mark else None, mark.column + 1 if mark else None)])
+    except yaml.YAMLError as exc:
+        return Located(None, problems=[Problem(f"YAML error: {exc}", filename)])
+    located = Located(None)
+    if node is None:
+        return located
+    builder = _Builder(filename, located)
+    located.data = builder.build(node, ())
+    return located
+
+
+class _Builder:
+    def __init__(self, filename: str, located: Located) -> None:
+        self.filename = filename
+        self.located = located
+        self.constructor = yaml.SafeLoader("")
+
+    def problem(self, node: yaml.Node, path: Path, message: str) -> None:
+        field_path = dotted(path) or None
+        self.located.problems.append(Problem(
+            message, self.filename, node.start_mark.line + 1, node.start_mark.column + 1, field_path))
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.located.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        self.constructor.flatten_mapping(node)  # resolve `<<: *anchor` merges
+        out: dict[Any, Any] = {}
+        first_seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problem(key_node, path, "expected a plain key, got a list or mapping")
+                continue
+            key = self._scalar(key_node)
+            if not isinstance(key, str):
+                key = key_node.value  # `on:`/`yes:`/`1:` keys stay the text the author wrote
+            if key in first_seen:
+                self.problem(key_node, (*path, key),
+                             f"duplicate key {key!r} (first defined on line {first_seen[key]})")
+                continue
+            first_seen[key] = key_node.start_mark.line + 1
+            self.located.marks[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            out[key] = self.build(value_node, (*path, key))
+        return out
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        if node.tag == "tag:yaml.org,2002:float":
+            text = node.value.replace("_", "")
+            try:
+                value = Decimal(text)
+                if value.is_finite():
+                    return value
+            except InvalidOperation:
+                pass
+        return self.constructor.construct_object(node, deep=True)
+
+
+def dotted(path: Path) -> str:
+    """``("rules", 3, "when")`` -> ``rules[3].when``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
