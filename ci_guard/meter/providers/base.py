@@ -58,6 +58,9 @@ class StreamMeter(ABC):
 class WireAdapter(ABC):
     provider: str  # "anthropic" | "openai"
     endpoint: str  # "messages" | "chat.completions" | "responses"
+    # The smallest output cap the API accepts; clamp_output never goes below it, so a caller whose
+    # cost cap allows less than this must refuse the call instead of clamping it.
+    min_output_tokens: int = 1
 
     @abstractmethod
     def inspect(self, body: dict[str, Any]) -> RequestInfo: ...
@@ -101,3 +104,33 @@ def estimate_tokens(text_bytes: int) -> int:
     count is what gets recorded.
     """
     return (text_bytes + 3) // 4
+
+
+def estimate_input_tokens(*parts: Any) -> int:
+    """:func:`estimate_tokens` over the compact JSON of the request's input parts.
+
+    Adapters pass what the model reads (system, messages / input, tools); absent parts are None
+    and cost nothing. The simulator serves counts from the same function, so the proxy's estimate
+    and the served count of a request agree there.
+    """
+    size = 0
+    for part in parts:
+        if part is not None:
+            size += len(json.dumps(part, separators=(",", ":"), ensure_ascii=False).encode())
+    return estimate_tokens(size)
+
+
+def load_json_body(body: bytes) -> tuple[Any, str | None]:
+    """(decoded JSON, None) or (None, error text) for a provider's response body."""
+    try:
+        return json.loads(body), None
+    except ValueError as exc:
+        return None, f"invalid_response: the body is not JSON ({exc})"
+
+
+def error_text(error: Any) -> str:
+    """``type: message`` from an error object (Anthropic's or OpenAI's shape), for CallResult.error."""
+    if not isinstance(error, dict):
+        return f"error: {error}" if error else "error: unknown error"
+    kind = error.get("type") or error.get("code") or "error"
+    return f"{kind}: {error.get('message') or ''}".rstrip()

@@ -1,0 +1,159 @@
+"""Anthropic Messages API (``POST /v1/messages``): requests, JSON bodies and SSE streams.
+
+Usage in a stream (docs, "Streaming Messages"): ``message_start.message.usage`` carries the input
+side and a provisional ``output_tokens``; every ``message_delta.usage`` is *cumulative*, so each
+field it carries replaces the one seen before (never adds). An ``error`` event may arrive after
+the HTTP 200. Tool calls are ``tool_use`` and ``server_tool_use`` content blocks.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from ci_guard.meter.providers.base import (
+    CallResult,
+    RequestInfo,
+    StreamMeter,
+    WireAdapter,
+    error_text,
+    estimate_input_tokens,
+    fingerprint,
+    load_json_body,
+)
+from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter, parse_json
+from ci_guard.pricing.normalize import from_anthropic
+from ci_guard.pricing.usage import Usage
+
+THINKING_MIN_BUDGET = 1024  # the API rejects a smaller budget_tokens
+TOOL_BLOCKS = ("tool_use", "server_tool_use")
+ERROR_TYPES = {
+    "invalid_request_error", "authentication_error", "billing_error", "permission_error",
+    "not_found_error", "conflict_error", "request_too_large", "rate_limit_error", "api_error",
+    "timeout_error", "overloaded_error",
+}
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+    403: "permission_error", 404: "not_found_error", 409: "conflict_error", 413: "request_too_large",
+    429: "rate_limit_error", 500: "api_error", 504: "timeout_error", 529: "overloaded_error",
+}
+_SEMANTIC_KEYS = ("model", "messages", "system", "tools", "tool_choice")
+
+
+class AnthropicMessages(WireAdapter):
+    provider = "anthropic"
+    endpoint = "messages"
+
+    def inspect(self, body: dict[str, Any]) -> RequestInfo:
+        max_tokens = body.get("max_tokens")
+        return RequestInfo(
+            model=body.get("model"),
+            stream=bool(body.get("stream")),
+            max_output_tokens=max_tokens if isinstance(max_tokens, int) else None,
+            estimated_input_tokens=estimate_input_tokens(
+                body.get("system"), body.get("messages"), body.get("tools")
+            ),
+            fingerprint=fingerprint({k: body.get(k) for k in _SEMANTIC_KEYS}),
+        )
+
+    def prepare(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        return body, False  # every Anthropic stream reports usage already
+
+    def set_model(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        return {**body, "model": model}
+
+    def clamp_output(self, body: dict[str, Any], max_output_tokens: int) -> dict[str, Any]:
+        """Lower ``max_tokens``; keep extended thinking valid (1024 <= budget_tokens < max_tokens).
+
+        Thinking tokens are part of ``max_tokens``. When no valid budget fits any more (max_tokens
+        <= 1024) thinking is dropped: the API accepts earlier thinking blocks in the history of a
+        request without thinking, and the call can still answer.
+        """
+        out = copy.copy(body)
+        current = body.get("max_tokens")
+        limit = max(self.min_output_tokens, max_output_tokens)
+        new = min(current, limit) if isinstance(current, int) else limit
+        out["max_tokens"] = new
+        thinking = body.get("thinking")
+        if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+            if new <= THINKING_MIN_BUDGET:
+                out.pop("thinking")
+            else:
+                budget = thinking.get("budget_tokens")
+                budget = budget if isinstance(budget, int) else new - 1
+                out["thinking"] = {**thinking, "budget_tokens": max(THINKING_MIN_BUDGET, min(budget, new - 1))}
+        return out
+
+    def parse_response(self, body: bytes) -> CallResult:
+        data, err = load_json_body(body)
+        if err is not None:
+            return CallResult(error=err)
+        if not isinstance(data, dict):
+            return CallResult(error="invalid_response: the body is not a JSON object")
+        if data.get("type") == "error" or ("error" in data and "content" not in data):
+            return CallResult(error=error_text(data.get("error")))
+        content = data.get("content") or []
+        return CallResult(
+            usage=from_anthropic(data.get("usage") or {}),
+            tool_calls=sum(1 for b in content if isinstance(b, dict) and b.get("type") in TOOL_BLOCKS),
+            model_served=data.get("model"),
+            complete=data.get("type") == "message",
+            stop_reason=data.get("stop_reason"),
+        )
+
+    def stream_meter(self, strip_usage_chunk: bool = False) -> StreamMeter:
+        return AnthropicStreamMeter()
+
+    def error_body(self, status: int, kind: str, message: str) -> bytes:
+        """``{"type":"error","error":{"type","message"}}``.
+
+        ``kind`` is used as the error type when it is one of Anthropic's; otherwise (a ci-guard
+        cap name) the type follows the status. For caps use status 400 (``invalid_request_error``):
+        the SDKs and Claude Code do not retry it, whereas 408/409/429/5xx/529 are retried.
+        """
+        if kind in ERROR_TYPES:
+            err_type = kind
+        else:
+            err_type = _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+            message = f"{message} [ci_guard_{kind}]" if kind else message
+        return json.dumps({"type": "error", "error": {"type": err_type, "message": message}}).encode()
+
+
+class AnthropicStreamMeter(SSEStreamMeter):
+    def __init__(self) -> None:
+        super().__init__(hold=False)
+        self._usage: dict[str, Any] = {}
+
+    def on_event(self, event: SSEEvent) -> bool:
+        data, err = parse_json(event)
+        if err is not None or not isinstance(data, dict):
+            self.record_error(err or f"malformed_sse: {event.event!r} event is not an object")
+            return True
+        kind = data.get("type") or event.event
+        if kind == "message_start":
+            message = data.get("message") or {}
+            self._result.model_served = message.get("model")
+            self._merge(message.get("usage"))
+        elif kind == "message_delta":
+            self._merge(data.get("usage"))
+            stop = (data.get("delta") or {}).get("stop_reason")
+            if stop:
+                self._result.stop_reason = stop
+        elif kind == "content_block_start":
+            if (data.get("content_block") or {}).get("type") in TOOL_BLOCKS:
+                self._result.tool_calls += 1
+        elif kind == "message_stop":
+            self._result.complete = True
+        elif kind == "error":
+            self.record_error(error_text(data.get("error")))
+        return True  # unknown events (ping, new types) are forwarded and ignored
+
+    def _merge(self, usage: Any) -> None:
+        # Cumulative counts: a field present (and not null) replaces the previous value.
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+
+    def current_usage(self) -> Usage:
+        return from_anthropic(self._usage)
+

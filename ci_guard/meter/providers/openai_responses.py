@@ -1,0 +1,144 @@
+"""OpenAI Responses API (``POST /v1/responses``, what Codex speaks): requests, bodies, SSE streams.
+
+Usage is final in ``response.completed`` (also read from ``response.failed`` / ``.incomplete``
+when present) under ``response.usage``. Tool calls are output items whose type ends in ``_call``
+(``function_call``, ``custom_tool_call``, ``local_shell_call``, ``web_search_call``, ...), counted
+from ``response.output_item.done`` events. A top-level ``error`` event carries code and message.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ci_guard.meter.providers.base import (
+    CallResult,
+    RequestInfo,
+    StreamMeter,
+    WireAdapter,
+    error_text,
+    estimate_input_tokens,
+    fingerprint,
+    load_json_body,
+)
+from ci_guard.meter.providers.openai_chat import openai_error_body
+from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter, parse_json
+from ci_guard.pricing.normalize import from_openai_responses
+from ci_guard.pricing.usage import Usage
+
+_SEMANTIC_KEYS = ("model", "input", "instructions", "tools", "tool_choice", "previous_response_id")
+_TERMINAL = ("response.completed", "response.failed", "response.incomplete")
+
+
+class OpenAIResponses(WireAdapter):
+    provider = "openai"
+    endpoint = "responses"
+    min_output_tokens = 16  # the API rejects a smaller max_output_tokens
+
+    def inspect(self, body: dict[str, Any]) -> RequestInfo:
+        cap = body.get("max_output_tokens")
+        return RequestInfo(
+            model=body.get("model"),
+            stream=bool(body.get("stream")),
+            max_output_tokens=cap if isinstance(cap, int) else None,
+            estimated_input_tokens=estimate_input_tokens(
+                body.get("instructions"), body.get("input"), body.get("tools")
+            ),
+            fingerprint=fingerprint({k: body.get(k) for k in _SEMANTIC_KEYS}),
+        )
+
+    def prepare(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        return body, False  # response.completed always carries usage
+
+    def set_model(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        return {**body, "model": model}
+
+    def clamp_output(self, body: dict[str, Any], max_output_tokens: int) -> dict[str, Any]:
+        """Lower ``max_output_tokens`` (it bounds reasoning and visible output together)."""
+        out = copy.copy(body)
+        limit = max(self.min_output_tokens, max_output_tokens)
+        current = body.get("max_output_tokens")
+        out["max_output_tokens"] = min(current, limit) if isinstance(current, int) else limit
+        return out
+
+    def parse_response(self, body: bytes) -> CallResult:
+        data, err = load_json_body(body)
+        if err is not None:
+            return CallResult(error=err)
+        if not isinstance(data, dict):
+            return CallResult(error="invalid_response: the body is not a JSON object")
+        if data.get("error") and "output" not in data:
+            return CallResult(error=error_text(data["error"]))
+        result = CallResult()
+        _read_response(result, data)
+        result.tool_calls = count_tool_items(data.get("output"))
+        return result
+
+    def stream_meter(self, strip_usage_chunk: bool = False) -> StreamMeter:
+        return ResponsesStreamMeter()
+
+    def error_body(self, status: int, kind: str, message: str) -> bytes:
+        return openai_error_body(status, kind, message)
+
+
+def count_tool_items(output: Any) -> int:
+    if not isinstance(output, list):
+        return 0
+    return sum(1 for item in output if isinstance(item, dict) and _is_tool_item(item))
+
+
+def _is_tool_item(item: dict[str, Any]) -> bool:
+    return str(item.get("type", "")).endswith("_call")
+
+
+def _read_response(result: CallResult, response: dict[str, Any]) -> None:
+    """Fill model, stop reason, completeness and errors from a Response object."""
+    result.model_served = response.get("model") or result.model_served
+    status = response.get("status")
+    if status == "completed":
+        result.complete = True
+        result.stop_reason = "completed"
+    elif status == "incomplete":
+        # A normal end, cut by max_output_tokens or a content filter: usage is final.
+        result.complete = True
+        result.stop_reason = (response.get("incomplete_details") or {}).get("reason") or "incomplete"
+    elif status:
+        result.stop_reason = status
+    if response.get("error") and result.error is None:
+        result.error = error_text(response["error"])
+
+
+class ResponsesStreamMeter(SSEStreamMeter):
+    def __init__(self) -> None:
+        super().__init__(hold=False)
+        self._usage: dict[str, Any] = {}
+        self._done_tools = 0
+
+    def on_event(self, event: SSEEvent) -> bool:
+        data, err = parse_json(event)
+        if err is not None or not isinstance(data, dict):
+            self.record_error(err or f"malformed_sse: {event.event!r} event is not an object")
+            return True
+        kind = data.get("type") or event.event
+        if kind == "response.output_item.done":
+            item = data.get("item")
+            if isinstance(item, dict) and _is_tool_item(item):
+                self._done_tools += 1
+                self._result.tool_calls = self._done_tools
+        elif kind in _TERMINAL and isinstance(data.get("response"), dict):
+            self._read_final(data["response"])
+        elif kind == "response.created" and isinstance(data.get("response"), dict):
+            self._result.model_served = data["response"].get("model")
+        elif kind == "error":
+            self.record_error(error_text({"type": data.get("code"), "message": data.get("message")}))
+        return True
+
+    def _read_final(self, response: dict[str, Any]) -> None:
+        _read_response(self._result, response)
+        if isinstance(response.get("usage"), dict):
+            self._usage = response["usage"]
+        # The final output list is authoritative when a server skipped output_item.done events.
+        self._result.tool_calls = max(self._done_tools, count_tool_items(response.get("output")))
+
+    def current_usage(self) -> Usage:
+        return from_openai_responses(self._usage)
