@@ -96,7 +96,8 @@ def _open_store(open_ledger: Any, url: str) -> tuple[Any, str | None]:
 
 def _apply_ledger_error(decision: Decision, problem: str) -> Decision:
     if decision.enforcement.on_ledger_error == "allow":
-        return decision.model_copy(update={"notes": [*decision.notes, f"ledger unavailable, run not recorded: {problem}"]})
+        note = f"ledger unavailable, run not recorded: {problem}"
+        return decision.model_copy(update={"notes": [*decision.notes, note]})
     return decision.model_copy(update={
         "decision": "deny", "rule": "on_ledger_error",
         "reason": f"the ledger could not be reached and the policy says deny: {problem}",

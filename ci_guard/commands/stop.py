@@ -1,0 +1,43 @@
+"""`ci-guard stop`: stop the proxy started by `start`, settle the run and write its summary."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--state", "state_path", metavar="FILE",
+              help="State file written by `start` (default $CI_GUARD_STATE or $RUNNER_TEMP/ci-guard-state.json).")
+@click.option("--summary", "summary_path", metavar="FILE", help="Also write the run summary JSON here.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
+              help="github: write step outputs and a step summary; json: print the summary.")
+def stop(state_path: str | None, summary_path: str | None, fmt: str) -> int:
+    """Stop the metering proxy of a run started with `ci-guard start` and summarise the run.
+
+    The proxy finishes calls in flight, writes every call to the ledger, releases the budget
+    reservation and writes the run summary; `stop` then copies it to --summary and, with
+    --format github, to the step outputs (cost-usd, stop-reason, ...) and step summary.
+
+    \b
+    Examples:
+      ci-guard stop --summary run.json
+      ci-guard stop --format github
+    """
+    import json
+    import os
+
+    from ci_guard.meter import detached, lifecycle
+    from ci_guard.meter.outputs import emit_github_run_outputs
+
+    path = state_path or os.environ.get("CI_GUARD_STATE") or detached.default_state_path()
+    summary = detached.stop(path)
+    lifecycle.write_summary(summary, summary_path)
+    if fmt == "github":
+        emit_github_run_outputs(summary, summary_path or detached.read_state(path).get("summary_path"))
+    elif fmt == "json":
+        click.echo(json.dumps(summary.to_json(), indent=2))
+    else:
+        stop = f", stopped by {summary.stop_reason}" if summary.stop_reason else ""
+        click.echo(f"ci-guard: run {summary.run_id} {summary.status}: {summary.turns} turns, "
+                   f"{summary.tool_calls} tool calls, ${summary.cost_usd}{stop}", err=True)
+    return 0

@@ -1,0 +1,220 @@
+"""A metering proxy that outlives the command that started it, for agents that are CI actions.
+
+``start`` decides, reserves and launches ``ci-guard proxy --state FILE`` as a detached process;
+the agent action runs in a later step with the exported environment; ``stop`` sends the proxy
+SIGTERM, and the proxy settles the run and writes its summary before it exits. The state file
+(mode 0600) carries what the proxy needs except the real provider keys, which it inherits from
+the environment of ``start`` and which never touch the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ci_guard.context.model import RunContext
+from ci_guard.errors import CiGuardError, InvalidInputError, ProviderError
+from ci_guard.meter import lifecycle
+from ci_guard.meter.caps import CapGuard
+from ci_guard.meter.live_log import LiveLog
+from ci_guard.meter.pricer import CatalogPricer
+from ci_guard.meter.proxy import MeterProxy, Upstreams
+from ci_guard.meter.recorder import LedgerRecorder
+from ci_guard.meter.session import MeterSession, new_run_token
+from ci_guard.meter.summary import RunSummary
+from ci_guard.policy.decision import Decision
+from ci_guard.secrets import register
+
+
+def default_state_path(environ: dict[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    base = env.get("RUNNER_TEMP") or ".ci-guard"
+    return str(Path(base) / "ci-guard-state.json")
+
+
+@dataclass
+class Started:
+    state_path: str
+    run_id: str
+    decision: Decision
+    proxy_url: str | None
+    token: str | None
+    refused_summary: RunSummary | None = None
+
+    def agent_env(self) -> dict[str, str]:
+        if not self.proxy_url or not self.token:
+            return {}
+        return {
+            "ANTHROPIC_BASE_URL": f"{self.proxy_url}/anthropic",
+            "ANTHROPIC_API_KEY": self.token,
+            "OPENAI_BASE_URL": f"{self.proxy_url}/openai/v1",
+            "OPENAI_API_KEY": self.token,
+            "CI_GUARD_RUN_ID": self.run_id,
+            "CI_GUARD_PROXY_URL": self.proxy_url,
+            "CI_GUARD_STATE": self.state_path,
+            **({"CI_GUARD_MODEL": self.decision.model} if self.decision.model else {}),
+            **({"CI_GUARD_MAX_TURNS": str(self.decision.limits.max_turns)}
+               if self.decision.limits.max_turns is not None else {}),
+        }
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".tmp")
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def read_state(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"{path}: no ci-guard state file here; was `ci-guard start` run in this job?") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{path}:{exc.lineno}:{exc.colno}: the state file is not valid JSON") from exc
+
+
+def start(*, policy_path: str, context: RunContext, ledger_url: str | None, budget_snapshot: str | None,
+          upstreams: Upstreams, state_path: str, quiet: bool = False, ready_timeout_s: float = 15.0) -> Started:
+    live = LiveLog(quiet=quiet)
+    prepared = lifecycle.prepare_run(policy_path=policy_path, context=context, ledger_url=ledger_url,
+                                     budget_snapshot=budget_snapshot, now=None, live=live)
+    prepared.recorder.close()  # the detached proxy opens its own ledger connection
+    state = Path(state_path).resolve()
+    if prepared.refused_summary is not None:
+        _write_json_atomic(state, {"run_id": prepared.run_id, "refused": True,
+                                   "summary": prepared.refused_summary.to_json()})
+        return Started(str(state), prepared.run_id, prepared.decision, None, None, prepared.refused_summary)
+    token = new_run_token()
+    register(token)
+    data = {
+        "run_id": prepared.run_id, "token": token, "policy_path": str(Path(policy_path).resolve()),
+        "ledger_url": prepared.ledger_url, "decision": prepared.decision.model_dump(mode="json"),
+        "upstreams": {"anthropic": upstreams.anthropic, "openai": upstreams.openai},
+        "started_at": datetime.now(UTC).isoformat(), "port": None, "pid": None,
+        "summary_path": str(state.with_suffix(".summary.json")), "log_path": str(state.with_suffix(".log")),
+    }
+    _write_json_atomic(state, data)
+    with open(data["log_path"], "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ci_guard", "proxy", "--state", str(state)] + (["--quiet"] if quiet else []),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+        )
+    port = _wait_ready(state, proc, ready_timeout_s)
+    url = f"http://127.0.0.1:{port}"
+    live.info(f"run {prepared.run_id}: metering proxy at {url} (pid {proc.pid}); "
+              f"{prepared.decision.model or 'any model'}, rule {prepared.decision.rule!r}")
+    return Started(str(state), prepared.run_id, prepared.decision, url, token)
+
+
+def _wait_ready(state: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ProviderError(f"the metering proxy exited during start-up (code {proc.returncode}); "
+                                f"see {state.with_suffix('.log')}")
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            port = json.loads(state.read_text()).get("port")
+            if port:
+                return int(port)
+        time.sleep(0.05)
+    proc.kill()
+    raise ProviderError(f"the metering proxy did not start within {timeout_s:.0f}s; see {state.with_suffix('.log')}")
+
+
+def serve(state_path: str, quiet: bool = False) -> int:
+    """Body of `ci-guard proxy`: serve until SIGTERM, then settle the run and write its summary."""
+    from ci_guard.ledger import open_ledger
+    from ci_guard.policy.decide import load_policy
+
+    state_file = Path(state_path)
+    data = read_state(state_path)
+    register(data["token"])
+    decision = Decision.model_validate(data["decision"])
+    policy = load_policy(data["policy_path"])
+    url = data.get("ledger_url")
+    recorder = LedgerRecorder((lambda: open_ledger(url)) if url else None,
+                              spill_path=str(state_file.with_suffix(".unrecorded.jsonl")))
+    session = MeterSession(
+        run_id=data["run_id"], token=data["token"], decision=decision,
+        guard=CapGuard(decision.limits, on_cost_cap=decision.enforcement.on_cost_cap),
+        pricer=CatalogPricer.from_policy(policy, data["policy_path"], decision), recorder=recorder,
+        live=LiveLog(quiet=quiet),
+    )
+    env = os.environ
+    ups = Upstreams(
+        anthropic=data["upstreams"]["anthropic"], openai=data["upstreams"]["openai"],
+        anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
+        anthropic_auth_token=env.get("ANTHROPIC_AUTH_TOKEN") or None,
+        openai_api_key=env.get("OPENAI_API_KEY") or env.get("CODEX_API_KEY") or None,
+    )
+    for secret in (ups.anthropic_api_key, ups.anthropic_auth_token, ups.openai_api_key):
+        register(secret)
+    asyncio.run(_serve_async(session, ups, state_file, data))
+    summary = session.summary(status="stopped" if session.guard.stopped else "completed", agent_exit_code=None)
+    prepared = lifecycle.PreparedRun(session.run_id, decision, url, recorder=recorder)
+    lifecycle.finish_run(prepared, summary)
+    lifecycle.write_summary(summary, data["summary_path"])
+    return 0
+
+
+async def _serve_async(session: MeterSession, ups: Upstreams, state_file: Path, data: dict[str, Any]) -> None:
+    proxy = MeterProxy(session, ups)
+    await proxy.start()
+    data.update(port=proxy.port, pid=os.getpid())
+    _write_json_atomic(state_file, data)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    await proxy.close()
+
+
+def stop(state_path: str, timeout_s: float = 30.0) -> RunSummary:
+    data = read_state(state_path)
+    if data.get("refused"):
+        return RunSummary.model_validate(data["summary"])
+    pid = data.get("pid")
+    summary_path = Path(data["summary_path"])
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _alive(int(pid)):
+            time.sleep(0.05)
+        if _alive(int(pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+    if not summary_path.exists():
+        raise CiGuardError(f"the metering proxy of run {data['run_id']} left no summary; see {data.get('log_path')}")
+    return RunSummary.model_validate_json(summary_path.read_text())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours would look alive; reap it if it is one.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
