@@ -80,6 +80,8 @@ def apply_flags(ctx: RunContext, options: Mapping[str, Any]) -> RunContext:
             update[field] = _non_empty(str(value), flag_name(key))
     if "trigger" in update:
         check_trigger(update["trigger"], "--trigger")
+    if "repo" in update:
+        update["org"] = update["repo"].split("/")[0]  # there is no --org: it follows the repo
     for key, (field, minimum) in INT_FLAGS.items():
         if options.get(key) is not None:
             update[field] = parse_count(options[key], flag_name(key), minimum)
