@@ -1,0 +1,46 @@
+"""`ci-guard check`: decide whether an agent may run, on which model, with which limits."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import click
+
+from ci_guard.commands._decide_flags import decide_options, run_decision
+from ci_guard.commands.options import context_options
+
+EPILOG = """\b
+Examples:
+  ci-guard check --policy policies/default.yml
+  ci-guard check --policy policies/default.yml --trigger pull_request --agent pr-review \\
+      --base-branch main --diff-lines 120 --changed-file src/app.py --format json
+  ci-guard check --policy policy.yml --budget-snapshot budgets.json --format github
+
+\b
+Exit status: 0 allowed, 1 denied or skipped, 2 invalid input (policy, flag or context file).
+"""
+
+
+@click.command(epilog=EPILOG)
+@decide_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
+              help="github also writes step outputs to $GITHUB_OUTPUT and a table to $GITHUB_STEP_SUMMARY.")
+@context_options
+def check(policy_path: str, budget_snapshot: str | None, ledger_url: str | None, now: datetime | None, fmt: str,
+          **context: Any) -> int:
+    """Decide whether an agent may run, on which model and under which hard limits."""
+    from ci_guard.policy.output import append_file, format_outputs, render_text, step_outputs, summary_markdown
+    from ci_guard.secrets import redact
+
+    _, decision = run_decision(policy_path, budget_snapshot, ledger_url, now, context)
+    if fmt == "json":
+        click.echo(redact(json.dumps(decision.as_json(), indent=2)))
+    else:
+        click.echo(redact(render_text(decision)))
+    if fmt == "github":
+        if not append_file("GITHUB_OUTPUT", redact(format_outputs(step_outputs(decision)))):
+            click.echo("ci-guard: note: $GITHUB_OUTPUT is not set; step outputs not written", err=True)
+        append_file("GITHUB_STEP_SUMMARY", redact(summary_markdown(decision)))
+    return 0 if decision.allowed else 1
