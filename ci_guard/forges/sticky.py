@@ -1,0 +1,117 @@
+"""One comment per PR/MR, kept up to date: the update / new / hide-and-new / delete-and-new behaviours.
+
+Rules (after Infracost's `comment` and marocchino/sticky-pull-request-comment):
+
+* only comments written by the token's own identity *and* carrying our marker with the same tag
+  are ever edited, hidden or deleted; everybody else's comments are left alone, marker or not;
+* a comment whose marker has a newer ``valid-at`` than ours wins: an older pipeline finishing
+  late changes nothing;
+* a body identical to our newest comment is not posted again, whatever the behaviour, so reruns
+  of the same job never create duplicates;
+* the whole operation is retried on retryable errors (rate limits, 5xx, network): it starts by
+  listing comments again, so a create that did reach the forge before failing is found and not
+  repeated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ci_guard.forges.base import BEHAVIORS, Forge, ForgeComment, ForgeRequestError
+from ci_guard.report.marker import find_marker
+from ci_guard.report.render import RenderedComment
+
+Sleep = Callable[[float], None]
+
+
+@dataclass
+class PublishResult:
+    action: str  # created | updated | unchanged | skipped-newer
+    comment_id: int | None
+    behavior: str
+    hidden: list[int] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
+    attempts: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self, forge: str) -> str:
+        text = {
+            "created": f"created comment {self.comment_id}",
+            "updated": f"updated comment {self.comment_id}",
+            "unchanged": f"comment {self.comment_id} is already up to date",
+            "skipped-newer": f"comment {self.comment_id} describes a newer run; left as is",
+        }[self.action]
+        if self.hidden:
+            text += f"; hid {len(self.hidden)} older"
+        if self.deleted:
+            text += f"; deleted {len(self.deleted)} older"
+        return f"{forge}: {text}"
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 4
+    backoff_s: float = 1.0  # 1, 2, 4, ... when the forge gives no Retry-After
+    max_wait_s: float = 60.0  # never sleep longer than this for one retry
+    sleep: Sleep = time.sleep
+
+
+def our_comments(forge: Forge, tag: str) -> list[ForgeComment]:
+    """Comments by our identity carrying our marker, oldest first."""
+    me = forge.identity()
+    mine = [c for c in forge.list_comments() if c.author == me and find_marker(c.body, tag)]
+    return sorted(mine, key=lambda c: (c.created_at.timestamp() if c.created_at else 0.0, c.id))
+
+
+def _publish_once(forge: Forge, comment: RenderedComment, behavior: str) -> PublishResult:
+    ours = our_comments(forge, comment.tag)
+    newest = ours[-1] if ours else None
+    if newest is not None:
+        marker = find_marker(newest.body, comment.tag)
+        if marker and marker.valid_at and marker.valid_at > comment.valid_at:
+            return PublishResult("skipped-newer", newest.id, behavior)
+        if newest.body == comment.body:
+            return PublishResult("unchanged", newest.id, behavior)
+    if behavior == "update" and newest is not None:
+        forge.update(newest, comment.body)
+        return PublishResult("updated", newest.id, behavior)
+    created = forge.create(comment.body)
+    result = PublishResult("created", created.id, behavior)
+    # the new comment exists before any old one disappears: a failure never leaves none
+    for old in ours:
+        if behavior == "hide-and-new":
+            forge.hide(old)
+            result.hidden.append(old.id)
+        elif behavior == "delete-and-new":
+            forge.delete(old)
+            result.deleted.append(old.id)
+    return result
+
+
+def publish(forge: Forge, comment: RenderedComment, behavior: str = "update",
+            retry: RetryPolicy | None = None) -> PublishResult:
+    """Post ``comment`` with ``behavior``; raises :class:`ForgeRequestError` when it finally fails."""
+    if behavior not in BEHAVIORS:
+        raise ValueError(f"unknown behaviour {behavior!r}")
+    retry = retry or RetryPolicy()
+    notes = []
+    if behavior == "hide-and-new" and not forge.supports_hide:
+        notes.append(f"{forge.name} cannot hide comments; used delete-and-new instead")
+        behavior = "delete-and-new"
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            result = _publish_once(forge, comment, behavior)
+        except ForgeRequestError as exc:
+            if not exc.retryable or attempt == retry.attempts:
+                raise
+            wait = exc.retry_after if exc.retry_after is not None else retry.backoff_s * 2 ** (attempt - 1)
+            if wait > retry.max_wait_s:
+                raise
+            retry.sleep(wait)
+            continue
+        result.attempts = attempt
+        result.notes = notes
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
