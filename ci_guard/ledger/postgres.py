@@ -1,0 +1,119 @@
+"""The PostgreSQL ledger: one shared database for every runner of an organisation.
+
+Tables live in their own schema (``?schema=``, default ``ci_guard``), selected per connection
+with ``search_path``, so the ledger can share a database with other applications. Reservations
+lock the rollup rows of all their keys in one fixed order (see :mod:`ci_guard.ledger.sqlstore`);
+deadlocks and serialization failures are retried. A process opens one connection and reopens it
+after a fork or a lost connection.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from ci_guard.errors import CiGuardError, LedgerError, LedgerUnavailableError
+from ci_guard.ledger import migrations
+from ci_guard.ledger.sqlstore import SqlStore, Tx
+from ci_guard.ledger.urls import LedgerURL
+from ci_guard.secrets import redact
+
+CONNECT_TIMEOUT_S = 10
+
+
+class PostgresStore(SqlStore):
+    backend = "postgres"
+    placeholder = "%s"
+    true_sql, false_sql = "TRUE", "FALSE"
+    lock_suffix = " FOR UPDATE"
+    retries = 8
+
+    def __init__(self, url: LedgerURL, auto_migrate: bool = True) -> None:
+        super().__init__(url.redacted)
+        self.schema = url.schema
+        self._conninfo = url.conninfo or ""
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pid = os.getpid()
+        self._connection()
+        if auto_migrate and self._version() < migrations.latest_version(self.backend):
+            self.migrate()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and not self._conn.closed and self._pid == os.getpid():
+            return self._conn
+        extra: dict[str, Any] = {"options": f"-c search_path={self.schema}"}
+        if "connect_timeout=" not in self._conninfo:
+            extra["connect_timeout"] = CONNECT_TIMEOUT_S
+        try:
+            self._conn = psycopg.connect(self._conninfo, autocommit=True, **extra)
+        except psycopg.Error as exc:
+            raise LedgerUnavailableError(
+                f"cannot reach the PostgreSQL ledger {self.url}: {_first_line(exc)}"
+            ) from None
+        self._pid = os.getpid()
+        return self._conn
+
+    def _version(self) -> int:
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+                if not cur.fetchone()[0]:  # type: ignore[index]
+                    return 0
+                cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+                return int(cur.fetchone()[0])  # type: ignore[index]
+        except psycopg.Error as exc:
+            raise self._translate_error(exc) from None  # type: ignore[misc]
+
+    def migrate(self) -> int:
+        def apply(tx: Tx) -> int:
+            # one migrator at a time per schema, even when 64 jobs open the ledger at once
+            tx.run("SELECT pg_advisory_xact_lock(?)", (zlib.crc32(f"ci-guard:{self.schema}".encode()),))
+            tx.run(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            return self._apply_migrations(tx)
+
+        return self._op(apply)
+
+    def _schema_version_ddl(self) -> str:
+        return ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)")
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[Tx]:
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cursor:
+            yield Tx(cursor, self._q)
+
+    def _retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
+            return True
+        if isinstance(exc, psycopg.OperationalError) and self._conn is not None and self._conn.closed:
+            self._conn = None  # connection lost: reconnect on the next attempt
+            return True
+        return False
+
+    def _translate_error(self, exc: BaseException) -> CiGuardError | None:
+        if isinstance(exc, psycopg.OperationalError):
+            return LedgerUnavailableError(f"lost the PostgreSQL ledger {self.url}: {_first_line(exc)}")
+        if isinstance(exc, pg_errors.InsufficientPrivilege):
+            return LedgerError(f"PostgreSQL ledger {self.url}: permission denied ({_first_line(exc)}); "
+                               "run `ci-guard ledger migrate` as the schema owner, see docs/ledger.md")
+        if isinstance(exc, psycopg.Error):
+            return LedgerError(f"PostgreSQL ledger {self.url}: {_first_line(exc)}")
+        return None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return redact(text[0] if text else type(exc).__name__)

@@ -1,0 +1,94 @@
+"""The SQLite ledger: one file, WAL mode, enough for one runner or one repository.
+
+``BEGIN IMMEDIATE`` takes the write lock at the start of every write transaction, which makes a
+reservation (read spent + outstanding, then insert) a single serial step across processes;
+``busy_timeout`` makes concurrent writers queue instead of failing. ``synchronous=FULL`` makes a
+committed call durable even across a power cut, not only a killed process.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ci_guard.errors import CiGuardError, LedgerError, LedgerUnavailableError
+from ci_guard.ledger import migrations
+from ci_guard.ledger.periods import as_utc
+from ci_guard.ledger.sqlstore import SqlStore, Tx
+from ci_guard.ledger.urls import LedgerURL
+from ci_guard.secrets import redact
+
+BUSY_TIMEOUT_S = 60.0
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so text order is time order
+
+
+class SqliteStore(SqlStore):
+    backend = "sqlite"
+
+    def __init__(self, url: LedgerURL, auto_migrate: bool = True) -> None:
+        super().__init__(url.redacted)
+        self.path = Path(url.path or "")
+        self._conn = self._connect()
+        if auto_migrate and self._version() < migrations.latest_version(self.backend):
+            self.migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA synchronous=FULL")
+            return conn
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerUnavailableError(
+                f"cannot open the SQLite ledger {self.url}: {redact(str(exc))}"
+            ) from None
+
+    def _version(self) -> int:
+        try:
+            row = self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        except sqlite3.OperationalError:  # no schema_version table yet
+            return 0
+        return int(row[0] or 0)
+
+    def migrate(self) -> int:
+        return self._op(self._apply_migrations)
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[Tx]:
+        cursor = self._conn.cursor()
+        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield Tx(cursor, self._q)
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
+
+    def _translate_error(self, exc: BaseException) -> CiGuardError | None:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return LedgerUnavailableError(f"the SQLite ledger {self.url} stayed locked for "
+                                          f"{BUSY_TIMEOUT_S:.0f}s: {exc}")
+        if isinstance(exc, sqlite3.Error):
+            return LedgerError(f"SQLite ledger {self.url}: {redact(str(exc))}")
+        return None
+
+    def _ts(self, moment: datetime | None) -> Any:
+        return None if moment is None else as_utc(moment).strftime(_TS_FORMAT)
+
+    def _dt(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        return datetime.strptime(value, _TS_FORMAT).replace(tzinfo=UTC)
+
+    def _bool(self, value: bool) -> int:
+        return 1 if value else 0
+
+    def close(self) -> None:
+        self._conn.close()

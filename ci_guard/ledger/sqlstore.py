@@ -1,0 +1,452 @@
+"""The ledger logic shared by the SQLite and PostgreSQL stores.
+
+Both backends run the same SQL (``?`` placeholders, ``{false}``/``{true}`` literals, translated per
+backend); they differ in how a write transaction takes its locks:
+
+* SQLite: ``BEGIN IMMEDIATE`` takes the database write lock up front, so a reservation's read of
+  spent + outstanding and its insert are one serial step.
+* PostgreSQL: the rollup rows of every key are upserted and locked (``SELECT ... FOR UPDATE``) in
+  one fixed order (budget, scope key, period start, sorted in Python, not by the server's
+  collation) by both ``reserve`` and ``record_call``, so two transactions never wait on each other
+  in a cycle; deadlocks and serialization failures are retried anyway.
+
+Money is integer micro-dollars in storage and Decimal outside.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import astuple
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ci_guard.context.model import RunContext
+from ci_guard.errors import BudgetExceededError, CiGuardError, InvalidInputError, LedgerError
+from ci_guard.ledger import migrations
+from ci_guard.ledger.budgets import budget_spec, empty_status
+from ci_guard.ledger.periods import as_utc
+from ci_guard.ledger.records import CallRecord, RunRecord
+from ci_guard.ledger.store import BudgetKey, Reservation
+from ci_guard.policy.decision import BudgetStatus
+from ci_guard.pricing.usage import Usage
+
+if TYPE_CHECKING:
+    from ci_guard.policy.models import Budget
+
+T = TypeVar("T")
+MICROS = Decimal(1_000_000)
+TOKEN_COLS = ("input_tokens", "cache_write_tokens", "cache_write_1h_tokens", "cache_read_tokens",
+              "output_tokens", "reasoning_tokens")
+RUN_COLS = ("run_id", "started_at", "ended_at", "decision", "status", "org", "team", "repo", "actor",
+            "workflow", "agent", "environment", "trigger_name", "pr", "branch", "cohort", "platform",
+            "rule", "reason", "model", "limits_json", "stop_reason", "outcome", "agent_exit_code",
+            "session_id", "enforced", "turns", "tool_calls", "cost_micros", *TOKEN_COLS)
+CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endpoint", "model_requested",
+             "model_served", *TOKEN_COLS, "cost_micros", "status", "http_status", "stream", "tool_calls",
+             "context_tokens", "latency_ms", "fingerprint", "error", "session_id", "is_turn")
+REPORT_GROUPS = {"repo": "repo", "org": "org", "team": "team", "user": "actor", "agent": "agent",
+                 "model": "model", "workflow": "workflow", "status": "status"}
+
+_OUTSTANDING = (
+    "SELECT COALESCE(SUM(CASE WHEN amount_micros > used_micros THEN amount_micros - used_micros"
+    " ELSE 0 END), 0) FROM reservations WHERE budget = ? AND scope_key = ? AND period_start = ?"
+    " AND settled = {false} AND expires_at > ?"
+)
+
+
+def to_micros(amount: Decimal | int | str) -> int:
+    return int((Decimal(amount) * MICROS).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def from_micros(micros: int | None) -> Decimal:
+    return Decimal(micros or 0) / MICROS
+
+
+class Tx:
+    """A cursor with the backend's SQL dialect applied."""
+
+    def __init__(self, cursor: Any, translate: Callable[[str], str]) -> None:
+        self.cursor = cursor
+        self._q = translate
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self.cursor.execute(self._q(sql), tuple(params))
+        return self.cursor.rowcount
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self.cursor.execute(self._q(sql), tuple(params))
+        return self.cursor.fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self.cursor.execute(self._q(sql), tuple(params))
+        return list(self.cursor.fetchall())
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.cursor.executemany(self._q(sql), [tuple(r) for r in rows])
+
+
+class SqlStore:
+    """A :class:`ci_guard.ledger.store.Store` over a DB-API connection; subclasses supply the dialect."""
+
+    backend = "sql"
+    placeholder = "?"
+    true_sql, false_sql = "1", "0"
+    lock_suffix = ""  # " FOR UPDATE" where row locks exist
+    retries = 1
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()  # the proxy writes from worker threads: one transaction at a time
+
+    # --- dialect hooks ----------------------------------------------------------------------------
+    def _transaction(self, write: bool) -> AbstractContextManager[Tx]:
+        raise NotImplementedError
+
+    def _retryable(self, exc: BaseException) -> bool:
+        return False
+
+    def _translate_error(self, exc: BaseException) -> CiGuardError | None:
+        """A ci-guard error for a database exception, or None when it is not a database error."""
+        raise NotImplementedError
+
+    def _ts(self, moment: datetime | None) -> Any:
+        return None if moment is None else as_utc(moment)
+
+    def _dt(self, value: Any) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    def _bool(self, value: bool) -> Any:
+        return bool(value)
+
+    def _q(self, sql: str) -> str:
+        sql = sql.replace("{false}", self.false_sql).replace("{true}", self.true_sql)
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    # --- transactions -----------------------------------------------------------------------------
+    def _op(self, fn: Callable[[Tx], T], write: bool = True) -> T:
+        for attempt in range(self.retries):
+            try:
+                with self._lock, self._transaction(write) as tx:
+                    return fn(tx)
+            except CiGuardError:
+                raise
+            except Exception as exc:
+                if self._retryable(exc) and attempt + 1 < self.retries:
+                    time.sleep(min(0.5, 0.01 * 2**attempt))
+                    continue
+                mapped = self._translate_error(exc)
+                if mapped is None:
+                    raise
+                raise mapped from None
+        raise LedgerError(f"ledger {self.url}: gave up after {self.retries} attempts")  # pragma: no cover
+
+    # --- migrations -------------------------------------------------------------------------------
+    def _schema_version_ddl(self) -> str:
+        return ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+
+    def _apply_migrations(self, tx: Tx) -> int:
+        tx.run(self._schema_version_ddl())
+        current = tx.one("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0]  # type: ignore[index]
+        latest = current
+        for migration in migrations.load(self.backend):
+            if migration.version <= current:
+                continue
+            for statement in migration.statements:
+                tx.run(statement)
+            tx.run("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                   (migration.version, migration.name, self._ts(datetime.now(UTC))))
+            latest = migration.version
+        return latest
+
+    # --- budgets ----------------------------------------------------------------------------------
+    def budget_status(
+        self, budgets: Sequence[Budget], ctx: RunContext, now: datetime
+    ) -> list[BudgetStatus]:
+        specs = [budget_spec(b) for b in budgets]
+
+        def read(tx: Tx) -> list[BudgetStatus]:
+            out = []
+            for spec in specs:
+                status = empty_status(spec, ctx.scope_key(spec.scope), now)
+                if status.scope_key is not None:
+                    spent, reserved = self._bucket(tx, spec.name, status.scope_key, status.period_start, now)
+                    status.spent_usd, status.reserved_usd = from_micros(spent), from_micros(reserved)
+                out.append(status)
+            return out
+
+        return self._op(read, write=False)
+
+    def _bucket(self, tx: Tx, budget: str, scope_key: str, start: datetime | None,
+                now: datetime) -> tuple[int, int]:
+        """(spent, outstanding reservations) of one bucket, in micro-dollars."""
+        row = tx.one("SELECT spent_micros FROM budget_rollups WHERE budget = ? AND scope_key = ?"
+                     " AND period_start = ?", (budget, scope_key, self._ts(start)))
+        spent = int(row[0]) if row else 0
+        reserved = tx.one(_OUTSTANDING, (budget, scope_key, self._ts(start), self._ts(now)))
+        return spent, int(reserved[0]) if reserved else 0
+
+    def bucket_rows(self, budget: str, period_start: datetime, now: datetime) -> list[dict[str, Any]]:
+        """Every scope key seen for ``budget`` in the period starting at ``period_start`` (for reports)."""
+        def read(tx: Tx) -> list[dict[str, Any]]:
+            rows = tx.all("SELECT scope_key, spent_micros, calls, runs FROM budget_rollups"
+                          " WHERE budget = ? AND period_start = ? ORDER BY spent_micros DESC",
+                          (budget, self._ts(period_start)))
+            out = []
+            for scope_key, spent, calls, runs in rows:
+                reserved = tx.one(_OUTSTANDING, (budget, scope_key, self._ts(period_start), self._ts(now)))
+                out.append({"scope_key": scope_key, "spent_usd": from_micros(spent),
+                            "reserved_usd": from_micros(reserved[0] if reserved else 0),
+                            "calls": int(calls), "runs": int(runs)})
+            return out
+
+        return self._op(read, write=False)
+
+    def reserve(
+        self, run_id: str, keys: Sequence[BudgetKey], amount_usd: Decimal, ttl_s: int,
+        now: datetime, clamp: bool = False,
+    ) -> Reservation:
+        ordered = sorted(keys, key=_key_order)
+        requested = to_micros(amount_usd)
+        expires = as_utc(now) + timedelta(seconds=ttl_s)
+        if requested < 0:
+            raise InvalidInputError(f"cannot reserve a negative amount ({amount_usd})")
+        if not ordered:
+            return Reservation(run_id, from_micros(requested), [], expires)
+
+        def attempt(tx: Tx) -> int:
+            rooms = [self._room(tx, run_id, key, now) for key in ordered]
+            amount = requested
+            tightest = min(range(len(ordered)), key=lambda i: rooms[i][0])
+            if amount > rooms[tightest][0]:
+                if not clamp or rooms[tightest][0] <= 0:
+                    key, (_, spent, reserved) = ordered[tightest], rooms[tightest]
+                    raise BudgetExceededError(f"{key.budget}[{key.scope_key}]", key.limit_usd,
+                                              from_micros(spent), from_micros(reserved), from_micros(requested))
+                amount = rooms[tightest][0]
+            for key in ordered:
+                self._hold(tx, run_id, key, amount, expires, now)
+            return amount
+
+        amount = self._op(attempt)
+        return Reservation(run_id, from_micros(amount), list(ordered), expires)
+
+    def _room(self, tx: Tx, run_id: str, key: BudgetKey, now: datetime) -> tuple[int, int, int]:
+        """Lock the key's rollup row; return (room left, spent, outstanding of *other* runs)."""
+        start = self._ts(key.period_start)
+        self._ensure_rollup(tx, key, now)
+        row = tx.one("SELECT spent_micros FROM budget_rollups WHERE budget = ? AND scope_key = ?"
+                     " AND period_start = ?" + self.lock_suffix, (key.budget, key.scope_key, start))
+        spent = int(row[0]) if row else 0
+        # lazy clean-up: an expired reservation holds nothing (its run died without settling)
+        tx.run("UPDATE reservations SET settled = {true} WHERE budget = ? AND scope_key = ?"
+               " AND period_start = ? AND settled = {false} AND expires_at <= ?",
+               (key.budget, key.scope_key, start, self._ts(now)))
+        other = tx.one(_OUTSTANDING + " AND run_id <> ?",
+                       (key.budget, key.scope_key, start, self._ts(now), run_id))
+        reserved = int(other[0]) if other else 0
+        return to_micros(key.limit_usd) - spent - reserved, spent, reserved
+
+    def _ensure_rollup(self, tx: Tx, key: BudgetKey, now: datetime) -> None:
+        tx.run("INSERT INTO budget_rollups (budget, scope_key, period_start, period_end, limit_micros,"
+               " spent_micros, calls, runs, updated_at) VALUES (?, ?, ?, ?, ?, 0, 0, 0, ?)"
+               " ON CONFLICT (budget, scope_key, period_start) DO UPDATE SET limit_micros = excluded.limit_micros",
+               (key.budget, key.scope_key, self._ts(key.period_start), self._ts(key.period_end),
+                to_micros(key.limit_usd), self._ts(now)))
+
+    def _hold(self, tx: Tx, run_id: str, key: BudgetKey, amount: int, expires: datetime,
+              now: datetime) -> None:
+        tx.run("INSERT INTO reservations (run_id, budget, scope_key, period_start, amount_micros, used_micros,"
+               " expires_at, settled, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, {false}, ?)"
+               " ON CONFLICT (run_id, budget, scope_key, period_start) DO UPDATE SET"
+               " amount_micros = excluded.amount_micros, expires_at = excluded.expires_at, settled = {false}",
+               (run_id, key.budget, key.scope_key, self._ts(key.period_start), amount,
+                self._ts(expires), self._ts(now)))
+
+    def settle(self, run_id: str) -> None:
+        self._op(lambda tx: tx.run("UPDATE reservations SET settled = {true} WHERE run_id = ?"
+                                   " AND settled = {false}", (run_id,)))
+
+    # --- runs and calls ---------------------------------------------------------------------------
+    def start_run(self, run: RunRecord, keys: Sequence[BudgetKey] = ()) -> None:
+        """Insert the run with zero totals: a run's totals are always the sum of its recorded calls."""
+        ordered = sorted(keys, key=_key_order)
+        now = datetime.now(UTC)
+
+        def write(tx: Tx) -> None:
+            inserted = tx.run(f"INSERT INTO runs ({', '.join(RUN_COLS)}) VALUES "
+                              f"({', '.join('?' * len(RUN_COLS))}) ON CONFLICT (run_id) DO NOTHING",
+                              self._run_row(run))
+            if not inserted:
+                raise LedgerError(f"run {run.run_id!r} is already in the ledger")
+            for key in ordered:
+                tx.run("INSERT INTO run_budget_keys (run_id, budget, scope_key, period_start, period_end)"
+                       " VALUES (?, ?, ?, ?, ?)", (run.run_id, key.budget, key.scope_key,
+                                                   self._ts(key.period_start), self._ts(key.period_end)))
+                self._ensure_rollup(tx, key, now)
+                self._add_to_rollup(tx, run.run_id, key.budget, key.scope_key, self._ts(key.period_start),
+                                    0, 0, 1, now)
+
+        self._op(write)
+
+    def record_call(self, call: CallRecord) -> None:
+        micros = to_micros(call.cost_usd)
+        now = datetime.now(UTC)
+
+        def write(tx: Tx) -> None:
+            inserted = tx.run(f"INSERT INTO calls ({', '.join(CALL_COLS)}) VALUES "
+                              f"({', '.join('?' * len(CALL_COLS))}) ON CONFLICT (run_id, seq) DO NOTHING",
+                              self._call_row(call, micros))
+            if not inserted:
+                return  # the same call written twice (a retried write): count it once
+            sets = ", ".join(f"{c} = {c} + ?" for c in TOKEN_COLS)
+            updated = tx.run(f"UPDATE runs SET turns = turns + ?, tool_calls = tool_calls + ?,"
+                             f" cost_micros = cost_micros + ?, {sets} WHERE run_id = ?",
+                             (int(call.is_turn), call.tool_calls, micros, *astuple(call.usage), call.run_id))
+            if not updated:
+                raise LedgerError(f"run {call.run_id!r} is not in the ledger; start_run must come first")
+            keys = tx.all("SELECT budget, scope_key, period_start FROM run_budget_keys WHERE run_id = ?",
+                          (call.run_id,))
+            for budget, scope_key, start in sorted(keys, key=lambda k: (k[0], k[1], self._dt(k[2]))):
+                self._add_to_rollup(tx, call.run_id, budget, scope_key, start, micros, 1, 0, now)
+            tx.run("UPDATE reservations SET used_micros = used_micros + ? WHERE run_id = ?"
+                   " AND settled = {false}", (micros, call.run_id))
+
+        self._op(write)
+
+    def _add_to_rollup(self, tx: Tx, run_id: str, budget: str, scope_key: str, start: Any, micros: int,
+                       calls: int, runs: int, now: datetime) -> None:
+        tx.run("UPDATE budget_rollups SET spent_micros = spent_micros + ?, calls = calls + ?,"
+               " runs = runs + ?, updated_at = ? WHERE budget = ? AND scope_key = ? AND period_start = ?",
+               (micros, calls, runs, self._ts(now), budget, scope_key, start))
+
+    def finish_run(
+        self, run_id: str, status: str, stop_reason: str | None, ended_at: datetime,
+        agent_exit_code: int | None = None, session_id: str | None = None,
+    ) -> None:
+        def write(tx: Tx) -> None:
+            if not tx.run("UPDATE runs SET status = ?, stop_reason = ?, ended_at = ?,"
+                          " agent_exit_code = COALESCE(?, agent_exit_code), session_id = COALESCE(?, session_id)"
+                          " WHERE run_id = ?",
+                          (status, stop_reason, self._ts(ended_at), agent_exit_code, session_id, run_id)):
+                raise LedgerError(f"run {run_id!r} is not in the ledger")
+
+        self._op(write)
+
+    def set_outcome(self, run_id: str, outcome: str) -> None:
+        def write(tx: Tx) -> None:
+            if not tx.run("UPDATE runs SET outcome = ? WHERE run_id = ?", (outcome, run_id)):
+                raise InvalidInputError(f"no run {run_id!r} in the ledger {self.url}")
+
+        self._op(write)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self._op(lambda tx: tx.one(f"SELECT {', '.join(RUN_COLS)} FROM runs WHERE run_id = ?",
+                                         (run_id,)), write=False)
+        return self._run_from(row) if row else None
+
+    def list_runs(
+        self, *, repo: str | None = None, pr: int | None = None, since: datetime | None = None,
+        status: str | None = None, limit: int = 50,
+    ) -> list[RunRecord]:
+        where, params = self._filters(repo=repo, pr=pr, since=since, status=status)
+        sql = (f"SELECT {', '.join(RUN_COLS)} FROM runs{where} ORDER BY started_at DESC, run_id DESC"
+               " LIMIT ?")
+        rows = self._op(lambda tx: tx.all(sql, (*params, max(1, limit))), write=False)
+        return [self._run_from(r) for r in rows]
+
+    def list_calls(
+        self, run_id: str | None = None, *, limit: int = 1000, repo: str | None = None,
+        pr: int | None = None, since: datetime | None = None, status: str | None = None,
+    ) -> list[CallRecord]:
+        cols = ", ".join(f"c.{c}" for c in CALL_COLS)
+        where, params = self._filters(prefix="c.", run_id=run_id, since=since, status=status)
+        join = ""
+        if repo is not None or pr is not None:
+            run_where, run_params = self._filters(prefix="r.", repo=repo, pr=pr)
+            join = " JOIN runs r ON r.run_id = c.run_id"
+            where = where + (" AND " if where else " WHERE ") + run_where.removeprefix(" WHERE ")
+            params += run_params
+        order = "c.seq" if run_id is not None else "c.started_at DESC, c.run_id, c.seq DESC"
+        sql = f"SELECT {cols} FROM calls c{join}{where} ORDER BY {order} LIMIT ?"
+        rows = self._op(lambda tx: tx.all(sql, (*params, max(1, limit))), write=False)
+        return [self._call_from(r) for r in rows]
+
+    def report(self, start: datetime, end: datetime, group_by: str = "repo") -> list[dict[str, Any]]:
+        """Spend per ``group_by`` for runs started in ``[start, end)``, from run totals (no call scan)."""
+        column = REPORT_GROUPS.get(group_by)
+        if column is None:
+            raise InvalidInputError(f"cannot group by {group_by!r}; expected one of {', '.join(REPORT_GROUPS)}")
+        sql = (f"SELECT {column}, COUNT(*), SUM(turns), SUM(cost_micros), SUM(input_tokens),"
+               " SUM(cache_read_tokens), SUM(output_tokens) FROM runs WHERE started_at >= ? AND started_at < ?"
+               f" GROUP BY {column} ORDER BY SUM(cost_micros) DESC")
+        rows = self._op(lambda tx: tx.all(sql, (self._ts(start), self._ts(end))), write=False)
+        return [{group_by: r[0], "runs": int(r[1]), "turns": int(r[2] or 0), "cost_usd": from_micros(r[3]),
+                 "input_tokens": int(r[4] or 0), "cache_read_tokens": int(r[5] or 0),
+                 "output_tokens": int(r[6] or 0)} for r in rows]
+
+    def _filters(self, prefix: str = "", **values: Any) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        for name, value in values.items():
+            if value is None:
+                continue
+            if name == "since":
+                clauses.append(f"{prefix}started_at >= ?")
+                params.append(self._ts(value))
+            else:
+                clauses.append(f"{prefix}{name} = ?")
+                params.append(value)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    # --- row mapping ------------------------------------------------------------------------------
+    def _run_row(self, run: RunRecord) -> tuple[Any, ...]:
+        return (run.run_id, self._ts(run.started_at), self._ts(run.ended_at), run.decision, run.status,
+                run.org, run.team, run.repo, run.user, run.workflow, run.agent, run.environment,
+                run.trigger, run.pr, run.branch, run.cohort, run.platform, run.rule, run.reason, run.model,
+                json.dumps(run.limits, sort_keys=True, default=str), run.stop_reason, run.outcome,
+                run.agent_exit_code, run.session_id, self._bool(run.enforced), 0, 0, 0,
+                *(0 for _ in TOKEN_COLS))
+
+    def _run_from(self, row: Sequence[Any]) -> RunRecord:
+        r = dict(zip(RUN_COLS, row, strict=True))
+        return RunRecord(
+            run_id=r["run_id"], started_at=self._dt(r["started_at"]), ended_at=self._dt(r["ended_at"]),  # type: ignore[arg-type]
+            decision=r["decision"], status=r["status"], org=r["org"], team=r["team"], repo=r["repo"],
+            user=r["actor"], workflow=r["workflow"], agent=r["agent"], environment=r["environment"],
+            trigger=r["trigger_name"], pr=r["pr"], branch=r["branch"], cohort=r["cohort"],
+            platform=r["platform"], rule=r["rule"], reason=r["reason"], model=r["model"],
+            limits=json.loads(r["limits_json"] or "{}"), stop_reason=r["stop_reason"], outcome=r["outcome"],
+            agent_exit_code=r["agent_exit_code"], session_id=r["session_id"], enforced=bool(r["enforced"]),
+            turns=int(r["turns"]), tool_calls=int(r["tool_calls"]), cost_usd=from_micros(r["cost_micros"]),
+            usage=Usage(*(int(r[c]) for c in TOKEN_COLS)),
+        )
+
+    def _call_row(self, call: CallRecord, micros: int) -> tuple[Any, ...]:
+        return (call.run_id, call.seq, self._ts(call.started_at), self._ts(call.ended_at), call.provider,
+                call.endpoint, call.model_requested, call.model_served, *astuple(call.usage), micros,
+                call.status, call.http_status, self._bool(call.stream), call.tool_calls, call.context_tokens,
+                float(call.latency_ms), call.fingerprint, call.error, call.session_id, self._bool(call.is_turn))
+
+    def _call_from(self, row: Sequence[Any]) -> CallRecord:
+        c = dict(zip(CALL_COLS, row, strict=True))
+        return CallRecord(
+            run_id=c["run_id"], seq=int(c["seq"]), started_at=self._dt(c["started_at"]),  # type: ignore[arg-type]
+            ended_at=self._dt(c["ended_at"]), provider=c["provider"], endpoint=c["endpoint"],  # type: ignore[arg-type]
+            model_requested=c["model_requested"], model_served=c["model_served"],
+            usage=Usage(*(int(c[k]) for k in TOKEN_COLS)), cost_usd=from_micros(c["cost_micros"]),
+            status=c["status"], http_status=c["http_status"], stream=bool(c["stream"]),
+            tool_calls=int(c["tool_calls"]), context_tokens=int(c["context_tokens"]),
+            latency_ms=float(c["latency_ms"]), fingerprint=c["fingerprint"], error=c["error"],
+            session_id=c["session_id"], is_turn=bool(c["is_turn"]),
+        )
+
+
+def _key_order(key: BudgetKey) -> tuple[str, str, datetime]:
+    return key.budget, key.scope_key, as_utc(key.period_start)
+
+
