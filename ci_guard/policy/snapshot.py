@@ -31,9 +31,14 @@ _FIELDS = ("spent_usd", "reserved_usd")
 class SnapshotBudgetSource:
     """:class:`ci_guard.policy.budget_source.BudgetSource` over a JSON snapshot file."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.entries = _read(self.path)
+    def __init__(self, path: str | Path | None = None, entries: dict[str, dict[str, Decimal]] | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.entries = entries if entries is not None else _read(Path(path)) if path is not None else {}
+
+    @classmethod
+    def from_data(cls, data: Any, origin: str = "<budgets>") -> SnapshotBudgetSource:
+        """A source from already-parsed snapshot data (policy test cases); raises InvalidInputError."""
+        return cls(entries=_entries(Path(origin), data))
 
     def budget_status(self, budgets: Sequence[Budget], ctx: RunContext, now: datetime) -> list[BudgetStatus]:
         out = []
@@ -61,6 +66,10 @@ def _read(path: Path) -> dict[str, dict[str, Decimal]]:
             Problem(f"invalid JSON: {exc.msg}", str(path), exc.lineno, exc.colno)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"cannot read budget snapshot {path}: {exc}") from None
+    return _entries(path, data)
+
+
+def _entries(path: Path, data: Any) -> dict[str, dict[str, Decimal]]:
     if isinstance(data, dict) and isinstance(data.get("budgets"), dict):
         data = data["budgets"]
     if not isinstance(data, dict):

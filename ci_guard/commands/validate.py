@@ -1,0 +1,40 @@
+"""`ci-guard validate`: schema errors and lint findings of one or more policy files."""
+
+from __future__ import annotations
+
+import click
+
+EPILOG = """\b
+Examples:
+  ci-guard validate policies/default.yml
+  ci-guard validate --strict policies/*.yml
+
+\b
+Prints file:line:column: field: problem for every error and warning (unreachable rules, undefined
+budgets, tiers or teams). Exit status: 0 valid, 1 only warnings with --strict, 2 errors.
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--strict", is_flag=True, help="Treat warnings as failures (exit 1).")
+def validate(files: tuple[str, ...], strict: bool) -> int:
+    """Validate and lint policy files."""
+    from ci_guard.policy.validate import validate_file
+
+    errors = warnings = 0
+    for path in files:
+        report = validate_file(path)
+        for problem in report.errors:
+            click.echo(f"{problem.render()}", err=True)
+        for problem in report.warnings:
+            rendered = problem.render().replace(": ", ": warning: ", 1) if problem.line else problem.render()
+            click.echo(rendered, err=True)
+        errors += len(report.errors)
+        warnings += len(report.warnings)
+        if not report.errors:
+            click.echo(f"{path}: ok ({report.rules} rules" + (f", {len(report.warnings)} warnings)"
+                                                                if report.warnings else ")"))
+    if errors:
+        return 2
+    return 1 if strict and warnings else 0

@@ -1,0 +1,42 @@
+"""Validation plus lint of one policy file, every problem located (for `ci-guard validate`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ci_guard.errors import Problem
+from ci_guard.policy.lint import lint_policy
+from ci_guard.policy.loader import sort_problems, validate_located
+from ci_guard.policy.yamlmarks import dotted, parse_yaml
+
+
+@dataclass
+class Report:
+    path: str
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    rules: int = 0
+
+
+def validate_file(path: str | Path) -> Report:
+    report = Report(str(path))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        report.errors.append(Problem(f"cannot read: {exc}", str(path)))
+        return report
+    located = parse_yaml(text, str(path))
+    policy, problems = validate_located(located, str(path), check_references=False)
+    report.errors += problems
+    if policy is None:
+        report.errors = sort_problems(report.errors)
+        return report
+    report.rules = len(policy.rules)
+    for finding in lint_policy(policy):
+        line, col = located.where(finding.path)
+        problem = Problem(finding.message, str(path), line, col, dotted(finding.path) or None)
+        (report.errors if finding.severity == "error" else report.warnings).append(problem)
+    report.errors = sort_problems(report.errors)
+    report.warnings = sort_problems(report.warnings)
+    return report
