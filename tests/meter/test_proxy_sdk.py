@@ -14,6 +14,7 @@ from tests.meter.harness import REAL_KEY, proxied
 
 TOOLS = [{"name": "read_file", "description": "Read a file",
           "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}]
+USER = [{"role": "user", "content": "x"}]
 OPENAI_TOOLS = [{"type": "function", "function": {"name": "read_file", "description": "Read a file", "parameters": {
     "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}]
 
@@ -129,7 +130,7 @@ def test_wrong_token_is_rejected_with_the_provider_error_shape(sim):
     with proxied(sim.url) as p:
         client = anthropic.Anthropic(base_url=p.anthropic_url, api_key="not-the-token", max_retries=0)
         with pytest.raises(anthropic.AuthenticationError):
-            client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER)
         bearer = openai.OpenAI(base_url=p.openai_url, api_key="nope", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             bearer.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "x"}])
@@ -139,7 +140,7 @@ def test_wrong_token_is_rejected_with_the_provider_error_shape(sim):
 def test_bearer_auth_style_is_accepted_for_anthropic(sim):
     with proxied(sim.url) as p:
         client = anthropic.Anthropic(base_url=p.anthropic_url, auth_token=p.token, api_key=None, max_retries=0)
-        msg = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        msg = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER)
         assert msg.usage.output_tokens == p.calls[0].usage.output_tokens
 
 
@@ -150,7 +151,7 @@ def test_max_turns_refuses_with_a_non_retryable_error(sim):
             client.messages.create(model="claude-sonnet-4-5", max_tokens=10,
                                    messages=[{"role": "user", "content": f"turn {i}"}])
         with pytest.raises(anthropic.BadRequestError) as err:
-            client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "3"}])
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER)
         assert "max_turns" in str(err.value)
         assert p.stops and p.stops[0][0] == MAX_TURNS
         assert [c.status for c in p.calls] == ["ok", "ok", "refused"]
@@ -207,15 +208,14 @@ def test_upstream_errors_reach_the_agent_unchanged_and_a_storm_is_stopped():
 def test_stream_dropped_mid_way_is_recorded_and_the_proxy_survives():
     with run_simulator("drop-mid-stream", api_key=REAL_KEY) as sim, proxied(sim.url) as p:
         client = anthropic_client(p)
-        with pytest.raises((anthropic.APIError, httpx.HTTPError)):
-            with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100,
-                                        messages=[{"role": "user", "content": "x"}]) as stream:
-                stream.get_final_message()
+        with pytest.raises((anthropic.APIError, httpx.HTTPError)), client.messages.stream(
+                model="claude-sonnet-4-5", max_tokens=100, messages=USER) as stream:
+            stream.get_final_message()
         cut = p.calls[0]
         assert cut.status == "cut"
         assert cut.usage.input_tokens > 0  # message_start already reported the input
         httpx.put(f"{sim.url}/_sim/scenario", json="tool-loop")
-        msg = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "y"}])
+        msg = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER)
         assert msg.usage.output_tokens == p.calls[1].usage.output_tokens
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ci_guard.meter.proxy import Upstreams
 from ci_guard.policy.decision import Enforcement, Limits
-from tests.meter.harness import ANTHROPIC_OK, REAL_KEY, echo_upstream, proxied
+from tests.meter.harness import REAL_KEY, echo_upstream, proxied
 
 CLAUDE_CODE_BODY = {
     "model": "claude-sonnet-4-5", "max_tokens": 32000, "stream": False,
@@ -127,7 +127,8 @@ def test_count_tokens_is_forwarded_but_not_a_turn():
             assert r.json() == {"input_tokens": 42}
         assert p.session.guard.turns == 0
         up.respond = None
-        assert post(p, "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": []}).status_code == 200
+        r = post(p, "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": []})
+        assert r.status_code == 200
 
 
 def test_allowed_unmetered_post_is_forwarded():
