@@ -70,10 +70,10 @@ class GitHubForge:
     def identity(self) -> str:
         if self._login is None:
             try:
-                self._login = self.gh.get_user().login
-            except GithubException as exc:
-                if exc.status != 403:
-                    raise map_error(exc, "identify the token", self.repo_name) from None
+                self._login = self._call("identify the token", lambda: self.gh.get_user().login)
+            except ForgeRequestError as exc:
+                if exc.status != 403 or exc.retryable:
+                    raise
                 # GitHub Actions' GITHUB_TOKEN is an app installation token: GET /user answers 403
                 # "Resource not accessible by integration"; GraphQL `viewer` still names the bot.
                 self._login = self._call("identify the token", self._viewer_login)

@@ -1,0 +1,237 @@
+"""`ci-guard comment` as a library call: load summaries, add the PR's history, render, post.
+
+Forge failures never fail the CI job unless asked (``fail_on_error``): they become a warning on
+stderr and, on GitHub Actions, a ``::warning::`` annotation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import ValidationError
+
+from ci_guard.errors import EXIT_OK, ForgeError, InvalidInputError, Problem
+from ci_guard.meter.summary import RunSummary
+from ci_guard.report.marker import DEFAULT_TAG, check_tag
+from ci_guard.report.render import MAX_CHARS, RenderedComment, render_comment
+from ci_guard.secrets import redact
+
+DEFAULT_LEDGER_FILE = Path(".ci-guard/ledger.db")
+
+
+@dataclass
+class CommentOptions:
+    summaries: Sequence[str] = ()
+    policy: str | None = None
+    ledger: str | None = None
+    no_ledger: bool = False
+    platform: str = "auto"  # github | gitlab | auto
+    repo: str | None = None
+    pr: int | None = None
+    behavior: str = "update"
+    tag: str = DEFAULT_TAG
+    template: str | None = None
+    dry_run: bool = False
+    output: str | None = None
+    token_env: str | None = None
+    fail_on_error: bool = False
+    forge_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. throttle=False in tests
+
+
+# inputs -------------------------------------------------------------------------------------
+def load_summary(path: str | Path) -> RunSummary:
+    """One run summary file; bad JSON or a bad field is an InvalidInputError naming the place."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError("", [Problem(f"cannot read the run summary: {exc.strerror}", file=str(path))]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError("", [Problem(f"not valid JSON: {exc.msg}", file=str(path), line=exc.lineno,
+                                             column=exc.colno)]) from None
+    try:
+        return RunSummary.model_validate(data)
+    except ValidationError as exc:
+        problems = [Problem(f"{e['msg']} (got {str(e.get('input'))[:60]!r})", file=str(path),
+                            field=".".join(str(p) for p in e["loc"])) for e in exc.errors()]
+        raise InvalidInputError("invalid run summary", problems) from None
+
+
+def comment_template(opts: CommentOptions) -> Path | None:
+    """--template, else the policy's ``comment_template:`` (relative to the policy file)."""
+    if opts.template:
+        return Path(opts.template)
+    if not opts.policy:
+        return None
+    from ci_guard.policy.decide import load_policy
+
+    policy = load_policy(opts.policy)
+    return policy.resolve_path(policy.comment_template) if policy.comment_template else None
+
+
+def detect_platform(opts: CommentOptions, summaries: Sequence[RunSummary], env: dict[str, str]) -> str | None:
+    if opts.platform in ("github", "gitlab"):
+        return opts.platform
+    if env.get("GITHUB_ACTIONS") == "true":
+        return "github"
+    if env.get("GITLAB_CI") == "true":
+        return "gitlab"
+    for summary in reversed(summaries):
+        platform = (summary.decision.get("context") or {}).get("platform")
+        if platform in ("github", "gitlab"):
+            return platform
+    return None
+
+
+def target(opts: CommentOptions, summaries: Sequence[RunSummary], platform: str | None,
+           env: dict[str, str]) -> tuple[str | None, int | None]:
+    """(repo or project, PR/MR number): flags first, then the newest run's context, then CI variables."""
+    ctx = (summaries[-1].decision.get("context") or {}) if summaries else {}
+    repo = opts.repo or ctx.get("repo")
+    pr = opts.pr if opts.pr is not None else ctx.get("pr")
+    if platform == "gitlab":
+        repo = repo or env.get("CI_PROJECT_ID") or env.get("CI_PROJECT_PATH")
+        pr = pr if pr is not None else _int(env.get("CI_MERGE_REQUEST_IID"))
+    return repo, _int(pr)
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
+def history(opts: CommentOptions, repo: str | None, pr: int | None, env: dict[str, str],
+            warn: Callable[[str], None]) -> list[RunSummary]:
+    """Earlier runs of this PR/MR from the ledger; a ledger problem only costs the history."""
+    url = None if opts.no_ledger else (opts.ledger or env.get("CI_GUARD_LEDGER"))
+    if not url and not opts.no_ledger and not opts.ledger and DEFAULT_LEDGER_FILE.is_file():
+        url = f"sqlite:///{DEFAULT_LEDGER_FILE}"
+    if not url or repo is None or pr is None:
+        return []
+    try:
+        from ci_guard.ledger import open_ledger  # type: ignore[attr-defined]
+        from ci_guard.report.history import summaries_for_pr
+
+        store = open_ledger(url)
+        try:
+            return summaries_for_pr(store, repo, pr)
+        finally:
+            store.close()
+    except ImportError:
+        warn("the ledger backend is not available; the comment shows this job's runs only")
+    except Exception as exc:  # the comment is still worth posting without history
+        warn(f"could not read earlier runs from the ledger: {redact(str(exc))}")
+    return []
+
+
+# outputs ------------------------------------------------------------------------------------
+def write_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def annotation(message: str) -> str:
+    """A GitHub ``::warning::`` workflow command with the message escaped as GitHub documents."""
+    text = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return f"::warning title=ci-guard comment::{text}"
+
+
+@dataclass
+class Reporter:
+    out: TextIO
+    err: TextIO
+    github_actions: bool
+
+    def warn(self, message: str) -> None:
+        message = redact(message)
+        print(f"ci-guard: warning: {message}", file=self.err)
+        if self.github_actions:
+            print(annotation(message), file=self.out)
+
+    def info(self, message: str) -> None:
+        print(f"ci-guard: {redact(message)}", file=self.err)
+
+
+def make_forge(platform: str, repo: str, pr: int, opts: CommentOptions, env: dict[str, str]) -> Any:
+    if platform == "github":
+        from ci_guard.forges import github
+
+        return github.from_env(repo, pr, opts.token_env or "GITHUB_TOKEN", env, **opts.forge_kwargs)
+    from ci_guard.forges import gitlab
+
+    return gitlab.from_env(repo, pr, opts.token_env or "GITLAB_TOKEN", env, **opts.forge_kwargs)
+
+
+def run_comment(opts: CommentOptions, *, environ: dict[str, str] | None = None, out: TextIO | None = None,
+                err: TextIO | None = None, retry: Any = None) -> int:
+    """Everything `ci-guard comment` does; returns the exit code."""
+    env = dict(os.environ if environ is None else environ)
+    report = Reporter(out or sys.stdout, err or sys.stderr, env.get("GITHUB_ACTIONS") == "true")
+    tag = check_tag(opts.tag)
+    summaries = [load_summary(p) for p in opts.summaries]
+    platform = detect_platform(opts, summaries, env)
+    repo, pr = target(opts, summaries, platform, env)
+    earlier = history(opts, repo, pr, env, report.warn)
+    if not summaries and not earlier:
+        raise InvalidInputError("nothing to comment on: give --summary FILE (or a ledger with runs of --repo/--pr)")
+    comment = render_comment(summaries, earlier, tag=tag, template=comment_template(opts),
+                             platform=platform or "github", max_chars=MAX_CHARS.get(platform or "github"))
+    if comment.omitted_calls:
+        report.info(f"{comment.omitted_calls} calls were left out of the per-call table to fit the size limit")
+    if opts.output:
+        write_atomic(opts.output, comment.markdown)
+    if opts.dry_run:
+        print(comment.body, file=report.out, end="")
+        return EXIT_OK
+    _step_summary(comment, env, report)
+    return _post(comment, platform, repo, pr, opts, env, report, retry)
+
+
+def _step_summary(comment: RenderedComment, env: dict[str, str], report: Reporter) -> None:
+    from ci_guard.report.step_summary import write_step_summary
+
+    try:
+        write_step_summary(comment.markdown, env)
+    except OSError as exc:
+        report.warn(f"could not write the step summary: {exc.strerror}")
+
+
+def _post(comment: RenderedComment, platform: str | None, repo: str | None, pr: int | None,
+          opts: CommentOptions, env: dict[str, str], report: Reporter, retry: Any) -> int:
+    from ci_guard.forges.sticky import publish
+
+    problem = None
+    if platform is None:
+        problem = "cannot tell the forge (use --platform github|gitlab); nothing was posted"
+    elif repo is None or pr is None:
+        problem = "this run is not on a pull/merge request (no --repo/--pr in flags or context); nothing was posted"
+    if problem:
+        return _fail(problem, opts, report)
+    try:
+        forge = make_forge(platform, repo, pr, opts, env)  # type: ignore[arg-type]
+        result = publish(forge, comment, opts.behavior, retry)
+    except ForgeError as exc:
+        return _fail(f"the cost comment was not posted: {exc.render()}", opts, report)
+    for note in result.notes:
+        report.info(note)
+    report.info(result.describe(platform))  # type: ignore[arg-type]
+    return EXIT_OK
+
+
+def _fail(message: str, opts: CommentOptions, report: Reporter) -> int:
+    if opts.fail_on_error:
+        raise ForgeError(redact(message))
+    report.warn(message)
+    return EXIT_OK
