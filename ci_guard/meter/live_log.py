@@ -35,6 +35,9 @@ class LiveLog:
         self._write(f"ci-guard: {message}")
 
     def call(self, call: CallRecord, guard: CapGuard) -> None:
+        if call.status == "refused":
+            self._write(f"ci-guard: refused a {call.endpoint} call: {(call.error or '').split(': ci-guard:')[0]}")
+            return
         lim = guard.limits
         turn = f"turn {guard.turns}/{lim.max_turns}" if lim.max_turns else f"turn {guard.turns}"
         if not call.is_turn:
