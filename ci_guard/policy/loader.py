@@ -61,7 +61,7 @@ def validate_located(located: Located, filename: str, *, check_references: bool 
         from ci_guard.policy.lint import reference_problems
 
         for path, message in reference_problems(policy):
-            line, col = located.where(path)
+            line, col = located.where(path, key=True)
             problems.append(Problem(message, filename, line, col, dotted(path) or None))
     return (None if problems else policy), problems
 
@@ -70,15 +70,18 @@ def validation_problems(exc: ValidationError, located: Located, filename: str,
                         root: type[BaseModel]) -> list[Problem]:
     """Map pydantic errors onto located problems, one per field, with what was expected."""
     merged: dict[tuple[Any, ...], list[str]] = {}
+    at_key: set[tuple[Any, ...]] = set()
     for err in exc.errors(include_url=False):
         path = _data_path(err["loc"], located.data)
         message = _message(err, path, root)
+        if err["type"] == "extra_forbidden":
+            at_key.add(path)
         bucket = merged.setdefault(path, [])
         if message not in bucket:
             bucket.append(message)
     out = []
     for path, messages in merged.items():
-        line, col = located.where(path)
+        line, col = located.where(path, key=path in at_key)
         text = messages[0] if len(messages) == 1 else "; or ".join(messages)
         out.append(Problem(text, filename, line, col, dotted(path) or None))
     return out

@@ -18,7 +18,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -193,13 +195,13 @@ class Rule(_Strict):
     limits: LimitsSpec | None = None
     escalation: Escalation | None = None
 
-    @model_validator(mode="after")
-    def _allow_only_fields(self) -> Rule:
-        if self.decision != "allow":
-            extra = [k for k in ("model", "limits", "escalation") if getattr(self, k) is not None]
-            if extra:
-                raise ValueError(f"{', '.join(extra)} only apply to allow rules (this rule is {self.decision})")
-        return self
+    @field_validator("model", "limits", "escalation")
+    @classmethod
+    def _allow_only(cls, value: Any, info: ValidationInfo) -> Any:
+        decision = info.data.get("decision")
+        if value is not None and decision in ("deny", "skip"):
+            raise ValueError(f"only allow rules choose {info.field_name} (this rule is {decision})")
+        return value
 
 
 class Team(_Strict):

@@ -34,7 +34,7 @@ def validate_file(path: str | Path) -> Report:
         return report
     report.rules = len(policy.rules)
     for finding in lint_policy(policy):
-        line, col = located.where(finding.path)
+        line, col = located.where(finding.path, key=True)
         problem = Problem(finding.message, str(path), line, col, dotted(finding.path) or None)
         (report.errors if finding.severity == "error" else report.warnings).append(problem)
     report.errors = sort_problems(report.errors)

@@ -23,11 +23,17 @@ class Located:
     """Parsed data, the position of every path in it, and the structural problems found."""
 
     data: Any
-    marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    marks: dict[Path, tuple[int, int]] = field(default_factory=dict)  # where each value starts
+    key_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)  # where each mapping key is
     problems: list[Problem] = field(default_factory=list)
 
-    def where(self, path: Path) -> tuple[int | None, int | None]:
-        """The position of the longest known prefix of ``path`` (a missing key points at its parent)."""
+    def where(self, path: Path, *, key: bool = False) -> tuple[int | None, int | None]:
+        """The position of the value at ``path`` (or of its key), else of the longest known prefix.
+
+        A missing key thus points at the mapping that lacks it.
+        """
+        if key and tuple(path) in self.key_marks:
+            return self.key_marks[tuple(path)]
         for n in range(len(path), -1, -1):
             mark = self.marks.get(tuple(path[:n]))
             if mark is not None:
@@ -69,7 +75,7 @@ class _Builder:
             message, self.filename, node.start_mark.line + 1, node.start_mark.column + 1, field_path))
 
     def build(self, node: yaml.Node, path: Path) -> Any:
-        self.located.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        self.located.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -77,9 +83,11 @@ class _Builder:
         return self._scalar(node)
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
-        self.constructor.flatten_mapping(node)  # resolve `<<: *anchor` merges
+        own = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        self.constructor.flatten_mapping(node)  # resolve `<<: *anchor` merges (merged pairs come first)
         out: dict[Any, Any] = {}
         first_seen: dict[Any, int] = {}
+        merged: set[Any] = set()
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problem(key_node, path, "expected a plain key, got a list or mapping")
@@ -87,12 +95,16 @@ class _Builder:
             key = self._scalar(key_node)
             if not isinstance(key, str):
                 key = key_node.value  # `on:`/`yes:`/`1:` keys stay the text the author wrote
-            if key in first_seen:
+            if key in merged or (key in first_seen and id(key_node) not in own):
+                merged.discard(key)  # an explicit key (or a later merge) overrides a merged one
+            elif key in first_seen:
                 self.problem(key_node, (*path, key),
                              f"duplicate key {key!r} (first defined on line {first_seen[key]})")
                 continue
             first_seen[key] = key_node.start_mark.line + 1
-            self.located.marks[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if id(key_node) not in own:
+                merged.add(key)
+            self.located.key_marks[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             out[key] = self.build(value_node, (*path, key))
         return out
 
