@@ -73,7 +73,7 @@ def burn_bar(spent: object, limit: object, width: int = 10) -> str:
     if pct is None:
         return "—"
     filled = int(min(max(pct, Decimal(0)), Decimal(100)) * width / 100)
-    if pct > 0 and filled == 0:
+    if filled == 0 and (to_decimal(spent) or 0) > 0:
         filled = 1  # any spend at all shows on the bar
     return "▓" * filled + "░" * (width - filled) + f" {pct}%"
 

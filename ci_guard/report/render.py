@@ -7,6 +7,7 @@ every string a template outputs unless a trusted filter produced it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -115,9 +116,14 @@ def make_env(extra_dir: Path | None = None) -> SandboxedEnvironment:
     return env
 
 
+@functools.lru_cache(maxsize=1)
+def _builtin_template() -> jinja2.Template:
+    return make_env().get_template(DEFAULT_TEMPLATE)
+
+
 def _load(template: Path | None) -> jinja2.Template:
     if template is None:
-        return make_env().get_template(DEFAULT_TEMPLATE)
+        return _builtin_template()
     path = Path(template)
     if not path.is_file():
         raise InvalidInputError("", [Problem("comment template not found", file=str(path))])
