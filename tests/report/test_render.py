@@ -38,7 +38,7 @@ def test_per_call_table_is_cut_first_with_a_note() -> None:
 
 
 def test_github_limit_is_the_default_and_a_huge_pr_fits() -> None:
-    runs = [b.run(f"run-{i:03d}", calls=60, started=f"2026-03-02T{i % 24:02d}:00:00Z") for i in range(10)]
+    runs = [b.run(f"run-{i:03d}", calls=120, started=f"2026-03-02T{i:02d}:00:00Z") for i in range(8)]
     comment = render_comment(runs[-1:], runs[:-1])
     assert comment_length(comment.body) <= 65_536
     assert comment.omitted_calls > 0
