@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ci_guard.context.model import RunContext
+from ci_guard.context.model import TRIGGERS, RunContext
 from ci_guard.errors import InvalidInputError, Problem
 from ci_guard.policy.decision import Decision
 from ci_guard.policy.models import LimitsSpec, Policy
@@ -136,6 +136,8 @@ def _prepare(case: Case, defaults: CaseDefaults, origin: str) -> Prepared:
         err = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise ValueError(f"context.{loc}: {err['msg']}") from None
+    if ctx.trigger is not None and ctx.trigger not in TRIGGERS:
+        raise ValueError(f"context.trigger: expected one of {', '.join(TRIGGERS)}, got {ctx.trigger!r}")
     budgets = case.budgets if case.budgets is not None else defaults.budgets
     source = SnapshotBudgetSource.from_data(budgets, origin) if budgets is not None else None
     now = case.now or defaults.now or datetime.now(UTC)
