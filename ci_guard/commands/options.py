@@ -44,8 +44,6 @@ CONTEXT_KEYWORDS = (
     "context_file",
 )
 
-_MARK = "__ci_guard_context_options__"
-
 # In the order they appear in --help. Each entry: (param_decls, click.option keyword arguments).
 _OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--repo",), {"metavar": "OWNER/NAME",
@@ -75,12 +73,15 @@ _OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
 
 
 def context_options(func: F) -> F:
-    """Add the shared context flags to a click command (once, even if applied twice)."""
-    if getattr(func, _MARK, False):
+    """Add the shared context flags to a click command (once, even if applied twice).
+
+    Works above or below ``@click.command()``, like ``click.option`` itself.
+    """
+    existing = getattr(func, "params", None) or getattr(func, "__click_params__", None) or []
+    if any(getattr(p, "name", None) == "context_file" for p in existing):
         return func
     for decls, kwargs in reversed(_OPTIONS):  # decorators apply bottom-up; keep --help in order
         func = click.option(*decls, **kwargs)(func)
-    setattr(func, _MARK, True)
     return func
 
 

@@ -72,8 +72,8 @@ def github_pull(api_url: str, repo: str, number: int, token: str,
         from github import Auth, Github
 
         gh = Github(base_url=api_url.rstrip("/"), auth=Auth.Token(token), timeout=timeout, retry=None,
-                    per_page=100, seconds_between_requests=None, seconds_between_writes=None)
-        pull = gh.get_repo(repo, lazy=True).get_pull(number)
+                    per_page=100, seconds_between_requests=None, seconds_between_writes=None, lazy=True)
+        pull = gh.get_repo(repo).get_pull(number)
         facts = _github_meta(pull)
         files = list(pull.get_files())
     except Exception as exc:  # PyGithub, requests and socket errors alike: degrade, never crash

@@ -28,7 +28,10 @@ class FakeForge:
         self.fail_status: int | None = None
         self.delay_s = 0.0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server.daemon_threads = True
+        self._server.block_on_close = False  # do not wait for a deliberately slow handler
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
 
     @property
     def url(self) -> str:
@@ -84,7 +87,8 @@ class FakeForge:
                     status, body, headers = forge.fail_status, {"message": "Bad credentials"}, {}
                 else:
                     status, body, headers = forge.route(url.path, query)
-                data = json.dumps(body).encode()
+                # Like GitHub Enterprise, API URLs inside bodies point at this server.
+                data = json.dumps(body).replace("https://api.github.com", forge.url).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json; charset=utf-8")
