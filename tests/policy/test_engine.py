@@ -190,7 +190,8 @@ def test_engine_agrees_with_explain_on_random_policies() -> None:
         policy = _random_policy(rng, 25)
         for _ in range(20):
             ctx = pr_context(
-                repo=rng.choice(["acme/a", "acme/b", "x/y", None]), base_branch=rng.choice(["main", "release/2", "dev"]),
+                repo=rng.choice(["acme/a", "acme/b", "x/y", None]),
+                base_branch=rng.choice(["main", "release/2", "dev"]),
                 labels=rng.sample(["l1", "l2", "lx", "skip"], rng.randint(0, 2)), draft=rng.choice([True, False, None]),
                 diff_lines=rng.choice([10, 80, 200, None]), changed_paths=rng.choice([["src/a.py"], ["d.md"], None]))
             d = decide(policy, ctx, [])
