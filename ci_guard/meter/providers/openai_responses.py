@@ -69,7 +69,7 @@ class OpenAIResponses(WireAdapter):
             return CallResult(error="invalid_response: the body is not a JSON object")
         if data.get("error") and "output" not in data:
             return CallResult(error=error_text(data["error"]))
-        result = CallResult()
+        result = CallResult(usage=from_openai_responses(data.get("usage") or {}))
         _read_response(result, data)
         result.tool_calls = count_tool_items(data.get("output"))
         return result
