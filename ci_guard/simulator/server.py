@@ -152,7 +152,7 @@ class Simulator:
         req = read_request(endpoint, body)
         record: dict[str, Any] = {
             "call": call, "endpoint": endpoint, "model": scenario.model or req.model, "stream": req.stream,
-            "turn": req.turn, "status": 200, "outcome": "ok", "tool_calls": 0, "usage": None,
+            "turn": req.turn, "status": 200, "outcome": "ok", "tool_calls": 0, "usage": None, "tokens": None,
             "session": request.headers.get("X-Claude-Code-Session-Id"),
         }
         self.served.append(record)
