@@ -14,10 +14,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-import gitlab
 import requests
 from gitlab.v4.objects import CurrentUserManager
 
+import gitlab
 from ci_guard.forges.base import ForgeComment, ForgeRequestError, header, seconds
 from ci_guard.secrets import register
 
@@ -42,16 +42,23 @@ class GitLabForge:
         register(token)
         self.project_id = project
         self.mr_iid = mr_iid
+        # python-gitlab's errors drop the response headers; a hook keeps the last ones (Retry-After)
+        session = requests.Session()
+        session.hooks["response"].append(self._remember)
+        self._last_headers: Any = None
         self.gl = gitlab.Gitlab(_server_url(url or DEFAULT_URL), private_token=token, timeout=timeout,
-                                retry_transient_errors=False, per_page=100)
+                                retry_transient_errors=False, per_page=100, session=session)
         self._username: str | None = None
         self._mr: Any = None
+
+    def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last_headers = response.headers
 
     def _call(self, action: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
         except gitlab.exceptions.GitlabError as exc:
-            raise map_error(exc, action, f"{self.project_id}!{self.mr_iid}") from None
+            raise map_error(exc, action, f"{self.project_id}!{self.mr_iid}", self._last_headers) from None
         except requests.RequestException as exc:
             raise ForgeRequestError("gitlab", action, None, type(exc).__name__, retryable=True) from None
 
@@ -108,10 +115,10 @@ def _comment(note: Any) -> ForgeComment:
                         author=(attrs.get("author") or {}).get("username"), created_at=created_at, handle=note)
 
 
-def map_error(exc: gitlab.exceptions.GitlabError, action: str, target: str) -> ForgeRequestError:
+def map_error(exc: gitlab.exceptions.GitlabError, action: str, target: str,
+              headers: Any = None) -> ForgeRequestError:
     status = exc.response_code
     message = str(exc.error_message or "")
-    headers = getattr(getattr(exc, "response", None), "headers", None)
     retry_after = seconds(header(headers, "retry-after"))
 
     def err(retryable: bool = False, hint: str | None = None) -> ForgeRequestError:
