@@ -1,0 +1,34 @@
+"""One racer of the concurrency test (a module so `spawn` children can import it)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+def race(url: str, index: int, barrier, results) -> None:
+    from ci_guard.errors import BudgetExceededError
+    from ci_guard.ledger import open_ledger
+    from ci_guard.ledger.budgets import budget_keys
+    from tests.ledger.factories import CTX, NOW, call, run
+
+    budgets = [{"name": "tiny", "scope": "repo", "period": "day", "limit_usd": "1.00"},
+               {"name": "org", "scope": "org", "period": "month", "limit_usd": "100"}]
+    run_id = f"racer-{index:02d}"
+    try:
+        store = open_ledger(url)
+        keys = budget_keys(budgets, CTX, NOW)
+        barrier.wait()
+        try:
+            store.reserve(run_id, keys, Decimal("0.10"), ttl_s=600, now=NOW)
+        except BudgetExceededError as exc:
+            results.put((index, "denied", str(exc)))
+            return
+        store.start_run(run(run_id), keys)
+        # spend exactly the reservation, in two calls, then settle
+        store.record_call(call(run_id, 1, "0.04"))
+        store.record_call(call(run_id, 2, "0.06"))
+        store.settle(run_id)
+        store.close()
+        results.put((index, "granted", ""))
+    except Exception as exc:  # reported to the parent, which fails the test
+        results.put((index, "crashed", f"{type(exc).__name__}: {exc}"))

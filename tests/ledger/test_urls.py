@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from ci_guard.errors import InvalidInputError, LedgerUnavailableError
+from ci_guard.ledger import DEFAULT_URL, ledger_url, open_ledger
+from ci_guard.ledger.urls import parse_ledger_url, redact_url
+
+
+def test_sqlite_relative_and_absolute_paths():
+    assert parse_ledger_url("sqlite:///.ci-guard/ledger.db").path == ".ci-guard/ledger.db"
+    assert parse_ledger_url("sqlite:////var/lib/ci/ledger.db").path == "/var/lib/ci/ledger.db"
+
+
+def test_postgres_schema_default_custom_and_invalid():
+    url = parse_ledger_url("postgresql://ci@db.internal:5433/ledger?sslmode=require")
+    assert (url.backend, url.schema) == ("postgres", "ci_guard")
+    assert url.conninfo == "postgresql://ci@db.internal:5433/ledger?sslmode=require"
+    url = parse_ledger_url("postgres://ci@db/ledger?schema=Team_A&connect_timeout=3")
+    assert url.schema == "team_a" and "schema" not in url.conninfo and "connect_timeout=3" in url.conninfo
+    with pytest.raises(InvalidInputError, match="plain identifier"):
+        parse_ledger_url("postgresql://ci@db/ledger?schema=x;drop")
+
+
+@pytest.mark.parametrize("bad", ["mysql://x/y", "ledger.db", "sqlite://relative.db", "sqlite:///"])
+def test_unknown_urls_are_invalid_input(bad):
+    with pytest.raises(InvalidInputError):
+        parse_ledger_url(bad)
+
+
+def test_passwords_never_show():
+    url = parse_ledger_url("postgresql://ci:s3cr3t-pw@db:5432/ledger?schema=x")
+    assert "s3cr3t-pw" not in url.redacted and "ci:***@db:5432" in url.redacted
+    assert "hunter22" not in redact_url("postgresql://ci@db/l?password=hunter22")
+
+
+def test_unreachable_postgres_is_a_clear_secret_free_error():
+    with pytest.raises(LedgerUnavailableError) as info:
+        open_ledger("postgresql://ci:topsecret-pw@127.0.0.1:1/ledger?connect_timeout=2")
+    message = info.value.render()
+    assert "cannot reach the PostgreSQL ledger postgresql://ci:***@127.0.0.1:1/ledger" in message
+    assert "topsecret-pw" not in message
+    assert info.value.exit_code == 3
+
+
+def test_unwritable_sqlite_path_is_unavailable(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(LedgerUnavailableError, match="cannot open the SQLite ledger"):
+        open_ledger(f"sqlite:///{blocker}/ledger.db")
+
+
+def test_url_resolution_order(monkeypatch):
+    monkeypatch.delenv("CI_GUARD_LEDGER", raising=False)
+    assert ledger_url() == DEFAULT_URL == "sqlite:///.ci-guard/ledger.db"
+    monkeypatch.setenv("CI_GUARD_LEDGER", "sqlite:////tmp/env.db")
+    assert ledger_url() == "sqlite:////tmp/env.db"
+    assert ledger_url("sqlite:///flag.db") == "sqlite:///flag.db"
+
+
+def test_default_ledger_is_created_in_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CI_GUARD_LEDGER", raising=False)
+    store = open_ledger()
+    store.close()
+    assert (tmp_path / ".ci-guard" / "ledger.db").is_file()
+    assert store.url == DEFAULT_URL
