@@ -119,7 +119,7 @@ def history(opts: CommentOptions, repo: str | None, pr: int | None, env: dict[st
     if not url or repo is None or pr is None:
         return []
     try:
-        from ci_guard.ledger import open_ledger  # type: ignore[attr-defined]
+        from ci_guard.ledger import open_ledger
         from ci_guard.report.history import summaries_for_pr
 
         store = open_ledger(url)

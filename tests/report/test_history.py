@@ -71,3 +71,39 @@ def test_current_summary_wins_over_its_ledger_copy() -> None:
     merged = merge_summaries([current], [ledger_copy, b.denied()])
     assert [s.run_id for s in merged] == ["run-normal", "run-denied"]
     assert merged[0].cost_usd == current.cost_usd
+
+
+def test_history_from_a_real_sqlite_ledger_and_the_comment_command(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import json
+
+    from ci_guard.ledger import open_ledger
+    from ci_guard.report.publish import CommentOptions, run_comment
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    store = open_ledger(url)
+    try:
+        for i, run_id in enumerate(["old-1", "old-2"]):
+            record = _run(run_id, 60 * i)
+            record.turns, record.tool_calls, record.cost_usd, record.usage = 0, 0, Decimal(0), Usage()
+            store.start_run(record)
+            store.record_call(_call(run_id, 1))
+            store.record_call(_call(run_id, 2))
+            store.finish_run(run_id, "completed", None, record.started_at + timedelta(minutes=2))
+        store.start_run(_run("elsewhere", 5, pr=99))
+        got = summaries_for_pr(store, "acme/app", 12)
+    finally:
+        store.close()
+    assert [s.run_id for s in got] == ["old-1", "old-2"]
+    assert got[0].cost_usd == Decimal("0.25") and [c.seq for c in got[0].calls] == [1, 2]
+    assert got[0].calls[0].model == "claude-sonnet-4-5-20250929"
+
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps(b.normal().to_json()))
+    out = io.StringIO()
+    rc = run_comment(CommentOptions(summaries=[str(summary)], ledger=url, dry_run=True), environ={}, out=out,
+                     err=io.StringIO())
+    assert rc == 0
+    body = out.getvalue()
+    assert "**3 agent runs**" in body and "| 3 (this job) |" in body
+    assert "$0.63" in body  # 0.25 + 0.25 from the ledger + 0.1263 from this job
