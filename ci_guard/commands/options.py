@@ -93,10 +93,12 @@ def build_context(**options: Any) -> RunContext:
     an invalid flag value or context file.
     """
     from ci_guard.context.detect import detect_context
-    from ci_guard.context.overrides import apply_context_file, apply_flags
+    from ci_guard.context.model import RunContext
+    from ci_guard.context.overrides import apply_flags, context_file_fields, merge
 
     mine = {key: options[key] for key in CONTEXT_KEYWORDS if key in options}
-    ctx = detect_context()
-    if mine.get("context_file"):
-        ctx = apply_context_file(ctx, mine["context_file"])
+    # Validate the user's input before detection, which may call git or a forge API.
+    file_fields = context_file_fields(mine["context_file"]) if mine.get("context_file") else {}
+    apply_flags(RunContext(), mine)
+    ctx = merge(detect_context(), file_fields)
     return apply_flags(ctx, mine)

@@ -92,10 +92,12 @@ def apply_flags(ctx: RunContext, options: Mapping[str, Any]) -> RunContext:
         update["labels"] = _clean_list(options["labels"], "--label")
     if options.get("changed_paths"):
         update["changed_paths"] = _clean_list(options["changed_paths"], "--changed-file")
-    return _merge(ctx, update)
+    return merge(ctx, update)
 
 
-def _merge(ctx: RunContext, update: dict[str, Any]) -> RunContext:
+def merge(ctx: RunContext, update: dict[str, Any]) -> RunContext:
+    """``ctx`` with ``update`` applied; notes are appended, and known paths retire "paths unknown"."""
+    update = dict(update)
     if not update:
         return ctx
     notes = list(update.pop("notes", None) or [])
@@ -113,6 +115,11 @@ def _merge(ctx: RunContext, update: dict[str, Any]) -> RunContext:
 
 def apply_context_file(ctx: RunContext, path: str) -> RunContext:
     """Return ``ctx`` with the fields of the JSON object in ``path`` applied over it."""
+    return merge(ctx, context_file_fields(path))
+
+
+def context_file_fields(path: str) -> dict[str, Any]:
+    """The validated fields of the JSON object in ``path`` (only the keys it has)."""
     text = _read(path)
     try:
         data = json.loads(text)
@@ -126,7 +133,7 @@ def apply_context_file(ctx: RunContext, path: str) -> RunContext:
             "invalid context file",
             [Problem(f"expected a JSON object with RunContext fields, got {_json_type(data)}", path, 1, 1)],
         )
-    return _merge(ctx, _validate(data, text, path))
+    return _validate(data, text, path)
 
 
 def _read(path: str) -> str:
@@ -161,7 +168,10 @@ def _validate(data: dict[str, Any], text: str, path: str) -> dict[str, Any]:
                                     path, line, col, key))
     if problems:
         raise ContextError("invalid context file", problems)
-    return dict(data)
+    fields = dict(data)
+    if fields.get("repo") and "org" not in fields:
+        fields["org"] = fields["repo"].split("/")[0]  # keep org consistent with the new repo
+    return fields
 
 
 def _problem(err: Mapping[str, Any], positions: dict[str, int], text: str, path: str) -> Problem:

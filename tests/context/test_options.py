@@ -131,6 +131,27 @@ def test_context_file_can_say_unknown_with_null(tmp_path: Path) -> None:
     assert ctx["changed_paths"] is None and ctx["diff_lines"] is None and ctx["platform"] == "github"
 
 
+def test_context_file_repo_sets_org_unless_given(tmp_path: Path) -> None:
+    path = tmp_path / "ctx.json"
+    path.write_text('{"repo": "globex/api"}')
+    assert _run("--context", str(path))["org"] == "globex"
+    path.write_text('{"repo": "globex/api", "org": "globex-corp"}')
+    assert _run("--context", str(path))["org"] == "globex-corp"
+
+
+def test_bad_input_fails_before_detection_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ci_guard.context.detect as detect
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("detection must not run for invalid input")
+
+    monkeypatch.setattr(detect, "detect_context", boom)
+    assert "--pr" in _error("--pr", "x").render()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert "invalid JSON" in _error("--context", str(bad)).render()
+
+
 def test_build_context_ignores_unrelated_keywords() -> None:
     ctx = build_context(policy="p.yml", format="json", budget_snapshot=None, repo="acme/x", labels=())
     assert ctx.repo == "acme/x" and ctx.labels == []
