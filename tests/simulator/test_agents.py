@@ -64,3 +64,15 @@ def test_codex_tool_loop_usage_equals_what_was_served(tmp_path) -> None:
     assert usage["cached_input_tokens"] == sum(s["usage"]["input_tokens_details"]["cached_tokens"] for s in served)
     assert usage["output_tokens"] == _sum(served, "output_tokens")
     assert usage["reasoning_output_tokens"] == 5 * 3
+
+
+def test_neither_cli_retries_a_400(tmp_path) -> None:
+    """Why caps answer 400 invalid_request_error: both agents stop at once instead of retrying."""
+    require_claude()
+    require_codex()
+    with run_simulator({"fault": {"kind": "status", "status": 400}}) as sim:
+        code, result, _ = run_claude(sim.url, "dummy", "hi", max_turns=3, cwd=tmp_path)
+        assert code == 1 and result is not None and result["is_error"] and len(sim.served) == 1
+        sim.reset()
+        code, events, _ = run_codex(sim.openai_url, "dummy", "hi", cwd=tmp_path)
+        assert code == 1 and events[-1]["type"] == "turn.failed" and len(sim.served) == 1
