@@ -80,6 +80,8 @@ class CompiledPolicy:
     team_members: dict[str, str]
     team_repos: list[tuple[str, GlobSet]]
     hint_labels: tuple[str, ...]
+    label_refs: dict[str, int]  # literal label -> mask of rules that mention it anywhere
+    budget_refs: frozenset[str]  # budgets named in budget_remaining conditions
 
 
 # compile ---------------------------------------------------------------------------------------
@@ -107,7 +109,9 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         policy=policy, rules=rules, indexes=indexes, all_mask=(1 << len(rules)) - 1, refs=refs,
         enforcement=build_enforcement(policy), team_members=members,
         team_repos=[(name, GlobSet(tuple(t.repos))) for name, t in policy.teams.items() if t.repos],
-        hint_labels=_hint_labels(policy),
+        hint_labels=_hint_labels(policy), label_refs=_label_refs(policy),
+        budget_refs=frozenset(n.budget for r in rules for n in _leaves(r.nodes)  # type: ignore[attr-defined]
+                              if n.key == "budget_remaining"),
     )
 
 
@@ -183,6 +187,31 @@ def _build_indexes(rules: list[CompiledRule]) -> dict[str, FieldIndex]:
     return indexes
 
 
+def _leaves(nodes: Sequence[Node]) -> list[Node]:
+    out: list[Node] = []
+    for node in nodes:
+        children = getattr(node, "children", None)
+        child = getattr(node, "child", None)
+        if children is not None:
+            out += _leaves(children)
+        elif child is not None:
+            out += _leaves([child])
+        else:
+            out.append(node)
+    return out
+
+
+def _label_refs(policy: Policy) -> dict[str, int]:
+    from ci_guard.policy.lint import walk_when
+
+    refs: dict[str, int] = {}
+    for i, rule in enumerate(policy.rules):
+        for _, when in walk_when(rule.when, ("rules", i)):
+            for label in when.labels or []:
+                refs[label] = refs.get(label, 0) | (1 << i)
+    return refs
+
+
 def _hint_labels(policy: Policy) -> tuple[str, ...]:
     from ci_guard.policy.lint import walk_when
 
@@ -241,10 +270,10 @@ def decide(policy: Policy, ctx: RunContext, budgets: Sequence[BudgetStatus], now
     notes = _notes(cp, facts, cr, initial)
     if cr is None:
         return Decision(decision="deny", rule=None, reason=NO_RULE, budgets=list(budgets),
-                        enforcement=cp.enforcement, context=ctx, notes=notes, hint=_hint(cp, facts))
+                        enforcement=cp.enforcement, context=ctx, notes=notes, hint=_hint(cp, facts, None))
     rule = cr.rule
     if rule.decision != "allow":
-        hint = rule.hint or _hint(cp, facts)
+        hint = rule.hint or _hint(cp, facts, cr.index)
         return Decision(decision=rule.decision, rule=rule.name, reason=rule.reason or _default_reason(rule),
                         budgets=list(budgets), enforcement=cp.enforcement, context=ctx, notes=notes, hint=hint)
     granted, hint, reason = cr.granted, rule.hint, rule.reason or _default_reason(rule)
@@ -275,11 +304,13 @@ def _escalation_hint(cr: CompiledRule) -> str:
     return f"add the label {labels} to run on {target}"
 
 
-def _hint(cp: CompiledPolicy, facts: Facts) -> str | None:
+def _hint(cp: CompiledPolicy, facts: Facts, deciding: int | None) -> str | None:
     """What would allow a denied or skipped run: a label that leads to an allow rule, if any."""
     ctx = facts.ctx
+    # Adding a label can only change the outcome through a rule up to the deciding one that reads it.
+    upto = cp.all_mask if deciding is None else (1 << (deciding + 1)) - 1
     for label in cp.hint_labels:
-        if label in ctx.labels:
+        if label in ctx.labels or not cp.label_refs.get(label, 0) & upto:
             continue
         trial = Facts(ctx.model_copy(update={"labels": [*ctx.labels, label]}), facts.budgets)
         cr, _ = first_match(cp, trial)
@@ -308,8 +339,7 @@ def _notes(cp: CompiledPolicy, facts: Facts, cr: CompiledRule | None, initial: i
     for key in ("diff_lines", "diff_files"):
         if facts.value(key) is None:
             unknown.append(((key,), f"{key} unknown"))
-    missing = {n.budget for r in cp.rules for n in r.nodes if n.key == "budget_remaining"  # type: ignore[attr-defined]
-               } - set(facts.budgets)
+    missing = cp.budget_refs.difference(facts.budgets)
     if missing:
         unknown.append((("budget_remaining",), f"budget status unknown for {', '.join(sorted(missing))}"))
     for keys, what in unknown:
