@@ -18,8 +18,9 @@ def test_postgres_schema_default_custom_and_invalid():
     assert url.conninfo == "postgresql://ci@db.internal:5433/ledger?sslmode=require"
     url = parse_ledger_url("postgres://ci@db/ledger?schema=Team_A&connect_timeout=3")
     assert url.schema == "team_a" and "schema" not in url.conninfo and "connect_timeout=3" in url.conninfo
-    with pytest.raises(InvalidInputError, match="plain identifier"):
+    with pytest.raises(InvalidInputError) as info:
         parse_ledger_url("postgresql://ci@db/ledger?schema=x;drop")
+    assert "is not a plain identifier" in info.value.render()
 
 
 @pytest.mark.parametrize("bad", ["mysql://x/y", "ledger.db", "sqlite://relative.db", "sqlite:///"])
