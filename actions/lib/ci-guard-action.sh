@@ -33,8 +33,9 @@ export_if_set CI_GUARD_OPENAI_UPSTREAM "${CIG_OPENAI_UPSTREAM:-}"
 
 workdir="${RUNNER_TEMP:-${TMPDIR:-/tmp}}/ci-guard"
 mkdir -p "$workdir"
-# One summary per action step, so two agents in one job do not overwrite each other's summary.
-summary_path="${CIG_SUMMARY_PATH:-$workdir/summary-${GITHUB_ACTION:-step}.json}"
+# One summary per use of the action (preflight picks the name; later steps get it from its output),
+# so two agents in one job never overwrite each other's summary.
+summary_path="${CIG_SUMMARY_PATH:-$workdir/summary-${GITHUB_RUN_ID:-local}-$(date +%s%N)-$RANDOM.json}"
 state_path="${CIG_STATE_PATH:-${CI_GUARD_STATE:-$workdir/state.json}}"
 
 policy_args() {
@@ -147,8 +148,8 @@ phase_run() {
 phase_start() {
   policy_args
   local rc=0
-  ci-guard start "${POLICY_ARGS[@]}" --preset "${CIG_PRESET:-none}" --state "$state_path" \
-    --format github || rc=$?
+  # No preset: the agent is another step (an action), which reads the exported environment.
+  ci-guard start "${POLICY_ARGS[@]}" --state "$state_path" --format github || rc=$?
   output exit-code "$rc"
   case "$rc" in
     0) ;;

@@ -1,0 +1,243 @@
+"""The composite action, end to end, as GitHub would run it.
+
+The steps of ``action.yml`` run in order with their ``if:`` conditions, inputs and step outputs
+substituted (tests/actions/github_runner.py), a real ``pull_request`` event payload, real
+``GITHUB_OUTPUT`` / ``GITHUB_ENV`` / ``GITHUB_STEP_SUMMARY`` files, the real Claude Code CLI as the
+agent, the simulator as Anthropic (it accepts only the real key, so every call provably went
+through the proxy) and a local GitHub API for the comment. ``uses:`` steps (setup-python, cache)
+are skipped: the test's own Python is on PATH, and ``install: false`` checks it is there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ci_guard.ledger import open_ledger
+from ci_guard.simulator import server as sim_server
+from tests.actions.github_runner import ActionResult, ActionRunner, base_env
+from tests.actions.layout import ROOT
+from tests.actions.scenario import (
+    CLAUDE_ENV,
+    GITHUB_TOKEN,
+    PR,
+    REAL_KEY,
+    REPO,
+    Workspace,
+    make_workspace,
+    pull_request_event,
+    write_event,
+)
+from tests.agents import CLAUDE, require_claude
+from tests.forges.fake_github import FakeGitHub
+
+pytestmark = [pytest.mark.node, pytest.mark.slow]
+
+CLAUDE_COMMAND = 'claude -p "Review this pull request" --output-format json --allowedTools Bash'
+
+
+@pytest.fixture
+def sim() -> Iterator[sim_server.Simulator]:
+    with sim_server.run_simulator("tool-loop", api_key=REAL_KEY) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    with FakeGitHub(repo=REPO, tokens={GITHUB_TOKEN: "ci-bot"}, numbers=(PR,)) as fake:
+        yield fake
+
+
+class Job:
+    """One GitHub job on this machine: workspace, event, runner env; runs the action."""
+
+    def __init__(self, tmp: Path, github: FakeGitHub, upstream: str, *, fork: bool = False,
+                 draft: bool = False) -> None:
+        self.ws: Workspace = make_workspace(tmp / "workspace")
+        self.temp = tmp / "runner-temp"
+        self.temp.mkdir()
+        home = tmp / "home"
+        home.mkdir()
+        self.ledger = f"sqlite:///{tmp}/ledger.db"
+        event = write_event(tmp / "event.json", pull_request_event(self.ws, fork=fork, draft=draft))
+        extra = {"GITHUB_API_URL": github.url, "GITHUB_SHA": self.ws.head_sha, "GITHUB_ACTOR": "alice",
+                 "GITHUB_REF": f"refs/pull/{PR}/merge", "CI_GUARD_ANTHROPIC_UPSTREAM": upstream, **CLAUDE_ENV}
+        self.env = base_env(home=home, temp=self.temp, workspace=self.ws.path, event_path=event,
+                            event_name="pull_request", repo=REPO, extra=extra)
+        self.env["PATH"] = os.pathsep.join([str(CLAUDE.parent), self.env["PATH"]])
+        self.github_ctx = {"token": GITHUB_TOKEN, "repository": REPO, "event_name": "pull_request",
+                           "workspace": str(self.ws.path)}
+
+    def run(self, action_dir: Path = ROOT, **inputs: str) -> ActionResult:
+        runner = ActionRunner(action_dir, self.env, self.github_ctx, self.ws.path, self.temp)
+        defaults = {"policy": self.ws.policy, "agent": "pr-review", "ledger": self.ledger,
+                    "install": "false", "python-version": ""}
+        return runner.run({**defaults, **inputs})
+
+    def runs(self) -> list:
+        store = open_ledger(self.ledger)
+        try:
+            return store.list_runs(repo=REPO, pr=PR)
+        finally:
+            store.close()
+
+    def calls(self, run_id: str) -> list:
+        store = open_ledger(self.ledger)
+        try:
+            return store.list_calls(run_id)
+        finally:
+            store.close()
+
+
+def _served_tokens(sim: sim_server.Simulator) -> dict[str, int]:
+    """What the simulator served, normalised the way a correct meter records it."""
+    total = {"input": 0, "cache_write": 0, "cache_read": 0, "output": 0}
+    for record in sim.served:
+        for key in total:
+            total[key] += int(record["tokens"][f"{key}_tokens"])
+    return total
+
+
+def test_action_runs_claude_code_through_the_proxy_and_comments(tmp_path: Path, sim, github) -> None:
+    require_claude()
+    job = Job(tmp_path, github, sim.url)
+    result = job.run(command=CLAUDE_COMMAND, preset="claude-code", comment="update",
+                     **{"anthropic-api-key": REAL_KEY})
+    assert not result.failed, result.log
+    # uses: steps are not run here, and the check-only step is skipped when a command is given
+    outcomes = {s.name: s.outcome for s in result.steps}
+    assert outcomes["Set up Python"] == "skipped" and outcomes["Policy check"] == "skipped"
+    assert outcomes["Metered agent run"] == "success" and outcomes["Cost comment"] == "success"
+
+    out = result.outputs
+    assert out["decision"] == "allow" and out["rule"] == "review"
+    assert out["model"] == "claude-sonnet-4-5" and out["max-turns"] == "8" and out["max-cost-usd"] == "2.00"
+    assert out["status"] == "completed" and out["stop-reason"] == "" and out["exit-code"] == "0"
+
+    (run,) = job.runs()
+    assert out["run-id"] == run.run_id and Decimal(out["cost-usd"]) == run.cost_usd > 0
+    assert run.status == "completed" and run.enforced and run.agent == "pr-review"
+    calls = job.calls(run.run_id)
+    assert len(calls) == len(sim.served) == run.turns >= 2  # a multi-turn tool loop, every call recorded
+    ledger_tokens = {"input": sum(c.usage.input_tokens for c in calls),
+                     "cache_write": sum(c.usage.cache_write_tokens for c in calls),
+                     "cache_read": sum(c.usage.cache_read_tokens for c in calls),
+                     "output": sum(c.usage.output_tokens for c in calls)}
+    assert ledger_tokens == _served_tokens(sim)  # exactly what the provider served
+
+    summary = json.loads(Path(out["summary-path"]).read_text())
+    assert summary["run_id"] == run.run_id and summary["status"] == "completed"
+    assert "claude-sonnet-4-5" in result.summary  # the step summary table
+
+    (comment,) = github.visible(PR)
+    assert comment.author == "ci-bot" and run.run_id[-8:] in comment.body or "$" in comment.body
+    assert REAL_KEY not in comment.body and REAL_KEY not in result.log and REAL_KEY not in json.dumps(summary)
+
+
+def test_rerun_updates_the_comment_in_place(tmp_path: Path, sim, github) -> None:
+    require_claude()
+    job = Job(tmp_path, github, sim.url)
+    for _ in range(2):
+        result = job.run(command=CLAUDE_COMMAND, preset="claude-code", **{"anthropic-api-key": REAL_KEY})
+        assert not result.failed, result.log
+    assert len(job.runs()) == 2
+    (comment,) = github.visible(PR)  # one comment, edited, never a duplicate
+    assert any(line.startswith("PATCH") for line in github.writes())
+
+
+def test_fork_pull_request_without_secrets_is_skipped_with_a_notice(tmp_path: Path, sim, github) -> None:
+    job = Job(tmp_path, github, sim.url, fork=True)
+    result = job.run(command=CLAUDE_COMMAND, preset="claude-code")  # no anthropic-api-key: no secrets
+    assert not result.failed, result.log
+    assert result.outputs["decision"] == "skip"
+    assert "::notice title=ci-guard::pull request #12 comes from a fork" in result.log
+    assert result.step("run").outcome == "skipped"
+    assert job.runs() == [] and sim.served == [] and github.writes() == []
+
+
+def test_denied_run_comments_and_passes_unless_fail_on_deny(tmp_path: Path, sim, github) -> None:
+    job = Job(tmp_path, github, sim.url, draft=True)
+    result = job.run(command=CLAUDE_COMMAND, preset="claude-code", **{"anthropic-api-key": REAL_KEY})
+    assert not result.failed, result.log
+    assert result.outputs["decision"] == "skip" and result.outputs["rule"] == "skip-drafts"
+    assert result.outputs["exit-code"] == "80" and sim.served == []
+    (comment,) = github.visible(PR)
+    assert "skip-drafts" in comment.body
+
+    strict = job.run(command=CLAUDE_COMMAND, preset="claude-code", **{"anthropic-api-key": REAL_KEY,
+                                                                      "fail-on-deny": "true"})
+    assert strict.failed
+    assert "fail-on-deny is true" in strict.log
+
+
+def test_check_only_mode_gives_the_decision(tmp_path: Path, sim, github) -> None:
+    job = Job(tmp_path, github, sim.url)
+    result = job.run()  # no command: policy check only
+    assert not result.failed, result.log
+    assert result.step("check").outcome == "success" and result.step("run").outcome == "skipped"
+    assert result.outputs["decision"] == "allow" and result.outputs["max-turns"] == "8"
+    assert github.writes() == []  # no run, no comment
+
+
+def test_start_and_stop_meter_claude_code_started_as_a_separate_process(tmp_path: Path, sim, github) -> None:
+    """mode: start exports the proxy through GITHUB_ENV; the agent (here the real Claude Code CLI,
+    as claude-code-action would run it) is another process; mode: stop settles and comments."""
+    require_claude()
+    job = Job(tmp_path, github, sim.url)
+    started = job.run(mode="start", preset="claude-code", **{"anthropic-api-key": REAL_KEY})
+    assert not started.failed, started.log
+    assert started.outputs["decision"] == "allow"
+    exported = started.env_exported
+    assert exported["ANTHROPIC_BASE_URL"].startswith("http://127.0.0.1:")
+    assert exported["ANTHROPIC_API_KEY"] != REAL_KEY and "CI_GUARD_STATE" in exported
+    assert f"::add-mask::{exported['ANTHROPIC_API_KEY']}" in started.log
+
+    # The agent step: a separate process with the job environment plus what start exported.
+    agent_env = {**job.env, **exported}
+    agent_env.pop("CI_GUARD_ANTHROPIC_UPSTREAM")
+    proc = subprocess.run(
+        [str(CLAUDE), "-p", "Review this pull request", "--output-format", "json", "--allowedTools", "Bash",
+         "--model", started.outputs["model"], "--max-turns", started.outputs["max-turns"]],
+        cwd=job.ws.path, env=agent_env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    reported = json.loads(proc.stdout)
+
+    job.env.update(exported)  # later steps of the job see GITHUB_ENV
+    stopped = job.run(mode="stop", comment="update")
+    assert not stopped.failed, stopped.log
+    assert stopped.outputs["status"] == "completed" and stopped.outputs["run-id"] == started.outputs["run-id"]
+
+    (run,) = job.runs()
+    assert run.run_id == started.outputs["run-id"] and run.status == "completed"
+    assert len(job.calls(run.run_id)) == len(sim.served) >= 2
+    assert Decimal(stopped.outputs["cost-usd"]) == run.cost_usd
+    # ci-guard's price for the tokens served equals Claude Code's own total_cost_usd (each call is
+    # rounded to the micro-dollar, so the sum may differ by at most half a micro-dollar per call)
+    drift = abs(run.cost_usd - Decimal(str(reported["total_cost_usd"])))
+    assert drift <= Decimal("0.0000005") * len(sim.served), (run.cost_usd, reported["total_cost_usd"])
+    summary = json.loads(Path(stopped.outputs["summary-path"]).read_text())
+    assert summary["run_id"] == run.run_id and summary["turns"] == len(sim.served)
+    assert len(github.visible(PR)) == 1
+
+
+def test_sub_actions_run_check_then_run_then_comment(tmp_path: Path, sim, github) -> None:
+    """The pieces in actions/ compose like the main action, with steps in between."""
+    require_claude()
+    job = Job(tmp_path, github, sim.url)
+    checked = job.run(ROOT / "actions" / "check")
+    assert checked.outputs["decision"] == "allow" and checked.outputs["model"] == "claude-sonnet-4-5"
+    ran = job.run(ROOT / "actions" / "run", command=CLAUDE_COMMAND, preset="claude-code",
+                  **{"anthropic-api-key": REAL_KEY})
+    assert not ran.failed, ran.log
+    assert ran.outputs["status"] == "completed" and Path(ran.outputs["summary-path"]).is_file()
+    commented = ActionRunner(ROOT / "actions" / "comment", job.env, job.github_ctx, job.ws.path, job.temp).run(
+        {"summary-path": ran.outputs["summary-path"], "policy": job.ws.policy, "ledger": job.ledger,
+         "install": "false", "python-version": ""})
+    assert not commented.failed, commented.log
+    assert len(github.visible(PR)) == 1
