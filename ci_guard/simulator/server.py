@@ -195,6 +195,7 @@ class Simulator:
         })
         await response.prepare(request)
         seen: list[Any] = []
+        delay = self.scenario.delay.per_event
         for index, (data, frame) in enumerate(frames):
             if fault is not None and index == fault.after_events:
                 if fault.kind == "drop":
@@ -204,8 +205,8 @@ class Simulator:
                 if fault.kind == "malformed":
                     record["outcome"] = "malformed"
                     await response.write(_MALFORMED[endpoint])
-            if index and self.scenario.delay.per_event:
-                await asyncio.sleep(self.scenario.delay.per_event)
+            if index and delay:
+                await asyncio.sleep(delay)
             await response.write(frame)
             seen.append(data)
         _record_seen(record, endpoint, seen, dropped=False)

@@ -131,3 +131,17 @@ def test_simulate_command_lists_and_rejects() -> None:
     assert listed.return_value == 0 and "retry-storm" in listed.output
     bad = runner.invoke(simulate, ["--scenario", "nope"], standalone_mode=False)
     assert isinstance(bad.exception, InvalidInputError)
+
+
+def test_simulator_inside_a_running_event_loop() -> None:
+    import asyncio
+
+    from ci_guard.simulator import Simulator
+
+    async def main() -> tuple[int, int]:
+        async with Simulator("tool-loop") as sim:
+            async with httpx.AsyncClient() as client:
+                response = await client.post(sim.url + "/v1/messages", json=messages_body(0), headers=HEADERS)
+            return response.status_code, len(sim.served)
+
+    assert asyncio.run(main()) == (200, 1)
