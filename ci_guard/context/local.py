@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ci_guard.context.git import diff_or_reason, has_commit, is_work_tree, try_git
+from ci_guard.context.git import GitUnavailable, diff_stats, is_work_tree, try_git
 from ci_guard.context.model import RunContext
 from ci_guard.context.overrides import PATHS_UNKNOWN
 
@@ -21,12 +21,16 @@ _REMOTE = re.compile(r"^(?:[a-z+]+://)?(?:[^@/]+@)?[^:/]+(?::\d+)?[:/](?P<path>.
 
 
 def local_context(cwd: str) -> RunContext:
-    """Build the context of a run on a developer machine (or an unknown CI)."""
-    if not is_work_tree(cwd):
+    """Build the context of a run on a developer machine (or an unknown CI).
+
+    Uses five git calls at most: ``check`` runs this on every invocation and must start fast.
+    """
+    sha = try_git(cwd, "rev-parse", "--verify", "-q", "HEAD")
+    if sha is None and not is_work_tree(cwd):
         return RunContext(platform="local", trigger="manual", event_name="local",
                           notes=[f"{PATHS_UNKNOWN}: {cwd} is not a git checkout (or git is unavailable)"])
-    notes: list[str] = []
-    repo = parse_remote(try_git(cwd, "remote", "get-url", "origin"))
+    config = _config(cwd)
+    repo = parse_remote(config.get("remote.origin.url"))
     base_branch, base_ref = _base(cwd)
     fields = {
         "platform": "local",
@@ -36,15 +40,20 @@ def local_context(cwd: str) -> RunContext:
         "org": repo.split("/")[0] if repo else None,
         "head_branch": try_git(cwd, "symbolic-ref", "--short", "-q", "HEAD"),
         "base_branch": base_branch,
-        "sha": try_git(cwd, "rev-parse", "--verify", "-q", "HEAD"),
-        "actor": try_git(cwd, "config", "user.name") or try_git(cwd, "config", "user.email"),
+        "sha": sha,
+        "actor": config.get("user.name") or config.get("user.email"),
     }
-    stats, reason = diff_or_reason(cwd, base_ref, "HEAD") if base_ref else (None, "no base branch found")
-    if stats is not None:
-        fields.update(diff_lines=stats.lines, diff_files=stats.files, changed_paths=stats.paths)
+    notes: list[str] = []
+    if base_ref is None:
+        notes.append(f"{PATHS_UNKNOWN}: no base branch found (origin/HEAD, main and master are all missing)")
+    elif sha is None:
+        notes.append(f"{PATHS_UNKNOWN}: the repository has no commits yet")
     else:
-        notes.append(f"{PATHS_UNKNOWN}: {reason} (origin/HEAD, main and master are all missing)"
-                     if base_ref is None else f"{PATHS_UNKNOWN}: {reason}")
+        try:
+            stats = diff_stats(cwd, base_ref, "HEAD")
+            fields.update(diff_lines=stats.lines, diff_files=stats.files, changed_paths=stats.paths)
+        except GitUnavailable as exc:  # e.g. no merge base in a shallow clone
+            notes.append(f"{PATHS_UNKNOWN}: {exc}")
     return RunContext(**fields, notes=notes)
 
 
@@ -56,13 +65,29 @@ def parse_remote(url: str | None) -> str | None:
     return match.group("path").strip("/") if match else None
 
 
+def _config(cwd: str) -> dict[str, str]:
+    """user.name, user.email and remote.origin.url in one git call."""
+    out = try_git(cwd, "config", "--get-regexp", r"^(user\.name|user\.email|remote\.origin\.url)$") or ""
+    values: dict[str, str] = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        values.setdefault(key, value.strip())
+    return {k: v for k, v in values.items() if v}
+
+
+_BASE_REFS = ("refs/remotes/origin/HEAD", "refs/heads/main", "refs/remotes/origin/main",
+              "refs/heads/master", "refs/remotes/origin/master")
+
+
 def _base(cwd: str) -> tuple[str | None, str | None]:
     """(branch name, ref to diff against): origin/HEAD's branch, else main, else master."""
-    origin_head = try_git(cwd, "symbolic-ref", "--short", "-q", "refs/remotes/origin/HEAD")
-    if origin_head and has_commit(cwd, origin_head):
-        return origin_head.removeprefix("origin/"), origin_head
+    out = try_git(cwd, "for-each-ref", "--format=%(refname) %(symref)", *_BASE_REFS) or ""
+    refs = {name: symref.strip() for name, _, symref in (line.partition(" ") for line in out.splitlines())}
+    target = refs.get("refs/remotes/origin/HEAD", "")
+    if target.startswith("refs/remotes/origin/"):
+        return target.removeprefix("refs/remotes/origin/"), target.removeprefix("refs/remotes/")
     for name in ("main", "master"):
-        for ref in (name, f"origin/{name}"):
-            if has_commit(cwd, ref):
-                return name, ref
+        for ref in (f"refs/heads/{name}", f"refs/remotes/origin/{name}"):
+            if ref in refs:
+                return name, ref.removeprefix("refs/heads/").removeprefix("refs/remotes/")
     return None, None
