@@ -1,0 +1,185 @@
+"""Added latency and memory of the metering proxy, measured side by side with direct calls.
+
+Three processes: the simulator (`ci-guard simulate`), the proxy (`ci-guard start`, i.e. the real
+detached proxy with an SQLite ledger writing every call) and this load generator. Requests go
+alternately direct and through the proxy, so both see the same machine noise.
+
+    python bench/bench_proxy.py [--requests 2000] [--out bench/results/proxy.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+POLICY = """version: 1
+defaults:
+  model: claude-sonnet-4-5
+  limits: {max_turns: 100000000, max_cost_usd: 1000000, max_runtime: 24h}
+rules:
+  - {name: bench, decision: allow}
+"""
+BODY = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hello " * 50}]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+async def one(session: aiohttp.ClientSession, url: str, key: str, stream: bool) -> float:
+    body = dict(BODY, stream=stream)
+    t0 = time.perf_counter()
+    async with session.post(url + "/v1/messages", json=body, headers={"x-api-key": key,
+                                                                      "anthropic-version": "2023-06-01"}) as r:
+        if stream:
+            await r.content.readany()  # time to first byte
+            elapsed = time.perf_counter() - t0
+            await r.read()
+            return elapsed
+        await r.read()
+        assert r.status == 200, r.status
+    return time.perf_counter() - t0
+
+
+async def measure(direct: str, proxied: str, key: str, token: str, n: int, concurrency: int,
+                  stream: bool) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"direct": [], "proxy": []}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(20):  # warm-up both paths
+            await one(session, direct, key, stream)
+            await one(session, proxied, token, stream)
+
+        async def worker(count: int) -> None:
+            for i in range(count):
+                # alternate which path goes first so neither gets a systematic advantage
+                order = [("direct", direct, key), ("proxy", proxied, token)]
+                if i % 2:
+                    order.reverse()
+                for name, url, k in order:
+                    out[name].append(await one(session, url, k, stream))
+
+        per = max(1, n // concurrency)
+        await asyncio.gather(*(worker(per) for _ in range(concurrency)))
+    return out
+
+
+async def memory_under_streams(proxied: str, token: str, pid: int, streams: int) -> int:
+    peak = rss_kib(pid)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async def slow_stream() -> None:
+            body = dict(BODY, stream=True)
+            async with session.post(proxied + "/v1/messages", json=body,
+                                    headers={"x-api-key": token, "anthropic-version": "2023-06-01"}) as r:
+                await r.read()
+
+        tasks = [asyncio.create_task(slow_stream()) for _ in range(streams)]
+        while not all(t.done() for t in tasks):
+            peak = max(peak, rss_kib(pid))
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*tasks)
+    return peak
+
+
+def summarize(samples: dict[str, list[float]]) -> dict[str, float]:
+    d, p = [x * 1000 for x in samples["direct"]], [x * 1000 for x in samples["proxy"]]
+    return {
+        "n": len(d), "direct_p50_ms": statistics.median(d), "proxy_p50_ms": statistics.median(p),
+        "direct_p99_ms": pct(d, 99), "proxy_p99_ms": pct(p, 99),
+        "added_p50_ms": statistics.median(p) - statistics.median(d), "added_p99_ms": pct(p, 99) - pct(d, 99),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--streams", type=int, default=64)
+    ap.add_argument("--out", default="bench/results/proxy.json")
+    args = ap.parse_args()
+
+    key = "sk-ant-bench-provider-key-000000000000"
+    work = Path(tempfile.mkdtemp(prefix="cig-bench-"))
+    (work / "policy.yml").write_text(POLICY)
+    sim_port = free_port()
+    sim = subprocess.Popen([sys.executable, "-m", "ci_guard", "simulate", "--port", str(sim_port),
+                            "--scenario", "tool-loop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    slow_port = free_port()
+    slow = subprocess.Popen([sys.executable, "-m", "ci_guard", "simulate", "--port", str(slow_port),
+                             "--scenario", "slow"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    env = {**os.environ, "ANTHROPIC_API_KEY": key, "CI_GUARD_ANTHROPIC_UPSTREAM": f"http://127.0.0.1:{sim_port}"}
+    state = work / "state.json"
+    subprocess.run([sys.executable, "-m", "ci_guard", "start", "--policy", str(work / "policy.yml"), "--repo",
+                    "bench/bench", "--ledger", f"sqlite:///{work / 'ledger.db'}", "--state", str(state),
+                    "--quiet"], env=env, check=True, capture_output=True)
+    st = json.loads(state.read_text())
+    proxied, token, pid = f"http://127.0.0.1:{st['port']}/anthropic", st["token"], st["pid"]
+    direct = f"http://127.0.0.1:{sim_port}"
+    results: dict[str, object] = {"requests": args.requests, "python": sys.version.split()[0]}
+    try:
+        idle = rss_kib(pid)
+        rows = []
+        for label, conc, stream in [("json, 1 client", 1, False), ("stream TTFB, 1 client", 1, True),
+                                    ("json, 32 clients", 32, False), ("stream TTFB, 32 clients", 32, True)]:
+            s = summarize(asyncio.run(measure(direct, proxied, key, token, args.requests, conc, stream)))
+            results[label] = s
+            rows.append((label, s))
+        # memory: a second proxy in front of the slow scenario, 64 concurrent streams
+        state2 = work / "state-slow.json"
+        env2 = {**env, "CI_GUARD_ANTHROPIC_UPSTREAM": f"http://127.0.0.1:{slow_port}"}
+        subprocess.run([sys.executable, "-m", "ci_guard", "start", "--policy", str(work / "policy.yml"), "--repo",
+                        "bench/slow", "--ledger", f"sqlite:///{work / 'ledger2.db'}", "--state", str(state2),
+                        "--quiet"], env=env2, check=True, capture_output=True)
+        st2 = json.loads(state2.read_text())
+        idle2 = rss_kib(st2["pid"])
+        peak2 = asyncio.run(memory_under_streams(f"http://127.0.0.1:{st2['port']}/anthropic", st2["token"],
+                                                 st2["pid"], args.streams))
+        results["memory"] = {"idle_rss_mib": idle2 / 1024, "peak_rss_mib_64_streams": peak2 / 1024,
+                             "idle_rss_mib_first_proxy": idle / 1024}
+        subprocess.run([sys.executable, "-m", "ci_guard", "stop", "--state", str(state2)], capture_output=True)
+    finally:
+        subprocess.run([sys.executable, "-m", "ci_guard", "stop", "--state", str(state)], capture_output=True)
+        for p in (sim, slow):
+            p.send_signal(signal.SIGTERM)
+            p.wait(10)
+
+    print(f"{'case':<26}{'n':>6}{'direct p50':>12}{'proxy p50':>11}{'added p50':>11}{'direct p99':>12}"
+          f"{'proxy p99':>11}{'added p99':>11}   (ms)")
+    for label, s in rows:
+        print(f"{label:<26}{s['n']:>6}{s['direct_p50_ms']:>12.3f}{s['proxy_p50_ms']:>11.3f}{s['added_p50_ms']:>11.3f}"
+              f"{s['direct_p99_ms']:>12.3f}{s['proxy_p99_ms']:>11.3f}{s['added_p99_ms']:>11.3f}")
+    mem = results["memory"]
+    print(f"proxy RSS: idle {mem['idle_rss_mib']:.1f} MiB, peak with {args.streams} concurrent streams "
+          f"{mem['peak_rss_mib_64_streams']:.1f} MiB")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
