@@ -65,6 +65,8 @@ def github_context(env: Mapping[str, str], cwd: str, token: str | None) -> RunCo
         fields["base_branch"] = fields["head_branch"] = branch
         if event == "push":
             _push_diff(fields, payload, cwd, notes)
+        elif fields["trigger"] == "pull_request":
+            notes.append(f"{PATHS_UNKNOWN}: the event payload has no pull_request object")
         else:
             notes.append(f"{PATHS_UNKNOWN}: a {event or 'non-PR'} run has no diff")
     return RunContext(**fields, notes=notes)

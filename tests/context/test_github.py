@@ -169,6 +169,7 @@ def test_missing_event_file_is_a_note(tmp_path: Path) -> None:
     ctx = detect_context(env, str(tmp_path))
     assert ctx.pr is None and ctx.trigger == "pull_request"
     assert any("unreadable" in n for n in ctx.notes)
+    assert any("the event payload has no pull_request object" in n for n in ctx.notes)
 
 
 def test_invalid_event_json_is_a_context_error_with_line_and_column(tmp_path: Path) -> None:
