@@ -1,0 +1,178 @@
+"""The GitLab CI/CD component, end to end, as a GitLab runner would run its job.
+
+The component's ``spec:inputs`` are interpolated (``$[[ inputs.x ]]``) into the job, the job's
+``variables`` and GitLab's predefined merge request variables form the environment, and the
+job's script runs with ``sh`` (POSIX, as in images without bash) in a git checkout of the MR, with
+the real Claude Code CLI against the simulator and a local GitLab API for the note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ci_guard.ledger import open_ledger
+from ci_guard.simulator import server as sim_server
+from tests.actions.layout import GITLAB_COMPONENT, GITLAB_INCLUDE
+from tests.actions.scenario import CLAUDE_ENV, GITLAB_TOKEN, MR, REAL_KEY, REPO, make_workspace
+from tests.agents import CLAUDE, require_claude
+from tests.forges.fake_gitlab import PROJECT_ID, FakeGitLab
+
+pytestmark = [pytest.mark.node, pytest.mark.slow]
+
+_INPUT = re.compile(r"\$\[\[\s*inputs\.([\w-]+)\s*\]\]")
+
+
+def interpolate_component(inputs: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """GitLab's include-time step: validate inputs against spec, interpolate, return (name, job)."""
+    spec_text, body = GITLAB_COMPONENT.read_text().split("\n---\n", 1)
+    spec = yaml.safe_load(spec_text)["spec"]["inputs"]
+    unknown = set(inputs) - set(spec)
+    assert not unknown, f"inputs not in spec: {unknown}"
+    values = {}
+    for name, item in spec.items():
+        if name not in inputs:
+            assert "default" in item, f"mandatory input {name} missing"
+        value = inputs.get(name, item.get("default"))
+        if "options" in item:
+            assert value in item["options"], (name, value)
+        values[name] = value
+    # GitLab interpolates into the parsed document (a string input stays a string, whatever it holds)
+    jobs = _interpolate(yaml.safe_load(body), values)
+    ((name, job),) = jobs.items()
+    return name, job
+
+
+def _interpolate(node: Any, values: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        return {_interpolate(k, values): _interpolate(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, values) for v in node]
+    if isinstance(node, str):
+        return _INPUT.sub(lambda m: str(values[m.group(1)]), node)
+    return node
+
+
+def gitlab_env(ws, fake: FakeGitLab, home: Path, upstream: str, *, fork: bool = False) -> dict[str, str]:
+    """The predefined variables of a merge request pipeline, pointed at local services."""
+    path = os.pathsep.join([str(CLAUDE.parent), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {
+        "PATH": path, "HOME": str(home), "LANG": "C.UTF-8", "CI": "true", "GITLAB_CI": "true",
+        "CI_PIPELINE_SOURCE": "merge_request_event", "CI_SERVER_URL": fake.url,
+        "CI_API_V4_URL": f"{fake.url}/api/v4", "CI_PROJECT_ID": str(PROJECT_ID), "CI_PROJECT_PATH": REPO,
+        "CI_PROJECT_DIR": str(ws.path), "CI_COMMIT_SHA": ws.head_sha, "CI_COMMIT_REF_NAME": "feature/sub",
+        "CI_MERGE_REQUEST_IID": str(MR), "CI_MERGE_REQUEST_PROJECT_ID": str(PROJECT_ID),
+        "CI_MERGE_REQUEST_PROJECT_PATH": REPO,
+        "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "99" if fork else str(PROJECT_ID),
+        "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature/sub", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+        "CI_MERGE_REQUEST_DIFF_BASE_SHA": ws.base_sha, "CI_MERGE_REQUEST_TITLE": "Add sub()",
+        "CI_MERGE_REQUEST_DRAFT": "false", "CI_MERGE_REQUEST_LABELS": "ai:review",
+        "CI_PIPELINE_ID": "1001", "CI_JOB_ID": "2002", "CI_JOB_NAME": "ci-guard-pr-review",
+        "GITLAB_USER_LOGIN": "alice", "CI_JOB_TOKEN": "job-token-read-only-000",
+        "CI_GUARD_ANTHROPIC_UPSTREAM": upstream, **CLAUDE_ENV,
+    }
+
+
+def run_job(job: dict[str, Any], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    variables = {k: str(v) for k, v in (job.get("variables") or {}).items()}
+    script = "\n".join(job.get("before_script", []) + job["script"])
+    return subprocess.run(["sh", "-c", script], cwd=cwd, env={**env, **variables}, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture
+def sim() -> Iterator[sim_server.Simulator]:
+    with sim_server.run_simulator("tool-loop", api_key=REAL_KEY) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def gitlab() -> Iterator[FakeGitLab]:
+    with FakeGitLab(path=REPO, tokens={GITLAB_TOKEN: "ci-bot"}, iids=(MR,)) as fake:
+        yield fake
+
+
+def _inputs(**extra: str) -> dict[str, str]:
+    return {"policy": ".github/ci-guard.yml", "agent": "pr-review", "preset": "claude-code", "pip-spec": "",
+            "command": 'claude -p "Review merge request !$CI_MERGE_REQUEST_IID" --output-format json '
+                       "--allowedTools Bash", **extra}
+
+
+def test_component_job_runs_claude_code_and_posts_the_note(tmp_path: Path, sim, gitlab) -> None:
+    require_claude()
+    ws = make_workspace(tmp_path / "project")
+    (tmp_path / "home").mkdir()
+    name, job = interpolate_component(_inputs())
+    assert name == "ci-guard-pr-review" and job["stage"] == "test"
+    ledger = f"sqlite:///{tmp_path}/ledger.db"
+    env = {**gitlab_env(ws, gitlab, tmp_path / "home", sim.url), "ANTHROPIC_API_KEY": REAL_KEY,
+           "GITLAB_TOKEN": GITLAB_TOKEN, "CI_GUARD_LEDGER": ledger}
+    proc = run_job(job, env, ws.path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    summary = json.loads((ws.path / "ci-guard-summary.json").read_text())  # the job's artifact
+    assert summary["status"] == "completed" and summary["decision"]["decision"] == "allow"
+    assert summary["decision"]["context"]["platform"] == "gitlab" and summary["decision"]["context"]["pr"] == MR
+    store = open_ledger(ledger)
+    try:
+        (run,) = store.list_runs(repo=REPO, pr=MR)
+        assert run.run_id == summary["run_id"] and run.platform == "gitlab"
+        assert len(store.list_calls(run.run_id)) == len(sim.served) >= 2
+    finally:
+        store.close()
+
+    (note,) = gitlab.visible(MR)
+    assert note.author == "ci-bot" and "claude-sonnet-4-5" in note.body
+    assert REAL_KEY not in note.body and REAL_KEY not in proc.stdout + proc.stderr
+
+
+def test_plain_include_runs_the_same_job(tmp_path: Path, sim, gitlab) -> None:
+    """The include for older GitLab: extend `.ci-guard-agent` and set its variables."""
+    ws = make_workspace(tmp_path / "project")
+    (tmp_path / "home").mkdir()
+    template = yaml.safe_load(GITLAB_INCLUDE.read_text())[".ci-guard-agent"]
+    job = {**template, "variables": {**template["variables"], "CI_GUARD_POLICY": ".github/ci-guard.yml",
+                                     "CI_GUARD_AGENT": "pr-review", "CI_GUARD_PIP_SPEC": ""}}
+    env = {**gitlab_env(ws, gitlab, tmp_path / "home", sim.url), "ANTHROPIC_API_KEY": REAL_KEY,
+           "CI_GUARD_LEDGER": f"sqlite:///{tmp_path}/ledger.db"}
+    proc = run_job(job, env, ws.path)  # no command: check only
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "allow (rule: review)" in proc.stdout
+    assert gitlab.writes() == [] and sim.served == []
+
+
+def test_fork_merge_request_without_keys_is_skipped(tmp_path: Path, sim, gitlab) -> None:
+    ws = make_workspace(tmp_path / "project")
+    (tmp_path / "home").mkdir()
+    _, job = interpolate_component(_inputs())
+    env = {**gitlab_env(ws, gitlab, tmp_path / "home", sim.url, fork=True),
+           "CI_GUARD_LEDGER": f"sqlite:///{tmp_path}/ledger.db"}
+    proc = run_job(job, env, ws.path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "from a fork without provider keys" in proc.stdout
+    assert sim.served == [] and gitlab.writes() == []
+
+
+def test_denied_run_fails_the_job_only_with_fail_on_deny(tmp_path: Path, sim, gitlab) -> None:
+    ws = make_workspace(tmp_path / "project")
+    (tmp_path / "home").mkdir()
+    env = {**gitlab_env(ws, gitlab, tmp_path / "home", sim.url), "ANTHROPIC_API_KEY": REAL_KEY,
+           "GITLAB_TOKEN": GITLAB_TOKEN, "CI_GUARD_LEDGER": f"sqlite:///{tmp_path}/ledger.db",
+           "CI_MERGE_REQUEST_DRAFT": "true"}
+    _, job = interpolate_component(_inputs())
+    proc = run_job(job, env, ws.path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "did not allow" in proc.stdout and sim.served == []
+    (note,) = gitlab.visible(MR)
+    assert "skip-drafts" in note.body
+    _, strict = interpolate_component(_inputs(**{"fail-on-deny": "true"}))
+    assert run_job(strict, env, ws.path).returncode == 1
