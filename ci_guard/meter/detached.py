@@ -25,7 +25,7 @@ from typing import Any
 
 from ci_guard.context.model import RunContext
 from ci_guard.errors import CiGuardError, InvalidInputError, ProviderError
-from ci_guard.meter import lifecycle
+from ci_guard.meter import lifecycle, loop
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.pricer import CatalogPricer
@@ -164,7 +164,7 @@ def serve(state_path: str, quiet: bool = False) -> int:
     )
     for secret in (ups.anthropic_api_key, ups.anthropic_auth_token, ups.openai_api_key):
         register(secret)
-    asyncio.run(_serve_async(session, ups, state_file, data))
+    loop.run(_serve_async(session, ups, state_file, data))
     summary = session.summary(status="stopped" if session.guard.stopped else "completed", agent_exit_code=None)
     prepared = lifecycle.PreparedRun(session.run_id, decision, url, recorder=recorder)
     lifecycle.finish_run(prepared, summary)
@@ -178,9 +178,9 @@ async def _serve_async(session: MeterSession, ups: Upstreams, state_file: Path, 
     data.update(port=proxy.port, pid=os.getpid())
     _write_json_atomic(state_file, data)
     done = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    event_loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, done.set)
+        event_loop.add_signal_handler(sig, done.set)
     await done.wait()
     await proxy.close()
 

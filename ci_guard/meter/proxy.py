@@ -212,6 +212,7 @@ class MeterProxy:
         except ValueError as exc:
             return self._error(provider, 400, "invalid_request_error", f"ci-guard: invalid JSON body: {exc}")
 
+        original = body
         info = adapter.inspect(body)
         requested_model = info.model
         model = requested_model
@@ -238,6 +239,8 @@ class MeterProxy:
         fit = None
         if remaining is not None and remaining > 0:
             fit = session.pricer.max_output_within(model, info.estimated_input_tokens, remaining)
+            if fit is not None and fit < getattr(adapter, "min_output_tokens", 1):
+                fit = 0  # below the API's minimum output cap the call cannot be made valid: refuse it
         admission = session.guard.admit(planned, fit)
         if not admission.allowed:
             return self._refused(request, provider, adapter, model, admission.cap or "cap",
@@ -248,11 +251,13 @@ class MeterProxy:
             body = adapter.clamp_output(body, admission.max_output_tokens)
 
         body, strip_usage = adapter.prepare(body)
-        return await self._forward_metered(request, provider, tail, adapter, body, strip_usage,
+        # Adapters return a new object when they change a request: forward the agent's own bytes otherwise.
+        data = raw if body is original else json.dumps(body, separators=(",", ":")).encode()
+        return await self._forward_metered(request, provider, tail, adapter, data, strip_usage,
                                            requested_model, model, info.stream, info.fingerprint)
 
     async def _forward_metered(self, request: web.Request, provider: str, tail: str, adapter: WireAdapter,
-                               body: dict[str, Any], strip_usage: bool, requested_model: str | None,
+                               data: bytes, strip_usage: bool, requested_model: str | None,
                                model: str | None, stream: bool, fp: str) -> web.StreamResponse:
         assert self._client is not None
         started_at = datetime.now(UTC)
@@ -265,7 +270,7 @@ class MeterProxy:
             async with self._client.post(
                 self._target(request, provider, tail),
                 headers=self._upstream_headers(request, provider),
-                data=json.dumps(body, separators=(",", ":")).encode(),
+                data=data,
             ) as upstream:
                 status_code = upstream.status
                 ctype = upstream.headers.get("content-type", "")

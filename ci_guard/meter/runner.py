@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ci_guard.context.model import RunContext
-from ci_guard.meter import lifecycle
+from ci_guard.meter import lifecycle, loop
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.presets import agent_environment, apply_preset, detect_preset
@@ -76,7 +76,7 @@ def run_agent(req: RunRequest) -> RunOutcome:
     if prepared.refused_summary is not None:
         lifecycle.write_summary(prepared.refused_summary, req.summary_path)
         return RunOutcome(prepared.refused_summary, EXIT_POLICY_REFUSED)
-    return asyncio.run(_run_async(req, prepared, env, live))
+    return loop.run(_run_async(req, prepared, env, live))
 
 
 async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict[str, str],

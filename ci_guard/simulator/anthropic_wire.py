@@ -32,6 +32,8 @@ def _message(request: Request, model: str, call: int, content: list[Any], usage:
 
 
 def stop_reason(reply: Reply) -> str:
+    if reply.truncated:
+        return "max_tokens"
     return "tool_use" if reply.tool is not None else "end_turn"
 
 

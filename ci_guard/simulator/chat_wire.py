@@ -20,6 +20,8 @@ def _tool_calls(reply: Reply, call: int) -> list[dict[str, Any]]:
 
 
 def finish_reason(reply: Reply) -> str:
+    if reply.truncated:
+        return "length"
     return "tool_calls" if reply.tool is not None else "stop"
 
 

@@ -31,6 +31,15 @@ class Request:
     prefix_tokens: int  # the part the previous call already sent (simulated cache)
     cache_control: bool = False  # Anthropic: the request asks for caching
     cache_ttl_1h: bool = False
+    max_output: int | None = None  # the request's output cap; a real provider never bills past it
+
+
+def _max_output(body: dict[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def read_request(endpoint: str, body: dict[str, Any]) -> Request:
@@ -54,6 +63,7 @@ def _anthropic(body: dict[str, Any]) -> Request:
         prefix_tokens=estimate_input_tokens(system, messages[:k], tools) if k > 0 else 0,
         cache_control="cache_control" in text,
         cache_ttl_1h="'ttl': '1h'" in text,
+        max_output=_max_output(body, "max_tokens"),
     )
 
 
@@ -72,6 +82,7 @@ def _chat(body: dict[str, Any]) -> Request:
         tools=decls,
         total_tokens=estimate_input_tokens(messages, tools, functions),
         prefix_tokens=estimate_input_tokens(messages[:k], tools, functions) if k > 0 else 0,
+        max_output=_max_output(body, "max_completion_tokens", "max_tokens"),
     )
 
 
@@ -94,6 +105,7 @@ def _responses(body: dict[str, Any]) -> Request:
         tools=decls,
         total_tokens=estimate_input_tokens(instructions, raw_input, tools),
         prefix_tokens=estimate_input_tokens(instructions, items[:k], tools) if k > 0 else 0,
+        max_output=_max_output(body, "max_output_tokens"),
     )
 
 

@@ -31,6 +31,7 @@ class Reply:
     tool: ToolCall | None
     output_tokens: int  # reasoning included
     reasoning_tokens: int
+    truncated: bool = False  # cut at the request's output cap (stop_reason max_tokens / length)
 
 
 def plan_reply(scenario: Scenario, request: Request) -> Reply:
@@ -45,7 +46,17 @@ def plan_reply(scenario: Scenario, request: Request) -> Reply:
     if tool is not None:
         visible += estimate_tokens(len(tool.name.encode()) + len(tool.arguments.encode()))
     reasoning = scenario.reasoning_tokens if request.endpoint != "messages" else 0
-    return Reply(text, tool, max(1, visible + reasoning), reasoning)
+    reply = Reply(text, tool, max(1, visible + reasoning), reasoning)
+    return _truncate(reply, request.max_output)
+
+
+def _truncate(reply: Reply, cap: int | None) -> Reply:
+    """Like a real provider: never more output than the request allows; a cut reply has no tool call."""
+    if cap is None or reply.output_tokens <= cap:
+        return reply
+    reasoning = min(reply.reasoning_tokens, cap)
+    room = max(0, cap - reasoning)
+    return Reply(reply.text[: room * 4], None, cap, reasoning, truncated=True)
 
 
 def _pick_tool(scenario: Scenario, declared: list[ToolDecl]) -> ToolCall:

@@ -23,7 +23,7 @@ def messages_body(turns: int, stream: bool = False) -> dict:
         msgs += [{"role": "assistant", "content": [{"type": "tool_use", "id": f"t{i}", "name": "Bash",
                                                     "input": {"command": "echo hi"}}]},
                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{i}", "content": "hi"}]}]
-    return {"model": "claude-sonnet-4-5", "max_tokens": 100, "tools": BASH, "messages": msgs, "stream": stream}
+    return {"model": "claude-sonnet-4-5", "max_tokens": 32000, "tools": BASH, "messages": msgs, "stream": stream}
 
 
 def post(url: str, body: dict) -> httpx.Response:
@@ -54,6 +54,15 @@ def test_growing_context_grows_the_reply_each_turn() -> None:
     with run_simulator("growing-context") as sim:
         out = [post(sim.url, messages_body(t)).json()["usage"]["output_tokens"] for t in (0, 1, 2)]
         assert out[0] > 2000 and out[1] - out[0] >= 1999 and out[2] - out[1] >= 1999
+
+
+def test_output_never_exceeds_the_request_cap_like_a_real_provider() -> None:
+    with run_simulator("growing-context") as sim:
+        body = {**messages_body(2), "max_tokens": 150}
+        reply = post(sim.url, body).json()
+        assert reply["usage"]["output_tokens"] == 150
+        assert reply["stop_reason"] == "max_tokens"
+        assert all(block["type"] == "text" for block in reply["content"])  # a cut reply has no tool call
 
 
 def test_flaky_fails_every_second_call() -> None:
