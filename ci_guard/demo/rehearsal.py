@@ -130,18 +130,25 @@ class Rehearsal:
 
     def comment(self) -> None:
         self.say("6. The cost comment ci-guard would post on PR #42 (dry run)")
+        from ci_guard.ledger import open_ledger
+        from ci_guard.report.history import summaries_for_pr
+        from ci_guard.report.render import render_comment
+
+        store = open_ledger(self.ledger_url)
         try:
-            from ci_guard.report.publish import render_for_demo
-        except ImportError:
-            self.say("    (comment rendering not available in this build)")
-            return
-        markdown = render_for_demo(self.summaries, self.ledger_url)
+            history = summaries_for_pr(store, REPO, 42)
+        finally:
+            store.close()
+        current = self.summaries[-1:]
+        earlier = [h for h in history if h.run_id not in {c.run_id for c in current}]
+        markdown = render_comment(current, earlier, platform="github").body
         path = self.workdir / "comment.md"
         path.write_text(markdown, encoding="utf-8")
         for line in markdown.splitlines()[:14]:
             self.say("    " + line)
         self.say(f"    ... (full comment: {path})")
-        self.check("comment rendered", "ci-guard" in markdown.lower(), f"{len(markdown):,} characters")
+        self.check("comment rendered", f"over {len(self.summaries)} agent runs" in markdown,
+                   f"{len(markdown):,} characters, all {len(self.summaries)} runs of PR #42 from the ledger")
         self.say()
 
     def run(self) -> bool:
