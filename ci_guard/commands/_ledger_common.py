@@ -1,0 +1,76 @@
+"""Helpers shared by the `prices`, `cost`, `budget` and `ledger` commands."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+_RELATIVE = re.compile(r"^(\d+)([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def load_policy(path: str) -> Any:
+    from ci_guard.policy.loader import load_policy_file
+
+    return load_policy_file(path)
+
+
+def catalog_for(policy_path: str | None) -> Any:
+    """The price catalog, with the policy's ``pricing:`` section applied when a policy is given."""
+    from ci_guard.pricing.catalog import load_catalog
+
+    if not policy_path:
+        return load_catalog()
+    policy = load_policy(policy_path)
+    return load_catalog(policy.pricing, base_dir=Path(policy_path).resolve().parent)
+
+
+def ledger_option(func: F) -> F:
+    return click.option("--ledger", "ledger_url", metavar="URL", envvar="CI_GUARD_LEDGER",
+                        help="sqlite:///path.db or postgresql://user@host/db?schema=name "
+                             "(default: $CI_GUARD_LEDGER, else .ci-guard/ledger.db).")(func)
+
+
+def format_option(func: F) -> F:
+    return click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                        show_default=True, help="Output format.")(func)
+
+
+def parse_moment(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> datetime | None:
+    """An ISO 8601 date/time (UTC when no offset) or a duration back from now: 30m, 24h, 7d, 2w."""
+    if value is None:
+        return None
+    match = _RELATIVE.match(value.strip())
+    if match:
+        return datetime.now(UTC) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected an ISO 8601 time (2026-03-01, 2026-03-01T12:00Z) or 7d / 24h, "
+                                 f"got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def usd(value: Any, precise: bool = False) -> str:
+    from ci_guard.report.money import format_usd
+
+    return format_usd(value, precise=precise)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
+    """A plain text table; columns whose index is in ``right`` are right-aligned (numbers)."""
+    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""`ci-guard cost`: price one call from its token counts."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ci_guard.commands._ledger_common import catalog_for, format_option, table
+from ci_guard.errors import InvalidInputError
+
+EPILOG = """\b
+Token classes are ci-guard's normalised ones (docs/pricing.md): --input is fresh input only,
+not cache reads or writes (Anthropic's input_tokens; OpenAI's prompt_tokens minus cached_tokens).
+
+\b
+Examples:
+  ci-guard cost --model claude-sonnet-4-5 --input 1200 --cache-write 1000 --cache-write-1h 2000 \\
+      --cache-read 50000 --output 800
+  ci-guard cost --model gpt-5 --input 4000 --cache-read 8000 --output 3000 --reasoning 2200 --format json
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.option("--model", required=True, help="Model id (aliases, snapshots and provider prefixes resolve).")
+@click.option("--input", "input_tokens", type=click.IntRange(min=0), default=0, help="Fresh input tokens.")
+@click.option("--output", "output_tokens", type=click.IntRange(min=0), default=0,
+              help="Output tokens, reasoning included.")
+@click.option("--cache-read", type=click.IntRange(min=0), default=0, help="Tokens read from cache.")
+@click.option("--cache-write", type=click.IntRange(min=0), default=0, help="Tokens written to a 5-minute cache.")
+@click.option("--cache-write-1h", type=click.IntRange(min=0), default=0, help="Tokens written to a 1-hour cache.")
+@click.option("--reasoning", type=click.IntRange(min=0), default=0,
+              help="How many of the output tokens were reasoning (informational).")
+@click.option("--policy", "policy_path", metavar="FILE", envvar="CI_GUARD_POLICY",
+              help="Apply this policy's pricing: section.")
+@format_option
+def cost(model: str, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int,
+         cache_write_1h: int, reasoning: int, policy_path: str | None, fmt: str) -> int:
+    """Price one call exactly (to the micro-dollar) from its token counts."""
+    from ci_guard.pricing.cost import cost as price_call
+    from ci_guard.pricing.usage import Usage
+
+    if reasoning > output_tokens:
+        raise InvalidInputError(f"--reasoning ({reasoning}) cannot exceed --output ({output_tokens}): "
+                                "reasoning tokens are part of output")
+    resolution = catalog_for(policy_path).resolve(model)
+    if resolution.denied:
+        click.echo(f"ci-guard: {resolution.warning}", err=True)
+        return 1
+    if resolution.warning:
+        click.echo(f"ci-guard: warning: {resolution.warning}", err=True)
+    usage = Usage(input_tokens=input_tokens, cache_write_tokens=cache_write + cache_write_1h,
+                  cache_write_1h_tokens=cache_write_1h, cache_read_tokens=cache_read,
+                  output_tokens=output_tokens, reasoning_tokens=reasoning)
+    breakdown = price_call(usage, resolution.price)
+    if fmt == "json":
+        click.echo(json.dumps({"requested": model, "resolved_as": resolution.how, "warning": resolution.warning,
+                               "tokens": {**usage.as_json(), "cache_write_1h": usage.cache_write_1h_tokens},
+                               **breakdown.as_json()}, indent=2))
+        return 0
+    rates = breakdown.rates.as_json()
+    rows = [["input", usage.input_tokens, rates["input"], breakdown.input_usd],
+            ["cache write 5m", usage.cache_write_5m_tokens, rates["cache_write_5m"], breakdown.cache_write_5m_usd],
+            ["cache write 1h", usage.cache_write_1h_tokens, rates["cache_write_1h"], breakdown.cache_write_1h_usd],
+            ["cache read", usage.cache_read_tokens, rates["cache_read"], breakdown.cache_read_usd],
+            ["output", usage.output_tokens, rates["output"], breakdown.output_usd]]
+    tier = (f"long-context tier (input above {breakdown.tier_above_tokens:,} tokens)"
+            if breakdown.tier_above_tokens else "base rates")
+    click.echo(f"model: {breakdown.model} ({resolution.how}; {tier})")
+    click.echo(table(["class", "tokens", "USD/1M", "cost USD"],
+                     [[r[0], f"{r[1]:,}", r[2], f"{r[3]:f}"] for r in rows], right=(1, 2, 3)))
+    if reasoning:
+        click.echo(f"of which reasoning: {reasoning:,} tokens, ${breakdown.reasoning_usd:f}")
+    click.echo(f"total: ${breakdown.total_usd}")
+    return 0

@@ -1,0 +1,173 @@
+"""`ci-guard ledger`: migrate the schema, list runs and calls, record outcomes, monthly reports."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from ci_guard.commands._ledger_common import format_option, ledger_option, parse_moment, table, usd
+
+EPILOG = """\b
+Examples:
+  ci-guard ledger migrate --ledger postgresql://ci_owner@db/ci?schema=ci_guard
+  ci-guard ledger runs --repo acme/api --since 7d
+  ci-guard ledger calls --run 01J9Z... --format json
+  ci-guard ledger outcome 01J9Z... merged
+  ci-guard ledger report --month 2026-03 --group-by repo
+"""
+
+
+@click.group(epilog=EPILOG)
+def ledger() -> None:
+    """Ledger operations: migrate, runs, calls, outcome, report."""
+
+
+def _open(url: str | None) -> Any:
+    from ci_guard.ledger import open_ledger
+
+    return open_ledger(url)
+
+
+@ledger.command()
+@ledger_option
+def migrate(ledger_url: str | None) -> int:
+    """Create or upgrade the ledger schema (also done automatically on first use)."""
+    from ci_guard.ledger import open_ledger
+
+    store = open_ledger(ledger_url, auto_migrate=False)
+    try:
+        version = store.migrate()
+    finally:
+        store.close()
+    click.echo(f"ledger {store.url}: schema version {version}")
+    return 0
+
+
+def _filters(func: Any) -> Any:
+    for option in reversed([
+        click.option("--repo", help="Only this repository."),
+        click.option("--pr", type=int, help="Only this pull/merge request number."),
+        click.option("--since", callback=parse_moment, metavar="TIME", help="ISO 8601 time, or 7d / 24h / 30m."),
+        click.option("--status", help="Only runs/calls with this status."),
+        click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True),
+    ]):
+        func = option(func)
+    return func
+
+
+@ledger.command()
+@ledger_option
+@_filters
+@format_option
+def runs(ledger_url: str | None, repo: str | None, pr: int | None, since: datetime | None, status: str | None,
+         limit: int, fmt: str) -> int:
+    """Most recent runs first."""
+    store = _open(ledger_url)
+    try:
+        found = store.list_runs(repo=repo, pr=pr, since=since, status=status, limit=limit)
+    finally:
+        store.close()
+    if fmt == "json":
+        click.echo(json.dumps([_run_json(r) for r in found], indent=2))
+        return 0
+    click.echo(table(["run", "started (UTC)", "repo", "pr", "agent", "model", "status", "turns", "cost", "outcome"],
+                     [[r.run_id, f"{r.started_at:%Y-%m-%d %H:%M}", r.repo, r.pr, r.agent, r.model,
+                       r.status + (f" ({r.stop_reason})" if r.stop_reason else ""), r.turns, usd(r.cost_usd, True),
+                       r.outcome] for r in found], right=(7, 8)))
+    return 0
+
+
+@ledger.command()
+@ledger_option
+@click.option("--run", "run_id", help="Only the calls of this run, in order.")
+@_filters
+@format_option
+def calls(ledger_url: str | None, run_id: str | None, repo: str | None, pr: int | None, since: datetime | None,
+          status: str | None, limit: int, fmt: str) -> int:
+    """Most recent calls first (or one run's calls in order)."""
+    store = _open(ledger_url)
+    try:
+        found = store.list_calls(run_id, limit=limit, repo=repo, pr=pr, since=since, status=status)
+    finally:
+        store.close()
+    if fmt == "json":
+        click.echo(json.dumps([_call_json(c) for c in found], indent=2))
+        return 0
+    click.echo(table(["run", "seq", "ended (UTC)", "model", "status", "input", "cache r/w", "output", "tools", "cost"],
+                     [[c.run_id, c.seq, f"{c.ended_at:%Y-%m-%d %H:%M:%S}", c.model_served or c.model_requested,
+                       c.status, f"{c.usage.input_tokens:,}",
+                       f"{c.usage.cache_read_tokens:,}/{c.usage.cache_write_tokens:,}", f"{c.usage.output_tokens:,}",
+                       c.tool_calls, usd(c.cost_usd, True)] for c in found], right=(1, 5, 6, 7, 8, 9)))
+    return 0
+
+
+@ledger.command()
+@ledger_option
+@click.argument("run_id")
+@click.argument("outcome")
+def outcome(ledger_url: str | None, run_id: str, outcome: str) -> int:
+    """Record what became of a run's work, e.g. merged or closed."""
+    store = _open(ledger_url)
+    try:
+        store.set_outcome(run_id, outcome)
+    finally:
+        store.close()
+    click.echo(f"run {run_id}: outcome {outcome}")
+    return 0
+
+
+@ledger.command()
+@ledger_option
+@click.option("--month", metavar="YYYY-MM", help="Calendar month in UTC (default: the current one).")
+@click.option("--group-by", type=click.Choice(["repo", "org", "team", "user", "agent", "model", "workflow",
+                                               "status"]), default="repo", show_default=True)
+@format_option
+def report(ledger_url: str | None, month: str | None, group_by: str, fmt: str) -> int:
+    """Spend of one month grouped by repo, team, user, agent, model, ... (from run totals)."""
+    from ci_guard.ledger.periods import period_bounds
+
+    anchor = datetime.now(UTC)
+    if month:
+        try:
+            anchor = datetime.strptime(month + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            raise click.BadParameter(f"expected YYYY-MM, got {month!r}", param_hint="--month") from None
+    start, end = period_bounds("month", "UTC", anchor)
+    store = _open(ledger_url)
+    try:
+        rows = store.report(start, end, group_by=group_by)
+    finally:
+        store.close()
+    if fmt == "json":
+        click.echo(json.dumps({"from": start.isoformat(), "to": end.isoformat(), "group_by": group_by,
+                               "rows": [{k: (str(v) if k == "cost_usd" else v) for k, v in r.items()} for r in rows]},
+                              indent=2))
+        return 0
+    click.echo(f"{start:%Y-%m}: spend by {group_by}")
+    click.echo(table([group_by, "runs", "turns", "cost", "input", "cache read", "output"],
+                     [[r[group_by], r["runs"], r["turns"], usd(r["cost_usd"]), f"{r['input_tokens']:,}",
+                       f"{r['cache_read_tokens']:,}", f"{r['output_tokens']:,}"] for r in rows], right=range(1, 7)))
+    return 0
+
+
+def _run_json(r: Any) -> dict[str, Any]:
+    return {"run_id": r.run_id, "started_at": r.started_at.isoformat(),
+            "ended_at": r.ended_at.isoformat() if r.ended_at else None, "decision": r.decision, "status": r.status,
+            "stop_reason": r.stop_reason, "outcome": r.outcome, "org": r.org, "team": r.team, "repo": r.repo,
+            "user": r.user, "workflow": r.workflow, "agent": r.agent, "environment": r.environment,
+            "trigger": r.trigger, "pr": r.pr, "branch": r.branch, "cohort": r.cohort, "platform": r.platform,
+            "rule": r.rule, "model": r.model, "limits": r.limits, "enforced": r.enforced, "turns": r.turns,
+            "tool_calls": r.tool_calls, "tokens": r.usage.as_json(), "cost_usd": str(r.cost_usd),
+            "agent_exit_code": r.agent_exit_code, "session_id": r.session_id}
+
+
+def _call_json(c: Any) -> dict[str, Any]:
+    return {"run_id": c.run_id, "seq": c.seq, "started_at": c.started_at.isoformat(),
+            "ended_at": c.ended_at.isoformat(), "provider": c.provider, "endpoint": c.endpoint,
+            "model_requested": c.model_requested, "model_served": c.model_served, "status": c.status,
+            "http_status": c.http_status, "stream": c.stream, "tokens": c.usage.as_json(),
+            "tool_calls": c.tool_calls, "context_tokens": c.context_tokens, "latency_ms": c.latency_ms,
+            "cost_usd": str(c.cost_usd), "fingerprint": c.fingerprint, "error": c.error}

@@ -1,0 +1,62 @@
+"""`ci-guard prices`: show the price catalog (bundled list prices plus the policy's pricing)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ci_guard.commands._ledger_common import catalog_for, format_option, table
+
+EPILOG = """\b
+Examples:
+  ci-guard prices                                  # every model, USD per million tokens
+  ci-guard prices claude-sonnet-4-5-20250929       # one model (aliases and snapshots resolve)
+  ci-guard prices --policy policy.yml --format json
+
+\b
+Exit status: 0 shown, 1 the model has no price, 2 invalid input.
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("model", required=False)
+@click.option("--policy", "policy_path", metavar="FILE", envvar="CI_GUARD_POLICY",
+              help="Apply this policy's pricing: overrides, price files, on_unknown_model.")
+@format_option
+def prices(model: str | None, policy_path: str | None, fmt: str) -> int:
+    """Show USD per million tokens for each model: input, cache writes (5m/1h), cache reads, output."""
+    catalog = catalog_for(policy_path)
+    if model:
+        found = catalog.find(model)
+        if found is None:
+            click.echo(f"ci-guard: {model!r} is not in the catalog "
+                       f"(pricing.on_unknown_model: {catalog.on_unknown_model})", err=True)
+            return 1
+        listed = [found[0]]
+    else:
+        listed = catalog.models()
+    if fmt == "json":
+        click.echo(json.dumps({
+            "as_of": catalog.as_of, "currency": "USD", "unit": "per 1,000,000 tokens",
+            "on_unknown_model": catalog.on_unknown_model, "fallback_model": catalog.fallback_model,
+            "models": [{**p.as_json(), "aliases": catalog.aliases_of(p.model)} for p in listed],
+        }, indent=2))
+        return 0
+    rows = []
+    for p in listed:
+        r = p.rates.as_json()
+        tiers = "; ".join(f">{t.above_input_tokens // 1000}k: {t.rates.as_json()['input']}/"
+                          f"{t.rates.as_json()['output']}" for t in p.tiers)
+        rows.append([p.model, p.provider, r["input"], r["cache_write_5m"], r["cache_write_1h"], r["cache_read"],
+                     r["output"], tiers or "", p.source])
+    click.echo(table(["model", "provider", "input", "write 5m", "write 1h", "read", "output",
+                      "long context (in/out)", "source"], rows, right=range(2, 7)))
+    if model:
+        p = listed[0]
+        if catalog.aliases_of(p.model):
+            click.echo(f"aliases: {', '.join(catalog.aliases_of(p.model))}")
+        if p.note:
+            click.echo(f"note: {p.note}")
+    click.echo(f"USD per million tokens; list prices as of {catalog.as_of}.")
+    return 0
