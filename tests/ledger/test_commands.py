@@ -1,0 +1,99 @@
+"""`ci-guard budget status` and `ci-guard ledger ...` against a real SQLite ledger."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from ci_guard.cli import main
+from ci_guard.ledger import open_ledger
+from ci_guard.ledger.budgets import budget_keys
+from tests.ledger.factories import CTX, NOW, call, run
+
+POLICY = """version: 1
+budgets:
+  - {name: org-monthly, scope: org, period: month, limit_usd: 100}
+  - {name: repo-daily, scope: repo, period: day, limit_usd: 10, timezone: Europe/Berlin}
+rules:
+  - name: all
+    decision: allow
+"""
+BUDGETS = [{"name": "org-monthly", "scope": "org", "period": "month", "limit_usd": 100},
+           {"name": "repo-daily", "scope": "repo", "period": "day", "limit_usd": 10, "timezone": "Europe/Berlin"}]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.fixture
+def seeded(tmp_path):
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    store = open_ledger(url)
+    keys = budget_keys(BUDGETS, CTX, NOW)
+    store.reserve("r-1", keys, Decimal("3"), 3600, NOW - timedelta(minutes=5))
+    store.start_run(run("r-1", started_at=NOW - timedelta(hours=2)), keys)
+    store.record_call(call("r-1", 1, "1.5", at=NOW - timedelta(hours=2)))
+    store.record_call(call("r-1", 2, "0.25", at=NOW - timedelta(hours=1), status="error"))
+    store.close()
+    policy = tmp_path / "policy.yml"
+    policy.write_text(POLICY)
+    return url, str(policy)
+
+
+def test_budget_status_json(seeded, capsys):
+    url, policy = seeded
+    code, out, _ = run_cli(capsys, "budget", "status", "--policy", policy, "--ledger", url,
+                           "--now", NOW.isoformat(), "--format", "json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)["budgets"]}
+    daily = rows["repo-daily"]
+    assert (daily["scope_key"], daily["spent_usd"], daily["reserved_usd"], daily["remaining_usd"]) == (
+        "acme/api", "1.75", "1.25", "7.00")
+    # 1.75 spent in the 16h09m26s since Berlin midnight (23:00 UTC the day before)
+    assert daily["period_start"] == "2026-03-13T23:00:00+00:00"
+    assert Decimal(daily["burn_per_day_usd"]) == (Decimal("1.75") / (Decimal(16 * 3600 + 9 * 60 + 26) / 86400)
+                                                  ).quantize(Decimal("0.000001"))
+    assert rows["org-monthly"]["spent_usd"] == "1.75"
+
+
+def test_budget_status_text_lists_unseen_budgets(seeded, capsys, tmp_path):
+    _, policy = seeded
+    code, out, _ = run_cli(capsys, "budget", "status", "--policy", policy, "--ledger",
+                           f"sqlite:///{tmp_path}/empty.db")
+    assert code == 0 and "(none yet)" in out and "$100.00" in out
+
+
+def test_ledger_runs_calls_outcome(seeded, capsys):
+    url, _ = seeded
+    assert run_cli(capsys, "ledger", "outcome", "r-1", "merged", "--ledger", url)[0] == 0
+    code, out, _ = run_cli(capsys, "ledger", "runs", "--ledger", url, "--repo", "acme/api", "--format", "json")
+    runs = json.loads(out)
+    assert code == 0 and runs[0]["outcome"] == "merged" and runs[0]["cost_usd"] == "1.75"
+    code, out, _ = run_cli(capsys, "ledger", "calls", "--ledger", url, "--status", "error", "--format", "json")
+    assert [(c["seq"], c["cost_usd"]) for c in json.loads(out)] == [(2, "0.25")]
+    code, out, _ = run_cli(capsys, "ledger", "runs", "--ledger", url, "--repo", "acme/nothing")
+    assert code == 0 and "r-1" not in out
+    code, _, err = run_cli(capsys, "ledger", "outcome", "ghost", "merged", "--ledger", url)
+    assert code == 2 and "no run 'ghost'" in err
+
+
+def test_ledger_report_and_migrate(seeded, capsys):
+    url, _ = seeded
+    code, out, _ = run_cli(capsys, "ledger", "migrate", "--ledger", url)
+    assert code == 0 and "schema version 1" in out
+    code, out, _ = run_cli(capsys, "ledger", "report", "--ledger", url, "--month", "2026-03", "--format", "json")
+    assert json.loads(out)["rows"] == [{"repo": "acme/api", "runs": 1, "turns": 2, "cost_usd": "1.75",
+                                        "input_tokens": 200, "cache_read_tokens": 4000, "output_tokens": 100}]
+
+
+def test_unreachable_ledger_exit_3_without_password(capsys):
+    code, _, err = run_cli(capsys, "ledger", "runs", "--ledger",
+                           "postgresql://ci:hunter2-secret@127.0.0.1:1/x?connect_timeout=2")
+    assert code == 3 and "hunter2-secret" not in err and "cannot reach" in err

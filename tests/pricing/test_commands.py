@@ -1,0 +1,56 @@
+"""`ci-guard prices` and `ci-guard cost`, through the CLI's error boundary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ci_guard.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_cost_worked_example_text_and_json(capsys):
+    args = ["cost", "--model", "claude-sonnet-4-5-20250929", "--input", "1200", "--cache-write", "1000",
+            "--cache-write-1h", "2000", "--cache-read", "50000", "--output", "800", "--reasoning", "300"]
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0 and "total: $0.046350" in out and "cache write 1h" in out
+    code, out, _ = run_cli(capsys, *args, "--format", "json")
+    data = json.loads(out)
+    assert data["total_usd"] == "0.046350" and data["cache_write_1h_usd"] == "0.012"
+    assert data["tokens"]["cache_write"] == 3000 and data["resolved_as"] == "normalized"
+
+
+def test_cost_rejects_reasoning_above_output_and_unknown_models(capsys):
+    code, _, err = run_cli(capsys, "cost", "--model", "gpt-5", "--output", "10", "--reasoning", "11")
+    assert code == 2 and "cannot exceed --output" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, "cost", "--model", "mystery", "--input", "1")
+    assert code == 1 and "has no price" in err
+
+
+def test_policy_pricing_applies(tmp_path, capsys):
+    policy = tmp_path / "policy.yml"
+    policy.write_text("version: 1\npricing:\n  overrides:\n    acme-coder: {input: 0.5, output: 1.5}\n"
+                      "    gpt-5: {discount_pct: 20}\nrules:\n  - name: all\n    decision: allow\n")
+    code, out, _ = run_cli(capsys, "cost", "--model", "acme-coder", "--input", "1000000", "--output", "1000000",
+                           "--policy", str(policy))
+    assert code == 0 and "total: $2.000000" in out
+    code, out, _ = run_cli(capsys, "prices", "gpt-5", "--policy", str(policy), "--format", "json")
+    model = json.loads(out)["models"][0]
+    assert (model["input"], model["output"], model["source"]) == ("1", "8", "override")
+
+
+def test_prices_lists_the_catalog(capsys):
+    code, out, _ = run_cli(capsys, "prices")
+    assert code == 0 and "claude-sonnet-4-5" in out and "gemini-2.5-pro" in out and "as of 2026-11-01" in out
+    code, out, _ = run_cli(capsys, "prices", "claude-sonnet-4-0", "--format", "json")
+    data = json.loads(out)
+    assert data["models"][0]["model"] == "claude-sonnet-4" and "claude-sonnet-4-0" in data["models"][0]["aliases"]
+    code, _, err = run_cli(capsys, "prices", "mystery")
+    assert code == 1 and "not in the catalog" in err
