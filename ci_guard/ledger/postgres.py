@@ -75,7 +75,10 @@ class PostgresStore(SqlStore):
         def apply(tx: Tx) -> int:
             # one migrator at a time per schema, even when 64 jobs open the ledger at once
             tx.run("SELECT pg_advisory_xact_lock(?)", (zlib.crc32(f"ci-guard:{self.schema}".encode()),))
-            tx.run(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists,
+            # which a schema owner set up by an admin (docs/ledger.md) does not have
+            if tx.one("SELECT 1 FROM pg_namespace WHERE nspname = ?", (self.schema,)) is None:
+                tx.run(f"CREATE SCHEMA {self.schema}")
             return self._apply_migrations(tx)
 
         return self._op(apply)
@@ -102,8 +105,8 @@ class PostgresStore(SqlStore):
         if isinstance(exc, psycopg.OperationalError):
             return LedgerUnavailableError(f"lost the PostgreSQL ledger {self.url}: {_first_line(exc)}")
         if isinstance(exc, pg_errors.InsufficientPrivilege):
-            return LedgerError(f"PostgreSQL ledger {self.url}: permission denied ({_first_line(exc)}); "
-                               "run `ci-guard ledger migrate` as the schema owner, see docs/ledger.md")
+            return LedgerError(f"PostgreSQL ledger {self.url}: {_first_line(exc)}; this role lacks a privilege "
+                               "(schema changes need the owner: `ci-guard ledger migrate`; roles: docs/ledger.md)")
         if isinstance(exc, psycopg.Error):
             return LedgerError(f"PostgreSQL ledger {self.url}: {_first_line(exc)}")
         return None
