@@ -54,7 +54,7 @@ def status(policy_path: str, ledger_url: str | None, now: datetime | None, fmt: 
         return 0
     click.echo(table(
         ["budget", "scope", "key", "period", "limit", "spent", "reserved", "remaining", "burn/day", "projected"],
-        [[r["name"], r["scope"], r["scope_key"] or "(none yet)", f"{r['period']} from {r['period_start']:%Y-%m-%d}",
+        [[r["name"], r["scope"], r["scope_key"] or "(none yet)", f"{r['period']} from {r['local_start']}",
           usd(r["limit_usd"]), usd(r["spent_usd"]), usd(r["reserved_usd"]), usd(r["remaining_usd"]),
           usd(r["burn_per_day_usd"]), usd(r["projected_usd"]) + (" !" if r["projected_usd"] > r["limit_usd"] else "")]
          for r in rows], right=range(4, 10)))
@@ -64,7 +64,7 @@ def status(policy_path: str, ledger_url: str | None, now: datetime | None, fmt: 
 def budget_rows(store: Any, budget: Any, now: datetime) -> list[dict[str, Any]]:
     """One row per scope key with spend or reservations this period (one empty row when none)."""
     from ci_guard.ledger.budgets import budget_spec
-    from ci_guard.ledger.periods import period_bounds
+    from ci_guard.ledger.periods import period_bounds, zone
 
     spec = budget_spec(budget)
     start, end = period_bounds(spec.period, spec.timezone, now)
@@ -83,6 +83,7 @@ def budget_rows(store: Any, budget: Any, now: datetime) -> list[dict[str, Any]]:
             "burn_per_day_usd": burn.quantize(MICRO),
             "projected_usd": (burn * period_days).quantize(MICRO) if now < end else b["spent_usd"],
             "calls": b["calls"], "runs": b["runs"],
+            "local_start": start.astimezone(zone(spec.timezone)).strftime("%Y-%m-%d"),
         })
     return rows
 
