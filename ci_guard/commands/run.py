@@ -47,7 +47,8 @@ def run(policy_path: str, ledger_url: str | None, budget_snapshot: str | None, p
       ci-guard run --policy ci-guard.yml --preset codex --summary run.json -- codex exec "fix the tests"
     """
     from ci_guard.meter.outputs import emit_github_run_outputs
-    from ci_guard.meter.runner import RunRequest, run_agent, upstreams_from_env
+    from ci_guard.meter.runner import RunRequest, run_agent
+    from ci_guard.meter.upstreams import upstreams_from_env
 
     context = build_context(**context_flags)
     env = dict(os.environ)

@@ -41,7 +41,8 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
     """
     from ci_guard.meter import detached
     from ci_guard.meter.outputs import write_github_outputs
-    from ci_guard.meter.runner import EXIT_POLICY_REFUSED, upstreams_from_env
+    from ci_guard.meter.runner import EXIT_POLICY_REFUSED
+    from ci_guard.meter.upstreams import upstreams_from_env
 
     context = build_context(**context_flags)
     started = detached.start(

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TextIO
 
 from ci_guard.context.model import RunContext
-from ci_guard.meter.proxy import Upstreams
 from ci_guard.meter.runner import RunOutcome, RunRequest, run_agent
 from ci_guard.meter.summary import RunSummary
+from ci_guard.meter.upstreams import Upstreams
 
 DEMO_KEY = "sk-ant-demo-provider-key-0000000000"  # what the simulator accepts; the agent never sees it
 REPO = "acme/web"

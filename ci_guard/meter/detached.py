@@ -29,10 +29,11 @@ from ci_guard.meter import lifecycle, loop
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.pricer import CatalogPricer
-from ci_guard.meter.proxy import MeterProxy, Upstreams
+from ci_guard.meter.proxy import MeterProxy
 from ci_guard.meter.recorder import LedgerRecorder
 from ci_guard.meter.session import MeterSession, new_run_token
 from ci_guard.meter.summary import RunSummary
+from ci_guard.meter.upstreams import Upstreams, upstreams_from_env
 from ci_guard.policy.decision import Decision
 from ci_guard.secrets import register
 
@@ -155,15 +156,7 @@ def serve(state_path: str, quiet: bool = False) -> int:
         pricer=CatalogPricer.from_policy(policy, data["policy_path"], decision), recorder=recorder,
         live=LiveLog(quiet=quiet),
     )
-    env = os.environ
-    ups = Upstreams(
-        anthropic=data["upstreams"]["anthropic"], openai=data["upstreams"]["openai"],
-        anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
-        anthropic_auth_token=env.get("ANTHROPIC_AUTH_TOKEN") or None,
-        openai_api_key=env.get("OPENAI_API_KEY") or env.get("CODEX_API_KEY") or None,
-    )
-    for secret in (ups.anthropic_api_key, ups.anthropic_auth_token, ups.openai_api_key):
-        register(secret)
+    ups = upstreams_from_env(dict(os.environ), data["upstreams"]["anthropic"], data["upstreams"]["openai"])
     loop.run(_serve_async(session, ups, state_file, data))
     summary = session.summary(status="stopped" if session.guard.stopped else "completed", agent_exit_code=None)
     prepared = lifecycle.PreparedRun(session.run_id, decision, url, recorder=recorder)

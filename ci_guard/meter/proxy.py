@@ -15,7 +15,6 @@ import asyncio
 import hmac
 import json
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -25,9 +24,10 @@ from aiohttp import web
 
 from ci_guard.ledger.records import CallRecord
 from ci_guard.meter.caps import PlannedCall
-from ci_guard.meter.providers.base import CallResult, WireAdapter, estimate_tokens, fingerprint
+from ci_guard.meter.providers.base import CallResult, WireAdapter
 from ci_guard.meter.providers.registry import adapter_for
 from ci_guard.meter.session import MeterSession
+from ci_guard.meter.upstreams import Upstreams
 from ci_guard.pricing.usage import Usage
 from ci_guard.secrets import redact
 
@@ -41,41 +41,6 @@ HOP_BY_HOP = frozenset(
 # Credentials of the agent (the run token) never go upstream; encoding is negotiated by us.
 DROP_REQUEST = HOP_BY_HOP | {"x-api-key", "authorization", "accept-encoding"}
 DROP_RESPONSE = HOP_BY_HOP | {"content-encoding"}
-
-DEFAULT_ANTHROPIC_UPSTREAM = "https://api.anthropic.com"
-DEFAULT_OPENAI_UPSTREAM = "https://api.openai.com/v1"
-
-
-@dataclass
-class Upstreams:
-    anthropic: str = DEFAULT_ANTHROPIC_UPSTREAM
-    openai: str = DEFAULT_OPENAI_UPSTREAM
-    anthropic_api_key: str | None = None
-    anthropic_auth_token: str | None = None
-    openai_api_key: str | None = None
-
-    def target(self, provider: str, tail: str) -> str:
-        """The upstream URL for a proxied path (``tail`` starts after the provider prefix)."""
-        if provider == "anthropic":
-            return self.anthropic.rstrip("/") + "/" + tail.lstrip("/")
-        # Our OpenAI base is /openai/v1 and the upstream base already ends in /v1 (or whatever an
-        # OpenAI-compatible server uses), so the version segment is not repeated.
-        rest = tail.lstrip("/")
-        if rest.startswith("v1/") or rest == "v1":
-            rest = rest[3:]
-        return self.openai.rstrip("/") + "/" + rest
-
-    def auth_headers(self, provider: str) -> dict[str, str]:
-        if provider == "anthropic":
-            if self.anthropic_api_key:
-                return {"x-api-key": self.anthropic_api_key}
-            if self.anthropic_auth_token:
-                return {"authorization": f"Bearer {self.anthropic_auth_token}"}
-            return {}
-        if self.openai_api_key:
-            return {"authorization": f"Bearer {self.openai_api_key}"}
-        return {}
-
 
 class MeterProxy:
     """The proxy application for one run. Start with :meth:`start`, stop with :meth:`close`."""
@@ -100,7 +65,8 @@ class MeterProxy:
         app.router.add_route("GET", "/_ci_guard/health", self.health)
         self._client = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.upstreams.connect_timeout_s,
+                                          sock_read=self.upstreams.read_timeout_s),
             auto_decompress=True,
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -285,7 +251,11 @@ class MeterProxy:
                                             headers=_response_headers(upstream))
                 if upstream.status >= 400:
                     call_status = "error"
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError:
+            call_status, status_code = "error", 504
+            result.error = f"upstream timed out (no data for {self.upstreams.read_timeout_s:g}s)"
+            response = self._error(provider, 504, "timeout_error", f"ci-guard: {result.error}")
+        except aiohttp.ClientError as exc:
             call_status, status_code = "error", 502
             result.error = f"upstream unreachable: {_describe(exc)}"
             response = self._error(provider, 502, "api_error", f"ci-guard: {result.error}")
@@ -412,4 +382,4 @@ def _describe(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}".strip().rstrip(":"))
 
 
-__all__ = ["MeterProxy", "Upstreams", "estimate_tokens", "fingerprint"]
+__all__ = ["MeterProxy"]

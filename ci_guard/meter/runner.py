@@ -10,17 +10,18 @@ import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ci_guard.context.model import RunContext
 from ci_guard.meter import lifecycle, loop
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.presets import agent_environment, apply_preset, detect_preset
-from ci_guard.meter.proxy import MeterProxy, Upstreams
-from ci_guard.meter.session import MeterSession, new_run_id, new_run_token
+from ci_guard.meter.proxy import MeterProxy
+from ci_guard.meter.session import MeterSession, new_run_token
 from ci_guard.meter.summary import RunSummary
 from ci_guard.meter.supervisor import Supervisor, agent_exit_status
+from ci_guard.meter.upstreams import Upstreams
 from ci_guard.secrets import register
 
 # Documented exit codes of `ci-guard run` (besides the agent's own).
@@ -50,20 +51,6 @@ class RunRequest:
 class RunOutcome:
     summary: RunSummary
     exit_code: int
-
-
-def upstreams_from_env(env: Mapping[str, str], anthropic: str | None = None, openai: str | None = None) -> Upstreams:
-    """Upstream URLs (flag, then CI_GUARD_*_UPSTREAM, then the provider) and the real keys."""
-    ups = Upstreams(
-        anthropic=anthropic or env.get("CI_GUARD_ANTHROPIC_UPSTREAM") or Upstreams.anthropic,
-        openai=openai or env.get("CI_GUARD_OPENAI_UPSTREAM") or Upstreams.openai,
-        anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
-        anthropic_auth_token=env.get("ANTHROPIC_AUTH_TOKEN") or None,
-        openai_api_key=env.get("OPENAI_API_KEY") or env.get("CODEX_API_KEY") or None,
-    )
-    for secret in (ups.anthropic_api_key, ups.anthropic_auth_token, ups.openai_api_key):
-        register(secret)
-    return ups
 
 
 def run_agent(req: RunRequest) -> RunOutcome:
@@ -114,16 +101,4 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
     return RunOutcome(summary, exit_code)
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-__all__ = [
-    "EXIT_CAP_STOPPED",
-    "EXIT_POLICY_REFUSED",
-    "RunOutcome",
-    "RunRequest",
-    "new_run_id",
-    "run_agent",
-    "upstreams_from_env",
-]
+__all__ = ["EXIT_CAP_STOPPED", "EXIT_POLICY_REFUSED", "RunOutcome", "RunRequest", "run_agent"]

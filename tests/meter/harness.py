@@ -16,9 +16,10 @@ from aiohttp import web
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.pricer import CatalogPricer
-from ci_guard.meter.proxy import MeterProxy, Upstreams
+from ci_guard.meter.proxy import MeterProxy
 from ci_guard.meter.recorder import LedgerRecorder
 from ci_guard.meter.session import MeterSession, new_run_id, new_run_token
+from ci_guard.meter.upstreams import Upstreams
 from ci_guard.policy.decision import Decision, Enforcement, Limits
 from ci_guard.pricing.catalog import load_catalog
 
@@ -65,13 +66,25 @@ class Proxied:
 
     @property
     def calls(self) -> list[Any]:
+        """The recorded calls, once every request in flight has been settled.
+
+        A client may hold the last byte of a response before the proxy has recorded the call.
+        """
+        self.bg.run(self._idle())
         return self.session.calls
+
+    async def _idle(self) -> None:
+        for _ in range(500):
+            if not self.proxy._inflight:
+                return
+            await asyncio.sleep(0.01)
 
 
 @contextmanager
 def proxied(upstream_url: str, *, limits: Limits | None = None, model: str | None = "claude-sonnet-4-5",
             enforcement: Enforcement | None = None, openai_url: str | None = None,
-            recorder: LedgerRecorder | None = None, key: str = REAL_KEY) -> Iterator[Proxied]:
+            recorder: LedgerRecorder | None = None, key: str = REAL_KEY,
+            read_timeout_s: float = 600.0) -> Iterator[Proxied]:
     decision = Decision(decision="allow", rule="test", model=model, limits=limits or Limits(),
                         enforcement=enforcement or Enforcement())
     bg = BackgroundLoop()
@@ -83,7 +96,7 @@ def proxied(upstream_url: str, *, limits: Limits | None = None, model: str | Non
         live=LiveLog(quiet=True), on_stop=lambda r, d: stops.append((r, d)),
     )
     ups = Upstreams(anthropic=upstream_url, openai=openai_url or f"{upstream_url}/v1",
-                    anthropic_api_key=key, openai_api_key=key)
+                    anthropic_api_key=key, openai_api_key=key, read_timeout_s=read_timeout_s)
     proxy = MeterProxy(session, ups)
     bg.run(proxy.start())
     try:

@@ -8,7 +8,7 @@ from decimal import Decimal
 import httpx
 from aiohttp import web
 
-from ci_guard.meter.proxy import Upstreams
+from ci_guard.meter.upstreams import Upstreams
 from ci_guard.policy.decision import Enforcement, Limits
 from tests.meter.harness import REAL_KEY, echo_upstream, proxied
 
@@ -145,3 +145,13 @@ def test_unknown_model_is_refused_by_default():
         r = post(p, "/v1/messages", {"model": "internal-coder-7b", "max_tokens": 5, "messages": []})
         assert r.status_code == 400 and "no price" in r.json()["error"]["message"]
         assert up.requests == []
+
+
+def test_upstream_that_goes_silent_times_out_with_a_provider_shaped_504():
+    from ci_guard.simulator.server import run_simulator
+
+    slow = {"name": "stalls", "delay": {"first_byte": 2.0}}
+    with run_simulator(slow, api_key=REAL_KEY) as sim, proxied(sim.url, read_timeout_s=0.3) as p:
+        r = post(p, "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": []})
+        assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
+        assert p.calls[0].status == "error" and p.calls[0].http_status == 504

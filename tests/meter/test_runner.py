@@ -16,8 +16,8 @@ import pytest
 
 from ci_guard.context.model import RunContext
 from ci_guard.ledger import open_ledger
-from ci_guard.meter.proxy import Upstreams
 from ci_guard.meter.runner import EXIT_CAP_STOPPED, EXIT_POLICY_REFUSED, RunRequest, run_agent
+from ci_guard.meter.upstreams import Upstreams
 from ci_guard.simulator.server import run_simulator
 
 KEY = "sk-ant-api03-runner-test-real-key-0123456789abcdef"
@@ -238,3 +238,24 @@ def test_cli_run_exit_codes_and_github_outputs(workdir, tmp_path):
     assert "run-id<<" in text and "cost-usd<<" in text and "status<<" in text
     assert "completed" in text and KEY not in text
     assert "ci-guard: completed" in summary_md.read_text()
+    assert KEY not in proc.stderr and KEY not in proc.stdout
+
+
+def test_signals_to_ci_guard_are_forwarded_to_the_agent(workdir, tmp_path):
+    marker, started = tmp_path / "got-sigterm", tmp_path / "started"
+    script = (f"import signal, sys, time\n"
+              f"def bye(*a):\n    open({str(marker)!r}, 'w').write('x'); sys.exit(42)\n"
+              f"signal.signal(signal.SIGTERM, bye)\nopen({str(started)!r}, 'w').write('x')\ntime.sleep(60)\n")
+    with run_simulator("tool-loop", api_key=KEY) as sim:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "CI_GUARD_ANTHROPIC_UPSTREAM": sim.url}
+        cmd = [sys.executable, "-m", "ci_guard", "run", "--policy", str(workdir / "policy.yml"), "--repo", "acme/web",
+               "--no-draft", "--ledger", f"sqlite:///{workdir / 'l.db'}", "--quiet", "--",
+               sys.executable, "-c", script]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert marker.exists(), err
+    assert proc.returncode == 42

@@ -1,0 +1,73 @@
+"""Where the proxy forwards to, and with which real credentials (read from ci-guard's own environment)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ci_guard.errors import InvalidInputError
+from ci_guard.secrets import register
+
+DEFAULT_ANTHROPIC_UPSTREAM = "https://api.anthropic.com"
+DEFAULT_OPENAI_UPSTREAM = "https://api.openai.com/v1"
+
+
+@dataclass
+class Upstreams:
+    anthropic: str = DEFAULT_ANTHROPIC_UPSTREAM
+    openai: str = DEFAULT_OPENAI_UPSTREAM
+    anthropic_api_key: str | None = None
+    anthropic_auth_token: str | None = None
+    openai_api_key: str | None = None
+    connect_timeout_s: float = 30.0
+    read_timeout_s: float = 600.0  # the longest silence tolerated between bytes of a response
+
+    def target(self, provider: str, tail: str) -> str:
+        """The upstream URL for a proxied path (``tail`` starts after the provider prefix)."""
+        if provider == "anthropic":
+            return self.anthropic.rstrip("/") + "/" + tail.lstrip("/")
+        # Our OpenAI base is /openai/v1 and the upstream base already ends in /v1 (or whatever an
+        # OpenAI-compatible server uses), so the version segment is not repeated.
+        rest = tail.lstrip("/")
+        if rest.startswith("v1/") or rest == "v1":
+            rest = rest[3:]
+        return self.openai.rstrip("/") + "/" + rest
+
+    def auth_headers(self, provider: str) -> dict[str, str]:
+        if provider == "anthropic":
+            if self.anthropic_api_key:
+                return {"x-api-key": self.anthropic_api_key}
+            if self.anthropic_auth_token:
+                return {"authorization": f"Bearer {self.anthropic_auth_token}"}
+            return {}
+        if self.openai_api_key:
+            return {"authorization": f"Bearer {self.openai_api_key}"}
+        return {}
+
+
+def upstreams_from_env(env: Mapping[str, str], anthropic: str | None = None,
+                       openai: str | None = None) -> Upstreams:
+    """Upstream URLs (flag, then CI_GUARD_*_UPSTREAM, then the provider) and the real keys."""
+    ups = Upstreams(
+        anthropic=anthropic or env.get("CI_GUARD_ANTHROPIC_UPSTREAM") or Upstreams.anthropic,
+        openai=openai or env.get("CI_GUARD_OPENAI_UPSTREAM") or Upstreams.openai,
+        anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
+        anthropic_auth_token=env.get("ANTHROPIC_AUTH_TOKEN") or None,
+        openai_api_key=env.get("OPENAI_API_KEY") or env.get("CODEX_API_KEY") or None,
+        read_timeout_s=_seconds(env.get("CI_GUARD_UPSTREAM_TIMEOUT"), 600.0),
+    )
+    for secret in (ups.anthropic_api_key, ups.anthropic_auth_token, ups.openai_api_key):
+        register(secret)
+    return ups
+
+
+def _seconds(text: str | None, default: float) -> float:
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"CI_GUARD_UPSTREAM_TIMEOUT: expected seconds, got {text!r}") from exc
+    if value <= 0:
+        raise InvalidInputError(f"CI_GUARD_UPSTREAM_TIMEOUT: expected a positive number of seconds, got {text!r}")
+    return value
