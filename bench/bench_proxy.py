@@ -49,7 +49,7 @@ def rss_kib(pid: int) -> int:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def one(session: aiohttp.ClientSession, url: str, key: str, stream: bool) -> float:
