@@ -52,6 +52,7 @@ class CapGuard:
     turns: int = 0
     tool_calls: int = 0
     cost_usd: Decimal = Decimal(0)
+    held_usd: Decimal = Decimal(0)  # worst cases of admitted calls that have not ended yet
     stop_reason: str | None = None
     stop_detail: str | None = None
     on_cost_cap: str = "clamp"  # clamp | refuse
@@ -65,9 +66,17 @@ class CapGuard:
         return self.stop_reason is not None
 
     def remaining_usd(self) -> Decimal | None:
+        """What the cost cap still allows, after what was spent and what calls in flight may spend."""
         if self.limits.max_cost_usd is None:
             return None
-        return self.limits.max_cost_usd - self.cost_usd
+        return self.limits.max_cost_usd - self.cost_usd - self.held_usd
+
+    def hold(self, amount: Decimal | None) -> Decimal:
+        """Hold an admitted call's worst case until it ends, so parallel calls cannot overspend together."""
+        if amount is None or self.limits.max_cost_usd is None:
+            return Decimal(0)
+        self.held_usd += amount
+        return amount
 
     def deadline_passed(self, now: float | None = None) -> bool:
         limit = self.limits.max_runtime_s
@@ -124,6 +133,9 @@ class CapGuard:
             return Admission(True)
         cap = self.limits.max_cost_usd
         if remaining <= 0:
+            if self.held_usd > 0 and self.limits.max_cost_usd - self.cost_usd > 0:
+                # the rest of the cap is held by calls still running: refuse this one, do not stop the run
+                return self._refuse(MAX_COST, f"the rest of max_cost_usd ${cap} is held by calls in flight")
             return self._stop_and_refuse(MAX_COST, f"max_cost_usd of ${cap} spent")
         if call.worst_case_usd <= remaining:
             return Admission(True)
@@ -136,8 +148,9 @@ class CapGuard:
         return Admission(True, max_output_tokens=max_output_for_remaining)
 
     def settle_call(self, *, cost_usd: Decimal, tool_calls: int, error_signature: str | None,
-                    is_turn: bool = True) -> None:
-        """Account for a finished call and stop the run when it crossed a cap."""
+                    held_usd: Decimal = Decimal(0)) -> None:
+        """Account for a finished call (releasing what was held for it) and stop the run when it crossed a cap."""
+        self.held_usd -= held_usd
         self.cost_usd += cost_usd
         self.tool_calls += tool_calls
         lim = self.limits

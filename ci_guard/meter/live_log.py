@@ -35,6 +35,8 @@ class LiveLog:
         self._write(f"ci-guard: {message}")
 
     def call(self, call: CallRecord, guard: CapGuard) -> None:
+        if self.quiet:
+            return
         if call.status == "refused":
             self._write(f"ci-guard: refused a {call.endpoint} call: {(call.error or '').split(': ci-guard:')[0]}")
             return

@@ -203,7 +203,8 @@ class MeterProxy:
             worst_case_usd=session.pricer.worst_case(model, info.estimated_input_tokens, info.max_output_tokens),
         )
         fit = None
-        if remaining is not None and remaining > 0:
+        if remaining is not None and planned.worst_case_usd is not None and planned.worst_case_usd > remaining > 0:
+            # only a call whose worst case does not fit needs to know how much output still does
             fit = session.pricer.max_output_within(model, info.estimated_input_tokens, remaining)
             if fit is not None and fit < getattr(adapter, "min_output_tokens", 1):
                 fit = 0  # below the API's minimum output cap the call cannot be made valid: refuse it
@@ -211,20 +212,23 @@ class MeterProxy:
         if not admission.allowed:
             return self._refused(request, provider, adapter, model, admission.cap or "cap",
                                  _cap_message(admission.cap, admission.message), info.fingerprint)
-        if admission.max_output_tokens is not None and (
-            info.max_output_tokens is None or admission.max_output_tokens < info.max_output_tokens
-        ):
+        max_output = info.max_output_tokens
+        if admission.max_output_tokens is not None and (max_output is None or admission.max_output_tokens < max_output):
             body = adapter.clamp_output(body, admission.max_output_tokens)
+            max_output = admission.max_output_tokens
+        held = session.guard.hold(
+            planned.worst_case_usd if max_output == info.max_output_tokens
+            else session.pricer.worst_case(model, info.estimated_input_tokens, max_output))
 
         body, strip_usage = adapter.prepare(body)
         # Adapters return a new object when they change a request: forward the agent's own bytes otherwise.
         data = raw if body is original else json.dumps(body, separators=(",", ":")).encode()
         return await self._forward_metered(request, provider, tail, adapter, data, strip_usage,
-                                           requested_model, model, info.stream, info.fingerprint)
+                                           requested_model, model, info.stream, info.fingerprint, held)
 
     async def _forward_metered(self, request: web.Request, provider: str, tail: str, adapter: WireAdapter,
                                data: bytes, strip_usage: bool, requested_model: str | None,
-                               model: str | None, stream: bool, fp: str) -> web.StreamResponse:
+                               model: str | None, stream: bool, fp: str, held: Decimal) -> web.StreamResponse:
         assert self._client is not None
         started_at = datetime.now(UTC)
         t0 = time.perf_counter()
@@ -245,10 +249,12 @@ class MeterProxy:
                                                                              provider)
                 else:
                     payload = await upstream.read()
+                    # Send first, meter after: the agent is not kept waiting for our bookkeeping.
+                    # (The call's worst case stays held until it is settled, so a next call that
+                    # arrives in between cannot overspend.)
+                    response = await _send_whole(request, upstream, payload)
                     result = adapter.parse_response(payload)
                     result.complete = result.complete or upstream.status < 400
-                    response = web.Response(status=upstream.status, body=payload,
-                                            headers=_response_headers(upstream))
                 if upstream.status >= 400:
                     call_status = "error"
         except TimeoutError:
@@ -259,8 +265,13 @@ class MeterProxy:
             call_status, status_code = "error", 502
             result.error = f"upstream unreachable: {_describe(exc)}"
             response = self._error(provider, 502, "api_error", f"ci-guard: {result.error}")
+        except BaseException as exc:  # cancelled, or a bug: still account for the call, then let it go on
+            result.error = result.error or f"the call was interrupted ({type(exc).__name__})"
+            self._settle(request, adapter, result, started_at, t0, status_code, "cut", stream,
+                         requested_model, model, fp, held)
+            raise
         self._settle(request, adapter, result, started_at, t0, status_code, call_status, stream,
-                     requested_model, model, fp)
+                     requested_model, model, fp, held)
         return response
 
     async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse, adapter: WireAdapter,
@@ -313,14 +324,15 @@ class MeterProxy:
 
     def _settle(self, request: web.Request, adapter: WireAdapter, result: CallResult, started_at: datetime,
                 t0: float, status_code: int | None, call_status: str, stream: bool,
-                requested_model: str | None, model: str | None, fp: str) -> None:
+                requested_model: str | None, model: str | None, fp: str, held: Decimal) -> None:
         session = self.session
         served = result.model_served or model
         cost = session.pricer.cost(served, result.usage) if _has_usage(result.usage) else Decimal(0)
         error_sig = None
         if call_status == "error":
             error_sig = f"{status_code} {result.error or ''}"[:200]
-        session.guard.settle_call(cost_usd=cost, tool_calls=result.tool_calls, error_signature=error_sig)
+        session.guard.settle_call(cost_usd=cost, tool_calls=result.tool_calls, error_signature=error_sig,
+                                  held_usd=held)
         session.record(CallRecord(
             run_id=session.run_id,
             seq=session.next_seq(),
@@ -363,6 +375,18 @@ class MeterProxy:
         else:
             body = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
         return web.json_response(body, status=status)
+
+
+async def _send_whole(request: web.Request, upstream: aiohttp.ClientResponse, payload: bytes) -> web.StreamResponse:
+    response = web.StreamResponse(status=upstream.status, headers=_response_headers(upstream))
+    response.content_length = len(payload)
+    try:
+        await response.prepare(request)
+        await response.write(payload)
+        await response.write_eof()
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        pass  # the agent went away; the call is still metered and recorded
+    return response
 
 
 def _response_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:

@@ -107,3 +107,18 @@ def test_first_stop_reason_wins():
     guard.stop(MAX_TURNS, "a")
     guard.stop(MAX_COST, "b")
     assert (guard.stop_reason, guard.stop_detail) == (MAX_TURNS, "a")
+
+
+def test_calls_in_flight_hold_their_worst_case():
+    guard = CapGuard(Limits(max_cost_usd=Decimal("0.10")))
+    assert guard.admit(call(fp="a", worst="0.06")).allowed
+    held = guard.hold(Decimal("0.06"))
+    # a parallel call must fit in what is neither spent nor held
+    second = guard.admit(call(fp="b", worst="0.06"), max_output_for_remaining=100)
+    assert second.allowed and second.max_output_tokens == 100
+    guard.hold(Decimal("0.04"))
+    third = guard.admit(call(fp="c", worst="0.01"), max_output_for_remaining=0)
+    assert not third.allowed and third.cap == MAX_COST
+    assert guard.stop_reason is None  # refused while others run, but the run is not over
+    guard.settle_call(cost_usd=Decimal("0.02"), tool_calls=0, error_signature=None, held_usd=held)
+    assert guard.held_usd == Decimal("0.04") and guard.remaining_usd() == Decimal("0.04")
