@@ -237,15 +237,32 @@ class Defaults(_Strict):
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
 
 
-class PriceOverride(_Strict):
-    """USD per million tokens; read by the pricing engine."""
+class PriceTierOverride(_Strict):
+    """Rates that apply to every token of a call whose input is above a threshold (long context)."""
 
+    above_input_tokens: Annotated[int, Field(gt=0)]
     input: Money | None = None
     output: Money | None = None
+    cache_write: Money | None = None
+    cache_write_5m: Money | None = None
+    cache_write_1h: Money | None = None
+    cache_read: Money | None = None
+
+
+class PriceOverride(_Strict):
+    """USD per million tokens; read by the pricing engine (see docs/pricing.md)."""
+
+    same_as: str | None = Field(None, description="Start from this catalog model's prices (a custom name).")
+    provider: str | None = None
+    input: Money | None = None
+    output: Money | None = None
+    cache_write: Money | None = Field(None, description="Both cache-write rates at once (5-minute and 1-hour).")
     cache_write_5m: Money | None = None
     cache_write_1h: Money | None = None
     cache_read: Money | None = None
     discount_pct: Annotated[Decimal, Field(ge=0, le=100)] | None = None
+    tiers: list[PriceTierOverride] | None = Field(None, description="Long-context tiers, by total input size.")
+    note: str | None = None
 
 
 class PricingConfig(_Strict):

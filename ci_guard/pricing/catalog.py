@@ -154,7 +154,7 @@ def _as_mapping(obj: Any) -> Mapping[str, Any]:
     if isinstance(obj, Mapping):
         return obj
     if hasattr(obj, "model_dump"):
-        return {k: v for k, v in obj.model_dump().items() if v is not None}
+        return obj.model_dump(exclude_none=True)
     return {k: v for k, v in vars(obj).items() if v is not None and not k.startswith("_")}
 
 
