@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from ci_guard.context.model import RunContext
+from ci_guard.errors import InvalidInputError
 from ci_guard.meter import lifecycle, loop
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.live_log import LiveLog
@@ -53,8 +55,23 @@ class RunOutcome:
     exit_code: int
 
 
+def _check_command(command: list[str], env: dict[str, str], cwd: str | None) -> None:
+    """Fail before deciding or reserving anything when the agent cannot even be started."""
+    if not command:
+        raise InvalidInputError("no agent command given: put it after `--`, e.g. `ci-guard run -- claude -p ...`")
+    program = command[0]
+    if os.sep in program:
+        path = program if os.path.isabs(program) or cwd is None else os.path.join(cwd, program)
+        found = os.path.isfile(path) and os.access(path, os.X_OK)
+    else:
+        found = shutil.which(program, path=env.get("PATH")) is not None
+    if not found:
+        raise InvalidInputError(f"agent command not found or not executable: {program!r}")
+
+
 def run_agent(req: RunRequest) -> RunOutcome:
     env = dict(os.environ if req.environ is None else req.environ)
+    _check_command(req.command, env, req.cwd)
     live = LiveLog(quiet=req.quiet)
     prepared = lifecycle.prepare_run(
         policy_path=req.policy_path, context=req.context, ledger_url=req.ledger_url,
@@ -87,8 +104,12 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
     supervisor = Supervisor(session, grace_s=req.grace_s, kill_after_s=req.kill_after_s)
     try:
         exit_info = await supervisor.run(launch.command, launch.env, cwd=req.cwd)
-    finally:
+    except BaseException:
+        # Whatever went wrong, the run must not stay "running" with its budget reserved.
         await proxy.close()
+        lifecycle.finish_run(prepared, session.summary(status="error", agent_exit_code=None))
+        raise
+    await proxy.close()
     code = agent_exit_status(exit_info.exit_code)
     status = "stopped" if guard.stopped else "completed"
     summary = session.summary(status=status, agent_exit_code=code)

@@ -259,3 +259,12 @@ def test_signals_to_ci_guard_are_forwarded_to_the_agent(workdir, tmp_path):
         _, err = proc.communicate(timeout=30)
     assert marker.exists(), err
     assert proc.returncode == 42
+
+
+def test_missing_agent_command_is_invalid_input_before_anything_is_reserved(workdir):
+    from ci_guard.errors import InvalidInputError
+
+    with run_simulator("tool-loop", api_key=KEY) as sim, pytest.raises(InvalidInputError, match="not found"):
+        run_agent(request(workdir, sim, ["definitely-not-a-command-xyz"]))
+    assert not (workdir / "ledger.db").exists() or not open_ledger(
+        f"sqlite:///{workdir / 'ledger.db'}").list_runs()
