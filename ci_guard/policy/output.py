@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ci_guard.policy.decision import Decision
 from ci_guard.policy.durations import format_duration
+from ci_guard.report.money import format_usd
 
 
 def limits_text(decision: Decision) -> str:
@@ -38,8 +39,8 @@ def render_text(decision: Decision) -> str:
         lines.append(f"  limits:  {limits_text(decision)}")
     for b in decision.budgets:
         key = f" {b.scope_key}" if b.scope_key else ""
-        lines.append(f"  budget:  {b.name} ({b.scope}{key}, {b.period}): ${b.remaining_usd} of ${b.limit_usd} "
-                     f"left ({b.remaining_pct}%)")
+        lines.append(f"  budget:  {b.name} ({b.scope}{key}, {b.period}): {format_usd(b.remaining_usd)} of "
+                     f"{format_usd(b.limit_usd)} left ({b.remaining_pct}%)")
     if decision.hint:
         lines.append(f"  hint:    {decision.hint}")
     for note in [*decision.context.notes, *decision.notes]:
