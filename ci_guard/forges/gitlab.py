@@ -14,10 +14,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+import gitlab
 import requests
 from gitlab.v4.objects import CurrentUserManager
 
-import gitlab
 from ci_guard.forges.base import ForgeComment, ForgeRequestError, header, seconds
 from ci_guard.secrets import register
 
