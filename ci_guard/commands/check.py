@@ -31,7 +31,14 @@ Exit status: 0 allowed, 1 denied or skipped, 2 invalid input (policy, flag or co
 def check(policy_path: str, budget_snapshot: str | None, ledger_url: str | None, now: datetime | None, fmt: str,
           **context: Any) -> int:
     """Decide whether an agent may run, on which model and under which hard limits."""
-    from ci_guard.policy.output import append_file, format_outputs, render_text, step_outputs, summary_markdown
+    from ci_guard.policy.output import (
+        append_file,
+        format_outputs,
+        github_annotations,
+        render_text,
+        step_outputs,
+        summary_markdown,
+    )
     from ci_guard.secrets import redact
 
     _, decision = run_decision(policy_path, budget_snapshot, ledger_url, now, context)
@@ -40,6 +47,7 @@ def check(policy_path: str, budget_snapshot: str | None, ledger_url: str | None,
     else:
         click.echo(redact(render_text(decision)))
     if fmt == "github":
+        click.echo(redact(github_annotations(decision)), nl=False)
         if not append_file("GITHUB_OUTPUT", redact(format_outputs(step_outputs(decision)))):
             click.echo("ci-guard: note: $GITHUB_OUTPUT is not set; step outputs not written", err=True)
         append_file("GITHUB_STEP_SUMMARY", redact(summary_markdown(decision)))

@@ -83,3 +83,7 @@ def _cell(value: object) -> str:
 def emit_github_run_outputs(summary: RunSummary, summary_path: str | None) -> None:
     write_github_outputs(run_outputs(summary, summary_path))
     append_step_summary(run_step_summary(summary))
+    for alert in summary.decision.get("alerts") or []:
+        # a workflow command on stdout: shown as a warning on the run's summary page
+        text = redact(str(alert)).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        print(f"::warning title=ci-guard budget alert::{text}", flush=True)

@@ -96,6 +96,8 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
     await proxy.start()
     live.info(f"run {session.run_id}: {decision.model or 'any model'}, rule {decision.rule!r}, "
               f"proxy {proxy.url}")
+    for alert in decision.alerts:
+        live.info(f"ALERT: {alert}")
     agent_env = agent_environment(env, proxy_url=proxy.url, token=session.token, run_id=session.run_id,
                                   model=decision.model, max_turns=decision.limits.max_turns)
     preset = detect_preset(req.command) if req.preset == "auto" else req.preset

@@ -40,10 +40,27 @@ class BudgetStatus(BaseModel):
     limit_usd: Decimal
     spent_usd: Decimal = Decimal(0)
     reserved_usd: Decimal = Decimal(0)
+    alert_at_usd: list[Decimal] = Field(default_factory=list)  # the budget's alert thresholds, ascending
 
     @property
     def remaining_usd(self) -> Decimal:
         return max(Decimal(0), self.limit_usd - self.spent_usd - self.reserved_usd)
+
+    @property
+    def alert_crossed_usd(self) -> Decimal | None:
+        """The highest alert threshold that what was spent has reached, if any."""
+        crossed = [a for a in self.alert_at_usd if self.spent_usd >= a]
+        return crossed[-1] if crossed else None
+
+    def alert_message(self) -> str | None:
+        crossed = self.alert_crossed_usd
+        if crossed is None:
+            return None
+        key = f" {self.scope}={self.scope_key}" if self.scope_key else ""
+        pct = (self.spent_usd * 100 / self.limit_usd).quantize(Decimal("1")) if self.limit_usd > 0 else Decimal(0)
+        at = (crossed * 100 / self.limit_usd).quantize(Decimal("1")) if self.limit_usd > 0 else Decimal(0)
+        return (f"budget {self.name!r}{key} has spent ${self.spent_usd} of ${self.limit_usd} this {self.period} "
+                f"({pct}%), past its {at}% alert")
 
     @property
     def remaining_pct(self) -> Decimal:
@@ -64,6 +81,8 @@ class BudgetStatus(BaseModel):
             "reserved_usd": str(self.reserved_usd),
             "remaining_usd": str(self.remaining_usd),
             "remaining_pct": str(self.remaining_pct),
+            "alert_at_usd": [str(a) for a in self.alert_at_usd],
+            "alert_crossed_usd": str(self.alert_crossed_usd) if self.alert_crossed_usd is not None else None,
         }
 
 
@@ -104,6 +123,11 @@ class Decision(BaseModel):
     hint: str | None = None  # what would allow a denied run (e.g. "add the label ai:escalate")
 
     @property
+    def alerts(self) -> list[str]:
+        """One message per budget past one of its alert thresholds (`alert_at` in the policy)."""
+        return [m for m in (b.alert_message() for b in self.budgets) if m]
+
+    @property
     def allowed(self) -> bool:
         return self.decision == "allow"
 
@@ -127,6 +151,7 @@ class Decision(BaseModel):
             "budgets": [b.as_json() for b in self.budgets],
             "enforcement": self.enforcement.model_dump(mode="json"),
             "notes": list(self.notes),
+            "alerts": self.alerts,
             "hint": self.hint,
             "context": self.context.model_dump(mode="json"),
         }

@@ -265,6 +265,7 @@ def decide(policy: Policy, ctx: RunContext, budgets: Sequence[BudgetStatus], now
     """Decide one run. Pure: the same inputs always give the same Decision."""
     cp = compiled(policy)
     ctx = resolve_team(policy, ctx)
+    budgets = _with_alerts(policy, budgets)
     facts = Facts(ctx, {b.name: b for b in budgets})
     cr, initial = first_match(cp, facts)
     notes = _notes(cp, facts, cr, initial)
@@ -289,6 +290,13 @@ def decide(policy: Policy, ctx: RunContext, budgets: Sequence[BudgetStatus], now
     return Decision(decision="allow", rule=rule.name, reason=reason, model=granted.model,
                     model_tier=granted.tier, limits=granted.limits.model_copy(), budgets=list(budgets),
                     enforcement=cp.enforcement, context=ctx, notes=notes, hint=hint)
+
+
+def _with_alerts(policy: Policy, budgets: Sequence[BudgetStatus]) -> list[BudgetStatus]:
+    """Attach each budget's alert thresholds (USD) so outputs can say when one was crossed."""
+    thresholds = {b.name: b.alert_thresholds_usd() for b in policy.budgets if b.alert_at}
+    return [b.model_copy(update={"alert_at_usd": thresholds[b.name]}) if b.name in thresholds else b
+            for b in budgets]
 
 
 def _default_reason(rule: Rule) -> str:

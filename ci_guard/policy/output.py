@@ -41,11 +41,23 @@ def render_text(decision: Decision) -> str:
         key = f" {b.scope_key}" if b.scope_key else ""
         lines.append(f"  budget:  {b.name} ({b.scope}{key}, {b.period}): {format_usd(b.remaining_usd)} of "
                      f"{format_usd(b.limit_usd)} left ({b.remaining_pct}%)")
+    for alert in decision.alerts:
+        lines.append(f"  ALERT:   {alert}")
     if decision.hint:
         lines.append(f"  hint:    {decision.hint}")
     for note in [*decision.context.notes, *decision.notes]:
         lines.append(f"  note:    {note}")
     return "\n".join(lines)
+
+
+def github_annotations(decision: Decision) -> str:
+    """`::warning::` lines for budget alerts, shown on the workflow run's summary page."""
+    return "".join(f"::warning title=ci-guard budget alert::{_annotation(a)}\n" for a in decision.alerts)
+
+
+def _annotation(text: str) -> str:
+    # workflow-command escaping: % first, then the line breaks
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def step_outputs(decision: Decision) -> dict[str, str]:
@@ -71,6 +83,7 @@ def step_outputs(decision: Decision) -> dict[str, str]:
         "max-context-tokens": s(lim.max_context_tokens),
         "max-tool-calls": s(lim.max_tool_calls),
         "max-identical-retries": s(lim.max_identical_retries),
+        "alerts": "\n".join(decision.alerts),
         "json": json.dumps(decision.as_json(), separators=(",", ":")),
     }
 
@@ -101,6 +114,8 @@ def summary_markdown(decision: Decision) -> str:
             scope = _cell(f"{b.scope} {b.scope_key or ''}".strip())
             lines.append(f"| {_cell(b.name)} | {scope} | ${b.limit_usd} | ${b.spent_usd} | ${b.reserved_usd} | "
                          f"${b.remaining_usd} ({b.remaining_pct}%) |")
+    if decision.alerts:
+        lines += ["", *[f"> ⚠️ **Budget alert:** {_cell(a)}" for a in decision.alerts]]
     notes = [*decision.context.notes, *decision.notes]
     if notes:
         lines += ["", *[f"- {_cell(n)}" for n in notes]]

@@ -107,10 +107,19 @@ class BudgetView:
     period: str
     limit: Decimal
     spent: Decimal
+    alert_at: tuple[Decimal, ...] = ()  # the policy's alert thresholds in USD, ascending
 
     @property
     def remaining(self) -> Decimal:
         return max(Decimal(0), self.limit - self.spent)
+
+    @property
+    def alert_pct(self) -> Decimal | None:
+        """The highest alert threshold (as % of the limit) that the spend has reached."""
+        crossed = [a for a in self.alert_at if self.spent >= a]
+        if not crossed or self.limit <= 0:
+            return None
+        return (crossed[-1] * 100 / self.limit).quantize(Decimal("1"))
 
 
 @dataclass
@@ -186,10 +195,11 @@ def budgets_after(run: RunView | None) -> list[BudgetView]:
         if limit is None:
             continue
         spent = (to_decimal(raw.get("spent_usd")) or Decimal(0)) + run.summary.cost_usd
+        alerts = tuple(sorted(a for a in (to_decimal(x) for x in raw.get("alert_at_usd") or []) if a is not None))
         views.append(BudgetView(
             name=str(raw.get("name") or "budget"), scope=str(raw.get("scope") or ""),
             scope_key=raw.get("scope_key"), period=str(raw.get("period") or ""),
-            limit=limit, spent=spent,
+            limit=limit, spent=spent, alert_at=alerts,
         ))
     return views
 
