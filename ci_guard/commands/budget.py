@@ -53,10 +53,12 @@ def status(policy_path: str, ledger_url: str | None, now: datetime | None, fmt: 
         click.echo("the policy defines no budgets")
         return 0
     click.echo(table(
-        ["budget", "scope", "key", "period", "limit", "spent", "reserved", "remaining", "burn/day", "projected"],
+        ["budget", "scope", "key", "period", "limit", "spent", "reserved", "remaining", "burn/day", "projected",
+         "alert"],
         [[r["name"], r["scope"], r["scope_key"] or "(none yet)", f"{r['period']} from {r['local_start']}",
           usd(r["limit_usd"]), usd(r["spent_usd"]), usd(r["reserved_usd"]), usd(r["remaining_usd"]),
-          usd(r["burn_per_day_usd"]), usd(r["projected_usd"]) + (" !" if r["projected_usd"] > r["limit_usd"] else "")]
+          usd(r["burn_per_day_usd"]), usd(r["projected_usd"]) + (" !" if r["projected_usd"] > r["limit_usd"] else ""),
+          _alert(r)]
          for r in rows], right=range(4, 10)))
     return 0
 
@@ -84,8 +86,23 @@ def budget_rows(store: Any, budget: Any, now: datetime) -> list[dict[str, Any]]:
             "projected_usd": (burn * period_days).quantize(MICRO) if now < end else b["spent_usd"],
             "calls": b["calls"], "runs": b["runs"],
             "local_start": start.astimezone(zone(spec.timezone)).strftime("%Y-%m-%d"),
+            "alert_crossed_usd": _crossed(budget, b["spent_usd"]),
         })
     return rows
+
+
+def _crossed(budget: Any, spent: Decimal) -> Decimal | None:
+    """The highest `alert_at` threshold (USD) the spend has reached, if any."""
+    thresholds = budget.alert_thresholds_usd() if hasattr(budget, "alert_thresholds_usd") else []
+    crossed = [t for t in thresholds if spent >= t]
+    return crossed[-1] if crossed else None
+
+
+def _alert(row: dict[str, Any]) -> str:
+    crossed = row["alert_crossed_usd"]
+    if crossed is None or not row["limit_usd"]:
+        return ""
+    return f"past {(crossed * 100 / row['limit_usd']).quantize(Decimal(1))}%"
 
 
 def _json(row: dict[str, Any]) -> dict[str, Any]:

@@ -97,3 +97,16 @@ def test_unreachable_ledger_exit_3_without_password(capsys):
     code, _, err = run_cli(capsys, "ledger", "runs", "--ledger",
                            "postgresql://ci:hunter2-secret@127.0.0.1:1/x?connect_timeout=2")
     assert code == 3 and "hunter2-secret" not in err and "cannot reach" in err
+
+
+def test_budget_status_shows_crossed_alerts(seeded, capsys):
+    url, policy = seeded
+    with open(policy, "w") as fh:  # repo-daily has 1.75 of 10 spent: past 10%, not past 50%
+        fh.write(POLICY.replace("limit_usd: 10,", 'limit_usd: 10, alert_at: ["10%", "50%"],'))
+    code, out, _ = run_cli(capsys, "budget", "status", "--policy", policy, "--ledger", url,
+                           "--now", NOW.isoformat(), "--format", "json")
+    rows = {r["name"]: r for r in json.loads(out)["budgets"]}
+    assert code == 0 and rows["repo-daily"]["alert_crossed_usd"] == "1.000000"
+    assert rows["org-monthly"]["alert_crossed_usd"] is None
+    code, out, _ = run_cli(capsys, "budget", "status", "--policy", policy, "--ledger", url, "--now", NOW.isoformat())
+    assert "past 10%" in out
