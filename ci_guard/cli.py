@@ -91,7 +91,9 @@ def _save_traceback() -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map every outcome to an exit code."""
     from ci_guard.errors import EXIT_INTERNAL, CiGuardError
+    from ci_guard.secrets import register_from_env
 
+    register_from_env()  # whatever this process prints afterwards, these values are redacted
     try:
         rv = cli.main(args=argv, prog_name="ci-guard", standalone_mode=False)
     except CiGuardError as exc:

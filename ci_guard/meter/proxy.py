@@ -68,6 +68,7 @@ class MeterProxy:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.upstreams.connect_timeout_s,
                                           sock_read=self.upstreams.read_timeout_s),
             auto_decompress=True,
+            trust_env=True,  # HTTPS_PROXY / NO_PROXY: CI runners behind a corporate proxy
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()

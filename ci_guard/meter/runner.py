@@ -23,7 +23,7 @@ from ci_guard.meter.proxy import MeterProxy
 from ci_guard.meter.session import MeterSession, new_run_token
 from ci_guard.meter.summary import RunSummary
 from ci_guard.meter.supervisor import Supervisor, agent_exit_status
-from ci_guard.meter.upstreams import Upstreams
+from ci_guard.meter.upstreams import Upstreams, missing_credentials
 from ci_guard.secrets import register
 
 # Documented exit codes of `ci-guard run` (besides the agent's own).
@@ -98,6 +98,8 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
               f"proxy {proxy.url}")
     for alert in decision.alerts:
         live.info(f"ALERT: {alert}")
+    for provider in missing_credentials(req.upstreams):
+        live.info(f"note: no key for {provider}; calls to it will be refused by the provider")
     agent_env = agent_environment(env, proxy_url=proxy.url, token=session.token, run_id=session.run_id,
                                   model=decision.model, max_turns=decision.limits.max_turns)
     preset = detect_preset(req.command) if req.preset == "auto" else req.preset

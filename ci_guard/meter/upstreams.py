@@ -71,3 +71,17 @@ def _seconds(text: str | None, default: float) -> float:
     if value <= 0:
         raise InvalidInputError(f"CI_GUARD_UPSTREAM_TIMEOUT: expected a positive number of seconds, got {text!r}")
     return value
+
+
+def missing_credentials(ups: Upstreams) -> list[str]:
+    """Providers whose default (public) upstream has no real key: their calls would fail with 401.
+
+    A custom upstream (a self-hosted model, the simulator) may need no key, so it is not reported.
+    """
+    missing = []
+    anthropic_key = ups.anthropic_api_key or ups.anthropic_auth_token
+    if ups.anthropic.rstrip("/") == DEFAULT_ANTHROPIC_UPSTREAM and not anthropic_key:
+        missing.append("Anthropic (set ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN for ci-guard)")
+    if ups.openai.rstrip("/") == DEFAULT_OPENAI_UPSTREAM and not ups.openai_api_key:
+        missing.append("OpenAI (set OPENAI_API_KEY for ci-guard)")
+    return missing

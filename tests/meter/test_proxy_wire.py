@@ -155,3 +155,11 @@ def test_upstream_that_goes_silent_times_out_with_a_provider_shaped_504():
         r = post(p, "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": []})
         assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
         assert p.calls[0].status == "error" and p.calls[0].http_status == 504
+
+
+def test_missing_real_keys_are_reported_only_for_public_upstreams():
+    from ci_guard.meter.upstreams import missing_credentials
+
+    assert len(missing_credentials(Upstreams())) == 2
+    assert missing_credentials(Upstreams(anthropic_auth_token="t", openai_api_key="k")) == []
+    assert missing_credentials(Upstreams(anthropic="http://127.0.0.1:9", openai="http://vllm:8000/v1")) == []
