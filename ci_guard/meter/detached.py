@@ -194,8 +194,39 @@ def stop(state_path: str, timeout_s: float = 30.0) -> RunSummary:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
     if not summary_path.exists():
-        raise CiGuardError(f"the metering proxy of run {data['run_id']} left no summary; see {data.get('log_path')}")
+        return _recover(data)
     return RunSummary.model_validate_json(summary_path.read_text())
+
+
+def _recover(data: dict[str, Any]) -> RunSummary:
+    """The proxy died without settling (OOM, SIGKILL): rebuild the run from the ledger and settle it.
+
+    Every call it metered is already in the ledger, so nothing is lost; the run is marked as an
+    error and its reservation released.
+    """
+    from ci_guard.ledger import open_ledger
+    from ci_guard.report.history import run_summary
+
+    url = data.get("ledger_url")
+    if not url:
+        raise CiGuardError(f"the metering proxy of run {data['run_id']} died without a summary and the run "
+                           f"was not recorded in a ledger; see {data.get('log_path')}")
+    store = open_ledger(url)
+    try:
+        now = datetime.now(UTC)
+        store.finish_run(data["run_id"], "error", None, now)
+        store.settle(data["run_id"])
+        run = store.get_run(data["run_id"])
+        calls = store.list_calls(data["run_id"])
+    finally:
+        store.close()
+    if run is None:
+        raise CiGuardError(f"run {data['run_id']} is not in the ledger {url}")
+    summary = run_summary(run, calls)
+    summary.decision = Decision.model_validate(data["decision"]).as_json()
+    summary.stop_detail = f"the metering proxy ended unexpectedly; see {data.get('log_path')}"
+    lifecycle.write_summary(summary, data["summary_path"])
+    return summary
 
 
 def _alive(pid: int) -> bool:

@@ -15,7 +15,7 @@ from ci_guard.ledger.records import CallRecord
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.recorder import LedgerRecorder
-from ci_guard.meter.summary import CallSummary, RunSummary
+from ci_guard.meter.summary import RunSummary, call_summary
 from ci_guard.policy.decision import Decision
 from ci_guard.pricing.usage import Usage
 
@@ -111,22 +111,3 @@ class MeterSession:
             session_id=self.session_id,
             calls=[call_summary(c) for c in self.calls],
         )
-
-
-def call_summary(c: CallRecord) -> CallSummary:
-    return CallSummary(
-        seq=c.seq,
-        provider=c.provider,
-        endpoint=c.endpoint,
-        model=c.model_served or c.model_requested,
-        model_requested=c.model_requested,
-        status=c.status,
-        http_status=c.http_status,
-        stream=c.stream,
-        tokens=c.usage.as_json(),
-        tool_calls=c.tool_calls,
-        cost_usd=c.cost_usd,
-        latency_ms=round(c.latency_ms, 2),
-        error=c.error,
-        started_at=c.started_at.isoformat(),
-    )

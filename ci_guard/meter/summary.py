@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from ci_guard.ledger.records import CallRecord
 
 SUMMARY_VERSION = 1
 
@@ -56,3 +59,13 @@ class RunSummary(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def call_summary(c: CallRecord) -> CallSummary:
+    """The summary of one call, from its ledger row."""
+    return CallSummary(
+        seq=c.seq, provider=c.provider, endpoint=c.endpoint, model=c.model_served or c.model_requested,
+        model_requested=c.model_requested, status=c.status, http_status=c.http_status, stream=c.stream,
+        tokens=c.usage.as_json(), tool_calls=c.tool_calls, cost_usd=c.cost_usd, latency_ms=round(c.latency_ms, 2),
+        error=c.error, started_at=c.started_at.isoformat() if c.started_at else None,
+    )

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from ci_guard.ledger.records import CallRecord, RunRecord
 from ci_guard.ledger.store import Store
-from ci_guard.meter.summary import CallSummary, RunSummary
+from ci_guard.meter.summary import RunSummary, call_summary
 
 MAX_RUNS = 200  # a PR with more agent runs than this is summarised from its newest 200
 
@@ -40,14 +40,4 @@ def run_summary(run: RunRecord, calls: list[CallRecord]) -> RunSummary:
         tokens=run.usage.as_json(), cost_usd=run.cost_usd, runtime_s=max(0.0, runtime),
         started_at=_iso(run.started_at), ended_at=_iso(run.ended_at), session_id=run.session_id,
         enforced=run.enforced, calls=[call_summary(c) for c in sorted(calls, key=lambda c: c.seq)],
-    )
-
-
-def call_summary(call: CallRecord) -> CallSummary:
-    return CallSummary(
-        seq=call.seq, provider=call.provider, endpoint=call.endpoint,
-        model=call.model_served or call.model_requested, model_requested=call.model_requested,
-        status=call.status, http_status=call.http_status, stream=call.stream, tokens=call.usage.as_json(),
-        tool_calls=call.tool_calls, cost_usd=call.cost_usd, latency_ms=call.latency_ms, error=call.error,
-        started_at=_iso(call.started_at),
     )

@@ -1,0 +1,167 @@
+"""`ci-guard start` / `stop`: a detached proxy for agents that are CI actions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ci_guard.ledger import open_ledger
+from ci_guard.simulator import run_simulator
+
+KEY = "sk-ant-api03-detached-test-real-key-0000000000"
+POLICY = textwrap.dedent("""
+    version: 1
+    budgets:
+      - {name: repo-daily, scope: repo, period: day, limit_usd: 40}
+    defaults:
+      model: claude-haiku-4-5
+      limits: {max_turns: 3, max_cost_usd: 1.00, max_runtime: 10m}
+    rules:
+      - {name: drafts, when: {draft: true}, decision: skip, reason: no drafts}
+      - {name: quick, when: {agent: quick}, decision: allow, limits: {max_runtime: 2s}}
+      - {name: all, decision: allow}
+""")
+
+
+def cli(tmp: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ci_guard", *args], env=env or os.environ.copy(), cwd=tmp,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    (tmp_path / "policy.yml").write_text(POLICY)
+    with run_simulator("tool-loop", api_key=KEY) as sim:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "CI_GUARD_ANTHROPIC_UPSTREAM": sim.url,
+               "RUNNER_TEMP": str(tmp_path)}
+        yield tmp_path, sim, env
+
+
+def start(tmp: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    return cli(tmp, "start", "--policy", "policy.yml", "--repo", "acme/web", "--no-draft",
+               "--ledger", f"sqlite:///{tmp / 'ledger.db'}", "--format", "shell", *extra, env=env)
+
+
+def exported(out: str) -> dict[str, str]:
+    pairs = [shlex.split(line[len("export "):])[0].split("=", 1) for line in out.splitlines()
+             if line.startswith("export ")]
+    return dict(pairs)
+
+
+def call(agent_env: dict[str, str], text: str) -> httpx.Response:
+    return httpx.post(agent_env["ANTHROPIC_BASE_URL"] + "/v1/messages",
+                      headers={"x-api-key": agent_env["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"},
+                      json={"model": "claude-haiku-4-5", "max_tokens": 50,
+                            "messages": [{"role": "user", "content": text}]}, timeout=30)
+
+
+def test_start_meter_stop_settles_and_summarises(setup):
+    tmp, sim, env = setup
+    started = start(tmp, env)
+    assert started.returncode == 0, started.stderr
+    agent_env = exported(started.stdout)
+    assert agent_env["ANTHROPIC_API_KEY"].startswith("cig_") and KEY not in started.stdout
+    state = json.loads((tmp / "ci-guard-state.json").read_text())
+    assert oct((tmp / "ci-guard-state.json").stat().st_mode & 0o777) == "0o600" and KEY not in json.dumps(state)
+    assert [call(agent_env, f"q{i}").status_code for i in range(4)] == [200, 200, 200, 400]  # max_turns 3
+    stopped = cli(tmp, "stop", "--summary", "run.json", "--format", "json", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    summary = json.loads((tmp / "run.json").read_text())
+    assert summary["status"] == "stopped" and summary["stop_reason"] == "max_turns" and summary["turns"] == 3
+    assert summary["tokens"]["output"] == sum(r["usage"]["output_tokens"] for r in sim.served)
+    store = open_ledger(f"sqlite:///{tmp / 'ledger.db'}")
+    try:
+        run = store.get_run(summary["run_id"])
+        assert run.status == "stopped" and str(run.cost_usd) == summary["cost_usd"]
+        bucket = store.bucket_rows("repo-daily", run.started_at.replace(hour=0, minute=0, second=0, microsecond=0),
+                                   run.started_at)
+        assert sum(b["reserved_usd"] for b in bucket) == 0  # the reservation was released
+    finally:
+        store.close()
+    assert not _alive(state["pid"])
+
+
+def test_runtime_cap_refuses_calls_after_the_deadline(setup):
+    tmp, _, env = setup
+    started = cli(tmp, "start", "--policy", "policy.yml", "--repo", "acme/web", "--agent", "quick",
+                  "--ledger", f"sqlite:///{tmp / 'ledger.db'}", "--format", "shell", env=env)
+    agent_env = exported(started.stdout)
+    assert call(agent_env, "early").status_code == 200
+    time.sleep(2.2)
+    late = call(agent_env, "late")
+    assert late.status_code == 400 and "max_runtime" in late.json()["error"]["message"]
+    summary = json.loads(cli(tmp, "stop", "--format", "json", env=env).stdout)
+    assert summary["stop_reason"] == "max_runtime"
+
+
+def test_denied_run_starts_no_proxy(setup):
+    tmp, _, env = setup
+    started = cli(tmp, "start", "--policy", "policy.yml", "--repo", "acme/web", "--draft",
+                  "--ledger", f"sqlite:///{tmp / 'ledger.db'}", env=env)
+    assert started.returncode == 80 and "skip" in started.stderr
+    summary = json.loads(cli(tmp, "stop", "--format", "json", env=env).stdout)
+    assert summary["status"] == "skipped"
+
+
+def test_stop_recovers_a_proxy_that_was_killed(setup):
+    tmp, _, env = setup
+    agent_env = exported(start(tmp, env).stdout)
+    assert call(agent_env, "one").status_code == 200
+    state = json.loads((tmp / "ci-guard-state.json").read_text())
+    # the call is committed by the ledger thread just after its last byte went out
+    for _ in range(100):
+        store = open_ledger(f"sqlite:///{tmp / 'ledger.db'}")
+        try:
+            recorded = store.list_calls(state["run_id"])
+        finally:
+            store.close()
+        if recorded:
+            break
+        time.sleep(0.05)
+    os.kill(state["pid"], signal.SIGKILL)
+    for _ in range(100):
+        if not _alive(state["pid"]):
+            break
+        time.sleep(0.05)
+    stopped = cli(tmp, "stop", "--format", "json", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    summary = json.loads(stopped.stdout)
+    assert summary["status"] == "error" and len(summary["calls"]) == 1  # the metered call survived
+
+
+def test_github_format_exports_env_and_masks_the_token(setup):
+    tmp, _, env = setup
+    github_env, outputs = tmp / "github_env", tmp / "github_output"
+    env = {**env, "GITHUB_ENV": str(github_env), "GITHUB_OUTPUT": str(outputs)}
+    started = cli(tmp, "start", "--policy", "policy.yml", "--repo", "acme/web", "--no-draft",
+                  "--ledger", f"sqlite:///{tmp / 'ledger.db'}", "--format", "github", env=env)
+    assert started.returncode == 0, started.stderr
+    lines = dict(line.split("=", 1) for line in github_env.read_text().splitlines())
+    assert started.stdout.startswith(f"::add-mask::{lines['ANTHROPIC_API_KEY']}")
+    assert lines["ANTHROPIC_BASE_URL"].endswith("/anthropic") and "CI_GUARD_STATE" in lines
+    assert "run-id<<" in outputs.read_text()
+    assert cli(tmp, "stop", env=env).returncode == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done != pid
+    except ChildProcessError:
+        # not our child: a zombie still answers kill(0); look at its state
+        stat = Path(f"/proc/{pid}/stat")
+        return stat.exists() and stat.read_text().split()[2] != "Z"
