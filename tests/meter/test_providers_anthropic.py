@@ -229,3 +229,39 @@ def test_registry() -> None:
     assert adapter_for("openai", "/v1/responses/").endpoint == "responses"
     assert adapter_for("openai", "/v1/embeddings") is None
     assert adapter_for("openai", "/v1/messages") is None
+
+
+def test_non_object_shapes_in_a_stream_keep_usage_and_bytes() -> None:
+    """A garbled event (a string where an object belongs) must not break the stream or lose usage."""
+    meter = A.stream_meter()
+    start = sse(("message_start", {"type": "message_start", "message": {
+        "model": "claude-sonnet-4-5", "usage": {"input_tokens": 150000, "output_tokens": 1}}}))
+    assert meter.feed(start) == start
+    odd = [
+        ("message_delta", {"type": "message_delta", "delta": "oops", "usage": {"output_tokens": 7}}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": ["x"]},
+                           "usage": {"input_tokens": None, "output_tokens": "lots"}}),
+        ("message_delta", {"type": "message_delta", "delta": None, "usage": "oops"}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": "tool_use"}),
+        ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": [1]}),
+        ("message_start", {"type": "message_start", "message": "oops"}),
+        ("message_start", {"type": ["message_start"], "message": {"model": 5, "usage": [1]}}),
+    ]
+    for event in odd:
+        data = sse(event)
+        assert meter.feed(data) == data  # forwarded untouched
+    assert meter.close() == b""
+    result = meter.result()
+    assert result.usage == Usage(input_tokens=150000, output_tokens=7)
+    assert result.model_served == "claude-sonnet-4-5" and result.tool_calls == 0
+    assert result.stop_reason is None and not result.complete
+
+
+def test_non_object_shapes_in_a_json_body() -> None:
+    body = {"type": "message", "model": {"id": 1}, "content": 5, "usage": [1], "stop_reason": ["end"]}
+    result = A.parse_response(json.dumps(body).encode())
+    assert result.usage == Usage() and result.tool_calls == 0 and result.complete
+    assert result.model_served is None and result.stop_reason is None
+    body = {"type": "message", "content": {"type": "tool_use"}, "usage": {"input_tokens": 9, "output_tokens": "x"}}
+    result = A.parse_response(json.dumps(body).encode())
+    assert result.usage == Usage(input_tokens=9) and result.tool_calls == 0

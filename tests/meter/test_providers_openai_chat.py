@@ -144,3 +144,34 @@ def test_error_body_for_caps() -> None:
                               request=httpx.Request("POST", "http://x/v1/chat/completions"))
     err = openai.OpenAI(api_key="x")._make_status_error_from_response(response)
     assert isinstance(err, openai.BadRequestError) and err.code == "ci_guard_max_tool_calls"
+
+
+ODD_CHUNKS = [
+    {**BASE, "model": ["x"], "choices": ["oops", 5, None]},
+    {**BASE, "choices": [{"index": 0, "delta": "oops", "finish_reason": ["stop"]}]},
+    {**BASE, "choices": [{"index": [0], "delta": {"tool_calls": 5, "function_call": None}}]},
+    {**BASE, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": [1]}, {"index": {"a": 1}}, "x"]}}]},
+    {**BASE, "choices": {"index": 0}, "usage": "oops"},
+]
+
+
+@pytest.mark.parametrize("strip", [False, True])
+def test_non_object_shapes_in_a_stream_keep_usage_and_bytes(strip: bool) -> None:
+    events = EVENTS[:-2] + ODD_CHUNKS + EVENTS[-2:]
+    meter = C.stream_meter(strip)
+    out = b"".join(meter.feed(frame(e)) for e in events) + meter.close()
+    expected = b"".join(frame(e) for e in events)
+    assert out == (expected.replace(USAGE_FRAME, b"") if strip else expected)
+    result = meter.result()
+    assert result.usage == EXPECTED and result.complete and result.model_served == "gpt-4.1-2025-04-14"
+    # two real calls, plus the odd fragments of choice 0 whose indices were not numbers (call 0 again)
+    assert result.tool_calls == 2 and result.stop_reason == "tool_calls"
+
+
+def test_non_object_shapes_in_a_json_body() -> None:
+    body = {"model": 7, "choices": [{"message": "oops", "finish_reason": 5}, "x"], "usage": USAGE}
+    result = C.parse_response(json.dumps(body).encode())
+    assert result.usage == EXPECTED and result.tool_calls == 0 and result.complete
+    assert result.model_served is None and result.stop_reason is None
+    result = C.parse_response(json.dumps({"choices": 5, "usage": [1]}).encode())
+    assert result.usage == Usage() and result.tool_calls == 0 and result.error is None

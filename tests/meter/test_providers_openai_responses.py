@@ -119,3 +119,33 @@ def test_inspect_clamp_and_fingerprint() -> None:
     assert R.clamp_output({"model": "gpt-5"}, 3)["max_output_tokens"] == R.min_output_tokens == 16
     assert R.prepare(body) == (body, False)
     assert json.loads(R.error_body(400, "retry_storm", "stop"))["error"]["code"] == "ci_guard_retry_storm"
+
+
+def test_non_object_shapes_in_a_stream_keep_usage_and_bytes() -> None:
+    terminal = {"type": "response.incomplete",
+                "response": {**response("incomplete", [CALL], USAGE), "incomplete_details": "max_output_tokens"}}
+    events = [
+        {"type": "response.created", "response": {"model": ["gpt"], "status": 5}},
+        {"type": ["response.completed"], "response": "oops"},
+        {"type": "response.output_item.done", "item": "function_call"},
+        {"type": "response.failed", "response": [1]},
+        {"type": "error", "code": ["x"], "message": {"m": 1}},
+        terminal,
+    ]
+    meter = R.stream_meter()
+    for event in events:
+        data = frames([event])
+        assert meter.feed(data) == data
+    result = meter.result()
+    assert result.usage == EXPECTED and result.complete and result.stop_reason == "incomplete"
+    assert result.tool_calls == 1 and result.model_served == "gpt-5-2025-08-07"
+    assert result.error is not None  # the error event is still reported
+
+
+def test_non_object_shapes_in_a_json_body() -> None:
+    body = {**response("incomplete", "oops", USAGE), "incomplete_details": ["max_output_tokens"], "model": 3}
+    result = R.parse_response(json.dumps(body).encode())
+    assert result.usage == EXPECTED and result.complete and result.stop_reason == "incomplete"
+    assert result.model_served is None and result.tool_calls == 0
+    result = R.parse_response(json.dumps({"status": ["completed"], "usage": "x", "output": []}).encode())
+    assert result.usage == Usage() and not result.complete and result.stop_reason is None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 
-from ci_guard.meter.providers.sse import SSEParser
+import pytest
+
+from ci_guard.meter.providers.sse import SSEEvent, SSEParser, SSEStreamMeter
+from ci_guard.pricing.usage import Usage
 
 STREAM = (
     b": a comment first\r\n"
@@ -62,3 +65,31 @@ def test_cr_at_chunk_end_waits_for_a_possible_lf() -> None:
 
 def test_blank_lines_without_data_dispatch_nothing() -> None:
     assert parse([b"\n\n\nevent: lonely\n\n"]) == []
+
+
+class _Exploding(SSEStreamMeter):
+    """A meter whose handler fails on one event: what any unforeseen shape would do."""
+
+    def __init__(self, hold: bool) -> None:
+        super().__init__(hold=hold)
+        self.tokens = 0
+
+    def on_event(self, event: SSEEvent) -> bool:
+        if event.event == "boom":
+            raise KeyError("unexpected shape")
+        self.tokens += int(event.data)
+        return True
+
+    def current_usage(self) -> Usage:
+        return Usage(input_tokens=self.tokens)
+
+
+@pytest.mark.parametrize("hold", [False, True])
+def test_a_failing_handler_keeps_bytes_usage_and_records_the_error(hold: bool) -> None:
+    meter = _Exploding(hold)
+    data = b"data: 150000\n\nevent: boom\ndata: {}\n\ndata: 5\n\n"
+    out = b"".join(meter.feed(data[i:i + 7]) for i in range(0, len(data), 7)) + meter.close()
+    assert out == data
+    result = meter.result()
+    assert result.usage.input_tokens == 150005
+    assert result.error is not None and "boom" in result.error and "KeyError" in result.error

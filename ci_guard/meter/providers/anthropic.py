@@ -17,6 +17,9 @@ from ci_guard.meter.providers.base import (
     RequestInfo,
     StreamMeter,
     WireAdapter,
+    as_dict,
+    as_list,
+    as_str,
     error_text,
     estimate_input_tokens,
     fingerprint,
@@ -93,13 +96,13 @@ class AnthropicMessages(WireAdapter):
             return CallResult(error="invalid_response: the body is not a JSON object")
         if data.get("type") == "error" or ("error" in data and "content" not in data):
             return CallResult(error=error_text(data.get("error")))
-        content = data.get("content") or []
+        content = as_list(data.get("content"))
         return CallResult(
-            usage=from_anthropic(data.get("usage") or {}),
-            tool_calls=sum(1 for b in content if isinstance(b, dict) and b.get("type") in TOOL_BLOCKS),
-            model_served=data.get("model"),
+            usage=from_anthropic(as_dict(data.get("usage"))),
+            tool_calls=sum(1 for b in content if _is_tool_block(b)),
+            model_served=as_str(data.get("model")),
             complete=data.get("type") == "message",
-            stop_reason=data.get("stop_reason"),
+            stop_reason=as_str(data.get("stop_reason")),
         )
 
     def stream_meter(self, strip_usage_chunk: bool = False) -> StreamMeter:
@@ -120,6 +123,10 @@ class AnthropicMessages(WireAdapter):
         return json.dumps({"type": "error", "error": {"type": err_type, "message": message}}).encode()
 
 
+def _is_tool_block(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") in TOOL_BLOCKS
+
+
 class AnthropicStreamMeter(SSEStreamMeter):
     def __init__(self) -> None:
         super().__init__(hold=False)
@@ -130,18 +137,18 @@ class AnthropicStreamMeter(SSEStreamMeter):
         if err is not None or not isinstance(data, dict):
             self.record_error(err or f"malformed_sse: {event.event!r} event is not an object")
             return True
-        kind = data.get("type") or event.event
+        kind = as_str(data.get("type")) or event.event
         if kind == "message_start":
-            message = data.get("message") or {}
-            self._result.model_served = message.get("model")
+            message = as_dict(data.get("message"))
+            self._result.model_served = as_str(message.get("model")) or self._result.model_served
             self._merge(message.get("usage"))
         elif kind == "message_delta":
             self._merge(data.get("usage"))
-            stop = (data.get("delta") or {}).get("stop_reason")
+            stop = as_str(as_dict(data.get("delta")).get("stop_reason"))
             if stop:
                 self._result.stop_reason = stop
         elif kind == "content_block_start":
-            if (data.get("content_block") or {}).get("type") in TOOL_BLOCKS:
+            if _is_tool_block(data.get("content_block")):
                 self._result.tool_calls += 1
         elif kind == "message_stop":
             self._result.complete = True
@@ -150,9 +157,11 @@ class AnthropicStreamMeter(SSEStreamMeter):
         return True  # unknown events (ping, new types) are forwarded and ignored
 
     def _merge(self, usage: Any) -> None:
-        # Cumulative counts: a field present (and not null) replaces the previous value.
-        if isinstance(usage, dict):
-            self._usage.update({k: v for k, v in usage.items() if v is not None})
+        # Cumulative counts: a field present replaces the previous value -- but only a count (or a
+        # breakdown object) does: a null or a garbled value must not erase a count already read.
+        for key, value in as_dict(usage).items():
+            if isinstance(value, dict) or (isinstance(value, int | float) and not isinstance(value, bool)):
+                self._usage[key] = value
 
     def current_usage(self) -> Usage:
         return from_anthropic(self._usage)

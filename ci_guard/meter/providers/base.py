@@ -128,6 +128,21 @@ def load_json_body(body: bytes) -> tuple[Any, str | None]:
         return None, f"invalid_response: the body is not JSON ({exc})"
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else ``{}``: providers' bodies are read, never trusted."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` when it is a JSON array, else ``[]``."""
+    return value if isinstance(value, list) else []
+
+
+def as_str(value: Any) -> str | None:
+    """``value`` when it is a non-empty string, else None (model names, stop reasons)."""
+    return value if isinstance(value, str) and value else None
+
+
 def error_text(error: Any) -> str:
     """``type: message`` from an error object (Anthropic's or OpenAI's shape), for CallResult.error."""
     if not isinstance(error, dict):

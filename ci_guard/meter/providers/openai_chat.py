@@ -17,6 +17,9 @@ from ci_guard.meter.providers.base import (
     RequestInfo,
     StreamMeter,
     WireAdapter,
+    as_dict,
+    as_list,
+    as_str,
     error_text,
     estimate_input_tokens,
     fingerprint,
@@ -93,13 +96,13 @@ class OpenAIChat(WireAdapter):
             return CallResult(error="invalid_response: the body is not a JSON object")
         if data.get("error") and "choices" not in data:
             return CallResult(error=error_text(data.get("error")))
-        choices = [c for c in data.get("choices") or [] if isinstance(c, dict)]
+        choices = [c for c in as_list(data.get("choices")) if isinstance(c, dict)]
         return CallResult(
-            usage=from_openai_chat(data.get("usage") or {}),
-            tool_calls=sum(_message_tool_calls(c.get("message") or {}) for c in choices),
-            model_served=data.get("model"),
+            usage=from_openai_chat(as_dict(data.get("usage"))),
+            tool_calls=sum(_message_tool_calls(as_dict(c.get("message"))) for c in choices),
+            model_served=as_str(data.get("model")),
             complete="choices" in data,
-            stop_reason=choices[0].get("finish_reason") if choices else None,
+            stop_reason=as_str(choices[0].get("finish_reason")) if choices else None,
         )
 
     def stream_meter(self, strip_usage_chunk: bool = False) -> StreamMeter:
@@ -129,6 +132,11 @@ def _message_tool_calls(message: dict[str, Any]) -> int:
     return count + (1 if message.get("function_call") else 0)  # the legacy single function call
 
 
+def _index(value: Any) -> int:
+    # An index keys a set: anything but an int (a list would not even hash) counts as index 0.
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 class ChatStreamMeter(SSEStreamMeter):
     """Chunks are data-only events; ``[DONE]`` ends the stream (and is always forwarded)."""
 
@@ -150,10 +158,9 @@ class ChatStreamMeter(SSEStreamMeter):
         if data.get("error"):
             self.record_error(error_text(data["error"]))
             return True
-        if data.get("model"):
-            self._result.model_served = data["model"]
+        self._result.model_served = as_str(data.get("model")) or self._result.model_served
         choices = data.get("choices")
-        for choice in choices if isinstance(choices, list) else []:
+        for choice in as_list(choices):
             self._read_choice(choice)
         usage = data.get("usage")
         if isinstance(usage, dict):
@@ -165,17 +172,18 @@ class ChatStreamMeter(SSEStreamMeter):
     def _read_choice(self, choice: Any) -> None:
         if not isinstance(choice, dict):
             return
-        index = choice.get("index", 0)
-        delta = choice.get("delta") or {}
-        for call in delta.get("tool_calls") or []:
+        index = _index(choice.get("index"))
+        delta = as_dict(choice.get("delta"))
+        for call in as_list(delta.get("tool_calls")):
             if isinstance(call, dict):
                 # Later fragments of a call repeat its index; a new index is a new call.
-                self._tool_indices.add((index, call.get("index", 0)))
+                self._tool_indices.add((index, _index(call.get("index"))))
         if delta.get("function_call"):
             self._legacy_calls.add(index)
         self._result.tool_calls = len(self._tool_indices) + len(self._legacy_calls)
-        if choice.get("finish_reason"):
-            self._result.stop_reason = choice["finish_reason"]
+        finish = as_str(choice.get("finish_reason"))
+        if finish:
+            self._result.stop_reason = finish
 
     def current_usage(self) -> Usage:
         return from_openai_chat(self._usage)

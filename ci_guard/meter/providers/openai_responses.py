@@ -16,6 +16,8 @@ from ci_guard.meter.providers.base import (
     RequestInfo,
     StreamMeter,
     WireAdapter,
+    as_dict,
+    as_str,
     error_text,
     estimate_input_tokens,
     fingerprint,
@@ -69,7 +71,7 @@ class OpenAIResponses(WireAdapter):
             return CallResult(error="invalid_response: the body is not a JSON object")
         if data.get("error") and "output" not in data:
             return CallResult(error=error_text(data["error"]))
-        result = CallResult(usage=from_openai_responses(data.get("usage") or {}))
+        result = CallResult(usage=from_openai_responses(as_dict(data.get("usage"))))
         _read_response(result, data)
         result.tool_calls = count_tool_items(data.get("output"))
         return result
@@ -93,15 +95,15 @@ def _is_tool_item(item: dict[str, Any]) -> bool:
 
 def _read_response(result: CallResult, response: dict[str, Any]) -> None:
     """Fill model, stop reason, completeness and errors from a Response object."""
-    result.model_served = response.get("model") or result.model_served
-    status = response.get("status")
+    result.model_served = as_str(response.get("model")) or result.model_served
+    status = as_str(response.get("status"))
     if status == "completed":
         result.complete = True
         result.stop_reason = "completed"
     elif status == "incomplete":
         # A normal end, cut by max_output_tokens or a content filter: usage is final.
         result.complete = True
-        result.stop_reason = (response.get("incomplete_details") or {}).get("reason") or "incomplete"
+        result.stop_reason = as_str(as_dict(response.get("incomplete_details")).get("reason")) or "incomplete"
     elif status:
         result.stop_reason = status
     if response.get("error") and result.error is None:
@@ -119,7 +121,7 @@ class ResponsesStreamMeter(SSEStreamMeter):
         if err is not None or not isinstance(data, dict):
             self.record_error(err or f"malformed_sse: {event.event!r} event is not an object")
             return True
-        kind = data.get("type") or event.event
+        kind = as_str(data.get("type")) or event.event
         if kind == "response.output_item.done":
             item = data.get("item")
             if isinstance(item, dict) and _is_tool_item(item):
@@ -128,7 +130,7 @@ class ResponsesStreamMeter(SSEStreamMeter):
         elif kind in _TERMINAL and isinstance(data.get("response"), dict):
             self._read_final(data["response"])
         elif kind == "response.created" and isinstance(data.get("response"), dict):
-            self._result.model_served = data["response"].get("model")
+            self._result.model_served = as_str(data["response"].get("model")) or self._result.model_served
         elif kind == "error":
             self.record_error(error_text({"type": data.get("code"), "message": data.get("message")}))
         return True

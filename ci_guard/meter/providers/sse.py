@@ -20,6 +20,7 @@ from typing import Any
 
 from ci_guard.meter.providers.base import CallResult, StreamMeter
 from ci_guard.pricing.usage import Usage
+from ci_guard.secrets import redact
 
 
 @dataclass
@@ -185,7 +186,14 @@ class SSEStreamMeter(StreamMeter):
     def _read(self, event: SSEEvent) -> bool:
         if event.empty:
             return True
-        return self.on_event(event)
+        try:
+            return self.on_event(event)
+        except Exception as exc:  # one odd event must not break the agent's stream
+            # The handlers are type-safe; this is the last line of defence. The event is forwarded
+            # and the usage read so far is kept: losing either would cost more than the error.
+            self.record_error(redact(f"malformed_sse: {event.event!r} event not understood "
+                                     f"({type(exc).__name__}: {exc})"))
+            return True
 
     def record_error(self, message: str) -> None:
         # The first error is the cause; later ones are usually consequences of it.
