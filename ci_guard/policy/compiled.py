@@ -1,15 +1,17 @@
 """`when:` blocks compiled into condition nodes with three-valued results.
 
 A node answers ``True`` (holds), ``False`` (does not) or ``None`` (unknown: the context lacks the
-value, e.g. changed paths could not be determined). A rule decides only when its block is
-``True``; ``not:`` keeps unknown as unknown, so negating an unknown never lets a rule match.
-Every node can also explain itself for `ci-guard explain`.
+value, e.g. changed paths could not be determined, or a budget's scope key is unknown). A rule
+decides only when its block is ``True``; ``not:`` keeps unknown as unknown, so negating an unknown
+never lets a rule match. Every node can also explain itself for `ci-guard explain`, and a leaf
+says what was unknown (:meth:`Node.unknown_what`) so the engine can note it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from ci_guard.context.model import RunContext
@@ -62,6 +64,22 @@ class Node:
 
     def fields(self) -> set[str]:
         return {self.key}
+
+    def unknown_what(self, facts: Facts) -> str:
+        """What the context lacked when this leaf evaluated to unknown (for the decision's notes)."""
+        return f"{self.key} unknown"
+
+
+def unknown_leaves(node: Node, facts: Facts) -> list[Node]:
+    """The leaves that made ``node`` unknown (empty when it is known)."""
+    if node.eval(facts) is not None:
+        return []
+    children: list[Node] | None = getattr(node, "children", None)
+    child: Node | None = getattr(node, "child", None)
+    if children is None and child is None:
+        return [node]
+    return [leaf for sub in (children if children is not None else [child]) if sub is not None
+            for leaf in unknown_leaves(sub, facts)]
 
 
 def _shown(values: tuple[str, ...]) -> str:
@@ -136,8 +154,10 @@ class Paths(Node):
 
     def eval(self, facts: Facts) -> bool | None:
         paths = facts.ctx.changed_paths
-        if not paths:  # unknown, or empty: an empty change must not make paths_only vacuously true
-            return None if paths is None or self.every else False
+        if paths is None:
+            return None
+        if not paths:  # a known, empty change: paths_only must not be vacuously true, so it is false
+            return False
         if self.every:
             return all(self.globs.match(p) for p in paths)
         return any(self.globs.match(p) for p in paths)
@@ -156,6 +176,9 @@ class Paths(Node):
         hits = [p for p in paths if self.globs.match(p)]
         return f"{want}; {len(hits)}/{len(paths)} match" + (f" (first: {hits[0]})" if hits else "")
 
+    def unknown_what(self, facts: Facts) -> str:
+        return "changed files unknown"
+
 
 class BudgetRemaining(Node):
     key = "budget_remaining"
@@ -166,16 +189,30 @@ class BudgetRemaining(Node):
 
     def eval(self, facts: Facts) -> bool | None:
         status = facts.budgets.get(self.budget)
-        if status is None:
+        # Every budget scope needs a key: without one (a team budget for a run in no team) the
+        # status is an empty bucket that says nothing about this run's spend.
+        if status is None or status.scope_key is None:
             return None
-        return self.cmp.test(status.remaining_pct if self.cmp.percent else status.remaining_usd)
+        if self.cmp.percent:
+            if status.limit_usd <= 0:
+                return self.cmp.test(Decimal(0))
+            return self.cmp.test_share(status.remaining_usd, status.limit_usd)
+        return self.cmp.test(status.remaining_usd)
 
     def describe(self, facts: Facts) -> str:
         status = facts.budgets.get(self.budget)
         if status is None:
             return f"budget {self.budget} remaining {self.cmp}; status unknown"
+        if status.scope_key is None:
+            return f"budget {self.budget} remaining {self.cmp}; {status.scope} unknown for this run"
         return (f"budget {self.budget} remaining {self.cmp}; remaining ${status.remaining_usd} "
                 f"({status.remaining_pct}% of ${status.limit_usd})")
+
+    def unknown_what(self, facts: Facts) -> str:
+        status = facts.budgets.get(self.budget)
+        if status is None:
+            return f"budget status unknown for {self.budget}"
+        return f"{status.scope} unknown for budget {self.budget}"
 
 
 class All(Node):

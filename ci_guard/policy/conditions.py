@@ -116,6 +116,14 @@ class Comparison:
     def test(self, actual: int | Decimal) -> bool:
         return _OPS[self.op](actual, self.value)
 
+    def test_share(self, part: Decimal, whole: Decimal) -> bool:
+        """A percentage comparison of ``part`` out of ``whole``, exact: ``part * 100 <op> value * whole``.
+
+        Cross-multiplying avoids comparing a rounded percentage (19.9993% shown as 20.00% must
+        still be "< 20%"). ``whole`` must be positive.
+        """
+        return _OPS[self.op](part * 100, self.value * whole)
+
     def __str__(self) -> str:
         return self.text
 

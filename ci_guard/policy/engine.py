@@ -15,7 +15,18 @@ from datetime import datetime
 from typing import Any
 
 from ci_guard.context.model import RunContext
-from ci_guard.policy.compiled import FLAG_FIELDS, STRING_FIELDS, Facts, Flag, LabelsAny, Node, StringIn, compile_when
+from ci_guard.policy.compiled import (
+    COUNT_FIELDS,
+    FLAG_FIELDS,
+    STRING_FIELDS,
+    Facts,
+    Flag,
+    LabelsAny,
+    Node,
+    StringIn,
+    compile_when,
+    unknown_leaves,
+)
 from ci_guard.policy.conditions import GlobSet, compile_glob, is_literal, literal_value
 from ci_guard.policy.decision import BudgetStatus, Decision, Enforcement, Limits
 from ci_guard.policy.models import LimitsSpec, Policy, Rule
@@ -267,8 +278,8 @@ def decide(policy: Policy, ctx: RunContext, budgets: Sequence[BudgetStatus], now
     ctx = resolve_team(policy, ctx)
     budgets = _with_alerts(policy, budgets)
     facts = Facts(ctx, {b.name: b for b in budgets})
-    cr, initial = first_match(cp, facts)
-    notes = _notes(cp, facts, cr, initial)
+    cr, _ = first_match(cp, facts)
+    notes = _notes(cp, facts, cr)
     if cr is None:
         return Decision(decision="deny", rule=None, reason=NO_RULE, budgets=list(budgets),
                         enforcement=cp.enforcement, context=ctx, notes=notes, hint=_hint(cp, facts, None))
@@ -332,31 +343,49 @@ def _hint(cp: CompiledPolicy, facts: Facts, deciding: int | None) -> str | None:
     return None
 
 
-def _notes(cp: CompiledPolicy, facts: Facts, cr: CompiledRule | None, initial: int) -> list[str]:
-    """Say which earlier rules could not be evaluated because the context lacks a value."""
-    below = initial & ((1 << cr.index) - 1 if cr is not None else cp.all_mask)
-    if not below:
+def _notes(cp: CompiledPolicy, facts: Facts, cr: CompiledRule | None) -> list[str]:
+    """Say which earlier rules could not match because the context lacks a value they read.
+
+    A rule is named for each condition that was unknown, but only when none of its conditions was
+    known to fail (otherwise it could not have matched anyway). Any field counts: unknown fork,
+    draft, branches, actor, team, trigger ... fail *open* if a deny rule reads them, so the
+    decision must say so.
+    """
+    below = (1 << cr.index) - 1 if cr is not None else cp.all_mask
+    mask = below & _unknown_refs(cp, facts)
+    if not mask:
         return []
-    ctx = facts.ctx
+    named: dict[tuple[str, str], list[str]] = {}
+    for i in range(mask.bit_length()):
+        if not mask >> i & 1:
+            continue
+        rule = cp.rules[i]
+        results = [node.eval(facts) for node in rule.nodes]
+        if False in results:
+            continue
+        for node, result in zip(rule.nodes, results, strict=True):
+            if result is not None:
+                continue
+            for leaf in unknown_leaves(node, facts):
+                names = named.setdefault((leaf.unknown_what(facts), leaf.key), [])
+                if rule.rule.name not in names:
+                    names.append(rule.rule.name)
     notes = []
-    unknown: list[tuple[tuple[str, ...], str]] = []
-    if ctx.changed_paths is None:
-        unknown.append((("paths", "paths_only"), "changed files unknown"))
-    elif not ctx.changed_paths:
-        unknown.append((("paths_only",), "no changed files (paths_only never holds for an empty change)"))
-    for key in ("diff_lines", "diff_files"):
-        if facts.value(key) is None:
-            unknown.append(((key,), f"{key} unknown"))
-    missing = cp.budget_refs.difference(facts.budgets)
-    if missing:
-        unknown.append((("budget_remaining",), f"budget status unknown for {', '.join(sorted(missing))}"))
-    for keys, what in unknown:
-        mask = 0
-        for key in keys:
-            mask |= cp.refs.get(key, 0)
-        mask &= below
-        if mask:
-            names = [cp.rules[i].rule.name for i in range(mask.bit_length()) if mask >> i & 1]
-            shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
-            notes.append(f"{what}: {shown} could not match on {'/'.join(keys)}")
+    for (what, key), names in named.items():
+        shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+        notes.append(f"{what}: {shown} could not match on {key}")
     return notes
+
+
+def _unknown_refs(cp: CompiledPolicy, facts: Facts) -> int:
+    """The rules that read, anywhere in their `when`, a value this context does not know."""
+    ctx = facts.ctx
+    keys = [k for k in (*STRING_FIELDS, *FLAG_FIELDS, *COUNT_FIELDS) if facts.value(k) is None]
+    if ctx.changed_paths is None:
+        keys += ["paths", "paths_only"]
+    if any(facts.budgets.get(name) is None or facts.budgets[name].scope_key is None for name in cp.budget_refs):
+        keys.append("budget_remaining")
+    mask = 0
+    for key in keys:
+        mask |= cp.refs.get(key, 0)
+    return mask
