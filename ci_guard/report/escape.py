@@ -4,7 +4,10 @@ Branch names, PR titles, usernames, model names and provider error text come fro
 agents we do not trust. Rendered into a comment they must not break a table, inject HTML or
 markdown (links, images, headings, math), or notify anyone: ``@user`` and ``@org/team`` ping
 on both forges, and GitLab also links ``!12`` (merge requests), ``~label``, ``%milestone``,
-``$snippet`` and ``&epic``. ``#123`` issue links are harmless and left alone.
+``$snippet`` and ``&epic``. ``#123`` issue links are harmless and left alone. A line that starts
+with ``/`` is a GitLab quick action (``/merge``, ``/close``, ``/approve``) run with the rights of
+the token that posts the note, so escaped text never starts with ``/``; and since newlines are
+folded, only the start of the text can start a line.
 
 Two outputs are :class:`Safe`: text escaped here and markup built by trusted filters. The
 renderer's ``finalize`` hook escapes every other string, so a template that forgets a filter
@@ -14,15 +17,19 @@ still cannot inject anything.
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
+from decimal import Decimal
 
 MAX_LEN = 200
+MAX_OBJECT_LEN = 2000  # a list or dict a custom template outputs whole
 ZWJ = "\u200d"  # zero-width joiner: invisible, but breaks the reference and mention patterns
 
 # ASCII punctuation that has a meaning somewhere in GFM / GLFM inline syntax or tables.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()|~$!+#>=^-])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
-# a sigil followed by something a forge would resolve as a user, team or reference
-_MENTION = re.compile(r"([@!~%$]|&amp;)(?=[\w\"'.:/-])")
+# a sigil followed by something a forge would resolve as a user, team or reference; the name may
+# already carry one of our backslashes (``@\_admin`` renders as ``@_admin`` and still pings)
+_MENTION = re.compile(r"([@!~%$]|&amp;)(?=\\?[\w\"'.:/-])")
 _AUTOLINK = re.compile(r"(?i)(://|www\.)")
 
 
@@ -56,7 +63,12 @@ def md(text: object, max_len: int = MAX_LEN) -> Safe:
     # after the backslashes: a forge resolves mentions and references on the rendered text
     plain = _MENTION.sub(lambda m: m.group(1) + ZWJ, plain)
     plain = _AUTOLINK.sub(lambda m: m.group(1)[:-1] + ZWJ + m.group(1)[-1], plain)
-    return Safe(plain)
+    return Safe(no_quick_action(plain))
+
+
+def no_quick_action(text: str) -> str:
+    """``\\/`` for a leading ``/``: renders as ``/`` but is no GitLab quick action at a line start."""
+    return "\\" + text if text.startswith("/") else text
 
 
 def code(text: object, max_len: int = MAX_LEN) -> Safe:
@@ -90,4 +102,9 @@ def finalize(value: object) -> str:
         return value
     if isinstance(value, str):
         return md(value)
-    return str(value)
+    if isinstance(value, (int, float, Decimal)):  # bool is an int
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    # lists, dicts, objects: their repr holds raw strings (mentions, markup, a leading "/")
+    return md(str(value), MAX_OBJECT_LEN)

@@ -96,6 +96,11 @@ def _ms(value: object) -> str:
     return f"{ms / 1000:.1f}s" if ms >= 1000 else f"{ms:.0f}ms"
 
 
+def _usd(value: object, missing: object = "—", precise: bool = False) -> escape.Safe:
+    # `missing` is printed as is, so a template that passes a PR value there still gets it escaped
+    return escape.Safe(money.format_usd(value, escape.md(missing) if missing else "", precise))
+
+
 def make_env(extra_dir: Path | None = None) -> SandboxedEnvironment:
     """Built-in templates are also reachable as ``builtin/<name>`` so overrides can extend them."""
     builtin = jinja2.FileSystemLoader(str(TEMPLATE_DIR))
@@ -109,7 +114,7 @@ def make_env(extra_dir: Path | None = None) -> SandboxedEnvironment:
     )
     env.filters.update(
         md=escape.md, code=escape.code, link=escape.link,
-        usd=_safe(money.format_usd), tokens=_safe(money.format_tokens), bar=_safe(money.burn_bar),
+        usd=_usd, tokens=_safe(money.format_tokens), bar=_safe(money.burn_bar),
         duration=_safe(money.format_duration), ms=_safe(_ms),
     )
     env.globals.update(summary_line=summary_line, status_cell=status_cell, footer=footer)

@@ -59,3 +59,31 @@ def test_finalize_escapes_plain_strings_and_passes_safe_markup() -> None:
     assert finalize(None) == "—"
     assert finalize(3) == "3"
     assert re.fullmatch(r"\\\|", finalize("|"))
+
+
+def test_mentions_behind_an_escaped_character_do_not_ping() -> None:
+    # md() backslash-escapes `_`; GitLab resolves the mention on the rendered text, where "@\_admin"
+    # reads "@_admin" again, so the sigil needs the joiner too
+    for name in ("@_admin", "@-team", "~_label", "%_milestone", "!_x"):
+        out = md(f"hi {name}")
+        sigil = name[0]
+        assert f"{sigil}{ZWJ}" in out, out
+        rendered = out.replace("\\", "")
+        assert name not in rendered
+
+
+def test_escaped_text_never_starts_a_quick_action() -> None:
+    for hostile in ("/merge", "  /close", "\n/approve", "/unassign @me"):
+        out = md(hostile)
+        assert not out.startswith("/"), out
+        assert out.startswith("\\/")  # markdown renders "\/" as "/"
+    assert md("ok\n/merge") == "ok /merge"  # newlines are folded: "/" only ever follows text
+    assert finalize("/merge").startswith("\\/")
+    assert md("a/b") == "a/b"  # a slash inside the text stays as it is
+
+
+def test_finalize_escapes_objects_whose_repr_holds_untrusted_strings() -> None:
+    out = finalize(["/merge", "@admin"])
+    assert "@admin" not in out and "\n" not in out
+    assert finalize({"k": "<b>"}).count("<") == 0
+    assert finalize(2.5) == "2.5"
