@@ -22,6 +22,9 @@ MAX_RUNTIME = "max_runtime"
 MAX_CONTEXT = "max_context"
 MAX_TOOL_CALLS = "max_tool_calls"
 RETRY_STORM = "retry_storm"
+# Not a stop reason: the call does not fit only because calls in flight hold the rest of the cost
+# cap. The proxy waits for one of them to end and asks again.
+WAIT_FOR_CALLS_IN_FLIGHT = "wait_for_calls_in_flight"
 
 
 @dataclass
@@ -132,13 +135,13 @@ class CapGuard:
         if remaining is None or call.worst_case_usd is None:
             return Admission(True)
         cap = self.limits.max_cost_usd
-        if remaining <= 0:
-            if self.held_usd > 0 and self.limits.max_cost_usd - self.cost_usd > 0:
-                # the rest of the cap is held by calls still running: refuse this one, do not stop the run
-                return self._refuse(MAX_COST, f"the rest of max_cost_usd ${cap} is held by calls in flight")
+        if self.limits.max_cost_usd - self.cost_usd <= 0:
             return self._stop_and_refuse(MAX_COST, f"max_cost_usd of ${cap} spent")
         if call.worst_case_usd <= remaining:
             return Admission(True)
+        if self.held_usd > 0:
+            # What is held is usually not all spent: decide once the calls in flight have ended.
+            return self._refuse(WAIT_FOR_CALLS_IN_FLIGHT, f"the rest of max_cost_usd ${cap} is held by calls in flight")
         if self.on_cost_cap == "refuse" or not max_output_for_remaining or max_output_for_remaining < 1:
             return self._stop_and_refuse(
                 MAX_COST,

@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ci_guard.errors import PricingError
 from ci_guard.pricing.catalog import Catalog, PriceResolution, load_catalog
 from ci_guard.pricing.cost import cost, max_output_for_budget, worst_case_cost
 from ci_guard.pricing.rates import ModelPrice
@@ -34,18 +35,37 @@ class CatalogPricer:
         return self._cache[model]
 
     def price(self, model: str | None) -> ModelPrice | None:
-        price = self._resolve(model).price
-        if price is None and self.default_model and model != self.default_model:
-            price = self._resolve(self.default_model).price
-        return price
+        """The price of ``model``; a name the catalog does not know (a served snapshot, say) falls back
+        to the decided model's price, never to zero."""
+        for name in (model, self.default_model):
+            try:
+                price = self._resolve(name).price
+            except PricingError:
+                price = None
+            if price is not None:
+                return price
+        return None
 
     def refusal(self, model: str | None) -> str | None:
-        res = self._resolve(model)
+        """Why calls to ``model`` must be refused (no price and the policy says deny or error), or None."""
+        try:
+            res = self._resolve(model)
+        except PricingError as exc:  # on_unknown_model: error -> refuse the call, do not crash the request
+            return f"ci-guard: {exc.render()}"
         return f"ci-guard: {res.warning}" if res.denied else None
 
-    def cost(self, model: str | None, usage: Usage) -> Decimal:
-        price = self.price(model)
-        return cost(usage, price).total_usd if price is not None else Decimal(0)
+    def cost(self, model: str | None, usage: Usage, *alternatives: str | None) -> Decimal | None:
+        """The exact cost of ``usage`` on the first of ``model`` and ``alternatives`` that has a price.
+
+        The served model is tried first (what was billed), then the requested and the decided one.
+        None when none of them is priced: the caller charges the call's held worst case instead,
+        because an unpriced call is never free.
+        """
+        for name in (model, *alternatives):
+            price = self.price(name)
+            if price is not None:
+                return cost(usage, price).total_usd
+        return None
 
     def worst_case(self, model: str | None, input_tokens: int, max_output_tokens: int | None) -> Decimal | None:
         price = self.price(model)

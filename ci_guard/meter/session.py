@@ -59,6 +59,7 @@ class MeterSession:
     session_id: str | None = None
     on_stop: Callable[[str, str], None] | None = None  # called once when a cap stops the run
     stop_event: asyncio.Event | None = None
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # set whenever a call is settled
     _seq: int = 0
     _stop_announced: bool = False
 
@@ -76,6 +77,7 @@ class MeterSession:
     def record(self, call: CallRecord) -> None:
         """Account for a finished call: totals, ledger (queued), live log, stop notification."""
         self.calls.append(call)
+        self.settled.set()
         self.usage = self.usage + call.usage
         if call.session_id and not self.session_id:
             self.session_id = call.session_id

@@ -109,16 +109,18 @@ def test_first_stop_reason_wins():
     assert (guard.stop_reason, guard.stop_detail) == (MAX_TURNS, "a")
 
 
-def test_calls_in_flight_hold_their_worst_case():
-    guard = CapGuard(Limits(max_cost_usd=Decimal("0.10")))
-    assert guard.admit(call(fp="a", worst="0.06")).allowed
-    held = guard.hold(Decimal("0.06"))
-    # a parallel call must fit in what is neither spent nor held
-    second = guard.admit(call(fp="b", worst="0.06"), max_output_for_remaining=100)
-    assert second.allowed and second.max_output_tokens == 100
-    guard.hold(Decimal("0.04"))
-    third = guard.admit(call(fp="c", worst="0.01"), max_output_for_remaining=0)
-    assert not third.allowed and third.cap == MAX_COST
-    assert guard.stop_reason is None  # refused while others run, but the run is not over
-    guard.settle_call(cost_usd=Decimal("0.02"), tool_calls=0, error_signature=None, held_usd=held)
-    assert guard.held_usd == Decimal("0.04") and guard.remaining_usd() == Decimal("0.04")
+def test_calls_in_flight_hold_their_worst_case_and_others_wait_instead_of_stopping_the_run():
+    from ci_guard.meter.caps import WAIT_FOR_CALLS_IN_FLIGHT
+
+    guard = CapGuard(Limits(max_cost_usd=Decimal("5.00")))
+    assert guard.admit(call(fp="a", worst="4.90")).allowed
+    held = guard.hold(Decimal("4.90"))
+    # a parallel call that does not fit next to the held one waits; the run is not stopped
+    second = guard.admit(call(fp="b", worst="0.50"), max_output_for_remaining=0)
+    assert not second.allowed and second.cap == WAIT_FOR_CALLS_IN_FLIGHT
+    assert guard.stop_reason is None and guard.turns == 1
+    # a small one that fits next to it goes ahead
+    assert guard.admit(call(fp="c", worst="0.05")).allowed
+    guard.settle_call(cost_usd=Decimal("0.40"), tool_calls=0, error_signature=None, held_usd=held)
+    assert guard.held_usd == 0 and guard.remaining_usd() == Decimal("4.60")
+    assert guard.admit(call(fp="b", worst="0.50")).allowed  # asked again after the settle: fits

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from ci_guard.meter.providers.media import json_size, may_carry_media, media_payloads
 from ci_guard.pricing.usage import Usage
 
 
@@ -110,14 +111,23 @@ def estimate_input_tokens(*parts: Any) -> int:
     """:func:`estimate_tokens` over the compact JSON of the request's input parts.
 
     Adapters pass what the model reads (system, messages / input, tools); absent parts are None
-    and cost nothing. The simulator serves counts from the same function, so the proxy's estimate
-    and the served count of a request agree there.
+    and cost nothing. Inline base64 images and documents are not text: their payloads leave the
+    byte count and are counted per item instead (see :mod:`ci_guard.meter.providers.media`). The
+    simulator serves counts from the same function, so the proxy's estimate and the served count
+    of a request agree there.
     """
     size = 0
+    media_tokens = 0
     for part in parts:
-        if part is not None:
-            size += len(json.dumps(part, separators=(",", ":"), ensure_ascii=False).encode())
-    return estimate_tokens(size)
+        if part is None:
+            continue
+        text = json.dumps(part, separators=(",", ":"), ensure_ascii=False)
+        size += len(text.encode())
+        if may_carry_media(text):
+            for payload, tokens in media_payloads(part):
+                size -= json_size(payload)
+                media_tokens += tokens
+    return estimate_tokens(size) + media_tokens
 
 
 def load_json_body(body: bytes) -> tuple[Any, str | None]:

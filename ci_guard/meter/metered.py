@@ -1,0 +1,342 @@
+"""One metered generation call, from the agent's request to the ledger row.
+
+1. **Plan**: read the request, enforce the model, price it, ask the caps (waiting while calls in
+   flight hold the rest of the cost cap), lower the output cap when needed, hold the worst case.
+2. **Forward**: send it upstream with the real key; relay the answer (streams chunk by chunk) while
+   the wire adapter meters it on the side.
+3. **Settle**: price what was used (an unpriced or cut-off call is never free), release the hold,
+   update the caps and record the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from ci_guard.ledger.records import CallRecord
+from ci_guard.meter.caps import WAIT_FOR_CALLS_IN_FLIGHT, Admission, PlannedCall
+from ci_guard.meter.pricer import ASSUMED_MAX_OUTPUT
+from ci_guard.meter.providers.base import CallResult, RequestInfo, StreamMeter, WireAdapter
+from ci_guard.pricing.usage import Usage
+from ci_guard.secrets import redact
+
+if TYPE_CHECKING:
+    from ci_guard.meter.proxy import MeterProxy
+
+# Credentials of the agent (the run token) never go upstream; encoding is negotiated by us.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+    "transfer-encoding", "upgrade", "host", "content-length",
+})
+DROP_REQUEST = HOP_BY_HOP | {"x-api-key", "authorization", "accept-encoding"}
+DROP_RESPONSE = HOP_BY_HOP | {"content-encoding"}
+
+# How long a call may wait for calls in flight to release the part of the cost cap they hold.
+MAX_WAIT_FOR_HELD_S = 600.0
+# A stream cut before the provider reported its output is charged one output token per this many
+# bytes relayed to the agent (SSE framing makes it an overestimate: the cap errs on the safe side).
+CUT_BYTES_PER_OUTPUT_TOKEN = 10
+
+
+class Refusal(Exception):
+    """The call is refused before it goes upstream (cap, model, price, unsupported request)."""
+
+    def __init__(self, cap: str, message: str, model: str | None) -> None:
+        super().__init__(message)
+        self.cap = cap
+        self.message = message
+        self.model = model
+
+
+@dataclass
+class Plan:
+    info: RequestInfo
+    requested_model: str | None
+    model: str | None
+    data: bytes  # what goes upstream
+    strip_usage: bool
+    held: Decimal
+
+
+class MeteredCall:
+    def __init__(self, proxy: MeterProxy, request: web.Request, provider: str, tail: str,
+                 adapter: WireAdapter) -> None:
+        self.proxy = proxy
+        self.session = proxy.session
+        self.request = request
+        self.provider = provider
+        self.tail = tail
+        self.adapter = adapter
+
+    # -- 1. plan ---------------------------------------------------------------------------------
+    async def run(self) -> web.StreamResponse:
+        raw = await self.request.read()
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError("the request body is not a JSON object")
+        except ValueError as exc:
+            return self.proxy.error(self.provider, 400, "invalid_request_error", f"ci-guard: invalid JSON body: {exc}")
+        info = self.adapter.inspect(body)
+        try:
+            plan = await self._plan(raw, body, info)
+        except Refusal as refusal:
+            return self._refused(refusal, info)
+        return await self._forward(plan)
+
+    async def _plan(self, raw: bytes, body: dict[str, Any], info: RequestInfo) -> Plan:
+        session, adapter = self.session, self.adapter
+        original = body
+        if adapter.endpoint == "responses" and body.get("background"):
+            raise Refusal("unmeterable_request", "ci-guard: background responses cannot be metered (their "
+                          "usage is only known to a later poll); send the request without background", info.model)
+        model, body = self._enforce_model(info, body)
+        refusal = session.pricer.refusal(model)
+        if refusal:
+            raise Refusal("unpriced_model", refusal, model)
+        planned = PlannedCall(
+            fingerprint=info.fingerprint, estimated_input_tokens=info.estimated_input_tokens,
+            max_output_tokens=info.max_output_tokens,
+            worst_case_usd=session.pricer.worst_case(model, info.estimated_input_tokens, info.max_output_tokens),
+        )
+        admission = await self._admit(planned, model)
+        max_output = info.max_output_tokens
+        target = admission.max_output_tokens
+        if target is None and max_output is None and session.guard.limits.max_cost_usd is not None:
+            target = ASSUMED_MAX_OUTPUT  # the worst case assumed this cap: make it true
+        if target is not None and (max_output is None or target < max_output):
+            body = adapter.clamp_output(body, target)
+            max_output = target
+        held = session.guard.hold(session.pricer.worst_case(model, info.estimated_input_tokens, max_output))
+        body, strip_usage = adapter.prepare(body)
+        # Adapters return a new object when they change a request: forward the agent's own bytes otherwise.
+        data = raw if body is original else json.dumps(body, separators=(",", ":")).encode()
+        return Plan(info, info.model, model, data, strip_usage, held)
+
+    def _enforce_model(self, info: RequestInfo, body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+        session = self.session
+        model, allowed = info.model, session.allowed_models
+        if not allowed or model in allowed:
+            return model, body
+        if session.decision.enforcement.model_enforcement == "reject" or not session.decision.model:
+            raise Refusal("model_not_allowed", f"ci-guard: model {model!r} is not allowed for this run "
+                          f"(allowed: {', '.join(sorted(allowed))})", model)
+        return session.decision.model, self.adapter.set_model(body, session.decision.model)
+
+    async def _admit(self, planned: PlannedCall, model: str | None) -> Admission:
+        """Ask the caps; while calls in flight hold what this one needs, wait for them to end."""
+        session, guard = self.session, self.session.guard
+        deadline = time.monotonic() + MAX_WAIT_FOR_HELD_S
+        while True:
+            admission = guard.admit(planned, self._fit(planned, model))
+            if admission.cap != WAIT_FOR_CALLS_IN_FLIGHT:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                admission = Admission(False, cap="max_cost", message=admission.message)
+                break
+            session.settled.clear()
+            try:
+                await asyncio.wait_for(session.settled.wait(), min(left, 5.0))
+            except TimeoutError:
+                pass  # re-check: the runtime cap may have passed meanwhile
+        if not admission.allowed:
+            raise Refusal(admission.cap or "cap", cap_message(admission.cap, admission.message), model)
+        return admission
+
+    def _fit(self, planned: PlannedCall, model: str | None) -> int | None:
+        remaining = self.session.guard.remaining_usd()
+        worst = planned.worst_case_usd
+        if remaining is None or worst is None or not (worst > remaining > 0):
+            return None  # only a call whose worst case does not fit needs to know how much output still does
+        fit = self.session.pricer.max_output_within(model, planned.estimated_input_tokens, remaining)
+        if fit is not None and fit < getattr(self.adapter, "min_output_tokens", 1):
+            return 0  # below the API's minimum output cap the call cannot be made valid: refuse it
+        return fit
+
+    # -- 2. forward ------------------------------------------------------------------------------
+    async def _forward(self, plan: Plan) -> web.StreamResponse:
+        proxy = self.proxy
+        assert proxy.client is not None
+        started_at, t0 = datetime.now(UTC), time.perf_counter()
+        meter: StreamMeter | None = None
+        result, status_code, call_status, relayed = CallResult(), None, "ok", 0
+        try:
+            async with proxy.client.post(
+                proxy.target(self.request, self.provider, self.tail),
+                headers=proxy.upstream_headers(self.request, self.provider), data=plan.data, allow_redirects=False,
+            ) as upstream:
+                status_code = upstream.status
+                if "text/event-stream" in upstream.headers.get("content-type", ""):
+                    meter = self.adapter.stream_meter(plan.strip_usage)
+                    response, result, call_status, relayed = await self._relay(upstream, meter)
+                else:
+                    payload = await upstream.read()
+                    # Send first, meter after: the agent is not kept waiting for our bookkeeping (the
+                    # call's worst case stays held until it is settled, so nothing can overspend).
+                    response = await _send_whole(self.request, upstream, payload)
+                    result = self.adapter.parse_response(payload)
+                    result.complete = result.complete or upstream.status < 400
+                if upstream.status >= 400:
+                    call_status = "error"
+        except TimeoutError:
+            call_status, status_code = "error", 504
+            result = meter.result() if meter else result
+            result.error = f"upstream timed out (no data for {proxy.upstreams.read_timeout_s:g}s)"
+            response = proxy.error(self.provider, 504, "timeout_error", f"ci-guard: {result.error}")
+        except aiohttp.ClientError as exc:
+            call_status, status_code = "error", 502
+            result = meter.result() if meter else result
+            result.error = f"upstream unreachable: {describe(exc)}"
+            response = proxy.error(self.provider, 502, "api_error", f"ci-guard: {result.error}")
+        except BaseException as exc:  # cancelled, or a bug: still account for the call, then let it go on
+            result = meter.result() if meter else result
+            result.error = result.error or f"the call was interrupted ({type(exc).__name__})"
+            self._settle(plan, result, started_at, t0, status_code, "cut", relayed)
+            raise
+        self._settle(plan, result, started_at, t0, status_code, call_status, relayed)
+        return response
+
+    async def _relay(self, upstream: aiohttp.ClientResponse,
+                     meter: StreamMeter) -> tuple[web.StreamResponse, CallResult, str, int]:
+        """Forward an SSE stream chunk by chunk; return the response, what was metered, the status, bytes relayed."""
+        response = web.StreamResponse(status=upstream.status, headers=response_headers(upstream))
+        await response.prepare(self.request)
+        relayed, client_gone, cut_error = 0, False, None
+        try:
+            async for chunk in upstream.content.iter_any():
+                out = meter.feed(chunk)
+                if out:
+                    try:
+                        await response.write(out)
+                        relayed += len(out)
+                    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                        client_gone = True
+                        break
+            tail = meter.close()
+            if tail and not client_gone:
+                await response.write(tail)
+                relayed += len(tail)
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+            cut_error = f"upstream stream ended early: {describe(exc)}"
+            if self.provider == "anthropic":
+                client_gone = not await _write_error_event(response)
+        result = meter.result()
+        status = "ok"
+        if cut_error or client_gone:
+            status = "cut"
+            result.error = result.error or cut_error or "the agent closed the stream before it ended"
+        elif not result.complete and upstream.status < 400:
+            status = "cut"
+            result.error = result.error or "the stream ended without its final event"
+        if not client_gone:
+            try:
+                await response.write_eof()
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                pass
+        return response, result, status, relayed
+
+    # -- 3. settle -------------------------------------------------------------------------------
+    def _settle(self, plan: Plan, result: CallResult, started_at: datetime, t0: float, status_code: int | None,
+                call_status: str, relayed: int) -> None:
+        session = self.session
+        usage, note = result.usage, None
+        if call_status == "cut":
+            usage, note = _estimate_cut(usage, plan.info.estimated_input_tokens, relayed)
+        served = result.model_served or plan.model
+        cost = Decimal(0)
+        if _has_usage(usage):
+            priced = session.pricer.cost(served, usage, plan.model, plan.requested_model)
+            cost = priced if priced is not None else plan.held  # never free: charge the held worst case
+        error_sig = f"{status_code} {result.error or ''}"[:200] if call_status == "error" else None
+        session.guard.settle_call(cost_usd=cost, tool_calls=result.tool_calls, error_signature=error_sig,
+                                  held_usd=plan.held)
+        error = "; ".join(x for x in (result.error, note) if x) or None
+        session.record(CallRecord(
+            run_id=session.run_id, seq=session.next_seq(), started_at=started_at, ended_at=datetime.now(UTC),
+            provider=self.adapter.provider, endpoint=self.adapter.endpoint, model_requested=plan.requested_model,
+            model_served=served, usage=usage, cost_usd=cost, status=call_status, http_status=status_code,
+            stream=plan.info.stream, tool_calls=result.tool_calls, context_tokens=usage.context_tokens,
+            latency_ms=(time.perf_counter() - t0) * 1000, fingerprint=plan.info.fingerprint,
+            error=redact(error)[:500] if error else None,
+            session_id=self.request.headers.get("x-claude-code-session-id"),
+        ))
+
+    def _refused(self, refusal: Refusal, info: RequestInfo) -> web.Response:
+        session, now = self.session, datetime.now(UTC)
+        session.record(CallRecord(
+            run_id=session.run_id, seq=session.next_seq(), started_at=now, ended_at=now,
+            provider=self.adapter.provider, endpoint=self.adapter.endpoint, model_requested=refusal.model,
+            model_served=None, usage=Usage(), cost_usd=Decimal(0), status="refused", http_status=400,
+            fingerprint=info.fingerprint, error=f"{refusal.cap}: {refusal.message}"[:500],
+            session_id=self.request.headers.get("x-claude-code-session-id"), is_turn=False,
+        ))
+        return web.Response(status=400, body=self.adapter.error_body(400, refusal.cap, refusal.message),
+                            content_type="application/json")
+
+
+def _estimate_cut(usage: Usage, estimated_input: int, relayed: int) -> tuple[Usage, str | None]:
+    """What a stream cut before its final usage is charged: never less than what it visibly used.
+
+    Input comes from the provider when it reported it (Anthropic's message_start), else from the
+    request's estimate; output is at least the bytes relayed to the agent over
+    CUT_BYTES_PER_OUTPUT_TOKEN.
+    """
+    input_tokens = usage.input_tokens
+    if usage.context_tokens == 0:
+        input_tokens = estimated_input
+    output = max(usage.output_tokens, relayed // CUT_BYTES_PER_OUTPUT_TOKEN)
+    if (input_tokens, output) == (usage.input_tokens, usage.output_tokens):
+        return usage, None
+    estimated = Usage(input_tokens=input_tokens, cache_write_tokens=usage.cache_write_tokens,
+                      cache_write_1h_tokens=usage.cache_write_1h_tokens, cache_read_tokens=usage.cache_read_tokens,
+                      output_tokens=output, reasoning_tokens=usage.reasoning_tokens)
+    return estimated, "usage estimated: the stream ended before the provider reported it"
+
+
+async def _write_error_event(response: web.StreamResponse) -> bool:
+    """A proper Anthropic error event, so the agent's SDK raises instead of waiting on a half stream."""
+    err = json.dumps({"type": "error", "error": {"type": "api_error", "message": "ci-guard: the upstream "
+                      "stream ended before the message was complete"}})
+    try:
+        await response.write(f"event: error\ndata: {err}\n\n".encode())
+        return True
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        return False
+
+
+async def _send_whole(request: web.Request, upstream: aiohttp.ClientResponse, payload: bytes) -> web.StreamResponse:
+    response = web.StreamResponse(status=upstream.status, headers=response_headers(upstream))
+    response.content_length = len(payload)
+    try:
+        await response.prepare(request)
+        await response.write(payload)
+        await response.write_eof()
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        pass  # the agent went away; the call is still metered and recorded
+    return response
+
+
+def response_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
+    return {k: v for k, v in upstream.headers.items() if k.lower() not in DROP_RESPONSE}
+
+
+def _has_usage(u: Usage) -> bool:
+    return bool(u.input_tokens or u.output_tokens or u.cache_read_tokens or u.cache_write_tokens)
+
+
+def cap_message(cap: str | None, detail: str) -> str:
+    return (f"ci-guard: this run was stopped by its {cap} cap ({detail}). "
+            "This is not retryable; end the task now.")
+
+
+def describe(exc: BaseException) -> str:
+    return redact(f"{type(exc).__name__}: {exc}".strip().rstrip(":"))
