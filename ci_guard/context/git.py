@@ -72,6 +72,21 @@ def rev_parse(cwd: str, rev: str) -> str | None:
     return try_git(cwd, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
 
 
+def merge_parents(cwd: str, rev: str) -> tuple[str, str] | None:
+    """The first and second parent of ``rev`` when it is a merge commit whose parents are here.
+
+    ``None`` for a commit with fewer than two parents, for a missing commit, and at the edge of a
+    shallow clone (git shows a shallow commit without parents).
+    """
+    if not has_commit(cwd, rev):
+        return None
+    out = try_git(cwd, "rev-list", "--parents", "-n", "1", f"{rev}^{{commit}}", "--")
+    shas = out.split() if out else []
+    if len(shas) < 3 or not all(has_commit(cwd, sha) for sha in shas[1:3]):
+        return None
+    return shas[1], shas[2]
+
+
 def diff_stats(cwd: str, base: str, head: str = "HEAD") -> DiffStats:
     """Lines, files and paths changed on ``head`` since it forked from ``base`` (``base...head``).
 

@@ -9,6 +9,8 @@ Choices worth knowing (documented in docs/context.md):
   (``CI_MERGE_REQUEST_PROJECT_ID``) or from the project running the job (``CI_PROJECT_ID``).
 * ``draft`` comes from ``CI_MERGE_REQUEST_DRAFT`` (GitLab 17.10+), else from the title prefix rules
   GitLab itself uses (``Draft:``, ``[Draft]``, ``(Draft)``).
+* In merged-results / merge-train pipelines the diff is ``DIFF_BASE_SHA...SOURCE_BRANCH_SHA`` (or
+  the merge commit against its first parent), never against the merge commit ``CI_COMMIT_SHA``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ci_guard.context.forge_paths import ApiUnavailable, gitlab_mr
-from ci_guard.context.git import diff_or_reason
+from ci_guard.context.git import DiffStats, diff_or_reason, merge_parents
 from ci_guard.context.model import RunContext
 from ci_guard.context.overrides import PATHS_UNKNOWN
 
@@ -34,6 +36,8 @@ TRIGGERS = {
     "note": "comment",
 }
 DRAFT_PREFIXES = ("draft:", "[draft]", "(draft)", "draft -")
+# CI_MERGE_REQUEST_EVENT_TYPE values whose CI_COMMIT_SHA is a merge commit, not the source head.
+MERGED_EVENT_TYPES = ("merged_result", "merge_train")
 
 
 def gitlab_context(env: Mapping[str, str], cwd: str, token: str | None,
@@ -126,10 +130,38 @@ def _fork(env: Mapping[str, str]) -> bool | None:
     return any(source != other for other in others)
 
 
+def _mr_git_diff(env: Mapping[str, str], cwd: str) -> tuple[DiffStats | None, str | None]:
+    """The MR's own changes from the checkout, or why they cannot be had.
+
+    In merged-results and merge-train pipelines ``CI_COMMIT_SHA`` is a merge commit GitLab made of
+    the source branch into the *current* target (or the previous train commit), so
+    ``DIFF_BASE_SHA...CI_COMMIT_SHA`` would count what the target gained since the MR forked as
+    MR changes. There the MR is ``DIFF_BASE_SHA...SOURCE_BRANCH_SHA`` (GitLab's own "Changes"), else
+    the merge commit against its first parent.
+    """
+    base = _get(env, "CI_MERGE_REQUEST_DIFF_BASE_SHA")
+    commit = _get(env, "CI_COMMIT_SHA")
+    source = _get(env, "CI_MERGE_REQUEST_SOURCE_BRANCH_SHA")
+    merged = (_get(env, "CI_MERGE_REQUEST_EVENT_TYPE") in MERGED_EVENT_TYPES
+              or (source is not None and commit is not None and source != commit))
+    if not merged:
+        return diff_or_reason(cwd, base, commit or "HEAD")
+    reason = "the source branch commit is unknown (CI_MERGE_REQUEST_SOURCE_BRANCH_SHA is empty)"
+    if source is not None:
+        stats, reason = diff_or_reason(cwd, base, source)
+        if stats is not None:
+            return stats, None
+    head = commit or "HEAD"
+    parents = merge_parents(cwd, head)
+    if parents is None or (source is not None and parents[1] != source):
+        return None, (f"{reason}, and {head[:12]} is not a merge commit of the source branch "
+                      f"with its parents in the clone")
+    return diff_or_reason(cwd, parents[0], head)
+
+
 def _mr_diff(fields: dict[str, Any], env: Mapping[str, str], cwd: str, token: str | None,
              job_token: str | None, notes: list[str]) -> None:
-    head = _get(env, "CI_COMMIT_SHA") or "HEAD"
-    stats, reason = diff_or_reason(cwd, _get(env, "CI_MERGE_REQUEST_DIFF_BASE_SHA"), head)
+    stats, reason = _mr_git_diff(env, cwd)
     if stats is not None:
         fields["diff_lines"], fields["diff_files"], fields["changed_paths"] = (
             stats.lines, stats.files, stats.paths)

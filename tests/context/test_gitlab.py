@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ci_guard.context.detect import detect_context
-from tests.context.conftest import git, gitlab_env, make_repo, pr_change
+from tests.context.conftest import commit_all, git, gitlab_env, make_repo, pr_change, write
 
 HEAD_SHA = "b1f2a3c4d5e6f708192a3b4c5d6e7f8091a2b3c4"
 PIPELINE = "https://gitlab.example.com/acme/platform/payments-api/-/pipelines/981234"
@@ -124,3 +124,64 @@ def test_new_branch_push_notes_there_is_nothing_to_compare(tmp_path: Path) -> No
     env = gitlab_env("gitlab_push.json", CI_COMMIT_BEFORE_SHA="0" * 40, CI_COMMIT_SHA=git(root, "rev-parse", "HEAD"))
     ctx = detect_context(env, str(root))
     assert any("created the branch" in n for n in ctx.notes)
+
+
+def _merged_results_repo(root: Path, train: bool = False) -> dict[str, str]:
+    """The MR adds docs/x.md; after the MR forked, main changed src/app.py. GitLab then merges the
+    source into the target (for a merge train: into the train's previous merge commit) and runs the
+    pipeline on that merge commit. Returns the shas a merged-results pipeline would see."""
+    make_repo(root)
+    base = git(root, "rev-parse", "HEAD")
+    git(root, "checkout", "-q", "-b", "feature/docs")
+    write(root, "docs/x.md", "new doc\n")
+    source = commit_all(root, "add docs/x.md")
+    git(root, "checkout", "-q", "main")
+    write(root, "src/app.py", "main moved on\n")
+    commit_all(root, "main changes src/app.py")
+    git(root, "checkout", "-q", "--detach", "main")
+    if train:  # an earlier MR of the train, merged first
+        git(root, "checkout", "-q", "-b", "feature/other", base)
+        write(root, "other.txt", "other\n")
+        commit_all(root, "other MR")
+        git(root, "checkout", "-q", "--detach", "main")
+        git(root, "merge", "-q", "--no-ff", "-m", "train: other", "feature/other")
+    git(root, "merge", "-q", "--no-ff", "-m", "merged result", "feature/docs")
+    return {"base": base, "source": source, "merge": git(root, "rev-parse", "HEAD")}
+
+
+@pytest.mark.parametrize("event_type", ["merged_result", "merge_train"])
+@pytest.mark.parametrize("with_source_sha", [True, False])
+def test_merged_results_pipeline_counts_only_the_mr_changes(tmp_path: Path, event_type: str,
+                                                             with_source_sha: bool) -> None:
+    root = tmp_path / "repo"
+    shas = _merged_results_repo(root, train=event_type == "merge_train")
+    env = gitlab_env("gitlab_merge_request_event.json", CI_MERGE_REQUEST_EVENT_TYPE=event_type,
+                     CI_MERGE_REQUEST_DIFF_BASE_SHA=shas["base"], CI_COMMIT_SHA=shas["merge"],
+                     CI_MERGE_REQUEST_SOURCE_BRANCH_SHA=shas["source"] if with_source_sha else "")
+    ctx = detect_context(env, str(root))
+    assert ctx.changed_paths == ["docs/x.md"]
+    assert (ctx.diff_files, ctx.diff_lines) == (1, 1)
+    if with_source_sha:
+        assert ctx.sha == shas["source"]
+
+
+def test_source_sha_differing_from_commit_sha_means_a_merged_result(tmp_path: Path) -> None:
+    """Older GitLab without CI_MERGE_REQUEST_EVENT_TYPE: the differing source sha gives it away."""
+    root = tmp_path / "repo"
+    shas = _merged_results_repo(root)
+    env = gitlab_env("gitlab_merge_request_event.json", CI_MERGE_REQUEST_EVENT_TYPE="",
+                     CI_MERGE_REQUEST_DIFF_BASE_SHA=shas["base"], CI_COMMIT_SHA=shas["merge"],
+                     CI_MERGE_REQUEST_SOURCE_BRANCH_SHA=shas["source"])
+    assert detect_context(env, str(root)).changed_paths == ["docs/x.md"]
+
+
+def test_merged_result_without_a_merge_commit_leaves_paths_unknown(tmp_path: Path) -> None:
+    """Neither the source commit nor a merge commit at CI_COMMIT_SHA: never fall back to the target's changes."""
+    root = tmp_path / "repo"
+    shas = _merged_results_repo(root)
+    env = gitlab_env("gitlab_merge_request_event.json", CI_MERGE_REQUEST_EVENT_TYPE="merged_result",
+                     CI_MERGE_REQUEST_DIFF_BASE_SHA=shas["base"], CI_COMMIT_SHA=git(root, "rev-parse", "main"),
+                     CI_MERGE_REQUEST_SOURCE_BRANCH_SHA="")
+    ctx = detect_context(env, str(root))
+    assert ctx.changed_paths is None
+    assert any(n.startswith("changed paths unknown") and "merge commit" in n for n in ctx.notes), ctx.notes
