@@ -2,10 +2,13 @@
 
 Rules (after Infracost's `comment` and marocchino/sticky-pull-request-comment):
 
-* only comments written by the token's own identity *and* carrying our marker with the same tag
-  are ever edited, hidden or deleted; everybody else's comments are left alone, marker or not;
+* only comments written by the token's own identity *and* starting with our marker (same tag, on
+  the first line) are ever edited, hidden or deleted; everybody else's comments are left alone,
+  marker or not. With GitHub Actions' GITHUB_TOKEN that identity (github-actions[bot]) is shared
+  by every workflow of the repository, an agent's own ``gh pr comment`` included;
 * a comment whose marker has a newer ``valid-at`` than ours wins: an older pipeline finishing
-  late changes nothing;
+  late changes nothing. A ``valid-at`` more than :data:`MAX_CLOCK_SKEW` in the future is no run
+  that has happened (a forged or broken marker) and wins nothing, so it cannot freeze the comment;
 * a body identical to our newest comment is not posted again, whatever the behaviour, so reruns
   of the same job never create duplicates;
 * the whole operation is retried on retryable errors (rate limits, 5xx, network): it starts by
@@ -18,12 +21,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from ci_guard.forges.base import BEHAVIORS, Forge, ForgeComment, ForgeRequestError
 from ci_guard.report.marker import find_marker
 from ci_guard.report.render import RenderedComment
 
 Sleep = Callable[[float], None]
+# how far ahead of our clock another runner's clock may plausibly be
+MAX_CLOCK_SKEW = timedelta(minutes=10)
 
 
 @dataclass
@@ -65,12 +71,19 @@ def our_comments(forge: Forge, tag: str) -> list[ForgeComment]:
     return sorted(mine, key=lambda c: (c.created_at.timestamp() if c.created_at else 0.0, c.id))
 
 
-def _publish_once(forge: Forge, comment: RenderedComment, behavior: str) -> PublishResult:
+def describes_newer_run(existing: ForgeComment, comment: RenderedComment, now: datetime) -> bool:
+    """True when ``existing`` describes a run newer than ``comment``'s and not from the future."""
+    marker = find_marker(existing.body, comment.tag)
+    if marker is None or marker.valid_at is None:
+        return False
+    return comment.valid_at < marker.valid_at <= now + MAX_CLOCK_SKEW
+
+
+def _publish_once(forge: Forge, comment: RenderedComment, behavior: str, now: datetime) -> PublishResult:
     ours = our_comments(forge, comment.tag)
     newest = ours[-1] if ours else None
     if newest is not None:
-        marker = find_marker(newest.body, comment.tag)
-        if marker and marker.valid_at and marker.valid_at > comment.valid_at:
+        if describes_newer_run(newest, comment, now):
             return PublishResult("skipped-newer", newest.id, behavior)
         if newest.body == comment.body:
             return PublishResult("unchanged", newest.id, behavior)
@@ -91,8 +104,11 @@ def _publish_once(forge: Forge, comment: RenderedComment, behavior: str) -> Publ
 
 
 def publish(forge: Forge, comment: RenderedComment, behavior: str = "update",
-            retry: RetryPolicy | None = None) -> PublishResult:
-    """Post ``comment`` with ``behavior``; raises :class:`ForgeRequestError` when it finally fails."""
+            retry: RetryPolicy | None = None, *, now: datetime | None = None) -> PublishResult:
+    """Post ``comment`` with ``behavior``; raises :class:`ForgeRequestError` when it finally fails.
+
+    ``now`` (default: the clock) bounds how far in the future a marker's ``valid-at`` may be.
+    """
     if behavior not in BEHAVIORS:
         raise ValueError(f"unknown behaviour {behavior!r}")
     retry = retry or RetryPolicy()
@@ -102,7 +118,7 @@ def publish(forge: Forge, comment: RenderedComment, behavior: str = "update",
         behavior = "delete-and-new"
     for attempt in range(1, retry.attempts + 1):
         try:
-            result = _publish_once(forge, comment, behavior)
+            result = _publish_once(forge, comment, behavior, now or datetime.now(UTC))
         except ForgeRequestError as exc:
             if not exc.retryable or attempt == retry.attempts:
                 raise

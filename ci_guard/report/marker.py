@@ -7,6 +7,10 @@ form Infracost uses)::
 
 ``tag`` lets several independent comments live on one PR (``--tag``); ``valid-at`` is the time
 of the newest run the comment describes, so a slow, older pipeline never overwrites a newer one.
+
+The marker counts only as the *first line* of a body: ci-guard always writes it there, while a
+comment that merely quotes it (an agent's own ``gh pr comment`` under the shared
+``github-actions[bot]`` identity, say) has it further down and is left alone.
 """
 
 from __future__ import annotations
@@ -60,11 +64,12 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def find_marker(body: str | None, tag: str) -> Marker | None:
-    """The marker with ``tag`` in ``body`` (only the first 2,000 characters are searched)."""
-    for match in _MARKER_RE.finditer((body or "")[:2000]):
-        if match.group("tag") == tag:
-            return Marker(tag=tag, valid_at=parse_time(match.group("at")))
-    return None
+    """The marker with ``tag`` when it is the first line of ``body``, else ``None``."""
+    first = (body or "").split("\n", 1)[0].rstrip("\r")
+    match = _MARKER_RE.fullmatch(first)
+    if match is None or match.group("tag") != tag:
+        return None
+    return Marker(tag=tag, valid_at=parse_time(match.group("at")))
 
 
 def strip_markers(body: str) -> str:

@@ -216,3 +216,39 @@ def test_bad_token_and_missing_pr(github: FakeGitHub, retry: RetryPolicy) -> Non
     with pytest.raises(ForgeRequestError) as info:
         publish(forge(github, number=99), comment_at(10), retry=retry)
     assert info.value.status == 404 and "acme/app#99" in info.value.render()
+
+
+# --- marker spoofing under the shared github-actions[bot] identity ------------------------------
+BOT_TOKEN = "ghs-actions-token"
+FROZEN = "[//]: <> (ci-guard-comment, valid-at=2099-01-01T00:00:00Z)"
+
+
+def test_a_marker_below_the_first_line_is_not_ours(github: FakeGitHub, retry: RetryPolicy) -> None:
+    """An agent's own `gh pr comment` posts as github-actions[bot] too; quoting our marker
+    (with any valid-at) further down neither freezes our comment nor gets it deleted."""
+    agent = github.add_comment("github-actions[bot]", "Review done.\n" + comment_at(8).body)
+    agent_future = github.add_comment("github-actions[bot]", "Quote:\n\n" + FROZEN + "\n\nhi")
+    result = publish(forge(github, BOT_TOKEN), comment_at(10), "delete-and-new", retry=retry)
+    assert result.action == "created" and result.deleted == []
+    assert agent in github.comments and agent_future in github.comments
+    assert [w for w in github.writes() if "graphql" not in w] == [POST]  # graphql: the viewer query
+
+
+def test_a_marker_from_the_far_future_does_not_freeze_the_comment(github: FakeGitHub, retry: RetryPolicy) -> None:
+    frozen = github.add_comment("github-actions[bot]", FROZEN + "\n\nnothing to see")
+    result = publish(forge(github, BOT_TOKEN), comment_at(10), retry=retry)
+    assert result.action == "updated" and result.comment_id == frozen.id
+    assert frozen.body == comment_at(10).body
+
+
+def test_a_slightly_fast_clock_still_wins(github: FakeGitHub, retry: RetryPolicy) -> None:
+    """Within the 10-minute skew allowance a newer valid-at still protects the comment."""
+    from datetime import UTC, datetime
+
+    newer = comment_at(15)  # valid at 15:30
+    github.add_comment("github-actions[bot]", newer.body)
+    now = datetime(2026, 3, 2, 15, 25, tzinfo=UTC)  # our clock is 5 minutes behind theirs
+    result = publish(forge(github, BOT_TOKEN), comment_at(9), retry=retry, now=now)
+    assert result.action == "skipped-newer"
+    late = datetime(2026, 3, 2, 15, 19, tzinfo=UTC)  # 11 minutes behind: not a real run
+    assert publish(forge(github, BOT_TOKEN), comment_at(9), retry=retry, now=late).action == "updated"

@@ -122,3 +122,13 @@ def test_from_env_reads_ci_variables(gitlab_srv: FakeGitLab, retry: RetryPolicy)
     with pytest.raises(ForgeRequestError) as info:
         from_env(None, 7, environ={"CI_JOB_TOKEN": "x" * 20})
     assert "CI_JOB_TOKEN cannot post notes" in info.value.render()
+
+
+def test_spoofed_markers_neither_freeze_nor_get_deleted(gitlab_srv: FakeGitLab, retry: RetryPolicy) -> None:
+    """Notes by the same token user: a marker below the first line is not ours; a marker from
+    2099 is ours but describes no real run, so it is replaced."""
+    quoted = gitlab_srv.add_note("alice", "see the earlier cost note:\n" + gl_comment(8).body)
+    frozen = gitlab_srv.add_note("alice", "[//]: <> (ci-guard-comment, valid-at=2099-01-01T00:00:00Z)\n\nx")
+    result = publish(forge(gitlab_srv), gl_comment(10), "delete-and-new", retry=retry)
+    assert result.action == "created" and result.deleted == [frozen.id]
+    assert quoted in gitlab_srv.notes and frozen not in gitlab_srv.notes

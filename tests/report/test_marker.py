@@ -34,3 +34,12 @@ def test_bad_tags_are_invalid_input(tag: str) -> None:
 
 def test_strip_markers() -> None:
     assert strip_markers(marker_line("t", AT) + "\n\n# hi\n") == "# hi\n"
+
+
+def test_the_marker_counts_only_as_the_first_line() -> None:
+    line = marker_line("ci-guard-comment", AT)
+    assert find_marker("I ran the review.\n" + line + "\n\nx", "ci-guard-comment") is None
+    assert find_marker("\n" + line, "ci-guard-comment") is None
+    assert find_marker(" " + line, "ci-guard-comment") is None
+    assert find_marker(line + "\r\n\r\nedited in the web UI", "ci-guard-comment") is not None
+    assert find_marker(line, "ci-guard-comment") is not None
