@@ -7,6 +7,11 @@ Choices worth knowing (documented in docs/context.md):
 * ``repo``/``org`` are the repository the workflow runs in (the PR's base repository).
 * For non-PR runs (push, schedule, manual) both ``base_branch`` and ``head_branch`` are the branch
   the run is on, so ``base_branch: main`` matches a push to main.
+* ``pull_request_review`` and ``pull_request_review_comment`` are comments on a PR (trigger
+  ``comment``); ``merge_group`` (merge queue) and ``workflow_run`` keep trigger ``other`` but take
+  their branches, PR and fork from their own payload objects.
+* A PR diff never counts what the base branch gained after ``pull_request.base.sha``: the merge
+  commit at HEAD is diffed against its first parent, else ``base.sha...head.sha``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ci_guard.context.forge_paths import ApiUnavailable, github_pull
-from ci_guard.context.git import DiffStats, diff_or_reason, rev_parse
+from ci_guard.context.git import DiffStats, diff_or_reason, merge_parents
 from ci_guard.context.model import RunContext
 from ci_guard.context.overrides import PATHS_UNKNOWN
 from ci_guard.errors import ContextError, Problem
@@ -29,7 +34,11 @@ TRIGGERS = {
     "workflow_dispatch": "manual",
     "repository_dispatch": "manual",
     "issue_comment": "comment",
+    "pull_request_review": "comment",
+    "pull_request_review_comment": "comment",
 }
+# The triggering run of a workflow_run was for a pull request (its pull_requests list may be empty).
+PR_EVENTS = ("pull_request", "pull_request_target")
 # GitHub's push payload lists at most this many commits; with more, the file lists are incomplete.
 PUSH_COMMITS_CAP = 20
 
@@ -52,14 +61,28 @@ def github_context(env: Mapping[str, str], cwd: str, token: str | None) -> RunCo
         "job": env.get("GITHUB_JOB") or None,
         "run_url": _run_url(env),
     }
-    pull = payload.get("pull_request")
-    issue = payload.get("issue")
-    if isinstance(pull, dict):
+    _event_fields(fields, payload, env, cwd, token, notes)
+    return RunContext(**fields, notes=notes)
+
+
+def _event_fields(fields: dict[str, Any], payload: dict[str, Any], env: Mapping[str, str], cwd: str,
+                  token: str | None, notes: list[str]) -> None:
+    """PR, branches, fork, draft and diff from whichever object this event's payload carries."""
+    event = fields["event_name"]
+    pull, issue = payload.get("pull_request"), payload.get("issue")
+    group, run = payload.get("merge_group"), payload.get("workflow_run")
+    if isinstance(pull, dict):  # pull_request*, including reviews and review comments
         fields.update(_pull_fields(pull))
         _pull_diff(fields, pull, env, cwd, token, notes)
     elif isinstance(issue, dict) and issue.get("pull_request"):
         fields.update(_issue_fields(issue))
         _api_only_diff(fields, env, token, "an issue_comment event carries no diff", notes)
+    elif event == "merge_group" and isinstance(group, dict):
+        fields.update(_merge_group_fields(group))
+        _git_only_diff(fields, cwd, group.get("base_sha"), group.get("head_sha"), notes)
+    elif event == "workflow_run" and isinstance(run, dict):
+        fields.update(_workflow_run_fields(run, payload, fields["repo"]))
+        _workflow_run_diff(fields, run, env, cwd, token, notes)
     else:
         branch = _branch(env)
         fields["base_branch"] = fields["head_branch"] = branch
@@ -69,7 +92,6 @@ def github_context(env: Mapping[str, str], cwd: str, token: str | None) -> RunCo
             notes.append(f"{PATHS_UNKNOWN}: the event payload has no pull_request object")
         else:
             notes.append(f"{PATHS_UNKNOWN}: a {event or 'non-PR'} run has no diff")
-    return RunContext(**fields, notes=notes)
 
 
 # --- payload parsing --------------------------------------------------------------------------
@@ -123,6 +145,49 @@ def _issue_fields(issue: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _merge_group_fields(group: dict[str, Any]) -> dict[str, Any]:
+    """A merge queue group: it will land on ``base_ref``; ``head_ref`` is the temporary
+    ``gh-readonly-queue/<base>/pr-<n>-<sha>`` branch. Fork and draft are not in the payload."""
+    return {
+        "base_branch": _strip_heads(group.get("base_ref")),
+        "head_branch": _strip_heads(group.get("head_ref")),
+        "sha": group.get("head_sha") or None,
+    }
+
+
+def _workflow_run_fields(run: dict[str, Any], payload: dict[str, Any], repo: str | None) -> dict[str, Any]:
+    """A run triggered by another workflow's run: the branch, PR and fork are those of that run.
+
+    GitHub lists no ``pull_requests`` for a run of a fork's PR, so there the PR number and base
+    branch stay unknown; a push-like run is on its own branch, like other non-PR runs.
+    """
+    head_branch = run.get("head_branch") or None
+    prs = run.get("pull_requests")
+    first = prs[0] if isinstance(prs, list) and prs and isinstance(prs[0], dict) else None
+    if first is not None:
+        base_branch = _obj(first.get("base")).get("ref")
+    else:
+        base_branch = None if run.get("event") in PR_EVENTS else head_branch
+    here = _full_name(run.get("repository")) or _full_name(payload.get("repository")) or repo
+    head_repo = run.get("head_repository", {})
+    # A null head repository is a deleted fork (as for pull_request); an absent one is unknown.
+    fork = True if head_repo is None else (
+        _full_name(head_repo) != here if _full_name(head_repo) and here else None)
+    return {
+        "pr": _int(first.get("number")) if first else None,
+        "fork": fork,
+        "base_branch": base_branch,
+        "head_branch": head_branch,
+        "sha": run.get("head_sha") or None,
+    }
+
+
+def _strip_heads(ref: Any) -> str | None:
+    if not isinstance(ref, str):
+        return None
+    return ref.removeprefix("refs/heads/") or None
+
+
 def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -164,17 +229,24 @@ def _run_url(env: Mapping[str, str]) -> str | None:
 # --- diff: git first, then the payload's counts, then the API ---------------------------------
 
 
+def _pr_git_diff(cwd: str, base_sha: str | None, head_sha: str | None) -> tuple[DiffStats | None, str | None]:
+    """The PR's own changes from the checkout.
+
+    actions/checkout of ``refs/pull/N/merge`` puts GitHub's test merge commit at HEAD: first parent
+    the base branch *as it is now*, second parent the PR head. HEAD^1...HEAD is then the PR's diff
+    even when the base moved after ``base.sha`` (a ``labeled`` event with ``fetch-depth: 0`` would
+    otherwise count the base's new commits), and needs only ``fetch-depth: 2``. Any other checkout
+    (``pull_request_target`` is on the base branch) gets ``base.sha...head.sha``.
+    """
+    parents = merge_parents(cwd, "HEAD") if head_sha else None
+    if parents is not None and parents[1] == head_sha:
+        return diff_or_reason(cwd, parents[0], "HEAD")
+    return diff_or_reason(cwd, base_sha, head_sha)
+
+
 def _pull_diff(fields: dict[str, Any], pull: dict[str, Any], env: Mapping[str, str], cwd: str,
                token: str | None, notes: list[str]) -> None:
-    base_sha = _obj(pull.get("base")).get("sha")
-    head_sha = _obj(pull.get("head")).get("sha")
-    head_rev = head_sha
-    # actions/checkout puts the PR's merge commit (GITHUB_SHA) at HEAD. Its first parent is the base,
-    # so base...HEAD is the PR's diff and needs only `fetch-depth: 2`, not the fork point.
-    sha = env.get("GITHUB_SHA")
-    if env.get("GITHUB_EVENT_NAME") == "pull_request" and sha and rev_parse(cwd, "HEAD") == sha:
-        head_rev = "HEAD"
-    stats, reason = diff_or_reason(cwd, base_sha, head_rev)
+    stats, reason = _pr_git_diff(cwd, _obj(pull.get("base")).get("sha"), _obj(pull.get("head")).get("sha"))
     if stats is not None:
         _set_stats(fields, stats)
         return
@@ -200,6 +272,31 @@ def _api_only_diff(fields: dict[str, Any], env: Mapping[str, str], token: str | 
         return
     facts.fill(fields)
     notes.extend(facts.notes)
+
+
+def _git_only_diff(fields: dict[str, Any], cwd: str, base: Any, head: Any, notes: list[str]) -> None:
+    """``base...head`` from the checkout, or a note (events with no PR number for the API)."""
+    stats, reason = diff_or_reason(cwd, base if isinstance(base, str) else None,
+                                   head if isinstance(head, str) else None)
+    if stats is not None:
+        _set_stats(fields, stats)
+    else:
+        notes.append(f"{PATHS_UNKNOWN}: {reason}")
+
+
+def _workflow_run_diff(fields: dict[str, Any], run: dict[str, Any], env: Mapping[str, str], cwd: str,
+                       token: str | None, notes: list[str]) -> None:
+    """The triggering PR's diff: its shas if fetched (the checkout is the default branch), else the API."""
+    prs = run.get("pull_requests")
+    first = prs[0] if isinstance(prs, list) and prs and isinstance(prs[0], dict) else None
+    if first is None:
+        notes.append(f"{PATHS_UNKNOWN}: the workflow_run event lists no pull request")
+        return
+    stats, reason = diff_or_reason(cwd, _obj(first.get("base")).get("sha"), _obj(first.get("head")).get("sha"))
+    if stats is not None:
+        _set_stats(fields, stats)
+        return
+    _api_only_diff(fields, env, token, reason or "git history unavailable", notes)
 
 
 def _set_stats(fields: dict[str, Any], stats: DiffStats) -> None:

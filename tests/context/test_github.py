@@ -127,17 +127,57 @@ def test_pull_request_with_full_history_uses_git_not_the_payload(tmp_path: Path)
     assert not any(n.startswith("changed paths unknown") for n in ctx.notes)
 
 
-def test_pull_request_merge_commit_checkout(tmp_path: Path) -> None:
-    """actions/checkout with fetch-depth 2: HEAD is the merge commit, the PR head sha is not needed."""
-    root = make_repo(tmp_path / "repo")
-    base, _ = pr_change(root)
+def _moved_main_merge(root: Path) -> tuple[str, str, str]:
+    """A PR (pr_change) whose base moved on after base.sha (main changed README.md), checked out as
+    GitHub's test merge commit refs/pull/N/merge. Returns (stale base sha, PR head sha, merge sha)."""
+    base, head = pr_change(root)
+    git(root, "checkout", "-q", "main")
+    write(root, "README.md", "# demo\nmain moved on\n")
+    commit_all(root, "main moves on")
     git(root, "checkout", "-q", "--detach", "main")
     git(root, "merge", "-q", "--no-ff", "-m", "Merge feature/x into main", "feature/x")
-    merge = git(root, "rev-parse", "HEAD")
-    payload = _pr_payload(base, "f" * 40)  # head commit absent from the clone
+    return base, head, git(root, "rev-parse", "HEAD")
+
+
+PR_PATHS = ["assets/logo.png", "docs/guide.md", "docs/manual.md", "src/app.py"]
+
+
+def test_pull_request_merge_commit_checkout_ignores_later_base_changes(tmp_path: Path) -> None:
+    """A labeled event with fetch-depth 0: base.sha is stale, HEAD is the merge commit. Only the PR's
+    changes count, not what main gained after base.sha."""
+    root = make_repo(tmp_path / "repo")
+    base, head, merge = _moved_main_merge(root)
+    payload = _pr_payload(base, head, "github_pull_request_labeled.json")
     ctx = _detect(tmp_path, "pull_request", payload, cwd=root, GITHUB_SHA=merge)
+    assert sorted(ctx.changed_paths or []) == PR_PATHS
     assert (ctx.diff_lines, ctx.diff_files) == (3, 3)
-    assert "src/app.py" in (ctx.changed_paths or [])
+
+
+def test_pull_request_merge_commit_checkout_needs_no_pr_head_ref(tmp_path: Path) -> None:
+    """fetch-depth 2: the merge commit and its parents are all that is needed."""
+    upstream = make_repo(tmp_path / "upstream")
+    base, head, merge = _moved_main_merge(upstream)
+    git(upstream, "update-ref", "refs/pull/42/merge", merge)
+    work = tmp_path / "work"
+    git(tmp_path, "init", "-q", str(work))
+    git(work, "fetch", "-q", "--depth", "2", f"file://{upstream}", "refs/pull/42/merge")
+    git(work, "checkout", "-q", "--detach", "FETCH_HEAD")
+    ctx = _detect(tmp_path, "pull_request", _pr_payload(base, head), cwd=work, GITHUB_SHA=merge)
+    assert sorted(ctx.changed_paths or []) == PR_PATHS
+
+
+def test_checkout_that_is_not_the_pr_merge_uses_base_and_head(tmp_path: Path) -> None:
+    """HEAD is a merge commit, but not of this PR's head: base.sha...head.sha instead."""
+    root = make_repo(tmp_path / "repo")
+    base, head, merge = _moved_main_merge(root)
+    payload = _pr_payload(base, head)
+    git(root, "checkout", "-q", "-b", "other", base)
+    write(root, "other.txt", "x\n")
+    commit_all(root, "other")
+    git(root, "checkout", "-q", "--detach", merge)
+    git(root, "merge", "-q", "--no-ff", "-m", "unrelated merge", "other")
+    ctx = _detect(tmp_path, "pull_request", payload, cwd=root, GITHUB_SHA=merge)
+    assert sorted(ctx.changed_paths or []) == PR_PATHS
 
 
 def test_pull_request_target_does_not_diff_the_base_checkout(tmp_path: Path) -> None:
@@ -198,3 +238,79 @@ def test_odd_payload_shapes_do_not_crash(tmp_path: Path) -> None:
 def test_agent_from_env(tmp_path: Path) -> None:
     ctx = _detect(tmp_path, "pull_request", "github_pull_request_opened.json", CI_GUARD_AGENT="pr-review")
     assert ctx.agent == "pr-review"
+
+
+@pytest.mark.parametrize(("event", "fixture", "expected"), [
+    ("pull_request_review", "github_pull_request_review.json",
+     {"pr": 44, "fork": True, "draft": False, "base_branch": "main", "head_branch": "main",
+      "labels": ["ai:review"], "actor": "bob"}),
+    ("pull_request_review_comment", "github_pull_request_review_comment.json",
+     {"pr": 42, "fork": False, "draft": True, "base_branch": "main", "head_branch": "feature/refunds",
+      "title": "Add partial refunds", "sha": HEAD_SHA, "actor": "bob"}),
+])
+def test_review_events_are_comments_on_the_pull_request(tmp_path: Path, event: str, fixture: str,
+                                                        expected: dict[str, Any]) -> None:
+    ctx = _detect(tmp_path, event, fixture, GITHUB_ACTOR="bob")
+    assert (ctx.trigger, ctx.event_name) == ("comment", event)
+    for field, value in expected.items():
+        assert getattr(ctx, field) == value, field
+
+
+MERGE_GROUP_REF = "gh-readonly-queue/main/pr-42-6dcb09b5b57875f334f61aebed695e2e4193db5e"
+
+
+def test_merge_group_event(tmp_path: Path) -> None:
+    ctx = _detect(tmp_path, "merge_group", "github_merge_group.json", GITHUB_REF=f"refs/heads/{MERGE_GROUP_REF}",
+                  GITHUB_SHA="c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7")
+    assert (ctx.trigger, ctx.event_name) == ("other", "merge_group")
+    assert (ctx.base_branch, ctx.head_branch) == ("main", MERGE_GROUP_REF)
+    assert ctx.sha == "c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7"
+    assert ctx.pr is None and ctx.fork is None and ctx.changed_paths is None
+    assert any(n.startswith("changed paths unknown") and "not a git checkout" in n for n in ctx.notes), ctx.notes
+
+
+def test_merge_group_diff_from_base_sha_to_head_sha(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo")
+    _, _, merge = _moved_main_merge(root)
+    payload = load_payload("github_merge_group.json")
+    group_base = git(root, "rev-parse", f"{merge}^1")  # the queue's parent commit: main as it is now
+    payload["merge_group"].update(base_sha=group_base, head_sha=merge)
+    ctx = _detect(tmp_path, "merge_group", payload, cwd=root, GITHUB_REF=f"refs/heads/{MERGE_GROUP_REF}",
+                  GITHUB_SHA=merge)
+    assert sorted(ctx.changed_paths or []) == PR_PATHS
+    assert ctx.base_branch == "main"
+
+
+def test_workflow_run_of_a_pull_request(tmp_path: Path) -> None:
+    ctx = _detect(tmp_path, "workflow_run", "github_workflow_run.json", GITHUB_REF="refs/heads/main")
+    assert (ctx.trigger, ctx.event_name) == ("other", "workflow_run")
+    assert (ctx.pr, ctx.fork, ctx.head_branch, ctx.base_branch) == (42, False, "feature/refunds", "main")
+    assert ctx.sha == HEAD_SHA
+    assert ctx.changed_paths is None
+    assert any(n.startswith("changed paths unknown") and "no API token" in n for n in ctx.notes), ctx.notes
+
+
+def test_workflow_run_of_a_fork_pull_request(tmp_path: Path) -> None:
+    """GitHub lists no pull_requests for a fork's run: PR and base stay unknown, the fork is detected."""
+    ctx = _detect(tmp_path, "workflow_run", "github_workflow_run_fork.json", GITHUB_REF="refs/heads/main")
+    assert (ctx.pr, ctx.fork, ctx.head_branch, ctx.base_branch) == (None, True, "main", None)
+    assert ctx.sha == "f00dfacef00dfacef00dfacef00dfacef00dface"
+
+
+def test_workflow_run_of_a_push_is_on_its_branch(tmp_path: Path) -> None:
+    payload = load_payload("github_workflow_run.json")
+    payload["workflow_run"].update(event="push", head_branch="main", pull_requests=[])
+    ctx = _detect(tmp_path, "workflow_run", payload, GITHUB_REF="refs/heads/main")
+    assert (ctx.pr, ctx.fork, ctx.head_branch, ctx.base_branch) == (None, False, "main", "main")
+
+
+def test_workflow_run_diff_from_the_pull_request_shas(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo")
+    base, head = pr_change(root)
+    git(root, "checkout", "-q", "main")  # workflow_run checks out the default branch
+    payload = load_payload("github_workflow_run.json")
+    payload["workflow_run"]["pull_requests"][0]["base"]["sha"] = base
+    payload["workflow_run"]["pull_requests"][0]["head"]["sha"] = head
+    payload["workflow_run"]["head_sha"] = head
+    ctx = _detect(tmp_path, "workflow_run", payload, cwd=root, GITHUB_REF="refs/heads/main")
+    assert sorted(ctx.changed_paths or []) == PR_PATHS
