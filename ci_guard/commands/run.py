@@ -26,11 +26,15 @@ from ci_guard.commands.options import build_context, context_options
               "(env CI_GUARD_OPENAI_UPSTREAM).")
 @click.option("--grace", "grace_s", type=float, default=3.0, show_default=True,
               help="Seconds the agent gets to end by itself after a cap refused its call.")
+@click.option("--strip-env", "strip_env", multiple=True, metavar="NAME",
+              help="Also remove this variable from the agent's environment (repeatable), e.g. GITLAB_TOKEN. "
+                   "Provider keys and CI_GUARD_LEDGER are always removed.")
 @click.option("--quiet", is_flag=True, help="No live line per call.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(policy_path: str, ledger_url: str | None, budget_snapshot: str | None, preset: str,
         summary_path: str | None, fmt: str, anthropic_upstream: str | None, openai_upstream: str | None,
-        grace_s: float, quiet: bool, command: tuple[str, ...], **context_flags: object) -> int:
+        grace_s: float, strip_env: tuple[str, ...], quiet: bool, command: tuple[str, ...],
+        **context_flags: object) -> int:
     """Decide, then run COMMAND through the metering proxy with the decision's hard caps.
 
     The agent gets a per-run token instead of the real provider keys and talks to a local proxy
@@ -56,6 +60,7 @@ def run(policy_path: str, ledger_url: str | None, budget_snapshot: str | None, p
         policy_path=policy_path, context=context, command=list(command), ledger_url=ledger_url,
         budget_snapshot=budget_snapshot, preset=preset, summary_path=summary_path, quiet=quiet,
         upstreams=upstreams_from_env(env, anthropic_upstream, openai_upstream), grace_s=grace_s,
+        strip_env=strip_env,
     )
     outcome = run_agent(request)
     if fmt == "github":

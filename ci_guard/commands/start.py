@@ -57,7 +57,8 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
             click.echo(f"::add-mask::{started.token}")
         _append_env(env)
         write_github_outputs({
-            "run-id": started.run_id, "decision": d.decision, "rule": d.rule, "model": d.model,
+            "run-id": started.run_id, "decision": d.decision, "rule": d.rule, "reason": d.reason or "",
+            "model": d.model,
             "max-turns": d.limits.max_turns, "max-cost-usd": d.limits.max_cost_usd,
             "proxy-url": started.proxy_url or "", "state-path": started.state_path,
         })

@@ -27,6 +27,7 @@ from ci_guard.context.model import RunContext
 from ci_guard.errors import CiGuardError, InvalidInputError, ProviderError
 from ci_guard.meter import lifecycle, loop
 from ci_guard.meter.caps import CapGuard
+from ci_guard.meter.hardening import make_undumpable
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.pricer import CatalogPricer
 from ci_guard.meter.proxy import MeterProxy
@@ -115,7 +116,11 @@ def start(*, policy_path: str, context: RunContext, ledger_url: str | None, budg
             [sys.executable, "-m", "ci_guard", "proxy", "--state", str(state)] + (["--quiet"] if quiet else []),
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
         )
-    port = _wait_ready(state, proc, ready_timeout_s)
+    try:
+        port = _wait_ready(state, proc, ready_timeout_s)
+    except BaseException:
+        lifecycle.abandon_run(prepared.ledger_url, prepared.run_id)
+        raise
     url = f"http://127.0.0.1:{port}"
     live.info(f"run {prepared.run_id}: metering proxy at {url} (pid {proc.pid}); "
               f"{prepared.decision.model or 'any model'}, rule {prepared.decision.rule!r}")
@@ -142,6 +147,7 @@ def serve(state_path: str, quiet: bool = False) -> int:
     from ci_guard.ledger import open_ledger
     from ci_guard.policy.decide import load_policy
 
+    make_undumpable()
     state_file = Path(state_path)
     data = read_state(state_path)
     register(data["token"])

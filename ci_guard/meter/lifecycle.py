@@ -79,10 +79,33 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
     finally:
         if store is not None:
             store.close()
-    pricer = CatalogPricer.from_policy(policy, policy_path, decision)
-    recorder = LedgerRecorder((lambda: open_ledger(url)) if store is not None else None,
-                              spill_path=f".ci-guard/{run_id}.unrecorded.jsonl" if store is not None else None)
+    try:
+        pricer = CatalogPricer.from_policy(policy, policy_path, decision)
+        recorder = LedgerRecorder((lambda: open_ledger(url)) if store is not None else None,
+                                  spill_path=f".ci-guard/{run_id}.unrecorded.jsonl" if store is not None else None)
+    except BaseException:
+        if store is not None:
+            abandon_run(url, run_id)
+        raise
     return PreparedRun(run_id, decision, url if store else None, pricer, recorder, reserved)
+
+
+def abandon_run(ledger_url: str | None, run_id: str) -> None:
+    """Mark a run that could not go on as an error and release its reservation (best effort)."""
+    if not ledger_url:
+        return
+    from ci_guard.ledger import open_ledger
+
+    try:
+        store = open_ledger(ledger_url)
+        try:
+            store.finish_run(run_id, "error", None, datetime.now(UTC))
+            store.settle(run_id)
+        finally:
+            store.close()
+    except LedgerError as exc:
+        LiveLog().info(f"warning: run {run_id} could not be closed in the ledger; its reservation expires "
+                       f"on its own: {redact(exc.render())}")
 
 
 def _open_store(open_ledger: Any, url: str) -> tuple[Any, str | None]:
@@ -117,8 +140,10 @@ def _reserve(store: Any, policy: Any, decision: Decision, context: RunContext, r
     if amount is None or not keys:
         return decision, None
     clamp = decision.enforcement.on_budget_exceeded == "clamp"
+    # A reservation must outlive the run it protects: never expire before the runtime cap (+10 min).
+    ttl = max(decision.enforcement.reservation_ttl_s, (decision.limits.max_runtime_s or 0) + 600)
     try:
-        reservation = store.reserve(run_id, keys, amount, decision.enforcement.reservation_ttl_s, now, clamp=clamp)
+        reservation = store.reserve(run_id, keys, amount, ttl, now, clamp=clamp)
     except BudgetExceededError as exc:
         return decision.model_copy(update={
             "decision": "deny", "rule": f"budget:{exc.budget}",

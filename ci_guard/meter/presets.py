@@ -16,8 +16,14 @@ from dataclasses import dataclass
 
 PRESETS = ("none", "claude-code", "codex")
 
-# Provider credentials held by ci-guard only: removed from the agent's environment.
-PROVIDER_SECRET_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_API_KEY", "CODEX_API_KEY")
+# Held by ci-guard only and removed from the agent's environment: model-provider credentials (the
+# agent must go through the meter), the ledger URL (it may carry a password, and an agent that can
+# write the ledger can settle its own budget) and ci-guard's own forge tokens.
+PROVIDER_SECRET_VARS = (
+    "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "OPENAI_API_KEY", "CODEX_API_KEY",
+    "AZURE_OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "MISTRAL_API_KEY", "OPENROUTER_API_KEY",
+    "CI_GUARD_LEDGER", "PGPASSWORD", "CI_GUARD_GITHUB_TOKEN", "CI_GUARD_GITLAB_TOKEN",
+)
 CODEX_PROVIDER_ID = "ci-guard"
 
 
@@ -28,9 +34,10 @@ class AgentLaunch:
 
 
 def agent_environment(base: Mapping[str, str], *, proxy_url: str, token: str, run_id: str,
-                      model: str | None, max_turns: int | None) -> dict[str, str]:
-    """The agent's environment: ours minus the real keys, plus the proxy and the run token."""
-    env = {k: v for k, v in base.items() if k not in PROVIDER_SECRET_VARS}
+                      model: str | None, max_turns: int | None, strip: Sequence[str] = ()) -> dict[str, str]:
+    """The agent's environment: ours minus the real keys (and ``strip``), plus the proxy and the run token."""
+    removed = set(PROVIDER_SECRET_VARS) | set(strip)
+    env = {k: v for k, v in base.items() if k not in removed}
     env.update({
         "ANTHROPIC_BASE_URL": f"{proxy_url}/anthropic",
         "ANTHROPIC_API_KEY": token,

@@ -58,10 +58,15 @@ class LedgerRecorder:
         if not self._spill_path:
             return
         row = asdict(call)
-        with open(self._spill_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self._spill_path)), exist_ok=True)
+            with open(self._spill_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row, default=str) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # the last resort failed too: say so loudly, with the row
+            log.error("ci-guard: could not spill call %s to %s (%s): %s", call.seq, self._spill_path, exc,
+                      redact(json.dumps(row, default=str)))
 
     def flush(self) -> None:
         """Wait until every queued write is done."""

@@ -17,12 +17,13 @@ from ci_guard.context.model import RunContext
 from ci_guard.errors import InvalidInputError
 from ci_guard.meter import lifecycle, loop
 from ci_guard.meter.caps import CapGuard
+from ci_guard.meter.hardening import make_undumpable
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.presets import agent_environment, apply_preset, detect_preset
 from ci_guard.meter.proxy import MeterProxy
 from ci_guard.meter.session import MeterSession, new_run_token
 from ci_guard.meter.summary import RunSummary
-from ci_guard.meter.supervisor import Supervisor, agent_exit_status
+from ci_guard.meter.supervisor import AgentExit, Supervisor, agent_exit_status
 from ci_guard.meter.upstreams import Upstreams, missing_credentials
 from ci_guard.secrets import register
 
@@ -47,6 +48,7 @@ class RunRequest:
     grace_s: float = 3.0
     kill_after_s: float = 5.0
     now: datetime | None = None
+    strip_env: tuple[str, ...] = ()  # more variables to keep from the agent (forge tokens, say)
 
 
 @dataclass
@@ -72,6 +74,7 @@ def _check_command(command: list[str], env: dict[str, str], cwd: str | None) -> 
 def run_agent(req: RunRequest) -> RunOutcome:
     env = dict(os.environ if req.environ is None else req.environ)
     _check_command(req.command, env, req.cwd)
+    make_undumpable()  # the agent, a child of ours, must not read our environment through /proc
     live = LiveLog(quiet=req.quiet)
     prepared = lifecycle.prepare_run(
         policy_path=req.policy_path, context=req.context, ledger_url=req.ledger_url,
@@ -93,21 +96,9 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
     )
     register(session.token)
     proxy = MeterProxy(session, req.upstreams)
-    await proxy.start()
-    live.info(f"run {session.run_id}: {decision.model or 'any model'}, rule {decision.rule!r}, "
-              f"proxy {proxy.url}")
-    for alert in decision.alerts:
-        live.info(f"ALERT: {alert}")
-    for provider in missing_credentials(req.upstreams):
-        live.info(f"note: no key for {provider}; calls to it will be refused by the provider")
-    agent_env = agent_environment(env, proxy_url=proxy.url, token=session.token, run_id=session.run_id,
-                                  model=decision.model, max_turns=decision.limits.max_turns)
-    preset = detect_preset(req.command) if req.preset == "auto" else req.preset
-    launch = apply_preset(preset, req.command, agent_env, proxy_url=proxy.url, model=decision.model,
-                          max_turns=decision.limits.max_turns)
-    supervisor = Supervisor(session, grace_s=req.grace_s, kill_after_s=req.kill_after_s)
     try:
-        exit_info = await supervisor.run(launch.command, launch.env, cwd=req.cwd)
+        await proxy.start()
+        exit_info = await _supervise(req, session, proxy, env, live)
     except BaseException:
         # Whatever went wrong, the run must not stay "running" with its budget reserved.
         await proxy.close()
@@ -122,8 +113,24 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
     live.info(f"run {session.run_id} {status}: {summary.turns} turns, {summary.tool_calls} tool calls, "
               f"${summary.cost_usd} in {summary.runtime_s:.1f}s"
               + (f" (stopped by {summary.stop_reason})" if summary.stop_reason else ""))
-    exit_code = EXIT_CAP_STOPPED if guard.stopped else code
-    return RunOutcome(summary, exit_code)
+    return RunOutcome(summary, EXIT_CAP_STOPPED if guard.stopped else code)
+
+
+async def _supervise(req: RunRequest, session: MeterSession, proxy: MeterProxy, env: dict[str, str],
+                     live: LiveLog) -> AgentExit:
+    decision = session.decision
+    live.info(f"run {session.run_id}: {decision.model or 'any model'}, rule {decision.rule!r}, proxy {proxy.url}")
+    for alert in decision.alerts:
+        live.info(f"ALERT: {alert}")
+    for provider in missing_credentials(req.upstreams):
+        live.info(f"note: no key for {provider}; calls to it will be refused by the provider")
+    agent_env = agent_environment(env, proxy_url=proxy.url, token=session.token, run_id=session.run_id,
+                                  model=decision.model, max_turns=decision.limits.max_turns, strip=req.strip_env)
+    preset = detect_preset(req.command) if req.preset == "auto" else req.preset
+    launch = apply_preset(preset, req.command, agent_env, proxy_url=proxy.url, model=decision.model,
+                          max_turns=decision.limits.max_turns)
+    supervisor = Supervisor(session, grace_s=req.grace_s, kill_after_s=req.kill_after_s)
+    return await supervisor.run(launch.command, launch.env, cwd=req.cwd)
 
 
 __all__ = ["EXIT_CAP_STOPPED", "EXIT_POLICY_REFUSED", "RunOutcome", "RunRequest", "run_agent"]

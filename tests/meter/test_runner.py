@@ -191,10 +191,15 @@ def test_real_keys_never_reach_the_agent_summary_or_ledger(workdir):
     dump = workdir / "env.json"
     script = f"import json, os; json.dump(dict(os.environ), open({str(dump)!r}, 'w'))"
     with run_simulator("tool-loop", api_key=KEY) as sim:
-        run_agent(request(workdir, sim, [sys.executable, "-c", script]))
+        req = request(workdir, sim, [sys.executable, "-c", script], strip_env=("GITLAB_TOKEN",))
+        req.environ.update(CI_GUARD_LEDGER="postgresql://ci:s3cret@db/ledger", PGPASSWORD="s3cret",
+                           GITLAB_TOKEN="glpat-forge-token-abcdefghij", GITHUB_TOKEN="ghs_keptforthereviewagent0001")
+        run_agent(req)
         outcome = run_agent(request(workdir, sim, [*AGENT, "--stream"]))
     env = json.loads(dump.read_text())
     assert KEY not in json.dumps(env) and "sk-proj-openai-real-key" not in json.dumps(env)
+    assert "s3cret" not in json.dumps(env) and "GITLAB_TOKEN" not in env  # ledger URL, PGPASSWORD, --strip-env
+    assert env["GITHUB_TOKEN"] == "ghs_keptforthereviewagent0001"  # review agents need their forge token
     assert env["ANTHROPIC_API_KEY"].startswith("cig_") and env["ANTHROPIC_BASE_URL"].endswith("/anthropic")
     assert env["OPENAI_BASE_URL"].endswith("/openai/v1") and env["CI_GUARD_MODEL"] == "claude-haiku-4-5"
     assert env["CI_GUARD_MAX_TURNS"] == "6" and env["CI_GUARD_RUN_ID"].startswith("run_")
@@ -268,3 +273,10 @@ def test_missing_agent_command_is_invalid_input_before_anything_is_reserved(work
         run_agent(request(workdir, sim, ["definitely-not-a-command-xyz"]))
     assert not (workdir / "ledger.db").exists() or not open_ledger(
         f"sqlite:///{workdir / 'ledger.db'}").list_runs()
+
+
+def test_ci_guard_makes_itself_undumpable():
+    code = ("import ctypes; from ci_guard.meter.hardening import make_undumpable; "
+            "ok = make_undumpable(); libc = ctypes.CDLL(None); print(ok, libc.prctl(3, 0, 0, 0, 0))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "0"]  # PR_GET_DUMPABLE reads 0 afterwards
