@@ -353,6 +353,8 @@ def _notes(cp: CompiledPolicy, facts: Facts, cr: CompiledRule | None) -> list[st
     """
     below = (1 << cr.index) - 1 if cr is not None else cp.all_mask
     mask = below & _unknown_refs(cp, facts)
+    if mask:
+        mask &= _not_ruled_out(cp, facts)
     if not mask:
         return []
     named: dict[tuple[str, str], list[str]] = {}
@@ -375,6 +377,19 @@ def _notes(cp: CompiledPolicy, facts: Facts, cr: CompiledRule | None) -> list[st
         shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
         notes.append(f"{what}: {shown} could not match on {key}")
     return notes
+
+
+def _not_ruled_out(cp: CompiledPolicy, facts: Facts) -> int:
+    """Rules that no *known* indexed value rules out (an unknown value rules nothing out here)."""
+    mask = cp.all_mask
+    for key, index in cp.indexes.items():
+        if key == "labels":
+            mask &= index.mask_any(facts.ctx.labels)
+        else:
+            value = facts.value(key)
+            if value is not None:
+                mask &= index.mask(value)
+    return mask
 
 
 def _unknown_refs(cp: CompiledPolicy, facts: Facts) -> int:
