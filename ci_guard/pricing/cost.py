@@ -76,24 +76,49 @@ def cost(usage: Usage, price: ModelPrice) -> CostBreakdown:
     )
 
 
+# The input size a call's tier is chosen from, relative to its estimate. The estimate is bytes/4
+# (ci_guard.meter.providers.base.estimate_tokens); code, JSON and non-English text tokenise at ~3.2
+# bytes a token, so the real input can be ~25% larger -- and a request whose real input is just past
+# a long-context threshold is billed at that tier's rates for *all* of its tokens.
+TIER_MARGIN = Decimal("1.25")
+
+
+def worst_case_rates(price: ModelPrice, input_tokens: int) -> tuple[Decimal, Decimal]:
+    """(USD per million input tokens, per million output tokens) of a call's worst case.
+
+    Per input token the dearest way it can be billed: fresh, or written to the 5-minute or 1-hour
+    cache (1.25x / 2x input for Anthropic); a cache read is always cheaper. The tier is the one the
+    input would select if it were :data:`TIER_MARGIN` times the estimate.
+    """
+    tier_input = int((Decimal(max(0, input_tokens)) * TIER_MARGIN).to_integral_value(rounding=ROUND_CEILING))
+    rates = price.rates_for(tier_input)
+    return max(rates.input, rates.cache_write_5m, rates.cache_write_1h), rates.output
+
+
 def worst_case_cost(price: ModelPrice, input_tokens: int, max_output_tokens: int) -> Decimal:
-    """Upper bound of a call before it is made: all input at the fresh input rate plus the full
-    output allowance, at the tier its input size selects; rounded *up* to the micro-dollar."""
-    rates = price.rates_for(input_tokens)
-    exact = _part(input_tokens, rates.input) + _part(max(0, max_output_tokens), rates.output)
+    """Upper bound of a call before it is made: every input token at the dearest input rate (fresh
+    or cache write) plus the full output allowance, at the tier of the input with a 25% margin;
+    rounded *up* to the micro-dollar."""
+    input_rate, output_rate = worst_case_rates(price, input_tokens)
+    exact = _part(max(0, input_tokens), input_rate) + _part(max(0, max_output_tokens), output_rate)
     return exact.quantize(MICRO, rounding=ROUND_CEILING)
 
 
 def max_output_for_budget(price: ModelPrice, input_tokens: int, budget_usd: Decimal) -> int:
-    """How many output tokens still fit in ``budget_usd`` after this call's input (0 if none)."""
-    rates = price.rates_for(input_tokens)
-    left = Decimal(budget_usd) - _part(input_tokens, rates.input)
-    if left <= 0:
+    """The largest n with ``worst_case_cost(price, input_tokens, n) <= budget_usd`` (0 if none fits,
+    :data:`UNLIMITED_OUTPUT` when output is free)."""
+    input_rate, output_rate = worst_case_rates(price, input_tokens)
+    # The worst case is rounded up to the micro-dollar, so it fits exactly when the unrounded sum
+    # fits the budget rounded down to the micro-dollar.
+    budget = Decimal(budget_usd).quantize(MICRO, rounding=ROUND_FLOOR)
+    left = budget - _part(max(0, input_tokens), input_rate)
+    if left < 0:
         return 0
-    if rates.output == 0:
+    if output_rate == 0:
         return UNLIMITED_OUTPUT
-    tokens = int((left * PER_MILLION / rates.output).to_integral_value(rounding=ROUND_FLOOR))
-    # the worst case rounds up to the micro-dollar: step back until it fits the budget exactly
+    tokens = int((left * PER_MILLION / output_rate).to_integral_value(rounding=ROUND_FLOOR))
+    tokens = min(tokens, UNLIMITED_OUTPUT)
+    # Defensive: Decimal division is inexact for some rates; never return an n that does not fit.
     while tokens > 0 and worst_case_cost(price, input_tokens, tokens) > budget_usd:
         tokens -= 1
-    return min(tokens, UNLIMITED_OUTPUT)
+    return tokens

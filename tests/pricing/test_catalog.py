@@ -121,10 +121,12 @@ def test_same_as_and_list_form_and_object_config():
 
 def test_worst_case_and_max_output():
     sonnet = load_catalog().lookup("claude-sonnet-4-5")
-    assert worst_case_cost(sonnet, 10000, 4000) == Decimal("0.090000")
-    assert worst_case_cost(sonnet, 250000, 4000) == Decimal("1.590000")  # the tier applies to all
-    assert max_output_for_budget(sonnet, 10000, Decimal("0.09")) == 4000
-    assert max_output_for_budget(sonnet, 10000, Decimal("0.089999")) == 3999
+    # input at the 1-hour cache-write rate ($6 = 2x input), output at $15
+    assert worst_case_cost(sonnet, 10000, 4000) == Decimal("0.120000")
+    assert worst_case_cost(sonnet, 250000, 4000) == Decimal("3.090000")  # the tier ($12 / $22.50) applies to all
+    assert max_output_for_budget(sonnet, 10000, Decimal("0.12")) == 4000
+    assert max_output_for_budget(sonnet, 10000, Decimal("0.119999")) == 3999
+    assert max_output_for_budget(sonnet, 10000, Decimal("0.06")) == 0
     assert max_output_for_budget(sonnet, 10000, Decimal("0.03")) == 0
     nano = load_catalog().lookup("gpt-5-nano")
     n = max_output_for_budget(nano, 0, Decimal("0.000001"))
