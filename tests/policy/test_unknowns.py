@@ -125,3 +125,37 @@ def test_budget_with_unknown_scope_key_never_holds_and_is_noted() -> None:
     assert any("team unknown" in o.detail for o in traces["team-has-money"].conditions)
     known = status("team-monthly", "100", scope="team", key="payments")
     assert decide(policy, pr_context(team="payments"), [known]).rule == "team-has-money"
+
+
+def test_issue_comment_without_a_token_is_noted_end_to_end(tmp_path: object) -> None:
+    """The reviewer's case: an issue_comment run with no API token leaves fork unknown."""
+    from pathlib import Path
+
+    from ci_guard.context.detect import detect_context
+    from tests.context.conftest import github_env
+
+    env = github_env(Path(str(tmp_path)), "issue_comment", "github_issue_comment_pr.json",
+                     GITHUB_REF="refs/heads/main")
+    ctx = detect_context(env, str(tmp_path))
+    assert ctx.fork is None
+    policy = _policy("""\
+        - {name: deny-forks, decision: deny, when: {fork: true}}
+        - {name: comments, decision: allow, when: {trigger: comment}}
+        """)
+    d = decide(policy, ctx, [])
+    assert d.rule == "comments"
+    assert "fork unknown: 'deny-forks' could not match on fork" in d.notes
+
+
+def test_team_budget_without_a_team_through_evaluate() -> None:
+    """No budget source: statuses are zero with scope_key None for the team budget; still unknown."""
+    from ci_guard.policy.decide import evaluate
+
+    policy = _policy("""\
+        - {name: team-has-money, decision: allow, when: {budget_remaining: {team-monthly: "> 10"}}}
+        - {name: rest, decision: deny}
+        """, TEAM_BUDGET)
+    d = evaluate(policy, pr_context(team=None, actor="nobody"))  # type: ignore[arg-type]
+    assert d.rule == "rest"
+    assert [b.scope_key for b in d.budgets] == [None]
+    assert any(n.startswith("team unknown for budget team-monthly") for n in d.notes), d.notes
