@@ -82,8 +82,27 @@ def gitlab_env(ws, fake: FakeGitLab, home: Path, upstream: str, *, fork: bool = 
     }
 
 
+_VAR_REF = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def job_variables(job: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
+    """The job's variables as GitLab hands them to the runner: ``$VAR`` / ``${VAR}`` references to
+    predefined (and earlier) variables are expanded, except in ``{value: ..., expand: false}``."""
+    known = dict(env)
+    out = {}
+    for name, spec in (job.get("variables") or {}).items():
+        if isinstance(spec, dict):
+            value, expand = str(spec.get("value", "")), spec.get("expand", True)
+        else:
+            value, expand = str(spec), True
+        if expand:
+            value = _VAR_REF.sub(lambda m: known.get(m.group(1) or m.group(2), m.group(0)), value)
+        out[name] = known[name] = value
+    return out
+
+
 def run_job(job: dict[str, Any], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    variables = {k: str(v) for k, v in (job.get("variables") or {}).items()}
+    variables = job_variables(job, env)
     script = "\n".join(job.get("before_script", []) + job["script"])
     return subprocess.run(["sh", "-c", script], cwd=cwd, env={**env, **variables}, capture_output=True,
                           text=True, timeout=600)
@@ -140,8 +159,10 @@ def test_plain_include_runs_the_same_job(tmp_path: Path, sim, gitlab) -> None:
     ws = make_workspace(tmp_path / "project")
     (tmp_path / "home").mkdir()
     template = yaml.safe_load(GITLAB_INCLUDE.read_text())[".ci-guard-agent"]
-    job = {**template, "variables": {**template["variables"], "CI_GUARD_POLICY": ".github/ci-guard.yml",
-                                     "CI_GUARD_AGENT": "pr-review", "CI_GUARD_PIP_SPEC": ""}}
+    job = {**template, "variables": {**template["variables"],
+                                     "CI_GUARD_POLICY": {"value": ".github/ci-guard.yml", "expand": False},
+                                     "CI_GUARD_AGENT": {"value": "pr-review", "expand": False},
+                                     "CI_GUARD_PIP_SPEC": {"value": "", "expand": False}}}
     env = {**gitlab_env(ws, gitlab, tmp_path / "home", sim.url), "ANTHROPIC_API_KEY": REAL_KEY,
            "CI_GUARD_LEDGER": f"sqlite:///{tmp_path}/ledger.db"}
     proc = run_job(job, env, ws.path)  # no command: check only
@@ -176,3 +197,53 @@ def test_denied_run_fails_the_job_only_with_fail_on_deny(tmp_path: Path, sim, gi
     assert "skip-drafts" in note.body
     _, strict = interpolate_component(_inputs(**{"fail-on-deny": "true"}))
     assert run_job(strict, env, ws.path).returncode == 1
+
+
+# A merge request author controls the title and the branch names; GitLab would expand a reference
+# to them inside a job variable before the script runs, and `sh -c` would then run the $(...).
+HOSTILE_TITLE = "x$(touch pwned)`touch pwned2`"
+LEAK_COMMAND = ('printf %s "$CI_MERGE_REQUEST_TITLE" > title.txt; '
+                'printf %s "$CI_MERGE_REQUEST_SOURCE_BRANCH_NAME" > branch.txt')
+
+
+def test_merge_request_text_in_the_command_is_data_not_code(tmp_path: Path, sim, gitlab) -> None:
+    ws = make_workspace(tmp_path / "project")
+    (tmp_path / "home").mkdir()
+    _, job = interpolate_component(_inputs(command=LEAK_COMMAND, preset="none"))
+    env = {**gitlab_env(ws, gitlab, tmp_path / "home", sim.url), "ANTHROPIC_API_KEY": REAL_KEY,
+           "GITLAB_TOKEN": GITLAB_TOKEN, "CI_GUARD_LEDGER": f"sqlite:///{tmp_path}/ledger.db",
+           "CI_MERGE_REQUEST_TITLE": HOSTILE_TITLE,
+           "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "x$(touch${IFS}pwned3)"}
+    proc = run_job(job, env, ws.path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not list(ws.path.glob("pwned*"))  # nothing the author wrote ran
+    assert (ws.path / "title.txt").read_text() == HOSTILE_TITLE  # it reached the command as text
+    assert (ws.path / "branch.txt").read_text() == "x$(touch${IFS}pwned3)"
+    assert job_variables(job, env)["CI_GUARD_COMMAND"] == LEAK_COMMAND
+
+
+def test_the_plain_include_keeps_merge_request_text_out_of_the_code(tmp_path: Path, sim, gitlab) -> None:
+    ws = make_workspace(tmp_path / "project")
+    (tmp_path / "home").mkdir()
+    template = yaml.safe_load(GITLAB_INCLUDE.read_text())[".ci-guard-agent"]
+    # what the include's header tells users to write when they extend `.ci-guard-agent`
+    job = {**template, "variables": {**template["variables"],
+                                     "CI_GUARD_POLICY": {"value": ".github/ci-guard.yml", "expand": False},
+                                     "CI_GUARD_AGENT": {"value": "pr-review", "expand": False},
+                                     "CI_GUARD_COMMAND": {"value": LEAK_COMMAND, "expand": False},
+                                     "CI_GUARD_PIP_SPEC": {"value": "", "expand": False}}}
+    env = {**gitlab_env(ws, gitlab, tmp_path / "home", sim.url), "ANTHROPIC_API_KEY": REAL_KEY,
+           "GITLAB_TOKEN": GITLAB_TOKEN, "CI_GUARD_LEDGER": f"sqlite:///{tmp_path}/ledger.db",
+           "CI_MERGE_REQUEST_TITLE": HOSTILE_TITLE}
+    proc = run_job(job, env, ws.path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not list(ws.path.glob("pwned*"))
+    assert (ws.path / "title.txt").read_text() == HOSTILE_TITLE
+
+
+def test_the_job_model_expands_like_gitlab() -> None:
+    """A canary for job_variables: without expand: false the title would become shell code."""
+    job = {"variables": {"A": "t=$CI_MERGE_REQUEST_TITLE", "B": {"value": "$A ${A}", "expand": False},
+                         "C": "${A}!", "D": "$UNKNOWN"}}
+    out = job_variables(job, {"CI_MERGE_REQUEST_TITLE": "$(id)"})
+    assert out == {"A": "t=$(id)", "B": "$A ${A}", "C": "t=$(id)!", "D": "$UNKNOWN"}

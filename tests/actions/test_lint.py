@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -296,6 +297,34 @@ def test_component_script_interpolates_no_input() -> None:
     """Inputs become variables; the script itself only reads variables."""
     for line in _component_job()["script"]:
         assert "$[[" not in line
+
+
+def test_every_gitlab_variable_is_left_unexpanded() -> None:
+    """GitLab expands $VARIABLES in job variables before the script runs (expand defaults to true),
+    so an input that mentions $CI_MERGE_REQUEST_TITLE would carry the author's text into
+    `sh -c "$CI_GUARD_COMMAND"` as code. Every variable the templates set takes input."""
+    include = _load(GITLAB_INCLUDE)[".ci-guard-agent"]["variables"]
+    for where, variables in (("component", _component_job()["variables"]), ("include", include)):
+        assert variables, where
+        for name, spec in variables.items():
+            assert isinstance(spec, dict) and spec.get("expand") is False, (where, name, spec)
+            assert set(spec) == {"value", "expand"}, (where, name)
+    inputs = {name for name, spec in _component_job()["variables"].items() if "$[[ inputs." in spec["value"]}
+    assert inputs >= {"CI_GUARD_COMMAND", "CI_GUARD_POLICY", "CI_GUARD_PIP_SPEC"}
+
+
+def test_gitlab_docs_show_only_unexpanded_command_variables() -> None:
+    """The include's header is what users copy: its CI_GUARD_* settings keep expand: false."""
+    header = "\n".join(line[1:] for line in GITLAB_INCLUDE.read_text().splitlines() if line.startswith("#"))
+    example = yaml.safe_load(textwrap.dedent(header.split("ai-review:", 1)[1].split("\n\n", 1)[0]))
+    assert "CI_GUARD_COMMAND" in example["variables"]
+    for name, spec in example["variables"].items():
+        assert isinstance(spec, dict) and spec.get("expand") is False, name
+
+
+def test_example_commands_reference_no_merge_request_variables() -> None:
+    (include,) = _load(GITLAB_EXAMPLE)["include"]
+    assert "$" not in include["inputs"]["command"]
 
 
 def test_example_gitlab_ci_includes_the_component() -> None:
