@@ -58,20 +58,23 @@ class Job:
     """One GitHub job on this machine: workspace, event, runner env; runs the action."""
 
     def __init__(self, tmp: Path, github: FakeGitHub, upstream: str, *, fork: bool = False,
-                 draft: bool = False) -> None:
+                 draft: bool = False, event_name: str = "pull_request") -> None:
         self.ws: Workspace = make_workspace(tmp / "workspace")
         self.temp = tmp / "runner-temp"
         self.temp.mkdir()
         home = tmp / "home"
         home.mkdir()
         self.ledger = f"sqlite:///{tmp}/ledger.db"
-        event = write_event(tmp / "event.json", pull_request_event(self.ws, fork=fork, draft=draft))
+        payload = pull_request_event(self.ws, fork=fork, draft=draft)
+        if event_name == "issue_comment":
+            payload = issue_comment_event(payload)
+        event = write_event(tmp / "event.json", payload)
         extra = {"GITHUB_API_URL": github.url, "GITHUB_SHA": self.ws.head_sha, "GITHUB_ACTOR": "alice",
                  "GITHUB_REF": f"refs/pull/{PR}/merge", "CI_GUARD_ANTHROPIC_UPSTREAM": upstream, **CLAUDE_ENV}
         self.env = base_env(home=home, temp=self.temp, workspace=self.ws.path, event_path=event,
-                            event_name="pull_request", repo=REPO, extra=extra)
+                            event_name=event_name, repo=REPO, extra=extra)
         self.env["PATH"] = os.pathsep.join([str(CLAUDE.parent), self.env["PATH"]])
-        self.github_ctx = {"token": GITHUB_TOKEN, "repository": REPO, "event_name": "pull_request",
+        self.github_ctx = {"token": GITHUB_TOKEN, "repository": REPO, "event_name": event_name,
                            "workspace": str(self.ws.path)}
 
     def run(self, action_dir: Path = ROOT, **inputs: str) -> ActionResult:
@@ -93,6 +96,19 @@ class Job:
             return store.list_calls(run_id)
         finally:
             store.close()
+
+
+def issue_comment_event(pull_event: dict) -> dict:
+    """The `issue_comment` payload for a comment on the PR: no draft, fork, branches or diff."""
+    pull = pull_event["pull_request"]
+    return {
+        "action": "created",
+        "issue": {"number": PR, "title": pull["title"], "labels": pull["labels"], "user": pull["user"],
+                  "state": "open", "pull_request": {"url": f"https://api.github.com/repos/{REPO}/pulls/{PR}"}},
+        "comment": {"id": 1, "body": "@claude please review", "user": {"login": "alice"},
+                    "author_association": "MEMBER"},
+        "repository": pull_event["repository"], "sender": {"login": "alice"},
+    }
 
 
 def _served_tokens(sim: sim_server.Simulator) -> dict[str, int]:
@@ -198,6 +214,10 @@ def test_start_and_stop_meter_claude_code_started_as_a_separate_process(tmp_path
     assert exported["ANTHROPIC_BASE_URL"].startswith("http://127.0.0.1:")
     assert exported["ANTHROPIC_API_KEY"] != REAL_KEY and "CI_GUARD_STATE" in exported
     assert f"::add-mask::{exported['ANTHROPIC_API_KEY']}" in started.log
+    assert started.outputs["rule"] == "review"
+    assert started.outputs["proxy-url"].startswith("http://127.0.0.1:")
+    assert exported["ANTHROPIC_BASE_URL"].startswith(started.outputs["proxy-url"])
+    assert started.outputs["state-path"] == exported["CI_GUARD_STATE"]
 
     # The agent step: a separate process with the job environment plus what start exported.
     agent_env = {**job.env, **exported}
@@ -242,3 +262,19 @@ def test_sub_actions_run_check_then_run_then_comment(tmp_path: Path, sim, github
          "install": "false", "python-version": ""})
     assert not commented.failed, commented.log
     assert len(github.visible(PR)) == 1
+
+
+def test_issue_comment_context_is_read_with_the_action_token(tmp_path: Path, sim, github) -> None:
+    """An issue_comment event knows nothing of the PR's draft state, fork or branches: the check
+    step reads them from the API with the action's github-token (the policy's skip-drafts rule
+    can only match then), and the token never shows in the log."""
+    job = Job(tmp_path, github, sim.url, event_name="issue_comment")
+    github.pulls[PR] = pull_request_event(job.ws, draft=True)["pull_request"]
+    github.pull_files[PR] = [{"filename": "src/app.py", "status": "modified", "additions": 5, "deletions": 0,
+                              "changes": 5, "sha": "0" * 40}]
+    result = job.run()  # no command: the policy check only
+    assert not result.failed, result.log
+    reads = [r for r in github.requests if r.line == f"GET /api/v3/repos/{REPO}/pulls/{PR}"]
+    assert reads and reads[0].headers["authorization"].split()[-1] == GITHUB_TOKEN
+    assert result.outputs["decision"] == "skip" and result.outputs["rule"] == "skip-drafts"
+    assert GITHUB_TOKEN not in result.log

@@ -246,6 +246,36 @@ def test_sub_actions_share_the_main_actions_inputs() -> None:
                 assert spec.get("default", "") == main[name].get("default", ""), (path, name)
 
 
+# What `ci-guard start --format github` writes to GITHUB_OUTPUT (ci_guard/commands/start.py).
+START_OUTPUTS = {"decision", "rule", "reason", "model", "max-turns", "max-cost-usd", "run-id", "proxy-url",
+                 "state-path"}
+
+
+@pytest.mark.parametrize("path", [ACTION_FILES[0], ROOT / "actions" / "start" / "action.yml"],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_output_of_start_is_mapped(path: Path) -> None:
+    outputs = _load(path)["outputs"]
+    for name in START_OUTPUTS:
+        assert name in outputs, name
+        assert f"steps.start.outputs.{name}" in outputs[name]["value"], name
+
+
+_CONTEXT_PHASES = re.compile(r"ci-guard-action\.sh\" (check|run|start)$")
+
+
+@pytest.mark.parametrize("path", ACTION_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_steps_that_detect_the_context_get_the_token(path: Path) -> None:
+    """check/run/start detect the run context; on issue_comment events draft, fork and branches
+    come only from the API, so they need the github-token (as CI_GUARD_GITHUB_TOKEN, which the
+    context detector reads and ci-guard keeps from the agent)."""
+    action = _load(path)
+    steps = [s for s in action["runs"]["steps"] if _CONTEXT_PHASES.search(s.get("run", "").strip())]
+    for step in steps:
+        assert "github-token" in action["inputs"], path
+        assert step["env"].get("CI_GUARD_GITHUB_TOKEN") == "${{ inputs.github-token }}", step["name"]
+    assert steps or path.parent.name in {"comment", "stop"}
+
+
 def test_every_script_phase_used_by_an_action_exists() -> None:
     script = ACTION_SCRIPT.read_text()
     phases = set(re.findall(r"ci-guard-action\.sh\" ([a-z-]+)", "\n".join(p.read_text() for p in ACTION_FILES)))

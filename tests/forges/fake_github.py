@@ -8,6 +8,7 @@ exercised too) and GraphQL at ``/api/graphql``:
 * ``GET`` (paginated: ``per_page``/``page`` + ``Link``) and ``POST /repos/{o}/{r}/issues/{n}/comments``
 * ``PATCH``/``DELETE /repos/{o}/{r}/issues/comments/{id}``
 * ``POST /graphql``: ``minimizeComment`` and ``viewer { login }``
+* ``GET /repos/{o}/{r}/pulls/{n}`` and ``.../files`` for the PRs put in ``pulls`` (context detection)
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class FakeGitHub(FakeServer):
         self.numbers = set(numbers)
         self.comments: list[Comment] = []
         self.next_id = 1000
+        self.pulls: dict[int, dict] = {}  # number -> pull request JSON (GET .../pulls/{n})
+        self.pull_files: dict[int, list[dict]] = {}
 
     @property
     def url(self) -> str:
@@ -82,6 +85,8 @@ class FakeGitHub(FakeServer):
             ("POST", rf"/repos/{owner_repo}/issues/(\d+)/comments", self._create),
             ("PATCH", rf"/repos/{owner_repo}/issues/comments/(\d+)", self._edit),
             ("DELETE", rf"/repos/{owner_repo}/issues/comments/(\d+)", self._delete),
+            ("GET", rf"/repos/{owner_repo}/pulls/(\d+)", self._pull),
+            ("GET", rf"/repos/{owner_repo}/pulls/(\d+)/files", self._pull_files),
         ]
         for method, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
@@ -104,6 +109,15 @@ class FakeGitHub(FakeServer):
             return Reply(404, {"message": "Not Found"})
         return Reply(200, {"id": 5000 + int(number), "number": int(number), "title": "t",
                            "url": f"{self.url}/repos/{self.repo}/issues/{number}"})
+
+    def _pull(self, req: Request, login: str, number: str) -> Reply:
+        pull = self.pulls.get(int(number))
+        return Reply(200, pull) if pull is not None else Reply(404, {"message": "Not Found"})
+
+    def _pull_files(self, req: Request, login: str, number: str) -> Reply:
+        if int(number) not in self.pulls:
+            return Reply(404, {"message": "Not Found"})
+        return Reply(200, self.pull_files.get(int(number), []) if req.query.get("page", "1") == "1" else [])
 
     def _json(self, c: Comment) -> dict:
         return {"id": c.id, "node_id": c.node_id, "body": c.body, "user": {"login": c.author, "id": 7},
