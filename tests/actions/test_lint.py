@@ -227,6 +227,21 @@ def test_workflow_run_example_refuses_fork_heads() -> None:
     assert "conclusion == 'failure'" in condition
 
 
+def test_comment_triggered_examples_only_run_for_trusted_commenters() -> None:
+    """issue_comment runs carry this repository's secrets for comments by anyone; before the agent
+    (and the budget reservation of `ci-guard start`) the job must check who wrote the comment."""
+    for path in WORKFLOW_FILES:
+        workflow = _load(path)
+        on = workflow.get(True) or workflow.get("on")
+        if not (isinstance(on, dict) and {"issue_comment", "pull_request_review_comment"} & set(on)):
+            continue
+        for name, job in workflow["jobs"].items():
+            condition = str(job.get("if", ""))
+            assert "github.event.comment.author_association" in condition, (path.name, name)
+            allowed = set(re.findall(r'"([A-Z_]+)"', condition))
+            assert allowed == {"OWNER", "MEMBER", "COLLABORATOR"}, (path.name, name, allowed)
+
+
 def test_examples_cover_the_documented_recipes() -> None:
     texts = {p.name: p.read_text() for p in WORKFLOW_FILES}
     joined = "\n".join(texts.values())
