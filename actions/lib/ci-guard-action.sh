@@ -179,6 +179,9 @@ phase_comment() {
   fi
   local args=(--summary "$summary_path" --platform github --behavior "$behavior")
   if [ -n "${CIG_POLICY:-}" ]; then args+=(--policy "$CIG_POLICY"); fi
+  # Explicit targets win over the summary's run context (a second stage must not trust an artifact).
+  if [ -n "${CIG_REPO:-}" ]; then args+=(--repo "$CIG_REPO"); fi
+  if [ -n "${CIG_PR:-}" ]; then args+=(--pr "$CIG_PR"); fi
   # A comment that cannot be posted (fork token, rate limit) is a warning, never a failed job.
   ci-guard comment "${args[@]}" || warning "the cost comment could not be posted (exit $?)"
 }

@@ -103,6 +103,17 @@ def target(opts: CommentOptions, summaries: Sequence[RunSummary], platform: str 
     return repo, _int(pr)
 
 
+def _flags_overrule_context(opts: CommentOptions, summaries: Sequence[RunSummary]) -> bool:
+    """True when --repo/--pr point elsewhere than a summary's run context (an artifact's claim)."""
+    for summary in summaries:
+        ctx = summary.decision.get("context") or {}
+        if opts.repo and ctx.get("repo") not in (None, "", opts.repo):
+            return True
+        if opts.pr is not None and _int(ctx.get("pr")) not in (None, opts.pr):
+            return True
+    return False
+
+
 def _int(value: object) -> int | None:
     try:
         return int(value) if value not in (None, "") else None  # type: ignore[call-overload]
@@ -183,6 +194,10 @@ def run_comment(opts: CommentOptions, *, environ: dict[str, str] | None = None, 
     summaries = [load_summary(p) for p in opts.summaries]
     platform = detect_platform(opts, summaries, env)
     repo, pr = target(opts, summaries, platform, env)
+    if _flags_overrule_context(opts, summaries):
+        # the summary's own values are not echoed: in a second-stage job PR code wrote them
+        report.info(f"the run summary names another repository or PR; posting to {repo}#{pr} "
+                    "as --repo/--pr say")
     earlier = history(opts, repo, pr, env, report.warn)
     if not summaries and not earlier:
         raise InvalidInputError("nothing to comment on: give --summary FILE (or a ledger with runs of --repo/--pr)")

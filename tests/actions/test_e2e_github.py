@@ -278,3 +278,27 @@ def test_issue_comment_context_is_read_with_the_action_token(tmp_path: Path, sim
     assert reads and reads[0].headers["authorization"].split()[-1] == GITHUB_TOKEN
     assert result.outputs["decision"] == "skip" and result.outputs["rule"] == "skip-drafts"
     assert GITHUB_TOKEN not in result.log
+
+
+def test_comment_action_posts_where_repo_and_pr_say_not_where_the_artifact_says(tmp_path: Path, sim,
+                                                                               github) -> None:
+    """The second stage of the fork pattern: the summary came from PR code and names another PR;
+    the `repo`/`pr` inputs (from trusted event data) decide where the comment goes."""
+    from tests.report import builders as b
+
+    job = Job(tmp_path, github, sim.url)
+    forged = b.run(dec=b.decision(context=b.context(repo=REPO, pr=99, title="forged target")))
+    summary = tmp_path / "artifact" / "summary.json"
+    summary.parent.mkdir()
+    summary.write_text(json.dumps(forged.model_dump(mode="json")))
+
+    def comment(**inputs: str) -> ActionResult:
+        runner = ActionRunner(ROOT / "actions" / "comment", job.env, job.github_ctx, job.ws.path, job.temp)
+        return runner.run({"summary-path": str(summary), "install": "false", "python-version": "", **inputs})
+
+    untrusted = comment()
+    assert not untrusted.failed and github.visible(99) == [] and github.visible(PR) == []
+    trusted = comment(repo=REPO, pr=str(PR))
+    assert not trusted.failed, trusted.log
+    (posted,) = github.visible(PR)
+    assert posted.author == "ci-bot" and "pr-review" in posted.body

@@ -19,6 +19,7 @@ import yaml
 
 from ci_guard.ledger import open_ledger
 from tests.actions.layout import ACTION_SCRIPT, EXAMPLES, ROOT
+from tests.helpers import require
 
 
 def _step(example: str, name: str) -> dict[str, Any]:
@@ -159,3 +160,58 @@ def test_preflight_skips_only_forks_without_the_needed_key(tmp_path: Path) -> No
     # check-only runs need no key, so a fork PR is still decided
     _, out = _phase("preflight", tmp_path, {"GITHUB_EVENT_PATH": event(True), "CIG_MODE": "run", "CIG_COMMAND": ""})
     assert "skip=false" in out
+
+
+# --- the two-stage fork comment: the target comes from the event, never from the artifact ------------
+
+
+def _fake_gh(tmp_path: Path, pages: list[list[dict]]) -> Path:
+    """A `gh` on PATH that answers `gh api --paginate .../pulls...` with the given pages."""
+    shims = tmp_path / "shims"
+    shims.mkdir(exist_ok=True)
+    data = tmp_path / "pages.json"
+    data.write_text("".join(json.dumps(page) + "\n" for page in pages))  # --paginate: arrays back to back
+    (shims / "gh").write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path}/gh.log"\ncat "{data}"\n')
+    (shims / "gh").chmod(0o755)
+    return shims
+
+
+def _find_pr(tmp_path: Path, pages: list[list[dict]], sha: str, head_repo: str) -> tuple[str, str]:
+    shims = _fake_gh(tmp_path, pages)
+    out = tmp_path / "out.txt"
+    out.write_text("")
+    step = _step("fork-pr-comment.yml", "Find the pull request")
+    proc = _bash(step["run"], tmp_path, {"PATH": os.pathsep.join([str(shims), os.environ["PATH"]]),
+                                         "GITHUB_OUTPUT": str(out), "GITHUB_REPOSITORY": "acme/app",
+                                         "GH_TOKEN": "t", "HEAD_SHA": sha, "HEAD_REPO": head_repo})
+    assert proc.returncode == 0, proc.stderr
+    return out.read_text(), proc.stdout
+
+
+def _pull(number: int, sha: str, head_repo: str) -> dict:
+    return {"number": number, "head": {"sha": sha, "repo": {"full_name": head_repo}}}
+
+
+def test_fork_comment_finds_the_pr_by_the_runs_head_repository_and_sha(tmp_path: Path) -> None:
+    require(shutil.which("jq") is not None, "jq is not installed")
+    pages = [[_pull(1, "a" * 40, "acme/app"), _pull(2, "b" * 40, "eve/app")],  # same SHA, other fork
+             [_pull(3, "b" * 40, "mallory/app")]]
+    out, _ = _find_pr(tmp_path, pages, "b" * 40, "mallory/app")
+    assert out == "number=3\n"
+    assert "repos/acme/app/pulls?state=open&per_page=100" in (tmp_path / "gh.log").read_text()
+
+
+def test_fork_comment_posts_nothing_without_a_matching_open_pr(tmp_path: Path) -> None:
+    require(shutil.which("jq") is not None, "jq is not installed")
+    out, stdout = _find_pr(tmp_path, [[_pull(1, "a" * 40, "acme/app")]], "c" * 40, "mallory/app")
+    assert out == "" and "::notice title=ci-guard::no open pull request" in stdout
+
+
+def test_fork_comment_targets_come_from_trusted_event_data() -> None:
+    step = _step("fork-pr-comment.yml", "Cost comment")
+    assert step["uses"].startswith("ci-guard/ci-guard/actions/comment@")
+    assert step["with"]["repo"] == "${{ github.repository }}"
+    assert step["with"]["pr"] == "${{ steps.pr.outputs.number }}"
+    find = _step("fork-pr-comment.yml", "Find the pull request")
+    assert find["env"]["HEAD_SHA"] == "${{ github.event.workflow_run.head_sha }}"
+    assert find["env"]["HEAD_REPO"] == "${{ github.event.workflow_run.head_repository.full_name }}"

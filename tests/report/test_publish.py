@@ -58,6 +58,20 @@ def test_repo_and_pr_flags_override_the_context(summary: Path, tmp_path: Path) -
         assert rc == 0 and srv.writes() == ["POST /api/v3/repos/other/repo/issues/5/comments"]
 
 
+def test_flags_overruling_the_summarys_target_are_reported_without_echoing_it(github: FakeGitHub,
+                                                                             tmp_path: Path) -> None:
+    """Second stage of the fork pattern: the artifact names PR 99 (with a hostile title); the
+    trusted --repo/--pr decide, and the log says so without printing the artifact's values."""
+    forged = b.run(dec=b.decision(context=b.context(pr=99, repo="acme/app", title="::set-output x")))
+    path = tmp_path / "artifact.json"
+    path.write_text(json.dumps(forged.to_json()))
+    rc, out, err = run(CommentOptions(summaries=[str(path)], no_ledger=True, repo="acme/app", pr=12),
+                       env_for(github, tmp_path))
+    assert rc == 0 and github.writes() == ["POST /api/v3/repos/acme/app/issues/12/comments"]
+    assert "names another repository or PR; posting to acme/app#12" in err
+    assert "#99" not in err and "::set-output" not in out + err
+
+
 def test_dry_run_prints_and_posts_nothing(github: FakeGitHub, summary: Path, tmp_path: Path) -> None:
     output = tmp_path / "comment.md"
     rc, out, _ = run(CommentOptions(summaries=[str(summary)], no_ledger=True, dry_run=True, output=str(output)),
