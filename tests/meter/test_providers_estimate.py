@@ -90,6 +90,10 @@ def test_text_that_mentions_base64_is_still_plain_text() -> None:
     messages = [{"role": "user", "content": 'decode "base64" and data:image/png;base64,AAAA please'},
                 {"role": "user", "content": [{"type": "text", "text": '{"type":"image","data":"AAAA"}'}]}]
     assert estimate_input_tokens("sys", messages) == text_tokens("sys", messages)
+    # media not declared base64 is counted as the text it is (here: a small inline SVG)
+    svg = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/svg+xml,<svg/>"}},
+                                        {"type": "text", "text": "base64"}]}]
+    assert estimate_input_tokens(svg) == text_tokens(svg)
 
 
 @pytest.mark.parametrize("endpoint, body", [
@@ -110,3 +114,14 @@ def test_simulator_serves_what_the_proxy_estimates(endpoint: str, body: dict) ->
     served = read_request(endpoint, body)
     assert served.total_tokens == adapter[endpoint]().inspect(body).estimated_input_tokens
     assert 0 < served.prefix_tokens < served.total_tokens < 25_000  # media counted per item in both
+
+
+def test_the_text_check_skips_the_walk_for_mere_mentions() -> None:
+    from ci_guard.meter.providers.media import may_carry_media
+
+    def check(part: object) -> bool:
+        return may_carry_media(json.dumps(part, separators=(",", ":"), ensure_ascii=False))
+
+    assert not check([{"type": "text", "text": 'import base64\nbase64.b64decode(s["base64"])'}])
+    assert check(anthropic_body("AAAA")["messages"])
+    assert check([{"type": "input_image", "image_url": "data:image/png;base64,AAAA"}])

@@ -13,10 +13,12 @@ Shapes recognised (wherever they are nested, e.g. inside a ``tool_result``):
 
 * Anthropic ``{"type": "image" | "document", "source": {"type": "base64", "data": ...}}``
   (a ``text`` document source is plain text and stays in the byte count);
-* Chat Completions ``{"type": "image_url", "image_url": {"url": "data:..."}}`` and
-  ``{"type": "file", "file": {"file_data": "data:..."}}``;
-* Responses ``{"type": "input_image", "image_url": "data:..."}`` and
-  ``{"type": "input_file", "file_data": ...}``.
+* Chat Completions ``{"type": "image_url", "image_url": {"url": "data:...;base64,..."}}`` and
+  ``{"type": "file", "file": {"file_data": "data:...;base64,..."}}``;
+* Responses ``{"type": "input_image", "image_url": "data:...;base64,..."}`` and
+  ``{"type": "input_file", "file_data": "data:...;base64,..."}``.
+
+Anything else (an https image URL, a non-base64 data URL, a file id) is counted as the text it is.
 """
 
 from __future__ import annotations
@@ -29,14 +31,23 @@ IMAGE_TOKENS = 1_600
 DOCUMENT_BYTES_PER_TOKEN = 40
 DOCUMENT_MIN_TOKENS = 1_600
 
-# Every recognised payload leaves one of these in the request's compact JSON. Inside a JSON string
-# a quote is always escaped, so '"base64"' only matches a real value. Checking the serialised text
-# first keeps the structure walk off the common request, which carries no media at all.
-_MARKERS = ('"base64"', ";base64,", '"file_data"', '"data:')
+# Only payloads declared base64 are recognised: an Anthropic source's ``"type":"base64"`` or a
+# ``data:...;base64,`` URL. One scan for the word (~1 ms per MB; each extra marker would cost as
+# much again), checking the characters around each hit, keeps the structure walk off every request
+# that carries no media -- including the many that merely mention base64 in code or prose. Inside
+# a JSON string a quote is always escaped, so '"base64"' there is a real value, never text.
+_MARKER = "base64"
+_MARKS = ('"base64"', ";base64,")
+_DATA_URL_HEAD = 256  # a data URL's header (media type and parameters) ends well before this
 
 
 def may_carry_media(compact_json: str) -> bool:
-    return any(marker in compact_json for marker in _MARKERS)
+    i = compact_json.find(_MARKER)
+    while i >= 0:
+        if i > 0 and compact_json[i - 1:i + 7] in _MARKS:
+            return True
+        i = compact_json.find(_MARKER, i + 6)
+    return False
 
 
 def media_payloads(part: Any) -> Iterator[tuple[str, int]]:
@@ -83,16 +94,16 @@ def _media(node: dict[str, Any]) -> tuple[str, int] | None:
     elif kind == "input_image":
         return _data_url(node.get("image_url"))
     elif kind == "input_file":
-        return _payload(node.get("file_data"), False)
+        return _file_data(node.get("file_data"))
     elif kind == "file":
         ref = node.get("file")
-        return _payload(ref.get("file_data") if isinstance(ref, dict) else None, False)
+        return _file_data(ref.get("file_data") if isinstance(ref, dict) else None)
     return None
 
 
 def _data_url(url: Any) -> tuple[str, int] | None:
     # A plain https:// image URL is a few bytes of text, already right in the byte count.
-    return (url, IMAGE_TOKENS) if isinstance(url, str) and url.startswith("data:") else None
+    return (url, IMAGE_TOKENS) if isinstance(url, str) and _base64_start(url) else None
 
 
 def _payload(data: Any, image: bool) -> tuple[str, int] | None:
@@ -101,9 +112,22 @@ def _payload(data: Any, image: bool) -> tuple[str, int] | None:
     return data, IMAGE_TOKENS if image else document_tokens(data)
 
 
+def _file_data(data: Any) -> tuple[str, int] | None:
+    # OpenAI's file_data is a ``data:application/pdf;base64,`` URL; anything else stays text.
+    return _payload(data, False) if isinstance(data, str) and _base64_start(data) else None
+
+
+def _base64_start(url: str) -> int:
+    """Where the payload of a ``data:...;base64,`` URL starts; 0 when ``url`` is not one."""
+    if not url.startswith("data:"):
+        return 0
+    comma = url.find(",", 0, _DATA_URL_HEAD)
+    return comma + 1 if comma > 0 and url[:comma].endswith(";base64") else 0
+
+
 def document_tokens(data: str) -> int:
     """Tokens of a base64 (or ``data:`` URL) document: decoded bytes / 40, at least 1,600."""
-    start = data.find(",") + 1 if data.startswith("data:") else 0
+    start = _base64_start(data)
     padding = 2 if data.endswith("==") else 1 if data.endswith("=") else 0
     decoded = (len(data) - start) * 3 // 4 - padding  # line breaks are not discounted: errs high
     return max(DOCUMENT_MIN_TOKENS, -(-decoded // DOCUMENT_BYTES_PER_TOKEN))
