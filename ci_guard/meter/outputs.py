@@ -39,6 +39,7 @@ def run_outputs(summary: RunSummary, summary_path: str | None) -> dict[str, obje
         "run-id": summary.run_id,
         "decision": decision.get("decision"),
         "rule": decision.get("rule"),
+        "reason": decision.get("reason") or "",
         "model": decision.get("model"),
         "max-turns": limits.get("max_turns"),
         "max-cost-usd": limits.get("max_cost_usd"),
