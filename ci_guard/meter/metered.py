@@ -25,6 +25,8 @@ from ci_guard.ledger.records import CallRecord
 from ci_guard.meter.caps import WAIT_FOR_CALLS_IN_FLIGHT, Admission, PlannedCall
 from ci_guard.meter.pricer import ASSUMED_MAX_OUTPUT
 from ci_guard.meter.providers.base import CallResult, RequestInfo, StreamMeter, WireAdapter
+from ci_guard.meter.upstream_client import UpstreamError
+from ci_guard.meter.upstream_hop import Response
 from ci_guard.pricing.usage import Usage
 from ci_guard.secrets import redact
 
@@ -170,9 +172,9 @@ class MeteredCall:
         meter: StreamMeter | None = None
         result, status_code, call_status, relayed = CallResult(), None, "ok", 0
         try:
-            async with proxy.client.post(
-                proxy.target(self.request, self.provider, self.tail),
-                headers=proxy.upstream_headers(self.request, self.provider), data=plan.data, allow_redirects=False,
+            async with proxy.client.request(
+                "POST", proxy.target(self.request, self.provider, self.tail),
+                proxy.upstream_headers(self.request, self.provider), plan.data,
             ) as upstream:
                 status_code = upstream.status
                 if "text/event-stream" in upstream.headers.get("content-type", ""):
@@ -192,7 +194,7 @@ class MeteredCall:
             result = meter.result() if meter else result
             result.error = f"upstream timed out (no data for {proxy.upstreams.read_timeout_s:g}s)"
             response = proxy.error(self.provider, 504, "timeout_error", f"ci-guard: {result.error}")
-        except aiohttp.ClientError as exc:
+        except UpstreamError as exc:
             call_status, status_code = "error", 502
             result = meter.result() if meter else result
             result.error = f"upstream unreachable: {describe(exc)}"
@@ -205,14 +207,14 @@ class MeteredCall:
         self._settle(plan, result, started_at, t0, status_code, call_status, relayed)
         return response
 
-    async def _relay(self, upstream: aiohttp.ClientResponse,
+    async def _relay(self, upstream: Response,
                      meter: StreamMeter) -> tuple[web.StreamResponse, CallResult, str, int]:
         """Forward an SSE stream chunk by chunk; return the response, what was metered, the status, bytes relayed."""
         response = web.StreamResponse(status=upstream.status, headers=response_headers(upstream))
         await response.prepare(self.request)
         relayed, client_gone, cut_error = 0, False, None
         try:
-            async for chunk in upstream.content.iter_any():
+            async for chunk in upstream.chunks():
                 out = meter.feed(chunk)
                 if out:
                     try:
@@ -225,7 +227,7 @@ class MeteredCall:
             if tail and not client_gone:
                 await response.write(tail)
                 relayed += len(tail)
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+        except (UpstreamError, TimeoutError) as exc:  # cut short, broken, malformed or silent too long
             cut_error = f"upstream stream ended early: {describe(exc)}"
             if self.provider == "anthropic":
                 client_gone = not await _write_error_event(response)
@@ -313,7 +315,7 @@ async def _write_error_event(response: web.StreamResponse) -> bool:
         return False
 
 
-async def _send_whole(request: web.Request, upstream: aiohttp.ClientResponse, payload: bytes) -> web.StreamResponse:
+async def _send_whole(request: web.Request, upstream: Response, payload: bytes) -> web.StreamResponse:
     response = web.StreamResponse(status=upstream.status, headers=response_headers(upstream))
     response.content_length = len(payload)
     try:
@@ -325,7 +327,7 @@ async def _send_whole(request: web.Request, upstream: aiohttp.ClientResponse, pa
     return response
 
 
-def response_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
+def response_headers(upstream: Response) -> dict[str, str]:
     return {k: v for k, v in upstream.headers.items() if k.lower() not in DROP_RESPONSE}
 
 

@@ -15,13 +15,14 @@ import asyncio
 import hmac
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from ci_guard.meter.caps import PlannedCall
 from ci_guard.meter.metered import DROP_REQUEST, MeteredCall, cap_message, describe, response_headers
 from ci_guard.meter.providers.registry import adapter_for
 from ci_guard.meter.session import MeterSession
+from ci_guard.meter.upstream_client import UpstreamError
+from ci_guard.meter.upstream_hop import UpstreamHop
 from ci_guard.meter.upstreams import Upstreams
 
 SHUTDOWN_GRACE_S = 10.0
@@ -36,7 +37,7 @@ class MeterProxy:
         self.upstreams = upstreams
         self.host = host
         self.port = port
-        self.client: aiohttp.ClientSession | None = None
+        self.client: UpstreamHop | None = None
         self._runner: web.AppRunner | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
 
@@ -48,13 +49,8 @@ class MeterProxy:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{provider:anthropic|openai}/{tail:.*}", self.handle)
         app.router.add_route("GET", "/_ci_guard/health", self.health)
-        self.client = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.upstreams.connect_timeout_s,
-                                          sock_read=self.upstreams.read_timeout_s),
-            auto_decompress=True,
-            trust_env=True,  # HTTPS_PROXY / NO_PROXY: CI runners behind a corporate proxy
-        )
+        # The lean client for direct upstreams; aiohttp for those behind an HTTP(S) proxy from the env.
+        self.client = UpstreamHop(self.upstreams)
         # In-flight calls get SHUTDOWN_GRACE_S to finish when the run ends (well below `stop`'s wait).
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S)
         await self._runner.setup()
@@ -137,12 +133,12 @@ class MeterProxy:
         body = await request.read()
         try:
             async with self.client.request(
-                request.method, self.target(request, provider, tail),
-                headers=self.upstream_headers(request, provider), data=body or None, allow_redirects=False,
+                request.method, self.target(request, provider, tail), self.upstream_headers(request, provider),
+                body or None,
             ) as upstream:
                 payload = await upstream.read()
                 return web.Response(status=upstream.status, body=payload, headers=response_headers(upstream))
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (UpstreamError, TimeoutError) as exc:
             return self.error(provider, 502, "api_error", f"ci-guard: upstream unreachable: {describe(exc)}")
 
     async def _count_tokens(self, request: web.Request, provider: str, tail: str) -> web.StreamResponse:
