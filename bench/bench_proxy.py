@@ -1,7 +1,9 @@
 """Added latency and memory of the metering proxy, measured side by side with direct calls.
 
 "aiohttp" columns are a bare aiohttp pass-through (bench/passthrough_floor.py) measured in the same
-run: the cost of the framework's extra hop alone, without ci-guard's metering.
+run: the cost of the framework's extra hop alone, without ci-guard's metering. "via aiohttp" columns
+are a second ci-guard proxy started with CI_GUARD_UPSTREAM_CLIENT=aiohttp (the upstream hop on
+aiohttp's ClientSession, as before the lean client): an A/B of the two upstream clients in one run.
 
 Processes: the simulator (`ci-guard simulate`), the proxy (`ci-guard start`, i.e. the real
 detached proxy with an SQLite ledger writing every call) and this load generator. Requests go
@@ -114,7 +116,7 @@ def summarize(samples: dict[str, list[float]]) -> dict[str, float]:
     ms = {name: [x * 1000 for x in values] for name, values in samples.items()}
     d = ms["direct"]
     out: dict[str, float] = {"n": len(d), "direct_p50_ms": statistics.median(d), "direct_p99_ms": pct(d, 99)}
-    for name in ("proxy", "floor"):
+    for name in ("proxy", "proxy_aiohttp", "floor"):
         out[f"{name}_p50_ms"] = statistics.median(ms[name])
         out[f"{name}_p99_ms"] = pct(ms[name], 99)
         out[f"{name}_added_p50_ms"] = out[f"{name}_p50_ms"] - out["direct_p50_ms"]
@@ -146,12 +148,20 @@ def main() -> None:
                     "--quiet"], env=env, check=True, capture_output=True)
     st = json.loads(state.read_text())
     proxied, token, pid = f"http://127.0.0.1:{st['port']}/anthropic", st["token"], st["pid"]
+    state_aio = work / "state-aiohttp.json"
+    subprocess.run([sys.executable, "-m", "ci_guard", "start", "--policy", str(work / "policy.yml"), "--repo",
+                    "bench/aiohttp", "--ledger", f"sqlite:///{work / 'ledger-aiohttp.db'}", "--state",
+                    str(state_aio), "--quiet"], env={**env, "CI_GUARD_UPSTREAM_CLIENT": "aiohttp"}, check=True,
+                   capture_output=True)
+    st_aio = json.loads(state_aio.read_text())
     direct = f"http://127.0.0.1:{sim_port}"
     floor_port = free_port()
     floor = subprocess.Popen([sys.executable, str(Path(__file__).with_name("passthrough_floor.py")), direct,
                               str(floor_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
-    targets = {"direct": (direct, key), "proxy": (proxied, token), "floor": (f"http://127.0.0.1:{floor_port}", key)}
+    targets = {"direct": (direct, key), "proxy": (proxied, token),
+               "proxy_aiohttp": (f"http://127.0.0.1:{st_aio['port']}/anthropic", st_aio["token"]),
+               "floor": (f"http://127.0.0.1:{floor_port}", key)}
     results: dict[str, object] = {"requests": args.requests, "python": sys.version.split()[0]}
     try:
         idle = rss_kib(pid)
@@ -175,17 +185,19 @@ def main() -> None:
                              "idle_rss_mib_first_proxy": idle / 1024}
         subprocess.run([sys.executable, "-m", "ci_guard", "stop", "--state", str(state2)], capture_output=True)
     finally:
-        subprocess.run([sys.executable, "-m", "ci_guard", "stop", "--state", str(state)], capture_output=True)
+        for s in (state, state_aio):
+            subprocess.run([sys.executable, "-m", "ci_guard", "stop", "--state", str(s)], capture_output=True)
         for p in (sim, slow, floor):
             p.send_signal(signal.SIGTERM)
             p.wait(10)
 
     print("added latency versus calling the simulator directly, measured interleaved in one run (ms)")
-    print(f"{'case':<24}{'n':>6}{'direct p50':>11}{'proxy +p50':>11}{'proxy +p99':>11}{'aiohttp +p50':>13}"
-          f"{'aiohttp +p99':>13}")
+    print(f"{'case':<24}{'n':>6}{'direct p50':>11}{'proxy +p50':>11}{'proxy +p99':>11}{'via aiohttp +p50':>17}"
+          f"{'via aiohttp +p99':>17}{'aiohttp +p50':>13}{'aiohttp +p99':>13}")
     for label, s in rows:
         print(f"{label:<24}{s['n']:>6}{s['direct_p50_ms']:>11.3f}{s['proxy_added_p50_ms']:>11.3f}"
-              f"{s['proxy_added_p99_ms']:>11.3f}{s['floor_added_p50_ms']:>13.3f}{s['floor_added_p99_ms']:>13.3f}")
+              f"{s['proxy_added_p99_ms']:>11.3f}{s['proxy_aiohttp_added_p50_ms']:>17.3f}"
+              f"{s['proxy_aiohttp_added_p99_ms']:>17.3f}{s['floor_added_p50_ms']:>13.3f}{s['floor_added_p99_ms']:>13.3f}")
     mem = results["memory"]
     print(f"proxy RSS: idle {mem['idle_rss_mib']:.1f} MiB, peak with {args.streams} concurrent streams "
           f"{mem['peak_rss_mib_64_streams']:.1f} MiB")

@@ -12,7 +12,6 @@ maps failures the same way whichever client carried the call.
 
 from __future__ import annotations
 
-import os
 import urllib.request
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,7 +20,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ci_guard.errors import InvalidInputError
 from ci_guard.meter.upstream_client import (
     UpstreamClient,
     UpstreamConnectionError,
@@ -29,9 +27,6 @@ from ci_guard.meter.upstream_client import (
     UpstreamPayloadError,
 )
 from ci_guard.meter.upstreams import Upstreams
-
-CLIENT_ENV = "CI_GUARD_UPSTREAM_CLIENT"
-CLIENT_CHOICES = ("auto", "aiohttp")
 
 
 class HeaderView(Protocol):
@@ -133,19 +128,12 @@ def env_proxy_applies(url: str) -> bool:
     return not (parts.hostname and urllib.request.proxy_bypass(parts.hostname))
 
 
-def client_choice(env: Mapping[str, str]) -> str:
-    choice = (env.get(CLIENT_ENV) or "auto").strip().lower()
-    if choice not in CLIENT_CHOICES:
-        raise InvalidInputError(f"{CLIENT_ENV}: expected one of {', '.join(CLIENT_CHOICES)}, got {choice!r}")
-    return choice
-
-
 class UpstreamHop:
     """Routes each request to the lean client, or to aiohttp for origins behind an environment proxy."""
 
-    def __init__(self, upstreams: Upstreams, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, upstreams: Upstreams) -> None:
         self.upstreams = upstreams
-        self.force_aiohttp = client_choice(os.environ if env is None else env) == "aiohttp"
+        self.force_aiohttp = upstreams.client == "aiohttp"  # CI_GUARD_UPSTREAM_CLIENT, read by upstreams_from_env
         self.lean = UpstreamClient(connect_timeout_s=upstreams.connect_timeout_s,
                                    read_timeout_s=upstreams.read_timeout_s)
         self._aiohttp: AiohttpTransport | None = None  # created on first need: most runs never need it
@@ -175,4 +163,4 @@ class UpstreamHop:
             await self._aiohttp.close()
 
 
-__all__ = ["CLIENT_ENV", "AiohttpTransport", "Response", "Transport", "UpstreamHop", "env_proxy_applies"]
+__all__ = ["AiohttpTransport", "Response", "Transport", "UpstreamHop", "env_proxy_applies"]

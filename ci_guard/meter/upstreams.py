@@ -10,6 +10,7 @@ from ci_guard.secrets import register
 
 DEFAULT_ANTHROPIC_UPSTREAM = "https://api.anthropic.com"
 DEFAULT_OPENAI_UPSTREAM = "https://api.openai.com/v1"
+UPSTREAM_CLIENTS = ("auto", "aiohttp")  # CI_GUARD_UPSTREAM_CLIENT: aiohttp is the escape hatch
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Upstreams:
     openai_api_key: str | None = None
     connect_timeout_s: float = 30.0
     read_timeout_s: float = 600.0  # the longest silence tolerated between bytes of a response
+    client: str = "auto"  # the upstream HTTP client: "auto" (lean, aiohttp behind env proxies) or "aiohttp"
 
     def target(self, provider: str, tail: str) -> str:
         """The upstream URL for a proxied path (``tail`` starts after the provider prefix)."""
@@ -55,6 +57,7 @@ def upstreams_from_env(env: Mapping[str, str], anthropic: str | None = None,
         anthropic_auth_token=env.get("ANTHROPIC_AUTH_TOKEN") or None,
         openai_api_key=env.get("OPENAI_API_KEY") or env.get("CODEX_API_KEY") or None,
         read_timeout_s=_seconds(env.get("CI_GUARD_UPSTREAM_TIMEOUT"), 600.0),
+        client=_client(env.get("CI_GUARD_UPSTREAM_CLIENT")),
     )
     for secret in (ups.anthropic_api_key, ups.anthropic_auth_token, ups.openai_api_key):
         register(secret)
@@ -71,6 +74,14 @@ def _seconds(text: str | None, default: float) -> float:
     if value <= 0:
         raise InvalidInputError(f"CI_GUARD_UPSTREAM_TIMEOUT: expected a positive number of seconds, got {text!r}")
     return value
+
+
+def _client(text: str | None) -> str:
+    choice = (text or "auto").strip().lower()
+    if choice not in UPSTREAM_CLIENTS:
+        raise InvalidInputError(f"CI_GUARD_UPSTREAM_CLIENT: expected one of {', '.join(UPSTREAM_CLIENTS)}, "
+                                f"got {text!r}")
+    return choice
 
 
 def missing_credentials(ups: Upstreams) -> list[str]:

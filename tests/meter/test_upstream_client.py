@@ -20,7 +20,7 @@ from ci_guard.meter.upstream_client import (
     UpstreamPayloadError,
 )
 from ci_guard.meter.upstream_hop import AiohttpTransport, UpstreamHop, env_proxy_applies
-from ci_guard.meter.upstreams import Upstreams
+from ci_guard.meter.upstreams import Upstreams, upstreams_from_env
 
 Reply = Callable[[int, asyncio.StreamWriter], Awaitable[bool]]  # (request number, writer) -> keep open?
 
@@ -362,7 +362,7 @@ def test_environment_proxy_falls_back_to_aiohttp(monkeypatch: pytest.MonkeyPatch
         monkeypatch.delenv(name, raising=False)
 
     async def transports(env: dict[str, str]) -> tuple[object, object]:
-        hop = UpstreamHop(Upstreams(), env)
+        hop = UpstreamHop(upstreams_from_env(env))
         try:
             return (type(hop.transport_for("https://api.anthropic.com/v1/messages")),
                     type(hop.transport_for("http://127.0.0.1:8011/v1/messages")))
@@ -380,7 +380,7 @@ def test_environment_proxy_falls_back_to_aiohttp(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("HTTPS_PROXY")
     assert asyncio.run(transports({"CI_GUARD_UPSTREAM_CLIENT": "aiohttp"})) == (AiohttpTransport, AiohttpTransport)
     with pytest.raises(InvalidInputError, match="CI_GUARD_UPSTREAM_CLIENT"):
-        UpstreamHop(Upstreams(), {"CI_GUARD_UPSTREAM_CLIENT": "curl"})
+        upstreams_from_env({"CI_GUARD_UPSTREAM_CLIENT": "curl"})
 
 
 def test_aiohttp_transport_maps_errors_like_the_lean_client() -> None:
@@ -389,7 +389,7 @@ def test_aiohttp_transport_maps_errors_like_the_lean_client() -> None:
         port = server.port
         srv.close()
         await srv.wait_closed()
-        hop = UpstreamHop(Upstreams(), {"CI_GUARD_UPSTREAM_CLIENT": "aiohttp"})
+        hop = UpstreamHop(Upstreams(client="aiohttp"))
         try:
             with pytest.raises(UpstreamConnectionError):
                 async with hop.request("GET", f"http://127.0.0.1:{port}/", {}):
