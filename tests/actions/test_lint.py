@@ -404,6 +404,19 @@ def test_pre_commit_entries_are_real_commands() -> None:
     require(exe is not None, "ci-guard is not installed on PATH")
     for entry in ("validate", "test"):
         result = subprocess.run([exe, entry, "--help"], capture_output=True, text=True, timeout=60)
-        if result.returncode != 0 and "No such command" in result.stderr:
-            pytest.skip(f"`ci-guard {entry}` is not built yet")
         assert result.returncode == 0, result.stderr
+
+
+def test_the_validate_hook_selects_policies_not_their_tests_and_they_all_pass() -> None:
+    hook = {h["id"]: h for h in _load(PRE_COMMIT_HOOKS)}["ci-guard-validate"]
+    files, exclude = re.compile(hook["files"]), re.compile(hook["exclude"])
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    selected = [p for p in tracked if files.search(p) and not exclude.search(p) and p.endswith((".yml", ".yaml"))]
+    assert "policies/default.yml" in selected and "policies/default.tests.yml" not in selected
+    for path in (".github/ci-guard.yml", ".gitlab/ci-guard.yml"):
+        assert files.search(path) and not exclude.search(path)
+    for path in (".github/workflows/ci-guard.yml", "ci/ci-guard.gitlab-ci.yml", "policies/tests/x.yml"):
+        assert not files.search(path) or exclude.search(path), path
+    result = subprocess.run([sys.executable, "-m", "ci_guard", "validate", *selected], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
