@@ -68,10 +68,6 @@ def has_commit(cwd: str, rev: str | None) -> bool:
     return try_git(cwd, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}") is not None
 
 
-def rev_parse(cwd: str, rev: str) -> str | None:
-    return try_git(cwd, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-
-
 def merge_parents(cwd: str, rev: str) -> tuple[str, str] | None:
     """The first and second parent of ``rev`` when it is a merge commit whose parents are here.
 

@@ -113,11 +113,6 @@ def merge(ctx: RunContext, update: dict[str, Any]) -> RunContext:
 # --- the --context JSON file ------------------------------------------------------------------
 
 
-def apply_context_file(ctx: RunContext, path: str) -> RunContext:
-    """Return ``ctx`` with the fields of the JSON object in ``path`` applied over it."""
-    return merge(ctx, context_file_fields(path))
-
-
 def context_file_fields(path: str) -> dict[str, Any]:
     """The validated fields of the JSON object in ``path`` (only the keys it has)."""
     text = _read(path)

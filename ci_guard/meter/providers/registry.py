@@ -24,11 +24,3 @@ def adapter_for(provider: str, path: str) -> WireAdapter | None:
     """
     clean = path.split("?", 1)[0].rstrip("/") or "/"
     return _ADAPTERS.get((provider, clean))
-
-
-def adapter_by_endpoint(endpoint: str) -> WireAdapter:
-    """The adapter named by its ``endpoint`` ("messages", "chat.completions", "responses")."""
-    for adapter in _ADAPTERS.values():
-        if adapter.endpoint == endpoint:
-            return adapter
-    raise KeyError(endpoint)

@@ -124,11 +124,6 @@ class SSEParser:
         self._data = []
         self._has_fields = False
 
-    @property
-    def in_event(self) -> bool:
-        """True while part of an event (or a comment block) has been received but not dispatched."""
-        return self._has_fields or bool(self._buf)
-
 
 def _line_end(buf: bytes, pos: int) -> tuple[int, int]:
     """(end of line content, start of next line) or (-1, -1) when the line is not complete yet.
