@@ -27,6 +27,12 @@ def validate_file(path: str | Path) -> Report:
         report.errors.append(Problem(f"cannot read: {exc}", str(path)))
         return report
     located = parse_yaml(text, str(path))
+    if isinstance(located.data, dict) and "cases" in located.data and "rules" not in located.data:
+        # A policy's unit tests next to it (policies/x.tests.yml) is the commonest wrong file here.
+        line, col = located.where(("cases",), key=True)
+        report.errors.append(Problem("this is a policy tests file, not a policy; run it with "
+                                     f"`ci-guard test POLICY {path}`", str(path), line, col, "cases"))
+        return report
     policy, problems = validate_located(located, str(path), check_references=False)
     report.errors += problems
     if policy is None:

@@ -95,3 +95,15 @@ def test_invalid_tests_files(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(InvalidInputError) as info:
         load_tests(f)
     assert expected in info.value.render().replace(str(tmp_path) + "/", "")
+
+
+def test_validate_points_a_tests_file_to_ci_guard_test():
+    from pathlib import Path
+
+    from ci_guard.policy.validate import validate_file
+
+    path = Path(__file__).resolve().parents[2] / "policies" / "default.tests.yml"
+    report = validate_file(path)
+    assert len(report.errors) == 1
+    problem = report.errors[0]
+    assert f"ci-guard test POLICY {path}" in problem.message and problem.line is not None
