@@ -21,9 +21,8 @@ from ci_guard.meter.providers.base import (
     as_list,
     as_str,
     error_text,
-    estimate_input_tokens,
-    fingerprint,
     load_json_body,
+    request_info,
 )
 from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter, parse_json
 from ci_guard.pricing.normalize import from_anthropic
@@ -49,16 +48,8 @@ class AnthropicMessages(WireAdapter):
     endpoint = "messages"
 
     def inspect(self, body: dict[str, Any]) -> RequestInfo:
-        max_tokens = body.get("max_tokens")
-        return RequestInfo(
-            model=body.get("model"),
-            stream=bool(body.get("stream")),
-            max_output_tokens=max_tokens if isinstance(max_tokens, int) else None,
-            estimated_input_tokens=estimate_input_tokens(
-                body.get("system"), body.get("messages"), body.get("tools")
-            ),
-            fingerprint=fingerprint({k: body.get(k) for k in _SEMANTIC_KEYS}),
-        )
+        return request_info(body, output_cap_keys=("max_tokens",), input_keys=("system", "messages", "tools"),
+                            semantic_keys=_SEMANTIC_KEYS)
 
     def prepare(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         return body, False  # every Anthropic stream reports usage already

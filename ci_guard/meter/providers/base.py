@@ -92,6 +92,25 @@ class WireAdapter(ABC):
         """A provider-shaped JSON error body (``kind`` is ci-guard's cap name or error type)."""
 
 
+def request_info(body: dict[str, Any], *, output_cap_keys: tuple[str, ...], input_keys: tuple[str, ...],
+                 semantic_keys: tuple[str, ...]) -> RequestInfo:
+    """What every adapter's ``inspect`` returns, from the keys of its wire format.
+
+    ``output_cap_keys`` in order of preference (the first integer wins); ``input_keys`` are the
+    parts of the request the model reads; ``semantic_keys`` decide whether two requests are "the
+    same" for retry-storm detection (not metadata, stream flags or headers).
+    """
+    cap = next((v for v in (body.get(k) for k in output_cap_keys) if isinstance(v, int) and not isinstance(v, bool)),
+               None)
+    return RequestInfo(
+        model=body.get("model"),
+        stream=bool(body.get("stream")),
+        max_output_tokens=cap,
+        estimated_input_tokens=estimate_input_tokens(*(body.get(k) for k in input_keys)),
+        fingerprint=fingerprint({k: body.get(k) for k in semantic_keys}),
+    )
+
+
 def fingerprint(obj: Any) -> str:
     """A stable hash of a JSON-able object (sorted keys), for identical-request detection."""
     data = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()

@@ -21,9 +21,8 @@ from ci_guard.meter.providers.base import (
     as_list,
     as_str,
     error_text,
-    estimate_input_tokens,
-    fingerprint,
     load_json_body,
+    request_info,
 )
 from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter, parse_json
 from ci_guard.pricing.normalize import from_openai_chat
@@ -45,18 +44,8 @@ class OpenAIChat(WireAdapter):
     endpoint = "chat.completions"
 
     def inspect(self, body: dict[str, Any]) -> RequestInfo:
-        cap = body.get("max_completion_tokens")
-        if not isinstance(cap, int):
-            cap = body.get("max_tokens")
-        return RequestInfo(
-            model=body.get("model"),
-            stream=bool(body.get("stream")),
-            max_output_tokens=cap if isinstance(cap, int) else None,
-            estimated_input_tokens=estimate_input_tokens(
-                body.get("messages"), body.get("tools"), body.get("functions")
-            ),
-            fingerprint=fingerprint({k: body.get(k) for k in _SEMANTIC_KEYS}),
-        )
+        return request_info(body, output_cap_keys=("max_completion_tokens", "max_tokens"),
+                            input_keys=("messages", "tools", "functions"), semantic_keys=_SEMANTIC_KEYS)
 
     def prepare(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         if not body.get("stream"):

@@ -19,9 +19,8 @@ from ci_guard.meter.providers.base import (
     as_dict,
     as_str,
     error_text,
-    estimate_input_tokens,
-    fingerprint,
     load_json_body,
+    request_info,
 )
 from ci_guard.meter.providers.openai_chat import openai_error_body
 from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter, parse_json
@@ -38,16 +37,8 @@ class OpenAIResponses(WireAdapter):
     min_output_tokens = 16  # the API rejects a smaller max_output_tokens
 
     def inspect(self, body: dict[str, Any]) -> RequestInfo:
-        cap = body.get("max_output_tokens")
-        return RequestInfo(
-            model=body.get("model"),
-            stream=bool(body.get("stream")),
-            max_output_tokens=cap if isinstance(cap, int) else None,
-            estimated_input_tokens=estimate_input_tokens(
-                body.get("instructions"), body.get("input"), body.get("tools")
-            ),
-            fingerprint=fingerprint({k: body.get(k) for k in _SEMANTIC_KEYS}),
-        )
+        return request_info(body, output_cap_keys=("max_output_tokens",),
+                            input_keys=("instructions", "input", "tools"), semantic_keys=_SEMANTIC_KEYS)
 
     def prepare(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         return body, False  # response.completed always carries usage
