@@ -18,15 +18,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from aiohttp import web
-
 from ci_guard.ledger.records import CallRecord
+from ci_guard.meter.agent_http import Request, Response, StreamResponse
 from ci_guard.meter.caps import WAIT_FOR_CALLS_IN_FLIGHT, Admission, PlannedCall
 from ci_guard.meter.pricer import ASSUMED_MAX_OUTPUT
 from ci_guard.meter.providers.base import CallResult, RequestInfo, StreamMeter, WireAdapter
 from ci_guard.meter.upstream_client import UpstreamError
-from ci_guard.meter.upstream_hop import Response
+from ci_guard.meter.upstream_hop import Response as UpstreamAnswer
 from ci_guard.pricing.usage import Usage
 from ci_guard.secrets import redact
 
@@ -69,7 +67,7 @@ class Plan:
 
 
 class MeteredCall:
-    def __init__(self, proxy: MeterProxy, request: web.Request, provider: str, tail: str,
+    def __init__(self, proxy: MeterProxy, request: Request, provider: str, tail: str,
                  adapter: WireAdapter) -> None:
         self.proxy = proxy
         self.session = proxy.session
@@ -79,7 +77,7 @@ class MeteredCall:
         self.adapter = adapter
 
     # -- 1. plan ---------------------------------------------------------------------------------
-    async def run(self) -> web.StreamResponse:
+    async def run(self) -> StreamResponse:
         raw = await self.request.read()
         try:
             body = json.loads(raw)
@@ -165,7 +163,7 @@ class MeteredCall:
         return fit
 
     # -- 2. forward ------------------------------------------------------------------------------
-    async def _forward(self, plan: Plan) -> web.StreamResponse:
+    async def _forward(self, plan: Plan) -> StreamResponse:
         proxy = self.proxy
         assert proxy.client is not None
         started_at, t0 = datetime.now(UTC), time.perf_counter()
@@ -207,10 +205,10 @@ class MeteredCall:
         self._settle(plan, result, started_at, t0, status_code, call_status, relayed)
         return response
 
-    async def _relay(self, upstream: Response,
-                     meter: StreamMeter) -> tuple[web.StreamResponse, CallResult, str, int]:
+    async def _relay(self, upstream: UpstreamAnswer,
+                     meter: StreamMeter) -> tuple[StreamResponse, CallResult, str, int]:
         """Forward an SSE stream chunk by chunk; return the response, what was metered, the status, bytes relayed."""
-        response = web.StreamResponse(status=upstream.status, headers=response_headers(upstream))
+        response = StreamResponse(status=upstream.status, headers=response_headers(upstream))
         await response.prepare(self.request)
         relayed, client_gone, cut_error = 0, False, None
         try:
@@ -220,7 +218,7 @@ class MeteredCall:
                     try:
                         await response.write(out)
                         relayed += len(out)
-                    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                    except ConnectionResetError:
                         client_gone = True
                         break
             tail = meter.close()
@@ -242,7 +240,7 @@ class MeteredCall:
         if not client_gone:
             try:
                 await response.write_eof()
-            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            except ConnectionResetError:
                 pass
         return response, result, status, relayed
 
@@ -272,7 +270,7 @@ class MeteredCall:
             session_id=self.request.headers.get("x-claude-code-session-id"),
         ))
 
-    def _refused(self, refusal: Refusal, info: RequestInfo) -> web.Response:
+    def _refused(self, refusal: Refusal, info: RequestInfo) -> Response:
         session, now = self.session, datetime.now(UTC)
         session.record(CallRecord(
             run_id=session.run_id, seq=session.next_seq(), started_at=now, ended_at=now,
@@ -281,7 +279,7 @@ class MeteredCall:
             fingerprint=info.fingerprint, error=f"{refusal.cap}: {refusal.message}"[:500],
             session_id=self.request.headers.get("x-claude-code-session-id"), is_turn=False,
         ))
-        return web.Response(status=400, body=self.adapter.error_body(400, refusal.cap, refusal.message),
+        return Response(status=400, body=self.adapter.error_body(400, refusal.cap, refusal.message),
                             content_type="application/json")
 
 
@@ -304,30 +302,30 @@ def _estimate_cut(usage: Usage, estimated_input: int, relayed: int) -> tuple[Usa
     return estimated, "usage estimated: the stream ended before the provider reported it"
 
 
-async def _write_error_event(response: web.StreamResponse) -> bool:
+async def _write_error_event(response: StreamResponse) -> bool:
     """A proper Anthropic error event, so the agent's SDK raises instead of waiting on a half stream."""
     err = json.dumps({"type": "error", "error": {"type": "api_error", "message": "ci-guard: the upstream "
                       "stream ended before the message was complete"}})
     try:
         await response.write(f"event: error\ndata: {err}\n\n".encode())
         return True
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+    except ConnectionResetError:
         return False
 
 
-async def _send_whole(request: web.Request, upstream: Response, payload: bytes) -> web.StreamResponse:
-    response = web.StreamResponse(status=upstream.status, headers=response_headers(upstream))
+async def _send_whole(request: Request, upstream: UpstreamAnswer, payload: bytes) -> StreamResponse:
+    response = StreamResponse(status=upstream.status, headers=response_headers(upstream))
     response.content_length = len(payload)
     try:
         await response.prepare(request)
         await response.write(payload)
         await response.write_eof()
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+    except ConnectionResetError:
         pass  # the agent went away; the call is still metered and recorded
     return response
 
 
-def response_headers(upstream: Response) -> dict[str, str]:
+def response_headers(upstream: UpstreamAnswer) -> dict[str, str]:
     return {k: v for k, v in upstream.headers.items() if k.lower() not in DROP_RESPONSE}
 
 

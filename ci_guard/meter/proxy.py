@@ -1,4 +1,4 @@
-"""The metering proxy: an aiohttp server on 127.0.0.1 that the agent talks to instead of the provider.
+"""The metering proxy: a lean HTTP server on 127.0.0.1 that the agent talks to instead of the provider.
 
 Routes: ``/anthropic/...`` forwards to the Anthropic upstream, ``/openai/v1/...`` to the OpenAI (or
 OpenAI-compatible) upstream. Generation endpoints are metered through a wire adapter; harmless GETs
@@ -7,6 +7,9 @@ could spend money behind the meter's back.
 
 The agent authenticates with the per-run token; the proxy swaps it for the real key, which only
 ci-guard's own process holds.
+
+The server is :mod:`ci_guard.meter.agent_server`; the handlers here see only the request/response
+interface of :mod:`ci_guard.meter.agent_http`.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import asyncio
 import hmac
 from typing import Any
 
-from aiohttp import web
-
+from ci_guard.meter.agent_http import Request, Response, StreamResponse, json_response
+from ci_guard.meter.agent_server import SHUTDOWN_GRACE_S, AgentServer
 from ci_guard.meter.caps import PlannedCall
 from ci_guard.meter.metered import DROP_REQUEST, MeteredCall, cap_message, describe, response_headers
 from ci_guard.meter.providers.registry import adapter_for
@@ -25,7 +28,8 @@ from ci_guard.meter.upstream_client import UpstreamError
 from ci_guard.meter.upstream_hop import UpstreamHop
 from ci_guard.meter.upstreams import Upstreams
 
-SHUTDOWN_GRACE_S = 10.0
+PROVIDERS = ("anthropic", "openai")
+HEALTH_PATH = "/_ci_guard/health"
 
 
 class MeterProxy:
@@ -38,7 +42,7 @@ class MeterProxy:
         self.host = host
         self.port = port
         self.client: UpstreamHop | None = None
-        self._runner: web.AppRunner | None = None
+        self._server: AgentServer | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
 
     @property
@@ -46,33 +50,37 @@ class MeterProxy:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{provider:anthropic|openai}/{tail:.*}", self.handle)
-        app.router.add_route("GET", "/_ci_guard/health", self.health)
         # The lean client for direct upstreams; aiohttp for those behind an HTTP(S) proxy from the env.
         self.client = UpstreamHop(self.upstreams)
-        # In-flight calls get SHUTDOWN_GRACE_S to finish when the run ends (well below `stop`'s wait).
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self._server = AgentServer(self.route, self.host, self.port)
+        await self._server.start()
+        self.port = self._server.port
 
     async def close(self) -> None:
+        # In-flight calls get SHUTDOWN_GRACE_S to finish when the run ends (well below `stop`'s wait).
+        if self._server is not None:
+            await self._server.close(SHUTDOWN_GRACE_S)
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=SHUTDOWN_GRACE_S)
-        if self._runner is not None:
-            await self._runner.cleanup()
         if self.client is not None:
             await self.client.close()
 
-    async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"run_id": self.session.run_id, "stopped": self.session.guard.stopped})
+    async def route(self, request: Request) -> StreamResponse:
+        """``/anthropic/...`` and ``/openai/...`` are proxied; ``/_ci_guard/health`` answers for `ci-guard start`."""
+        provider, sep, tail = request.path[1:].partition("/")
+        if sep and provider in PROVIDERS:
+            return await self.handle(request, provider, tail)
+        if request.path == HEALTH_PATH:
+            if request.method in ("GET", "HEAD"):
+                return await self.health(request)
+            return json_response({"error": f"method {request.method} not allowed"}, status=405)
+        return json_response({"error": f"ci-guard: no route for {request.path}"}, status=404)
+
+    async def health(self, request: Request) -> StreamResponse:
+        return json_response({"run_id": self.session.run_id, "stopped": self.session.guard.stopped})
 
     # -- request handling --------------------------------------------------------------------
-    def _authorized(self, request: web.Request) -> bool:
+    def _authorized(self, request: Request) -> bool:
         presented = request.headers.get("x-api-key")
         if presented is None:
             auth = request.headers.get("authorization", "")
@@ -80,9 +88,7 @@ class MeterProxy:
                 presented = auth[7:].strip()
         return presented is not None and hmac.compare_digest(presented.encode(), self.session.token.encode())
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        provider = request.match_info["provider"]
-        tail = request.match_info["tail"]
+    async def handle(self, request: Request, provider: str, tail: str) -> StreamResponse:
         if not self._authorized(request):
             return self.error(provider, 401, "authentication_error",
                                "ci-guard: invalid or missing run token for this metering proxy")
@@ -116,19 +122,19 @@ class MeterProxy:
         allowed = self.session.decision.enforcement.allow_unmetered_posts
         return any(full.rstrip("/") == p.rstrip("/") or path.rstrip("/") == p.rstrip("/") for p in allowed)
 
-    def upstream_headers(self, request: web.Request, provider: str) -> dict[str, str]:
+    def upstream_headers(self, request: Request, provider: str) -> dict[str, str]:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST}
         headers.update(self.upstreams.auth_headers(provider))
         headers["accept-encoding"] = "identity"
         return headers
 
-    def target(self, request: web.Request, provider: str, tail: str) -> str:
+    def target(self, request: Request, provider: str, tail: str) -> str:
         url = self.upstreams.target(provider, tail)
         if request.query_string:
             url += "?" + request.query_string
         return url
 
-    async def _passthrough(self, request: web.Request, provider: str, tail: str) -> web.StreamResponse:
+    async def _passthrough(self, request: Request, provider: str, tail: str) -> StreamResponse:
         assert self.client is not None
         body = await request.read()
         try:
@@ -137,11 +143,11 @@ class MeterProxy:
                 body or None,
             ) as upstream:
                 payload = await upstream.read()
-                return web.Response(status=upstream.status, body=payload, headers=response_headers(upstream))
+                return Response(status=upstream.status, body=payload, headers=response_headers(upstream))
         except (UpstreamError, TimeoutError) as exc:
             return self.error(provider, 502, "api_error", f"ci-guard: upstream unreachable: {describe(exc)}")
 
-    async def _count_tokens(self, request: web.Request, provider: str, tail: str) -> web.StreamResponse:
+    async def _count_tokens(self, request: Request, provider: str, tail: str) -> StreamResponse:
         # Forwarded and recorded (it is free and not a turn), but still subject to the runtime cap.
         guard = self.session.guard
         admission = guard.admit(PlannedCall("count_tokens", 0, None, None, is_turn=False))
@@ -150,12 +156,12 @@ class MeterProxy:
             return self.error(provider, 400, "invalid_request_error", cap_message(admission.cap, admission.message))
         return await self._passthrough(request, provider, tail)
 
-    def error(self, provider: str, status: int, kind: str, message: str) -> web.Response:
+    def error(self, provider: str, status: int, kind: str, message: str) -> Response:
         if provider == "anthropic":
             body = {"type": "error", "error": {"type": kind, "message": message}}
         else:
             body = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
-        return web.json_response(body, status=status)
+        return json_response(body, status=status)
 
 
 __all__ = ["MeterProxy"]
