@@ -1,15 +1,17 @@
 """Added latency and memory of the metering proxy, measured side by side with direct calls.
 
 "aiohttp" columns are a bare aiohttp pass-through (bench/passthrough_floor.py) measured in the same
-run: the cost of the framework's extra hop alone, without ci-guard's metering. "via aiohttp" columns
-are a second ci-guard proxy started with CI_GUARD_UPSTREAM_CLIENT=aiohttp (the upstream hop on
-aiohttp's ClientSession, as before the lean client): an A/B of the two upstream clients in one run.
+run: the cost of the framework's extra hop alone, without ci-guard's metering. "B" columns are a
+second ci-guard proxy for an A/B in one run: by default started with CI_GUARD_UPSTREAM_CLIENT=aiohttp
+(the upstream hop on aiohttp's ClientSession, as before the lean client); with ``--baseline DIR``,
+the proxy of another checkout (e.g. ``git archive <commit> ci_guard | tar -x -C DIR``), so a change
+to the proxy is compared with the code before it.
 
 Processes: the simulator (`ci-guard simulate`), the proxy (`ci-guard start`, i.e. the real
 detached proxy with an SQLite ledger writing every call) and this load generator. Requests go
 alternately direct and through the proxy, so both see the same machine noise.
 
-    python bench/bench_proxy.py [--requests 2000] [--out bench/results/proxy.json]
+    python bench/bench_proxy.py [--requests 2000] [--baseline DIR] [--out bench/results/proxy.json]
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def summarize(samples: dict[str, list[float]]) -> dict[str, float]:
     ms = {name: [x * 1000 for x in values] for name, values in samples.items()}
     d = ms["direct"]
     out: dict[str, float] = {"n": len(d), "direct_p50_ms": statistics.median(d), "direct_p99_ms": pct(d, 99)}
-    for name in ("proxy", "proxy_aiohttp", "floor"):
+    for name in ("proxy", "proxy_b", "floor"):
         out[f"{name}_p50_ms"] = statistics.median(ms[name])
         out[f"{name}_p99_ms"] = pct(ms[name], 99)
         out[f"{name}_added_p50_ms"] = out[f"{name}_p50_ms"] - out["direct_p50_ms"]
@@ -129,6 +131,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--streams", type=int, default=64)
     ap.add_argument("--out", default="bench/results/proxy.json")
+    ap.add_argument("--baseline", help="a checkout (directory holding ci_guard/) whose proxy is the B side")
     args = ap.parse_args()
 
     key = "sk-ant-bench-provider-key-000000000000"
@@ -148,11 +151,15 @@ def main() -> None:
                     "--quiet"], env=env, check=True, capture_output=True)
     st = json.loads(state.read_text())
     proxied, token, pid = f"http://127.0.0.1:{st['port']}/anthropic", st["token"], st["pid"]
-    state_aio = work / "state-aiohttp.json"
+    state_aio = work / "state-b.json"
+    if args.baseline:  # `python -m ci_guard` from that directory imports its ci_guard, not this one
+        b_env, b_cwd = {**env, "PYTHONPATH": os.path.abspath(args.baseline)}, os.path.abspath(args.baseline)
+        b_label = f"baseline checkout {args.baseline}"
+    else:
+        b_env, b_cwd, b_label = {**env, "CI_GUARD_UPSTREAM_CLIENT": "aiohttp"}, None, "CI_GUARD_UPSTREAM_CLIENT=aiohttp"
     subprocess.run([sys.executable, "-m", "ci_guard", "start", "--policy", str(work / "policy.yml"), "--repo",
-                    "bench/aiohttp", "--ledger", f"sqlite:///{work / 'ledger-aiohttp.db'}", "--state",
-                    str(state_aio), "--quiet"], env={**env, "CI_GUARD_UPSTREAM_CLIENT": "aiohttp"}, check=True,
-                   capture_output=True)
+                    "bench/b", "--ledger", f"sqlite:///{work / 'ledger-b.db'}", "--state",
+                    str(state_aio), "--quiet"], env=b_env, cwd=b_cwd, check=True, capture_output=True)
     st_aio = json.loads(state_aio.read_text())
     direct = f"http://127.0.0.1:{sim_port}"
     floor_port = free_port()
@@ -160,9 +167,10 @@ def main() -> None:
                               str(floor_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     targets = {"direct": (direct, key), "proxy": (proxied, token),
-               "proxy_aiohttp": (f"http://127.0.0.1:{st_aio['port']}/anthropic", st_aio["token"]),
+               "proxy_b": (f"http://127.0.0.1:{st_aio['port']}/anthropic", st_aio["token"]),
                "floor": (f"http://127.0.0.1:{floor_port}", key)}
-    results: dict[str, object] = {"requests": args.requests, "python": sys.version.split()[0]}
+    results: dict[str, object] = {"requests": args.requests, "python": sys.version.split()[0],
+                                  "proxy_b": b_label}
     try:
         idle = rss_kib(pid)
         rows = []
@@ -192,12 +200,13 @@ def main() -> None:
             p.wait(10)
 
     print("added latency versus calling the simulator directly, measured interleaved in one run (ms)")
-    print(f"{'case':<24}{'n':>6}{'direct p50':>11}{'proxy +p50':>11}{'proxy +p99':>11}{'via aiohttp +p50':>17}"
-          f"{'via aiohttp +p99':>17}{'aiohttp +p50':>13}{'aiohttp +p99':>13}")
+    print(f"B: {b_label}")
+    print(f"{'case':<24}{'n':>6}{'direct p50':>11}{'proxy +p50':>11}{'proxy +p99':>11}{'B +p50':>17}"
+          f"{'B +p99':>17}{'aiohttp +p50':>13}{'aiohttp +p99':>13}")
     for label, s in rows:
         print(f"{label:<24}{s['n']:>6}{s['direct_p50_ms']:>11.3f}{s['proxy_added_p50_ms']:>11.3f}"
-              f"{s['proxy_added_p99_ms']:>11.3f}{s['proxy_aiohttp_added_p50_ms']:>17.3f}"
-              f"{s['proxy_aiohttp_added_p99_ms']:>17.3f}{s['floor_added_p50_ms']:>13.3f}{s['floor_added_p99_ms']:>13.3f}")
+              f"{s['proxy_added_p99_ms']:>11.3f}{s['proxy_b_added_p50_ms']:>17.3f}"
+              f"{s['proxy_b_added_p99_ms']:>17.3f}{s['floor_added_p50_ms']:>13.3f}{s['floor_added_p99_ms']:>13.3f}")
     mem = results["memory"]
     print(f"proxy RSS: idle {mem['idle_rss_mib']:.1f} MiB, peak with {args.streams} concurrent streams "
           f"{mem['peak_rss_mib_64_streams']:.1f} MiB")
