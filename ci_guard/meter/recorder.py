@@ -51,7 +51,10 @@ class LedgerRecorder:
             self._store.record_call(call)
         except Exception as exc:  # keep metering even if the database hiccups; spill the row
             self.failures += 1
-            log.warning("ci-guard: could not write call %s to the ledger: %s", call.seq, redact(str(exc)))
+            if self.failures == 1:  # once, not once per call: a dead ledger must not flood the CI log
+                where = f"; these calls go to {self._spill_path}" if self._spill_path else ""
+                log.warning("ci-guard: could not write call %s to the ledger%s: %s", call.seq, where,
+                            redact(str(exc)))
             self._spill(call)
 
     def _spill(self, call: CallRecord) -> None:
@@ -73,6 +76,9 @@ class LedgerRecorder:
         self._pool.submit(lambda: None).result()
 
     def close(self) -> None:
+        if self.failures > 1:
+            log.warning("ci-guard: %d calls in all could not be written to the ledger; see %s", self.failures,
+                        self._spill_path or "the log above")
         if self._store is not None:
             try:
                 self._pool.submit(self._store.close).result()

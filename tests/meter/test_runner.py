@@ -280,3 +280,33 @@ def test_ci_guard_makes_itself_undumpable():
             "ok = make_undumpable(); libc = ctypes.CDLL(None); print(ok, libc.prctl(3, 0, 0, 0, 0))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["True", "0"]  # PR_GET_DUMPABLE reads 0 afterwards
+
+
+def test_a_ledger_that_fails_mid_run_is_reported_once_and_every_call_is_spilled(tmp_path, caplog):
+    import logging
+    from datetime import UTC, datetime
+
+    from ci_guard.ledger.records import CallRecord
+    from ci_guard.meter.recorder import LedgerRecorder
+    from ci_guard.pricing.usage import Usage
+
+    class Broken:
+        def record_call(self, call):
+            raise RuntimeError("database is gone")
+
+        def close(self):
+            pass
+
+    spill = tmp_path / "nested" / "spill.jsonl"  # the directory does not exist yet
+    recorder = LedgerRecorder(lambda: Broken(), spill_path=str(spill))
+    now = datetime.now(UTC)
+    with caplog.at_level(logging.WARNING, logger="ci_guard.meter"):
+        for seq in range(1, 51):
+            recorder.record_call(CallRecord("run_x", seq, now, now, "anthropic", "messages", "m", "m",
+                                            Usage(input_tokens=1), Decimal("0.000001")))
+        recorder.flush()
+        recorder.close()
+    rows = [json.loads(line) for line in spill.read_text().splitlines()]
+    assert [r["seq"] for r in rows] == list(range(1, 51))
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and "50 calls in all" in messages[1]
