@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -74,23 +75,72 @@ async def one(session: aiohttp.ClientSession, url: str, key: str, stream: bool) 
     return time.perf_counter() - t0
 
 
+class RawConnection:
+    """A keep-alive HTTP/1.1 connection that adds as little as possible of its own to the timing.
+
+    The agents' own clients (undici, reqwest) are far leaner than aiohttp's ClientSession, whose
+    cost depends on how a server frames its answer; a raw socket measures the paths, not the client.
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port, self.prefix = parts.hostname or "127.0.0.1", parts.port or 80, parts.path.rstrip("/")
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, key: str, stream: bool) -> float:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        body = json.dumps(dict(BODY, stream=stream)).encode()
+        request = (f"POST {self.prefix}/v1/messages HTTP/1.1\r\nHost: {self.host}\r\nx-api-key: {key}\r\n"
+                   f"anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n"
+                   f"content-length: {len(body)}\r\n\r\n").encode() + body
+        t0 = time.perf_counter()
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head[:40]
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), None)
+        if length is not None:
+            await self.reader.readexactly(length)
+            return time.perf_counter() - t0
+        first = await self._chunk()  # chunked: the first chunk is the first byte of the answer
+        elapsed = time.perf_counter() - t0
+        while first:
+            first = await self._chunk()
+        return elapsed if stream else time.perf_counter() - t0
+
+    async def _chunk(self) -> int:
+        assert self.reader is not None
+        size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        await self.reader.readexactly(size + 2)
+        return size
+
+
 async def measure(targets: dict[str, tuple[str, str]], n: int, concurrency: int,
-                  stream: bool) -> dict[str, list[float]]:
+                  stream: bool, client: str = "raw") -> dict[str, list[float]]:
     """Latency samples per target; every worker sends to each target in turn, rotating the order."""
     out: dict[str, list[float]] = {name: [] for name in targets}
     names = list(targets)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        for _ in range(20):  # warm-up every path
-            for url, key in targets.values():
-                await one(session, url, key, stream)
-
         async def worker(count: int) -> None:
+            raw = {name: RawConnection(url) for name, (url, _) in targets.items()}
+
+            async def call(name: str) -> float:
+                url, key = targets[name]
+                if client == "raw":
+                    return await raw[name].post(key, stream)
+                return await one(session, url, key, stream)
+
+            for _ in range(20):  # warm-up every path
+                for name in names:
+                    await call(name)
             for i in range(count):
                 # rotate which path goes first so none gets a systematic advantage
                 for name in names[i % len(names):] + names[:i % len(names)]:
-                    url, key = targets[name]
-                    out[name].append(await one(session, url, key, stream))
+                    out[name].append(await call(name))
 
         per = max(1, n // concurrency)
         await asyncio.gather(*(worker(per) for _ in range(concurrency)))
@@ -174,9 +224,12 @@ def main() -> None:
     try:
         idle = rss_kib(pid)
         rows = []
-        for label, conc, stream in [("json, 1 client", 1, False), ("stream TTFB, 1 client", 1, True),
-                                    ("json, 32 clients", 32, False), ("stream TTFB, 32 clients", 32, True)]:
-            s = summarize(asyncio.run(measure(targets, args.requests, conc, stream)))
+        cases = [("json, 1 client", 1, False, "raw"), ("stream TTFB, 1 client", 1, True, "raw"),
+                 ("json, 1 aiohttp client", 1, False, "aiohttp"),
+                 ("stream TTFB, 1 aiohttp client", 1, True, "aiohttp"),
+                 ("json, 32 clients", 32, False, "raw"), ("stream TTFB, 32 clients", 32, True, "raw")]
+        for label, conc, stream, client in cases:
+            s = summarize(asyncio.run(measure(targets, args.requests, conc, stream, client)))
             results[label] = s
             rows.append((label, s))
         # memory: a second proxy in front of the slow scenario, 64 concurrent streams
