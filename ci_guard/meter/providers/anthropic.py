@@ -83,8 +83,6 @@ class AnthropicMessages(WireAdapter):
         data, err = load_json_body(body)
         if err is not None:
             return CallResult(error=err)
-        if not isinstance(data, dict):
-            return CallResult(error="invalid_response: the body is not a JSON object")
         if data.get("type") == "error" or ("error" in data and "content" not in data):
             return CallResult(error=error_text(data.get("error")))
         content = as_list(data.get("content"))

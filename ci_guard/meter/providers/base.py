@@ -149,12 +149,15 @@ def estimate_input_tokens(*parts: Any) -> int:
     return estimate_tokens(size) + media_tokens
 
 
-def load_json_body(body: bytes) -> tuple[Any, str | None]:
-    """(decoded JSON, None) or (None, error text) for a provider's response body."""
+def load_json_body(body: bytes) -> tuple[dict[str, Any], str | None]:
+    """(the JSON object, None) or ({}, error text) for a provider's response body."""
     try:
-        return json.loads(body), None
+        data = json.loads(body)
     except ValueError as exc:
-        return None, f"invalid_response: the body is not JSON ({exc})"
+        return {}, f"invalid_response: the body is not JSON ({exc})"
+    if not isinstance(data, dict):
+        return {}, "invalid_response: the body is not a JSON object"
+    return data, None
 
 
 def as_dict(value: Any) -> dict[str, Any]:

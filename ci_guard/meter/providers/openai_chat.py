@@ -81,8 +81,6 @@ class OpenAIChat(WireAdapter):
         data, err = load_json_body(body)
         if err is not None:
             return CallResult(error=err)
-        if not isinstance(data, dict):
-            return CallResult(error="invalid_response: the body is not a JSON object")
         if data.get("error") and "choices" not in data:
             return CallResult(error=error_text(data.get("error")))
         choices = [c for c in as_list(data.get("choices")) if isinstance(c, dict)]

@@ -58,8 +58,6 @@ class OpenAIResponses(WireAdapter):
         data, err = load_json_body(body)
         if err is not None:
             return CallResult(error=err)
-        if not isinstance(data, dict):
-            return CallResult(error="invalid_response: the body is not a JSON object")
         if data.get("error") and "output" not in data:
             return CallResult(error=error_text(data["error"]))
         result = CallResult(usage=from_openai_responses(as_dict(data.get("usage"))))
