@@ -212,15 +212,19 @@ class MeteredCall:
         await response.prepare(self.request)
         relayed, client_gone, cut_error = 0, False, None
         try:
+            early = meter.forwards_unchanged  # forward first, meter after: parsing never delays the agent
             async for chunk in upstream.chunks():
-                out = meter.feed(chunk)
-                if out:
-                    try:
+                out = chunk if early else meter.feed(chunk)
+                try:
+                    if out:
                         await response.write(out)
                         relayed += len(out)
-                    except ConnectionResetError:
-                        client_gone = True
-                        break
+                except ConnectionResetError:
+                    client_gone = True
+                    break
+                finally:
+                    if early:  # also when the agent is gone: what the upstream sent is metered
+                        meter.feed(chunk)
             tail = meter.close()
             if tail and not client_gone:
                 await response.write(tail)

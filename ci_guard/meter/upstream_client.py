@@ -1,7 +1,7 @@
-"""A lean HTTP/1.1 client for the proxy's upstream hop: asyncio streams + MagicStack's httptools parser.
+"""A lean HTTP/1.1 client for the proxy's upstream hop: an asyncio protocol + MagicStack's httptools parser.
 
 Why not aiohttp's ClientSession: on the proxy's hot path (one agent, one call at a time) its client
-side costs about 0.3 ms more per call than a plain stream connection, which is most of the proxy's
+side costs about 0.3 ms more per call than a plain asyncio connection, which is most of the proxy's
 added latency. This client does only what the hop needs: keep-alive connections per origin, the
 request written in one ``write``, the response parsed by httptools (never by hand) and its body
 handed over chunk by chunk as it arrives.
@@ -129,14 +129,29 @@ def _decoder_for(encoding: str | None) -> _Decoder | None:
 
 
 # -- one connection ------------------------------------------------------------------------------
-class _Connection:
-    """One keep-alive connection; parses one response at a time with httptools callbacks."""
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; parses one response at a time with httptools callbacks.
 
-    def __init__(self, origin: Origin, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    A protocol rather than asyncio streams: bytes land in :meth:`data_received` and a waiting
+    reader is woken with one future, and the between-bytes timeout is one ``call_later`` per wait
+    that actually has to wait (none when the bytes are already here). On the proxy's hot path that
+    is measurably cheaper than ``StreamReader.read`` under ``asyncio.timeout`` for every read.
+    """
+
+    def __init__(self, origin: Origin) -> None:
         self.origin = origin
-        self.reader = reader
-        self.writer = writer
         self.idle_since = time.monotonic()
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._inbox: list[bytes] = []  # bytes received and not yet parsed
+        self._inbox_size = 0
+        self._eof = False
+        self._lost: Exception | None = None  # why the connection broke, if it did
+        self._waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._read_paused = False
+        self.closed: asyncio.Future[None] = self._loop.create_future()
         self._reset()
 
     def _reset(self) -> None:
@@ -148,6 +163,44 @@ class _Connection:
         self.headers_done = False
         self.message_done = False
         self.body: list[bytes] = []
+
+    # asyncio protocol callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
+
+    def data_received(self, data: bytes) -> None:
+        self._inbox.append(data)
+        self._inbox_size += len(data)
+        if self._inbox_size > READ_SIZE and not self._read_paused and self.transport is not None:
+            self._read_paused = True  # the reader is behind (a slow agent): let TCP push back
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._lost = exc
+        self._wake()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(ConnectionResetError("the upstream closed the connection"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -173,28 +226,41 @@ class _Connection:
     # I/O
     def usable(self) -> bool:
         fresh = time.monotonic() - self.idle_since < IDLE_KEEPALIVE_S
-        return fresh and not self.reader.at_eof() and not self.writer.is_closing()
+        return fresh and not self._eof and not self._inbox and not self.closing()
+
+    def closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
 
     async def send(self, data: bytes) -> None:
         self._reset()
-        self.writer.write(data)
-        await self.writer.drain()
+        if self._eof or self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the upstream closed the connection")
+        self.transport.write(data)
+        if self._write_paused:  # a large body and a slow reader: wait until the buffer drains
+            self._drain_waiter = self._loop.create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
 
     async def feed(self, read_timeout: float) -> bool:
         """Read once and parse; False at end of stream. Raises _Disconnected if nothing came at all."""
-        try:
-            async with asyncio.timeout(read_timeout):
-                data = await self.reader.read(READ_SIZE)
-        except TimeoutError:
-            raise TimeoutError(f"no data from the upstream for {read_timeout:g}s") from None
-        except OSError as exc:
-            if self.received == 0:
-                raise _Disconnected(str(exc)) from exc
-            raise UpstreamPayloadError(f"the connection broke mid-response: {exc}") from exc
-        if not data:
+        if not self._inbox and not self._eof:
+            await self._wait(read_timeout)
+        if not self._inbox:
+            if self._lost is not None:
+                if self.received == 0:
+                    raise _Disconnected(str(self._lost))
+                raise UpstreamPayloadError(f"the connection broke mid-response: {self._lost}")
             if self.received == 0:
                 raise _Disconnected("the server closed the connection")
             return False
+        data = self._inbox[0] if len(self._inbox) == 1 else b"".join(self._inbox)
+        self._inbox.clear()
+        self._inbox_size = 0
+        if self._read_paused and self.transport is not None and not self._eof:
+            self._read_paused = False
+            self.transport.resume_reading()
         self.received += len(data)
         try:
             self.parser.feed_data(data)
@@ -202,9 +268,23 @@ class _Connection:
             raise UpstreamPayloadError(f"malformed HTTP response: {exc}") from exc
         return True
 
+    async def _wait(self, read_timeout: float) -> None:
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(read_timeout, _time_out, waiter, read_timeout)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
     def close(self) -> None:
-        if not self.writer.is_closing():
-            self.writer.close()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+def _time_out(waiter: asyncio.Future[None], read_timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError(f"no data from the upstream for {read_timeout:g}s"))
 
 
 # -- the response --------------------------------------------------------------------------------
@@ -360,14 +440,14 @@ class UpstreamClient:
         tls = self._tls() if scheme == "https" else None
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host if tls else None, limit=READ_SIZE)
+                _, conn = await asyncio.get_running_loop().create_connection(
+                    lambda: _Connection(origin), host, port, ssl=tls, server_hostname=host if tls else None)
         except TimeoutError:
             raise TimeoutError(f"connecting to {_where(origin)} timed out after {self.connect_timeout_s:g}s") from None
         except OSError as exc:  # refused, DNS, TLS verification (ssl.SSLError is an OSError)
             raise UpstreamConnectionError(f"cannot connect to {_where(origin)}: {exc}") from exc
         self.connections_opened += 1
-        return _Connection(origin, reader, writer)
+        return conn
 
     def _tls(self) -> ssl.SSLContext:
         if self._ssl_context is None:  # loading the CA store takes milliseconds: once per client
@@ -377,7 +457,7 @@ class UpstreamClient:
 
     def _release(self, conn: _Connection, reusable: bool) -> None:
         idle = self._idle.setdefault(conn.origin, deque())
-        if not reusable or len(idle) >= MAX_IDLE_PER_ORIGIN or conn.writer.is_closing():
+        if not reusable or len(idle) >= MAX_IDLE_PER_ORIGIN or conn.closing():
             conn.close()
             return
         conn.idle_since = time.monotonic()
@@ -391,11 +471,8 @@ class UpstreamClient:
         self._idle.clear()
         for conn in conns:
             conn.close()
-        for conn in conns:
-            try:
-                await conn.writer.wait_closed()
-            except (OSError, ssl.SSLError):
-                pass  # the server may already be gone; closing is best effort
+        if conns:  # closing is best effort: the server may already be gone
+            await asyncio.wait([c.closed for c in conns], timeout=1.0)
 
 
 # -- request bytes -------------------------------------------------------------------------------

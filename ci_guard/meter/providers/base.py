@@ -39,6 +39,10 @@ class CallResult:
 class StreamMeter(ABC):
     """Reads an SSE stream on the side while the proxy forwards it chunk by chunk."""
 
+    # True when :meth:`feed` always returns its chunk unchanged: the proxy may then forward a
+    # chunk before metering it, so parsing never delays what the agent sees.
+    forwards_unchanged: bool = False
+
     @abstractmethod
     def feed(self, chunk: bytes) -> bytes:
         """Take the next bytes from upstream; return the bytes to forward to the client now.

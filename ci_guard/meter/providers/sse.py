@@ -159,6 +159,7 @@ class SSEStreamMeter(StreamMeter):
 
     def __init__(self, hold: bool = False) -> None:
         self._hold = hold
+        self.forwards_unchanged = not hold
         self._parser = SSEParser(keep_raw=hold)
         self._result = CallResult()
 
