@@ -28,7 +28,8 @@ class ClientGone(ConnectionResetError):
 class ResponseWriter(Protocol):
     """The server's side of one response (one per request)."""
 
-    async def start(self, status: int, headers: Iterable[tuple[str, str]], content_length: int | None) -> None: ...
+    async def start(self, status: int, headers: Iterable[tuple[str, str]], content_length: int | None,
+                    flush: bool = True) -> None: ...
     async def write(self, data: bytes) -> None: ...
     async def end(self) -> None: ...
 
@@ -59,9 +60,11 @@ class StreamResponse:
     def prepared(self) -> bool:
         return self._writer is not None
 
-    async def prepare(self, request: Request) -> None:
+    async def prepare(self, request: Request, flush: bool = True) -> None:
+        """Start the response. ``flush=False`` keeps a stream's head until the first write (one
+        packet instead of two when that write follows at once)."""
         self._writer = request.writer
-        await self._writer.start(self.status, self.headers.items(), self.content_length)
+        await self._writer.start(self.status, self.headers.items(), self.content_length, flush)
 
     async def write(self, data: bytes) -> None:
         assert self._writer is not None, "prepare() first"

@@ -133,7 +133,8 @@ class _Request:
     def writer(self) -> ResponseWriter:
         return self
 
-    async def start(self, status: int, headers: Iterable[tuple[str, str]], content_length: int | None) -> None:
+    async def start(self, status: int, headers: Iterable[tuple[str, str]], content_length: int | None,
+                    flush: bool = True) -> None:
         if self.started:
             raise RuntimeError("the response was already started")
         self.started = True
@@ -152,7 +153,7 @@ class _Request:
         self.keep_alive = not close
         self._head_only = no_body
         self._pending = _head(status, headers, framing, close)
-        if content_length is None:
+        if content_length is None and flush:
             await self._flush(b"")  # a stream: the agent gets the head now, not with the first event
 
     async def write(self, data: bytes) -> None:

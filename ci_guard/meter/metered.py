@@ -209,7 +209,9 @@ class MeteredCall:
                      meter: StreamMeter) -> tuple[StreamResponse, CallResult, str, int]:
         """Forward an SSE stream chunk by chunk; return the response, what was metered, the status, bytes relayed."""
         response = StreamResponse(status=upstream.status, headers=response_headers(upstream))
-        await response.prepare(self.request)
+        # The first event usually arrives with the head: then both leave in one write. The head is
+        # never held while the agent would have to wait for an event that is not here yet.
+        await response.prepare(self.request, flush=not upstream.body_ready())
         relayed, client_gone, cut_error = 0, False, None
         try:
             early = meter.forwards_unchanged  # forward first, meter after: parsing never delays the agent

@@ -309,6 +309,10 @@ class UpstreamResponse:
         self._finished = head_only or self.status in (204, 304)
         self._reusable = not head_only and conn.keep_alive
 
+    def body_ready(self) -> bool:
+        """True when body bytes have already arrived (usually with the head, in the same packet)."""
+        return bool(self._conn.body or self._conn._inbox)
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, in chunks as they arrive (decoded when the upstream compressed it)."""
         conn = self._conn

@@ -43,6 +43,8 @@ class Response(Protocol):
     def headers(self) -> HeaderView: ...
     def chunks(self) -> AsyncIterator[bytes]: ...
     async def read(self) -> bytes: ...
+    def body_ready(self) -> bool:
+        """True when body bytes have already arrived: the first chunk comes without waiting."""
 
 
 class Transport(Protocol):
@@ -67,6 +69,9 @@ class AiohttpResponse:
         self._response = response
         self.status = response.status
         self.headers = response.headers
+
+    def body_ready(self) -> bool:
+        return False  # no public view of aiohttp's buffer: the head is always sent at once
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:

@@ -120,8 +120,20 @@ def test_the_text_check_skips_the_walk_for_mere_mentions() -> None:
     from ci_guard.meter.providers.media import may_carry_media
 
     def check(part: object) -> bool:
-        return may_carry_media(json.dumps(part, separators=(",", ":"), ensure_ascii=False))
+        text = json.dumps(part, separators=(",", ":"), ensure_ascii=False)
+        assert may_carry_media(text) == may_carry_media(text.encode())  # the proxy scans the bytes
+        return may_carry_media(text)
 
     assert not check([{"type": "text", "text": 'import base64\nbase64.b64decode(s["base64"])'}])
     assert check(anthropic_body("AAAA")["messages"])
     assert check([{"type": "input_image", "image_url": "data:image/png;base64,AAAA"}])
+
+
+def test_a_lone_surrogate_in_the_request_is_estimated_not_a_crash() -> None:
+    from ci_guard.meter.providers.anthropic import AnthropicMessages
+
+    body = json.loads('{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x\\ud800y"}]}')
+    info = AnthropicMessages().inspect(body)
+    assert info.estimated_input_tokens > 0
+    other = AnthropicMessages().inspect({**body, "messages": [{"role": "user", "content": "xy"}]})
+    assert info.fingerprint != other.fingerprint

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,17 +102,20 @@ def request_info(body: dict[str, Any], *, output_cap_keys: tuple[str, ...], inpu
     """What every adapter's ``inspect`` returns, from the keys of its wire format.
 
     ``output_cap_keys`` in order of preference (the first integer wins); ``input_keys`` are the
-    parts of the request the model reads; ``semantic_keys`` decide whether two requests are "the
-    same" for retry-storm detection (not metadata, stream flags or headers).
+    parts of the request the model reads (a subset of ``semantic_keys``); ``semantic_keys`` decide
+    whether two requests are "the same" for retry-storm detection (not metadata, stream flags or
+    headers). Each part is serialised once and serves both the estimate and the fingerprint: on a
+    Claude-Code-sized history that serialisation is most of the proxy's per-call CPU.
     """
     cap = next((v for v in (body.get(k) for k in output_cap_keys) if isinstance(v, int) and not isinstance(v, bool)),
                None)
+    encoded = {k: _encode(v) for k in semantic_keys if (v := body.get(k)) is not None}
     return RequestInfo(
         model=body.get("model"),
         stream=bool(body.get("stream")),
         max_output_tokens=cap,
-        estimated_input_tokens=estimate_input_tokens(*(body.get(k) for k in input_keys)),
-        fingerprint=fingerprint({k: body.get(k) for k in semantic_keys}),
+        estimated_input_tokens=_estimate_encoded((body[k], encoded[k]) for k in input_keys if k in encoded),
+        fingerprint=_fingerprint_encoded(semantic_keys, encoded),
     )
 
 
@@ -119,6 +123,20 @@ def fingerprint(obj: Any) -> str:
     """A stable hash of a JSON-able object (sorted keys), for identical-request detection."""
     data = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+def _encode(value: Any) -> bytes:
+    # Compact, as the agent's own JSON usually is. Key order is the agent's: a retry storm repeats
+    # the very same request, so sorting keys (a second, slower pass) would find nothing more.
+    # surrogatepass: a lone surrogate (valid as a JSON escape) must not crash the meter.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _fingerprint_encoded(keys: tuple[str, ...], encoded: dict[str, bytes]) -> str:
+    digest = hashlib.blake2b(digest_size=12)
+    for key in keys:
+        digest.update(b"%s=%s\0" % (key.encode(), encoded.get(key, b"null")))
+    return digest.hexdigest()
 
 
 def estimate_tokens(text_bytes: int) -> int:
@@ -139,14 +157,15 @@ def estimate_input_tokens(*parts: Any) -> int:
     simulator serves counts from the same function, so the proxy's estimate and the served count
     of a request agree there.
     """
+    return _estimate_encoded((part, _encode(part)) for part in parts if part is not None)
+
+
+def _estimate_encoded(parts: Iterable[tuple[Any, bytes]]) -> int:
     size = 0
     media_tokens = 0
-    for part in parts:
-        if part is None:
-            continue
-        text = json.dumps(part, separators=(",", ":"), ensure_ascii=False)
-        size += len(text.encode())
-        if may_carry_media(text):
+    for part, data in parts:
+        size += len(data)
+        if may_carry_media(data):
             for payload, tokens in media_payloads(part):
                 size -= json_size(payload)
                 media_tokens += tokens

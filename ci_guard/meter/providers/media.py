@@ -41,12 +41,18 @@ _MARKS = ('"base64"', ";base64,")
 _DATA_URL_HEAD = 256  # a data URL's header (media type and parameters) ends well before this
 
 
-def may_carry_media(compact_json: str) -> bool:
-    i = compact_json.find(_MARKER)
+_MARKER_BYTES = _MARKER.encode()
+_MARKS_BYTES = tuple(m.encode() for m in _MARKS)
+
+
+def may_carry_media(compact_json: str | bytes) -> bool:
+    """Whether a part's compact JSON (text or its UTF-8 bytes) may hold a base64 payload."""
+    marker, marks = (_MARKER_BYTES, _MARKS_BYTES) if isinstance(compact_json, bytes) else (_MARKER, _MARKS)
+    i = compact_json.find(marker)  # type: ignore[arg-type]  # str with str, bytes with bytes
     while i >= 0:
-        if i > 0 and compact_json[i - 1:i + 7] in _MARKS:
+        if i > 0 and compact_json[i - 1:i + 7] in marks:
             return True
-        i = compact_json.find(_MARKER, i + 6)
+        i = compact_json.find(marker, i + 6)  # type: ignore[arg-type]
     return False
 
 
