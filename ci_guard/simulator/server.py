@@ -207,9 +207,14 @@ class Simulator:
                     await response.write(_MALFORMED[endpoint])
             if index and delay:
                 await asyncio.sleep(delay)
-            await response.write(frame)
             seen.append(data)
-        _record_seen(record, endpoint, seen, dropped=False)
+            if index == len(frames) - 1:
+                # Recorded before the last frame leaves: a client that has read the whole stream
+                # must find the call's usage in `served` (it raced the write before).
+                _record_seen(record, endpoint, seen, dropped=False)
+            await response.write(frame)
+        if not frames:
+            _record_seen(record, endpoint, seen, dropped=False)
         await response.write_eof()
         return response
 
