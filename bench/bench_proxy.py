@@ -9,9 +9,11 @@ to the proxy is compared with the code before it.
 
 Processes: the simulator (`ci-guard simulate`), the proxy (`ci-guard start`, i.e. the real
 detached proxy with an SQLite ledger writing every call) and this load generator. Requests go
-alternately direct and through the proxy, so both see the same machine noise.
+alternately direct and through the proxy, so both see the same machine noise. Requests follow each other
+back to back, except in the "paced" rows, which pause ``--gap-ms`` after each request (as an agent
+runs tools between calls), so every process is idle when the next request arrives.
 
-    python bench/bench_proxy.py [--requests 2000] [--baseline DIR] [--out bench/results/proxy.json]
+    python bench/bench_proxy.py [--requests 2000] [--gap-ms 2] [--baseline DIR] [--out bench/results/proxy.json]
 """
 
 from __future__ import annotations
@@ -119,8 +121,13 @@ class RawConnection:
 
 
 async def measure(targets: dict[str, tuple[str, str]], n: int, concurrency: int,
-                  stream: bool, client: str = "raw") -> dict[str, list[float]]:
-    """Latency samples per target; every worker sends to each target in turn, rotating the order."""
+                  stream: bool, client: str = "raw", gap_s: float = 0.0) -> dict[str, list[float]]:
+    """Latency samples per target; every worker sends to each target in turn, rotating the order.
+
+    ``gap_s`` is a pause after each request, as an agent runs its tools between two calls: the
+    servers' work that follows a response (relaying the rest of a stream, metering, the ledger
+    write) then ends before the next request, instead of landing on whichever target comes next.
+    """
     out: dict[str, list[float]] = {name: [] for name in targets}
     names = list(targets)
     connector = aiohttp.TCPConnector(limit=0)
@@ -141,6 +148,8 @@ async def measure(targets: dict[str, tuple[str, str]], n: int, concurrency: int,
                 # rotate which path goes first so none gets a systematic advantage
                 for name in names[i % len(names):] + names[:i % len(names)]:
                     out[name].append(await call(name))
+                    if gap_s:
+                        await asyncio.sleep(gap_s)
 
         per = max(1, n // concurrency)
         await asyncio.gather(*(worker(per) for _ in range(concurrency)))
@@ -180,6 +189,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--streams", type=int, default=64)
+    ap.add_argument("--gap-ms", type=float, default=2.0,
+                    help="pause after each request in the 'paced' rows (the others are back to back)")
     ap.add_argument("--out", default="bench/results/proxy.json")
     ap.add_argument("--baseline", help="a checkout (directory holding ci_guard/) whose proxy is the B side")
     args = ap.parse_args()
@@ -224,12 +235,17 @@ def main() -> None:
     try:
         idle = rss_kib(pid)
         rows = []
-        cases = [("json, 1 client", 1, False, "raw"), ("stream TTFB, 1 client", 1, True, "raw"),
-                 ("json, 1 aiohttp client", 1, False, "aiohttp"),
-                 ("stream TTFB, 1 aiohttp client", 1, True, "aiohttp"),
-                 ("json, 32 clients", 32, False, "raw"), ("stream TTFB, 32 clients", 32, True, "raw")]
-        for label, conc, stream, client in cases:
-            s = summarize(asyncio.run(measure(targets, args.requests, conc, stream, client)))
+        gap = args.gap_ms / 1000
+        paced = f"paced {args.gap_ms:g} ms"
+        cases = [("json, 1 client", 1, False, "raw", 0.0), ("stream TTFB, 1 client", 1, True, "raw", 0.0),
+                 (f"json, 1 client, {paced}", 1, False, "raw", gap),
+                 (f"stream TTFB, 1 client, {paced}", 1, True, "raw", gap),
+                 ("json, 1 aiohttp client", 1, False, "aiohttp", 0.0),
+                 ("stream TTFB, 1 aiohttp client", 1, True, "aiohttp", 0.0),
+                 ("json, 32 clients", 32, False, "raw", 0.0), ("stream TTFB, 32 clients", 32, True, "raw", 0.0)]
+        results["gap_ms"] = args.gap_ms
+        for label, conc, stream, client, pause in cases:
+            s = summarize(asyncio.run(measure(targets, args.requests, conc, stream, client, pause)))
             results[label] = s
             rows.append((label, s))
         # memory: a second proxy in front of the slow scenario, 64 concurrent streams
@@ -254,10 +270,10 @@ def main() -> None:
 
     print("added latency versus calling the simulator directly, measured interleaved in one run (ms)")
     print(f"B: {b_label}")
-    print(f"{'case':<24}{'n':>6}{'direct p50':>11}{'proxy +p50':>11}{'proxy +p99':>11}{'B +p50':>17}"
+    print(f"{'case':<30}{'n':>6}{'direct p50':>11}{'proxy +p50':>11}{'proxy +p99':>11}{'B +p50':>17}"
           f"{'B +p99':>17}{'aiohttp +p50':>13}{'aiohttp +p99':>13}")
     for label, s in rows:
-        print(f"{label:<24}{s['n']:>6}{s['direct_p50_ms']:>11.3f}{s['proxy_added_p50_ms']:>11.3f}"
+        print(f"{label:<30}{s['n']:>6}{s['direct_p50_ms']:>11.3f}{s['proxy_added_p50_ms']:>11.3f}"
               f"{s['proxy_added_p99_ms']:>11.3f}{s['proxy_b_added_p50_ms']:>17.3f}"
               f"{s['proxy_b_added_p99_ms']:>17.3f}{s['floor_added_p50_ms']:>13.3f}{s['floor_added_p99_ms']:>13.3f}")
     mem = results["memory"]

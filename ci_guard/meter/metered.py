@@ -102,10 +102,10 @@ class MeteredCall:
         refusal = session.pricer.refusal(model)
         if refusal:
             raise Refusal("unpriced_model", refusal, model)
+        worst = session.pricer.worst_case(model, info.estimated_input_tokens, info.max_output_tokens)
         planned = PlannedCall(
             fingerprint=info.fingerprint, estimated_input_tokens=info.estimated_input_tokens,
-            max_output_tokens=info.max_output_tokens,
-            worst_case_usd=session.pricer.worst_case(model, info.estimated_input_tokens, info.max_output_tokens),
+            max_output_tokens=info.max_output_tokens, worst_case_usd=worst,
         )
         admission = await self._admit(planned, model)
         max_output = info.max_output_tokens
@@ -115,7 +115,8 @@ class MeteredCall:
         if target is not None and (max_output is None or target < max_output):
             body = adapter.clamp_output(body, target)
             max_output = target
-        held = session.guard.hold(session.pricer.worst_case(model, info.estimated_input_tokens, max_output))
+            worst = session.pricer.worst_case(model, info.estimated_input_tokens, max_output)
+        held = session.guard.hold(worst)
         body, strip_usage = adapter.prepare(body)
         # Adapters return a new object when they change a request: forward the agent's own bytes otherwise.
         data = raw if body is original else json.dumps(body, separators=(",", ":")).encode()

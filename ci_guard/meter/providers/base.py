@@ -125,11 +125,15 @@ def fingerprint(obj: Any) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
+# One encoder for every call: json.dumps with options builds a new JSONEncoder each time.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _encode(value: Any) -> bytes:
     # Compact, as the agent's own JSON usually is. Key order is the agent's: a retry storm repeats
     # the very same request, so sorting keys (a second, slower pass) would find nothing more.
     # surrogatepass: a lone surrogate (valid as a JSON escape) must not crash the meter.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return _COMPACT.encode(value).encode("utf-8", "surrogatepass")
 
 
 def _fingerprint_encoded(keys: tuple[str, ...], encoded: dict[str, bytes]) -> str:
