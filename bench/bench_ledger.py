@@ -70,11 +70,11 @@ def generate(n_calls: int):
             cost_run += micros
             tokens = [a + b for a, b in zip(tokens, usage, strict=True)]
             calls.append([run_id, s, at, at, "anthropic", "messages", model, model, *usage, micros, "ok", 200,
-                          True, 1, sum(usage[:4]), 850.0, f"fp{s}", None, None, True])
+                          True, 1, sum(usage[:4]), 850.0, f"fp{s}", None, None, True, 0])
         runs.append([run_id, start, start + timedelta(minutes=2), "allow", "completed", "acme", None, repo, "alice",
                      "review.yml", "pr-review", None, "pull_request", r % 500, "feature", None, "github",
                      "protected-review", None, model, "{}", None, None, 0, None, True, CALLS_PER_RUN,
-                     CALLS_PER_RUN, cost_run, *tokens])
+                     CALLS_PER_RUN, cost_run, *tokens, 0])
         for k in keys:
             run_keys.append([run_id, k.budget, k.scope_key, k.period_start, k.period_end])
             bucket = rollups.setdefault((k.budget, k.scope_key, k.period_start),

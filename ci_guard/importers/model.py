@@ -21,6 +21,7 @@ class ImportedCall:
     started_at: datetime | None = None
     tool_calls: int = 0
     provider: str | None = None
+    web_searches: int = 0  # billed server-side web searches (a fee per search, on top of the tokens)
 
 
 @dataclass

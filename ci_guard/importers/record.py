@@ -41,7 +41,8 @@ def price_calls(imported: ImportedUsage, catalog: Catalog, price_as: str | None 
         price = catalog.resolve(call.model).price if call.model else None
         price = price or fallback
         if price is not None and call.usage.context_tokens + call.usage.output_tokens > 0:
-            priced.append(PricedCall(call, price.model, cost(call.usage, price).total_usd))
+            fee = catalog.web_search_usd.get(call.provider or "", Decimal(0)) * call.web_searches
+            priced.append(PricedCall(call, price.model, cost(call.usage, price).total_usd + fee))
         elif call.vendor_cost_usd is not None:
             priced.append(PricedCall(call, None, call.vendor_cost_usd))
         elif price is not None:
@@ -142,4 +143,5 @@ def _call_record(run_id: str, seq: int, p: PricedCall, started: datetime, ended:
         provider=call.provider or "import", endpoint="import", model_requested=call.model,
         model_served=p.model or call.model, usage=call.usage, cost_usd=p.cost_usd, status="ok",
         tool_calls=tool_calls, context_tokens=call.usage.context_tokens, session_id=session_id,
+        web_searches=call.web_searches,
     )

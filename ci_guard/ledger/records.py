@@ -50,6 +50,7 @@ class RunRecord:
     tool_calls: int = 0
     cost_usd: Decimal = Decimal(0)
     usage: Usage = field(default_factory=Usage)
+    web_searches: int = 0  # billed server-side web searches (their fee is in cost_usd)
 
 
 @dataclass
@@ -74,3 +75,4 @@ class CallRecord:
     error: str | None = None  # short, redacted
     session_id: str | None = None
     is_turn: bool = True  # generation call (count_tokens and refused calls are not turns)
+    web_searches: int = 0  # billed server-side web searches (their fee is in cost_usd)

@@ -45,10 +45,10 @@ TOKEN_COLS = ("input_tokens", "cache_write_tokens", "cache_write_1h_tokens", "ca
 RUN_COLS = ("run_id", "started_at", "ended_at", "decision", "status", "org", "team", "repo", "actor",
             "workflow", "agent", "environment", "trigger_name", "pr", "branch", "cohort", "platform",
             "rule", "reason", "model", "limits_json", "stop_reason", "outcome", "agent_exit_code",
-            "session_id", "enforced", "turns", "tool_calls", "cost_micros", *TOKEN_COLS)
+            "session_id", "enforced", "turns", "tool_calls", "cost_micros", *TOKEN_COLS, "web_searches")
 CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endpoint", "model_requested",
              "model_served", *TOKEN_COLS, "cost_micros", "status", "http_status", "stream", "tool_calls",
-             "context_tokens", "latency_ms", "fingerprint", "error", "session_id", "is_turn")
+             "context_tokens", "latency_ms", "fingerprint", "error", "session_id", "is_turn", "web_searches")
 REPORT_GROUPS = {"repo": "repo", "org": "org", "team": "team", "user": "actor", "agent": "agent",
                  "model": "model", "workflow": "workflow", "status": "status"}
 
@@ -306,8 +306,10 @@ class SqlStore:
                 return  # the same call written twice (a retried write): count it once
             sets = ", ".join(f"{c} = {c} + ?" for c in TOKEN_COLS)
             updated = tx.run(f"UPDATE runs SET turns = turns + ?, tool_calls = tool_calls + ?,"
-                             f" cost_micros = cost_micros + ?, {sets} WHERE run_id = ?",
-                             (int(call.is_turn), call.tool_calls, micros, *astuple(call.usage), call.run_id))
+                             f" cost_micros = cost_micros + ?, {sets}, web_searches = web_searches + ?"
+                             " WHERE run_id = ?",
+                             (int(call.is_turn), call.tool_calls, micros, *astuple(call.usage), call.web_searches,
+                              call.run_id))
             if not updated:
                 raise LedgerError(f"run {call.run_id!r} is not in the ledger; start_run must come first")
             keys = tx.all("SELECT budget, scope_key, period_start FROM run_budget_keys WHERE run_id = ?",
@@ -410,7 +412,7 @@ class SqlStore:
                 run.trigger, run.pr, run.branch, run.cohort, run.platform, run.rule, run.reason, run.model,
                 json.dumps(run.limits, sort_keys=True, default=str), run.stop_reason, run.outcome,
                 run.agent_exit_code, run.session_id, self._bool(run.enforced), 0, 0, 0,
-                *(0 for _ in TOKEN_COLS))
+                *(0 for _ in TOKEN_COLS), 0)
 
     def _run_from(self, row: Sequence[Any]) -> RunRecord:
         r = dict(zip(RUN_COLS, row, strict=True))
@@ -423,14 +425,15 @@ class SqlStore:
             limits=json.loads(r["limits_json"] or "{}"), stop_reason=r["stop_reason"], outcome=r["outcome"],
             agent_exit_code=r["agent_exit_code"], session_id=r["session_id"], enforced=bool(r["enforced"]),
             turns=int(r["turns"]), tool_calls=int(r["tool_calls"]), cost_usd=from_micros(r["cost_micros"]),
-            usage=Usage(*(int(r[c]) for c in TOKEN_COLS)),
+            usage=Usage(*(int(r[c]) for c in TOKEN_COLS)), web_searches=int(r["web_searches"]),
         )
 
     def _call_row(self, call: CallRecord, micros: int) -> tuple[Any, ...]:
         return (call.run_id, call.seq, self._ts(call.started_at), self._ts(call.ended_at), call.provider,
                 call.endpoint, call.model_requested, call.model_served, *astuple(call.usage), micros,
                 call.status, call.http_status, self._bool(call.stream), call.tool_calls, call.context_tokens,
-                float(call.latency_ms), call.fingerprint, call.error, call.session_id, self._bool(call.is_turn))
+                float(call.latency_ms), call.fingerprint, call.error, call.session_id, self._bool(call.is_turn),
+                call.web_searches)
 
     def _call_from(self, row: Sequence[Any]) -> CallRecord:
         c = dict(zip(CALL_COLS, row, strict=True))
@@ -442,7 +445,7 @@ class SqlStore:
             status=c["status"], http_status=c["http_status"], stream=bool(c["stream"]),
             tool_calls=int(c["tool_calls"]), context_tokens=int(c["context_tokens"]),
             latency_ms=float(c["latency_ms"]), fingerprint=c["fingerprint"], error=c["error"],
-            session_id=c["session_id"], is_turn=bool(c["is_turn"]),
+            session_id=c["session_id"], is_turn=bool(c["is_turn"]), web_searches=int(c["web_searches"]),
         )
 
 

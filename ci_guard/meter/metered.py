@@ -263,6 +263,7 @@ class MeteredCall:
         if _has_usage(usage):
             priced = session.pricer.cost(served, usage, plan.model, plan.requested_model)
             cost = priced if priced is not None else plan.held  # never free: charge the held worst case
+        cost += session.pricer.fees(self.adapter.provider, result.web_searches)
         error_sig = f"{status_code} {result.error or ''}"[:200] if call_status == "error" else None
         session.guard.settle_call(cost_usd=cost, tool_calls=result.tool_calls, error_signature=error_sig,
                                   held_usd=plan.held)
@@ -274,7 +275,7 @@ class MeteredCall:
             stream=plan.info.stream, tool_calls=result.tool_calls, context_tokens=usage.context_tokens,
             latency_ms=(time.perf_counter() - t0) * 1000, fingerprint=plan.info.fingerprint,
             error=redact(error)[:500] if error else None,
-            session_id=self.request.headers.get("x-claude-code-session-id"),
+            session_id=self.request.headers.get("x-claude-code-session-id"), web_searches=result.web_searches,
         ))
 
     def _refused(self, refusal: Refusal, info: RequestInfo) -> Response:

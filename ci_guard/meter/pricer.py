@@ -67,6 +67,12 @@ class CatalogPricer:
                 return cost(usage, price).total_usd
         return None
 
+    def fees(self, provider: str, web_searches: int) -> Decimal:
+        """What a call's billed server-side web searches cost on top of its tokens."""
+        if web_searches <= 0:
+            return Decimal(0)
+        return self.catalog.web_search_usd.get(provider, Decimal(0)) * web_searches
+
     def worst_case(self, model: str | None, input_tokens: int, max_output_tokens: int | None) -> Decimal | None:
         price = self.price(model)
         if price is None:

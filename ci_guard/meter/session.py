@@ -106,6 +106,7 @@ class MeterSession:
             turns=self.guard.turns,
             tool_calls=self.guard.tool_calls,
             tokens=self.usage.as_json(),
+            web_searches=sum(c.web_searches for c in self.calls),
             cost_usd=sum((c.cost_usd for c in self.calls), Decimal(0)),
             runtime_s=round(time.monotonic() - self.started_monotonic, 3),
             started_at=self.started_at.isoformat(),

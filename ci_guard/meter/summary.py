@@ -26,6 +26,7 @@ class CallSummary(BaseModel):
     stream: bool = False
     tokens: dict[str, int] = Field(default_factory=dict)  # input, cache_write, cache_read, output, reasoning
     tool_calls: int = 0
+    web_searches: int = 0  # billed server-side web searches; their fee is in cost_usd
     cost_usd: Decimal = Decimal(0)
     latency_ms: float = 0.0
     error: str | None = None
@@ -49,6 +50,7 @@ class RunSummary(BaseModel):
     tokens: dict[str, int] = Field(
         default_factory=lambda: {"input": 0, "cache_write": 0, "cache_read": 0, "output": 0, "reasoning": 0}
     )
+    web_searches: int = 0
     cost_usd: Decimal = Decimal(0)
     runtime_s: float = 0.0
     started_at: str | None = None
@@ -66,6 +68,7 @@ def call_summary(c: CallRecord) -> CallSummary:
     return CallSummary(
         seq=c.seq, provider=c.provider, endpoint=c.endpoint, model=c.model_served or c.model_requested,
         model_requested=c.model_requested, status=c.status, http_status=c.http_status, stream=c.stream,
-        tokens=c.usage.as_json(), tool_calls=c.tool_calls, cost_usd=c.cost_usd, latency_ms=round(c.latency_ms, 2),
+        tokens=c.usage.as_json(), tool_calls=c.tool_calls, web_searches=c.web_searches, cost_usd=c.cost_usd,
+        latency_ms=round(c.latency_ms, 2),
         error=c.error, started_at=c.started_at.isoformat() if c.started_at else None,
     )

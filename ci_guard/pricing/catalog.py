@@ -62,6 +62,8 @@ class Catalog:
     sources: dict[str, str] = field(default_factory=dict)
     on_unknown_model: str = "deny"
     fallback_model: str | None = None
+    # USD per billed server-side web search, by provider (the catalog's "fees"); 0 where unknown
+    web_search_usd: dict[str, Decimal] = field(default_factory=dict)
 
     def find(self, model: str | None) -> tuple[ModelPrice, Resolution] | None:
         if not model:
@@ -108,7 +110,7 @@ def load_catalog(pricing_config: Any = None, base_dir: str | Path | None = None)
     """The bundled catalog with the policy's ``pricing:`` section applied (files, then overrides)."""
     bundled = _bundled()
     catalog = Catalog(prices=dict(bundled.prices), aliases=dict(bundled.aliases), as_of=bundled.as_of,
-                      sources=dict(bundled.sources))
+                      sources=dict(bundled.sources), web_search_usd=dict(bundled.web_search_usd))
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     for file in _as_list(_get(pricing_config, "files")) + _as_list(_get(pricing_config, "file")):
         path = Path(str(file))
@@ -137,7 +139,10 @@ def _bundled() -> Catalog:
                                  source="catalog", note=entry.get("note"))
         for alias in entry.get("aliases", []):
             aliases[alias.lower()] = key
-    return Catalog(prices=prices, aliases=aliases, as_of=data.get("as_of"), sources=data.get("sources", {}))
+    fees = {provider: Decimal(str(entry["web_search"])) for provider, entry in data.get("fees", {}).items()
+            if "web_search" in entry}
+    return Catalog(prices=prices, aliases=aliases, as_of=data.get("as_of"), sources=data.get("sources", {}),
+                   web_search_usd=fees)
 
 
 # --- the policy's pricing section -----------------------------------------------------------------

@@ -41,6 +41,11 @@ def _sub(obj: Mapping[str, Any] | None, key: str) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
+def anthropic_web_searches(usage: Mapping[str, Any] | None) -> int:
+    """``usage.server_tool_use.web_search_requests``: searches are billed per request, not per token."""
+    return _n(_sub(usage, "server_tool_use"), "web_search_requests")
+
+
 def from_anthropic(usage: Mapping[str, Any] | None) -> Usage:
     """Messages API ``usage`` (also the merged ``message_start`` + ``message_delta`` usage)."""
     writes = _n(usage, "cache_creation_input_tokens")

@@ -37,7 +37,7 @@ def run_summary(run: RunRecord, calls: list[CallRecord]) -> RunSummary:
     return RunSummary(
         run_id=run.run_id, decision=decision, status=run.status, stop_reason=run.stop_reason,
         agent_exit_code=run.agent_exit_code, turns=run.turns, tool_calls=run.tool_calls,
-        tokens=run.usage.as_json(), cost_usd=run.cost_usd, runtime_s=max(0.0, runtime),
+        tokens=run.usage.as_json(), web_searches=run.web_searches, cost_usd=run.cost_usd, runtime_s=max(0.0, runtime),
         started_at=_iso(run.started_at), ended_at=_iso(run.ended_at), session_id=run.session_id,
         enforced=run.enforced, calls=[call_summary(c) for c in sorted(calls, key=lambda c: c.seq)],
     )

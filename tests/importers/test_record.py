@@ -76,3 +76,17 @@ def test_claude_code_import_matches_claude_codes_own_cost(tmp_path: Path) -> Non
     summary = record_import(imported, ctx=CTX, policy=None, policy_path=None, ledger_url=f"sqlite:///{tmp_path}/l.db")
     assert summary.cost_usd == imported.reported_cost_usd == Decimal("0.008886")
     assert summary.turns == 2 and summary.session_id == "s"
+
+
+def test_claude_code_import_charges_web_searches_like_claude_code(tmp_path: Path) -> None:
+    # Claude Code's own total includes $0.01 per web search; so does the imported cost.
+    result = {"type": "result", "num_turns": 3, "session_id": "s", "total_cost_usd": 0.038886,
+              "modelUsage": {"claude-sonnet-4-5": {"inputTokens": 12, "outputTokens": 300,
+                                                   "cacheReadInputTokens": 2000, "cacheCreationInputTokens": 1000,
+                                                   "webSearchRequests": 3}}}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    imported = parse_usage_file("claude-code-json", str(path))
+    summary = record_import(imported, ctx=CTX, policy=None, policy_path=None, ledger_url=f"sqlite:///{tmp_path}/l.db")
+    assert summary.cost_usd == imported.reported_cost_usd == Decimal("0.038886")
+    assert summary.web_searches == 3 and summary.calls[0].web_searches == 3

@@ -28,6 +28,41 @@ def test_migrate_is_versioned_and_idempotent(store, ledger_url):
     again.close()
 
 
+def test_a_version_1_ledger_is_upgraded_in_place_without_losing_rows(ledger_url, monkeypatch):
+    full = migrations.load
+    first_only = [m for m in full("sqlite" if ledger_url.startswith("sqlite") else "postgres") if m.version == 1]
+    monkeypatch.setattr(migrations, "load", lambda backend: first_only)
+    monkeypatch.setattr(migrations, "latest_version", lambda backend: 1)
+    old = open_ledger(ledger_url)  # a ledger as version 1 left it, with a run and a call in it
+    old._op(lambda tx: tx.run("INSERT INTO runs (run_id, started_at, decision, status, cost_micros, turns)"
+                              " VALUES (?, ?, 'allow', 'completed', 1500, 1)", ("r-old", old._ts(NOW))))
+    old._op(lambda tx: tx.run("INSERT INTO calls (run_id, seq, started_at, ended_at, provider, endpoint,"
+                              " cost_micros, status) VALUES (?, 1, ?, ?, 'anthropic', 'messages', 1500, 'ok')",
+                              ("r-old", old._ts(NOW), old._ts(NOW))))
+    old.close()
+    monkeypatch.undo()
+
+    upgraded = open_ledger(ledger_url)  # opening migrates to the latest version
+    try:
+        assert upgraded.migrate() == migrations.latest_version(upgraded.backend) >= 2
+        got = upgraded.get_run("r-old")
+        assert (got.cost_usd, got.turns, got.web_searches) == (Decimal("0.0015"), 1, 0)
+        calls = upgraded.list_calls("r-old")
+        assert [(c.seq, c.cost_usd, c.web_searches) for c in calls] == [(1, Decimal("0.0015"), 0)]
+    finally:
+        upgraded.close()
+
+
+def test_web_searches_are_kept_per_call_and_summed_per_run(store):
+    store.start_run(run("r-ws"))
+    store.record_call(call("r-ws", 1, "0.02", web_searches=2))
+    store.record_call(call("r-ws", 2, "0.01", web_searches=1))
+    store.record_call(call("r-ws", 3, "0.001"))
+    assert [c.web_searches for c in store.list_calls("r-ws")] == [2, 1, 0]
+    got = store.get_run("r-ws")
+    assert (got.web_searches, got.cost_usd) == (3, Decimal("0.031"))
+
+
 def test_run_round_trip_keeps_attribution(store):
     record = run("r-1", team="payments", workflow="review.yml", environment="ci", trigger="pull_request",
                  branch="feature/x", cohort="wave-2", platform="github", limits={"max_cost_usd": "2.00"},

@@ -104,6 +104,8 @@ def test_message_delta_replaces_present_fields() -> None:
         _, result = meter_in_chunks(sse(*SERVER_TOOLS), seed)
         assert result.usage == Usage(input_tokens=7000, cache_read_tokens=50, output_tokens=250)
         assert result.tool_calls == 1 and result.stop_reason == "end_turn"
+        # the later delta does not restate server_tool_use: the search already counted stays counted
+        assert result.web_searches == 1
 
 
 def test_cut_off_stream_reports_what_was_seen() -> None:
@@ -142,9 +144,10 @@ def test_parse_json_body_counts_client_and_server_tools() -> None:
                         {"type": "tool_use", "id": "t", "name": "Bash", "input": {}}],
             "usage": {"input_tokens": 10, "cache_creation_input_tokens": 30, "cache_read_input_tokens": 5,
                       "cache_creation": {"ephemeral_5m_input_tokens": 10, "ephemeral_1h_input_tokens": 20},
-                      "output_tokens": 7}}
+                      "output_tokens": 7, "server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 2}}}
     result = A.parse_response(json.dumps(body).encode())
     assert result.tool_calls == 2 and result.complete and result.stop_reason == "tool_use"
+    assert result.web_searches == 3  # web fetches cost nothing beyond their tokens
     assert result.usage == Usage(input_tokens=10, cache_write_tokens=30, cache_write_1h_tokens=20,
                                  cache_read_tokens=5, output_tokens=7)
     assert result.model_served == "claude-opus-4-5"

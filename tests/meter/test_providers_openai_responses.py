@@ -149,3 +149,23 @@ def test_non_object_shapes_in_a_json_body() -> None:
     assert result.model_served is None and result.tool_calls == 0
     result = R.parse_response(json.dumps({"status": ["completed"], "usage": "x", "output": []}).encode())
     assert result.usage == Usage() and not result.complete and result.stop_reason is None
+
+
+SEARCH = {"type": "web_search_call", "id": "ws_1", "status": "completed",
+          "action": {"type": "search", "query": "ci-guard"}}
+
+
+def test_web_search_calls_are_counted_for_their_fee() -> None:
+    body = response("completed", [SEARCH, {**SEARCH, "id": "ws_2"}, MSG], USAGE)
+    result = R.parse_response(json.dumps(body).encode())
+    assert result.web_searches == 2 and result.usage == EXPECTED
+    final = response("completed", [SEARCH, MSG, CALL], USAGE)
+    events = codex_stream({"type": "response.completed", "response": final})
+    events.insert(2, {"type": "response.output_item.done", "output_index": 0, "item": SEARCH})
+    meter = R.stream_meter()
+    meter.feed(frames(events))
+    assert meter.result().web_searches == 1
+    cut = R.stream_meter()  # cut before the final event: the searches already done are still billed
+    cut.feed(frames(events[:4]))
+    assert cut.result().web_searches == 1
+    assert R.parse_response(json.dumps(response("completed", [MSG], USAGE)).encode()).web_searches == 0

@@ -170,3 +170,33 @@ def test_a_parallel_call_waits_for_calls_in_flight_instead_of_stopping_the_run()
     finally:
         bg.run(runner.cleanup())
         bg.close()
+
+
+def test_web_searches_are_charged_on_top_of_tokens_and_count_toward_the_cost_cap():
+    usage = {"input_tokens": 1000, "output_tokens": 200, "server_tool_use": {"web_search_requests": 3}}
+
+    def respond(seen):
+        return web.json_response({"id": "m", "type": "message", "model": "claude-sonnet-4-5", "role": "assistant",
+                                  "content": [{"type": "text", "text": "found it"}], "stop_reason": "end_turn",
+                                  "usage": usage})
+
+    tokens_only = CatalogPricer(load_catalog()).cost("claude-sonnet-4-5", usage_of(usage))
+    assert tokens_only == Decimal("0.006")  # 1,000 x $3 + 200 x $15 per million
+    # the cap is above what the tokens cost and below tokens + searches: only the fee can cross it
+    with echo_upstream(respond) as up, proxied(up.url, limits=Limits(max_cost_usd=Decimal("0.02"))) as p:
+        body = {"model": "claude-sonnet-4-5", "max_tokens": 200, "messages": [{"role": "user", "content": "q"}],
+                "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]}
+        r = httpx.post(f"{p.anthropic_url}/v1/messages", json=body, headers=auth(p))
+        assert r.status_code == 200 and r.json()["usage"] == usage  # the agent sees the provider's body
+        call = p.calls[0]
+        assert (call.web_searches, call.cost_usd) == (3, Decimal("0.036"))  # + 3 x $0.01
+        summary = p.session.summary(status="stopped", agent_exit_code=0)
+        assert summary.web_searches == 3 and summary.calls[0].web_searches == 3
+        assert summary.cost_usd == Decimal("0.036")
+        assert p.session.guard.stop_reason == "max_cost"  # the fee took the run past its cap
+
+
+def usage_of(raw: dict):
+    from ci_guard.pricing.normalize import from_anthropic
+
+    return from_anthropic(raw)

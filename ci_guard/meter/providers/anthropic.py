@@ -25,7 +25,7 @@ from ci_guard.meter.providers.base import (
     request_info,
 )
 from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter, parse_json
-from ci_guard.pricing.normalize import from_anthropic
+from ci_guard.pricing.normalize import anthropic_web_searches, from_anthropic
 from ci_guard.pricing.usage import Usage
 
 THINKING_MIN_BUDGET = 1024  # the API rejects a smaller budget_tokens
@@ -92,6 +92,7 @@ class AnthropicMessages(WireAdapter):
             model_served=as_str(data.get("model")),
             complete=data.get("type") == "message",
             stop_reason=as_str(data.get("stop_reason")),
+            web_searches=anthropic_web_searches(as_dict(data.get("usage"))),
         )
 
     def stream_meter(self, strip_usage_chunk: bool = False) -> StreamMeter:
@@ -151,6 +152,7 @@ class AnthropicStreamMeter(SSEStreamMeter):
         for key, value in as_dict(usage).items():
             if isinstance(value, dict) or (isinstance(value, int | float) and not isinstance(value, bool)):
                 self._usage[key] = value
+        self._result.web_searches = anthropic_web_searches(self._usage)
 
     def current_usage(self) -> Usage:
         return from_anthropic(self._usage)

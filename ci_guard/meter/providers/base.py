@@ -35,6 +35,7 @@ class CallResult:
     complete: bool = False  # the provider signalled a normal end (message_stop, [DONE], response.completed)
     error: str | None = None  # an error the provider reported in the body or the stream (type: message)
     stop_reason: str | None = None
+    web_searches: int = 0  # billed server-side web searches (a fee per search, on top of the tokens)
 
 
 class StreamMeter(ABC):

@@ -29,6 +29,7 @@ from ci_guard.pricing.usage import Usage
 
 _SEMANTIC_KEYS = ("model", "input", "instructions", "tools", "tool_choice", "previous_response_id")
 _TERMINAL = ("response.completed", "response.failed", "response.incomplete")
+WEB_SEARCH_ITEM = "web_search_call"
 
 
 class OpenAIResponses(WireAdapter):
@@ -63,6 +64,7 @@ class OpenAIResponses(WireAdapter):
         result = CallResult(usage=from_openai_responses(as_dict(data.get("usage"))))
         _read_response(result, data)
         result.tool_calls = count_tool_items(data.get("output"))
+        result.web_searches = count_web_searches(data.get("output"))
         return result
 
     def stream_meter(self, strip_usage_chunk: bool = False) -> StreamMeter:
@@ -70,6 +72,13 @@ class OpenAIResponses(WireAdapter):
 
     def error_body(self, status: int, kind: str, message: str) -> bytes:
         return openai_error_body(status, kind, message)
+
+
+def count_web_searches(output: Any) -> int:
+    """``web_search_call`` items: the web search tool is billed per call, on top of the tokens."""
+    if not isinstance(output, list):
+        return 0
+    return sum(1 for item in output if isinstance(item, dict) and item.get("type") == WEB_SEARCH_ITEM)
 
 
 def count_tool_items(output: Any) -> int:
@@ -104,6 +113,7 @@ class ResponsesStreamMeter(SSEStreamMeter):
         super().__init__(hold=False)
         self._usage: dict[str, Any] = {}
         self._done_tools = 0
+        self._done_searches = 0
 
     def on_event(self, event: SSEEvent) -> bool:
         data, err = parse_json(event)
@@ -116,6 +126,9 @@ class ResponsesStreamMeter(SSEStreamMeter):
             if isinstance(item, dict) and _is_tool_item(item):
                 self._done_tools += 1
                 self._result.tool_calls = self._done_tools
+                if item.get("type") == WEB_SEARCH_ITEM:
+                    self._done_searches += 1
+                    self._result.web_searches = self._done_searches
         elif kind in _TERMINAL and isinstance(data.get("response"), dict):
             self._read_final(data["response"])
         elif kind == "response.created" and isinstance(data.get("response"), dict):
@@ -130,6 +143,7 @@ class ResponsesStreamMeter(SSEStreamMeter):
             self._usage = response["usage"]
         # The final output list is authoritative when a server skipped output_item.done events.
         self._result.tool_calls = max(self._done_tools, count_tool_items(response.get("output")))
+        self._result.web_searches = max(self._done_searches, count_web_searches(response.get("output")))
 
     def current_usage(self) -> Usage:
         return from_openai_responses(self._usage)
