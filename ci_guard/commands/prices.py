@@ -41,6 +41,8 @@ def prices(model: str | None, policy_path: str | None, fmt: str) -> int:
             "as_of": catalog.as_of, "currency": "USD", "unit": "per 1,000,000 tokens",
             "on_unknown_model": catalog.on_unknown_model, "fallback_model": catalog.fallback_model,
             "models": [{**p.as_json(), "aliases": catalog.aliases_of(p.model)} for p in listed],
+            "fees": {provider: {"web_search_usd": str(fee)}
+                     for provider, fee in sorted(catalog.web_search_usd.items())},
         }, indent=2))
         return 0
     rows = []
@@ -59,4 +61,7 @@ def prices(model: str | None, policy_path: str | None, fmt: str) -> int:
         if p.note:
             click.echo(f"note: {p.note}")
     click.echo(f"USD per million tokens; list prices as of {catalog.as_of}.")
+    fees = ", ".join(f"{provider} ${fee}" for provider, fee in sorted(catalog.web_search_usd.items()))
+    if fees:
+        click.echo(f"Web search, per search, on top of tokens: {fees}.")
     return 0

@@ -52,5 +52,6 @@ def test_prices_lists_the_catalog(capsys):
     code, out, _ = run_cli(capsys, "prices", "claude-sonnet-4-0", "--format", "json")
     data = json.loads(out)
     assert data["models"][0]["model"] == "claude-sonnet-4" and "claude-sonnet-4-0" in data["models"][0]["aliases"]
+    assert data["fees"] == {"anthropic": {"web_search_usd": "0.01"}, "openai": {"web_search_usd": "0.01"}}
     code, _, err = run_cli(capsys, "prices", "mystery")
     assert code == 1 and "not in the catalog" in err
