@@ -70,7 +70,7 @@ def generate(n_calls: int):
             cost_run += micros
             tokens = [a + b for a, b in zip(tokens, usage, strict=True)]
             calls.append([run_id, s, at, at, "anthropic", "messages", model, model, *usage, micros, "ok", 200,
-                          True, 1, sum(usage[:4]), 850.0, f"fp{s}", None, None, True, 0])
+                          True, 1, sum(usage[:4]), 850.0, f"fp{s}", None, None, True, 0, None])
         runs.append([run_id, start, start + timedelta(minutes=2), "allow", "completed", "acme", None, repo, "alice",
                      "review.yml", "pr-review", None, "pull_request", r % 500, "feature", None, "github",
                      "protected-review", None, model, "{}", None, None, 0, None, True, CALLS_PER_RUN,

@@ -76,3 +76,4 @@ class CallRecord:
     session_id: str | None = None
     is_turn: bool = True  # generation call (count_tokens and refused calls are not turns)
     web_searches: int = 0  # billed server-side web searches (their fee is in cost_usd)
+    service_tier: str | None = None  # the tier that served the call (OpenAI priority is priced higher)

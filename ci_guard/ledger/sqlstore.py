@@ -48,7 +48,8 @@ RUN_COLS = ("run_id", "started_at", "ended_at", "decision", "status", "org", "te
             "session_id", "enforced", "turns", "tool_calls", "cost_micros", *TOKEN_COLS, "web_searches")
 CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endpoint", "model_requested",
              "model_served", *TOKEN_COLS, "cost_micros", "status", "http_status", "stream", "tool_calls",
-             "context_tokens", "latency_ms", "fingerprint", "error", "session_id", "is_turn", "web_searches")
+             "context_tokens", "latency_ms", "fingerprint", "error", "session_id", "is_turn", "web_searches",
+             "service_tier")
 REPORT_GROUPS = {"repo": "repo", "org": "org", "team": "team", "user": "actor", "agent": "agent",
                  "model": "model", "workflow": "workflow", "status": "status"}
 
@@ -433,7 +434,7 @@ class SqlStore:
                 call.endpoint, call.model_requested, call.model_served, *astuple(call.usage), micros,
                 call.status, call.http_status, self._bool(call.stream), call.tool_calls, call.context_tokens,
                 float(call.latency_ms), call.fingerprint, call.error, call.session_id, self._bool(call.is_turn),
-                call.web_searches)
+                call.web_searches, call.service_tier)
 
     def _call_from(self, row: Sequence[Any]) -> CallRecord:
         c = dict(zip(CALL_COLS, row, strict=True))
@@ -446,6 +447,7 @@ class SqlStore:
             tool_calls=int(c["tool_calls"]), context_tokens=int(c["context_tokens"]),
             latency_ms=float(c["latency_ms"]), fingerprint=c["fingerprint"], error=c["error"],
             session_id=c["session_id"], is_turn=bool(c["is_turn"]), web_searches=int(c["web_searches"]),
+            service_tier=c["service_tier"],
         )
 
 

@@ -75,6 +75,7 @@ class MeteredCall:
         self.provider = provider
         self.tail = tail
         self.adapter = adapter
+        self._service_tier: str | None = None  # what the request asked for (prices its worst case)
 
     # -- 1. plan ---------------------------------------------------------------------------------
     async def run(self) -> StreamResponse:
@@ -102,11 +103,13 @@ class MeteredCall:
         refusal = session.pricer.refusal(model)
         if refusal:
             raise Refusal("unpriced_model", refusal, model)
-        worst = session.pricer.worst_case(model, info.estimated_input_tokens, info.max_output_tokens)
+        tier = info.service_tier
+        worst = session.pricer.worst_case(model, info.estimated_input_tokens, info.max_output_tokens, tier)
         planned = PlannedCall(
             fingerprint=info.fingerprint, estimated_input_tokens=info.estimated_input_tokens,
             max_output_tokens=info.max_output_tokens, worst_case_usd=worst,
         )
+        self._service_tier = tier
         admission = await self._admit(planned, model)
         max_output = info.max_output_tokens
         target = admission.max_output_tokens
@@ -115,7 +118,7 @@ class MeteredCall:
         if target is not None and (max_output is None or target < max_output):
             body = adapter.clamp_output(body, target)
             max_output = target
-            worst = session.pricer.worst_case(model, info.estimated_input_tokens, max_output)
+            worst = session.pricer.worst_case(model, info.estimated_input_tokens, max_output, tier)
         held = session.guard.hold(worst)
         body, strip_usage = adapter.prepare(body)
         # Adapters return a new object when they change a request: forward the agent's own bytes otherwise.
@@ -158,7 +161,8 @@ class MeteredCall:
         worst = planned.worst_case_usd
         if remaining is None or worst is None or not (worst > remaining > 0):
             return None  # only a call whose worst case does not fit needs to know how much output still does
-        fit = self.session.pricer.max_output_within(model, planned.estimated_input_tokens, remaining)
+        fit = self.session.pricer.max_output_within(model, planned.estimated_input_tokens, remaining,
+                                                    self._service_tier)
         if fit is not None and fit < getattr(self.adapter, "min_output_tokens", 1):
             return 0  # below the API's minimum output cap the call cannot be made valid: refuse it
         return fit
@@ -259,9 +263,11 @@ class MeteredCall:
         if call_status == "cut":
             usage, note = _estimate_cut(usage, plan.info.estimated_input_tokens, relayed)
         served = result.model_served or plan.model
+        # The tier that served the call sets its price; when the answer did not say, the one asked for.
+        tier = result.service_tier or plan.info.service_tier
         cost = Decimal(0)
         if _has_usage(usage):
-            priced = session.pricer.cost(served, usage, plan.model, plan.requested_model)
+            priced = session.pricer.cost(served, usage, plan.model, plan.requested_model, service_tier=tier)
             cost = priced if priced is not None else plan.held  # never free: charge the held worst case
         cost += session.pricer.fees(self.adapter.provider, result.web_searches)
         error_sig = f"{status_code} {result.error or ''}"[:200] if call_status == "error" else None
@@ -276,6 +282,7 @@ class MeteredCall:
             latency_ms=(time.perf_counter() - t0) * 1000, fingerprint=plan.info.fingerprint,
             error=redact(error)[:500] if error else None,
             session_id=self.request.headers.get("x-claude-code-session-id"), web_searches=result.web_searches,
+            service_tier=tier,
         ))
 
     def _refused(self, refusal: Refusal, info: RequestInfo) -> Response:

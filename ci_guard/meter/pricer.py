@@ -34,16 +34,16 @@ class CatalogPricer:
             self._cache[model] = self.catalog.resolve(model)
         return self._cache[model]
 
-    def price(self, model: str | None) -> ModelPrice | None:
-        """The price of ``model``; a name the catalog does not know (a served snapshot, say) falls back
-        to the decided model's price, never to zero."""
+    def price(self, model: str | None, service_tier: str | None = None) -> ModelPrice | None:
+        """The price of ``model`` (on ``service_tier``); a name the catalog does not know (a served
+        snapshot, say) falls back to the decided model's price, never to zero."""
         for name in (model, self.default_model):
             try:
                 price = self._resolve(name).price
             except PricingError:
                 price = None
             if price is not None:
-                return price
+                return price.for_service_tier(service_tier)
         return None
 
     def refusal(self, model: str | None) -> str | None:
@@ -54,7 +54,8 @@ class CatalogPricer:
             return f"ci-guard: {exc.render()}"
         return f"ci-guard: {res.warning}" if res.denied else None
 
-    def cost(self, model: str | None, usage: Usage, *alternatives: str | None) -> Decimal | None:
+    def cost(self, model: str | None, usage: Usage, *alternatives: str | None,
+             service_tier: str | None = None) -> Decimal | None:
         """The exact cost of ``usage`` on the first of ``model`` and ``alternatives`` that has a price.
 
         The served model is tried first (what was billed), then the requested and the decided one.
@@ -62,7 +63,7 @@ class CatalogPricer:
         because an unpriced call is never free.
         """
         for name in (model, *alternatives):
-            price = self.price(name)
+            price = self.price(name, service_tier)
             if price is not None:
                 return cost(usage, price).total_usd
         return None
@@ -73,14 +74,16 @@ class CatalogPricer:
             return Decimal(0)
         return self.catalog.web_search_usd.get(provider, Decimal(0)) * web_searches
 
-    def worst_case(self, model: str | None, input_tokens: int, max_output_tokens: int | None) -> Decimal | None:
-        price = self.price(model)
+    def worst_case(self, model: str | None, input_tokens: int, max_output_tokens: int | None,
+                   service_tier: str | None = None) -> Decimal | None:
+        price = self.price(model, service_tier)
         if price is None:
             return None
         return worst_case_cost(price, input_tokens, max_output_tokens or ASSUMED_MAX_OUTPUT)
 
-    def max_output_within(self, model: str | None, input_tokens: int, budget_usd: Decimal) -> int | None:
-        price = self.price(model)
+    def max_output_within(self, model: str | None, input_tokens: int, budget_usd: Decimal,
+                          service_tier: str | None = None) -> int | None:
+        price = self.price(model, service_tier)
         if price is None:
             return None
         return max_output_for_budget(price, input_tokens, budget_usd)

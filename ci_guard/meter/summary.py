@@ -27,6 +27,7 @@ class CallSummary(BaseModel):
     tokens: dict[str, int] = Field(default_factory=dict)  # input, cache_write, cache_read, output, reasoning
     tool_calls: int = 0
     web_searches: int = 0  # billed server-side web searches; their fee is in cost_usd
+    service_tier: str | None = None  # the tier that served the call (priced accordingly)
     cost_usd: Decimal = Decimal(0)
     latency_ms: float = 0.0
     error: str | None = None
@@ -69,6 +70,6 @@ def call_summary(c: CallRecord) -> CallSummary:
         seq=c.seq, provider=c.provider, endpoint=c.endpoint, model=c.model_served or c.model_requested,
         model_requested=c.model_requested, status=c.status, http_status=c.http_status, stream=c.stream,
         tokens=c.usage.as_json(), tool_calls=c.tool_calls, web_searches=c.web_searches, cost_usd=c.cost_usd,
-        latency_ms=round(c.latency_ms, 2),
+        latency_ms=round(c.latency_ms, 2), service_tier=c.service_tier,
         error=c.error, started_at=c.started_at.isoformat() if c.started_at else None,
     )

@@ -134,9 +134,12 @@ def _bundled() -> Catalog:
     for name, entry in data["models"].items():
         key = name.lower()
         rates = rates_from(entry, where, f"models.{name}.")
+        priority = entry.get("priority")
         prices[key] = ModelPrice(model=key, provider=entry.get("provider"), rates=rates,
                                  tiers=tiers_from(entry.get("tiers"), where, f"models.{name}.", rates),
-                                 source="catalog", note=entry.get("note"))
+                                 source="catalog", note=entry.get("note"),
+                                 priority=rates_from(priority, where, f"models.{name}.priority.")
+                                 if priority is not None else None)
         for alias in entry.get("aliases", []):
             aliases[alias.lower()] = key
     fees = {provider: Decimal(str(entry["web_search"])) for provider, entry in data.get("fees", {}).items()

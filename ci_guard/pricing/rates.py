@@ -15,6 +15,8 @@ from typing import Any
 from ci_guard.errors import PricingError, Problem
 
 RATE_FIELDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
+# OpenAI's published priority rates are 1.7x to 2x the standard ones; 2x bounds a model without them.
+PRIORITY_FALLBACK = Decimal(2)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,20 @@ class ModelPrice:
     tiers: tuple[PriceTier, ...] = ()  # sorted by threshold, ascending
     source: str = "catalog"  # catalog | override | file:<path>
     note: str | None = None
+    priority: Rates | None = None  # OpenAI Priority processing rates, where published
+
+    def for_service_tier(self, service_tier: str | None) -> ModelPrice:
+        """The price of a call served on ``service_tier`` (what the provider reported).
+
+        Only OpenAI's ``priority`` tier changes the price here. Without published priority rates
+        (or with long-context tiers, whose priority rates are not published) the call is priced at
+        PRIORITY_FALLBACK times the standard rates, so it is never under-counted.
+        """
+        if service_tier != "priority" or self.provider != "openai":
+            return self
+        if self.priority is not None and not self.tiers:
+            return replace(self, rates=self.priority, tiers=())
+        return self.scaled(PRIORITY_FALLBACK)
 
     def tier_for(self, context_tokens: int) -> PriceTier | None:
         """The highest tier whose threshold the request's total input is strictly above."""
@@ -78,6 +94,7 @@ class ModelPrice:
             "tiers": [t.as_json() for t in self.tiers],
             "source": self.source,
             "note": self.note,
+            **({"priority": self.priority.as_json()} if self.priority is not None else {}),
         }
 
 

@@ -169,3 +169,12 @@ def test_web_search_calls_are_counted_for_their_fee() -> None:
     cut.feed(frames(events[:4]))
     assert cut.result().web_searches == 1
     assert R.parse_response(json.dumps(response("completed", [MSG], USAGE)).encode()).web_searches == 0
+
+
+def test_the_serving_tier_is_read_from_the_response() -> None:
+    final = {**response("completed", [MSG], USAGE), "service_tier": "priority"}
+    assert R.parse_response(json.dumps(final).encode()).service_tier == "priority"
+    meter = R.stream_meter()
+    meter.feed(frames(codex_stream({"type": "response.completed", "response": final})))
+    assert meter.result().service_tier == "priority"
+    assert R.inspect({"model": "gpt-5", "input": "hi", "service_tier": "flex"}).service_tier == "flex"

@@ -200,3 +200,32 @@ def usage_of(raw: dict):
     from ci_guard.pricing.normalize import from_anthropic
 
     return from_anthropic(raw)
+
+
+def test_an_openai_call_served_on_the_priority_tier_is_priced_at_priority_rates():
+    usage = {"prompt_tokens": 1000, "completion_tokens": 500, "prompt_tokens_details": {"cached_tokens": 0}}
+
+    def respond(seen):
+        return web.json_response({"id": "c", "object": "chat.completion", "model": "gpt-5", "service_tier": "priority",
+                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                               "finish_reason": "stop"}], "usage": usage})
+
+    with echo_upstream(respond) as up, proxied(up.url, model="gpt-5", openai_url=up.url) as p:
+        body = {"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}], "service_tier": "auto"}
+        r = httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p))
+        assert r.status_code == 200
+        call = p.calls[0]
+        # 1,000 x $2.50 + 500 x $20 per million (standard would be $0.00625)
+        assert (call.service_tier, call.cost_usd) == ("priority", Decimal("0.0125"))
+        assert p.session.summary(status="completed", agent_exit_code=0).calls[0].service_tier == "priority"
+
+
+def test_a_priority_request_is_clamped_at_priority_rates():
+    with echo_upstream() as up, proxied(up.url, model="gpt-5", openai_url=up.url,
+                                       limits=Limits(max_cost_usd=Decimal("0.02"))) as p:
+        body = {"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}], "service_tier": "priority",
+                "max_completion_tokens": 5000}
+        httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p))
+        sent = up.requests[0]["json"]["max_completion_tokens"]
+        # at $20 per million output tokens $0.02 buys at most 1,000 (the standard rate would allow 2,000)
+        assert 900 < sent < 1000

@@ -133,3 +133,26 @@ def test_worst_case_and_max_output():
     assert n == 2 and worst_case_cost(nano, 0, n) <= Decimal("0.000001") < worst_case_cost(nano, 0, n + 1)
     free = load_catalog({"overrides": {"local": {"input": 0, "output": 0}}}).lookup("local")
     assert max_output_for_budget(free, 1000, Decimal("0.01")) == 2**31 - 1
+
+
+def test_openai_priority_tier_uses_published_rates_or_twice_the_standard_ones():
+    from ci_guard.pricing.cost import cost
+    from ci_guard.pricing.usage import Usage
+
+    catalog = load_catalog()
+    usage = Usage(input_tokens=1000, cache_read_tokens=4000, output_tokens=500)
+    gpt5 = catalog.lookup("gpt-5")
+    # standard: 1,000 x 1.25 + 4,000 x 0.125 + 500 x 10 per million
+    assert cost(usage, gpt5).total_usd == Decimal("0.00675")
+    # priority (published): 1,000 x 2.50 + 4,000 x 0.25 + 500 x 20 per million
+    assert cost(usage, gpt5.for_service_tier("priority")).total_usd == Decimal("0.0135")
+    assert gpt5.for_service_tier("default") is gpt5 and gpt5.for_service_tier("flex") is gpt5
+    mini = catalog.lookup("gpt-4.1")  # published at 1.75x: the published rates win over the 2x bound
+    assert mini.for_service_tier("priority").rates.output == Decimal("14.00")
+    nano = catalog.lookup("gpt-5-nano")  # no published priority rates: twice the standard ones
+    assert nano.for_service_tier("priority").rates.output == 2 * nano.rates.output
+    tiered = catalog.lookup("gpt-5.5")  # long-context tiers: every tier doubled
+    doubled = tiered.for_service_tier("priority")
+    assert [t.rates.output for t in doubled.tiers] == [2 * t.rates.output for t in tiered.tiers]
+    sonnet = catalog.lookup("claude-sonnet-4-5")  # Anthropic's service_tier does not change the price here
+    assert sonnet.for_service_tier("priority") is sonnet

@@ -93,6 +93,7 @@ class AnthropicMessages(WireAdapter):
             complete=data.get("type") == "message",
             stop_reason=as_str(data.get("stop_reason")),
             web_searches=anthropic_web_searches(as_dict(data.get("usage"))),
+            service_tier=as_str(as_dict(data.get("usage")).get("service_tier")),
         )
 
     def stream_meter(self, strip_usage_chunk: bool = False) -> StreamMeter:
@@ -131,6 +132,7 @@ class AnthropicStreamMeter(SSEStreamMeter):
         if kind == "message_start":
             message = as_dict(data.get("message"))
             self._result.model_served = as_str(message.get("model")) or self._result.model_served
+            self._result.service_tier = as_str(as_dict(message.get("usage")).get("service_tier"))
             self._merge(message.get("usage"))
         elif kind == "message_delta":
             self._merge(data.get("usage"))

@@ -25,6 +25,7 @@ class RequestInfo:
     max_output_tokens: int | None  # max_tokens / max_completion_tokens / max_output_tokens
     estimated_input_tokens: int  # a conservative estimate of the input size, before the call
     fingerprint: str  # hash of the semantically relevant request (retry-storm detection)
+    service_tier: str | None = None  # what the request asked for (OpenAI: auto, default, flex, priority)
 
 
 @dataclass
@@ -36,6 +37,7 @@ class CallResult:
     error: str | None = None  # an error the provider reported in the body or the stream (type: message)
     stop_reason: str | None = None
     web_searches: int = 0  # billed server-side web searches (a fee per search, on top of the tokens)
+    service_tier: str | None = None  # the tier the provider says served the call
 
 
 class StreamMeter(ABC):
@@ -117,6 +119,7 @@ def request_info(body: dict[str, Any], *, output_cap_keys: tuple[str, ...], inpu
         max_output_tokens=cap,
         estimated_input_tokens=_estimate_encoded((body[k], encoded[k]) for k in input_keys if k in encoded),
         fingerprint=_fingerprint_encoded(semantic_keys, encoded),
+        service_tier=as_str(body.get("service_tier")),
     )
 
 

@@ -90,6 +90,7 @@ class OpenAIChat(WireAdapter):
             model_served=as_str(data.get("model")),
             complete="choices" in data,
             stop_reason=as_str(choices[0].get("finish_reason")) if choices else None,
+            service_tier=as_str(data.get("service_tier")),
         )
 
     def stream_meter(self, strip_usage_chunk: bool = False) -> StreamMeter:
@@ -146,6 +147,7 @@ class ChatStreamMeter(SSEStreamMeter):
             self.record_error(error_text(data["error"]))
             return True
         self._result.model_served = as_str(data.get("model")) or self._result.model_served
+        self._result.service_tier = as_str(data.get("service_tier")) or self._result.service_tier
         choices = data.get("choices")
         for choice in as_list(choices):
             self._read_choice(choice)

@@ -94,6 +94,7 @@ def _is_tool_item(item: dict[str, Any]) -> bool:
 def _read_response(result: CallResult, response: dict[str, Any]) -> None:
     """Fill model, stop reason, completeness and errors from a Response object."""
     result.model_served = as_str(response.get("model")) or result.model_served
+    result.service_tier = as_str(response.get("service_tier")) or result.service_tier
     status = as_str(response.get("status"))
     if status == "completed":
         result.complete = True
@@ -133,6 +134,7 @@ class ResponsesStreamMeter(SSEStreamMeter):
             self._read_final(data["response"])
         elif kind == "response.created" and isinstance(data.get("response"), dict):
             self._result.model_served = as_str(data["response"].get("model")) or self._result.model_served
+            self._result.service_tier = as_str(data["response"].get("service_tier")) or self._result.service_tier
         elif kind == "error":
             self.record_error(error_text({"type": data.get("code"), "message": data.get("message")}))
         return True
