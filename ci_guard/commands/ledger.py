@@ -17,12 +17,13 @@ Examples:
   ci-guard ledger calls --run 01J9Z... --format json
   ci-guard ledger outcome 01J9Z... merged
   ci-guard ledger report --month 2026-03 --group-by repo
+  ci-guard ledger export --month 2026-03 -o focus-2026-03.csv
 """
 
 
 @click.group(epilog=EPILOG)
 def ledger() -> None:
-    """Ledger operations: migrate, runs, calls, outcome, report."""
+    """Ledger operations: migrate, runs, calls, outcome, report, export."""
 
 
 def _open(url: str | None) -> Any:
@@ -127,15 +128,7 @@ def outcome(ledger_url: str | None, run_id: str, outcome: str) -> int:
 @format_option
 def report(ledger_url: str | None, month: str | None, group_by: str, fmt: str) -> int:
     """Spend of one month grouped by repo, team, user, agent, model, ... (from run totals)."""
-    from ci_guard.ledger.periods import period_bounds
-
-    anchor = datetime.now(UTC)
-    if month:
-        try:
-            anchor = datetime.strptime(month + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
-        except ValueError:
-            raise click.BadParameter(f"expected YYYY-MM, got {month!r}", param_hint="--month") from None
-    start, end = period_bounds("month", "UTC", anchor)
+    start, end = _month_bounds(month)
     store = _open(ledger_url)
     try:
         rows = store.report(start, end, group_by=group_by)
@@ -153,6 +146,55 @@ def report(ledger_url: str | None, month: str | None, group_by: str, fmt: str) -
     return 0
 
 
+@ledger.command()
+@ledger_option
+@click.option("--month", metavar="YYYY-MM", help="Calendar month in UTC (default: the current one).")
+@click.option("--format", "fmt", type=click.Choice(["focus-csv", "focus-jsonl"]), default="focus-csv",
+              show_default=True, help="FinOps FOCUS cost-and-usage rows, as CSV or JSON lines.")
+@click.option("--output", "-o", metavar="FILE", default="-", show_default=True,
+              help="Where to write; a file is written whole or not at all.")
+def export(ledger_url: str | None, month: str | None, fmt: str, output: str) -> int:
+    """Every call of one month as FinOps FOCUS charge rows (for FinOps tools and warehouses).
+
+    \b
+    Examples:
+      ci-guard ledger export --month 2026-03 -o ci-agents-2026-03.csv
+      ci-guard ledger export --format focus-jsonl | jq -r .BilledCost
+    """
+    import sys
+
+    from ci_guard.files import atomic_text_file
+    from ci_guard.report.focus import focus_rows, write_focus_csv, write_focus_jsonl
+
+    start, end = _month_bounds(month)
+    write = write_focus_csv if fmt == "focus-csv" else write_focus_jsonl
+    store = _open(ledger_url)
+    try:
+        rows = focus_rows(store.export_calls(start, end))
+        if output == "-":
+            count = write(rows, sys.stdout)
+        else:
+            with atomic_text_file(output) as out:
+                count = write(rows, out)
+    finally:
+        store.close()
+    if output != "-":
+        click.echo(f"{start:%Y-%m}: {count} calls written to {output}", err=True)
+    return 0
+
+
+def _month_bounds(month: str | None) -> tuple[datetime, datetime]:
+    from ci_guard.ledger.periods import period_bounds
+
+    anchor = datetime.now(UTC)
+    if month:
+        try:
+            anchor = datetime.strptime(month + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            raise click.BadParameter(f"expected YYYY-MM, got {month!r}", param_hint="--month") from None
+    return period_bounds("month", "UTC", anchor)
+
+
 def _run_json(r: Any) -> dict[str, Any]:
     return {"run_id": r.run_id, "started_at": r.started_at.isoformat(),
             "ended_at": r.ended_at.isoformat() if r.ended_at else None, "decision": r.decision, "status": r.status,
@@ -160,7 +202,8 @@ def _run_json(r: Any) -> dict[str, Any]:
             "user": r.user, "workflow": r.workflow, "agent": r.agent, "environment": r.environment,
             "trigger": r.trigger, "pr": r.pr, "branch": r.branch, "cohort": r.cohort, "platform": r.platform,
             "rule": r.rule, "model": r.model, "limits": r.limits, "enforced": r.enforced, "turns": r.turns,
-            "tool_calls": r.tool_calls, "tokens": r.usage.as_json(), "cost_usd": str(r.cost_usd),
+            "tool_calls": r.tool_calls, "tokens": r.usage.as_json(), "web_searches": r.web_searches,
+            "cost_usd": str(r.cost_usd),
             "agent_exit_code": r.agent_exit_code, "session_id": r.session_id}
 
 
@@ -169,5 +212,6 @@ def _call_json(c: Any) -> dict[str, Any]:
             "ended_at": c.ended_at.isoformat(), "provider": c.provider, "endpoint": c.endpoint,
             "model_requested": c.model_requested, "model_served": c.model_served, "status": c.status,
             "http_status": c.http_status, "stream": c.stream, "tokens": c.usage.as_json(),
-            "tool_calls": c.tool_calls, "context_tokens": c.context_tokens, "latency_ms": c.latency_ms,
+            "tool_calls": c.tool_calls, "web_searches": c.web_searches, "service_tier": c.service_tier,
+            "context_tokens": c.context_tokens, "latency_ms": c.latency_ms,
             "cost_usd": str(c.cost_usd), "fingerprint": c.fingerprint, "error": c.error}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
@@ -50,6 +50,7 @@ CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endpoint", 
              "model_served", *TOKEN_COLS, "cost_micros", "status", "http_status", "stream", "tool_calls",
              "context_tokens", "latency_ms", "fingerprint", "error", "session_id", "is_turn", "web_searches",
              "service_tier")
+EXPORT_PAGE = 5000  # calls per read of export_calls
 REPORT_GROUPS = {"repo": "repo", "org": "org", "team": "team", "user": "actor", "agent": "agent",
                  "model": "model", "workflow": "workflow", "status": "status"}
 
@@ -379,6 +380,35 @@ class SqlStore:
         sql = f"SELECT {cols} FROM calls c{join}{where} ORDER BY {order} LIMIT ?"
         rows = self._op(lambda tx: tx.all(sql, (*params, max(1, limit))), write=False)
         return [self._call_from(r) for r in rows]
+
+    def export_calls(self, start: datetime, end: datetime,
+                     page: int = EXPORT_PAGE) -> Iterator[tuple[CallRecord, RunRecord]]:
+        """Every call started in ``[start, end)`` with its run, oldest first, read in pages.
+
+        Keyset pages (``(started_at, run_id, seq)`` after the last row seen), each in its own short
+        read transaction: a month of a busy organisation never sits in memory at once, and no
+        transaction stays open while the caller writes its file.
+        """
+        call_cols = ", ".join(f"c.{c}" for c in CALL_COLS)
+        run_cols = ", ".join(f"r.{c}" for c in RUN_COLS)
+        base = (f"SELECT {call_cols}, {run_cols} FROM calls c JOIN runs r ON r.run_id = c.run_id"
+                " WHERE c.started_at >= ? AND c.started_at < ?")
+        order = " ORDER BY c.started_at, c.run_id, c.seq LIMIT ?"
+        after: tuple[Any, ...] | None = None
+        width = len(CALL_COLS)
+        while True:
+            if after is None:
+                sql, params = base + order, (self._ts(start), self._ts(end), page)
+            else:
+                sql = base + " AND (c.started_at, c.run_id, c.seq) > (?, ?, ?)" + order
+                params = (self._ts(start), self._ts(end), *after, page)
+            rows = self._op(lambda tx, sql=sql, params=params: tx.all(sql, params), write=False)
+            for row in rows:
+                yield self._call_from(row[:width]), self._run_from(row[width:])
+            if len(rows) < page:
+                return
+            last = rows[-1]
+            after = (last[CALL_COLS.index("started_at")], last[0], last[1])
 
     def report(self, start: datetime, end: datetime, group_by: str = "repo") -> list[dict[str, Any]]:
         """Spend per ``group_by`` for runs started in ``[start, end)``, from run totals (no call scan)."""

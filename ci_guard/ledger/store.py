@@ -6,7 +6,7 @@ calls them from a worker thread so a slow database never stalls a stream.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -100,6 +100,10 @@ class Store(Protocol):
 
     def list_calls(self, run_id: str | None = None, *, limit: int = 1000) -> list[CallRecord]:
         """In order of ``seq`` for one run; most recent first across runs."""
+        ...
+
+    def export_calls(self, start: datetime, end: datetime) -> Iterator[tuple[CallRecord, RunRecord]]:
+        """Every call started in ``[start, end)`` with its run, oldest first (read in pages)."""
         ...
 
     def close(self) -> None:

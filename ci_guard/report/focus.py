@@ -1,0 +1,153 @@
+"""The ledger as a FinOps FOCUS cost-and-usage dataset: one charge row per model call.
+
+FOCUS (https://focus.finops.org) is the FinOps Foundation's common format for cost data, read by
+FinOps tools and warehouses. Columns are those of FOCUS 1.2 plus the 1.3 provider columns
+(``ServiceProviderName``, ``HostProviderName``); ci-guard's own columns carry the ``x_`` prefix the
+specification reserves for extensions.
+
+What ci-guard knows and what it does not:
+
+* The cost is what the ledger recorded for the call (catalog list prices, or the policy's
+  ``pricing.overrides``), so ``BilledCost``, ``EffectiveCost``, ``ListCost`` and ``ContractedCost``
+  are the same figure: ci-guard sees no invoice, discount or commitment.
+* A call mixes token classes priced at different rates, so there is no single unit price:
+  ``ListUnitPrice`` is null and the quantities count tokens (``PricingUnit`` "Tokens"); the
+  breakdown by class is in ``SkuPriceDetails``.
+* The billing account is the provider's API account, which ci-guard does not see: the provider
+  name stands in for it. The repository is the sub-account, the run is the resource.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any
+
+from ci_guard.ledger.records import CallRecord, RunRecord
+
+FOCUS_VERSION = "1.2"  # plus the 1.3 provider columns, see the module docstring
+
+COLUMNS = (
+    "BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "BillingCurrency",
+    "BillingAccountId", "BillingAccountName", "BillingPeriodStart", "BillingPeriodEnd",
+    "ChargePeriodStart", "ChargePeriodEnd", "ChargeCategory", "ChargeClass", "ChargeDescription",
+    "ChargeFrequency", "ConsumedQuantity", "ConsumedUnit", "PricingQuantity", "PricingUnit",
+    "ListUnitPrice", "ContractedUnitPrice", "PricingCategory", "InvoiceIssuerName", "ProviderName",
+    "PublisherName", "ServiceProviderName", "HostProviderName", "ServiceName", "ServiceCategory",
+    "ServiceSubcategory", "ResourceId", "ResourceName", "ResourceType", "SubAccountId", "SubAccountName",
+    "SkuId", "SkuMeter", "SkuPriceDetails", "RegionId", "RegionName", "Tags",
+    "x_RunId", "x_CallSeq", "x_CallStatus", "x_Model", "x_ModelRequested", "x_Endpoint", "x_Enforced",
+)
+
+_PROVIDERS = {
+    "anthropic": ("Anthropic", "Claude API"),
+    "openai": ("OpenAI", "OpenAI API"),
+}
+
+
+def focus_rows(pairs: Iterable[tuple[CallRecord, RunRecord]]) -> Iterator[dict[str, Any]]:
+    """One FOCUS charge row per call (money as decimal strings, times as ISO 8601 UTC)."""
+    for call, run in pairs:
+        yield focus_row(call, run)
+
+
+def focus_row(call: CallRecord, run: RunRecord) -> dict[str, Any]:
+    company, service = _PROVIDERS.get(call.provider, (call.provider, f"{call.provider} API"))
+    cost = f"{call.cost_usd:.6f}"
+    # Whole seconds: the start rounded down, the (exclusive) end rounded up, so that a call shorter
+    # than a second still has a period and every call lies inside its own.
+    start = _utc(call.started_at).replace(microsecond=0)
+    ended = _utc(call.ended_at)
+    end = max(ended.replace(microsecond=0) + timedelta(seconds=1 if ended.microsecond else 0),
+              start + timedelta(seconds=1))
+    period_start, period_end = _month(start)
+    usage = call.usage
+    tokens = usage.context_tokens + usage.output_tokens
+    model = call.model_served or call.model_requested
+    return {
+        "BilledCost": cost, "EffectiveCost": cost, "ListCost": cost, "ContractedCost": cost,
+        "BillingCurrency": "USD",
+        "BillingAccountId": call.provider, "BillingAccountName": None,
+        "BillingPeriodStart": _iso(period_start), "BillingPeriodEnd": _iso(period_end),
+        "ChargePeriodStart": _iso(start), "ChargePeriodEnd": _iso(end),
+        "ChargeCategory": "Usage", "ChargeClass": None,
+        "ChargeDescription": f"{model or 'unknown model'} {call.endpoint} call {call.seq} of CI agent run "
+                             f"{call.run_id}",
+        "ChargeFrequency": "Usage-Based",
+        "ConsumedQuantity": tokens, "ConsumedUnit": "Tokens",
+        "PricingQuantity": tokens, "PricingUnit": "Tokens",
+        "ListUnitPrice": None, "ContractedUnitPrice": None, "PricingCategory": "Standard",
+        "InvoiceIssuerName": company, "ProviderName": company, "PublisherName": company,
+        "ServiceProviderName": company, "HostProviderName": company,
+        "ServiceName": service, "ServiceCategory": "AI and Machine Learning",
+        "ServiceSubcategory": "Generative AI",
+        "ResourceId": call.run_id, "ResourceName": _resource_name(run), "ResourceType": "CI agent run",
+        "SubAccountId": run.repo, "SubAccountName": run.repo,
+        "SkuId": model, "SkuMeter": call.endpoint,
+        "SkuPriceDetails": _json({
+            "input_tokens": usage.input_tokens, "cache_write_tokens": usage.cache_write_tokens,
+            "cache_write_1h_tokens": usage.cache_write_1h_tokens, "cache_read_tokens": usage.cache_read_tokens,
+            "output_tokens": usage.output_tokens, "reasoning_tokens": usage.reasoning_tokens,
+            "web_searches": call.web_searches, "service_tier": call.service_tier,
+        }),
+        "RegionId": None, "RegionName": None,
+        "Tags": _json(_tags(run)),
+        "x_RunId": call.run_id, "x_CallSeq": call.seq, "x_CallStatus": call.status, "x_Model": model,
+        "x_ModelRequested": call.model_requested, "x_Endpoint": call.endpoint,
+        "x_Enforced": "true" if run.enforced else "false",
+    }
+
+
+def write_focus_csv(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    """Write the rows as CSV (header first; a null is an empty field); returns how many rows."""
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    count = 0
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        count += 1
+    return count
+
+
+def write_focus_jsonl(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    count = 0
+    for row in rows:
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def _tags(run: RunRecord) -> dict[str, str]:
+    values = {
+        "org": run.org, "team": run.team, "repo": run.repo, "user": run.user, "workflow": run.workflow,
+        "agent": run.agent, "environment": run.environment, "trigger": run.trigger, "branch": run.branch,
+        "pr": str(run.pr) if run.pr is not None else None, "cohort": run.cohort, "platform": run.platform,
+        "rule": run.rule, "run_status": run.status, "stop_reason": run.stop_reason, "outcome": run.outcome,
+    }
+    return {f"ci-guard/{k}": v for k, v in values.items() if v is not None}
+
+
+def _resource_name(run: RunRecord) -> str | None:
+    if run.repo and run.pr is not None:
+        return f"{run.repo}#{run.pr} ({run.agent or 'agent'})"
+    return run.repo
+
+
+def _month(moment: datetime) -> tuple[datetime, datetime]:
+    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return start, end
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)

@@ -1,0 +1,113 @@
+"""`ci-guard ledger export`: the ledger as FinOps FOCUS rows, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ci_guard.cli import main
+from ci_guard.errors import LedgerError
+from ci_guard.ledger.sqlstore import SqlStore
+from ci_guard.report import focus
+from ci_guard.report.focus import COLUMNS
+from tests.ledger.factories import NOW, call, run
+
+# FOCUS columns that must never be null (Mandatory, "Allows nulls: False" in the 1.2 specification)
+NOT_NULL = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "BillingCurrency", "BillingAccountId",
+            "BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd", "ChargeCategory",
+            "ChargeFrequency", "InvoiceIssuerName", "ProviderName", "PublisherName", "ServiceProviderName",
+            "HostProviderName", "ServiceName", "ServiceCategory")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
+def seed(store) -> list[Decimal]:
+    """Two March runs (one with web searches on a priority tier), and one call in April."""
+    store.start_run(run("r-a", team="payments", workflow="review.yml"))
+    store.start_run(run("r-b", pr=None, agent="test-repair"))
+    march = [
+        call("r-a", 1, "0.123457", at=NOW),
+        call("r-a", 2, "0.000001", at=NOW + timedelta(seconds=5), web_searches=2, service_tier="priority",
+             provider="openai", endpoint="responses", model_served="gpt-5", model_requested="gpt-5"),
+        call("r-b", 1, "1.5", at=NOW + timedelta(seconds=1)),
+    ]
+    for c in march:
+        store.record_call(c)
+    store.record_call(call("r-b", 2, "9", at=NOW.replace(month=4, day=2)))
+    return [c.cost_usd for c in march]
+
+
+def test_a_month_exports_as_focus_rows_with_exact_costs(store, ledger_url, tmp_path, capsys):
+    costs = seed(store)
+    target = tmp_path / "focus.csv"
+    code, _, err = run_cli(capsys, "ledger", "export", "--ledger", ledger_url, "--month", "2026-03", "-o", str(target))
+    assert code == 0 and "3 calls" in err
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert list(rows[0]) == list(COLUMNS)
+    assert [(r["x_RunId"], r["x_CallSeq"]) for r in rows] == [("r-a", "1"), ("r-b", "1"), ("r-a", "2")]  # by time
+    assert sum(Decimal(r["BilledCost"]) for r in rows) == sum(costs) == Decimal("1.623458")
+    for row in rows:
+        assert all(row[c] for c in NOT_NULL), [c for c in NOT_NULL if not row[c]]
+        assert row["BillingPeriodStart"] == "2026-03-01T00:00:00Z" and row["BillingPeriodEnd"] == "2026-04-01T00:00:00Z"
+        assert row["ChargePeriodEnd"] > row["ChargePeriodStart"]  # exclusive end, even for an instant call
+        assert row["ChargeCategory"] == "Usage" and row["ServiceCategory"] == "AI and Machine Learning"
+    first, _, searched = rows
+    assert (first["ProviderName"], first["ServiceName"], first["SubAccountId"]) == ("Anthropic", "Claude API",
+                                                                                    "acme/api")
+    assert json.loads(first["Tags"])["ci-guard/team"] == "payments"
+    assert first["ConsumedQuantity"] == "2150" and first["ConsumedUnit"] == "Tokens"  # 100 + 2,000 in, 50 out
+    details = json.loads(searched["SkuPriceDetails"])
+    assert (details["web_searches"], details["service_tier"]) == (2, "priority")
+    assert searched["ProviderName"] == "OpenAI" and searched["SkuId"] == "gpt-5"
+
+
+def test_jsonl_to_stdout_and_an_empty_month(store, ledger_url, capsys):
+    seed(store)
+    code, out, _ = run_cli(capsys, "ledger", "export", "--ledger", ledger_url, "--month", "2026-04",
+                           "--format", "focus-jsonl")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [(r["x_RunId"], r["BilledCost"]) for r in rows] == [("r-b", "9.000000")]
+    assert rows[0]["ListUnitPrice"] is None  # a null, not an empty string, in JSON
+    code, out, _ = run_cli(capsys, "ledger", "export", "--ledger", ledger_url, "--month", "2026-05")
+    assert code == 0 and out.strip() == ",".join(COLUMNS)  # a header and nothing else
+
+
+def test_paging_reads_every_call_once_in_order(store):
+    store.start_run(run("r-p"))
+    for seq in range(1, 12):  # same start time for several calls: the keyset must not skip or repeat
+        store.record_call(call("r-p", seq, "0.01", at=NOW + timedelta(seconds=seq // 3)))
+    got = [(c.run_id, c.seq) for c, _ in SqlStore.export_calls(store, NOW, NOW + timedelta(days=1), page=2)]
+    assert got == [("r-p", s) for s in range(1, 12)]
+
+
+def test_a_failed_export_leaves_no_file_behind(store, ledger_url, tmp_path, capsys, monkeypatch):
+    seed(store)
+    target = tmp_path / "focus.csv"
+    target.write_text("the previous export\n")
+
+    def broken(rows, out):
+        out.write("BilledCost\n0.1\n")
+        raise LedgerError("the database went away mid-export")
+
+    monkeypatch.setattr(focus, "write_focus_csv", broken)
+    code, _, err = run_cli(capsys, "ledger", "export", "--ledger", ledger_url, "--month", "2026-03",
+                           "-o", str(target))
+    assert code != 0 and "went away mid-export" in err and "Traceback" not in err
+    assert target.read_text() == "the previous export\n"
+    assert [p.name for p in Path(tmp_path).iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_bad_month_is_invalid_input(ledger_url, capsys):
+    code, _, err = run_cli(capsys, "ledger", "export", "--ledger", ledger_url, "--month", "March")
+    assert code == 2 and "YYYY-MM" in err
