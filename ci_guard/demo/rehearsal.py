@@ -151,6 +151,40 @@ class Rehearsal:
                    f"{len(markdown):,} characters, all {len(self.summaries)} runs of PR #42 from the ledger")
         self.say()
 
+    def finops(self) -> None:
+        """The month as a FOCUS export and a static dashboard, both adding up to the runs' total."""
+        import csv
+        from decimal import Decimal
+
+        from ci_guard.ledger import open_ledger
+        from ci_guard.ledger.periods import period_bounds
+        from ci_guard.report.dashboard import build_dashboard, render_dashboard
+        from ci_guard.report.focus import focus_rows, write_focus_csv
+
+        self.say("7. FinOps: this month as FOCUS rows and a static dashboard")
+        # From the month the first run started in to the end of this one: a demo run across
+        # midnight at the end of a month still finds all of its calls.
+        first = min(datetime.fromisoformat(s.started_at) for s in self.summaries if s.started_at)
+        start = period_bounds("month", "UTC", first)[0]
+        end = period_bounds("month", "UTC", datetime.now(UTC))[1]
+        focus_path, html_path = self.workdir / "focus.csv", self.workdir / "dashboard.html"
+        store = open_ledger(self.ledger_url)
+        try:
+            with open(focus_path, "w", encoding="utf-8", newline="") as out:
+                rows = write_focus_csv(focus_rows(store.export_calls(start, end)), out)
+            board = build_dashboard(store.export_calls(start, end), start, end)
+        finally:
+            store.close()
+        html_path.write_text(render_dashboard(board), encoding="utf-8")
+        with open(focus_path, encoding="utf-8", newline="") as fh:
+            billed = sum((Decimal(r["BilledCost"]) for r in csv.DictReader(fh)), Decimal(0))
+        total = sum((s.cost_usd for s in self.summaries), Decimal(0))
+        self.check("FOCUS export", billed == total and rows == board.calls,
+                   f"{rows} rows in {focus_path.name}, BilledCost ${billed} = ${total} from the run summaries")
+        self.check("dashboard", board.total == total,
+                   f"{html_path} ({board.run_count} runs, {board.calls} calls, ${board.total})")
+        self.say()
+
     def run(self) -> bool:
         self.say(f"ci-guard demo — everything local: simulator, SQLite ledger at {self.workdir / 'ledger.db'}\n")
         self.decisions()
@@ -169,9 +203,10 @@ class Rehearsal:
                                     f"{sum(1 for c in o.summary.calls if c.status == 'error')} identical errors"))
         self.ledger()
         self.comment()
+        self.finops()
         failed = [s for s in self.steps if not s.ok]
         self.say("All steps behaved as expected." if not failed else f"{len(failed)} step(s) did not behave.")
-        self.say(f"Run summaries, ledger and comment are in {self.workdir}")
+        self.say(f"Run summaries, ledger, comment, FOCUS export and dashboard are in {self.workdir}")
         return not failed
 
 
