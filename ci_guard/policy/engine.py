@@ -246,6 +246,22 @@ def resolve_team(policy: Policy, ctx: RunContext) -> RunContext:
     return ctx if team is None else ctx.model_copy(update={"team": team})
 
 
+# Triggers that never involve a pull/merge request: there is no draft and no fork to be unknown.
+NO_PR_TRIGGERS = ("push", "schedule", "manual")
+
+
+def settle_no_pr(ctx: RunContext) -> RunContext:
+    """On a push, schedule or manual run without a PR, ``draft`` and ``fork`` are false, not unknown.
+
+    Unknown would make every ``draft:``/``fork:`` rule a "could not match" note on every branch
+    run, and a deny rule on them would be reported as failing open when there is nothing to deny.
+    """
+    if ctx.pr is not None or ctx.trigger not in NO_PR_TRIGGERS or (ctx.draft is not None and ctx.fork is not None):
+        return ctx
+    return ctx.model_copy(update={"draft": False if ctx.draft is None else ctx.draft,
+                                  "fork": False if ctx.fork is None else ctx.fork})
+
+
 def first_match(cp: CompiledPolicy, facts: Facts) -> tuple[CompiledRule | None, int]:
     """The deciding rule (or None) and the candidate mask it was picked from."""
     ctx = facts.ctx
@@ -275,7 +291,7 @@ def decide(policy: Policy, ctx: RunContext, budgets: Sequence[BudgetStatus], now
            ) -> Decision:
     """Decide one run. Pure: the same inputs always give the same Decision."""
     cp = compiled(policy)
-    ctx = resolve_team(policy, ctx)
+    ctx = settle_no_pr(resolve_team(policy, ctx))
     budgets = _with_alerts(policy, budgets)
     facts = Facts(ctx, {b.name: b for b in budgets})
     cr, _ = first_match(cp, facts)

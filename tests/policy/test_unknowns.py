@@ -159,3 +159,23 @@ def test_team_budget_without_a_team_through_evaluate() -> None:
     assert d.rule == "rest"
     assert [b.scope_key for b in d.budgets] == [None]
     assert any(n.startswith("team unknown for budget team-monthly") for n in d.notes), d.notes
+
+
+def test_branch_runs_have_no_draft_or_fork_to_be_unknown() -> None:
+    policy = _policy("""\
+        - {name: skip-drafts, decision: skip, when: {draft: true}}
+        - {name: deny-forks, decision: deny, when: {fork: true}}
+        - {name: rest, decision: allow}
+        """)
+    for trigger in ("push", "schedule", "manual"):
+        ctx = pr_context(trigger=trigger, pr=None, draft=None, fork=None)
+        d = decide(policy, ctx, [])
+        assert (d.decision, d.rule) == ("allow", "rest"), trigger
+        assert not any("draft" in n or "fork" in n for n in d.notes), d.notes
+        assert (d.context.draft, d.context.fork) == (False, False)  # the decision shows what it used
+    # a pull request whose draft state is unknown is still reported: that rule could have matched
+    d = decide(policy, pr_context(draft=None), [])
+    assert "draft unknown: 'skip-drafts' could not match on draft" in d.notes, d.notes
+    # an explicit value on a branch run is kept
+    d = decide(policy, pr_context(trigger="push", pr=None, fork=True), [])
+    assert d.rule == "deny-forks"
