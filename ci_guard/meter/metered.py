@@ -75,7 +75,8 @@ class MeteredCall:
         self.provider = provider
         self.tail = tail
         self.adapter = adapter
-        self._service_tier: str | None = None  # what the request asked for (prices its worst case)
+        # (service tier, inference geography) the request asked for: they price its worst case
+        self._price_modifiers: tuple[str | None, str | None] = (None, None)
 
     # -- 1. plan ---------------------------------------------------------------------------------
     async def run(self) -> StreamResponse:
@@ -103,13 +104,13 @@ class MeteredCall:
         refusal = session.pricer.refusal(model)
         if refusal:
             raise Refusal("unpriced_model", refusal, model)
-        tier = info.service_tier
-        worst = session.pricer.worst_case(model, info.estimated_input_tokens, info.max_output_tokens, tier)
+        tier, geo = info.service_tier, info.inference_geo
+        worst = session.pricer.worst_case(model, info.estimated_input_tokens, info.max_output_tokens, tier, geo)
         planned = PlannedCall(
             fingerprint=info.fingerprint, estimated_input_tokens=info.estimated_input_tokens,
             max_output_tokens=info.max_output_tokens, worst_case_usd=worst,
         )
-        self._service_tier = tier
+        self._price_modifiers = (tier, geo)
         admission = await self._admit(planned, model)
         max_output = info.max_output_tokens
         target = admission.max_output_tokens
@@ -118,7 +119,7 @@ class MeteredCall:
         if target is not None and (max_output is None or target < max_output):
             body = adapter.clamp_output(body, target)
             max_output = target
-            worst = session.pricer.worst_case(model, info.estimated_input_tokens, max_output, tier)
+            worst = session.pricer.worst_case(model, info.estimated_input_tokens, max_output, tier, geo)
         held = session.guard.hold(worst)
         body, strip_usage = adapter.prepare(body)
         # Adapters return a new object when they change a request: forward the agent's own bytes otherwise.
@@ -162,7 +163,7 @@ class MeteredCall:
         if remaining is None or worst is None or not (worst > remaining > 0):
             return None  # only a call whose worst case does not fit needs to know how much output still does
         fit = self.session.pricer.max_output_within(model, planned.estimated_input_tokens, remaining,
-                                                    self._service_tier)
+                                                    *self._price_modifiers)
         if fit is not None and fit < getattr(self.adapter, "min_output_tokens", 1):
             return 0  # below the API's minimum output cap the call cannot be made valid: refuse it
         return fit
@@ -265,9 +266,11 @@ class MeteredCall:
         served = result.model_served or plan.model
         # The tier that served the call sets its price; when the answer did not say, the one asked for.
         tier = result.service_tier or plan.info.service_tier
+        geo = result.inference_geo or plan.info.inference_geo
         cost = Decimal(0)
         if _has_usage(usage):
-            priced = session.pricer.cost(served, usage, plan.model, plan.requested_model, service_tier=tier)
+            priced = session.pricer.cost(served, usage, plan.model, plan.requested_model, service_tier=tier,
+                                         inference_geo=geo)
             cost = priced if priced is not None else plan.held  # never free: charge the held worst case
         cost += session.pricer.fees(self.adapter.provider, result.web_searches)
         error_sig = f"{status_code} {result.error or ''}"[:200] if call_status == "error" else None

@@ -34,16 +34,17 @@ class CatalogPricer:
             self._cache[model] = self.catalog.resolve(model)
         return self._cache[model]
 
-    def price(self, model: str | None, service_tier: str | None = None) -> ModelPrice | None:
-        """The price of ``model`` (on ``service_tier``); a name the catalog does not know (a served
-        snapshot, say) falls back to the decided model's price, never to zero."""
+    def price(self, model: str | None, service_tier: str | None = None,
+              inference_geo: str | None = None) -> ModelPrice | None:
+        """The price of ``model`` (on ``service_tier``, in ``inference_geo``); a name the catalog does
+        not know (a served snapshot, say) falls back to the decided model's price, never to zero."""
         for name in (model, self.default_model):
             try:
                 price = self._resolve(name).price
             except PricingError:
                 price = None
             if price is not None:
-                return price.for_service_tier(service_tier)
+                return price.for_call(service_tier, inference_geo)
         return None
 
     def refusal(self, model: str | None) -> str | None:
@@ -55,7 +56,7 @@ class CatalogPricer:
         return f"ci-guard: {res.warning}" if res.denied else None
 
     def cost(self, model: str | None, usage: Usage, *alternatives: str | None,
-             service_tier: str | None = None) -> Decimal | None:
+             service_tier: str | None = None, inference_geo: str | None = None) -> Decimal | None:
         """The exact cost of ``usage`` on the first of ``model`` and ``alternatives`` that has a price.
 
         The served model is tried first (what was billed), then the requested and the decided one.
@@ -63,7 +64,7 @@ class CatalogPricer:
         because an unpriced call is never free.
         """
         for name in (model, *alternatives):
-            price = self.price(name, service_tier)
+            price = self.price(name, service_tier, inference_geo)
             if price is not None:
                 return cost(usage, price).total_usd
         return None
@@ -75,15 +76,15 @@ class CatalogPricer:
         return self.catalog.web_search_usd.get(provider, Decimal(0)) * web_searches
 
     def worst_case(self, model: str | None, input_tokens: int, max_output_tokens: int | None,
-                   service_tier: str | None = None) -> Decimal | None:
-        price = self.price(model, service_tier)
+                   service_tier: str | None = None, inference_geo: str | None = None) -> Decimal | None:
+        price = self.price(model, service_tier, inference_geo)
         if price is None:
             return None
         return worst_case_cost(price, input_tokens, max_output_tokens or ASSUMED_MAX_OUTPUT)
 
     def max_output_within(self, model: str | None, input_tokens: int, budget_usd: Decimal,
-                          service_tier: str | None = None) -> int | None:
-        price = self.price(model, service_tier)
+                          service_tier: str | None = None, inference_geo: str | None = None) -> int | None:
+        price = self.price(model, service_tier, inference_geo)
         if price is None:
             return None
         return max_output_for_budget(price, input_tokens, budget_usd)

@@ -139,7 +139,9 @@ def _bundled() -> Catalog:
                                  tiers=tiers_from(entry.get("tiers"), where, f"models.{name}.", rates),
                                  source="catalog", note=entry.get("note"),
                                  priority=rates_from(priority, where, f"models.{name}.priority.")
-                                 if priority is not None else None)
+                                 if priority is not None else None,
+                                 geo_multipliers=tuple((geo, Decimal(str(factor))) for geo, factor
+                                                       in sorted(entry.get("inference_geo", {}).items())))
         for alias in entry.get("aliases", []):
             aliases[alias.lower()] = key
     fees = {provider: Decimal(str(entry["web_search"])) for provider, entry in data.get("fees", {}).items()

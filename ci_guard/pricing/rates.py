@@ -56,6 +56,14 @@ class ModelPrice:
     source: str = "catalog"  # catalog | override | file:<path>
     note: str | None = None
     priority: Rates | None = None  # OpenAI Priority processing rates, where published
+    # multipliers on every rate when the call ran in a given geography, e.g. (("us", Decimal("1.1")),)
+    geo_multipliers: tuple[tuple[str, Decimal], ...] = ()
+
+    def for_call(self, service_tier: str | None = None, inference_geo: str | None = None) -> ModelPrice:
+        """The price of one call: its service tier, then its inference geography, applied."""
+        price = self.for_service_tier(service_tier)
+        factor = dict(self.geo_multipliers).get(inference_geo or "")
+        return price.scaled(factor) if factor is not None else price
 
     def for_service_tier(self, service_tier: str | None) -> ModelPrice:
         """The price of a call served on ``service_tier`` (what the provider reported).
@@ -95,6 +103,8 @@ class ModelPrice:
             "source": self.source,
             "note": self.note,
             **({"priority": self.priority.as_json()} if self.priority is not None else {}),
+            **({"inference_geo": {g: decimal_text(f) for g, f in self.geo_multipliers}}
+               if self.geo_multipliers else {}),
         }
 
 

@@ -229,3 +229,18 @@ def test_a_priority_request_is_clamped_at_priority_rates():
         sent = up.requests[0]["json"]["max_completion_tokens"]
         # at $20 per million output tokens $0.02 buys at most 1,000 (the standard rate would allow 2,000)
         assert 900 < sent < 1000
+
+
+def test_an_anthropic_call_run_in_the_us_only_is_priced_with_the_surcharge():
+    usage = {"input_tokens": 1000, "output_tokens": 100, "inference_geo": "us", "service_tier": "standard"}
+
+    def respond(seen):
+        return web.json_response({"id": "m", "type": "message", "model": "claude-opus-4-6", "role": "assistant",
+                                  "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                                  "usage": usage})
+
+    with echo_upstream(respond) as up, proxied(up.url, model="claude-opus-4-6") as p:
+        body = {"model": "claude-opus-4-6", "max_tokens": 100, "messages": [{"role": "user", "content": "q"}]}
+        assert httpx.post(f"{p.anthropic_url}/v1/messages", json=body, headers=auth(p)).status_code == 200
+        # (1,000 x $5 + 100 x $25) per million = $0.0075, x 1.1 for US-only inference
+        assert p.calls[0].cost_usd == Decimal("0.00825")

@@ -156,3 +156,14 @@ def test_openai_priority_tier_uses_published_rates_or_twice_the_standard_ones():
     assert [t.rates.output for t in doubled.tiers] == [2 * t.rates.output for t in tiered.tiers]
     sonnet = catalog.lookup("claude-sonnet-4-5")  # Anthropic's service_tier does not change the price here
     assert sonnet.for_service_tier("priority") is sonnet
+
+
+def test_us_only_inference_costs_ten_percent_more_on_opus_4_6_and_later():
+    catalog = load_catalog()
+    opus = catalog.lookup("claude-opus-4-6")
+    us = opus.for_call(inference_geo="us")
+    assert (us.rates.input, us.rates.output, us.rates.cache_read) == (Decimal("5.5"), Decimal("27.5"),
+                                                                      Decimal("0.55"))
+    assert opus.for_call(inference_geo="global") is opus and opus.for_call() is opus
+    older = catalog.lookup("claude-opus-4-5")  # before 4.6: no surcharge
+    assert older.for_call(inference_geo="us") is older

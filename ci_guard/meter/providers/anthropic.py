@@ -94,6 +94,7 @@ class AnthropicMessages(WireAdapter):
             stop_reason=as_str(data.get("stop_reason")),
             web_searches=anthropic_web_searches(as_dict(data.get("usage"))),
             service_tier=as_str(as_dict(data.get("usage")).get("service_tier")),
+            inference_geo=as_str(as_dict(data.get("usage")).get("inference_geo")),
         )
 
     def stream_meter(self, strip_usage_chunk: bool = False) -> StreamMeter:
@@ -132,7 +133,9 @@ class AnthropicStreamMeter(SSEStreamMeter):
         if kind == "message_start":
             message = as_dict(data.get("message"))
             self._result.model_served = as_str(message.get("model")) or self._result.model_served
-            self._result.service_tier = as_str(as_dict(message.get("usage")).get("service_tier"))
+            start_usage = as_dict(message.get("usage"))
+            self._result.service_tier = as_str(start_usage.get("service_tier"))
+            self._result.inference_geo = as_str(start_usage.get("inference_geo"))
             self._merge(message.get("usage"))
         elif kind == "message_delta":
             self._merge(data.get("usage"))

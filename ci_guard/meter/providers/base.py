@@ -26,6 +26,7 @@ class RequestInfo:
     estimated_input_tokens: int  # a conservative estimate of the input size, before the call
     fingerprint: str  # hash of the semantically relevant request (retry-storm detection)
     service_tier: str | None = None  # what the request asked for (OpenAI: auto, default, flex, priority)
+    inference_geo: str | None = None  # where the request asked to run (Anthropic: "us" costs more)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class CallResult:
     stop_reason: str | None = None
     web_searches: int = 0  # billed server-side web searches (a fee per search, on top of the tokens)
     service_tier: str | None = None  # the tier the provider says served the call
+    inference_geo: str | None = None  # where the provider says the call ran (Anthropic usage.inference_geo)
 
 
 class StreamMeter(ABC):
@@ -120,6 +122,7 @@ def request_info(body: dict[str, Any], *, output_cap_keys: tuple[str, ...], inpu
         estimated_input_tokens=_estimate_encoded((body[k], encoded[k]) for k in input_keys if k in encoded),
         fingerprint=_fingerprint_encoded(semantic_keys, encoded),
         service_tier=as_str(body.get("service_tier")),
+        inference_geo=as_str(body.get("inference_geo")),
     )
 
 
