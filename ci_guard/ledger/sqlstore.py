@@ -51,6 +51,10 @@ CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endpoint", 
              "context_tokens", "latency_ms", "fingerprint", "error", "session_id", "is_turn", "web_searches",
              "service_tier")
 EXPORT_PAGE = 5000  # calls per read of export_calls
+_INSERT_CALL = (f"INSERT INTO calls ({', '.join(CALL_COLS)}) VALUES ({', '.join('?' * len(CALL_COLS))})"
+                " ON CONFLICT (run_id, seq) DO NOTHING")
+_ADD_TO_RUN = ("UPDATE runs SET turns = turns + ?, tool_calls = tool_calls + ?, cost_micros = cost_micros + ?, "
+               + ", ".join(f"{c} = {c} + ?" for c in TOKEN_COLS) + ", web_searches = web_searches + ? WHERE run_id = ?")
 REPORT_GROUPS = {"repo": "repo", "org": "org", "team": "team", "user": "actor", "agent": "agent",
                  "model": "model", "workflow": "workflow", "status": "status"}
 
@@ -104,6 +108,8 @@ class SqlStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._lock = threading.RLock()  # the proxy writes from worker threads: one transaction at a time
+        # run_id -> its budget buckets in lock order; fixed when the run starts, so read once per run
+        self._run_keys: dict[str, list[tuple[Any, ...]]] = {}
 
     # --- dialect hooks ----------------------------------------------------------------------------
     def _transaction(self, write: bool) -> AbstractContextManager[Tx]:
@@ -301,27 +307,29 @@ class SqlStore:
         now = datetime.now(UTC)
 
         def write(tx: Tx) -> None:
-            inserted = tx.run(f"INSERT INTO calls ({', '.join(CALL_COLS)}) VALUES "
-                              f"({', '.join('?' * len(CALL_COLS))}) ON CONFLICT (run_id, seq) DO NOTHING",
-                              self._call_row(call, micros))
-            if not inserted:
+            if not tx.run(_INSERT_CALL, self._call_row(call, micros)):
                 return  # the same call written twice (a retried write): count it once
-            sets = ", ".join(f"{c} = {c} + ?" for c in TOKEN_COLS)
-            updated = tx.run(f"UPDATE runs SET turns = turns + ?, tool_calls = tool_calls + ?,"
-                             f" cost_micros = cost_micros + ?, {sets}, web_searches = web_searches + ?"
-                             " WHERE run_id = ?",
-                             (int(call.is_turn), call.tool_calls, micros, *astuple(call.usage), call.web_searches,
-                              call.run_id))
+            updated = tx.run(_ADD_TO_RUN, (int(call.is_turn), call.tool_calls, micros, *astuple(call.usage),
+                                           call.web_searches, call.run_id))
             if not updated:
                 raise LedgerError(f"run {call.run_id!r} is not in the ledger; start_run must come first")
-            keys = tx.all("SELECT budget, scope_key, period_start FROM run_budget_keys WHERE run_id = ?",
-                          (call.run_id,))
-            for budget, scope_key, start in sorted(keys, key=lambda k: (k[0], k[1], self._dt(k[2]))):
+            for budget, scope_key, start in self._keys_of(tx, call.run_id):
                 self._add_to_rollup(tx, call.run_id, budget, scope_key, start, micros, 1, 0, now)
             tx.run("UPDATE reservations SET used_micros = used_micros + ? WHERE run_id = ?"
                    " AND settled = {false}", (micros, call.run_id))
 
         self._op(write)
+
+    def _keys_of(self, tx: Tx, run_id: str) -> list[tuple[Any, ...]]:
+        """The run's budget buckets, sorted as every writer locks them (no deadlocks on PostgreSQL)."""
+        keys = self._run_keys.get(run_id)
+        if keys is None:
+            rows = tx.all("SELECT budget, scope_key, period_start FROM run_budget_keys WHERE run_id = ?", (run_id,))
+            keys = sorted(rows, key=lambda k: (k[0], k[1], self._dt(k[2])))
+            if len(self._run_keys) >= 1024:  # a long-lived store (a reporting service): stay small
+                self._run_keys.clear()
+            self._run_keys[run_id] = keys
+        return keys
 
     def _add_to_rollup(self, tx: Tx, run_id: str, budget: str, scope_key: str, start: Any, micros: int,
                        calls: int, runs: int, now: datetime) -> None:
