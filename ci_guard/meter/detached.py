@@ -31,7 +31,7 @@ from ci_guard.meter.hardening import make_undumpable
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.pricer import CatalogPricer
 from ci_guard.meter.proxy import MeterProxy
-from ci_guard.meter.recorder import LedgerRecorder
+from ci_guard.meter.recorder import open_recorder
 from ci_guard.meter.session import MeterSession, new_run_token
 from ci_guard.meter.summary import RunSummary
 from ci_guard.meter.upstreams import Upstreams, upstreams_from_env
@@ -144,7 +144,6 @@ def _wait_ready(state: Path, proc: subprocess.Popen[bytes], timeout_s: float) ->
 
 def serve(state_path: str, quiet: bool = False) -> int:
     """Body of `ci-guard proxy`: serve until SIGTERM, then settle the run and write its summary."""
-    from ci_guard.ledger import open_ledger
     from ci_guard.policy.decide import load_policy
 
     make_undumpable()
@@ -154,8 +153,7 @@ def serve(state_path: str, quiet: bool = False) -> int:
     decision = Decision.model_validate(data["decision"])
     policy = load_policy(data["policy_path"])
     url = data.get("ledger_url")
-    recorder = LedgerRecorder((lambda: open_ledger(url)) if url else None,
-                              spill_path=str(state_file.with_suffix(".unrecorded.jsonl")))
+    recorder = open_recorder(url, str(state_file.with_suffix(".unrecorded.jsonl")))
     session = MeterSession(
         run_id=data["run_id"], token=data["token"], decision=decision,
         guard=CapGuard(decision.limits, on_cost_cap=decision.enforcement.on_cost_cap),

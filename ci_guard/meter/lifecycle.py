@@ -21,7 +21,7 @@ from ci_guard.errors import BudgetExceededError, LedgerError
 from ci_guard.ledger.records import RunRecord
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.pricer import CatalogPricer
-from ci_guard.meter.recorder import LedgerRecorder
+from ci_guard.meter.recorder import LedgerRecorder, Recorder, open_recorder
 from ci_guard.meter.session import new_run_id
 from ci_guard.meter.summary import RunSummary
 from ci_guard.policy.decision import Decision
@@ -41,7 +41,7 @@ class PreparedRun:
     decision: Decision
     ledger_url: str | None
     pricer: CatalogPricer | None = None
-    recorder: LedgerRecorder = field(default_factory=lambda: LedgerRecorder(None))
+    recorder: Recorder = field(default_factory=lambda: LedgerRecorder(None))
     reserved_usd: Decimal | None = None
     refused_summary: RunSummary | None = None
 
@@ -81,8 +81,7 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
             store.close()
     try:
         pricer = CatalogPricer.from_policy(policy, policy_path, decision)
-        recorder = LedgerRecorder((lambda: open_ledger(url)) if store is not None else None,
-                                  spill_path=f".ci-guard/{run_id}.unrecorded.jsonl" if store is not None else None)
+        recorder = open_recorder(url if store is not None else None, f".ci-guard/{run_id}.unrecorded.jsonl")
     except BaseException:
         if store is not None:
             abandon_run(url, run_id)

@@ -14,7 +14,7 @@ from typing import Protocol
 from ci_guard.ledger.records import CallRecord
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.live_log import LiveLog
-from ci_guard.meter.recorder import LedgerRecorder
+from ci_guard.meter.recorder import Recorder
 from ci_guard.meter.summary import RunSummary, call_summary
 from ci_guard.policy.decision import Decision
 from ci_guard.pricing.usage import Usage
@@ -50,7 +50,7 @@ class MeterSession:
     decision: Decision
     guard: CapGuard
     pricer: Pricer
-    recorder: LedgerRecorder
+    recorder: Recorder
     live: LiveLog = field(default_factory=LiveLog)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started_monotonic: float = field(default_factory=time.monotonic)
