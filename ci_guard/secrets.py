@@ -39,11 +39,6 @@ def register(value: str | None) -> None:
         _registered.add(value)
 
 
-def registered() -> list[str]:
-    """Every registered secret (to hand to a helper process of ci-guard's, never to print)."""
-    return sorted(_registered)
-
-
 def register_from_env(environ: dict[str, str] | None = None) -> None:
     env = os.environ if environ is None else environ
     for name in SECRET_ENV_VARS:
