@@ -303,22 +303,30 @@ class SqlStore:
         self._op(write)
 
     def record_call(self, call: CallRecord) -> None:
-        micros = to_micros(call.cost_usd)
+        self.record_calls([call])
+
+    def record_calls(self, calls: Sequence[CallRecord]) -> None:
+        """Several calls in one transaction (one commit, one fsync): all are written or none."""
         now = datetime.now(UTC)
 
         def write(tx: Tx) -> None:
-            if not tx.run(_INSERT_CALL, self._call_row(call, micros)):
-                return  # the same call written twice (a retried write): count it once
-            updated = tx.run(_ADD_TO_RUN, (int(call.is_turn), call.tool_calls, micros, *astuple(call.usage),
-                                           call.web_searches, call.run_id))
-            if not updated:
-                raise LedgerError(f"run {call.run_id!r} is not in the ledger; start_run must come first")
-            for budget, scope_key, start in self._keys_of(tx, call.run_id):
-                self._add_to_rollup(tx, call.run_id, budget, scope_key, start, micros, 1, 0, now)
-            tx.run("UPDATE reservations SET used_micros = used_micros + ? WHERE run_id = ?"
-                   " AND settled = {false}", (micros, call.run_id))
+            for call in calls:
+                self._write_call(tx, call, now)
 
         self._op(write)
+
+    def _write_call(self, tx: Tx, call: CallRecord, now: datetime) -> None:
+        micros = to_micros(call.cost_usd)
+        if not tx.run(_INSERT_CALL, self._call_row(call, micros)):
+            return  # the same call written twice (a retried write): count it once
+        updated = tx.run(_ADD_TO_RUN, (int(call.is_turn), call.tool_calls, micros, *astuple(call.usage),
+                                       call.web_searches, call.run_id))
+        if not updated:
+            raise LedgerError(f"run {call.run_id!r} is not in the ledger; start_run must come first")
+        for budget, scope_key, start in self._keys_of(tx, call.run_id):
+            self._add_to_rollup(tx, call.run_id, budget, scope_key, start, micros, 1, 0, now)
+        tx.run("UPDATE reservations SET used_micros = used_micros + ? WHERE run_id = ?"
+               " AND settled = {false}", (micros, call.run_id))
 
     def _keys_of(self, tx: Tx, run_id: str) -> list[tuple[Any, ...]]:
         """The run's budget buckets, sorted as every writer locks them (no deadlocks on PostgreSQL)."""

@@ -79,6 +79,10 @@ class Store(Protocol):
         """Insert one call and add its cost to the run's totals and budget rollups, in one transaction."""
         ...
 
+    def record_calls(self, calls: Sequence[CallRecord]) -> None:
+        """Like :meth:`record_call` for several calls, all in one transaction (all or none)."""
+        ...
+
     def finish_run(
         self, run_id: str, status: str, stop_reason: str | None, ended_at: datetime,
         agent_exit_code: int | None = None, session_id: str | None = None,

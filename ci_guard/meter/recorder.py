@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
@@ -49,6 +50,18 @@ class LedgerWriter:
         self.store = store
         self.spill_path = spill_path
         self.failures = 0
+
+    def record_calls(self, calls: list[CallRecord]) -> None:
+        """Write a batch in one transaction; if that fails, call by call, so only a bad one spills."""
+        batch = getattr(self.store, "record_calls", None)
+        if batch is not None and len(calls) > 1:
+            try:
+                batch(calls)
+                return
+            except Exception:
+                pass
+        for call in calls:
+            self.record_call(call)
 
     def record_call(self, call: CallRecord) -> None:
         try:
@@ -91,6 +104,11 @@ class LedgerRecorder:
     def __init__(self, open_store: Callable[[], Any] | None, spill_path: str | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ci-guard-ledger")
         self._writer: LedgerWriter | None = None
+        # Calls wait here for the ledger thread, which takes all of them at once: under load (many
+        # parallel calls) they share one transaction and one commit instead of one each.
+        self._queue: list[CallRecord] = []
+        self._queue_lock = threading.Lock()
+        self._pending: Future[None] | None = None  # the drain that will take what is queued
         self._failures_at_close = 0
         if open_store is not None:
             store = self._pool.submit(open_store).result()
@@ -112,10 +130,20 @@ class LedgerRecorder:
         return self._pool.submit(getattr(self._writer.store, method), *args, **kwargs).result()
 
     def record_call(self, call: CallRecord) -> Future[None]:
-        """Queue a call for the ledger; returns at once."""
+        """Queue a call for the ledger; returns at once (the future is done once it is written)."""
         if self._writer is None:
             return _DONE
-        return self._pool.submit(self._writer.record_call, call)
+        with self._queue_lock:
+            self._queue.append(call)
+            if self._pending is None:
+                self._pending = self._pool.submit(self._drain)
+            return self._pending
+
+    def _drain(self) -> None:
+        with self._queue_lock:
+            batch, self._queue, self._pending = self._queue, [], None
+        if batch and self._writer is not None:
+            self._writer.record_calls(batch)
 
     def flush(self) -> None:
         """Wait until every queued write is done."""

@@ -268,3 +268,13 @@ def test_bucket_rows_list_every_scope_key(store):
     rows = store.bucket_rows("repo-daily", start, NOW)
     assert [(r["scope_key"], r["spent_usd"], r["reserved_usd"], r["runs"]) for r in rows] == [
         ("acme/api", Decimal("1"), 0, 1), ("acme/web", 0, Decimal("0.5"), 1)]
+
+
+def test_record_calls_writes_a_batch_all_or_nothing(store):
+    store.start_run(run("r-batch"))
+    store.record_calls([call("r-batch", 1, "0.01"), call("r-batch", 2, "0.02"), call("r-batch", 2, "0.02")])
+    got = store.get_run("r-batch")
+    assert (got.turns, got.cost_usd) == (2, Decimal("0.03"))  # the repeated call counted once
+    with pytest.raises(LedgerError, match="not in the ledger"):
+        store.record_calls([call("r-batch", 3, "0.03"), call("no-such-run", 1, "0.01")])
+    assert [c.seq for c in store.list_calls("r-batch")] == [1, 2]  # the failed batch left nothing behind

@@ -37,18 +37,24 @@ def ledger(tmp_path: Path) -> str:
 def test_calls_are_written_in_order_on_one_thread_then_the_run_is_finished(ledger, tmp_path):
     rec = open_recorder(ledger, str(tmp_path / "spill.jsonl"))
     caller = threading.get_ident()
-    seen: list[int] = []
-    store_record = rec._writer.store.record_call
+    seen: list[tuple[int, int]] = []  # (thread, calls written by one store call)
+    store = rec._writer.store
+    one, many = store.record_call, store.record_calls
 
-    def spy(call):
-        seen.append(threading.get_ident())
-        store_record(call)
+    def spy_one(call):
+        seen.append((threading.get_ident(), 1))
+        one(call)
 
-    rec._writer.store.record_call = spy
+    def spy_many(calls):
+        seen.append((threading.get_ident(), len(calls)))
+        many(calls)
+
+    store.record_call, store.record_calls = spy_one, spy_many
     for seq in range(1, 101):
         rec.record_call(a_call(seq))  # returns at once
     rec.flush()
-    assert len(seen) == 100 and set(seen) != {caller} and len(set(seen)) == 1  # one thread, not the caller's
+    threads = {t for t, _ in seen}
+    assert sum(n for _, n in seen) == 100 and threads != {caller} and len(threads) == 1  # one thread, not ours
     rec.call("finish_run", "run-w", "completed", None, NOW)
     rec.close()
     assert rec.failures == 0 and not (tmp_path / "spill.jsonl").exists()
@@ -92,3 +98,43 @@ def test_without_a_ledger_the_recorder_does_nothing():
     rec.flush()
     rec.close()
     assert isinstance(rec, LedgerRecorder)
+
+
+def test_calls_queued_while_the_ledger_is_busy_share_one_transaction(ledger):
+    rec = open_recorder(ledger, None)
+    release = threading.Event()
+    rec._pool.submit(release.wait)  # the ledger thread is busy (a slow commit, say)
+    futures = [rec.record_call(a_call(seq)) for seq in range(1, 21)]
+    assert len({id(f) for f in futures}) == 1  # all wait for the same write
+    batches: list[int] = []
+    store = rec._writer.store
+    many = store.record_calls
+    store.record_calls = lambda calls: (batches.append(len(calls)), many(calls))
+    release.set()
+    futures[-1].result(10)
+    assert batches == [20]
+    rec.close()
+    store = open_ledger(ledger)
+    try:
+        assert [c.seq for c in store.list_calls("run-w")] == list(range(1, 21))
+        assert store.get_run("run-w").turns == 20
+    finally:
+        store.close()
+
+
+def test_one_bad_call_in_a_batch_does_not_take_the_others_down(ledger, tmp_path):
+    spill = tmp_path / "spill.jsonl"
+    rec = open_recorder(ledger, str(spill))
+    release = threading.Event()
+    rec._pool.submit(release.wait)
+    rec.record_call(a_call(1))
+    rec.record_call(a_call(2, run_id="not-started"))  # refused by the store: its run does not exist
+    rec.record_call(a_call(3))
+    release.set()
+    rec.close()
+    assert [json.loads(line)["seq"] for line in spill.read_text().splitlines()] == [2]
+    store = open_ledger(ledger)
+    try:
+        assert [c.seq for c in store.list_calls("run-w")] == [1, 3]
+    finally:
+        store.close()
