@@ -1,8 +1,9 @@
-"""Writing files whole or not at all."""
+"""Writing files whole or not at all: summaries, state files, exports, comments, schemas."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,20 +11,30 @@ from typing import IO
 
 
 @contextmanager
-def atomic_text_file(path: str | Path) -> Iterator[IO[str]]:
+def atomic_text_file(path: str | Path, mode: int | None = None) -> Iterator[IO[str]]:
     """Write to a temporary file next to ``path`` and rename it over ``path`` only on success.
 
     A failure half-way (a database error, Ctrl-C) leaves ``path`` as it was and no temporary
-    file behind, so a reader never sees half an export.
+    file behind, so a reader never sees half a file. ``mode`` sets the permissions (0o600 for a
+    file holding a token) before anything is written.
     """
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as out:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             yield out
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | Path, text: str, mode: int | None = None) -> None:
+    """:func:`atomic_text_file` for a text already in hand."""
+    with atomic_text_file(path, mode) as out:
+        out.write(text)

@@ -23,15 +23,9 @@ def schema(output: str | None) -> int:
 
     text = schema_text()
     if output:
-        import os
-        import tempfile
-        from pathlib import Path
+        from ci_guard.files import write_text_atomic
 
-        target = Path(output)
-        fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=".schema-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
+        write_text_atomic(output, text)
     else:
         click.echo(text, nl=False)
     return 0

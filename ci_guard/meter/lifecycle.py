@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,6 +17,7 @@ from typing import Any
 
 from ci_guard.context.model import RunContext
 from ci_guard.errors import BudgetExceededError, LedgerError
+from ci_guard.files import write_text_atomic
 from ci_guard.ledger.records import RunRecord
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.pricer import CatalogPricer
@@ -201,10 +201,4 @@ def write_summary(summary: RunSummary, path: str | None) -> None:
     """Write the summary JSON atomically (a reader never sees half a file)."""
     if not path:
         return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".summary-", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(summary.to_json(), fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, target)
+    write_text_atomic(path, json.dumps(summary.to_json(), indent=2) + "\n")

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from ci_guard.errors import EXIT_OK, ForgeError, InvalidInputError, Problem
+from ci_guard.files import write_text_atomic
 from ci_guard.meter.summary import RunSummary
 from ci_guard.report.marker import DEFAULT_TAG, check_tag
 from ci_guard.report.render import MAX_CHARS, RenderedComment, render_comment
@@ -146,13 +147,6 @@ def history(opts: CommentOptions, repo: str | None, pr: int | None, env: dict[st
 
 
 # outputs ------------------------------------------------------------------------------------
-def write_atomic(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def annotation(message: str) -> str:
     """A GitHub ``::warning::`` workflow command with the message escaped as GitHub documents."""
     text = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
@@ -206,7 +200,7 @@ def run_comment(opts: CommentOptions, *, environ: dict[str, str] | None = None, 
     if comment.omitted_calls:
         report.info(f"{comment.omitted_calls} calls were left out of the per-call table to fit the size limit")
     if opts.output:
-        write_atomic(opts.output, comment.markdown)
+        write_text_atomic(opts.output, comment.markdown)
     if opts.dry_run:
         print(comment.body, file=report.out, end="")
         return EXIT_OK
