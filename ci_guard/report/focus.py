@@ -22,10 +22,12 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import IO, Any
 
+from ci_guard.ledger.periods import as_utc, period_bounds
 from ci_guard.ledger.records import CallRecord, RunRecord
+from ci_guard.report.marker import format_time
 
 FOCUS_VERSION = "1.2"  # plus the 1.3 provider columns, see the module docstring
 
@@ -58,11 +60,11 @@ def focus_row(call: CallRecord, run: RunRecord) -> dict[str, Any]:
     cost = f"{call.cost_usd:.6f}"
     # Whole seconds: the start rounded down, the (exclusive) end rounded up, so that a call shorter
     # than a second still has a period and every call lies inside its own.
-    start = _utc(call.started_at).replace(microsecond=0)
-    ended = _utc(call.ended_at)
+    start = as_utc(call.started_at).replace(microsecond=0)
+    ended = as_utc(call.ended_at)
     end = max(ended.replace(microsecond=0) + timedelta(seconds=1 if ended.microsecond else 0),
               start + timedelta(seconds=1))
-    period_start, period_end = _month(start)
+    period_start, period_end = period_bounds("month", "UTC", start)
     usage = call.usage
     tokens = usage.context_tokens + usage.output_tokens
     model = call.model_served or call.model_requested
@@ -70,8 +72,8 @@ def focus_row(call: CallRecord, run: RunRecord) -> dict[str, Any]:
         "BilledCost": cost, "EffectiveCost": cost, "ListCost": cost, "ContractedCost": cost,
         "BillingCurrency": "USD",
         "BillingAccountId": call.provider, "BillingAccountName": None,
-        "BillingPeriodStart": _iso(period_start), "BillingPeriodEnd": _iso(period_end),
-        "ChargePeriodStart": _iso(start), "ChargePeriodEnd": _iso(end),
+        "BillingPeriodStart": format_time(period_start), "BillingPeriodEnd": format_time(period_end),
+        "ChargePeriodStart": format_time(start), "ChargePeriodEnd": format_time(end),
         "ChargeCategory": "Usage", "ChargeClass": None,
         "ChargeDescription": f"{model or 'unknown model'} {call.endpoint} call {call.seq} of CI agent run "
                              f"{call.run_id}",
@@ -133,20 +135,6 @@ def _resource_name(run: RunRecord) -> str | None:
     if run.repo and run.pr is not None:
         return f"{run.repo}#{run.pr} ({run.agent or 'agent'})"
     return run.repo
-
-
-def _month(moment: datetime) -> tuple[datetime, datetime]:
-    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    return start, end
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _json(value: Any) -> str:
