@@ -24,7 +24,7 @@ from ci_guard.meter.providers.base import (
     load_json_body,
     request_info,
 )
-from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter, parse_json
+from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter
 from ci_guard.pricing.normalize import anthropic_web_searches, from_anthropic
 from ci_guard.pricing.usage import Usage
 
@@ -125,9 +125,8 @@ class AnthropicStreamMeter(SSEStreamMeter):
         self._usage: dict[str, Any] = {}
 
     def on_event(self, event: SSEEvent) -> bool:
-        data, err = parse_json(event)
-        if err is not None or not isinstance(data, dict):
-            self.record_error(err or f"malformed_sse: {event.event!r} event is not an object")
+        data = self.json_object(event)
+        if data is None:
             return True
         kind = as_str(data.get("type")) or event.event
         if kind == "message_start":

@@ -24,7 +24,7 @@ from ci_guard.meter.providers.base import (
     load_json_body,
     request_info,
 )
-from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter, parse_json
+from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter
 from ci_guard.pricing.normalize import from_openai_chat
 from ci_guard.pricing.usage import Usage
 
@@ -139,9 +139,8 @@ class ChatStreamMeter(SSEStreamMeter):
         if event.data.strip() == "[DONE]":
             self._result.complete = True
             return True
-        data, err = parse_json(event)
-        if err is not None or not isinstance(data, dict):
-            self.record_error(err or "malformed_sse: a chunk is not a JSON object")
+        data = self.json_object(event)
+        if data is None:
             return True
         if data.get("error"):
             self.record_error(error_text(data["error"]))

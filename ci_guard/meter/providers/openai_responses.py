@@ -23,7 +23,7 @@ from ci_guard.meter.providers.base import (
     request_info,
 )
 from ci_guard.meter.providers.openai_chat import openai_error_body
-from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter, parse_json
+from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter
 from ci_guard.pricing.normalize import from_openai_responses
 from ci_guard.pricing.usage import Usage
 
@@ -117,9 +117,8 @@ class ResponsesStreamMeter(SSEStreamMeter):
         self._done_searches = 0
 
     def on_event(self, event: SSEEvent) -> bool:
-        data, err = parse_json(event)
-        if err is not None or not isinstance(data, dict):
-            self.record_error(err or f"malformed_sse: {event.event!r} event is not an object")
+        data = self.json_object(event)
+        if data is None:
             return True
         kind = as_str(data.get("type")) or event.event
         if kind == "response.output_item.done":

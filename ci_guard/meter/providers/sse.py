@@ -191,6 +191,14 @@ class SSEStreamMeter(StreamMeter):
                                      f"({type(exc).__name__}: {exc})"))
             return True
 
+    def json_object(self, event: SSEEvent) -> dict[str, Any] | None:
+        """The event's data as a JSON object, or None (the problem recorded, the event still forwarded)."""
+        data, err = parse_json(event)
+        if err is not None or not isinstance(data, dict):
+            self.record_error(err or f"malformed_sse: {event.event!r} event is not a JSON object")
+            return None
+        return data
+
     def record_error(self, message: str) -> None:
         # The first error is the cause; later ones are usually consequences of it.
         if self._result.error is None:
