@@ -75,8 +75,6 @@ class MeteredCall:
         self.provider = provider
         self.tail = tail
         self.adapter = adapter
-        # (service tier, inference geography) the request asked for: they price its worst case
-        self._price_modifiers: tuple[str | None, str | None] = (None, None)
 
     # -- 1. plan ---------------------------------------------------------------------------------
     async def run(self) -> StreamResponse:
@@ -110,8 +108,7 @@ class MeteredCall:
             fingerprint=info.fingerprint, estimated_input_tokens=info.estimated_input_tokens,
             max_output_tokens=info.max_output_tokens, worst_case_usd=worst,
         )
-        self._price_modifiers = (tier, geo)
-        admission = await self._admit(planned, model)
+        admission = await self._admit(planned, model, info)
         max_output = info.max_output_tokens
         target = admission.max_output_tokens
         if target is None and max_output is None and session.guard.limits.max_cost_usd is not None:
@@ -136,12 +133,12 @@ class MeteredCall:
                           f"(allowed: {', '.join(sorted(allowed))})", model)
         return session.decision.model, self.adapter.set_model(body, session.decision.model)
 
-    async def _admit(self, planned: PlannedCall, model: str | None) -> Admission:
+    async def _admit(self, planned: PlannedCall, model: str | None, info: RequestInfo) -> Admission:
         """Ask the caps; while calls in flight hold what this one needs, wait for them to end."""
         session, guard = self.session, self.session.guard
         deadline = time.monotonic() + MAX_WAIT_FOR_HELD_S
         while True:
-            admission = guard.admit(planned, self._fit(planned, model))
+            admission = guard.admit(planned, self._fit(planned, model, info))
             if admission.cap != WAIT_FOR_CALLS_IN_FLIGHT:
                 break
             left = deadline - time.monotonic()
@@ -157,13 +154,13 @@ class MeteredCall:
             raise Refusal(admission.cap or "cap", cap_message(admission.cap, admission.message), model)
         return admission
 
-    def _fit(self, planned: PlannedCall, model: str | None) -> int | None:
+    def _fit(self, planned: PlannedCall, model: str | None, info: RequestInfo) -> int | None:
         remaining = self.session.guard.remaining_usd()
         worst = planned.worst_case_usd
         if remaining is None or worst is None or not (worst > remaining > 0):
             return None  # only a call whose worst case does not fit needs to know how much output still does
         fit = self.session.pricer.max_output_within(model, planned.estimated_input_tokens, remaining,
-                                                    *self._price_modifiers)
+                                                    info.service_tier, info.inference_geo)
         if fit is not None and fit < getattr(self.adapter, "min_output_tokens", 1):
             return 0  # below the API's minimum output cap the call cannot be made valid: refuse it
         return fit

@@ -62,8 +62,11 @@ class ModelPrice:
     def for_call(self, service_tier: str | None = None, inference_geo: str | None = None) -> ModelPrice:
         """The price of one call: its service tier, then its inference geography, applied."""
         price = self.for_service_tier(service_tier)
-        factor = dict(self.geo_multipliers).get(inference_geo or "")
-        return price.scaled(factor) if factor is not None else price
+        if inference_geo:
+            for geo, factor in self.geo_multipliers:
+                if geo == inference_geo:
+                    return price.scaled(factor)
+        return price
 
     def for_service_tier(self, service_tier: str | None) -> ModelPrice:
         """The price of a call served on ``service_tier`` (what the provider reported).
