@@ -72,16 +72,12 @@ def _jsonl(text: str, path: str) -> list[Mapping[str, Any]]:
 def _model_calls(model_usage: Any, model: str | None, usage: Any) -> list[ImportedCall]:
     if isinstance(model_usage, Mapping) and model_usage:
         return [ImportedCall(model=name, usage=_camel_usage(u), vendor_cost_usd=_decimal(u.get("costUSD")),
-                             provider="anthropic", web_searches=_count(u.get("webSearchRequests")))
+                             provider="anthropic", web_searches=anthropic_web_searches(u))
                 for name, u in model_usage.items() if isinstance(u, Mapping)]
     if isinstance(usage, Mapping):
         return [ImportedCall(model=model, usage=from_anthropic(usage), provider="anthropic",
                              web_searches=anthropic_web_searches(usage))]
     return []
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _camel_usage(u: Mapping[str, Any]) -> Usage:

@@ -42,8 +42,9 @@ def _sub(obj: Mapping[str, Any] | None, key: str) -> Mapping[str, Any] | None:
 
 
 def anthropic_web_searches(usage: Mapping[str, Any] | None) -> int:
-    """``usage.server_tool_use.web_search_requests``: searches are billed per request, not per token."""
-    return _n(_sub(usage, "server_tool_use"), "web_search_requests")
+    """``usage.server_tool_use.web_search_requests`` (the API's usage), or ``webSearchRequests`` (Claude
+    Code's per-model usage): searches are billed per request, not per token."""
+    return _n(_sub(usage, "server_tool_use"), "web_search_requests") or _n(usage, "webSearchRequests")
 
 
 def from_anthropic(usage: Mapping[str, Any] | None) -> Usage:
