@@ -20,3 +20,13 @@ def require(available: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required in CI but missing: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the ``ci-guard`` entry point in-process: (exit code, stdout, stderr)."""
+    from ci_guard.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from ci_guard.cli import main
 from ci_guard.ledger import open_ledger
 from ci_guard.ledger.budgets import budget_keys
+from tests.helpers import run_cli
 from tests.ledger.factories import CTX, NOW, call, run
 
 POLICY = """version: 1
@@ -23,13 +23,6 @@ rules:
 """
 BUDGETS = [{"name": "org-monthly", "scope": "org", "period": "month", "limit_usd": 100},
            {"name": "repo-daily", "scope": "repo", "period": "day", "limit_usd": 10, "timezone": "Europe/Berlin"}]
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture

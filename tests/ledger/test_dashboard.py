@@ -6,9 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 
-import pytest
-
-from ci_guard.cli import main
+from tests.helpers import run_cli
 from tests.ledger.factories import NOW, call, run
 
 HOSTILE = '<script>alert("x")</script>'
@@ -66,9 +64,8 @@ class Page(HTMLParser):
 
 def dashboard(capsys, ledger_url, tmp_path, month="2026-03") -> tuple[Page, str]:
     target = tmp_path / "d.html"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["ledger", "dashboard", "--ledger", ledger_url, "--month", month, "-o", str(target)])
-    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    code, _, err = run_cli(capsys, "ledger", "dashboard", "--ledger", ledger_url, "--month", month, "-o", str(target))
+    assert code == 0, err
     html = target.read_text()
     page = Page()
     page.feed(html)

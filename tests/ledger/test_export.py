@@ -9,13 +9,11 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
-from ci_guard.cli import main
 from ci_guard.errors import LedgerError
 from ci_guard.ledger.sqlstore import SqlStore
 from ci_guard.report import focus
 from ci_guard.report.focus import COLUMNS
+from tests.helpers import run_cli
 from tests.ledger.factories import NOW, call, run
 
 # FOCUS columns that must never be null (Mandatory, "Allows nulls: False" in the 1.2 specification)
@@ -23,13 +21,6 @@ NOT_NULL = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "Billin
             "BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd", "ChargeCategory",
             "ChargeFrequency", "InvoiceIssuerName", "ProviderName", "PublisherName", "ServiceProviderName",
             "HostProviderName", "ServiceName", "ServiceCategory")
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
 
 
 def seed(store) -> list[Decimal]:

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from ci_guard.cli import main
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
+from tests.helpers import run_cli
 
 
 def test_cost_worked_example_text_and_json(capsys):
