@@ -170,11 +170,12 @@ class Rehearsal:
         focus_path, html_path = self.workdir / "focus.csv", self.workdir / "dashboard.html"
         store = open_ledger(self.ledger_url)
         try:
-            with open(focus_path, "w", encoding="utf-8", newline="") as out:
-                rows = write_focus_csv(focus_rows(store.export_calls(start, end)), out)
-            board = build_dashboard(store.export_calls(start, end), start, end)
+            pairs = list(store.export_calls(start, end))  # one read of the ledger for both
         finally:
             store.close()
+        with open(focus_path, "w", encoding="utf-8", newline="") as out:
+            rows = write_focus_csv(focus_rows(pairs), out)
+        board = build_dashboard(pairs, start, end)
         html_path.write_text(render_dashboard(board), encoding="utf-8")
         with open(focus_path, encoding="utf-8", newline="") as fh:
             billed = sum((Decimal(r["BilledCost"]) for r in csv.DictReader(fh)), Decimal(0))
