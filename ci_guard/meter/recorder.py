@@ -53,10 +53,9 @@ class LedgerWriter:
 
     def record_calls(self, calls: list[CallRecord]) -> None:
         """Write a batch in one transaction; if that fails, call by call, so only a bad one spills."""
-        batch = getattr(self.store, "record_calls", None)
-        if batch is not None and len(calls) > 1:
+        if len(calls) > 1:
             try:
-                batch(calls)
+                self.store.record_calls(calls)
                 return
             except Exception:
                 pass

@@ -294,6 +294,9 @@ def test_a_ledger_that_fails_mid_run_is_reported_once_and_every_call_is_spilled(
         def record_call(self, call):
             raise RuntimeError("database is gone")
 
+        def record_calls(self, calls):
+            raise RuntimeError("database is gone")
+
         def close(self):
             pass
 
