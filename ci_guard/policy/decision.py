@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ci_guard.context.model import RunContext
+from ci_guard.policy.models import ClearSpec, PruneSpec, RouteWhen
 
 DecisionKind = Literal["allow", "deny", "skip"]
 
@@ -24,6 +25,63 @@ class Limits(BaseModel):
     max_context_tokens: int | None = None
     max_tool_calls: int | None = None
     max_identical_retries: int | None = None
+
+
+class Route(BaseModel):
+    """One resolved ``context.route`` entry: calls whose features match go to ``model``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    when: RouteWhen
+    model: str  # concrete model id
+    tier: str | None = None
+
+
+class ContextPolicy(BaseModel):
+    """The resolved ``context:`` block of the deciding rule (over ``defaults.context``).
+
+    Everything defaults to off: a run whose policy names no context block has its calls
+    forwarded exactly as the agent sent them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cache: Literal["auto", "off"] = "off"
+    prune_tool_results: PruneSpec | None = None
+    clear_old_tool_results: ClearSpec | None = None
+    route: list[Route] = Field(default_factory=list)
+    max_thinking_tokens: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.cache == "auto" or self.prune_tool_results or self.clear_old_tool_results
+                    or self.route or self.max_thinking_tokens)
+
+    def as_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        for route in data["route"]:
+            route["when"] = {k: v for k, v in route["when"].items() if v is not None}
+        return data
+
+    def describe(self) -> str:
+        """One line for terminals and summaries ("off" when nothing is configured)."""
+        parts = []
+        if self.cache == "auto":
+            parts.append("cache=auto")
+        if self.prune_tool_results:
+            p = self.prune_tool_results
+            parts.append(f"prune tool results > {p.max_tokens} tokens "
+                         f"(keep {p.keep.head_lines}+{p.keep.tail_lines} lines)")
+        if self.clear_old_tool_results:
+            c = self.clear_old_tool_results
+            parts.append(f"clear old tool results past {c.trigger_tokens} tokens (keep last {c.keep_last})")
+        for r in self.route:
+            when = ", ".join(f"{k}={v}" for k, v in r.when.model_dump(exclude_none=True).items()) or "every call"
+            parts.append(f"route {r.name} ({when}) -> {r.tier or r.model}")
+        if self.max_thinking_tokens:
+            parts.append(f"max_thinking_tokens={self.max_thinking_tokens}")
+        return "; ".join(parts) or "off"
 
 
 class BudgetStatus(BaseModel):
@@ -116,6 +174,7 @@ class Decision(BaseModel):
     model: str | None = None  # concrete model id
     model_tier: str | None = None  # the tier name when the model came from a tier
     limits: Limits = Field(default_factory=Limits)
+    context_policy: ContextPolicy = Field(default_factory=ContextPolicy)
     budgets: list[BudgetStatus] = Field(default_factory=list)
     enforcement: Enforcement = Field(default_factory=Enforcement)
     context: RunContext = Field(default_factory=RunContext)
@@ -148,6 +207,7 @@ class Decision(BaseModel):
                 "max_tool_calls": limits.max_tool_calls,
                 "max_identical_retries": limits.max_identical_retries,
             },
+            "context_policy": self.context_policy.as_json(),
             "budgets": [b.as_json() for b in self.budgets],
             "enforcement": self.enforcement.model_dump(mode="json"),
             "notes": list(self.notes),

@@ -28,8 +28,8 @@ from ci_guard.policy.compiled import (
     unknown_leaves,
 )
 from ci_guard.policy.conditions import GlobSet, compile_glob, is_literal, literal_value
-from ci_guard.policy.decision import BudgetStatus, Decision, Enforcement, Limits
-from ci_guard.policy.models import LimitsSpec, Policy, Rule
+from ci_guard.policy.decision import BudgetStatus, ContextPolicy, Decision, Enforcement, Limits, Route
+from ci_guard.policy.models import ContextSpec, LimitsSpec, Policy, Rule
 
 NO_RULE = "no rule matched; a policy denies by default"
 MAX_HINT_LABELS = 32
@@ -42,6 +42,7 @@ class Outcome:
     model: str | None
     tier: str | None
     limits: Limits
+    context: ContextPolicy = field(default_factory=ContextPolicy)
 
 
 @dataclass
@@ -133,11 +134,12 @@ def _compile_rule(policy: Policy, index: int, rule: Rule) -> CompiledRule:
     if rule.decision == "allow":
         base = merge_limits(policy.defaults.limits, rule.limits)
         model, tier = policy.resolve_model(rule.model or policy.defaults.model)
-        cr.granted = Outcome(model, tier, to_limits(base))
+        context = resolve_context(policy, merge_context(policy.defaults.context, rule.context))
+        cr.granted = Outcome(model, tier, to_limits(base), context)
         if rule.escalation is not None:
             esc = rule.escalation
             emodel, etier = policy.resolve_model(esc.model)
-            cr.escalated = Outcome(emodel, etier, to_limits(merge_limits(base, esc.limits)))
+            cr.escalated = Outcome(emodel, etier, to_limits(merge_limits(base, esc.limits)), context)
             cr.escalation_labels = frozenset(esc.label)
     return cr
 
@@ -149,6 +151,27 @@ def merge_limits(base: LimitsSpec, over: LimitsSpec | None) -> LimitsSpec:
     data = {k: getattr(base, k) for k in base.model_fields_set}
     data.update({k: getattr(over, k) for k in over.model_fields_set})
     return LimitsSpec.model_validate(data) if data else LimitsSpec()
+
+
+def merge_context(base: ContextSpec, over: ContextSpec | None) -> ContextSpec:
+    """Like :func:`merge_limits`: a key set in the rule's block (even to null) replaces the default's."""
+    if over is None:
+        return base
+    data = {k: getattr(base, k) for k in base.model_fields_set}
+    data.update({k: getattr(over, k) for k in over.model_fields_set})
+    return ContextSpec.model_construct(_fields_set=set(data), **data)
+
+
+def resolve_context(policy: Policy, spec: ContextSpec) -> ContextPolicy:
+    """The context policy a run gets: tier names of routes resolved to model ids."""
+    routes = []
+    for i, entry in enumerate(spec.route or []):
+        model, tier = policy.resolve_model(entry.model)
+        routes.append(Route(name=entry.name or f"route[{i}]", when=entry.when, model=model or entry.model,
+                            tier=tier))
+    return ContextPolicy(cache=spec.cache or "off", prune_tool_results=spec.prune_tool_results,
+                         clear_old_tool_results=spec.clear_old_tool_results, route=routes,
+                         max_thinking_tokens=spec.max_thinking_tokens)
 
 
 def to_limits(spec: LimitsSpec) -> Limits:
@@ -315,7 +338,8 @@ def decide(policy: Policy, ctx: RunContext, budgets: Sequence[BudgetStatus], now
             hint = hint or _escalation_hint(cr)
     assert granted is not None
     return Decision(decision="allow", rule=rule.name, reason=reason, model=granted.model,
-                    model_tier=granted.tier, limits=granted.limits.model_copy(), budgets=list(budgets),
+                    model_tier=granted.tier, limits=granted.limits.model_copy(), context_policy=granted.context,
+                    budgets=list(budgets),
                     enforcement=cp.enforcement, context=ctx, notes=notes, hint=hint)
 
 

@@ -71,6 +71,8 @@ def render_text(decision: Decision, traces: list[RuleTrace]) -> str:
     if decision.model:
         tier = f" (tier {decision.model_tier})" if decision.model_tier else ""
         lines.append(f"model:    {decision.model}{tier}")
+    if decision.context_policy.active:
+        lines.append(f"context:  {decision.context_policy.describe()}")
     if decision.hint:
         lines.append(f"hint:     {decision.hint}")
     for note in [*decision.context.notes, *decision.notes]:

@@ -175,6 +175,61 @@ class LimitsSpec(_Strict):
     max_identical_retries: Annotated[int, Field(ge=0)] | None = None
 
 
+class PruneKeep(_Strict):
+    """How much of an oversized tool result is kept: its first and last lines."""
+
+    head_lines: Annotated[int, Field(ge=0)] = 80
+    tail_lines: Annotated[int, Field(ge=0)] = 200
+
+
+class PruneSpec(_Strict):
+    """Cut tool results above ``max_tokens`` to head and tail, with a one-line marker."""
+
+    max_tokens: Annotated[int, Field(gt=0)] = Field(description="Tool results above this size are cut.")
+    keep: PruneKeep = Field(default_factory=PruneKeep)
+    exclude_tools: Names = Field(default_factory=list, description="Tools whose results are never cut.")
+
+
+class ClearSpec(_Strict):
+    """Replace old tool results by a placeholder once the request's input passes ``trigger_tokens``."""
+
+    trigger_tokens: Annotated[int, Field(gt=0)] = Field(description="Input size that starts clearing.")
+    keep_last: Annotated[int, Field(ge=0)] = Field(3, description="Newest tool uses that are never cleared.")
+    clear_at_least: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Clear nothing unless at least this many tokens go (each clearing costs a cache write).")
+    exclude_tools: Names = Field(default_factory=list, description="Tools whose results are never cleared.")
+
+
+class RouteWhen(_Strict):
+    """Features of one call (all must hold)."""
+
+    tools: Literal["none", "present"] | None = Field(None, description="The call declares tools or not.")
+    max_output_tokens: CountCmp | None = Field(None, description='The declared output cap, e.g. "<= 512".')
+    request_tokens: CountCmp | None = Field(None, description='Estimated input size, e.g. "< 2000".')
+    stream: StrictFlag | None = None
+    model: Globs | None = Field(None, description="The model the agent asked for.")
+    agent_call: Literal["title"] | None = Field(
+        None, description="An agent's own marker: title = Claude Code's session-title side call.")
+
+
+class RouteRule(_Strict):
+    when: RouteWhen = Field(description="The call's features; an empty block matches every call.")
+    model: str = Field(description="Tier name or concrete model id the call is sent to.")
+    name: RuleName | None = Field(None, description="Recorded with each routed call (default route[N]).")
+
+
+class ContextSpec(_Strict):
+    """Context policy: what the proxy may change in a call to make it cheaper (all opt-in)."""
+
+    cache: Literal["auto", "off"] | None = Field(
+        None, description="auto: add cache_control breakpoints to Anthropic requests that have none.")
+    prune_tool_results: PruneSpec | None = None
+    clear_old_tool_results: ClearSpec | None = None
+    route: list[RouteRule] | None = Field(None, description="Per-call routing; the first matching entry wins.")
+    max_thinking_tokens: Annotated[int, Field(ge=1024)] | None = Field(
+        None, description="Larger thinking budgets are clamped (max_tokens stays above the budget).")
+
+
 class Escalation(_Strict):
     """A label that lifts an allow rule onto another model (usually the large tier)."""
 
@@ -193,9 +248,10 @@ class Rule(_Strict):
     hint: str | None = Field(None, description="Shown on deny/skip: what would allow the run.")
     model: str | None = Field(None, description="Tier name or concrete model id (allow rules).")
     limits: LimitsSpec | None = None
+    context: ContextSpec | None = Field(None, description="Merged key by key over defaults.context.")
     escalation: Escalation | None = None
 
-    @field_validator("model", "limits", "escalation")
+    @field_validator("model", "limits", "context", "escalation")
     @classmethod
     def _allow_only(cls, value: Any, info: ValidationInfo) -> Any:
         decision = info.data.get("decision")
@@ -235,6 +291,7 @@ class Budget(_Strict):
 class Defaults(_Strict):
     model: str | None = Field(None, description="Tier name or concrete model id of allow rules.")
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    context: ContextSpec = Field(default_factory=ContextSpec)
 
 
 class PriceTierOverride(_Strict):

@@ -37,6 +37,8 @@ def render_text(decision: Decision) -> str:
         tier = f" (tier {decision.model_tier})" if decision.model_tier else ""
         lines.append(f"  model:   {decision.model or 'as requested by the agent'}{tier}")
         lines.append(f"  limits:  {limits_text(decision)}")
+        if decision.context_policy.active:
+            lines.append(f"  context: {decision.context_policy.describe()}")
     for b in decision.budgets:
         key = f" {b.scope_key}" if b.scope_key else ""
         lines.append(f"  budget:  {b.name} ({b.scope}{key}, {b.period}): {format_usd(b.remaining_usd)} of "

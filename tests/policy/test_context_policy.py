@@ -1,0 +1,109 @@
+"""The `context:` block: validation with line numbers, merging over defaults, resolution, outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ci_guard.context.model import RunContext
+from ci_guard.policy.engine import decide
+from ci_guard.policy.loader import policy_from_text as load_policy_text
+from tests.helpers import run_cli
+
+POLICY = """\
+version: 1
+models: {small: claude-haiku-4-5}
+defaults:
+  model: claude-sonnet-4-5
+  context:
+    cache: auto
+    prune_tool_results:
+      max_tokens: 4000
+      keep: {head_lines: 10, tail_lines: 20}
+      exclude_tools: Read
+rules:
+  - name: plain
+    when: {agent: plain}
+    decision: allow
+  - name: no-prune
+    when: {agent: no-prune}
+    decision: allow
+    context:
+      prune_tool_results: null
+      route:
+        - {when: {tools: none, max_output_tokens: "<= 512"}, model: small, name: side-calls}
+      max_thinking_tokens: 8000
+  - name: rest
+    decision: allow
+    context: {cache: "off"}
+"""
+
+
+def _decide(agent: str):
+    policy = load_policy_text(POLICY, "policy.yml")
+    return decide(policy, RunContext(agent=agent), [])
+
+
+def test_defaults_apply_when_the_rule_names_no_context() -> None:
+    cp = _decide("plain").context_policy
+    assert cp.cache == "auto"
+    assert cp.prune_tool_results is not None and cp.prune_tool_results.max_tokens == 4000
+    assert cp.prune_tool_results.exclude_tools == ["Read"]
+    assert cp.route == [] and cp.max_thinking_tokens is None
+
+
+def test_rule_keys_replace_default_keys_and_null_removes_one() -> None:
+    cp = _decide("no-prune").context_policy
+    assert cp.cache == "auto"  # kept from defaults
+    assert cp.prune_tool_results is None  # removed by null
+    assert [(r.name, r.model, r.tier) for r in cp.route] == [("side-calls", "claude-haiku-4-5", "small")]
+    assert cp.max_thinking_tokens == 8000
+
+
+def test_cache_off_and_nothing_else_is_inactive_only_without_defaults() -> None:
+    cp = _decide("other").context_policy
+    assert cp.cache == "off" and cp.prune_tool_results is not None  # prune still inherited
+    bare = load_policy_text("version: 1\nrules: [{name: a, decision: allow}]\n", "p.yml")
+    assert not decide(bare, RunContext(), []).context_policy.active
+
+
+def test_check_json_shows_the_resolved_context_policy(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yml"
+    path.write_text(POLICY)
+    out = subprocess.run([sys.executable, "-m", "ci_guard", "check", "--policy", str(path), "--agent",
+                          "no-prune", "--format", "json"], capture_output=True, text=True, check=True).stdout
+    cp = json.loads(out)["context_policy"]
+    assert cp["route"][0] == {"name": "side-calls", "when": {"tools": "none", "max_output_tokens": "<= 512"},
+                              "model": "claude-haiku-4-5", "tier": "small"}
+    assert cp["prune_tool_results"] is None and cp["cache"] == "auto"
+
+
+@pytest.mark.parametrize(("snippet", "expected"), [
+    ("cache: maybe", ":4:23: rules[0].context.cache: Input should be 'auto' or 'off'"),
+    ("prune_tool_results: {max_tokens: 0}", "rules[0].context.prune_tool_results.max_tokens"),
+    ("clear_old_tool_results: {keep_last: 2}", "rules[0].context.clear_old_tool_results.trigger_tokens"),
+    ("route: [{when: {tools: some}, model: x}]", "rules[0].context.route[0].when.tools"),
+    ("route: [{when: {max_output_tokens: lots}, model: x}]", 'expected a comparison such as "> 5000"'),
+    ("max_thinking_tokens: 100", "rules[0].context.max_thinking_tokens: Input should be greater than or equal to 1024"),
+    ("prune: {}", "rules[0].context.prune: unknown key 'prune'"),
+])
+def test_invalid_blocks_exit_2_with_file_line_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        snippet: str, expected: str) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text(f"version: 1\nrules:\n  - {{name: a, decision: allow,\n     context: {{{snippet}}}}}\n")
+    code, _, err = run_cli(capsys, "validate", str(path))
+    assert code == 2
+    assert expected in err
+    assert f"{path}:4:" in err
+
+
+def test_deny_rules_cannot_carry_a_context_block() -> None:
+    from ci_guard.errors import CiGuardError
+
+    with pytest.raises(CiGuardError) as info:
+        load_policy_text("version: 1\nrules: [{name: d, decision: deny, context: {cache: auto}}]\n", "p.yml")
+    assert "only allow rules choose context" in info.value.render()
