@@ -26,6 +26,23 @@ EXIT_BUDGET = 4
 EXIT_INTERNAL = 70
 
 
+def shown(value: object) -> str:
+    """A value as the user wrote it, for messages: ``15.5`` not ``Decimal('15.5')``, ``true`` not ``True``."""
+    from decimal import Decimal
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, Decimal | int | float):
+        return str(value)
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    return repr(value)
+
+
 class CiGuardError(Exception):
     """Base class of every error ci-guard raises deliberately."""
 

@@ -6,6 +6,7 @@ import click
 
 EPILOG = """\b
 Examples:
+  ci-guard test policies/default.yml            # runs policies/default.tests.yml
   ci-guard test policies/default.yml policies/default.tests.yml
   ci-guard test --quiet policy.yml policy.tests.yml
 
@@ -29,13 +30,20 @@ Exit status: 0 all cases pass, 1 a case failed, 2 invalid policy or tests file.
 
 @click.command(epilog=EPILOG)
 @click.argument("policy_path", metavar="POLICY")
-@click.argument("tests_paths", nargs=-1, required=True, metavar="TESTS.yml...")
+@click.argument("tests_paths", nargs=-1, metavar="[TESTS.yml...]")
 @click.option("--quiet", "-q", is_flag=True, help="Print only failures and the totals.")
 def policy_test(policy_path: str, tests_paths: tuple[str, ...], quiet: bool) -> int:
-    """Run policy unit tests, like `opa test`."""
+    """Run policy unit tests, like `opa test` (default: POLICY's sibling POLICY.tests.yml)."""
+    from ci_guard.errors import InvalidInputError
     from ci_guard.policy.decide import load_policy
-    from ci_guard.policy.policy_tests import load_tests, render_results, run_tests
+    from ci_guard.policy.policy_tests import load_tests, render_results, run_tests, tests_file_for
 
+    if not tests_paths:
+        found = tests_file_for(policy_path)
+        if found is None:
+            raise InvalidInputError(f"no tests file given and none found next to {policy_path} "
+                                    f"(looked for {tests_file_for(policy_path, must_exist=False)})")
+        tests_paths = (str(found),)
     policy = load_policy(policy_path)
     failed = False
     for tests_path in tests_paths:

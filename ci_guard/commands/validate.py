@@ -25,6 +25,9 @@ def validate(files: tuple[str, ...], strict: bool) -> int:
     errors = warnings = 0
     for path in files:
         report = validate_file(path)
+        if report.skipped:
+            click.echo(f"{path}: {report.skipped}")
+            continue
         for problem in report.errors:
             click.echo(f"{problem.render()}", err=True)
         for problem in report.warnings:

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from ci_guard.errors import shown
+
 GLOB_EXPECTED = "a glob such as main, release/*, docs/** or **/*.md"
 
 
@@ -132,20 +134,20 @@ def parse_comparison(text: object, *, kind: str) -> Comparison:
     """Parse a comparison. ``kind`` is ``count`` (whole numbers only) or ``budget`` (USD or %)."""
     example = '"> 5000"' if kind == "count" else '"< 50" (USD) or "<= 20%"'
     if not isinstance(text, str):
-        raise ValueError(f"expected a quoted comparison such as {example}, got {text!r}")
+        raise ValueError(f"expected a quoted comparison such as {example}, got {shown(text)}")
     m = _CMP.fullmatch(text)
     if m is None:
-        raise ValueError(f"expected a comparison such as {example}, got {text!r}")
+        raise ValueError(f"expected a comparison such as {example}, got {shown(text)}")
     op, dollar, number, percent = m.groups()
     value = Decimal(number)
     if kind == "count":
         if dollar or percent or value != value.to_integral_value() or value < 0:
-            raise ValueError(f"expected a whole-number comparison such as {example}, got {text!r}")
+            raise ValueError(f"expected a whole-number comparison such as {example}, got {shown(text)}")
         value = Decimal(int(value))
     if dollar and percent:
         raise ValueError(f"a comparison is either USD or a percentage, not both: {text!r}")
     if percent and not Decimal(0) <= value <= Decimal(100):
-        raise ValueError(f"a percentage must be between 0% and 100%, got {text!r}")
+        raise ValueError(f"a percentage must be between 0% and 100%, got {shown(text)}")
     if value < 0:
-        raise ValueError(f"expected a non-negative amount, got {text!r}")
+        raise ValueError(f"expected a non-negative amount, got {shown(text)}")
     return Comparison(text=text.strip(), op="==" if op == "=" else op, value=value, percent=bool(percent))

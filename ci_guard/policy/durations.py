@@ -6,6 +6,8 @@ import math
 import re
 from decimal import Decimal, InvalidOperation
 
+from ci_guard.errors import shown
+
 _UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
@@ -16,7 +18,7 @@ EXPECTED = "a duration such as 90s, 15m, 1h or 1h30m (or a number of seconds)"
 def parse_duration(value: object) -> int:
     """Whole seconds (rounded up) of a duration; raise ValueError saying what was expected."""
     if isinstance(value, bool):
-        raise ValueError(f"expected {EXPECTED}, got {value!r}")
+        raise ValueError(f"expected {EXPECTED}, got {shown(value)}")
     if isinstance(value, int | Decimal | float):
         seconds = Decimal(str(value))
     elif isinstance(value, str):
@@ -27,12 +29,12 @@ def parse_duration(value: object) -> int:
             seconds = None
         if seconds is None:
             if not _WHOLE.fullmatch(text):
-                raise ValueError(f"expected {EXPECTED}, got {value!r}")
+                raise ValueError(f"expected {EXPECTED}, got {shown(value)}")
             seconds = sum((Decimal(n) * _UNITS[u] for n, u in _PART.findall(text)), Decimal(0))
     else:
-        raise ValueError(f"expected {EXPECTED}, got {value!r}")
+        raise ValueError(f"expected {EXPECTED}, got {shown(value)}")
     if seconds <= 0:
-        raise ValueError(f"expected a positive duration, got {value!r}")
+        raise ValueError(f"expected a positive duration, got {shown(value)}")
     return math.ceil(seconds)
 
 

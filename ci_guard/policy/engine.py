@@ -54,17 +54,19 @@ class CompiledRule:
     granted: Outcome | None = None
     escalated: Outcome | None = None
     escalation_labels: frozenset[str] = frozenset()
+    unknown_match: bool = False  # `unknown: match`: an unknown condition counts as holding (fail closed)
 
 
 @dataclass
 class FieldIndex:
     wild: int = 0  # rules with no condition on this field
+    unknown_ok: int = 0  # rules with `unknown: match` that read this field: candidates when it is unknown
     literals: dict[Any, int] = field(default_factory=dict)
     globs: list[tuple[Any, int]] = field(default_factory=list)  # (compiled regex, mask)
 
     def mask(self, value: Any) -> int:
         if value is None:
-            return self.wild
+            return self.wild | self.unknown_ok
         out = self.wild | self.literals.get(value, 0)
         for regex, bits in self.globs:
             if regex.fullmatch(value):
@@ -130,7 +132,8 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
 def _compile_rule(policy: Policy, index: int, rule: Rule) -> CompiledRule:
     nodes = compile_when(rule.when)
     residual = [n for n in nodes if not isinstance(n, StringIn | LabelsAny | Flag)]
-    cr = CompiledRule(index=index, rule=rule, nodes=nodes, residual=residual)
+    cr = CompiledRule(index=index, rule=rule, nodes=nodes, residual=residual,
+                      unknown_match=rule.unknown == "match")
     if rule.decision == "allow":
         base = merge_limits(policy.defaults.limits, rule.limits)
         model, tier = policy.resolve_model(rule.model or policy.defaults.model)
@@ -207,7 +210,10 @@ def _build_indexes(rules: list[CompiledRule]) -> dict[str, FieldIndex]:
             node = next((n for n in cr.nodes if n.key == key), None)
             if node is None:
                 index.wild |= bit
-            elif isinstance(node, Flag):
+                continue
+            if cr.unknown_match:
+                index.unknown_ok |= bit
+            if isinstance(node, Flag):
                 index.literals[node.expected] = index.literals.get(node.expected, 0) | bit
             else:
                 for pattern in node.globs.patterns:  # type: ignore[attr-defined]
@@ -302,7 +308,8 @@ def first_match(cp: CompiledPolicy, facts: Facts) -> tuple[CompiledRule | None, 
         low = candidates & -candidates
         cr = rules[low.bit_length() - 1]
         for node in cr.residual:
-            if node.eval(facts) is not True:
+            result = node.eval(facts)
+            if result is not True and (result is False or not cr.unknown_match):
                 break
         else:
             return cr, initial
@@ -319,6 +326,8 @@ def decide(policy: Policy, ctx: RunContext, budgets: Sequence[BudgetStatus], now
     facts = Facts(ctx, {b.name: b for b in budgets})
     cr, _ = first_match(cp, facts)
     notes = _notes(cp, facts, cr)
+    if cr is not None and cr.unknown_match:
+        notes += _decided_on_unknown(cr, facts)
     if cr is None:
         return Decision(decision="deny", rule=None, reason=NO_RULE, budgets=list(budgets),
                         enforcement=cp.enforcement, context=ctx, notes=notes, hint=_hint(cp, facts, None))
@@ -417,6 +426,18 @@ def _notes(cp: CompiledPolicy, facts: Facts, cr: CompiledRule | None) -> list[st
         shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
         notes.append(f"{what}: {shown} could not match on {key}")
     return notes
+
+
+def _decided_on_unknown(cr: CompiledRule, facts: Facts) -> list[str]:
+    """Notes for a rule with `unknown: match` that decided although some of its conditions were unknown."""
+    out = []
+    for node in cr.nodes:
+        if node.eval(facts) is None:
+            for leaf in unknown_leaves(node, facts):
+                note = f"{leaf.unknown_what(facts)}: {cr.rule.name!r} decided (unknown: match)"
+                if note not in out:
+                    out.append(note)
+    return out
 
 
 def _not_ruled_out(cp: CompiledPolicy, facts: Facts) -> int:

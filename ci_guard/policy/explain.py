@@ -13,6 +13,7 @@ from ci_guard.policy.compiled import Facts, Outcome
 from ci_guard.policy.decision import Decision
 from ci_guard.policy.engine import compiled
 from ci_guard.policy.models import Policy
+from ci_guard.policy.output import render_text as check_text
 
 
 @dataclass
@@ -65,16 +66,7 @@ def render_text(decision: Decision, traces: list[RuleTrace]) -> str:
         for o in t.conditions:
             lines.append(f"       {o.symbol} {o.detail}")
     lines.append("")
-    lines.append(f"decision: {decision.decision} (rule: {decision.rule or '-'})")
-    if decision.reason:
-        lines.append(f"reason:   {decision.reason}")
-    if decision.model:
-        tier = f" (tier {decision.model_tier})" if decision.model_tier else ""
-        lines.append(f"model:    {decision.model}{tier}")
-    if decision.context_policy.active:
-        lines.append(f"context:  {decision.context_policy.describe()}")
-    if decision.hint:
-        lines.append(f"hint:     {decision.hint}")
-    for note in [*decision.context.notes, *decision.notes]:
-        lines.append(f"note:     {note}")
+    # The decision block is the one `check` prints (model, limits, budgets, alerts, hint, notes), so
+    # explain never shows less than the command whose result it explains.
+    lines.append("decision: " + check_text(decision).removeprefix("ci-guard: ").replace("\n  ", "\n"))
     return "\n".join(lines)

@@ -86,6 +86,8 @@ def lint_policy(policy: Policy) -> list[Finding]:
     findings += _unreachable(policy)
     findings += _team_refs(policy)
     findings += _escalation_noops(policy)
+    findings += fail_open(policy)
+    findings += agent_model_mismatch(policy)
     return findings
 
 
@@ -133,4 +135,161 @@ def _escalation_noops(policy: Policy) -> list[Finding]:
         if policy.resolve_model(esc.model)[0] == normal and esc.limits is None:
             out.append(Finding("warning", ("rules", i, "escalation"),
                                f"escalation of rule {rule.name!r} changes nothing: same model, no limits"))
+    return out
+
+
+# Where a value a condition reads can be unknown, by normalised trigger, and why (docs/policy.md,
+# "Unknown values"). Labels, platform, trigger, repo and org are always known in CI.
+_EVERY_TRIGGER = ("pull_request", "push", "schedule", "manual", "comment", "other")
+_PR_UNREAD = ("comment", "other")
+UNKNOWN_ON: dict[str, tuple[tuple[str, ...], str]] = {
+    "draft": (_PR_UNREAD, "the pull request of a comment-triggered run could not be read (no API token)"),
+    "fork": (_PR_UNREAD, "the pull request of a comment-triggered run could not be read (no API token)"),
+    "base_branch": (_PR_UNREAD, "the pull request of a comment-triggered run could not be read (no API token)"),
+    "head_branch": (_PR_UNREAD, "the pull request of a comment-triggered run could not be read (no API token)"),
+    "diff_lines": (_EVERY_TRIGGER, "neither git history nor a forge token gave the diff"),
+    "diff_files": (_EVERY_TRIGGER, "neither git history nor a forge token gave the diff"),
+    "paths": (_EVERY_TRIGGER, "neither git history nor a forge token gave the changed files"),
+    "paths_only": (_EVERY_TRIGGER, "neither git history nor a forge token gave the changed files"),
+    "team": (_EVERY_TRIGGER, "the actor is in no team and no teams: repos glob matches the repository"),
+}
+_SAFE_VALUE = {"draft": "draft: false", "fork": "fork: false"}
+
+
+def _fields_read(when: When | None) -> set[str]:
+    """Every field a `when` block reads, nested `not:`/`any:` included (budget scopes as budget:NAME)."""
+    out: set[str] = set()
+    for _, block in walk_when(when, ()):
+        for name in block.model_fields_set:
+            if name in ("not_", "any") or getattr(block, name) is None:
+                continue
+            if name == "budget_remaining":
+                out |= {f"budget:{b}" for b in block.budget_remaining or {}}
+            else:
+                out.add(name)
+    return out
+
+
+def _top_level_fields(when: When | None) -> set[str]:
+    if when is None:
+        return set()
+    out = {n for n in when.model_fields_set if n not in ("not_", "any") and getattr(when, n) is not None}
+    if "budget_remaining" in out:
+        out.discard("budget_remaining")
+        out |= {f"budget:{b}" for b in when.budget_remaining or {}}
+    return out
+
+
+def _triggers(when: When | None) -> tuple[str, ...]:
+    """The triggers a rule can apply to, from its top-level `trigger:` (every trigger without one)."""
+    if when is None:
+        return _EVERY_TRIGGER
+    triggers = [t for t in _EVERY_TRIGGER if not when.trigger or t in when.trigger]
+    excluded = when.not_
+    if excluded is not None and excluded.trigger and excluded.model_fields_set <= {"trigger"}:
+        triggers = [t for t in triggers if t not in excluded.trigger]
+    return tuple(triggers)
+
+
+def _unknowable(policy: Policy, field: str) -> tuple[tuple[str, ...], str] | None:
+    if field.startswith("budget:"):
+        budget = next((b for b in policy.budgets if b.name == field[7:]), None)
+        if budget is None or budget.scope not in ("team", "user"):
+            return None
+        what = "the actor is in no team" if budget.scope == "team" else "the run has no actor"
+        return _EVERY_TRIGGER, f"{what}, so budget {budget.name!r} has no status for the run"
+    return UNKNOWN_ON.get(field)
+
+
+def fail_open(policy: Policy) -> list[Finding]:
+    """Deny/skip rules that a run falls through when a value they read is unknown.
+
+    An unknown value never holds (docs/policy.md), so ``{fork: true} -> deny`` does not stop a
+    comment-triggered run whose fork status could not be read. The run then reaches the next allow
+    rule that does not itself read the value: that pair is the finding. An allow rule that reads
+    the value at top level cannot match either, so it closes the hole; so does ``unknown: match``
+    on the deny rule, and ``unknown: no-match`` says the fall-through is intended.
+    """
+    out = []
+    for i, rule in enumerate(policy.rules):
+        if rule.decision == "allow" or rule.unknown is not None:
+            continue
+        rule_triggers = set(_triggers(rule.when))
+        for field in sorted(_fields_read(rule.when)):
+            known = _unknowable(policy, field)
+            if known is None:
+                continue
+            triggers = [t for t in known[0] if t in rule_triggers]
+            if not triggers:
+                continue
+            leak = next((later for later in policy.rules[i + 1:]
+                         if later.decision == "allow" and set(_triggers(later.when)) & set(triggers)
+                         and field not in _top_level_fields(later.when)), None)
+            if leak is None:
+                continue
+            shown = field.replace("budget:", "budget_remaining of ")
+            fix = _SAFE_VALUE.get(field, f"a {shown.split(' of ')[0]} condition")
+            out.append(Finding("warning", ("rules", i), (
+                f"rule {rule.name!r} fails open on {shown}: on {'/'.join(triggers)} runs it can be unknown "
+                f"({known[1]}); the rule then does not match and the run falls through to allow rule "
+                f"{leak.name!r}. Fix: add {fix} to the allow rules below, or `unknown: match` on this rule "
+                f"to {rule.decision} such runs too (`unknown: no-match` accepts the fall-through)")))
+    return out
+
+
+# Agent kinds whose name says which CLI runs them (pr-review is neutral): a Codex agent speaks only
+# OpenAI's Responses API, Claude Code only Anthropic Messages, so the other family's model fails every call.
+_AGENT_FAMILY = (("codex", "openai"), ("claude", "anthropic"))
+
+
+def model_family(model: str | None) -> str | None:
+    """anthropic / openai / gemini for a concrete model id, None when it cannot be told."""
+    if not model:
+        return None
+    name = model.lower().rsplit("/", 1)[-1]
+    if name.startswith("claude"):
+        return "anthropic"
+    if name.startswith(("gpt", "o1", "o3", "o4", "codex", "chatgpt")):
+        return "openai"
+    if name.startswith("gemini"):
+        return "gemini"
+    return None
+
+
+def agent_model_mismatch(policy: Policy) -> list[Finding]:
+    """Allow rules that decide a model the agent they apply to cannot call, and reject-mode side calls."""
+    out = []
+    for i, rule in enumerate(policy.rules):
+        if rule.decision != "allow" or rule.when is None or not rule.when.agent:
+            continue
+        decided = [("model", policy.resolve_model(rule.model or policy.defaults.model)[0])]
+        if rule.escalation is not None:
+            decided.append(("escalation.model", policy.resolve_model(rule.escalation.model)[0]))
+        for agent in rule.when.agent:
+            wanted = next((fam for word, fam in _AGENT_FAMILY if word in agent.lower()), None)
+            for where, model in decided:
+                family = model_family(model)
+                if wanted and family and family != wanted:
+                    path = ("rules", i, *where.split(".")) if rule.model or where != "model" else ("rules", i)
+                    out.append(Finding("warning", path, (
+                        f"rule {rule.name!r} decides {model} ({family}) for agent {agent!r}, which calls "
+                        f"{wanted} models only: every call of that run would fail")))
+    enforcement = policy.enforcement
+    if enforcement.model_enforcement == "reject":
+        allowed = {policy.resolve_model(m)[0] or m for m in enforcement.allowed_models}
+        for rule in policy.rules:
+            model = policy.resolve_model(rule.model or policy.defaults.model)[0] if rule.decision == "allow" else None
+            if model_family(model) != "anthropic" or "haiku" in (model or ""):
+                continue
+            if any("haiku" in m for m in allowed):
+                continue
+            agents = rule.when.agent if rule.when and rule.when.agent else None
+            if agents and not any("claude" in a.lower() or not any(w in a.lower() for w, _ in _AGENT_FAMILY)
+                                  for a in agents):
+                continue
+            out.append(Finding("warning", ("enforcement", "model_enforcement"), (
+                f"model_enforcement: reject refuses every call for another model than the decided one, and "
+                f"Claude Code makes side calls (titles, summaries) on its small model: rule {rule.name!r} "
+                f"decides {model}. Add a claude-haiku model to enforcement.allowed_models or use rewrite")))
+            break
     return out

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ci_guard.errors import PolicyError, Problem
+from ci_guard.errors import PolicyError, Problem, shown
 from ci_guard.policy.models import Policy
 from ci_guard.policy.yamlmarks import Located, dotted, parse_yaml
 
@@ -106,6 +106,20 @@ def _is_label(part: str) -> bool:
     return any(c in part for c in "[]()") or part.startswith(("function-", "literal[", "json-or-python"))
 
 
+# pydantic's wording for the commonest type errors, said the way the rest of the messages are.
+_PLAIN = {
+    "int_parsing": "expected a whole number", "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number", "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false", "string_type": "expected a string", "list_type": "expected a list",
+    "dict_type": "expected a mapping", "decimal_parsing": "expected a number", "float_parsing": "expected a number",
+}
+
+
+def message_for(err: Any, path: tuple[Any, ...], root: type[BaseModel]) -> str:
+    """A pydantic error as the loader words it (did-you-mean for unknown keys, no Python reprs)."""
+    return _message(err, path, root)
+
+
 def _message(err: dict[str, Any], path: tuple[Any, ...], root: type[BaseModel]) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -120,14 +134,14 @@ def _message(err: dict[str, Any], path: tuple[Any, ...], root: type[BaseModel]) 
         return text
     if kind == "missing":
         return "this key is required"
-    msg = err["msg"]
+    msg = _PLAIN.get(kind) or err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     elif msg.startswith("Assertion failed, "):
         msg = msg[len("Assertion failed, "):]
     got = err.get("input")
     if kind not in ("value_error", "assertion_error") and not isinstance(got, dict | list) and got is not None:
-        msg += f" (got {got!r})"
+        msg += f" (got {shown(got)})"
     return msg
 
 

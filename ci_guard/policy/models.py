@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from ci_guard.context.model import TRIGGERS
+from ci_guard.errors import shown
 from ci_guard.policy.conditions import glob_regex, parse_comparison
 from ci_guard.policy.durations import parse_duration
 
@@ -70,7 +71,7 @@ def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"expected an IANA time zone such as UTC or Europe/Berlin, got {value!r}") from exc
+        raise ValueError(f"expected an IANA time zone such as UTC or Europe/Berlin, got {shown(value)}") from exc
     return value
 
 
@@ -82,16 +83,16 @@ def _check_alert(value: Any) -> str | Decimal:
         except ArithmeticError:
             pct = Decimal(-1)
         if not number or pct <= 0 or not pct.is_finite():
-            raise ValueError(f'expected a percentage such as "80%" or an amount in USD, got {value!r}')
+            raise ValueError(f'expected a percentage such as "80%" or an amount in USD, got {shown(value)}')
         return f"{pct.normalize():f}%"
     if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
-        raise ValueError(f'expected a percentage such as "80%" or an amount in USD, got {value!r}')
+        raise ValueError(f'expected a percentage such as "80%" or an amount in USD, got {shown(value)}')
     try:
         usd = Decimal(str(value).lstrip("$"))
     except ArithmeticError:
-        raise ValueError(f'expected a percentage such as "80%" or an amount in USD, got {value!r}') from None
+        raise ValueError(f'expected a percentage such as "80%" or an amount in USD, got {shown(value)}') from None
     if not usd.is_finite() or usd <= 0:
-        raise ValueError(f"expected a positive amount in USD, got {value!r}")
+        raise ValueError(f"expected a positive amount in USD, got {shown(value)}")
     return usd
 
 
@@ -250,12 +251,20 @@ class Rule(_Strict):
     limits: LimitsSpec | None = None
     context: ContextSpec | None = Field(None, description="Merged key by key over defaults.context.")
     escalation: Escalation | None = None
+    unknown: Literal["match", "no-match"] | None = Field(
+        None, description="deny/skip rules: 'match' also decides when a condition reads a value the run does "
+                          "not know (fail closed); 'no-match' (the default behaviour) lets such a run fall "
+                          "through, and says so deliberately (silences the fail-open lint).")
 
-    @field_validator("model", "limits", "context", "escalation")
+    @field_validator("model", "limits", "context", "escalation", "unknown")
     @classmethod
     def _allow_only(cls, value: Any, info: ValidationInfo) -> Any:
         decision = info.data.get("decision")
-        if value is not None and decision in ("deny", "skip"):
+        if info.field_name == "unknown":
+            if value is not None and decision == "allow":
+                raise ValueError("only deny and skip rules take unknown: (an allow rule that matched unknown "
+                                 "values would fail open)")
+        elif value is not None and decision in ("deny", "skip"):
             raise ValueError(f"only allow rules choose {info.field_name} (this rule is {decision})")
         return value
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ci_guard.context.model import TRIGGERS, RunContext
-from ci_guard.errors import InvalidInputError, Problem
+from ci_guard.errors import InvalidInputError, Problem, shown
 from ci_guard.policy.decision import Decision
 from ci_guard.policy.models import LimitsSpec, Policy
 
@@ -111,33 +111,71 @@ def load_tests(path: str | Path) -> list[Prepared]:
         raise InvalidInputError(f"{path}: invalid tests file",
                                 sort_problems(validation_problems(exc, located, str(path), TestsFile))) from None
     out: list[Prepared] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for i, case in enumerate(spec.cases):
-        where = ("cases", i)
+        where: tuple[Any, ...] = ("cases", i)
+        if case.name in seen:
+            line, col = located.where((*where, "name"))
+            problems.append(Problem(f"duplicate case name {case.name!r} (also cases[{seen[case.name]}])",
+                                    str(path), line, col, dotted((*where, "name"))))
+        seen.setdefault(case.name, i)
+        context_problems = _context_problems(case, spec.defaults, i, located, str(path))
+        if context_problems:
+            problems += context_problems
+            continue
         try:
-            if case.name in seen:
-                raise ValueError(f"duplicate case name {case.name!r}")
-            seen.add(case.name)
             out.append(_prepare(case, spec.defaults, str(path)))
         except (ValueError, ValidationError, InvalidInputError) as exc:
             line, col = located.where(where)
             problems.append(Problem(_short(exc), str(path), line, col, dotted(where)))
     if problems:
-        raise InvalidInputError(f"{path}: invalid tests file", problems)
+        raise InvalidInputError(f"{path}: invalid tests file", sort_problems(problems))
     return out
+
+
+def tests_file_for(policy_path: str | Path, *, must_exist: bool = True) -> Path | None:
+    """The conventional tests file of a policy: ``x.yml`` -> ``x.tests.yml`` beside it."""
+    path = Path(policy_path)
+    candidate = path.with_name(f"{path.stem}.tests{path.suffix or '.yml'}")
+    return candidate if candidate.is_file() or not must_exist else None
+
+
+def is_tests_file(path: str | Path) -> bool:
+    return Path(path).name.endswith((".tests.yml", ".tests.yaml"))
+
+
+def _context_problems(case: Case, defaults: CaseDefaults, index: int, located: Any, filename: str
+                      ) -> list[Problem]:
+    """Every problem of a case's merged context, each located where the value was written."""
+    from ci_guard.policy.loader import message_for
+    from ci_guard.policy.yamlmarks import dotted
+
+    merged = {**defaults.context, **case.context}
+    problems = []
+    try:
+        ctx = RunContext.model_validate(merged)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            key = err["loc"][0] if err["loc"] else None
+            base = ("cases", index, "context") if key in case.context or key not in defaults.context \
+                else ("defaults", "context")
+            where = (*base, *err["loc"][:1])
+            line, col = located.where(where, key=err["type"] == "extra_forbidden")
+            problems.append(Problem(message_for(err, tuple(err["loc"][:1]), RunContext), filename, line, col,
+                                    dotted(where)))
+        return problems
+    if ctx.trigger is not None and ctx.trigger not in TRIGGERS:
+        base = ("cases", index, "context") if "trigger" in case.context else ("defaults", "context")
+        line, col = located.where((*base, "trigger"))
+        problems.append(Problem(f"expected one of {', '.join(TRIGGERS)}, got {ctx.trigger!r}", filename, line, col,
+                                dotted((*base, "trigger"))))
+    return problems
 
 
 def _prepare(case: Case, defaults: CaseDefaults, origin: str) -> Prepared:
     from ci_guard.policy.snapshot import SnapshotBudgetSource
 
-    try:
-        ctx = RunContext.model_validate({**defaults.context, **case.context})
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"context.{loc}: {err['msg']}") from None
-    if ctx.trigger is not None and ctx.trigger not in TRIGGERS:
-        raise ValueError(f"context.trigger: expected one of {', '.join(TRIGGERS)}, got {ctx.trigger!r}")
+    ctx = RunContext.model_validate({**defaults.context, **case.context})
     budgets = case.budgets if case.budgets is not None else defaults.budgets
     source = SnapshotBudgetSource.from_data(budgets, origin) if budgets is not None else None
     now = case.now or defaults.now or datetime.now(UTC)
@@ -168,17 +206,17 @@ def compare(expect: Expect, d: Decision) -> list[str]:
     for key in ("decision", "rule", "model_tier"):
         want = getattr(expect, key)
         if want is not None and getattr(d, key) != want:
-            out.append(f"{key}: expected {want!r}, got {getattr(d, key)!r}")
+            out.append(f"{key}: expected {shown(want)}, got {shown(getattr(d, key))}")
     if expect.model is not None and expect.model not in (d.model, d.model_tier):
-        out.append(f"model: expected {expect.model!r}, got {d.model!r} (tier {d.model_tier!r})")
+        out.append(f"model: expected {shown(expect.model)}, got {shown(d.model)} (tier {shown(d.model_tier)})")
     if expect.team is not None and d.context.team != expect.team:
-        out.append(f"team: expected {expect.team!r}, got {d.context.team!r}")
+        out.append(f"team: expected {shown(expect.team)}, got {shown(d.context.team)}")
     if expect.limits is not None:
         for key in expect.limits.model_fields_set:
             want = getattr(expect.limits, key)
             got = getattr(d.limits, "max_runtime_s" if key == "max_runtime" else key)
             if not _same(want, got):
-                out.append(f"limits.{key}: expected {want!r}, got {got!r}")
+                out.append(f"limits.{key}: expected {shown(want)}, got {shown(got)}")
     for key, text in (("reason", expect.reason_contains), ("hint", expect.hint_contains)):
         value = getattr(d, key) or ""
         if text is not None and text not in value:

@@ -7,6 +7,7 @@ errors instead of silently keeping the last one, and floats become exact ``Decim
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -41,6 +42,24 @@ class Located:
         return None, None
 
 
+_UNQUOTED_CMP = re.compile(r"^\s*-?\s*([\w.-]+):\s*([<>]=?|==|!=)\s*(\S+)")
+
+
+def _comparison_hint(text: str, line: int | None) -> str:
+    """`diff_lines: > 3000` starts a YAML folded block; say to quote the comparison."""
+    if line is None:
+        return ""
+    lines = text.splitlines()
+    if not 0 <= line < len(lines):
+        return ""
+    m = _UNQUOTED_CMP.match(lines[line])
+    if not m:
+        return ""
+    key, op, value = m.groups()
+    return (f" (hint: in YAML a value starting with {op[0]!r} must be quoted: "
+            f"{key}: \"{op} {value.rstrip('}],')}\")")
+
+
 def parse_yaml(text: str, filename: str) -> Located:
     """Parse one YAML document; syntax errors become a single located Problem."""
     try:
@@ -50,6 +69,7 @@ def parse_yaml(text: str, filename: str) -> Located:
         message = exc.problem or "invalid YAML"
         if exc.context:
             message = f"{exc.context}, {message}"
+        message += _comparison_hint(text, mark.line if mark else None)
         return Located(None, problems=[Problem(
             f"YAML syntax error: {message}", filename,
             mark.line + 1 if mark else None, mark.column + 1 if mark else None)])

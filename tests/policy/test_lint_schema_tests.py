@@ -83,11 +83,13 @@ def test_failing_case_reports_differences(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("cases:\n  - name: a\n    expect: {decison: allow}\n", "t.yml:3:14: cases[0].expect.decison: unknown key"),
-    ("cases:\n  - name: a\n    context: {trigger: pr}\n    expect: {}\n", "t.yml:2:5: cases[0]: context.trigger"),
+    ("cases:\n  - name: a\n    context: {trigger: pr}\n    expect: {}\n",
+     "t.yml:3:24: cases[0].context.trigger: expected one of pull_request"),
     ("cases:\n  - name: a\n    budgets: {b: {spent_usd: lots}}\n    expect: {}\n",
      "t.yml:2:5: cases[0]: expected a non-negative amount"),
     ("cases: [\n", "t.yml:2:1: YAML syntax error"),
-    ("cases:\n  - {name: a, expect: {}}\n  - {name: a, expect: {}}\n", "t.yml:3:5: cases[1]: duplicate case name"),
+    ("cases:\n  - {name: a, expect: {}}\n  - {name: a, expect: {}}\n",
+     "t.yml:3:12: cases[1].name: duplicate case name 'a' (also cases[0])"),
 ])
 def test_invalid_tests_files(tmp_path: Path, text: str, expected: str) -> None:
     f = tmp_path / "t.yml"
@@ -97,13 +99,11 @@ def test_invalid_tests_files(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in info.value.render().replace(str(tmp_path) + "/", "")
 
 
-def test_validate_points_a_tests_file_to_ci_guard_test():
-    from pathlib import Path
+def test_validate_skips_a_tests_file_with_a_note(capsys) -> None:
+    from tests.helpers import run_cli
 
-    from ci_guard.policy.validate import validate_file
-
-    path = Path(__file__).resolve().parents[2] / "policies" / "default.tests.yml"
-    report = validate_file(path)
-    assert len(report.errors) == 1
-    problem = report.errors[0]
-    assert f"ci-guard test POLICY {path}" in problem.message and problem.line is not None
+    code, out, err = run_cli(capsys, "validate", str(POLICIES / "default.yml"), str(POLICIES / "default.tests.yml"))
+    assert code == 0, err
+    assert f"default.tests.yml: policy tests file, skipped (run it with `ci-guard test {POLICIES / 'default.yml'}" \
+        in out
+    assert "default.yml: ok (6 rules)" in out

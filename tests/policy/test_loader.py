@@ -73,7 +73,7 @@ def test_many_errors_at_once_with_lines_fields_and_expectations() -> None:
             model: small
         """)
     text = "\n".join(out)
-    assert "p.yml:4:23: defaults.limits.max_turns: Input should be a valid integer" in text
+    assert "p.yml:4:23: defaults.limits.max_turns: expected a whole number" in text
     assert "p.yml:4:42: defaults.limits.max_runtime: expected a duration such as 90s" in text
     assert "p.yml:4:68: defaults.limits.max_cost_usd: Input should be greater than or equal to 0" in text
     assert "p.yml:7:5: rules[0].whne: unknown key 'whne' (did you mean 'when'?)" in text
@@ -81,7 +81,7 @@ def test_many_errors_at_once_with_lines_fields_and_expectations() -> None:
     assert "p.yml:10:43: rules[1].when.base_branch: glob 'docs**': ** must be a whole path segment" in text
     assert "p.yml:10:62: rules[1].when.trigger: Input should be 'pull_request', 'push'" in text
     assert "p.yml:11:15: rules[1].decision: Input should be 'allow', 'deny' or 'skip' (got 'maybe')" in text
-    assert "p.yml:13:19: rules[2].when.draft: Input should be a valid boolean" in text
+    assert "p.yml:13:19: rules[2].when.draft: expected true or false" in text
     assert "rules[2].when.labels: expected at least one value" in text
     assert "p.yml:15:12: rules[2].model: only allow rules choose model (this rule is deny)" in text
     assert len(out) == 11
