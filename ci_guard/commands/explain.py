@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ci_guard.commands._color import color_option
 from ci_guard.commands._decide_flags import decide_options, run_decision
 from ci_guard.commands.options import context_options
 
@@ -26,10 +27,12 @@ Exit status: 0 allowed, 1 denied or skipped, 2 invalid input.
 @click.command(epilog=EPILOG)
 @decide_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@color_option
 @context_options
 def explain(policy_path: str, budget_snapshot: str | None, ledger_url: str | None, now: datetime | None, fmt: str,
-            **context: Any) -> int:
+            color: str, **context: Any) -> int:
     """Show every rule in order with the conditions that held or failed, and the decision."""
+    from ci_guard.commands._color import echo
     from ci_guard.policy.explain import render_text, trace_rules
     from ci_guard.secrets import redact
 
@@ -39,5 +42,5 @@ def explain(policy_path: str, budget_snapshot: str | None, ledger_url: str | Non
         payload = {"decision": decision.as_json(), "rules": [t.as_json() for t in traces]}
         click.echo(redact(json.dumps(payload, indent=2)))
     else:
-        click.echo(redact(render_text(decision, traces)))
+        echo("explain", redact(render_text(decision, traces)), color)
     return 0 if decision.allowed else 1

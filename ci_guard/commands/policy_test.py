@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ci_guard.commands._color import color_option
+
 EPILOG = """\b
 Examples:
   ci-guard test policies/default.yml            # runs policies/default.tests.yml
@@ -32,8 +34,10 @@ Exit status: 0 all cases pass, 1 a case failed, 2 invalid policy or tests file.
 @click.argument("policy_path", metavar="POLICY")
 @click.argument("tests_paths", nargs=-1, metavar="[TESTS.yml...]")
 @click.option("--quiet", "-q", is_flag=True, help="Print only failures and the totals.")
-def policy_test(policy_path: str, tests_paths: tuple[str, ...], quiet: bool) -> int:
+@color_option
+def policy_test(policy_path: str, tests_paths: tuple[str, ...], quiet: bool, color: str) -> int:
     """Run policy unit tests, like `opa test` (default: POLICY's sibling POLICY.tests.yml)."""
+    from ci_guard.commands._color import echo
     from ci_guard.errors import InvalidInputError
     from ci_guard.policy.decide import load_policy
     from ci_guard.policy.policy_tests import load_tests, render_results, run_tests, tests_file_for
@@ -48,6 +52,6 @@ def policy_test(policy_path: str, tests_paths: tuple[str, ...], quiet: bool) -> 
     failed = False
     for tests_path in tests_paths:
         results = run_tests(policy, load_tests(tests_path))
-        click.echo(render_results(tests_path, results, verbose=not quiet))
+        echo("test", render_results(tests_path, results, verbose=not quiet), color)
         failed = failed or not all(r.passed for r in results)
     return 1 if failed else 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ci_guard.commands._color import color_option
+
 EPILOG = """\b
 Examples:
   ci-guard validate policies/default.yml
@@ -18,8 +20,10 @@ budgets, tiers or teams). Exit status: 0 valid, 1 only warnings with --strict, 2
 @click.command(epilog=EPILOG)
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--strict", is_flag=True, help="Treat warnings as failures (exit 1).")
-def validate(files: tuple[str, ...], strict: bool) -> int:
+@color_option
+def validate(files: tuple[str, ...], strict: bool, color: str) -> int:
     """Validate and lint policy files."""
+    from ci_guard.commands._color import echo
     from ci_guard.policy.validate import validate_file
 
     errors = warnings = 0
@@ -29,15 +33,15 @@ def validate(files: tuple[str, ...], strict: bool) -> int:
             click.echo(f"{path}: {report.skipped}")
             continue
         for problem in report.errors:
-            click.echo(f"{problem.render()}", err=True)
+            echo("validate", problem.render(), color, err=True)
         for problem in report.warnings:
             rendered = problem.render().replace(": ", ": warning: ", 1) if problem.line else problem.render()
-            click.echo(rendered, err=True)
+            echo("validate", rendered, color, err=True)
         errors += len(report.errors)
         warnings += len(report.warnings)
         if not report.errors:
-            click.echo(f"{path}: ok ({report.rules} rules" + (f", {len(report.warnings)} warnings)"
-                                                                if report.warnings else ")"))
+            echo("validate", f"{path}: ok ({report.rules} rules" + (f", {len(report.warnings)} warnings)"
+                                                                   if report.warnings else ")"), color)
     if errors:
         return 2
     return 1 if strict and warnings else 0

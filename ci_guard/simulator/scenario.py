@@ -120,7 +120,7 @@ def load_scenario(spec: str | Scenario | dict[str, Any] | None) -> Scenario:
     if isinstance(spec, Scenario):
         return spec
     if isinstance(spec, dict):
-        return _validate(spec, None, None)
+        return _validate(_extended(dict(spec), None, None), None, None)
     if spec in NAMED:
         return named(spec)
     path = Path(spec)
@@ -142,14 +142,33 @@ def _load_file(path: Path) -> Scenario:
     data = located.data if located.data is not None else {}
     if not isinstance(data, dict):
         raise InvalidInputError("", [Problem("expected a mapping of scenario keys", str(path), 1, 1)])
-    base = dict(NAMED.get(str(data.get("extends", "")), {}))
-    base.update({k: v for k, v in data.items() if k != "extends"})
     data.setdefault("name", path.stem)
-    base.setdefault("name", data["name"])
-    return _validate(base, str(path), located)
+    return _validate(_extended(data, str(path), located), str(path), located)
+
+
+def _extended(data: dict[str, Any], filename: str | None, located: Any) -> dict[str, Any]:
+    """``extends: NAME`` starts from a named scenario (files, dicts and JSON alike); anything else is an error."""
+    if "extends" not in data:
+        return data
+    name = data["extends"]
+    if not isinstance(name, str) or name not in NAMED:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(NAMED), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        line, column = located.where(("extends",)) if located is not None else (None, None)
+        raise InvalidInputError(f"invalid scenario {filename or ''}".rstrip(), [Problem(
+            f"unknown scenario {name!r}{hint}; expected one of {', '.join(NAMED)}", filename, line, column,
+            "extends")])
+    base = dict(NAMED[name])
+    base.update({k: v for k, v in data.items() if k != "extends"})
+    base.setdefault("name", name)
+    return base
 
 
 def _validate(data: dict[str, Any], filename: str | None, located: Any) -> Scenario:
+    from ci_guard.policy.loader import message_for
+
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
@@ -158,5 +177,5 @@ def _validate(data: dict[str, Any], filename: str | None, located: Any) -> Scena
             loc = tuple(err["loc"])
             line, column = located.where(loc) if located is not None else (None, None)
             field = ".".join(str(p) for p in loc)
-            problems.append(Problem(err["msg"], filename, line, column, field or None))
+            problems.append(Problem(message_for(err, loc, Scenario), filename, line, column, field or None))
         raise InvalidInputError(f"invalid scenario {filename or ''}".rstrip(), problems) from exc

@@ -124,9 +124,18 @@ class Simulator:
 
     async def _set_scenario(self, request: web.Request) -> web.StreamResponse:
         try:
-            self.scenario = load_scenario(await request.json())
-        except (ValueError, InvalidInputError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+            spec = await request.json()
+        except ValueError as exc:
+            return web.json_response({"error": f"the body is not JSON: {exc}"}, status=400)
+        if not isinstance(spec, str | dict):
+            return web.json_response({"error": "expected a scenario name or a mapping of scenario keys, got "
+                                               f"{type(spec).__name__}"}, status=400)
+        try:
+            self.scenario = load_scenario(spec)
+        except InvalidInputError as exc:
+            # Every problem, located by field, as the CLI prints it (not just "invalid scenario").
+            return web.json_response({"error": exc.render(), "problems": [
+                {"field": p.field, "message": p.message} for p in exc.problems]}, status=400)
         return web.json_response({"scenario": self.scenario.name})
 
     # --- generation -------------------------------------------------------------------------

@@ -229,3 +229,23 @@ def test_ci_guard_test_finds_the_sibling_tests_file(tmp_path: Path, capsys) -> N
     lone.write_text(_policy("- {name: a, decision: allow}\n"))
     code, _, err = run_cli(capsys, "test", str(lone))
     assert code == 2 and "lone.tests.yml" in err
+
+
+# colour ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("flag", "env", "coloured"), [
+    ([], {}, False),                          # auto: captured output is no terminal
+    (["--color", "always"], {}, True),
+    (["--color", "always"], {"NO_COLOR": "1"}, True),   # asked for explicitly wins
+    ([], {"FORCE_COLOR": "1"}, True),
+    (["--color", "never"], {"FORCE_COLOR": "1"}, False),
+])
+def test_colour_only_on_a_terminal_or_when_asked(capsys, monkeypatch, flag, env, coloured) -> None:
+    for name in ("NO_COLOR", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, _ = run_cli(capsys, "test", *flag, str(POLICIES / "pilot.yml"))
+    assert code == 0
+    assert ("\x1b[32mPASS\x1b[0m" in out) is coloured
+    assert "PASS: 12/12" in out.replace("\x1b[32m", "").replace("\x1b[0m", "")

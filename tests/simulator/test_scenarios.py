@@ -130,6 +130,20 @@ def test_scenario_can_be_switched_and_ledger_cleared() -> None:
         httpx.delete(sim.url + "/_sim/usage")
         assert httpx.get(sim.url + "/_sim/usage").json() == []
         assert httpx.put(sim.url + "/_sim/scenario", json="nope").status_code == 400
+        # a JSON scenario may extend a named one, as a YAML file can (docs/simulator.md)
+        put = httpx.put(sim.url + "/_sim/scenario", json={"extends": "retry-storm", "name": "storm-429",
+                                                          "fault": {"kind": "status", "status": 429}})
+        assert put.json() == {"scenario": "storm-429"}
+        assert post(sim.url, messages_body(0)).status_code == 429
+        bad = httpx.put(sim.url + "/_sim/scenario", json={"extends": "retry-strom", "turnz": 1})
+        assert bad.status_code == 400
+        assert bad.json()["problems"] == [{"field": "extends", "message": (
+            "unknown scenario 'retry-strom' (did you mean 'retry-storm'?); expected one of "
+            + ", ".join(NAMED))}]
+        typo = httpx.put(sim.url + "/_sim/scenario", json={"extends": "tool-loop", "turnz": 1})
+        assert typo.json()["problems"][0]["message"].startswith("unknown key 'turnz' (did you mean 'turns'?)")
+        assert httpx.put(sim.url + "/_sim/scenario", json=[1]).status_code == 400
+        assert httpx.put(sim.url + "/_sim/scenario", content=b"{nope").status_code == 400
 
 
 def test_simulate_command_lists_and_rejects() -> None:
