@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -33,6 +34,8 @@ def parse(text: str, path: str, default_model: str | None = None) -> ImportedUsa
         is_error=bool(result.get("is_error")), tool_calls=_tool_uses(messages),
     )
     imported.calls = _model_calls(result.get("modelUsage"), model, result.get("usage"))
+    if len(imported.calls) > 1 or (imported.turns or 0) > 1:
+        imported.calls = [replace(c, is_sum=True) for c in imported.calls]
     if not imported.calls:
         raise InvalidInputError("no usage to import", [Problem(
             "the result has neither modelUsage nor usage", path, None, None, "usage")])
@@ -70,14 +73,43 @@ def _jsonl(text: str, path: str) -> list[Mapping[str, Any]]:
 
 
 def _model_calls(model_usage: Any, model: str | None, usage: Any) -> list[ImportedCall]:
+    main = from_anthropic(usage) if isinstance(usage, Mapping) else Usage()
+    geo = _str(usage.get("inference_geo")) if isinstance(usage, Mapping) else None
+    tier = _str(usage.get("service_tier")) if isinstance(usage, Mapping) else None
     if isinstance(model_usage, Mapping) and model_usage:
-        return [ImportedCall(model=name, usage=_camel_usage(u), vendor_cost_usd=_decimal(u.get("costUSD")),
-                             provider="anthropic", web_searches=anthropic_web_searches(u))
-                for name, u in model_usage.items() if isinstance(u, Mapping)]
+        entries = {name: _camel_usage(u) for name, u in model_usage.items() if isinstance(u, Mapping)}
+        owner = _main_loop_model(entries, model, main)
+        calls = []
+        for name, u in model_usage.items():
+            if not isinstance(u, Mapping):
+                continue
+            tokens = entries[name]
+            if name == owner and main.cache_write_1h_tokens:
+                # modelUsage does not split cache writes by TTL; the result's usage (the main loop,
+                # this model's calls) does: its 1-hour writes are billed at the 1-hour rate
+                tokens = replace(tokens, cache_write_1h_tokens=min(main.cache_write_1h_tokens,
+                                                                   tokens.cache_write_tokens))
+            calls.append(ImportedCall(model=name, usage=tokens, vendor_cost_usd=_decimal(u.get("costUSD")),
+                                      provider="anthropic", web_searches=anthropic_web_searches(u),
+                                      inference_geo=geo, service_tier=tier))
+        return calls
     if isinstance(usage, Mapping):
-        return [ImportedCall(model=model, usage=from_anthropic(usage), provider="anthropic",
-                             web_searches=anthropic_web_searches(usage))]
+        return [ImportedCall(model=model, usage=main, provider="anthropic",
+                             web_searches=anthropic_web_searches(usage), inference_geo=geo, service_tier=tier)]
     return []
+
+
+def _main_loop_model(entries: Mapping[str, Usage], model: str | None, main: Usage) -> str | None:
+    """The modelUsage entry the result's ``usage`` (the main loop) belongs to: the init model, else
+    the only entry with at least as many cache writes."""
+    if model in entries:
+        return model
+    fits = [name for name, u in entries.items() if u.cache_write_tokens >= main.cache_write_tokens]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _camel_usage(u: Mapping[str, Any]) -> Usage:

@@ -30,7 +30,7 @@ def parse(text: str, path: str, default_model: str | None = None) -> ImportedUsa
         elif kind == "turn.completed":
             turns += 1
             imported.calls.append(ImportedCall(model=default_model, usage=_usage(event.get("usage"), path, lineno),
-                                               provider="openai"))
+                                               provider="openai", is_sum=True))
         elif kind == "turn.failed":
             imported.is_error = True
         elif kind == "item.completed" and (event.get("item") or {}).get("type") in TOOL_ITEMS:

@@ -22,6 +22,12 @@ class ImportedCall:
     tool_calls: int = 0
     provider: str | None = None
     web_searches: int = 0  # billed server-side web searches (a fee per search, on top of the tokens)
+    service_tier: str | None = None  # the tier that served it (OpenAI priority costs more)
+    inference_geo: str | None = None  # where it ran (Anthropic "us" costs 1.1x on Opus 4.6 and later)
+    # True when this is a sum of several model calls (Claude Code's modelUsage, a Codex turn): a
+    # per-request long-context tier cannot be applied to a sum, so it is priced at the base rates
+    # and the run notes the upper bound
+    is_sum: bool = False
 
 
 @dataclass

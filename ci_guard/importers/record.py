@@ -8,7 +8,7 @@ up the budget it spent.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -37,18 +37,33 @@ def price_calls(imported: ImportedUsage, catalog: Catalog, price_as: str | None 
     fallback = catalog.lookup(price_as) if price_as else None
     if price_as and fallback is None:
         raise PricingError(f"--price-as {price_as!r}: the catalog has no such model")
+    bound = Decimal(0)  # what sums would cost more if every request in them had crossed a tier threshold
     for call in imported.calls:
         price = catalog.resolve(call.model).price if call.model else None
         price = price or fallback
         if price is not None and call.usage.context_tokens + call.usage.output_tokens > 0:
-            fee = catalog.web_search_usd.get(call.provider or "", Decimal(0)) * call.web_searches
-            priced.append(PricedCall(call, price.model, cost(call.usage, price).total_usd + fee))
+            price = price.for_call(call.service_tier, call.inference_geo)
+            fee = catalog.web_search_fee(call.provider, price) * call.web_searches
+            if call.is_sum and price.tiers:
+                # a sum of requests is never priced with a per-request tier: base rates are exact
+                # when no request crossed the threshold; the tier's price is the upper bound
+                exact = cost(call.usage, replace(price, tiers=())).total_usd
+                upper = cost(call.usage, replace(price, rates=price.tiers[-1].rates, tiers=())).total_usd
+                bound += upper - exact
+            else:
+                exact = cost(call.usage, price).total_usd
+            priced.append(PricedCall(call, price.model, exact + fee))
         elif call.vendor_cost_usd is not None:
             priced.append(PricedCall(call, None, call.vendor_cost_usd))
         elif price is not None:
             priced.append(PricedCall(call, price.model, Decimal(0)))  # a row with no tokens at all
         else:
             unpriced.append(call.model or "<no model>")
+    if bound > 0:
+        imported.notes.append(
+            f"{imported.source} reports sums of model calls, not each request: priced at base rates, exact when "
+            f"no request was above its model's long-context threshold; at most ${bound} more if every one was "
+            "(import the per-call records, e.g. Claude Code's session JSONL, for the exact figure)")
     if unpriced:
         names = ", ".join(sorted(set(unpriced)))
         raise PricingError(
@@ -143,5 +158,5 @@ def _call_record(run_id: str, seq: int, p: PricedCall, started: datetime, ended:
         provider=call.provider or "import", endpoint="import", model_requested=call.model,
         model_served=p.model or call.model, usage=call.usage, cost_usd=p.cost_usd, status="ok",
         tool_calls=tool_calls, context_tokens=call.usage.context_tokens, session_id=session_id,
-        web_searches=call.web_searches,
+        web_searches=call.web_searches, service_tier=call.service_tier,
     )

@@ -77,3 +77,5 @@ class CallRecord:
     is_turn: bool = True  # generation call (count_tokens and refused calls are not turns)
     web_searches: int = 0  # billed server-side web searches (their fee is in cost_usd)
     service_tier: str | None = None  # the tier that served the call (OpenAI priority is priced higher)
+    # usage (and so cost) estimated by ci-guard: the provider reported none, or the stream was cut
+    estimated: bool = False

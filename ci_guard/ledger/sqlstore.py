@@ -49,7 +49,7 @@ RUN_COLS = ("run_id", "started_at", "ended_at", "decision", "status", "org", "te
 CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endpoint", "model_requested",
              "model_served", *TOKEN_COLS, "cost_micros", "status", "http_status", "stream", "tool_calls",
              "context_tokens", "latency_ms", "fingerprint", "error", "session_id", "is_turn", "web_searches",
-             "service_tier")
+             "service_tier", "estimated")
 EXPORT_PAGE = 5000  # calls per read of export_calls
 _INSERT_CALL = (f"INSERT INTO calls ({', '.join(CALL_COLS)}) VALUES ({', '.join('?' * len(CALL_COLS))})"
                 " ON CONFLICT (run_id, seq) DO NOTHING")
@@ -480,7 +480,7 @@ class SqlStore:
                 call.endpoint, call.model_requested, call.model_served, *astuple(call.usage), micros,
                 call.status, call.http_status, self._bool(call.stream), call.tool_calls, call.context_tokens,
                 float(call.latency_ms), call.fingerprint, call.error, call.session_id, self._bool(call.is_turn),
-                call.web_searches, call.service_tier)
+                call.web_searches, call.service_tier, self._bool(call.estimated))
 
     def _call_from(self, row: Sequence[Any]) -> CallRecord:
         c = dict(zip(CALL_COLS, row, strict=True))
@@ -493,7 +493,7 @@ class SqlStore:
             tool_calls=int(c["tool_calls"]), context_tokens=int(c["context_tokens"]),
             latency_ms=float(c["latency_ms"]), fingerprint=c["fingerprint"], error=c["error"],
             session_id=c["session_id"], is_turn=bool(c["is_turn"]), web_searches=int(c["web_searches"]),
-            service_tier=c["service_tier"],
+            service_tier=c["service_tier"], estimated=bool(c["estimated"]),
         )
 
 

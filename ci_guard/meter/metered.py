@@ -44,6 +44,9 @@ MAX_WAIT_FOR_HELD_S = 600.0
 # A stream cut before the provider reported its output is charged one output token per this many
 # bytes relayed to the agent (SSE framing makes it an overestimate: the cap errs on the safe side).
 CUT_BYTES_PER_OUTPUT_TOKEN = 10
+# A whole JSON answer that reports no usage is charged one output token per this many bytes of its
+# body: ~4 bytes a token is the usual average for text, and the JSON around it only adds bytes.
+BODY_BYTES_PER_OUTPUT_TOKEN = 4
 
 
 class Refusal(Exception):
@@ -186,6 +189,7 @@ class MeteredCall:
                     # Send first, meter after: the agent is not kept waiting for our bookkeeping (the
                     # call's worst case stays held until it is settled, so nothing can overspend).
                     response = await _send_whole(self.request, upstream, payload)
+                    relayed = len(payload)
                     result = self.adapter.parse_response(payload)
                     result.complete = result.complete or upstream.status < 400
                 if upstream.status >= 400:
@@ -260,6 +264,10 @@ class MeteredCall:
         usage, note = result.usage, None
         if call_status == "cut":
             usage, note = _estimate_cut(usage, plan.info.estimated_input_tokens, relayed)
+        elif call_status == "ok" and not _has_usage(usage):
+            # An answer without usage (a Chat stream from an upstream that ignores include_usage, a
+            # body with no or null usage) was still served and billed: never record it as free.
+            usage, note = _estimate_missing(plan.info.estimated_input_tokens, relayed, plan.info.stream)
         served = result.model_served or plan.model
         # The tier that served the call sets its price; when the answer did not say, the one asked for.
         tier = result.service_tier or plan.info.service_tier
@@ -269,7 +277,8 @@ class MeteredCall:
             priced = session.pricer.cost(served, usage, plan.model, plan.requested_model, service_tier=tier,
                                          inference_geo=geo)
             cost = priced if priced is not None else plan.held  # never free: charge the held worst case
-        cost += session.pricer.fees(self.adapter.provider, result.web_searches)
+        cost += session.pricer.fees(self.adapter.provider, result.web_searches, served,
+                                    preview=plan.info.web_search_preview)
         error_sig = f"{status_code} {result.error or ''}"[:200] if call_status == "error" else None
         session.guard.settle_call(cost_usd=cost, tool_calls=result.tool_calls, error_signature=error_sig,
                                   held_usd=plan.held)
@@ -282,7 +291,7 @@ class MeteredCall:
             latency_ms=(time.perf_counter() - t0) * 1000, fingerprint=plan.info.fingerprint,
             error=redact(error)[:500] if error else None,
             session_id=self.request.headers.get("x-claude-code-session-id"), web_searches=result.web_searches,
-            service_tier=tier,
+            service_tier=tier, estimated=note is not None,
         ))
 
     def _refused(self, refusal: Refusal, info: RequestInfo) -> Response:
@@ -315,6 +324,15 @@ def _estimate_cut(usage: Usage, estimated_input: int, relayed: int) -> tuple[Usa
                       cache_write_1h_tokens=usage.cache_write_1h_tokens, cache_read_tokens=usage.cache_read_tokens,
                       output_tokens=output, reasoning_tokens=usage.reasoning_tokens)
     return estimated, "usage estimated: the stream ended before the provider reported it"
+
+
+def _estimate_missing(estimated_input: int, received: int, stream: bool) -> tuple[Usage, str]:
+    """What an answer that reported no usage is charged: the request's input estimate (the one its
+    worst case was held with) and output from the bytes received."""
+    per_token = CUT_BYTES_PER_OUTPUT_TOKEN if stream else BODY_BYTES_PER_OUTPUT_TOKEN
+    output = max(1, received // per_token)
+    return (Usage(input_tokens=max(1, estimated_input), output_tokens=output),
+            "usage estimated: the provider's answer reported no usage")
 
 
 async def _write_error_event(response: StreamResponse) -> bool:

@@ -69,11 +69,13 @@ class CatalogPricer:
                 return cost(usage, price).total_usd
         return None
 
-    def fees(self, provider: str, web_searches: int) -> Decimal:
-        """What a call's billed server-side web searches cost on top of its tokens."""
+    def fees(self, provider: str, web_searches: int, model: str | None = None, preview: bool = False) -> Decimal:
+        """What a call's billed server-side web searches cost on top of its tokens: the model's own
+        fee where it has one (OpenAI's web_search_preview on gpt-4o / gpt-4.1: $25 per 1,000), else
+        the provider's."""
         if web_searches <= 0:
             return Decimal(0)
-        return self.catalog.web_search_usd.get(provider, Decimal(0)) * web_searches
+        return self.catalog.web_search_fee(provider, self.price(model), preview) * web_searches
 
     def worst_case(self, model: str | None, input_tokens: int, max_output_tokens: int | None,
                    service_tier: str | None = None, inference_geo: str | None = None) -> Decimal | None:

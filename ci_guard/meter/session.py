@@ -108,6 +108,7 @@ class MeterSession:
             tokens=self.usage.as_json(),
             web_searches=sum(c.web_searches for c in self.calls),
             cost_usd=sum((c.cost_usd for c in self.calls), Decimal(0)),
+            estimated_calls=sum(1 for c in self.calls if c.estimated),
             runtime_s=round(time.monotonic() - self.started_monotonic, 3),
             started_at=self.started_at.isoformat(),
             ended_at=ended.isoformat(),

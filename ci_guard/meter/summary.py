@@ -24,10 +24,12 @@ class CallSummary(BaseModel):
     status: str  # ok | error | refused | cut
     http_status: int | None = None
     stream: bool = False
-    tokens: dict[str, int] = Field(default_factory=dict)  # input, cache_write, cache_read, output, reasoning
+    # input, cache_write (of which cache_write_1h), cache_read, output, reasoning
+    tokens: dict[str, int] = Field(default_factory=dict)
     tool_calls: int = 0
     web_searches: int = 0  # billed server-side web searches; their fee is in cost_usd
     service_tier: str | None = None  # the tier that served the call (priced accordingly)
+    estimated: bool = False  # the provider reported no usage: tokens and cost are ci-guard's estimate
     cost_usd: Decimal = Decimal(0)
     latency_ms: float = 0.0
     error: str | None = None
@@ -49,10 +51,12 @@ class RunSummary(BaseModel):
     turns: int = 0
     tool_calls: int = 0
     tokens: dict[str, int] = Field(
-        default_factory=lambda: {"input": 0, "cache_write": 0, "cache_read": 0, "output": 0, "reasoning": 0}
+        default_factory=lambda: {"input": 0, "cache_write": 0, "cache_write_1h": 0, "cache_read": 0, "output": 0,
+                                 "reasoning": 0}
     )
     web_searches: int = 0
     cost_usd: Decimal = Decimal(0)
+    estimated_calls: int = 0  # calls priced from an estimate (no usage reported); their cost is in cost_usd
     runtime_s: float = 0.0
     started_at: str | None = None
     ended_at: str | None = None
@@ -70,6 +74,6 @@ def call_summary(c: CallRecord) -> CallSummary:
         seq=c.seq, provider=c.provider, endpoint=c.endpoint, model=c.model_served or c.model_requested,
         model_requested=c.model_requested, status=c.status, http_status=c.http_status, stream=c.stream,
         tokens=c.usage.as_json(), tool_calls=c.tool_calls, web_searches=c.web_searches, cost_usd=c.cost_usd,
-        latency_ms=round(c.latency_ms, 2), service_tier=c.service_tier,
+        latency_ms=round(c.latency_ms, 2), service_tier=c.service_tier, estimated=c.estimated,
         error=c.error, started_at=c.started_at.isoformat() if c.started_at else None,
     )

@@ -30,11 +30,11 @@ from typing import Any, Literal
 from ci_guard.errors import PricingError, Problem
 from ci_guard.pricing import names
 from ci_guard.pricing.litellm import load_litellm_file
-from ci_guard.pricing.rates import ModelPrice, rates_from, tiers_from, to_decimal
+from ci_guard.pricing.rates import ModelPrice, PriceTier, Rates, rates_from, tiers_from, to_decimal
 
 UNKNOWN_POLICIES = ("deny", "warn", "error")
 _OVERRIDE_KEYS = {"input", "output", "cache_write", "cache_write_5m", "cache_write_1h", "cache_read",
-                  "discount_pct", "same_as", "provider", "tiers", "note"}
+                  "discount_pct", "same_as", "provider", "tiers", "note", "priority", "inference_geo"}
 POLICY_FILE = "<policy>"
 
 Resolution = Literal["exact", "alias", "normalized", "fallback", "unpriced"]
@@ -64,6 +64,18 @@ class Catalog:
     fallback_model: str | None = None
     # USD per billed server-side web search, by provider (the catalog's "fees"); 0 where unknown
     web_search_usd: dict[str, Decimal] = field(default_factory=dict)
+    # the same for OpenAI's older web_search_preview tool (models may charge more: their own fees)
+    web_search_preview_usd: dict[str, Decimal] = field(default_factory=dict)
+
+    def web_search_fee(self, provider: str | None, price: ModelPrice | None = None, preview: bool = False) -> Decimal:
+        """USD per billed web search of a call to ``price``'s model (``preview``: the
+        web_search_preview tool), the model's own fee first, then its provider's."""
+        kind = "web_search_preview" if preview else "web_search"
+        own = price.fee(kind) if price is not None else None
+        if own is not None:
+            return own
+        by_provider = self.web_search_preview_usd if preview else self.web_search_usd
+        return by_provider.get(provider or "", self.web_search_usd.get(provider or "", Decimal(0)))
 
     def find(self, model: str | None) -> tuple[ModelPrice, Resolution] | None:
         if not model:
@@ -110,12 +122,16 @@ def load_catalog(pricing_config: Any = None, base_dir: str | Path | None = None)
     """The bundled catalog with the policy's ``pricing:`` section applied (files, then overrides)."""
     bundled = _bundled()
     catalog = Catalog(prices=dict(bundled.prices), aliases=dict(bundled.aliases), as_of=bundled.as_of,
-                      sources=dict(bundled.sources), web_search_usd=dict(bundled.web_search_usd))
+                      sources=dict(bundled.sources), web_search_usd=dict(bundled.web_search_usd),
+                      web_search_preview_usd=dict(bundled.web_search_preview_usd))
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     for file in _as_list(_get(pricing_config, "files")) + _as_list(_get(pricing_config, "file")):
         path = Path(str(file))
         path = path if path.is_absolute() else base / path
-        catalog.prices.update(load_litellm_file(path))
+        loaded = load_litellm_file(path)
+        # merged against what the catalog knew before this file: a file entry changes what it names
+        catalog.prices.update({name: merge_file_price(price, catalog.lookup(name))
+                               for name, price in loaded.items()})
     overrides = _get(pricing_config, "overrides")
     for name, spec in _override_items(overrides):
         catalog.prices[name] = _apply_override(catalog, name, spec)
@@ -134,20 +150,68 @@ def _bundled() -> Catalog:
     for name, entry in data["models"].items():
         key = name.lower()
         rates = rates_from(entry, where, f"models.{name}.")
-        priority = entry.get("priority")
-        prices[key] = ModelPrice(model=key, provider=entry.get("provider"), rates=rates,
-                                 tiers=tiers_from(entry.get("tiers"), where, f"models.{name}.", rates),
-                                 source="catalog", note=entry.get("note"),
-                                 priority=rates_from(priority, where, f"models.{name}.priority.")
-                                 if priority is not None else None,
-                                 geo_multipliers=tuple((geo, Decimal(str(factor))) for geo, factor
-                                                       in sorted(entry.get("inference_geo", {}).items())))
+        tiers = tiers_from(entry.get("tiers"), where, f"models.{name}.", rates)
+        priority, priority_tiers = _priority(entry.get("priority"), where, f"models.{name}.priority.")
+        prices[key] = ModelPrice(model=key, provider=entry.get("provider"), rates=rates, tiers=tiers,
+                                 source="catalog", note=entry.get("note"), priority=priority,
+                                 priority_tiers=priority_tiers,
+                                 geo_multipliers=_geo(entry.get("inference_geo"), where, f"models.{name}."),
+                                 fees=tuple((k, to_decimal(v, where, f"models.{name}.fees.{k}"))
+                                            for k, v in sorted(entry.get("fees", {}).items())))
         for alias in entry.get("aliases", []):
             aliases[alias.lower()] = key
     fees = {provider: Decimal(str(entry["web_search"])) for provider, entry in data.get("fees", {}).items()
             if "web_search" in entry}
+    preview = {provider: Decimal(str(entry["web_search_preview"])) for provider, entry
+               in data.get("fees", {}).items() if "web_search_preview" in entry}
     return Catalog(prices=prices, aliases=aliases, as_of=data.get("as_of"), sources=data.get("sources", {}),
-                   web_search_usd=fees)
+                   web_search_usd=fees, web_search_preview_usd=preview)
+
+
+def _priority(raw: Any, where: str, prefix: str) -> tuple[Rates | None, tuple[PriceTier, ...]]:
+    """Published priority rates and their long-context tiers (``priority: {input, ..., tiers: [...]}``)."""
+    if raw is None:
+        return None, ()
+    if not isinstance(raw, Mapping):
+        raise _bad(prefix.rstrip("."), "expected a mapping of priority rates")
+    # input and output are required (rates_from says so); a missing cache rate is the priority input
+    # rate, never the cheaper standard one
+    rates = rates_from(raw, where, prefix)
+    return rates, tiers_from(raw.get("tiers"), where, prefix, rates)
+
+
+def _geo(raw: Any, where: str, prefix: str) -> tuple[tuple[str, Decimal], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise _bad(prefix + "inference_geo", "expected a mapping of geography -> multiplier, e.g. {us: 1.1}")
+    return tuple((str(geo), to_decimal(factor, where, f"{prefix}inference_geo.{geo}"))
+                 for geo, factor in sorted(raw.items()))
+
+
+def merge_file_price(loaded: ModelPrice, known: ModelPrice | None) -> ModelPrice:
+    """A price-file entry merged with the catalog's price of the same model: what the file names wins,
+    what it does not (long-context tiers, priority rates, the US multiplier, per-model fees) is kept.
+
+    Kept only when the file's base input and output rates equal the known ones, or the names are
+    the same: a snapshot with a price of its own (gpt-4o-2024-05-13) must not inherit the priority
+    rates of the model it is a snapshot of.
+    """
+    if known is None:
+        return loaded
+    same = loaded.model == known.model or (loaded.rates.input, loaded.rates.output) == (known.rates.input,
+                                                                                         known.rates.output)
+    if not same:
+        return loaded
+    return replace(
+        loaded,
+        tiers=loaded.tiers or known.tiers,
+        priority=loaded.priority if loaded.priority is not None else known.priority,
+        priority_tiers=loaded.priority_tiers or (known.priority_tiers if loaded.priority is None else ()),
+        geo_multipliers=loaded.geo_multipliers or known.geo_multipliers,
+        fees=loaded.fees or known.fees,
+        note=loaded.note or known.note,
+    )
 
 
 # --- the policy's pricing section -----------------------------------------------------------------
@@ -202,8 +266,17 @@ def _apply_override(catalog: Catalog, name: str, spec: Mapping[str, Any]) -> Mod
     rates = rates_from(spec, POLICY_FILE, prefix, base.rates if base else None)
     tiers = (tiers_from(spec["tiers"], POLICY_FILE, prefix, rates) if "tiers" in spec
              else (base.tiers if base else ()))
+    # An override changes what it names and keeps the rest of the known price: the US multiplier,
+    # priority rates, long-context tiers and per-model fees survive a discount or a new input rate.
+    if "priority" in spec:
+        priority, priority_tiers = _priority(spec["priority"], POLICY_FILE, prefix + "priority.")
+    else:
+        priority, priority_tiers = (base.priority, base.priority_tiers) if base else (None, ())
+    geo = _geo(spec["inference_geo"], POLICY_FILE, prefix) if "inference_geo" in spec else \
+        (base.geo_multipliers if base else ())
     price = ModelPrice(model=name, provider=spec.get("provider") or (base.provider if base else None),
-                       rates=rates, tiers=tiers, source="override", note=spec.get("note"))
+                       rates=rates, tiers=tiers, source="override", note=spec.get("note"), priority=priority,
+                       priority_tiers=priority_tiers, geo_multipliers=geo, fees=base.fees if base else ())
     if spec.get("discount_pct") is not None:
         pct = to_decimal(spec["discount_pct"], POLICY_FILE, prefix + "discount_pct")
         if pct > 100:

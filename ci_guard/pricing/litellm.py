@@ -29,9 +29,12 @@ _BASE_KEYS = {
     "cache_creation_input_token_cost": "cache_write_5m",
     "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
 }
-_TIER_KEY = re.compile(
+_FIELDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
+# a rate key, optionally for a long-context tier (``_above_200k_tokens``) and/or the priority tier
+_RATE_KEY = re.compile(
     r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost"
-    r"|cache_creation_input_token_cost|cache_creation_input_token_cost_above_1hr)_above_(\d+)(k?)_tokens$"
+    r"|cache_creation_input_token_cost_above_1hr|cache_creation_input_token_cost)"
+    r"(?:_above_(\d+)(k?)_tokens)?(_priority)?$"
 )
 _CHAT_MODES = (None, "chat", "responses", "completion")
 
@@ -73,56 +76,87 @@ def _entry_price(name: str, entry: Mapping[str, Any], where: str) -> ModelPrice 
     if entry.get("input_cost_per_token") is None or entry.get("output_cost_per_token") is None:
         return None
     provider = entry.get("litellm_provider")
-    base = _rates(entry, "", name, where, None, provider)
-    tiers = [PriceTier(t, _rates(fields, "", name, where, base, provider))
-             for t, fields in sorted(_threshold_fields(entry).items())]
-    tiers += _tiered_pricing(entry, name, where, base, provider)
+    groups = _rate_groups(entry, name, where)
+    claude = "claude" in name.lower() or provider == "anthropic"
+    base = _base_rates(groups[(0, False)], claude)
+    tiers = {t: _derive(fields, base, claude) for (t, prio), fields in groups.items() if t and not prio}
+    tiers.update({t: _derive(fields, base, claude) for t, fields in _tiered_pricing(entry, name, where).items()})
+    priority = _derive(groups[(0, True)], base, claude) if (0, True) in groups else None
+    priority_tiers = []
+    for (t, prio), fields in sorted(groups.items()):
+        if t and prio:
+            standard = tiers.get(t, base)
+            priority_tiers.append(PriceTier(t, _derive(fields, priority or standard, claude)))
     return ModelPrice(model=name.strip().lower(), provider=provider, rates=base,
-                      tiers=tuple(sorted(tiers, key=lambda t: t.above_input_tokens)),
-                      source=f"file:{where}")
+                      tiers=tuple(PriceTier(t, r) for t, r in sorted(tiers.items())),
+                      source=f"file:{where}", priority=priority, priority_tiers=tuple(priority_tiers),
+                      geo_multipliers=_geo(entry.get("provider_specific_entry"), name, where))
 
 
-def _rates(entry: Mapping[str, Any], suffix: str, name: str, where: str, base: Rates | None,
-           provider: str | None) -> Rates:
-    got: dict[str, Decimal] = {}
-    for key, field in _BASE_KEYS.items():
-        raw = entry.get(key + suffix)
-        if raw is not None:
-            got[field] = to_decimal(raw, where, f"{name}.{key}{suffix}") * PER_MILLION
-    if base is not None:  # a tier: classes it does not mention keep the base rate
-        return Rates(**{f: got.get(f, getattr(base, f)) for f in
-                        ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")})
+def _rate_groups(entry: Mapping[str, Any], name: str, where: str) -> dict[tuple[int, bool], dict[str, Decimal]]:
+    """Rates (USD per million) by (tier threshold or 0, priority?) from every rate key of the entry."""
+    groups: dict[tuple[int, bool], dict[str, Decimal]] = {(0, False): {}}
+    for key, value in entry.items():
+        match = _RATE_KEY.match(key)
+        if match is None or value is None:
+            continue
+        threshold = int(match.group(2)) * (1000 if match.group(3) else 1) if match.group(2) else 0
+        rate = to_decimal(value, where, f"{name}.{key}") * PER_MILLION
+        groups.setdefault((threshold, bool(match.group(4))), {})[_BASE_KEYS[match.group(1)]] = rate
+    return groups
+
+
+def _base_rates(got: Mapping[str, Decimal], claude: bool) -> Rates:
+    """The standard rates; a missing cache rate never makes a token cheaper than it is billed.
+
+    LiteLLM leaves missing cache keys at 0. Here a missing read or write rate is the input rate, and
+    for Claude models (first-party, Bedrock, Vertex alike) writes are 1.25x (5 minutes) and 2x
+    (1 hour) input, Anthropic's published multipliers, so a file that lacks the 1-hour key (most
+    Bedrock and Vertex entries) does not bill 1-hour writes at the 5-minute rate.
+    """
     inp, out = got["input"], got["output"]
-    w5 = got.get("cache_write_5m", inp)
-    # Anthropic bills 1-hour writes at 2x input; a file without the key must not make them cheaper
-    default_1h = max(w5, inp * 2) if provider == "anthropic" and "cache_write_1h" not in got else w5
+    w5 = got.get("cache_write_5m", inp * Decimal("1.25") if claude else inp)
+    default_1h = max(w5, inp * 2) if claude else w5
     return Rates(input=inp, cache_write_5m=w5, cache_write_1h=got.get("cache_write_1h", default_1h),
                  cache_read=got.get("cache_read", inp), output=out)
 
 
-def _threshold_fields(entry: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
-    """``{200000: {"input_cost_per_token": ..., ...}}`` from the ``*_above_<N>[k]_tokens`` keys."""
-    out: dict[int, dict[str, Any]] = {}
-    for key, value in entry.items():
-        match = _TIER_KEY.match(key)
-        if match and value is not None:
-            threshold = int(match.group(2)) * (1000 if match.group(3) else 1)
-            out.setdefault(threshold, {})[match.group(1)] = value
-    return out
+def _derive(got: Mapping[str, Decimal], base: Rates, claude: bool) -> Rates:
+    """Rates of a tier (long context, priority) from the keys it names; cache classes it does not name
+    keep their ratio to the input rate from ``base``: a tier that doubles input doubles its cache
+    rates too (Anthropic's and OpenAI's published tiers all do), instead of keeping the base rate."""
+    ratio = got["input"] / base.input if "input" in got and base.input else Decimal(1)
+    rates = {f: got[f] if f in got else getattr(base, f) * ratio for f in _FIELDS}
+    rates["output"] = got.get("output", base.output)  # output is not priced from input: as LiteLLM does
+    if claude and "cache_write_1h" not in got:
+        rates["cache_write_1h"] = max(rates["cache_write_1h"], rates["input"] * 2)
+    return Rates(**rates)
 
 
-def _tiered_pricing(entry: Mapping[str, Any], name: str, where: str, base: Rates,
-                    provider: str | None) -> list[PriceTier]:
+def _geo(raw: Any, name: str, where: str) -> tuple[tuple[str, Decimal], ...]:
+    """``provider_specific_entry: {"us": 1.1}``: Anthropic's US-only inference multiplier. Other keys
+    there (``fast``, video settings...) are not geographies and are ignored."""
+    if not isinstance(raw, Mapping):
+        return ()
+    out = []
+    for key, value in raw.items():
+        if key in ("us", "eu") and isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+            out.append((key, to_decimal(value, where, f"{name}.provider_specific_entry.{key}")))
+    return tuple(sorted(out))
+
+
+def _tiered_pricing(entry: Mapping[str, Any], name: str, where: str) -> dict[int, dict[str, Decimal]]:
     """The alternative ``tiered_pricing: [{..., "range": [lo, hi]}]`` form (all-or-nothing per request)."""
     raw = entry.get("tiered_pricing")
     if not isinstance(raw, list):
-        return []
-    tiers = []
+        return {}
+    tiers: dict[int, dict[str, Decimal]] = {}
     for item in raw:
         if not isinstance(item, Mapping):
             continue
         rng = item.get("range")
         low = int(rng[0]) if isinstance(rng, list) and rng else 0
         if low > 0:
-            tiers.append(PriceTier(low, _rates(item, "", name, where, base, provider)))
+            tiers[low] = {field: to_decimal(item[key], where, f"{name}.tiered_pricing.{key}") * PER_MILLION
+                          for key, field in _BASE_KEYS.items() if item.get(key) is not None}
     return tiers

@@ -15,8 +15,11 @@ from typing import Any
 from ci_guard.errors import PricingError, Problem
 
 RATE_FIELDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
-# OpenAI's published priority rates are 1.7x to 2x the standard ones; 2x bounds a model without them.
-PRIORITY_FALLBACK = Decimal(2)
+# A priority call to a model without published priority rates is priced at the highest ratio any
+# model's published priority rates have to its standard ones: gpt-5.5's $12.50 / $1.25 / $75 against
+# $5 / $0.50 / $30 (2.5x; older models publish 1.7x to 2x). tests/pricing/test_priority.py checks that
+# no catalog model has a higher ratio, so the fallback never under-counts.
+PRIORITY_FALLBACK = Decimal("2.5")
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,19 @@ class ModelPrice:
     source: str = "catalog"  # catalog | override | file:<path>
     note: str | None = None
     priority: Rates | None = None  # OpenAI Priority processing rates, where published
+    # published priority rates of long-context tiers (by threshold); a tier without them is priced
+    # at PRIORITY_FALLBACK times its standard rates
+    priority_tiers: tuple[PriceTier, ...] = ()
     # multipliers on every rate when the call ran in a given geography, e.g. (("us", Decimal("1.1")),)
     geo_multipliers: tuple[tuple[str, Decimal], ...] = ()
+    # per-call fees of this model that differ from its provider's, e.g. (("web_search_preview", 0.025),)
+    fees: tuple[tuple[str, Decimal], ...] = ()
+
+    def fee(self, name: str) -> Decimal | None:
+        for key, usd in self.fees:
+            if key == name:
+                return usd
+        return None
 
     def for_call(self, service_tier: str | None = None, inference_geo: str | None = None) -> ModelPrice:
         """The price of one call: its service tier, then its inference geography, applied."""
@@ -71,15 +85,19 @@ class ModelPrice:
     def for_service_tier(self, service_tier: str | None) -> ModelPrice:
         """The price of a call served on ``service_tier`` (what the provider reported).
 
-        Only OpenAI's ``priority`` tier changes the price here. Without published priority rates
-        (or with long-context tiers, whose priority rates are not published) the call is priced at
-        PRIORITY_FALLBACK times the standard rates, so it is never under-counted.
+        Only OpenAI's ``priority`` tier changes the price here: the published priority rates where
+        there are some (per long-context tier too), else PRIORITY_FALLBACK times the standard rates,
+        so a priority call is never under-counted.
         """
         if service_tier != "priority" or self.provider != "openai":
             return self
-        if self.priority is not None and not self.tiers:
-            return replace(self, rates=self.priority, tiers=())
-        return self.scaled(PRIORITY_FALLBACK)
+        if self.priority is None:
+            return replace(self.scaled(PRIORITY_FALLBACK), priority=None, priority_tiers=())
+        published = {t.above_input_tokens: t.rates for t in self.priority_tiers}
+        tiers = tuple(PriceTier(t.above_input_tokens,
+                                published.get(t.above_input_tokens) or t.rates.scaled(PRIORITY_FALLBACK))
+                      for t in self.tiers)
+        return replace(self, rates=self.priority, tiers=tiers, priority=None, priority_tiers=())
 
     def tier_for(self, context_tokens: int) -> PriceTier | None:
         """The highest tier whose threshold the request's total input is strictly above."""
@@ -94,8 +112,12 @@ class ModelPrice:
         return tier.rates if tier else self.rates
 
     def scaled(self, factor: Decimal) -> ModelPrice:
-        tiers = tuple(PriceTier(t.above_input_tokens, t.rates.scaled(factor)) for t in self.tiers)
-        return replace(self, rates=self.rates.scaled(factor), tiers=tiers)
+        """Every rate times ``factor`` (a discount, a regional uplift), priority rates included."""
+        def tiers(items: tuple[PriceTier, ...]) -> tuple[PriceTier, ...]:
+            return tuple(PriceTier(t.above_input_tokens, t.rates.scaled(factor)) for t in items)
+        return replace(self, rates=self.rates.scaled(factor), tiers=tiers(self.tiers),
+                       priority=self.priority.scaled(factor) if self.priority is not None else None,
+                       priority_tiers=tiers(self.priority_tiers))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -106,8 +128,10 @@ class ModelPrice:
             "source": self.source,
             "note": self.note,
             **({"priority": self.priority.as_json()} if self.priority is not None else {}),
+            **({"priority_tiers": [t.as_json() for t in self.priority_tiers]} if self.priority_tiers else {}),
             **({"inference_geo": {g: decimal_text(f) for g, f in self.geo_multipliers}}
                if self.geo_multipliers else {}),
+            **({"fees": {k: decimal_text(v) for k, v in self.fees}} if self.fees else {}),
         }
 
 

@@ -45,6 +45,7 @@ class Usage:
         return {
             "input": self.input_tokens,
             "cache_write": self.cache_write_tokens,
+            "cache_write_1h": self.cache_write_1h_tokens,  # part of cache_write, billed at the 1-hour rate
             "cache_read": self.cache_read_tokens,
             "output": self.output_tokens,
             "reasoning": self.reasoning_tokens,

@@ -40,4 +40,5 @@ def run_summary(run: RunRecord, calls: list[CallRecord]) -> RunSummary:
         tokens=run.usage.as_json(), web_searches=run.web_searches, cost_usd=run.cost_usd, runtime_s=max(0.0, runtime),
         started_at=_iso(run.started_at), ended_at=_iso(run.ended_at), session_id=run.session_id,
         enforced=run.enforced, calls=[call_summary(c) for c in sorted(calls, key=lambda c: c.seq)],
+        estimated_calls=sum(1 for c in calls if c.estimated),
     )

@@ -80,7 +80,9 @@ def test_ledger_runs_calls_outcome(seeded, capsys):
 def test_ledger_report_and_migrate(seeded, capsys):
     url, _ = seeded
     code, out, _ = run_cli(capsys, "ledger", "migrate", "--ledger", url)
-    assert code == 0 and "schema version 2" in out
+    from ci_guard.ledger.migrations import latest_version
+
+    assert code == 0 and f"schema version {latest_version('sqlite')}" in out
     code, out, _ = run_cli(capsys, "ledger", "report", "--ledger", url, "--month", "2026-03", "--format", "json")
     assert json.loads(out)["rows"] == [{"repo": "acme/api", "runs": 1, "turns": 2, "cost_usd": "1.75",
                                         "input_tokens": 200, "cache_read_tokens": 4000, "output_tokens": 100}]

@@ -135,7 +135,7 @@ def test_worst_case_and_max_output():
     assert max_output_for_budget(free, 1000, Decimal("0.01")) == 2**31 - 1
 
 
-def test_openai_priority_tier_uses_published_rates_or_twice_the_standard_ones():
+def test_openai_priority_tier_uses_published_rates_or_the_highest_published_ratio():
     from ci_guard.pricing.cost import cost
     from ci_guard.pricing.usage import Usage
 
@@ -149,11 +149,13 @@ def test_openai_priority_tier_uses_published_rates_or_twice_the_standard_ones():
     assert gpt5.for_service_tier("default") is gpt5 and gpt5.for_service_tier("flex") is gpt5
     mini = catalog.lookup("gpt-4.1")  # published at 1.75x: the published rates win over the 2x bound
     assert mini.for_service_tier("priority").rates.output == Decimal("14.00")
-    nano = catalog.lookup("gpt-5-nano")  # no published priority rates: twice the standard ones
-    assert nano.for_service_tier("priority").rates.output == 2 * nano.rates.output
-    tiered = catalog.lookup("gpt-5.5")  # long-context tiers: every tier doubled
-    doubled = tiered.for_service_tier("priority")
-    assert [t.rates.output for t in doubled.tiers] == [2 * t.rates.output for t in tiered.tiers]
+    nano = catalog.lookup("gpt-5-nano")  # no published priority rates: 2.5x, gpt-5.5's published ratio
+    assert nano.for_service_tier("priority").rates.output == Decimal("1.000")
+    tiered = catalog.lookup("gpt-5.5")  # published base priority rates; the >272K tier has none: 2.5x
+    fast = tiered.for_service_tier("priority")
+    assert (fast.rates.input, fast.rates.cache_read, fast.rates.output) == (Decimal("12.50"), Decimal("1.25"),
+                                                                          Decimal("75.00"))
+    assert [t.rates.output for t in fast.tiers] == [Decimal("112.5")]
     sonnet = catalog.lookup("claude-sonnet-4-5")  # Anthropic's service_tier does not change the price here
     assert sonnet.for_service_tier("priority") is sonnet
 

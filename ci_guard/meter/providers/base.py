@@ -27,6 +27,8 @@ class RequestInfo:
     fingerprint: str  # hash of the semantically relevant request (retry-storm detection)
     service_tier: str | None = None  # what the request asked for (OpenAI: auto, default, flex, priority)
     inference_geo: str | None = None  # where the request asked to run (Anthropic: "us" costs more)
+    # OpenAI's older web_search_preview tool is offered: its searches cost more on non-reasoning models
+    web_search_preview: bool = False
 
 
 @dataclass
@@ -123,7 +125,14 @@ def request_info(body: dict[str, Any], *, output_cap_keys: tuple[str, ...], inpu
         fingerprint=_fingerprint_encoded(semantic_keys, encoded),
         service_tier=as_str(body.get("service_tier")),
         inference_geo=as_str(body.get("inference_geo")),
+        web_search_preview=_offers_search_preview(body.get("tools")),
     )
+
+
+def _offers_search_preview(tools: Any) -> bool:
+    if not isinstance(tools, list):
+        return False
+    return any(isinstance(t, dict) and str(t.get("type", "")).startswith("web_search_preview") for t in tools)
 
 
 def fingerprint(obj: Any) -> str:
