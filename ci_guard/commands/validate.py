@@ -13,13 +13,16 @@ Examples:
 
 \b
 Prints file:line:column: field: problem for every error and warning (unreachable rules, undefined
-budgets, tiers or teams). Exit status: 0 valid, 1 only warnings with --strict, 2 errors.
+budgets, tiers or teams). --strict also warns about allow rules without limits.max_cost_usd (their
+runs are capped only by what the budgets have left). Exit status: 0 valid, 1 only warnings with
+--strict, 2 errors.
 """
 
 
 @click.command(epilog=EPILOG)
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--strict", is_flag=True, help="Treat warnings as failures (exit 1).")
+@click.option("--strict", is_flag=True,
+              help="Also warn about allow rules without a cost cap; treat warnings as failures (exit 1).")
 @color_option
 def validate(files: tuple[str, ...], strict: bool, color: str) -> int:
     """Validate and lint policy files."""
@@ -28,7 +31,7 @@ def validate(files: tuple[str, ...], strict: bool, color: str) -> int:
 
     errors = warnings = 0
     for path in files:
-        report = validate_file(path)
+        report = validate_file(path, strict=strict)
         if report.skipped:
             click.echo(f"{path}: {report.skipped}")
             continue

@@ -70,12 +70,12 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
             return PreparedRun(run_id, decision, url if store else None, refused_summary=summary)
         reserved = None
         if store is not None:
-            decision, reserved = _reserve(store, policy, decision, context, run_id, now, live)
+            decision, reserved = _reserve(store, policy, decision, decision.context, run_id, now, live)
             if not decision.allowed:
                 summary = _refused(run_id, decision, now)
                 _record_refused(store, summary, decision, now)
                 return PreparedRun(run_id, decision, url, refused_summary=summary)
-            store.start_run(_run_record(run_id, decision, now, "running"), _keys(policy, context, now))
+            store.start_run(_run_record(run_id, decision, now, "running"), _keys(policy, decision.context, now))
     finally:
         if store is not None:
             store.close()
@@ -134,28 +134,62 @@ def _keys(policy: Any, context: RunContext, now: datetime) -> list[Any]:
 
 def _reserve(store: Any, policy: Any, decision: Decision, context: RunContext, run_id: str, now: datetime,
              live: LiveLog) -> tuple[Decision, Decimal | None]:
-    amount = decision.limits.max_cost_usd
+    """Reserve the run's cost cap on every budget it charges, and make the budgets part of that cap.
+
+    The reservation is the smaller of ``max_cost_usd`` and what the tightest budget has left, and
+    the decided ``max_cost_usd`` becomes that amount, so the proxy's cost cap (clamp/refuse per
+    call) holds every budget the run charges, with or without a ``max_cost_usd`` in the policy.
+    A budget with nothing left denies the run. ``context`` is the decision's context: the team
+    resolved from `teams:` (and any other derived scope key) is charged like a given one.
+    """
     keys = _keys(policy, context, now)
-    if amount is None or not keys:
+    if not keys:
         return decision, None
-    clamp = decision.enforcement.on_budget_exceeded == "clamp"
+    cap = decision.limits.max_cost_usd
+    # Without a cost cap, ask for more than any budget can hold and take what the tightest one has left.
+    amount = cap if cap is not None else max(k.limit_usd for k in keys)
+    clamp = cap is None or decision.enforcement.on_budget_exceeded == "clamp"
     # A reservation must outlive the run it protects: never expire before the runtime cap (+10 min).
     ttl = max(decision.enforcement.reservation_ttl_s, (decision.limits.max_runtime_s or 0) + 600)
     try:
         reservation = store.reserve(run_id, keys, amount, ttl, now, clamp=clamp)
     except BudgetExceededError as exc:
-        return decision.model_copy(update={
-            "decision": "deny", "rule": f"budget:{exc.budget}",
-            "reason": f"the run's worst case (max_cost_usd ${amount}) does not fit: {exc}",
-        }), None
-    if reservation.amount_usd < amount:
-        live.info(f"budget nearly spent: max_cost_usd clamped from ${amount} to ${reservation.amount_usd}")
-        limits = decision.limits.model_copy(update={"max_cost_usd": reservation.amount_usd})
-        decision = decision.model_copy(update={
-            "limits": limits,
-            "notes": [*decision.notes, f"max_cost_usd clamped to ${reservation.amount_usd} (remaining budget)"],
-        })
-    return decision, reservation.amount_usd
+        if cap is None or _left(exc) <= 0:
+            reason = (f"budget {exc.budget} has nothing left: limit ${exc.limit_usd}, spent ${exc.spent_usd}, "
+                      f"reserved by running jobs ${exc.reserved_usd}")
+        else:
+            reason = f"the run's worst case (max_cost_usd ${cap}) does not fit: {exc}"
+        return decision.model_copy(update={"decision": "deny", "rule": f"budget:{exc.budget}",
+                                           "reason": reason}), None
+    got = reservation.amount_usd
+    if cap is None or got < cap:
+        tight = _tightest(decision)
+        why = f"what budget {tight} has left" if tight else "what the budgets have left"
+        if cap is None:
+            live.info(f"no max_cost_usd: the run's cost cap is ${got}, {why}")
+            note = f"max_cost_usd set to ${got} ({why}; the policy gives no cost cap)"
+        else:
+            live.info(f"budget nearly spent: max_cost_usd clamped from ${cap} to ${got} ({why})")
+            note = f"max_cost_usd clamped to ${got} ({why})"
+        limits = decision.limits.model_copy(update={"max_cost_usd": got})
+        decision = decision.model_copy(update={"limits": limits, "notes": [*decision.notes, note]})
+    return decision, got
+
+
+def _left(exc: BudgetExceededError) -> Decimal:
+    try:
+        return Decimal(str(exc.limit_usd)) - Decimal(str(exc.spent_usd)) - Decimal(str(exc.reserved_usd))
+    except ArithmeticError:  # pragma: no cover - the store always passes Decimals
+        return Decimal(0)
+
+
+def _tightest(decision: Decision) -> str | None:
+    """The charged budget with the least left when the run was decided, named for the log and notes."""
+    charged = [b for b in decision.budgets if b.scope_key is not None]
+    if not charged:
+        return None
+    tight = min(charged, key=lambda b: b.remaining_usd)
+    return f"{tight.name}[{tight.scope_key}]"
 
 
 def _run_record(run_id: str, decision: Decision, now: datetime, status: str) -> RunRecord:

@@ -346,6 +346,15 @@ def decide(policy: Policy, ctx: RunContext, budgets: Sequence[BudgetStatus], now
         else:
             hint = hint or _escalation_hint(cr)
     assert granted is not None
+    empty = next((b for b in budgets if b.scope_key is not None and b.remaining_usd <= 0), None)
+    if empty is not None:
+        # Budgets always bind: a run that would charge a budget with nothing left cannot start.
+        return Decision(decision="deny", rule=f"budget:{empty.name}[{empty.scope_key}]",
+                        reason=(f"budget {empty.name}[{empty.scope_key}] has nothing left: limit "
+                                f"${empty.limit_usd}, spent ${empty.spent_usd}, reserved by running jobs "
+                                f"${empty.reserved_usd}"),
+                        budgets=list(budgets), enforcement=cp.enforcement, context=ctx, notes=notes,
+                        hint=f"wait for the budget's next {empty.period}, or raise its limit_usd")
     return Decision(decision="allow", rule=rule.name, reason=reason, model=granted.model,
                     model_tier=granted.tier, limits=granted.limits.model_copy(), context_policy=granted.context,
                     budgets=list(budgets),

@@ -80,15 +80,44 @@ def reference_problems(policy: Policy) -> list[tuple[Path, str]]:
     return out
 
 
-def lint_policy(policy: Policy) -> list[Finding]:
-    """Every finding: reference errors plus warnings about rules that can never decide."""
+def lint_policy(policy: Policy, strict: bool = False) -> list[Finding]:
+    """Every finding: reference errors plus warnings about rules that can never decide.
+
+    ``strict`` adds the warnings of `validate --strict`: allow rules without a cost cap.
+    """
     findings = [Finding("error", p, m) for p, m in reference_problems(policy)]
     findings += _unreachable(policy)
     findings += _team_refs(policy)
     findings += _escalation_noops(policy)
     findings += fail_open(policy)
     findings += agent_model_mismatch(policy)
+    if strict:
+        findings += _uncapped_allows(policy)
     return findings
+
+
+def _uncapped_allows(policy: Policy) -> list[Finding]:
+    """Allow rules whose runs have no max_cost_usd (defaults and escalation merged in)."""
+    from ci_guard.policy.engine import merge_limits
+
+    out = []
+    for i, rule in enumerate(policy.rules):
+        if rule.decision != "allow":
+            continue
+        limits = merge_limits(policy.defaults.limits, rule.limits)
+        escalated = merge_limits(limits, rule.escalation.limits) if rule.escalation else limits
+        if limits.max_cost_usd is not None and escalated.max_cost_usd is not None:
+            continue
+        where = "" if limits.max_cost_usd is None else " when escalated"
+        if policy.budgets:
+            effect = ("each run's cost cap is everything its budgets have left, so runs sharing a budget "
+                      "cannot run side by side")
+        else:
+            effect = "and no budget applies: its runs' spend is not capped at all"
+        out.append(Finding("warning", ("rules", i) if rule.limits is None else ("rules", i, "limits"),
+                           f"allow rule {rule.name!r} has no max_cost_usd{where}; {effect} "
+                           f"(set limits.max_cost_usd here or in defaults.limits)"))
+    return out
 
 
 def _unreachable(policy: Policy) -> list[Finding]:

@@ -20,7 +20,7 @@ class Report:
     skipped: str | None = None  # why the file was not validated as a policy (a tests file)
 
 
-def validate_file(path: str | Path) -> Report:
+def validate_file(path: str | Path, strict: bool = False) -> Report:
     report = Report(str(path))
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -41,7 +41,7 @@ def validate_file(path: str | Path) -> Report:
         report.errors = sort_problems(report.errors)
         return report
     report.rules = len(policy.rules)
-    for finding in lint_policy(policy):
+    for finding in lint_policy(policy, strict=strict):
         line, col = located.where(finding.path, key=True)
         problem = Problem(finding.message, str(path), line, col, dotted(finding.path) or None)
         (report.errors if finding.severity == "error" else report.warnings).append(problem)

@@ -139,3 +139,12 @@ def test_gitlab_merge_request_environment(run: Run, monkeypatch: pytest.MonkeyPa
     assert (ctx["platform"], ctx["trigger"], ctx["base_branch"], ctx["team"]) == (
         "gitlab", "pull_request", "release/3.1", "payments")
     assert ctx["labels"] == ["perf", "ai:review"]
+
+
+def test_a_budget_with_nothing_left_denies_and_names_the_budget(run: Run, tmp_path: Path) -> None:
+    snap = tmp_path / "budgets.json"
+    snap.write_text('{"repo-daily": {"spent_usd": "1000000"}}')
+    code, out, _ = run("check", "--policy", DEFAULT, *PR_FLAGS, "--budget-snapshot", str(snap), "--format", "json")
+    data = json.loads(out)
+    assert code == 1 and data["decision"] == "deny" and data["rule"] == "budget:repo-daily[acme/web]"
+    assert data["reason"].startswith("budget repo-daily[acme/web] has nothing left")

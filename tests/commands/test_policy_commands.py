@@ -68,3 +68,17 @@ def test_help_has_examples(run: Run) -> None:
     for command in ("check", "explain", "validate", "test", "schema"):
         code, out, _ = run(command, "--help")
         assert code == 0 and "Examples:" in out and "ci-guard " + command in out
+
+
+def test_validate_strict_warns_about_allow_rules_without_a_cost_cap(run: Run, tmp_path: Path) -> None:
+    policy = tmp_path / "p.yml"
+    policy.write_text("version: 1\nbudgets:\n  - {name: org, scope: org, period: month, limit_usd: 10}\n"
+                      "defaults:\n  limits: {max_turns: 5}\nrules:\n"
+                      "  - {name: capped, when: {agent: a}, decision: allow, limits: {max_cost_usd: 1}}\n"
+                      "  - name: open\n    decision: allow\n    limits: {max_turns: 9}\n")
+    code, _, err = run("validate", str(policy))
+    assert code == 0 and "warning" not in err  # only --strict asks about cost caps
+    code, _, err = run("validate", "--strict", str(policy))
+    assert code == 1 and f"{policy}:10:5: warning: rules[1].limits: allow rule 'open' has no max_cost_usd" in err
+    assert "'capped'" not in err and "everything its budgets have left" in err
+    assert run("validate", "--strict", str(POLICIES / "default.yml"))[0] == 0  # every allow rule is capped
