@@ -27,11 +27,18 @@ def stop(state_path: str | None, summary_path: str | None, fmt: str) -> int:
     import os
 
     from ci_guard.meter import detached, lifecycle
+    from ci_guard.meter.live_log import call_log_lines, collapsed, usd
     from ci_guard.meter.outputs import emit_github_run_outputs
 
     path = state_path or os.environ.get("CI_GUARD_STATE") or detached.default_state_path()
     summary = detached.stop(path)
     lifecycle.write_summary(summary, summary_path)
+    if summary.calls:
+        # The proxy ran in the background, so its live log went nowhere the job shows: print the
+        # per-call log now, folded, so a job that ran an action through start/stop shows its spend.
+        title = f"ci-guard: {len(summary.calls)} model calls, {usd(summary.cost_usd)} (run {summary.run_id})"
+        # color=True: GitLab's section markers are escape sequences that must reach the log as written.
+        click.echo(collapsed(title, call_log_lines(summary), os.environ), err=True, color=True)
     if fmt == "github":
         emit_github_run_outputs(summary, summary_path or detached.read_state(path).get("summary_path"))
     elif fmt == "json":
@@ -39,5 +46,5 @@ def stop(state_path: str | None, summary_path: str | None, fmt: str) -> int:
     else:
         stop = f", stopped by {summary.stop_reason}" if summary.stop_reason else ""
         click.echo(f"ci-guard: run {summary.run_id} {summary.status}: {summary.turns} turns, "
-                   f"{summary.tool_calls} tool calls, ${summary.cost_usd}{stop}", err=True)
+                   f"{summary.tool_calls} tool calls, {usd(summary.cost_usd)}{stop}", err=True)
     return 0

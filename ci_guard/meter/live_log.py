@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
 from ci_guard.secrets import redact
@@ -10,13 +12,47 @@ from ci_guard.secrets import redact
 if TYPE_CHECKING:
     from ci_guard.ledger.records import CallRecord
     from ci_guard.meter.caps import CapGuard
+    from ci_guard.meter.summary import RunSummary
 
 
 def usd(amount: object) -> str:
-    from decimal import Decimal
+    """The money format of comments and summaries (four decimals below a dollar), for log lines."""
+    from ci_guard.report.money import format_usd
 
-    value = Decimal(str(amount))
-    return f"${value:.4f}" if abs(value) < 1 else f"${value:.2f}"
+    return format_usd(amount, precise=True)
+
+
+def call_log_lines(summary: RunSummary) -> list[str]:
+    """One line per call of a finished run (what the live log printed), for `ci-guard stop`."""
+    lines = []
+    total = Decimal(0)
+    for c in summary.calls:
+        total += c.cost_usd
+        t = c.tokens
+        tokens = f"in {t.get('input', 0):,}"
+        if t.get("cache_read") or t.get("cache_write"):
+            tokens += f" (+{t.get('cache_read', 0):,} cached, +{t.get('cache_write', 0):,} written)"
+        tokens += f" out {t.get('output', 0):,}"
+        status = "" if c.status == "ok" else f" [{c.status}{': ' + c.error if c.error else ''}]"
+        lines.append(redact(f"#{c.seq} {c.endpoint} {c.model or '?'} {tokens} · {usd(c.cost_usd)} "
+                            f"(run {usd(total)}){status}"))
+    return lines
+
+
+def collapsed(title: str, lines: list[str], environ: Mapping[str, str]) -> str:
+    """``lines`` in a collapsible log group: GitHub's ::group::, GitLab's collapsed section, else plain."""
+    body = "\n".join(lines)
+    if environ.get("GITHUB_ACTIONS") == "true":
+        # Workflow commands are read from the start of a line: a call line can never start one.
+        body = "\n".join(" " + line if line.startswith("::") else line for line in lines)
+        return f"::group::{title}\n{body}\n::endgroup::"
+    if environ.get("GITLAB_CI") == "true":
+        import time
+
+        now = int(time.time())
+        return (f"\x1b[0Ksection_start:{now}:ci_guard_calls[collapsed=true]\r\x1b[0K{title}\n{body}\n"
+                f"\x1b[0Ksection_end:{now}:ci_guard_calls\r\x1b[0K")
+    return f"{title}\n{body}"
 
 
 class LiveLog:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from ci_guard.ledger import open_ledger
+from ci_guard.meter.live_log import usd
 from ci_guard.simulator import run_simulator
 
 KEY = "sk-ant-api03-detached-test-real-key-0000000000"
@@ -89,6 +90,33 @@ def test_start_meter_stop_settles_and_summarises(setup):
     finally:
         store.close()
     assert not _alive(state["pid"])
+
+
+@pytest.mark.parametrize("forge", ["github", "gitlab", "local"])
+def test_stop_prints_the_per_call_log_folded(setup, forge):
+    tmp, _, env = setup
+    env = {k: v for k, v in env.items() if k not in ("GITHUB_ACTIONS", "GITLAB_CI")}
+    if forge != "local":
+        env["GITHUB_ACTIONS" if forge == "github" else "GITLAB_CI"] = "true"
+    agent_env = exported(start(tmp, env).stdout)
+    assert [call(agent_env, f"q{i}").status_code for i in range(2)] == [200, 200]
+    stopped = subprocess.run([sys.executable, "-m", "ci_guard", "stop", "--summary", "run.json"], env=env, cwd=tmp,
+                             capture_output=True, timeout=60)  # bytes: GitLab's markers hold \r and escapes
+    assert stopped.returncode == 0, stopped.stderr
+    summary = json.loads((tmp / "run.json").read_text())
+    stderr = stopped.stderr.decode()
+    lines = stderr.split("\n")
+    title = next(i for i, line in enumerate(lines) if "ci-guard: 2 model calls" in line)
+    calls = [line for line in lines if line.startswith(("#1 ", "#2 "))]
+    assert len(calls) == 2 and all("claude-haiku-4-5" in c and " out " in c for c in calls)
+    assert calls[1].endswith(f"(run {usd(summary['cost_usd'])})")  # the running total ends at the run's cost
+    if forge == "github":
+        assert lines[title].startswith("::group::") and "::endgroup::" in lines[title + 3]
+    elif forge == "gitlab":
+        assert lines[title].startswith("\x1b[0Ksection_start:") and "[collapsed=true]\r\x1b[0K" in lines[title]
+        assert lines[title + 3].startswith("\x1b[0Ksection_end:")
+    else:
+        assert "::group::" not in stderr and "section_start" not in stderr
 
 
 def test_runtime_cap_refuses_calls_after_the_deadline(setup):
