@@ -79,3 +79,6 @@ class CallRecord:
     service_tier: str | None = None  # the tier that served the call (OpenAI priority is priced higher)
     # usage (and so cost) estimated by ci-guard: the provider reported none, or the stream was cut
     estimated: bool = False
+    # what the context policy changed in the call and what it saved (see meter/transforms/savings.py)
+    context: dict[str, Any] | None = None
+    context_saved_usd: Decimal = Decimal(0)

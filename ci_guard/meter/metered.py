@@ -67,6 +67,8 @@ class Plan:
     data: bytes  # what goes upstream
     strip_usage: bool
     held: Decimal
+    changes: Any = None  # transforms.Changes when the context policy changed the call
+    beta: str | None = None  # an anthropic-beta feature a transform needs
 
 
 class MeteredCall:
@@ -102,6 +104,14 @@ class MeteredCall:
             raise Refusal("unmeterable_request", "ci-guard: background responses cannot be metered (their "
                           "usage is only known to a later poll); send the request without background", info.model)
         model, body = self._enforce_model(info, body)
+        changes, beta = None, None
+        if session.transforms is not None:
+            done = session.transforms.apply(
+                provider=adapter.provider, endpoint=adapter.endpoint, raw=raw, body=body, model=model,
+                max_output=info.max_output_tokens, input_tokens=info.estimated_input_tokens, stream=info.stream,
+                set_model=adapter.set_model, not_dearer=session.pricer.not_dearer)
+            body, model, beta = done.body, done.model, done.beta
+            changes = done.changes if done.changes.any() or done.changes.agent_caches else None
         refusal = session.pricer.refusal(model)
         if refusal:
             raise Refusal("unpriced_model", refusal, model)
@@ -124,7 +134,7 @@ class MeteredCall:
         body, strip_usage = adapter.prepare(body)
         # Adapters return a new object when they change a request: forward the agent's own bytes otherwise.
         data = raw if body is original else json.dumps(body, separators=(",", ":")).encode()
-        return Plan(info, info.model, model, data, strip_usage, held)
+        return Plan(info, info.model, model, data, strip_usage, held, changes, beta)
 
     def _enforce_model(self, info: RequestInfo, body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         session = self.session
@@ -176,9 +186,11 @@ class MeteredCall:
         meter: StreamMeter | None = None
         result, status_code, call_status, relayed = CallResult(), None, "ok", 0
         try:
+            headers = proxy.upstream_headers(self.request, self.provider)
+            if plan.beta:
+                _add_beta(headers, plan.beta)
             async with proxy.client.request(
-                "POST", proxy.target(self.request, self.provider, self.tail),
-                proxy.upstream_headers(self.request, self.provider), plan.data,
+                "POST", proxy.target(self.request, self.provider, self.tail), headers, plan.data,
             ) as upstream:
                 status_code = upstream.status
                 if "text/event-stream" in upstream.headers.get("content-type", ""):
@@ -277,6 +289,7 @@ class MeteredCall:
             priced = session.pricer.cost(served, usage, plan.model, plan.requested_model, service_tier=tier,
                                          inference_geo=geo)
             cost = priced if priced is not None else plan.held  # never free: charge the held worst case
+        context = self._savings(plan, result, usage, served, cost, tier, geo) if plan.changes is not None else None
         cost += session.pricer.fees(self.adapter.provider, result.web_searches, served,
                                     preview=plan.info.web_search_preview)
         error_sig = f"{status_code} {result.error or ''}"[:200] if call_status == "error" else None
@@ -291,8 +304,29 @@ class MeteredCall:
             latency_ms=(time.perf_counter() - t0) * 1000, fingerprint=plan.info.fingerprint,
             error=redact(error)[:500] if error else None,
             session_id=self.request.headers.get("x-claude-code-session-id"), web_searches=result.web_searches,
-            service_tier=tier, estimated=note is not None,
+            service_tier=tier, estimated=note is not None, context=context,
+            context_saved_usd=Decimal(context["saved_usd"]) if context and context.get("saved_usd") else Decimal(0),
         ))
+
+    def _savings(self, plan: Plan, result: CallResult, usage: Usage, served: str | None, cost: Decimal,
+                 tier: str | None, geo: str | None) -> dict[str, Any]:
+        """What the context policy changed in this call and what that saved (see transforms/savings.py)."""
+        from ci_guard.meter.transforms import savings
+
+        changes = plan.changes
+        if result.cleared_input_tokens or result.cleared_tool_uses:
+            changes.cleared_tokens, changes.cleared_results = result.cleared_input_tokens, result.cleared_tool_uses
+            changes.cleared_by = "provider"
+        out: dict[str, Any] = changes.as_json()
+        if not _has_usage(usage) or not changes.any():
+            return out
+        as_sent_model = changes.routed_from or served
+        as_sent = self.session.pricer.cost(as_sent_model, savings.counterfactual(usage, changes, self.adapter.provider),
+                                           plan.requested_model, served, service_tier=tier, inference_geo=geo)
+        saved = savings.saved_usd(as_sent, cost)
+        if saved is not None:
+            out.update(cost_as_sent_usd=str(as_sent), saved_usd=str(saved), method=savings.method(changes))
+        return out
 
     def _refused(self, refusal: Refusal, info: RequestInfo) -> Response:
         session, now = self.session, datetime.now(UTC)
@@ -305,6 +339,14 @@ class MeteredCall:
         ))
         return Response(status=400, body=self.adapter.error_body(400, refusal.cap, refusal.message),
                             content_type="application/json")
+
+
+def _add_beta(headers: dict[str, str], feature: str) -> None:
+    """Append ``feature`` to the request's ``anthropic-beta`` header (whatever its case), once."""
+    from ci_guard.meter.transforms.clear import with_beta
+
+    key = next((k for k in headers if k.lower() == "anthropic-beta"), "anthropic-beta")
+    headers[key] = with_beta(headers.get(key))
 
 
 def _estimate_cut(usage: Usage, estimated_input: int, relayed: int) -> tuple[Usage, str | None]:

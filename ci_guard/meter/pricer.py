@@ -47,6 +47,21 @@ class CatalogPricer:
                 return price.for_call(service_tier, inference_geo)
         return None
 
+    def not_dearer(self, current: str | None, target: str) -> bool:
+        """True when ``target`` is priced and costs no more per input and output token than ``current``
+        (a per-call route may make a call cheaper, never dearer: escalation is decided per run)."""
+        prices = []
+        for name in (current, target):
+            try:
+                price = self._resolve(name).price if name else None
+            except PricingError:
+                price = None
+            if price is None:
+                return False
+            prices.append(price.rates)
+        now, then = prices
+        return then.input <= now.input and then.output <= now.output
+
     def refusal(self, model: str | None) -> str | None:
         """Why calls to ``model`` must be refused (no price and the policy says deny or error), or None."""
         try:

@@ -9,13 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from ci_guard.ledger.records import CallRecord
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.recorder import Recorder
-from ci_guard.meter.summary import RunSummary, call_summary
+from ci_guard.meter.summary import RunSummary, call_summary, context_savings
 from ci_guard.policy.decision import Decision
 from ci_guard.pricing.usage import Usage
 
@@ -62,6 +62,15 @@ class MeterSession:
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # set whenever a call is settled
     _seq: int = 0
     _stop_announced: bool = False
+    # The context policy's request transforms; None when the policy names none (then no call pays for them).
+    transforms: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        policy = getattr(self.decision, "context_policy", None)
+        if policy is not None and policy.active:
+            from ci_guard.meter.transforms import ContextTransforms
+
+            self.transforms = ContextTransforms(policy)
 
     def next_seq(self) -> int:
         self._seq += 1
@@ -96,6 +105,7 @@ class MeterSession:
 
     def summary(self, *, status: str, agent_exit_code: int | None, ended_at: datetime | None = None) -> RunSummary:
         ended = ended_at or datetime.now(UTC)
+        cost = sum((c.cost_usd for c in self.calls), Decimal(0))
         return RunSummary(
             run_id=self.run_id,
             decision=self.decision.as_json(),
@@ -107,8 +117,9 @@ class MeterSession:
             tool_calls=self.guard.tool_calls,
             tokens=self.usage.as_json(),
             web_searches=sum(c.web_searches for c in self.calls),
-            cost_usd=sum((c.cost_usd for c in self.calls), Decimal(0)),
+            cost_usd=cost,
             estimated_calls=sum(1 for c in self.calls if c.estimated),
+            context_savings=context_savings(self.calls, cost),
             runtime_s=round(time.monotonic() - self.started_monotonic, 3),
             started_at=self.started_at.isoformat(),
             ended_at=ended.isoformat(),

@@ -34,6 +34,9 @@ class CallSummary(BaseModel):
     latency_ms: float = 0.0
     error: str | None = None
     started_at: str | None = None
+    # what the context policy changed (breakpoints, pruned/cleared tokens, route, thinking clamp) and
+    # saved_usd / cost_as_sent_usd / method; absent when it changed nothing
+    context: dict[str, Any] | None = None
 
 
 class RunSummary(BaseModel):
@@ -62,6 +65,8 @@ class RunSummary(BaseModel):
     ended_at: str | None = None
     session_id: str | None = None
     enforced: bool = True
+    # totals of the context policy's changes: saved_usd, share of the run, calls changed, tokens removed
+    context_savings: dict[str, Any] | None = None
     calls: list[CallSummary] = Field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -75,5 +80,27 @@ def call_summary(c: CallRecord) -> CallSummary:
         model_requested=c.model_requested, status=c.status, http_status=c.http_status, stream=c.stream,
         tokens=c.usage.as_json(), tool_calls=c.tool_calls, web_searches=c.web_searches, cost_usd=c.cost_usd,
         latency_ms=round(c.latency_ms, 2), service_tier=c.service_tier, estimated=c.estimated,
-        error=c.error, started_at=c.started_at.isoformat() if c.started_at else None,
+        error=c.error, started_at=c.started_at.isoformat() if c.started_at else None, context=c.context,
     )
+
+
+def context_savings(calls: list[CallRecord], cost_usd: Decimal) -> dict[str, Any] | None:
+    """Per-run totals of what the context policy changed and saved; None when it changed nothing.
+
+    ``saved_usd`` sums the calls' savings (negative when first cache writes outweighed reads so far);
+    ``share_pct`` is the saving out of what the run would have cost without the policy.
+    """
+    changed = [c for c in calls if c.context]
+    if not changed:
+        return None
+    saved = sum((c.context_saved_usd for c in changed), Decimal(0))
+    totals: dict[str, int] = {}
+    for c in changed:
+        for key in ("breakpoints_added", "pruned_results", "pruned_tokens", "cleared_results", "cleared_tokens"):
+            totals[key] = totals.get(key, 0) + int((c.context or {}).get(key, 0))
+    routed = sum(1 for c in changed if (c.context or {}).get("route"))
+    methods = {str((c.context or {}).get("method")) for c in changed if (c.context or {}).get("method")}
+    would_have = cost_usd + saved
+    share = (saved * 100 / would_have).quantize(Decimal("0.1")) if would_have > 0 else Decimal(0)
+    return {"saved_usd": str(saved), "share_pct": str(share), "calls_changed": len(changed), "calls_routed": routed,
+            **totals, "method": "estimate" if "estimate" in methods else ("provider-reported" if methods else None)}

@@ -21,6 +21,8 @@ YAML (every key optional)::
       retry_after: 1         # seconds, for 429
       after_events: 3        # kind=drop/malformed: SSE events sent before the fault
     delay: {first_byte: 0, per_event: 0}   # seconds: slow streams
+    prompt_cache: simple     # simple: the conversation before the last reply is a cache read when the
+                             # request has cache_control; prefix: Anthropic's billing (prompt_cache.py)
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Scenario(BaseModel):
     model: str | None = None
     fault: Fault = Field(default_factory=Fault)
     delay: Delay = Field(default_factory=Delay)
+    prompt_cache: Literal["simple", "prefix"] = "simple"
 
     def wants_tool(self, turn: int) -> bool:
         return self.turns is None or turn < self.turns
@@ -101,6 +104,10 @@ NAMED: dict[str, dict[str, Any]] = {
     "malformed-sse": {
         "description": "One event of each stream carries broken JSON; the rest is valid.",
         "fault": {"kind": "malformed", "after_events": 2},
+    },
+    "prefix-cache": {
+        "description": "A tool loop billed with Anthropic's prefix cache (reads only for a repeated prefix).",
+        "prompt_cache": "prefix",
     },
     "slow": {
         "description": "A tool loop streamed slowly: 0.2 s before the first byte, 0.05 s between events.",

@@ -24,8 +24,9 @@ from typing import Any
 from aiohttp import web
 
 from ci_guard.errors import InvalidInputError
-from ci_guard.simulator import anthropic_wire, chat_wire, responses_wire
+from ci_guard.simulator import anthropic_wire, chat_wire, context_edit, responses_wire
 from ci_guard.simulator.conversation import Request, read_request
+from ci_guard.simulator.prompt_cache import PromptCache
 from ci_guard.simulator.replies import anthropic_usage, chat_usage, plan_reply, responses_usage
 from ci_guard.simulator.scenario import Scenario, load_scenario
 
@@ -47,6 +48,8 @@ class Simulator:
         self.api_key = api_key  # when set, any other key gets 401 (proves a proxy swapped keys)
         self.served: list[dict[str, Any]] = []
         self.calls = 0
+        self.prompt_cache = PromptCache()  # used by scenarios with prompt_cache: prefix
+        self.bodies: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
 
     @property
@@ -92,6 +95,8 @@ class Simulator:
     def reset(self) -> None:
         self.served.clear()
         self.calls = 0
+        self.prompt_cache = PromptCache()
+        self.bodies.clear()
 
     # --- routes ---------------------------------------------------------------------------
 
@@ -158,12 +163,22 @@ class Simulator:
         if problem is not None:
             return problem
         scenario = self.scenario
+        applied = None
+        if endpoint == "messages":
+            model = scenario.model or str(body.get("model") or "claude-sonnet-4-5")
+            try:
+                body, applied = context_edit.apply(body, request.headers.get("anthropic-beta", ""), model)
+            except context_edit.EditRefused as exc:
+                self.served.append({"call": call, "endpoint": endpoint, "status": 400, "outcome": "error"})
+                return _error(endpoint, 400, str(exc))
         req = read_request(endpoint, body)
         record: dict[str, Any] = {
             "call": call, "endpoint": endpoint, "model": scenario.model or req.model, "stream": req.stream,
             "turn": req.turn, "status": 200, "outcome": "ok", "tool_calls": 0, "usage": None, "tokens": None,
             "session": request.headers.get("X-Claude-Code-Session-Id"),
+            "applied_edits": applied,
         }
+        self.bodies.append(body)  # as the model saw it (after context editing), for tests and benches
         self.served.append(record)
         fault = scenario.fault if scenario.faulty(call) else None
         if fault is not None and fault.kind == "status":
@@ -175,6 +190,12 @@ class Simulator:
             await asyncio.sleep(scenario.delay.first_byte)
         reply = plan_reply(scenario, req)
         usage = _USAGE[endpoint](req, reply)
+        if endpoint == "messages" and scenario.prompt_cache == "prefix":
+            counts = self.prompt_cache.serve(record["model"], body)
+            usage.update(input_tokens=counts.fresh, cache_creation_input_tokens=counts.write,
+                         cache_read_input_tokens=counts.read,
+                         cache_creation={"ephemeral_5m_input_tokens": counts.write - counts.write_1h,
+                                         "ephemeral_1h_input_tokens": counts.write_1h})
         record["tool_calls"] = 1 if reply.tool is not None else 0
         if not req.stream:
             return await self._json(request, endpoint, req, reply, usage, record, call, fault)
@@ -192,12 +213,14 @@ class Simulator:
         record["usage"] = usage
         record["tokens"] = _tokens(endpoint, usage)
         payload = _BODY[endpoint](req, reply, usage, record["model"], call)
+        if record["applied_edits"] is not None:
+            payload["context_management"] = {"applied_edits": record["applied_edits"]}
         return web.json_response(payload, headers={"request-id": f"req_sim{call:08d}"})
 
     async def _stream(self, request: web.Request, endpoint: str, body: dict[str, Any], req: Request,
                       reply: Any, usage: dict[str, Any], record: dict[str, Any], call: int,
                       fault: Any) -> web.StreamResponse:
-        frames = _frames(endpoint, body, req, reply, usage, record["model"], call)
+        frames = _frames(endpoint, body, req, reply, usage, record["model"], call, record["applied_edits"])
         response = web.StreamResponse(headers={
             "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
             "request-id": f"req_sim{call:08d}",
@@ -229,13 +252,17 @@ class Simulator:
 
 
 def _frames(endpoint: str, body: dict[str, Any], req: Request, reply: Any, usage: dict[str, Any], model: str,
-            call: int) -> list[tuple[Any, bytes]]:
+            call: int, applied_edits: list[dict[str, Any]] | None = None) -> list[tuple[Any, bytes]]:
     if endpoint == "chat.completions":
         include = bool((body.get("stream_options") or {}).get("include_usage"))
         events = chat_wire.events(req, reply, usage, model, call, include)
         return [(data, b"data: " + (data if isinstance(data, str) else json.dumps(data)).encode() + b"\n\n")
                 for _, data in events]
     events = (anthropic_wire if endpoint == "messages" else responses_wire).events(req, reply, usage, model, call)
+    if applied_edits is not None:  # context editing is reported on the message_delta event
+        for name, data in events:
+            if name == "message_delta":
+                data["context_management"] = {"applied_edits": applied_edits}
     return [(data, f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()) for name, data in events]
 
 

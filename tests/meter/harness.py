@@ -20,7 +20,7 @@ from ci_guard.meter.proxy import MeterProxy
 from ci_guard.meter.recorder import LedgerRecorder
 from ci_guard.meter.session import MeterSession, new_run_id, new_run_token
 from ci_guard.meter.upstreams import Upstreams
-from ci_guard.policy.decision import Decision, Enforcement, Limits
+from ci_guard.policy.decision import ContextPolicy, Decision, Enforcement, Limits
 from ci_guard.pricing.catalog import load_catalog
 
 REAL_KEY = "sk-ant-api03-REALKEY-never-shown-to-agents-0123456789"
@@ -84,9 +84,9 @@ class Proxied:
 def proxied(upstream_url: str, *, limits: Limits | None = None, model: str | None = "claude-sonnet-4-5",
             enforcement: Enforcement | None = None, openai_url: str | None = None,
             recorder: LedgerRecorder | None = None, key: str = REAL_KEY,
-            read_timeout_s: float = 600.0) -> Iterator[Proxied]:
+            read_timeout_s: float = 600.0, context_policy: ContextPolicy | None = None) -> Iterator[Proxied]:
     decision = Decision(decision="allow", rule="test", model=model, limits=limits or Limits(),
-                        enforcement=enforcement or Enforcement())
+                        enforcement=enforcement or Enforcement(), context_policy=context_policy or ContextPolicy())
     bg = BackgroundLoop()
     stops: list[tuple[str, str]] = []
     session = MeterSession(

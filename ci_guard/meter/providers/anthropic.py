@@ -86,6 +86,7 @@ class AnthropicMessages(WireAdapter):
         if data.get("type") == "error" or ("error" in data and "content" not in data):
             return CallResult(error=error_text(data.get("error")))
         content = as_list(data.get("content"))
+        cleared_uses, cleared_tokens = applied_edits(data.get("context_management"))
         return CallResult(
             usage=from_anthropic(as_dict(data.get("usage"))),
             tool_calls=sum(1 for b in content if _is_tool_block(b)),
@@ -95,6 +96,7 @@ class AnthropicMessages(WireAdapter):
             web_searches=anthropic_web_searches(as_dict(data.get("usage"))),
             service_tier=as_str(as_dict(data.get("usage")).get("service_tier")),
             inference_geo=as_str(as_dict(data.get("usage")).get("inference_geo")),
+            cleared_tool_uses=cleared_uses, cleared_input_tokens=cleared_tokens,
         )
 
     def stream_meter(self, strip_usage_chunk: bool = False) -> StreamMeter:
@@ -113,6 +115,24 @@ class AnthropicMessages(WireAdapter):
             err_type = _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
             message = f"{message} [ci_guard_{kind}]" if kind else message
         return json.dumps({"type": "error", "error": {"type": err_type, "message": message}}).encode()
+
+
+def applied_edits(context_management: Any) -> tuple[int, int]:
+    """(tool uses cleared, input tokens cleared) from a response's ``context_management`` object."""
+    if not isinstance(context_management, dict) or not isinstance(context_management.get("applied_edits"), list):
+        return 0, 0
+    uses = tokens = 0
+    for edit in context_management["applied_edits"]:
+        if not isinstance(edit, dict):
+            continue
+        for key, value in (("cleared_tool_uses", edit.get("cleared_tool_uses")),
+                           ("cleared_input_tokens", edit.get("cleared_input_tokens"))):
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                if key == "cleared_tool_uses":
+                    uses += value
+                else:
+                    tokens += value
+    return uses, tokens
 
 
 def _is_tool_block(block: Any) -> bool:
@@ -138,6 +158,9 @@ class AnthropicStreamMeter(SSEStreamMeter):
             self._merge(message.get("usage"))
         elif kind == "message_delta":
             self._merge(data.get("usage"))
+            if "context_management" in data:  # cumulative like usage: the latest report replaces
+                uses, tokens = applied_edits(data["context_management"])
+                self._result.cleared_tool_uses, self._result.cleared_input_tokens = uses, tokens
             stop = as_str(as_dict(data.get("delta")).get("stop_reason"))
             if stop:
                 self._result.stop_reason = stop

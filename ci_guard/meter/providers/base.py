@@ -42,6 +42,9 @@ class CallResult:
     web_searches: int = 0  # billed server-side web searches (a fee per search, on top of the tokens)
     service_tier: str | None = None  # the tier the provider says served the call
     inference_geo: str | None = None  # where the provider says the call ran (Anthropic usage.inference_geo)
+    # Anthropic context editing: what the provider reports it cleared (context_management.applied_edits)
+    cleared_tool_uses: int = 0
+    cleared_input_tokens: int = 0
 
 
 class StreamMeter(ABC):

@@ -1,0 +1,105 @@
+"""Context policy in the proxy: request transforms that make a call cheaper, each opt-in.
+
+One module per transform (cache, prune, clear, route, thinking); :class:`ContextTransforms`
+applies the ones the run's policy names, in a fixed order, and says what it changed. A request no
+transform applies to is returned as the very object the agent sent, so the proxy forwards the
+agent's own bytes; a run whose policy names no context block never builds a transformer at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ci_guard.meter.transforms import cache, clear, prune, route, thinking
+from ci_guard.meter.transforms.toolresults import tool_results
+from ci_guard.policy.decision import ContextPolicy
+
+
+@dataclass
+class Changes:
+    """What the proxy changed in one call (recorded with the call, summed per run)."""
+
+    breakpoints_added: int = 0
+    pruned_results: int = 0
+    pruned_tokens: int = 0  # estimated
+    cleared_results: int = 0  # by the proxy, or tool uses the provider reported clearing
+    cleared_tokens: int = 0  # estimated by the proxy, or as the provider reported
+    cleared_by: str | None = None  # "proxy" | "provider"
+    context_edit: bool = False  # the Anthropic context-management edit was sent
+    route: str | None = None
+    routed_from: str | None = None
+    routed_to: str | None = None
+    thinking_budget_from: int | None = None
+    thinking_budget_to: int | None = None
+    agent_caches: bool = False  # the agent set its own cache_control (its caching was left alone)
+
+    def any(self) -> bool:
+        return bool(self.breakpoints_added or self.pruned_results or self.cleared_results or self.cleared_tokens
+                    or self.context_edit or self.route or self.thinking_budget_from)
+
+    def as_json(self) -> dict[str, Any]:
+        """Only what happened (no zeros, no nulls), so a ledger row stays small."""
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) not in (None, 0, False)}
+
+
+@dataclass
+class Transformed:
+    body: dict[str, Any]
+    model: str | None
+    changes: Changes = field(default_factory=Changes)
+    beta: str | None = None  # an anthropic-beta feature the request now needs
+
+
+class ContextTransforms:
+    def __init__(self, policy: ContextPolicy) -> None:
+        self.policy = policy
+
+    def apply(self, *, provider: str, endpoint: str, raw: bytes, body: dict[str, Any], model: str | None,
+              max_output: int | None, input_tokens: int, stream: bool,
+              set_model: Callable[[dict[str, Any], str], dict[str, Any]],
+              not_dearer: Callable[[str | None, str], bool]) -> Transformed:
+        p, changes = self.policy, Changes()
+        anthropic = provider == "anthropic" and endpoint == "messages"
+        if p.route:
+            chosen = route.pick(p.route, route.features(body, model, max_output, input_tokens, stream))
+            if chosen is not None and chosen.model != model and not_dearer(model, chosen.model):
+                body = set_model(body, chosen.model)
+                changes.route, changes.routed_from, changes.routed_to = chosen.name, model, chosen.model
+                model = chosen.model
+        if anthropic and p.max_thinking_tokens:
+            body, before = thinking.clamp(body, p.max_thinking_tokens)
+            if before is not None:
+                changes.thinking_budget_from, changes.thinking_budget_to = before, p.max_thinking_tokens
+        spec_prune, spec_clear = p.prune_tool_results, p.clear_old_tool_results
+        results = tool_results(endpoint, body) if (spec_prune or spec_clear) else []
+        if spec_prune and results:
+            pruned = prune.prune(endpoint, body, spec_prune, results)
+            if pruned.results:
+                body = pruned.body
+                changes.pruned_results, changes.pruned_tokens = pruned.results, pruned.tokens
+                results = tool_results(endpoint, body)
+        beta = None
+        if spec_clear:
+            if anthropic and clear.supports_context_editing(model):
+                # The provider compares its own count with the trigger; the edit is only sent once the
+                # proxy's estimate is past half of it, so small requests still go out byte for byte.
+                edited = None if input_tokens * 2 < spec_clear.trigger_tokens else \
+                    clear.inject_edit(body, spec_clear)
+                if edited is not None:
+                    body, beta, changes.context_edit = edited, clear.BETA, True
+            elif results:
+                cleared = clear.clear(endpoint, body, spec_clear, input_tokens - changes.pruned_tokens, results)
+                if cleared.results:
+                    body = cleared.body
+                    changes.cleared_results, changes.cleared_tokens = cleared.results, cleared.tokens
+                    changes.cleared_by = "proxy"
+        if anthropic and p.cache == "auto":
+            if cache.manages_caching(raw):
+                changes.agent_caches = True
+            else:
+                skip_newest = bool(spec_prune) and any(
+                    r.newest and prune.cut(r.text, spec_prune) is not None for r in results)
+                body, changes.breakpoints_added = cache.add_breakpoints(body, skip_newest)
+        return Transformed(body, model, changes, beta)

@@ -1,0 +1,100 @@
+"""Prompt caching for Anthropic requests that ask for none: breakpoints on the stable prefix.
+
+Anthropic caches the prefix up to a block marked ``cache_control`` (tools, then system, then
+messages); at most four marks per request; a later request reads the longest cached prefix it
+repeats byte for byte (looking back up to 20 blocks from each mark) and writes the rest up to its
+last mark. Marks go on the last tool, the last system block, the model's last reply and the newest
+turn -- except a newest turn that pruning will rewrite on the next call: caching it would be a
+cache write (1.25x input) that is never read.
+
+A request that carries ``cache_control`` anywhere manages caching itself (Claude Code does) and is
+left alone. OpenAI caches prefixes automatically: nothing is added there, and nothing is reordered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EPHEMERAL = {"type": "ephemeral"}
+MAX_BREAKPOINTS = 4
+# Blocks that accept cache_control (thinking blocks do not; empty text cannot be cached).
+_CACHEABLE = ("text", "image", "document", "tool_use", "tool_result", "search_result")
+
+
+def manages_caching(raw: bytes) -> bool:
+    """True when the agent set ``cache_control`` anywhere (a byte search: no walk of the body)."""
+    return b'"cache_control"' in raw
+
+
+def add_breakpoints(body: dict[str, Any], skip_newest: bool = False) -> tuple[dict[str, Any], int]:
+    """(a copy of ``body`` with breakpoints added, how many); the body itself when none fits."""
+    out: dict[str, Any] | None = None
+    added = 0
+
+    def writable() -> dict[str, Any]:
+        nonlocal out
+        if out is None:
+            out = dict(body)
+        return out
+
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools and isinstance(tools[-1], dict):
+        new_tools = list(tools)
+        new_tools[-1] = {**tools[-1], "cache_control": EPHEMERAL}
+        writable()["tools"] = new_tools
+        added += 1
+    system = body.get("system")
+    if isinstance(system, str) and system:
+        writable()["system"] = [{"type": "text", "text": system, "cache_control": EPHEMERAL}]
+        added += 1
+    elif isinstance(system, list) and system and _cacheable(system[-1]):
+        new_system = list(system)
+        new_system[-1] = {**system[-1], "cache_control": EPHEMERAL}
+        writable()["system"] = new_system
+        added += 1
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages:
+        new_messages = list(messages)
+        changed = False
+        targets = []
+        last_reply = next((i for i in range(len(messages) - 1, -1, -1)
+                           if isinstance(messages[i], dict) and messages[i].get("role") == "assistant"), -1)
+        if last_reply >= 0:
+            targets.append(last_reply)
+        if not skip_newest and len(messages) - 1 != last_reply:
+            targets.append(len(messages) - 1)
+        for i in targets:
+            if added >= MAX_BREAKPOINTS:
+                break
+            marked = _mark_message(messages[i])
+            if marked is not None:
+                new_messages[i] = marked
+                added += 1
+                changed = True
+        if changed:
+            writable()["messages"] = new_messages
+    return (out if out is not None else body), added
+
+
+def _cacheable(block: Any) -> bool:
+    if not isinstance(block, dict) or block.get("type") not in _CACHEABLE:
+        return False
+    return not (block.get("type") == "text" and not block.get("text"))
+
+
+def _mark_message(message: Any) -> dict[str, Any] | None:
+    if not isinstance(message, dict):
+        return None
+    content = message.get("content")
+    if isinstance(content, str):
+        if not content:
+            return None
+        return {**message, "content": [{"type": "text", "text": content, "cache_control": EPHEMERAL}]}
+    if not isinstance(content, list):
+        return None
+    for j in range(len(content) - 1, -1, -1):
+        if _cacheable(content[j]):
+            new_content = list(content)
+            new_content[j] = {**content[j], "cache_control": EPHEMERAL}
+            return {**message, "content": new_content}
+    return None

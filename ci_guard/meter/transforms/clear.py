@@ -1,0 +1,88 @@
+"""Clearing old tool results once a request's input passes a threshold.
+
+Anthropic does it server-side (context editing, beta ``context-management-2025-06-27``): the proxy
+adds a ``clear_tool_uses_20250919`` edit and the beta header, only for models that support it, and
+reads ``context_management.applied_edits`` from the answer (JSON body or the ``message_delta``
+event of a stream). For other providers and models the proxy applies the same rule itself: when the
+estimated input passes ``trigger_tokens``, every tool result except the newest ``keep_last`` (and
+the newest turn, and excluded tools) is replaced by a placeholder -- nothing at all when less than
+``clear_at_least`` tokens would go, because each clearing invalidates the cached prefix from there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ci_guard.meter.transforms.toolresults import ToolResult, replace, tokens_of, tool_results
+from ci_guard.policy.models import ClearSpec
+
+BETA = "context-management-2025-06-27"
+EDIT_TYPE = "clear_tool_uses_20250919"
+PLACEHOLDER = "[ci-guard: this old tool result was cleared by the context policy]"
+# Models documented as supporting context editing (platform.claude.com, context-editing page):
+# the Claude 4 family and later. Any other model gets the proxy-side rule instead of the beta.
+_SUPPORTED = re.compile(
+    r"^(?:anthropic/)?claude-(?:"
+    r"(?:opus|sonnet)-4(?:-\d+)?|haiku-4-5|(?:opus|sonnet|haiku|fable|mythos)-5(?:-\d+)?|mythos-preview"
+    r")(?:-\d{8})?(?:-v\d+(?::\d+)?)?$"
+)
+
+
+def supports_context_editing(model: str | None) -> bool:
+    return bool(model) and _SUPPORTED.match(model) is not None  # type: ignore[arg-type]
+
+
+def anthropic_edit(spec: ClearSpec) -> dict[str, Any]:
+    edit: dict[str, Any] = {
+        "type": EDIT_TYPE,
+        "trigger": {"type": "input_tokens", "value": spec.trigger_tokens},
+        "keep": {"type": "tool_uses", "value": spec.keep_last},
+    }
+    if spec.clear_at_least:
+        edit["clear_at_least"] = {"type": "input_tokens", "value": spec.clear_at_least}
+    if spec.exclude_tools:
+        edit["exclude_tools"] = list(spec.exclude_tools)
+    return edit
+
+
+def inject_edit(body: dict[str, Any], spec: ClearSpec) -> dict[str, Any] | None:
+    """The body with the context-management edit, or None when the agent manages it itself."""
+    if "context_management" in body:
+        return None
+    return {**body, "context_management": {"edits": [anthropic_edit(spec)]}}
+
+
+def with_beta(header: str | None) -> str:
+    """The ``anthropic-beta`` header with context management added (kept once, order preserved)."""
+    names = [n.strip() for n in (header or "").split(",") if n.strip()]
+    return ",".join(names if BETA in names else [*names, BETA])
+
+
+@dataclass
+class Cleared:
+    body: dict[str, Any]
+    results: int = 0
+    tokens: int = 0  # estimated tokens removed
+
+
+def clear(endpoint: str, body: dict[str, Any], spec: ClearSpec, input_tokens: int,
+          results: list[ToolResult] | None = None) -> Cleared:
+    """The proxy-side rule (see the module docstring)."""
+    out = Cleared(body)
+    if input_tokens <= spec.trigger_tokens:
+        return out
+    found = results if results is not None else tool_results(endpoint, body)
+    excluded = set(spec.exclude_tools)
+    # keep_last counts tool results (one per tool use), newest first, before exclusions.
+    candidates = found[:max(0, len(found) - spec.keep_last)]
+    chosen = [r for r in candidates if not r.newest and r.text != PLACEHOLDER
+              and not (excluded and (r.name is None or r.name in excluded))]
+    tokens = sum(tokens_of(r.text) - tokens_of(PLACEHOLDER) for r in chosen)
+    if not chosen or tokens <= 0 or (spec.clear_at_least and tokens < spec.clear_at_least):
+        return out
+    for r in chosen:
+        out.body = replace(out.body, r.path, PLACEHOLDER)
+    out.results, out.tokens = len(chosen), tokens
+    return out

@@ -1,0 +1,146 @@
+"""Where the tool results of a request are, in each wire format, and how to replace one.
+
+Requests are never modified in place: :func:`replace` copies only the containers on the path to
+the changed value, so an untouched request stays the very object the agent sent (and its bytes are
+forwarded unchanged) and a changed one shares everything else with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+Path = tuple[Any, ...]
+
+
+@dataclass
+class ToolResult:
+    path: Path  # from the body to the text (a str) of the result
+    text: str
+    name: str | None  # the tool's name, when the request says which tool made the call
+    item: int  # index of the message / input item holding it
+    newest: bool  # part of the newest turn (after the model's last reply): never changed
+
+
+def tokens_of(text: str) -> int:
+    """The estimate the proxy uses everywhere (about four characters per token), without encoding."""
+    return (len(text) + 3) // 4
+
+
+def replace(body: dict[str, Any], path: Path, value: Any) -> dict[str, Any]:
+    """A copy of ``body`` with the value at ``path`` replaced; containers off the path are shared."""
+    return _set(body, path, value)
+
+
+def _set(node: Any, path: Path, value: Any) -> Any:
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    new = list(node) if isinstance(node, list) else dict(node)
+    new[head] = _set(node[head], rest, value)
+    return new
+
+
+def tool_results(endpoint: str, body: dict[str, Any]) -> list[ToolResult]:
+    """Every textual tool result of a request, oldest first."""
+    if endpoint == "messages":
+        return list(_anthropic(body))
+    if endpoint == "chat.completions":
+        return list(_chat(body))
+    if endpoint == "responses":
+        return list(_responses(body))
+    return []
+
+
+def _last(items: list[Any], is_reply: Any) -> int:
+    for i in range(len(items) - 1, -1, -1):
+        if isinstance(items[i], dict) and is_reply(items[i]):
+            return i
+    return -1
+
+
+def _anthropic(body: dict[str, Any]) -> Iterator[ToolResult]:
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return
+    names: dict[str, str] = {}
+    last_reply = _last(messages, lambda m: m.get("role") == "assistant")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+            continue
+        for j, block in enumerate(message["content"]):
+            if not isinstance(block, dict):
+                continue
+            kind = block.get("type")
+            if kind == "tool_use" and isinstance(block.get("id"), str) and isinstance(block.get("name"), str):
+                names[block["id"]] = block["name"]
+            elif kind == "tool_result":
+                name = names.get(block.get("tool_use_id")) if isinstance(block.get("tool_use_id"), str) else None
+                content = block.get("content")
+                base = ("messages", i, "content", j, "content")
+                if isinstance(content, str):
+                    yield ToolResult(base, content, name, i, i > last_reply)
+                elif isinstance(content, list):
+                    for k, part in enumerate(content):
+                        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                            yield ToolResult((*base, k, "text"), part["text"], name, i, i > last_reply)
+
+
+def _chat(body: dict[str, Any]) -> Iterator[ToolResult]:
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return
+    names: dict[str, str] = {}
+    last_reply = _last(messages, lambda m: m.get("role") == "assistant")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role")
+        if role == "assistant" and isinstance(message.get("tool_calls"), list):
+            for call in message["tool_calls"]:
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict) and isinstance(call.get("id"), str) and isinstance(fn.get("name"), str):
+                    names[call["id"]] = fn["name"]
+        elif role == "tool":
+            call_id = message.get("tool_call_id")
+            name = names.get(call_id) if isinstance(call_id, str) else None
+            content = message.get("content")
+            if isinstance(content, str):
+                yield ToolResult(("messages", i, "content"), content, name, i, i > last_reply)
+            elif isinstance(content, list):
+                for k, part in enumerate(content):
+                    if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                        yield ToolResult(("messages", i, "content", k, "text"), part["text"], name, i,
+                                         i > last_reply)
+
+
+def _is_model_item(item: dict[str, Any]) -> bool:
+    kind = str(item.get("type", "message"))
+    return kind == "reasoning" or kind.endswith("_call") or (kind == "message" and item.get("role") == "assistant")
+
+
+def _responses(body: dict[str, Any]) -> Iterator[ToolResult]:
+    items = body.get("input")
+    if not isinstance(items, list):
+        return
+    names: dict[str, str] = {}
+    last_reply = _last(items, _is_model_item)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind in ("function_call", "custom_tool_call") and isinstance(item.get("call_id"), str):
+            if isinstance(item.get("name"), str):
+                names[item["call_id"]] = item["name"]
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            call_id = item.get("call_id")
+            name = names.get(call_id) if isinstance(call_id, str) else None
+            output = item.get("output")
+            if isinstance(output, str):
+                yield ToolResult(("input", i, "output"), output, name, i, i > last_reply)
+            elif isinstance(output, list):
+                for k, part in enumerate(output):
+                    if isinstance(part, dict) and part.get("type") in ("input_text", "output_text", "text") \
+                            and isinstance(part.get("text"), str):
+                        yield ToolResult(("input", i, "output", k, "text"), part["text"], name, i, i > last_reply)

@@ -1,0 +1,158 @@
+"""The context policy through the proxy, against the simulator: what goes upstream, what is recorded."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import httpx
+
+from ci_guard.meter.summary import context_savings
+from ci_guard.policy.decision import ContextPolicy, Route
+from ci_guard.policy.models import ClearSpec, PruneSpec, RouteWhen
+from ci_guard.simulator.server import run_simulator
+from tests.meter.harness import REAL_KEY, echo_upstream, proxied
+
+LOG = "".join(f"tests/test_mod.py::test_{i:05d} FAILED - AssertionError: expected 1 got 2\n" for i in range(3000))
+PRUNE = PruneSpec(max_tokens=1000, keep={"head_lines": 20, "tail_lines": 40})
+EVERYTHING = ContextPolicy(
+    cache="auto", prune_tool_results=PRUNE, clear_old_tool_results=ClearSpec(trigger_tokens=500_000),
+    route=[Route(name="side", when=RouteWhen(tools="none", max_output_tokens="<= 64"), model="claude-haiku-4-5")],
+    max_thinking_tokens=8000)
+
+
+def post(p, body: dict, headers: dict | None = None, path: str = "/v1/messages") -> httpx.Response:
+    h = {"x-api-key": p.token, "anthropic-version": "2023-06-01", "content-type": "application/json",
+         **(headers or {})}
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(f"{p.anthropic_url}{path}", content=data, headers=h, timeout=30)
+
+
+def session_turns(n: int) -> list[dict]:
+    """The request of each turn of a test-repair loop whose test run prints LOG every time."""
+    messages: list[dict] = [{"role": "user", "content": "The tests fail. Fix them."}]
+    out = []
+    for i in range(n):
+        out.append({"model": "claude-sonnet-4-5", "max_tokens": 2048, "system": "You are a careful engineer. " * 300,
+                    "tools": [{"name": "Bash", "description": "Run a command", "input_schema": {"type": "object"}}],
+                    "messages": list(messages)})
+        messages = [
+            *messages,
+            {"role": "assistant", "content": [{"type": "text", "text": f"Running the tests, attempt {i}."},
+                                              {"type": "tool_use", "id": f"toolu_{i:03d}", "name": "Bash",
+                                               "input": {"command": "pytest"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"toolu_{i:03d}", "content": LOG}]}]
+    return out
+
+
+def test_a_request_no_rule_applies_to_passes_byte_for_byte() -> None:
+    raw = (b'{"model": "claude-sonnet-4-5",  "max_tokens": 4096, "stream": false, "tools": [{"name": "Bash", '
+           b'"input_schema": {}}], "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],'
+           b' "thinking": {"type": "enabled", "budget_tokens": 2000}, "messages": [{"role": "user", '
+           b'"content": [{"type": "tool_result", "tool_use_id": "t", "content": "small \\u00e9"}]}]}')
+    with echo_upstream() as up, proxied(up.url, context_policy=EVERYTHING) as p:
+        r = post(p, raw, {"anthropic-beta": "claude-code-20250219"})
+        assert r.status_code == 200
+        assert up.requests[0]["raw"] == raw
+        assert {k.lower(): v for k, v in up.requests[0]["headers"].items()}["anthropic-beta"] == "claude-code-20250219"
+        assert p.calls[0].context == {"agent_caches": True} and p.calls[0].context_saved_usd == 0
+
+
+def test_pruning_and_caching_a_repair_loop_still_gets_cache_reads_and_saves() -> None:
+    turns = session_turns(5)
+    policy = ContextPolicy(cache="auto", prune_tool_results=PRUNE)
+    with run_simulator("prefix-cache", api_key=REAL_KEY) as sim, proxied(sim.url, context_policy=policy) as p:
+        for body in turns:
+            assert post(p, body).status_code == 200
+        usages = [r["usage"] for r in sim.served]
+        calls = p.calls
+    seen = sim.bodies
+    # the model saw every log but the newest one pruned, each cut the same way on every turn
+    first_cut = seen[2]["messages"][2]["content"][0]["content"]
+    assert "[ci-guard:" in first_cut and len(first_cut) < len(LOG) / 10
+    assert all(b["messages"][2]["content"][0]["content"] == first_cut for b in seen[3:])
+    assert seen[4]["messages"][-1]["content"][0]["content"] == LOG  # the newest turn is whole
+    # later turns read the pruned prefix from the cache
+    assert all(u["cache_read_input_tokens"] > 0 for u in usages[1:])
+    assert usages[4]["cache_read_input_tokens"] > usages[2]["cache_read_input_tokens"]
+    assert calls[4].context["breakpoints_added"] == 3  # tools, system, last reply (the newest log is not cached)
+    assert calls[4].context["pruned_results"] == 3 and calls[4].context["method"] == "estimate"
+    total_saved = sum((c.context_saved_usd for c in calls), Decimal(0))
+    assert total_saved > 0
+    totals = context_savings(calls, sum((c.cost_usd for c in calls), Decimal(0)))
+    assert totals is not None and Decimal(totals["saved_usd"]) == total_saved and Decimal(totals["share_pct"]) > 50
+
+
+def test_anthropic_context_editing_is_sent_with_its_beta_and_cleared_tokens_are_recorded() -> None:
+    turns = session_turns(6)
+    policy = ContextPolicy(clear_old_tool_results=ClearSpec(trigger_tokens=40_000, keep_last=2))
+    with run_simulator("prefix-cache", api_key=REAL_KEY) as sim, proxied(sim.url, context_policy=policy) as p:
+        json_answer = post(p, turns[5])
+        assert json_answer.status_code == 200
+        with httpx.stream("POST", f"{p.anthropic_url}/v1/messages", json={**turns[4], "stream": True},
+                          headers={"x-api-key": p.token, "anthropic-version": "2023-06-01",
+                                   "anthropic-beta": "claude-code-20250219"}, timeout=30) as s:
+            stream_text = "".join(s.iter_text())
+        calls = p.calls
+    edits = json_answer.json()["context_management"]["applied_edits"]
+    assert edits[0]["cleared_tool_uses"] == 3  # five results, keep the newest two
+    assert calls[0].context["cleared_tokens"] == edits[0]["cleared_input_tokens"] > 40_000
+    assert calls[0].context["cleared_by"] == "provider" and calls[0].context["method"] == "provider-reported"
+    assert Decimal(calls[0].context["saved_usd"]) > 0
+    assert '"context_management"' in stream_text
+    assert calls[1].context["cleared_results"] == 2 and calls[1].context["cleared_tokens"] > 0
+    assert sim.served[1]["applied_edits"][0]["cleared_tool_uses"] == 2
+
+
+def test_no_beta_for_a_model_without_context_editing_the_proxy_clears_instead() -> None:
+    body = {**session_turns(6)[5], "model": "claude-3-5-haiku"}
+    policy = ContextPolicy(clear_old_tool_results=ClearSpec(trigger_tokens=40_000, keep_last=2))
+    with echo_upstream() as up, proxied(up.url, model=None, context_policy=policy) as p:
+        assert post(p, body).status_code == 200
+        sent = up.requests[0]
+        calls = p.calls
+    assert "context_management" not in sent["json"]
+    assert "anthropic-beta" not in {k.lower() for k in sent["headers"]}
+    results = [m["content"][0]["content"] for m in sent["json"]["messages"][2::2]]
+    assert results[:3] == ["[ci-guard: this old tool result was cleared by the context policy]"] * 3
+    assert results[3:] == [LOG, LOG]
+    assert calls[0].context["cleared_by"] == "proxy" and calls[0].context["cleared_results"] == 3
+
+
+def test_a_title_side_call_is_routed_and_the_served_model_and_rule_recorded() -> None:
+    title = {"model": "claude-sonnet-4-5", "max_tokens": 64, "system": [
+        {"type": "text", "text": "Generate a concise title for this coding session."}],
+        "messages": [{"role": "user", "content": "Fix the flaky test in the parser."}]}
+    policy = ContextPolicy(route=[Route(name="titles", when=RouteWhen(agent_call="title"), model="claude-haiku-4-5")])
+    with run_simulator("tool-loop", api_key=REAL_KEY) as sim, proxied(sim.url, context_policy=policy) as p:
+        assert post(p, title).status_code == 200
+        main = session_turns(1)[0]
+        assert post(p, main).status_code == 200
+        calls = p.calls
+    assert [r["model"] for r in sim.served] == ["claude-haiku-4-5", "claude-sonnet-4-5"]
+    assert calls[0].model_requested == "claude-sonnet-4-5" and calls[0].model_served == "claude-haiku-4-5"
+    assert calls[0].context["route"] == "titles" and calls[0].context["routed_to"] == "claude-haiku-4-5"
+    assert Decimal(calls[0].context["saved_usd"]) > 0
+    assert Decimal(calls[0].context["cost_as_sent_usd"]) > calls[0].cost_usd
+    assert calls[1].context is None
+
+
+def test_openai_chat_is_pruned_but_never_given_cache_markers() -> None:
+    def call(i: str) -> dict:
+        return {"role": "assistant", "tool_calls": [{"id": i, "type": "function",
+                                                     "function": {"name": "sh", "arguments": "{}"}}]}
+
+    body = {"model": "gpt-5", "messages": [
+        {"role": "user", "content": "fix"}, call("c1"), {"role": "tool", "tool_call_id": "c1", "content": LOG},
+        call("c2"), {"role": "tool", "tool_call_id": "c2", "content": LOG}]}
+    policy = ContextPolicy(cache="auto", prune_tool_results=PRUNE)
+    with run_simulator("tool-loop", api_key=REAL_KEY) as sim, proxied(sim.url, model="gpt-5",
+                                                                      context_policy=policy) as p:
+        r = httpx.post(f"{p.openai_url}/chat/completions", json=body, headers={"authorization": f"Bearer {p.token}"},
+                       timeout=30)
+        assert r.status_code == 200
+        calls = p.calls
+    seen = sim.bodies[0]
+    assert "cache_control" not in json.dumps(seen)
+    assert "[ci-guard:" in seen["messages"][2]["content"] and seen["messages"][4]["content"] == LOG
+    assert calls[0].context["pruned_results"] == 1
