@@ -51,6 +51,7 @@ class RunRecord:
     cost_usd: Decimal = Decimal(0)
     usage: Usage = field(default_factory=Usage)
     web_searches: int = 0  # billed server-side web searches (their fee is in cost_usd)
+    context_saved_usd: Decimal = Decimal(0)  # what the context policy saved (not spent, not in cost_usd)
 
 
 @dataclass

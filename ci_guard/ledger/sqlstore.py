@@ -45,16 +45,18 @@ TOKEN_COLS = ("input_tokens", "cache_write_tokens", "cache_write_1h_tokens", "ca
 RUN_COLS = ("run_id", "started_at", "ended_at", "decision", "status", "org", "team", "repo", "actor",
             "workflow", "agent", "environment", "trigger_name", "pr", "branch", "cohort", "platform",
             "rule", "reason", "model", "limits_json", "stop_reason", "outcome", "agent_exit_code",
-            "session_id", "enforced", "turns", "tool_calls", "cost_micros", *TOKEN_COLS, "web_searches")
+            "session_id", "enforced", "turns", "tool_calls", "cost_micros", *TOKEN_COLS, "web_searches",
+            "context_saved_micros")
 CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endpoint", "model_requested",
              "model_served", *TOKEN_COLS, "cost_micros", "status", "http_status", "stream", "tool_calls",
              "context_tokens", "latency_ms", "fingerprint", "error", "session_id", "is_turn", "web_searches",
-             "service_tier", "estimated")
+             "service_tier", "estimated", "context_json", "context_saved_micros")
 EXPORT_PAGE = 5000  # calls per read of export_calls
 _INSERT_CALL = (f"INSERT INTO calls ({', '.join(CALL_COLS)}) VALUES ({', '.join('?' * len(CALL_COLS))})"
                 " ON CONFLICT (run_id, seq) DO NOTHING")
 _ADD_TO_RUN = ("UPDATE runs SET turns = turns + ?, tool_calls = tool_calls + ?, cost_micros = cost_micros + ?, "
-               + ", ".join(f"{c} = {c} + ?" for c in TOKEN_COLS) + ", web_searches = web_searches + ? WHERE run_id = ?")
+               + ", ".join(f"{c} = {c} + ?" for c in TOKEN_COLS)
+               + ", web_searches = web_searches + ?, context_saved_micros = context_saved_micros + ? WHERE run_id = ?")
 REPORT_GROUPS = {"repo": "repo", "org": "org", "team": "team", "user": "actor", "agent": "agent",
                  "model": "model", "workflow": "workflow", "status": "status"}
 
@@ -320,7 +322,7 @@ class SqlStore:
         if not tx.run(_INSERT_CALL, self._call_row(call, micros)):
             return  # the same call written twice (a retried write): count it once
         updated = tx.run(_ADD_TO_RUN, (int(call.is_turn), call.tool_calls, micros, *astuple(call.usage),
-                                       call.web_searches, call.run_id))
+                                       call.web_searches, to_micros(call.context_saved_usd), call.run_id))
         if not updated:
             raise LedgerError(f"run {call.run_id!r} is not in the ledger; start_run must come first")
         for budget, scope_key, start in self._keys_of(tx, call.run_id):
@@ -459,7 +461,7 @@ class SqlStore:
                 run.trigger, run.pr, run.branch, run.cohort, run.platform, run.rule, run.reason, run.model,
                 json.dumps(run.limits, sort_keys=True, default=str), run.stop_reason, run.outcome,
                 run.agent_exit_code, run.session_id, self._bool(run.enforced), 0, 0, 0,
-                *(0 for _ in TOKEN_COLS), 0)
+                *(0 for _ in TOKEN_COLS), 0, 0)
 
     def _run_from(self, row: Sequence[Any]) -> RunRecord:
         r = dict(zip(RUN_COLS, row, strict=True))
@@ -473,6 +475,7 @@ class SqlStore:
             agent_exit_code=r["agent_exit_code"], session_id=r["session_id"], enforced=bool(r["enforced"]),
             turns=int(r["turns"]), tool_calls=int(r["tool_calls"]), cost_usd=from_micros(r["cost_micros"]),
             usage=Usage(*(int(r[c]) for c in TOKEN_COLS)), web_searches=int(r["web_searches"]),
+            context_saved_usd=from_micros(r["context_saved_micros"]),
         )
 
     def _call_row(self, call: CallRecord, micros: int) -> tuple[Any, ...]:
@@ -480,7 +483,8 @@ class SqlStore:
                 call.endpoint, call.model_requested, call.model_served, *astuple(call.usage), micros,
                 call.status, call.http_status, self._bool(call.stream), call.tool_calls, call.context_tokens,
                 float(call.latency_ms), call.fingerprint, call.error, call.session_id, self._bool(call.is_turn),
-                call.web_searches, call.service_tier, self._bool(call.estimated))
+                call.web_searches, call.service_tier, self._bool(call.estimated),
+                json.dumps(call.context, sort_keys=True) if call.context else None, to_micros(call.context_saved_usd))
 
     def _call_from(self, row: Sequence[Any]) -> CallRecord:
         c = dict(zip(CALL_COLS, row, strict=True))
@@ -494,6 +498,8 @@ class SqlStore:
             latency_ms=float(c["latency_ms"]), fingerprint=c["fingerprint"], error=c["error"],
             session_id=c["session_id"], is_turn=bool(c["is_turn"]), web_searches=int(c["web_searches"]),
             service_tier=c["service_tier"], estimated=bool(c["estimated"]),
+            context=json.loads(c["context_json"]) if c["context_json"] else None,
+            context_saved_usd=from_micros(c["context_saved_micros"]),
         )
 
 

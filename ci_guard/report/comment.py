@@ -140,6 +140,25 @@ class CommentView:
         return sum((r.summary.cost_usd for r in self.runs), Decimal(0))
 
     @property
+    def context_saved(self) -> Decimal | None:
+        """What the context policy saved over these runs (None when it changed no call)."""
+        saved = [to_decimal(r.summary.context_savings.get("saved_usd")) or Decimal(0)
+                 for r in self.runs if r.summary.context_savings]
+        return sum(saved, Decimal(0)) if saved else None
+
+    @property
+    def context_saved_pct(self) -> Decimal:
+        """The saving out of what the runs would have cost as the agents sent their calls."""
+        saved = self.context_saved or Decimal(0)
+        would_have = self.total_cost + saved
+        return (saved * 100 / would_have).quantize(Decimal("0.1")) if would_have > 0 else Decimal(0)
+
+    @property
+    def context_method(self) -> str:
+        methods = {r.summary.context_savings.get("method") for r in self.runs if r.summary.context_savings}
+        return "estimate" if "estimate" in methods else "provider-reported"
+
+    @property
     def all_blocked(self) -> bool:
         return bool(self.runs) and all(r.blocked for r in self.runs)
 

@@ -50,6 +50,7 @@ class Dashboard:
     calls: int = 0
     tokens: int = 0
     web_searches: int = 0
+    context_saved: Decimal = Decimal(0)  # what context policies saved (not spent; not in total)
     by_day: dict[str, Decimal] = field(default_factory=dict)
     groups: dict[str, dict[str, Group]] = field(default_factory=dict)
     runs: dict[str, RunRow] = field(default_factory=dict)
@@ -102,6 +103,7 @@ def build_dashboard(pairs: Iterable[tuple[CallRecord, RunRecord]], start: dateti
         board.calls += 1
         board.tokens += tokens
         board.web_searches += call.web_searches
+        board.context_saved += call.context_saved_usd
         by_day[call.started_at.astimezone(UTC).strftime("%Y-%m-%d")] += call.cost_usd
         row = board.runs.setdefault(run.run_id, RunRow(run))
         row.cost += call.cost_usd

@@ -95,7 +95,7 @@ def focus_row(call: CallRecord, run: RunRecord) -> dict[str, Any]:
             "web_searches": call.web_searches, "service_tier": call.service_tier,
         }),
         "RegionId": None, "RegionName": None,
-        "Tags": _json(_tags(run)),
+        "Tags": _json({**_tags(run), **_context_tags(call)}),
         "x_RunId": call.run_id, "x_CallSeq": call.seq, "x_CallStatus": call.status, "x_Model": model,
         "x_ModelRequested": call.model_requested, "x_Endpoint": call.endpoint,
         "x_Enforced": "true" if run.enforced else "false",
@@ -129,6 +129,18 @@ def _tags(run: RunRecord) -> dict[str, str]:
         "rule": run.rule, "run_status": run.status, "stop_reason": run.stop_reason, "outcome": run.outcome,
     }
     return {f"ci-guard/{k}": v for k, v in values.items() if v is not None}
+
+
+def _context_tags(call: CallRecord) -> dict[str, str]:
+    """What the context policy saved on this call (the cost columns hold what was spent)."""
+    if not call.context:
+        return {}
+    tags = {"ci-guard/context_saved_usd": f"{call.context_saved_usd:.6f}",
+            "ci-guard/context_changes": ",".join(k for k in ("breakpoints_added", "pruned_tokens", "cleared_tokens",
+                                                             "route", "thinking_budget_from") if call.context.get(k))}
+    if call.context.get("method"):
+        tags["ci-guard/context_saving_method"] = str(call.context["method"])
+    return tags
 
 
 def _resource_name(run: RunRecord) -> str | None:

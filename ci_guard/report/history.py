@@ -6,7 +6,7 @@ from datetime import datetime
 
 from ci_guard.ledger.records import CallRecord, RunRecord
 from ci_guard.ledger.store import Store
-from ci_guard.meter.summary import RunSummary, call_summary
+from ci_guard.meter.summary import RunSummary, call_summary, context_savings
 
 MAX_RUNS = 200  # a PR with more agent runs than this is summarised from its newest 200
 
@@ -41,4 +41,5 @@ def run_summary(run: RunRecord, calls: list[CallRecord]) -> RunSummary:
         started_at=_iso(run.started_at), ended_at=_iso(run.ended_at), session_id=run.session_id,
         enforced=run.enforced, calls=[call_summary(c) for c in sorted(calls, key=lambda c: c.seq)],
         estimated_calls=sum(1 for c in calls if c.estimated),
+        context_savings=context_savings(calls, run.cost_usd),
     )

@@ -77,3 +77,11 @@ def test_sandbox_blocks_attribute_escapes(tmp_path: Path) -> None:
     tpl.write_text("{{ view.__class__.__init__.__globals__ }}")
     with pytest.raises(InvalidInputError):
         render_comment([b.normal()], template=tpl)
+
+
+def test_the_comment_says_what_the_context_policy_saved() -> None:
+    saved = b.run("run-ctx", total="0.40")
+    saved.context_savings = {"saved_usd": "0.60", "share_pct": "60.0", "calls_changed": 3, "method": "estimate"}
+    body = render_comment([saved]).body
+    assert "Context policy saved $0.60, 60.0% of this run (estimate)." in body
+    assert "Context policy saved" not in render_comment([b.normal()]).body
