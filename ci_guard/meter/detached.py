@@ -240,4 +240,18 @@ def _alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return True
+    # A zombie that is not our child (the proxy was started by another step, and the container's
+    # PID 1 never reaps) still answers signal 0: it has exited all the same.
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """True when ``pid`` has exited but was not reaped (Linux /proc; elsewhere assume it has not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    # "pid (comm) state ...": comm may hold spaces and parentheses, so split after the last ")".
+    state = stat[stat.rfind(b")") + 1:].split(None, 1)[:1]
+    return state in ([b"Z"], [b"X"])

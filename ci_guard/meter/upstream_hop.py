@@ -6,27 +6,27 @@
   (``HTTPS_PROXY``/``HTTP_PROXY``, honouring ``NO_PROXY``), so CI runners behind a corporate proxy
   keep working, and for every origin when ``CI_GUARD_UPSTREAM_CLIENT=aiohttp`` (an escape hatch).
 
+aiohttp (~100 ms to import) lives in :mod:`ci_guard.meter.upstream_aiohttp` and is imported only
+when an origin needs it, so a run's start does not pay for it.
+
 Both raise the errors of :mod:`ci_guard.meter.upstream_client` (and ``TimeoutError``), so the proxy
 maps failures the same way whichever client carried the call.
 """
 
 from __future__ import annotations
 
-import urllib.request
+import os
+import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
-
-from ci_guard.meter.upstream_client import (
-    UpstreamClient,
-    UpstreamConnectionError,
-    UpstreamError,
-    UpstreamPayloadError,
-)
+from ci_guard.meter.upstream_client import UpstreamClient
 from ci_guard.meter.upstreams import Upstreams
+
+if TYPE_CHECKING:
+    from ci_guard.meter.upstream_aiohttp import AiohttpTransport
 
 
 class HeaderView(Protocol):
@@ -53,80 +53,16 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-# -- aiohttp behind the same interface -----------------------------------------------------------
-def _mapped(exc: aiohttp.ClientError) -> UpstreamError:
-    """aiohttp's errors as ours (its timeouts are TimeoutErrors already and are not passed here)."""
-    text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return UpstreamPayloadError(text)
-    if isinstance(exc, aiohttp.ClientConnectionError):
-        return UpstreamConnectionError(text)
-    return UpstreamError(text)
-
-
-class AiohttpResponse:
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-        self.status = response.status
-        self.headers = response.headers
-
-    def body_ready(self) -> bool:
-        return False  # no public view of aiohttp's buffer: the head is always sent at once
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except TimeoutError:
-            raise
-        except aiohttp.ClientError as exc:
-            raise _mapped(exc) from exc
-
-    async def read(self) -> bytes:
-        try:
-            return await self._response.read()
-        except TimeoutError:
-            raise
-        except aiohttp.ClientError as exc:
-            raise _mapped(exc) from exc
-
-
-class AiohttpTransport:
-    """aiohttp's ClientSession with the settings the proxy always used (trust_env for proxies)."""
-
-    def __init__(self, upstreams: Upstreams) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=upstreams.connect_timeout_s,
-                                          sock_read=upstreams.read_timeout_s),
-            auto_decompress=True,
-            trust_env=True,  # HTTPS_PROXY / NO_PROXY: CI runners behind a corporate proxy
-        )
-
-    @asynccontextmanager
-    async def request(self, method: str, url: str, headers: Mapping[str, str],
-                      body: bytes | None = None) -> AsyncIterator[Response]:
-        try:
-            response = await self._session.request(method, url, headers=dict(headers), data=body or None,
-                                                   allow_redirects=False)
-        except TimeoutError:
-            raise
-        except aiohttp.ClientError as exc:
-            raise _mapped(exc) from exc
-        # Errors raised by the caller's own code (e.g. writing to the agent) pass through unmapped.
-        try:
-            yield AiohttpResponse(response)
-        finally:
-            response.release()
-            await response.wait_for_close()
-
-    async def close(self) -> None:
-        await self._session.close()
-
-
 # -- choosing per origin -------------------------------------------------------------------------
 def env_proxy_applies(url: str) -> bool:
     """True when aiohttp (trust_env) would send this URL through an HTTP(S) proxy from the environment."""
+    if sys.platform.startswith("linux") and not any(name.lower().endswith("_proxy") for name in os.environ):
+        # No *_proxy variable: on Linux that is all getproxies() reads, so skip importing
+        # urllib.request (http.client, email: ~10 ms of a run's start). macOS and Windows also
+        # read system settings, so they always ask.
+        return False
+    import urllib.request
+
     parts = urlsplit(url)
     if parts.scheme not in urllib.request.getproxies():
         return False
@@ -155,6 +91,8 @@ class UpstreamHop:
 
     def _aiohttp_transport(self) -> AiohttpTransport:
         if self._aiohttp is None:
+            from ci_guard.meter.upstream_aiohttp import AiohttpTransport  # only behind an env proxy
+
             self._aiohttp = AiohttpTransport(self.upstreams)
         return self._aiohttp
 
@@ -168,4 +106,4 @@ class UpstreamHop:
             await self._aiohttp.close()
 
 
-__all__ = ["AiohttpTransport", "Response", "Transport", "UpstreamHop", "env_proxy_applies"]
+__all__ = ["Response", "Transport", "UpstreamHop", "env_proxy_applies"]

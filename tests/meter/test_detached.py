@@ -193,3 +193,48 @@ def _alive(pid: int) -> bool:
         # not our child: a zombie still answers kill(0); look at its state
         stat = Path(f"/proc/{pid}/stat")
         return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+# A container's PID 1 that never reaps: it adopts the orphaned proxy (as a child subreaper) and
+# keeps it as a zombie after it exits. `ci-guard start` runs under it.
+NON_REAPING_INIT = textwrap.dedent("""
+    import ctypes, subprocess, sys, time
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+    sys.stdout.write(done.stdout)
+    sys.stdout.write("\\n--started--\\n")
+    sys.stdout.flush()
+    time.sleep(120)  # never waits for the proxy
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreapers are Linux-only")
+def test_stop_is_quick_when_nobody_reaps_the_exited_proxy(setup):
+    tmp, _, env = setup
+    init = subprocess.Popen(
+        [sys.executable, "-c", NON_REAPING_INIT, sys.executable, "-m", "ci_guard", "start", "--policy", "policy.yml",
+         "--repo", "acme/web", "--no-draft", "--ledger", f"sqlite:///{tmp / 'ledger.db'}", "--format", "shell"],
+        cwd=tmp, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        assert init.stdout is not None
+        for line in init.stdout:
+            if line.strip() == "--started--":
+                break
+            lines.append(line)
+        agent_env = exported("".join(lines))
+        assert call(agent_env, "one").status_code == 200
+        pid = json.loads((tmp / "ci-guard-state.json").read_text())["pid"]
+        t0 = time.monotonic()
+        stopped = cli(tmp, "stop", "--format", "json", env=env)
+        elapsed = time.monotonic() - t0
+        assert stopped.returncode == 0, stopped.stderr
+        summary = json.loads(stopped.stdout)
+        assert summary["status"] == "completed" and len(summary["calls"]) == 1
+        # the proxy exited and stays a zombie: stop saw that instead of waiting out its 30 s
+        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        assert elapsed < 10, elapsed
+    finally:
+        init.kill()
+        init.wait()

@@ -13,13 +13,14 @@ import pytest
 import trustme
 
 from ci_guard.errors import InvalidInputError
+from ci_guard.meter.upstream_aiohttp import AiohttpTransport
 from ci_guard.meter.upstream_client import (
     UpstreamClient,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamPayloadError,
 )
-from ci_guard.meter.upstream_hop import AiohttpTransport, UpstreamHop, env_proxy_applies
+from ci_guard.meter.upstream_hop import UpstreamHop, env_proxy_applies
 from ci_guard.meter.upstreams import Upstreams, upstreams_from_env
 
 Reply = Callable[[int, asyncio.StreamWriter], Awaitable[bool]]  # (request number, writer) -> keep open?

@@ -1,0 +1,200 @@
+"""A CI fleet on one budget: N concurrent `ci-guard run` processes against one ledger.
+
+Each run wraps a tiny agent (``bench/fleet_agent.py``: Python's http.client, back-to-back calls to
+the proxy it was given) in front of the simulator. The ledger is PostgreSQL by default (one fresh
+schema per bench run) and the policy has one org-wide monthly budget that every run charges.
+Reported, per fleet size:
+
+* launch: from starting all N `ci-guard run` processes to every agent's first answered call (max
+  and median over the runs); for N = 1 it is compared with the agent run alone against the
+  simulator, interleaved in the same rounds;
+* commit rate: calls in the ledger per second while the agents were sending (first call to last
+  agent's last answer);
+* lag: how long after the last agent's last answer the ledger held every call (polled every 5 ms).
+
+    python bench/bench_fleet.py [--runs 32] [--calls 200] [--rounds 3] [--ledger postgresql://...]
+                                [--launch-rounds 10] [--out bench/results/fleet.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+AGENT = HERE / "fleet_agent.py"
+POLICY = """version: 1
+budgets:
+  - {name: org-month, scope: org, period: month, limit_usd: 1000000}
+defaults:
+  model: claude-sonnet-4-5
+  limits: {max_turns: 100000000, max_cost_usd: 50, max_runtime: 1h}
+rules:
+  - {name: fleet, decision: allow}
+"""
+PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def ledger_calls(conninfo: str, schema: str) -> int:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(f"SELECT to_regclass('{schema}.calls') IS NOT NULL").fetchone()
+        if not row or not row[0]:
+            return 0
+        return int(conn.execute(f"SELECT count(*) FROM {schema}.calls").fetchone()[0])  # type: ignore[index]
+
+
+def fleet(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, conninfo: str | None,
+          schema: str | None) -> dict[str, float]:
+    """Start N runs at once; return launch, commit rate and lag."""
+    procs = []
+    marks = []
+    t0 = time.time()
+    for i in range(n):
+        mark = work / f"agent-{i}.json"
+        mark.unlink(missing_ok=True)
+        marks.append(mark)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "ci_guard", "run", "--policy", str(work / "policy.yml"), "--repo",
+             f"fleet/repo{i % 8}", "--ledger", ledger, "--quiet", "--preset", "none", "--",
+             sys.executable, str(AGENT), str(calls), str(mark)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    # poll the ledger while the agents run, to see when every call is committed
+    total = n * calls
+    seen: list[tuple[float, int]] = []
+    while any(p.poll() is None for p in procs) or (conninfo and seen and seen[-1][1] < total):
+        if conninfo and schema:
+            seen.append((time.time(), ledger_calls(conninfo, schema)))
+        time.sleep(0.005)
+        if time.time() - t0 > 600:
+            break
+    errors = [p.stderr.read().decode()[-400:] for p in procs if p.wait() != 0]  # type: ignore[union-attr]
+    if errors:
+        raise SystemExit(f"{len(errors)} runs failed: {errors[0]}")
+    agents = [json.loads(m.read_text()) for m in marks]
+    first = [a["first_answer"] - t0 for a in agents]
+    start = min(a["first_sent"] for a in agents)
+    end = max(a["last_answer"] for a in agents)
+    out = {"runs": n, "calls_per_run": calls, "launch_all_s": max(first), "launch_p50_s": statistics.median(first)}
+    if conninfo and schema:
+        during = [c for t, c in seen if t <= end]
+        committed_at_end = during[-1] if during else 0
+        done_at = next((t for t, c in seen if c >= total), None)
+        out.update({
+            "calls": total, "committed_when_agents_done": committed_at_end,
+            "commit_rate_per_s": committed_at_end / max(end - start, 1e-9),
+            "agent_rate_per_s": total / max(end - start, 1e-9),
+            "lag_s": (done_at - end) if done_at is not None else float("nan"),
+            "traffic_s": end - start,
+        })
+    return out
+
+
+def launch_once(work: Path, env: dict[str, str], ledger: str, alone: bool) -> float:
+    """One run (or the agent alone against the simulator) to its first answered call, in seconds."""
+    mark = work / "launch.json"
+    mark.unlink(missing_ok=True)
+    t0 = time.time()
+    if alone:
+        cmd = [sys.executable, str(AGENT), "1", str(mark)]
+        agent_env = {**env, "ANTHROPIC_BASE_URL": env["CI_GUARD_ANTHROPIC_UPSTREAM"], "ANTHROPIC_API_KEY": "k"}
+    else:
+        cmd = [sys.executable, "-m", "ci_guard", "run", "--policy", str(work / "policy.yml"), "--repo",
+               "fleet/launch", "--ledger", ledger, "--quiet", "--preset", "none", "--",
+               sys.executable, str(AGENT), "1", str(mark)]
+        agent_env = env
+    subprocess.run(cmd, env=agent_env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads(mark.read_text())["first_answer"] - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=32)
+    ap.add_argument("--calls", type=int, default=200, help="calls per agent")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--launch-rounds", type=int, default=10)
+    ap.add_argument("--ledger", default=PG, help="a PostgreSQL server URL (a fresh schema is created) or sqlite")
+    ap.add_argument("--out", default="bench/results/fleet.json")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="cig-fleet-"))
+    (work / "policy.yml").write_text(POLICY)
+    sim_port = free_port()
+    sim = subprocess.Popen([sys.executable, "-m", "ci_guard", "simulate", "--port", str(sim_port),
+                            "--scenario", "tool-loop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-fleet-bench-0000000000000000",
+           "CI_GUARD_ANTHROPIC_UPSTREAM": f"http://127.0.0.1:{sim_port}"}
+    # an installed package has its bytecode compiled; a checkout run with PYTHONDONTWRITEBYTECODE
+    # would recompile every module on every start
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(var, None)
+    pg = args.ledger.startswith("postgres")
+    schema = f"cig_fleet_{secrets.token_hex(4)}" if pg else None
+    ledger = f"{args.ledger}?schema={schema}" if pg else args.ledger
+    conninfo = args.ledger if pg else None
+    time.sleep(1.0)
+    results: dict[str, object] = {"python": sys.version.split()[0], "backend": "postgres" if pg else "sqlite",
+                                  "load_before": os.getloadavg()}
+    try:
+        subprocess.run([sys.executable, "-m", "ci_guard", "ledger", "migrate", "--ledger", ledger], env=env,
+                       check=True, capture_output=True)
+        # launch: one run to its first answer vs the agent alone, interleaved
+        launch: dict[str, list[float]] = {"alone": [], "run": []}
+        for i in range(args.launch_rounds):
+            for alone in ((True, False) if i % 2 == 0 else (False, True)):
+                launch["alone" if alone else "run"].append(launch_once(work, env, ledger, alone))
+        results["launch"] = {k: {"p50_s": statistics.median(v), "min_s": min(v), "max_s": max(v)}
+                             for k, v in launch.items()}
+        rounds = []
+        for _ in range(args.rounds if args.runs else 0):
+            rounds.append(fleet(args.runs, args.calls, work, env, ledger, conninfo, schema))
+        results["fleet"] = rounds
+    finally:
+        sim.terminate()
+        sim.wait(10)
+        if pg and schema:
+            with psycopg.connect(args.ledger, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    results["load_after"] = os.getloadavg()
+
+    la, lr = results["launch"]["alone"], results["launch"]["run"]  # type: ignore[index]
+    print(f"launch to first answered call ({args.launch_rounds} rounds, interleaved), p50 [min-max]:")
+    print(f"  agent alone      {la['p50_s'] * 1000:8.1f} ms [{la['min_s'] * 1000:.1f}-{la['max_s'] * 1000:.1f}]")
+    print(f"  ci-guard run     {lr['p50_s'] * 1000:8.1f} ms [{lr['min_s'] * 1000:.1f}-{lr['max_s'] * 1000:.1f}]"
+          f"  (+{(lr['p50_s'] - la['p50_s']) * 1000:.1f} ms)")
+    print(f"{args.runs} concurrent runs x {args.calls} calls, one org budget, {results['backend']} ledger:")
+    print(f"{'round':>6}{'all serving s':>15}{'agents calls/s':>16}{'committed/s':>13}{'at end':>10}{'lag ms':>9}")
+    for i, r in enumerate(rounds):
+        print(f"{i + 1:>6}{r['launch_all_s']:>15.2f}{r.get('agent_rate_per_s', 0):>16.0f}"
+              f"{r.get('commit_rate_per_s', 0):>13.0f}"
+              f"{r.get('committed_when_agents_done', 0) / max(r.get('calls', 1), 1):>10.0%}"
+              f"{r.get('lag_s', float('nan')) * 1000:>9.0f}")
+    print(f"load average before / after: {results['load_before']} / {results['load_after']}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
