@@ -46,3 +46,47 @@ def test_prices_lists_the_catalog(capsys):
     assert data["fees"] == {"anthropic": {"web_search_usd": "0.01"}, "openai": {"web_search_usd": "0.01"}}
     code, _, err = run_cli(capsys, "prices", "mystery")
     assert code == 1 and "not in the catalog" in err
+
+
+def test_cost_reproduces_a_ledger_row_with_tier_geography_and_searches(capsys):
+    """A call metered by the proxy (priority tier, two web searches) re-priced by hand to the micro-dollar."""
+    import httpx
+    from aiohttp import web
+
+    from tests.meter.harness import echo_upstream, proxied
+
+    answer = {"id": "r", "object": "response", "status": "completed", "model": "gpt-5.5", "service_tier": "priority",
+              "output": [{"type": "web_search_call", "id": "ws1", "status": "completed"},
+                         {"type": "web_search_call", "id": "ws2", "status": "completed"}],
+              "usage": {"input_tokens": 12_000, "input_tokens_details": {"cached_tokens": 8_000},
+                        "output_tokens": 900, "output_tokens_details": {"reasoning_tokens": 300}}}
+    with echo_upstream(lambda seen: web.json_response(answer)) as up, proxied(up.url, model="gpt-5.5") as p:
+        httpx.post(f"{p.openai_url}/responses", json={"model": "gpt-5.5", "input": "hi", "service_tier": "priority",
+                                                      "tools": [{"type": "web_search"}]},
+                   headers={"authorization": f"Bearer {p.token}"})
+        (call,) = p.calls
+    assert (call.service_tier, call.web_searches) == ("priority", 2)
+    u = call.usage
+    code, out, _ = run_cli(capsys, "cost", "--model", call.model_served, "--input", str(u.input_tokens),
+                           "--cache-read", str(u.cache_read_tokens), "--output", str(u.output_tokens),
+                           "--service-tier", call.service_tier, "--web-searches", str(call.web_searches),
+                           "--format", "json")
+    data = json.loads(out)
+    # 4,000 x 12.50 + 8,000 x 1.25 + 900 x 75 per million + 2 x $0.01 = 0.05 + 0.01 + 0.0675 + 0.02
+    assert code == 0 and data["total_usd"] == str(call.cost_usd) == "0.147500"
+    assert data["fees_usd"] == "0.02"
+
+
+def test_cost_inference_geo_and_preview_searches_as_a_subprocess():
+    import os
+    import subprocess
+    import sys
+
+    exe = os.path.join(os.path.dirname(sys.executable), "ci-guard")
+    out = subprocess.run([exe, "cost", "--model", "claude-sonnet-4-6", "--input", "10000", "--output", "1000",
+                          "--inference-geo", "us"], capture_output=True, text=True, check=True).stdout
+    assert "total: $0.049500" in out and "inference geo us" in out
+    out = subprocess.run([exe, "cost", "--model", "gpt-4o", "--input", "1000", "--web-searches", "4",
+                          "--web-search-preview"], capture_output=True, text=True, check=True).stdout
+    # 1,000 x 2.50 per million + 4 x $0.025
+    assert "total: $0.102500" in out
