@@ -11,6 +11,8 @@ from ci_guard.commands.options import build_context, context_options
 
 EPILOG = """\b
 Examples:
+  ci-guard import --format claude-code-session ~/.claude/projects/-work-repo/SESSION.jsonl --agent pr-review
+  ci-guard import --format codex-session ~/.codex/sessions/2026/12/04/rollout-...jsonl --agent test-repair
   claude -p "..." --output-format json > result.json
   ci-guard import --format claude-code-json result.json --policy .github/ci-guard.yml --agent pr-review
   ci-guard import --format codex-jsonl events.jsonl --model gpt-5-codex --agent test-repair
@@ -19,7 +21,9 @@ Examples:
 
 \b
 The run is recorded with enforced = false: its calls were not metered, so no cap could stop them,
-but its cost counts against the same budgets as a metered run with the same context.
+but its cost counts against the same budgets as a metered run with the same context. Prefer the
+per-call formats (claude-code-session, codex-session): they are priced one request at a time, as
+the proxy prices them; claude-code-json and codex-jsonl hold sums of calls.
 """
 
 
@@ -34,10 +38,14 @@ def _since(value: str | None) -> datetime | None:
 
 
 @click.command("import", epilog=EPILOG)
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["claude-code-json", "codex-jsonl", "csv"]), required=True,
-              help="claude-code-json: `claude -p --output-format json|stream-json` or claude-code-action's "
-                   "execution file; codex-jsonl: `codex exec --json`; csv: a vendor usage export.")
+@click.argument("file", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["claude-code-session", "claude-code-json", "codex-session",
+                                                    "codex-jsonl", "csv"]), required=True,
+              help="claude-code-session: Claude Code's per-call session JSONL (a file, or a directory of them); "
+                   "codex-session: Codex's per-call rollout JSONL (~/.codex/sessions); both exact per request. "
+                   "claude-code-json: `claude -p --output-format json|stream-json` or claude-code-action's "
+                   "execution file; codex-jsonl: `codex exec --json` (sums: a long-context tier is not applied "
+                   "and the note gives the bound); csv: a vendor usage export.")
 @click.option("--policy", "policy_path", metavar="FILE", help="Policy: pricing overrides, teams and budgets.")
 @click.option("--ledger", "ledger_url", metavar="URL", help="Ledger URL (default: $CI_GUARD_LEDGER or local SQLite).")
 @click.option("--model", metavar="MODEL", help="Model of the usage where the file does not name it (Codex).")

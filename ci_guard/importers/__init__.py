@@ -14,12 +14,19 @@ from pathlib import Path
 from ci_guard.errors import InvalidInputError
 from ci_guard.importers.model import ImportedCall, ImportedUsage
 
-FORMATS = ("claude-code-json", "codex-jsonl", "csv")
+FORMATS = ("claude-code-session", "claude-code-json", "codex-session", "codex-jsonl", "csv")
 
 
 def parse_usage_file(fmt: str, path: str, *, model: str | None = None, since: datetime | None = None,
                      user: str | None = None) -> ImportedUsage:
     """Read ``path`` in format ``fmt``; ``model`` names the model where the file does not."""
+    if fmt in ("claude-code-session", "codex-session"):
+        # per-call records; a directory is read whole (a session and its subagents)
+        if fmt == "claude-code-session":
+            from ci_guard.importers import claude_session as per_call
+        else:
+            from ci_guard.importers import codex_session as per_call  # type: ignore[no-redef]
+        return per_call.parse(per_call.read_paths(path), path, model)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as exc:

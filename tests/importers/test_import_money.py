@@ -56,3 +56,63 @@ def test_a_codex_turn_is_a_sum_too(tmp_path: Path):
     (priced,) = price_calls(imported, load_catalog())
     # gpt-5.5 base: 20,000 x 5 + 380,000 x 0.50 + 10,000 x 30 = 0.1 + 0.19 + 0.3 (not the >272K tier)
     assert priced.cost_usd == Decimal("0.590000")
+
+
+def _assistant(req: str, msg: str, usage: dict, content: list | None = None, model: str = "claude-sonnet-4-5",
+               at: str = "2026-12-04T10:00:00Z", **extra) -> dict:
+    return {"type": "assistant", "requestId": req, "sessionId": "sess-1", "timestamp": at,
+            "message": {"id": msg, "model": model, "usage": usage, "content": content or []}, **extra}
+
+
+def test_claude_code_session_one_call_per_request_with_the_largest_counts(tmp_path: Path):
+    start = {"input_tokens": 10, "cache_creation_input_tokens": 250_000, "cache_read_input_tokens": 0,
+             "output_tokens": 1, "cache_creation": {"ephemeral_5m_input_tokens": 50_000,
+                                                    "ephemeral_1h_input_tokens": 200_000}}
+    final = {**start, "output_tokens": 2000}
+    lines = [
+        {"type": "user", "sessionId": "sess-1", "message": {"role": "user", "content": "hi"}},
+        _assistant("req_1", "msg_1", start, [{"type": "thinking"}]),
+        _assistant("req_1", "msg_1", final, [{"type": "tool_use", "id": "tu_1"}]),  # same request: merged
+        _assistant("req_2", "msg_2", {"input_tokens": 100, "output_tokens": 50, "inference_geo": "us"},
+                   model="claude-opus-4-6", at="2026-12-04T10:01:00Z"),
+        _assistant("req_x", "msg_x", {"input_tokens": 0, "output_tokens": 0}, model="<synthetic>"),
+    ]
+    session = tmp_path / "proj" / "sess-1.jsonl"
+    session.parent.mkdir()
+    session.write_text("\n".join(json.dumps(x) for x in lines))
+    # a subagent's sidechain repeats req_2 (it is read with the directory, and counted once)
+    (tmp_path / "proj" / "agent-1.jsonl").write_text(json.dumps(_assistant(
+        "req_2", "msg_2", {"input_tokens": 100, "output_tokens": 50, "inference_geo": "us"},
+        model="claude-opus-4-6", at="2026-12-04T10:01:00Z", isSidechain=True)))
+    imported = parse_usage_file("claude-code-session", str(tmp_path / "proj"))
+    assert [c.model for c in imported.calls] == ["claude-sonnet-4-5", "claude-opus-4-6"]
+    assert imported.session_id == "sess-1" and imported.turns == 2 and imported.tool_calls == 1
+    first, second = price_calls(imported, load_catalog())
+    # req_1 is above 200K (250,010 tokens): tier rates 6 / 7.50 / 12 / 22.50
+    # 10 x 6 + 50,000 x 7.50 + 200,000 x 12 + 2,000 x 22.50 = 60 + 375,000 + 2,400,000 + 45,000
+    assert first.cost_usd == Decimal("2.820060")
+    # req_2, Opus 4.6 in the US: (100 x 5 + 50 x 25) x 1.1
+    assert second.cost_usd == Decimal("0.001925")
+
+
+def test_codex_rollout_from_older_versions_reads_token_count_events(tmp_path: Path):
+    def count(total: int, last: dict) -> dict:
+        return {"type": "event_msg", "timestamp": "2026-12-04T10:00:00Z",
+                "payload": {"type": "token_count", "info": {"total_token_usage": {"total_tokens": total},
+                                                            "last_token_usage": last}}}
+
+    first = {"input_tokens": 300_000, "cached_input_tokens": 0, "output_tokens": 100}
+    second = {"input_tokens": 10_000, "cached_input_tokens": 9_000, "output_tokens": 50}
+    lines = [{"type": "session_meta", "payload": {"id": "th_1"}},
+             {"type": "turn_context", "payload": {"model": "gpt-5.5"}},
+             count(300_100, first), count(300_100, first),  # repeated event: one call
+             count(310_150, second)]
+    path = tmp_path / "rollout-1.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines))
+    imported = parse_usage_file("codex-session", str(path))
+    assert len(imported.calls) == 2 and imported.session_id == "th_1"
+    a, b = price_calls(imported, load_catalog())
+    # the first request is above 272K on its own: 300,000 x 10 + 100 x 45
+    assert a.cost_usd == Decimal("3.004500")
+    # the second is not: 1,000 x 5 + 9,000 x 0.50 + 50 x 30
+    assert b.cost_usd == Decimal("0.011000")
