@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prices": ("ci_guard.commands.prices:prices", "Show the price catalog."),
     "cost": ("ci_guard.commands.cost:cost", "Price one call from token counts."),
     "budget": ("ci_guard.commands.budget:budget", "Budget status: limit, spent, reserved, remaining, burn."),
+    "outcome": ("ci_guard.commands.outcome:outcome", "Record what became of a run or a PR (merged, closed, tests)."),
+    "report": ("ci_guard.commands.report:report", "Spend and outcomes of any period by any dimensions."),
     "ledger": ("ci_guard.commands.ledger:ledger", "Ledger operations: migrate, runs, calls."),
     "simulate": ("ci_guard.commands.simulate:simulate", "Serve the scripted fake provider (Anthropic/OpenAI)."),
     "import": ("ci_guard.commands.import_usage:import_usage", "Import usage of agents that cannot be proxied."),

@@ -16,7 +16,7 @@ Examples:
   ci-guard ledger runs --repo acme/api --since 7d
   ci-guard ledger calls --run 01J9Z... --format json
   ci-guard ledger outcome 01J9Z... merged
-  ci-guard ledger report --month 2026-03 --group-by repo
+  ci-guard ledger report --month 2026-03 --by repo   # = ci-guard report
   ci-guard ledger export --month 2026-03 -o focus-2026-03.csv
   ci-guard ledger dashboard --month 2026-03 -o spend.html
 """
@@ -106,45 +106,16 @@ def calls(ledger_url: str | None, run_id: str | None, repo: str | None, pr: int 
     return 0
 
 
-@ledger.command()
-@ledger_option
-@click.argument("run_id")
-@click.argument("outcome")
-def outcome(ledger_url: str | None, run_id: str, outcome: str) -> int:
-    """Record what became of a run's work, e.g. merged or closed."""
-    store = _open(ledger_url)
-    try:
-        store.set_outcome(run_id, outcome)
-    finally:
-        store.close()
-    click.echo(f"run {run_id}: outcome {outcome}")
-    return 0
+def _add_aliases() -> None:
+    # `ledger report` / `ledger outcome` are `ci-guard report` / `outcome` (kept for existing scripts)
+    from ci_guard.commands.outcome import outcome
+    from ci_guard.commands.report import report
+
+    ledger.add_command(report, "report")
+    ledger.add_command(outcome, "outcome")
 
 
-@ledger.command()
-@ledger_option
-@click.option("--month", metavar="YYYY-MM", help="Calendar month in UTC (default: the current one).")
-@click.option("--group-by", type=click.Choice(["repo", "org", "team", "user", "agent", "model", "workflow",
-                                               "status"]), default="repo", show_default=True)
-@format_option
-def report(ledger_url: str | None, month: str | None, group_by: str, fmt: str) -> int:
-    """Spend of one month grouped by repo, team, user, agent, model, ... (from run totals)."""
-    start, end = _month_bounds(month)
-    store = _open(ledger_url)
-    try:
-        rows = store.report(start, end, group_by=group_by)
-    finally:
-        store.close()
-    if fmt == "json":
-        click.echo(json.dumps({"from": start.isoformat(), "to": end.isoformat(), "group_by": group_by,
-                               "rows": [{k: (str(v) if k == "cost_usd" else v) for k, v in r.items()} for r in rows]},
-                              indent=2))
-        return 0
-    click.echo(f"{start:%Y-%m}: spend by {group_by}")
-    click.echo(table([group_by, "runs", "turns", "cost", "input", "cache read", "output"],
-                     [[r[group_by], r["runs"], r["turns"], usd(r["cost_usd"]), f"{r['input_tokens']:,}",
-                       f"{r['cache_read_tokens']:,}", f"{r['output_tokens']:,}"] for r in rows], right=range(1, 7)))
-    return 0
+_add_aliases()
 
 
 @ledger.command()

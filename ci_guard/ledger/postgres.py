@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -110,6 +110,13 @@ class PostgresStore(SqlStore):
         if isinstance(exc, psycopg.Error):
             return LedgerError(f"PostgreSQL ledger {self.url}: {_first_line(exc)}")
         return None
+
+    def _bulk(self, tx: Tx, table: str, cols: Sequence[str], rows: list[Sequence[Any]]) -> None:
+        # COPY: a month of history in seconds instead of one round trip per row
+        if rows:
+            with tx.cursor.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
 
     def close(self) -> None:
         if self._conn is not None:

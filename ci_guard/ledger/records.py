@@ -52,6 +52,7 @@ class RunRecord:
     usage: Usage = field(default_factory=Usage)
     web_searches: int = 0  # billed server-side web searches (their fee is in cost_usd)
     context_saved_usd: Decimal = Decimal(0)  # what the context policy saved (not spent, not in cost_usd)
+    tests_fixed: int | None = None  # failing tests a test-repair run fixed (`ci-guard outcome --tests-fixed`)
 
 
 @dataclass

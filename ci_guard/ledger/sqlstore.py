@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ci_guard.context.model import RunContext
 from ci_guard.errors import BudgetExceededError, CiGuardError, InvalidInputError, LedgerError
 from ci_guard.ledger import migrations
+from ci_guard.ledger.analytics import AnalyticsMixin
 from ci_guard.ledger.budgets import budget_spec, empty_status
 from ci_guard.ledger.periods import as_utc
 from ci_guard.ledger.records import CallRecord, RunRecord
@@ -98,7 +99,7 @@ class Tx:
         self.cursor.executemany(self._q(sql), [tuple(r) for r in rows])
 
 
-class SqlStore:
+class SqlStore(AnalyticsMixin):
     """A :class:`ci_guard.ledger.store.Store` over a DB-API connection; subclasses supply the dialect."""
 
     backend = "sql"

@@ -17,6 +17,7 @@ from ci_guard.ledger.records import CallRecord, RunRecord
 from ci_guard.policy.decision import BudgetStatus
 
 if TYPE_CHECKING:
+    from ci_guard.ledger.analytics import RunFacts
     from ci_guard.policy.models import Budget
 
 
@@ -90,6 +91,22 @@ class Store(Protocol):
         ...
 
     def set_outcome(self, run_id: str, outcome: str) -> None:
+        ...
+
+    def set_pr_outcome(self, repo: str, pr: int, outcome: str, now: datetime | None = None) -> None:
+        """What became of a PR/MR; its runs inherit it in reports unless they have their own."""
+        ...
+
+    def set_tests_fixed(self, run_id: str, count: int) -> None:
+        ...
+
+    def period_runs(self, start: datetime, end: datetime, *, with_calls: bool = True) -> list[RunFacts]:
+        """Runs started in ``[start, end)`` with totals, PR outcome and call sums per model (from SQL)."""
+        ...
+
+    def load_history(self, runs: Sequence[RunRecord], calls: Sequence[CallRecord],
+                     pr_outcomes: Sequence[tuple[str, int, str]] = (), now: datetime | None = None) -> None:
+        """Bulk-write finished runs with their totals, their calls and PR outcomes (one transaction)."""
         ...
 
     def get_run(self, run_id: str) -> RunRecord | None:

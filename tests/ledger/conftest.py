@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import require
 
 PG_SERVER = os.environ.get("CI_GUARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-TABLES = ("calls", "runs", "run_budget_keys", "budget_rollups", "reservations")
+TABLES = ("calls", "runs", "run_budget_keys", "budget_rollups", "reservations", "pr_outcomes", "alerts_sent")
 
 
 def pg_available() -> bool:

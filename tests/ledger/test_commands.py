@@ -79,13 +79,15 @@ def test_ledger_runs_calls_outcome(seeded, capsys):
 
 def test_ledger_report_and_migrate(seeded, capsys):
     url, _ = seeded
-    code, out, _ = run_cli(capsys, "ledger", "migrate", "--ledger", url)
     from ci_guard.ledger.migrations import latest_version
 
+    code, out, _ = run_cli(capsys, "ledger", "migrate", "--ledger", url)
     assert code == 0 and f"schema version {latest_version('sqlite')}" in out
     code, out, _ = run_cli(capsys, "ledger", "report", "--ledger", url, "--month", "2026-03", "--format", "json")
-    assert json.loads(out)["rows"] == [{"repo": "acme/api", "runs": 1, "turns": 2, "cost_usd": "1.75",
-                                        "input_tokens": 200, "cache_read_tokens": 4000, "output_tokens": 100}]
+    row = json.loads(out)["rows"][0]
+    assert (row["repo"], row["runs"], row["turns"], row["cost_usd"]) == ("acme/api", 1, 2, "1.75")
+    assert (row["tokens"]["input_tokens"], row["tokens"]["cache_read_tokens"], row["tokens"]["output_tokens"]) == (
+        200, 4000, 100)
 
 
 def test_unreachable_ledger_exit_3_without_password(capsys):

@@ -1,0 +1,168 @@
+"""Reads for FinOps reports and the dashboard, and bulk writes of history (pilot months, backfills).
+
+Reports never build one Python object per call: the calls of a period are aggregated by the
+database into one row per (run, model) and one row per run (first, middle and last call's context),
+and the runs themselves carry their totals. A month of a million calls is some tens of thousands
+of runs, which is what reaches Python (:mod:`ci_guard.report.finops` groups them).
+
+Mixed into :class:`ci_guard.ledger.sqlstore.SqlStore`, so both backends run the same SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ci_guard.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ci_guard.ledger.records import CallRecord, RunRecord
+    from ci_guard.ledger.sqlstore import Tx
+
+TOKEN_CLASSES = ("input_tokens", "cache_write_tokens", "cache_write_1h_tokens", "cache_read_tokens",
+                 "output_tokens", "reasoning_tokens")
+# report dimension -> runs column
+DIMENSIONS = {"org": "org", "team": "team", "repo": "repo", "user": "actor", "workflow": "workflow",
+              "agent": "agent", "model": "model", "environment": "environment", "cohort": "cohort",
+              "trigger": "trigger_name", "status": "status"}
+_FACT_COLS = ("run_id", "started_at", "status", "stop_reason", "org", "team", "repo", "actor", "workflow",
+              "agent", "model", "environment", "cohort", "trigger_name", "pr", "enforced", "turns", "cost_micros",
+              *TOKEN_CLASSES, "platform", "outcome", "tests_fixed")
+
+
+@dataclass(slots=True)
+class RunFacts:
+    """One run of a period as reports see it (no per-call rows)."""
+
+    run_id: str
+    started_at: datetime
+    status: str
+    stop_reason: str | None
+    dims: dict[str, str | None]  # report dimension -> value ("model" is the decided model)
+    pr: int | None
+    enforced: bool
+    turns: int
+    cost_micros: int
+    tokens: tuple[int, ...]  # TOKEN_CLASSES
+    platform: str | None
+    outcome: str | None  # the run's own outcome, else its PR's
+    tests_fixed: int
+    calls: int = 0
+    models: dict[str, list[int]] = field(default_factory=dict)  # served model -> [calls, cost_micros]
+    context: tuple[int, int, int] | None = None  # context tokens of the first, middle and last call
+
+
+class AnalyticsMixin:
+    """Period reads and history writes shared by the SQLite and PostgreSQL stores."""
+
+    # provided by SqlStore
+    _op: Any
+    _ts: Any
+    _dt: Any
+    _bool: Any
+    _run_row: Any
+    _call_row: Any
+    url: str
+
+    def period_runs(self, start: datetime, end: datetime, *, with_calls: bool = True) -> list[RunFacts]:
+        """Every run started in ``[start, end)`` with its totals, PR outcome and (optionally) call aggregates."""
+        def read(tx: Tx) -> list[RunFacts]:
+            cols = ", ".join(f"r.{c}" for c in _FACT_COLS[:-2])
+            rows = tx.all(f"SELECT {cols}, COALESCE(r.outcome, p.outcome), r.tests_fixed FROM runs r"
+                          " LEFT JOIN pr_outcomes p ON p.repo = r.repo AND p.pr = r.pr"
+                          " WHERE r.started_at >= ? AND r.started_at < ?", (self._ts(start), self._ts(end)))
+            facts = {row[0]: self._facts_from(row) for row in rows}
+            if not with_calls or not facts:
+                return list(facts.values())
+            period = (self._ts(start), self._ts(end))
+            in_period = " JOIN runs r ON r.run_id = c.run_id WHERE r.started_at >= ? AND r.started_at < ?"
+            for run_id, model, calls, micros in tx.all(
+                    "SELECT c.run_id, COALESCE(c.model_served, c.model_requested, '(unknown)'), COUNT(*),"
+                    f" SUM(c.cost_micros) FROM calls c{in_period} GROUP BY c.run_id,"
+                    " COALESCE(c.model_served, c.model_requested, '(unknown)')", period):
+                fact = facts.get(run_id)
+                if fact is not None:
+                    fact.calls += int(calls)
+                    fact.models[model] = [int(calls), int(micros or 0)]
+            # first, middle and last call of each run by position: three primary-key lookups per run
+            for run_id, first, middle, last in tx.all(
+                    f"WITH b AS (SELECT c.run_id, MIN(c.seq) AS lo, MAX(c.seq) AS hi FROM calls c{in_period}"
+                    " GROUP BY c.run_id)"
+                    " SELECT b.run_id, f.context_tokens, m.context_tokens, l.context_tokens FROM b"
+                    " JOIN calls f ON f.run_id = b.run_id AND f.seq = b.lo"
+                    " LEFT JOIN calls m ON m.run_id = b.run_id AND m.seq = (b.lo + b.hi) / 2"
+                    " JOIN calls l ON l.run_id = b.run_id AND l.seq = b.hi", period):
+                fact = facts.get(run_id)
+                if fact is not None:
+                    fact.context = (int(first), int(middle if middle is not None else first), int(last))
+            return list(facts.values())
+
+        return self._op(read, write=False)
+
+    def _facts_from(self, row: Sequence[Any]) -> RunFacts:
+        r = dict(zip(_FACT_COLS, row, strict=True))
+        return RunFacts(
+            run_id=r["run_id"], started_at=self._dt(r["started_at"]), status=r["status"],
+            stop_reason=r["stop_reason"], dims={dim: r[col] for dim, col in DIMENSIONS.items()}, pr=r["pr"],
+            enforced=bool(r["enforced"]), turns=int(r["turns"]), cost_micros=int(r["cost_micros"]),
+            tokens=tuple(int(r[c]) for c in TOKEN_CLASSES), platform=r["platform"], outcome=r["outcome"],
+            tests_fixed=int(r["tests_fixed"] or 0),
+        )
+
+    # --- outcomes ---------------------------------------------------------------------------------
+    def set_pr_outcome(self, repo: str, pr: int, outcome: str, now: datetime | None = None) -> None:
+        """What became of a pull/merge request; every run of it inherits this in reports."""
+        if not repo or pr is None:
+            raise InvalidInputError("an outcome per pull request needs the repository and the PR number")
+        at = self._ts(now or datetime.now(UTC))
+        self._op(lambda tx: tx.run(
+            "INSERT INTO pr_outcomes (repo, pr, outcome, recorded_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (repo, pr) DO UPDATE SET outcome = excluded.outcome, recorded_at = excluded.recorded_at",
+            (repo, int(pr), outcome, at)))
+
+    def set_tests_fixed(self, run_id: str, count: int) -> None:
+        """How many failing tests a (test-repair) run fixed."""
+        def write(tx: Tx) -> None:
+            if not tx.run("UPDATE runs SET tests_fixed = ? WHERE run_id = ?", (int(count), run_id)):
+                raise InvalidInputError(f"no run {run_id!r} in the ledger {self.url}")
+
+        self._op(write)
+
+    # --- history ----------------------------------------------------------------------------------
+    def load_history(self, runs: Sequence[RunRecord], calls: Sequence[CallRecord],
+                     pr_outcomes: Sequence[tuple[str, int, str]] = (), now: datetime | None = None) -> None:
+        """Write finished runs *with their totals*, their calls and PR outcomes in one transaction (bulk).
+
+        For history that did not go through the proxy (a generated pilot month, a backfill): the
+        runs' totals are taken as given (the caller keeps them equal to the sum of the calls) and
+        budget rollups are not touched, so reservations of live runs are unaffected.
+        """
+        from ci_guard.ledger.sqlstore import CALL_COLS, RUN_COLS, to_micros
+
+        run_rows = []
+        for run in runs:
+            row = list(self._run_row(run))
+            tail = [run.turns, run.tool_calls, to_micros(run.cost_usd), *astuple(run.usage), run.web_searches]
+            row[len(row) - len(tail):] = tail
+            run_rows.append(row)
+        call_rows = [self._call_row(c, to_micros(c.cost_usd)) for c in calls]
+
+        def write(tx: Tx) -> None:
+            self._bulk(tx, "runs", RUN_COLS, run_rows)
+            self._bulk(tx, "calls", CALL_COLS, call_rows)
+            fixed = [(r.tests_fixed, r.run_id) for r in runs if r.tests_fixed]
+            if fixed:
+                tx.many("UPDATE runs SET tests_fixed = ? WHERE run_id = ?", fixed)
+            if pr_outcomes:
+                at = self._ts(now or datetime.now(UTC))
+                tx.many("INSERT INTO pr_outcomes (repo, pr, outcome, recorded_at) VALUES (?, ?, ?, ?)"
+                        " ON CONFLICT (repo, pr) DO UPDATE SET outcome = excluded.outcome,"
+                        " recorded_at = excluded.recorded_at", [(r, int(p), o, at) for r, p, o in pr_outcomes])
+
+        self._op(write)
+
+    def _bulk(self, tx: Tx, table: str, cols: Sequence[str], rows: list[Sequence[Any]]) -> None:
+        if rows:
+            tx.many(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)

@@ -1,0 +1,23 @@
+-- ci-guard ledger, schema version 8 (PostgreSQL): outcomes per pull/merge request (every run of the PR
+-- inherits it in reports unless the run has its own), tests fixed by a run, and the alerts already
+-- sent (one row per alert key, so two jobs crossing the same threshold at once send one alert).
+
+CREATE TABLE pr_outcomes (
+  repo         TEXT NOT NULL,
+  pr           INTEGER NOT NULL,
+  outcome      TEXT NOT NULL,
+  recorded_at  TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (repo, pr)
+);
+
+ALTER TABLE runs ADD COLUMN tests_fixed INTEGER;
+
+CREATE TABLE alerts_sent (
+  alert_key     TEXT PRIMARY KEY,
+  kind          TEXT NOT NULL,
+  subject       TEXT NOT NULL,
+  created_at    TIMESTAMPTZ NOT NULL,
+  delivered_at  TIMESTAMPTZ,
+  attempts      INTEGER NOT NULL DEFAULT 0,
+  last_error    TEXT
+);
