@@ -107,12 +107,14 @@ def calls(ledger_url: str | None, run_id: str | None, repo: str | None, pr: int 
 
 
 def _add_aliases() -> None:
-    # `ledger report` / `ledger outcome` are `ci-guard report` / `outcome` (kept for existing scripts)
+    # `ledger report|outcome|dashboard` are `ci-guard report|outcome|dashboard` (kept for existing scripts)
+    from ci_guard.commands.dashboard import dashboard
     from ci_guard.commands.outcome import outcome
     from ci_guard.commands.report import report
 
     ledger.add_command(report, "report")
     ledger.add_command(outcome, "outcome")
+    ledger.add_command(dashboard, "dashboard")
 
 
 _add_aliases()
@@ -152,42 +154,6 @@ def export(ledger_url: str | None, month: str | None, fmt: str, output: str) -> 
         store.close()
     if output != "-":
         click.echo(f"{start:%Y-%m}: {count} calls written to {output}", err=True)
-    return 0
-
-
-@ledger.command()
-@ledger_option
-@click.option("--month", metavar="YYYY-MM", help="Calendar month in UTC (default: the current one).")
-@click.option("--output", "-o", metavar="FILE", default="ci-guard-dashboard.html", show_default=True,
-              help="The HTML file to write (whole or not at all); - for standard output.")
-def dashboard(ledger_url: str | None, month: str | None, output: str) -> int:
-    """A static HTML dashboard of one month: spend per day, by repo/team/agent/model/user, top runs.
-
-    \b
-    One self-contained file (no scripts, nothing loaded from elsewhere), to keep as a CI artifact
-    or publish as a static page.
-    Examples:
-      ci-guard ledger dashboard --month 2026-03 -o spend-2026-03.html
-    """
-    import sys
-
-    from ci_guard.files import atomic_text_file
-    from ci_guard.report.dashboard import build_dashboard, render_dashboard
-
-    start, end = _month_bounds(month)
-    store = _open(ledger_url)
-    try:
-        board = build_dashboard(store.export_calls(start, end), start, end)
-    finally:
-        store.close()
-    html = render_dashboard(board)
-    if output == "-":
-        sys.stdout.write(html)
-        return 0
-    with atomic_text_file(output) as out:
-        out.write(html)
-    click.echo(f"{start:%Y-%m}: {board.calls} calls, {board.run_count} runs, {board.total} USD; "
-               f"dashboard written to {output}", err=True)
     return 0
 
 

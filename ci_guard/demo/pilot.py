@@ -115,6 +115,8 @@ def pilot_batches(month_start: datetime, days: int = 30, calls: int = 20_000, se
             branch=f"feature/{n}" if pr else None, cohort="early" if team in ("platform", "data") else "wave-2",
             platform="import" if imported else ("gitlab" if team == "mobile" else "github"),
             rule=workflow, model=model, enforced=not imported, stop_reason=stop_reason,
+            run_url=None if imported else (f"https://gitlab.example.com/{repo}/-/jobs/{90_000 + n}" if team == "mobile"
+                                           else f"https://github.com/{repo}/actions/runs/{7_000_000 + n}"),
         )
         if status in ("denied", "skipped"):
             run.decision = "deny" if status == "denied" else "skip"

@@ -159,6 +159,7 @@ class Rehearsal:
         from ci_guard.ledger import open_ledger
         from ci_guard.ledger.periods import period_bounds
         from ci_guard.report.dashboard import build_dashboard, render_dashboard
+        from ci_guard.report.finops import Period
         from ci_guard.report.focus import focus_rows, write_focus_csv
 
         self.say("7. FinOps: this month as FOCUS rows and a static dashboard")
@@ -169,21 +170,23 @@ class Rehearsal:
         end = period_bounds("month", "UTC", datetime.now(UTC))[1]
         focus_path, html_path = self.workdir / "focus.csv", self.workdir / "dashboard.html"
         store = open_ledger(self.ledger_url)
+        period = Period(start, end, "UTC", f"{start:%Y-%m}")
         try:
-            pairs = list(store.export_calls(start, end))  # one read of the ledger for both
+            with open(focus_path, "w", encoding="utf-8", newline="") as out:
+                rows = write_focus_csv(focus_rows(store.export_calls(start, end)), out)
+            previous = period.previous()
+            board = build_dashboard(store.period_runs(start, end),
+                                    store.period_runs(previous.start, previous.end, with_calls=False), period)
         finally:
             store.close()
-        with open(focus_path, "w", encoding="utf-8", newline="") as out:
-            rows = write_focus_csv(focus_rows(pairs), out)
-        board = build_dashboard(pairs, start, end)
         html_path.write_text(render_dashboard(board), encoding="utf-8")
         with open(focus_path, encoding="utf-8", newline="") as fh:
             billed = sum((Decimal(r["BilledCost"]) for r in csv.DictReader(fh)), Decimal(0))
         total = sum((s.cost_usd for s in self.summaries), Decimal(0))
         self.check("FOCUS export", billed == total and rows == board.calls,
                    f"{rows} rows in {focus_path.name}, BilledCost ${billed} = ${total} from the run summaries")
-        self.check("dashboard", board.total == total,
-                   f"{html_path} ({board.run_count} runs, {board.calls} calls, ${board.total})")
+        self.check("dashboard", board.total_usd == total,
+                   f"{html_path} ({board.run_count} runs, {board.calls} calls, ${board.total_usd})")
         self.say()
 
     def run(self) -> bool:

@@ -29,7 +29,7 @@ DIMENSIONS = {"org": "org", "team": "team", "repo": "repo", "user": "actor", "wo
               "trigger": "trigger_name", "status": "status"}
 _FACT_COLS = ("run_id", "started_at", "status", "stop_reason", "org", "team", "repo", "actor", "workflow",
               "agent", "model", "environment", "cohort", "trigger_name", "pr", "enforced", "turns", "cost_micros",
-              *TOKEN_CLASSES, "platform", "outcome", "tests_fixed")
+              *TOKEN_CLASSES, "platform", "run_url", "context_saved_micros", "outcome", "tests_fixed")
 
 
 @dataclass(slots=True)
@@ -47,6 +47,8 @@ class RunFacts:
     cost_micros: int
     tokens: tuple[int, ...]  # TOKEN_CLASSES
     platform: str | None
+    run_url: str | None
+    context_saved_micros: int  # what context policies saved (not spent, not in cost)
     outcome: str | None  # the run's own outcome, else its PR's
     tests_fixed: int
     calls: int = 0
@@ -107,7 +109,8 @@ class AnalyticsMixin:
             run_id=r["run_id"], started_at=self._dt(r["started_at"]), status=r["status"],
             stop_reason=r["stop_reason"], dims={dim: r[col] for dim, col in DIMENSIONS.items()}, pr=r["pr"],
             enforced=bool(r["enforced"]), turns=int(r["turns"]), cost_micros=int(r["cost_micros"]),
-            tokens=tuple(int(r[c]) for c in TOKEN_CLASSES), platform=r["platform"], outcome=r["outcome"],
+            tokens=tuple(int(r[c]) for c in TOKEN_CLASSES), platform=r["platform"], run_url=r["run_url"],
+            context_saved_micros=int(r["context_saved_micros"] or 0), outcome=r["outcome"],
             tests_fixed=int(r["tests_fixed"] or 0),
         )
 
@@ -144,8 +147,11 @@ class AnalyticsMixin:
         run_rows = []
         for run in runs:
             row = list(self._run_row(run))
-            tail = [run.turns, run.tool_calls, to_micros(run.cost_usd), *astuple(run.usage), run.web_searches]
-            row[len(row) - len(tail):] = tail
+            totals = {"turns": run.turns, "tool_calls": run.tool_calls, "cost_micros": to_micros(run.cost_usd),
+                      **dict(zip(TOKEN_CLASSES, astuple(run.usage), strict=True)), "web_searches": run.web_searches,
+                      "context_saved_micros": to_micros(run.context_saved_usd)}
+            for name, value in totals.items():  # _run_row writes zero totals: a live run starts empty
+                row[RUN_COLS.index(name)] = value
             run_rows.append(row)
         call_rows = [self._call_row(c, to_micros(c.cost_usd)) for c in calls]
 

@@ -45,6 +45,7 @@ class RunRecord:
     agent_exit_code: int | None = None
     session_id: str | None = None  # e.g. Claude Code's X-Claude-Code-Session-Id
     enforced: bool = True  # False for usage imported from a vendor export
+    run_url: str | None = None  # the CI job's page (RunContext.run_url)
     # running totals, kept in step with the calls
     turns: int = 0
     tool_calls: int = 0

@@ -46,7 +46,7 @@ TOKEN_COLS = ("input_tokens", "cache_write_tokens", "cache_write_1h_tokens", "ca
 RUN_COLS = ("run_id", "started_at", "ended_at", "decision", "status", "org", "team", "repo", "actor",
             "workflow", "agent", "environment", "trigger_name", "pr", "branch", "cohort", "platform",
             "rule", "reason", "model", "limits_json", "stop_reason", "outcome", "agent_exit_code",
-            "session_id", "enforced", "turns", "tool_calls", "cost_micros", *TOKEN_COLS, "web_searches",
+            "session_id", "enforced", "run_url", "turns", "tool_calls", "cost_micros", *TOKEN_COLS, "web_searches",
             "context_saved_micros")
 CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endpoint", "model_requested",
              "model_served", *TOKEN_COLS, "cost_micros", "status", "http_status", "stream", "tool_calls",
@@ -461,7 +461,7 @@ class SqlStore(AnalyticsMixin):
                 run.org, run.team, run.repo, run.user, run.workflow, run.agent, run.environment,
                 run.trigger, run.pr, run.branch, run.cohort, run.platform, run.rule, run.reason, run.model,
                 json.dumps(run.limits, sort_keys=True, default=str), run.stop_reason, run.outcome,
-                run.agent_exit_code, run.session_id, self._bool(run.enforced), 0, 0, 0,
+                run.agent_exit_code, run.session_id, self._bool(run.enforced), run.run_url, 0, 0, 0,
                 *(0 for _ in TOKEN_COLS), 0, 0)
 
     def _run_from(self, row: Sequence[Any]) -> RunRecord:
@@ -474,6 +474,7 @@ class SqlStore(AnalyticsMixin):
             platform=r["platform"], rule=r["rule"], reason=r["reason"], model=r["model"],
             limits=json.loads(r["limits_json"] or "{}"), stop_reason=r["stop_reason"], outcome=r["outcome"],
             agent_exit_code=r["agent_exit_code"], session_id=r["session_id"], enforced=bool(r["enforced"]),
+            run_url=r["run_url"],
             turns=int(r["turns"]), tool_calls=int(r["tool_calls"]), cost_usd=from_micros(r["cost_micros"]),
             usage=Usage(*(int(r[c]) for c in TOKEN_COLS)), web_searches=int(r["web_searches"]),
             context_saved_usd=from_micros(r["context_saved_micros"]),

@@ -199,7 +199,7 @@ def _run_record(run_id: str, decision: Decision, now: datetime, status: str) -> 
         org=ctx.org, team=ctx.team, repo=ctx.repo, user=ctx.actor, workflow=ctx.workflow, agent=ctx.agent,
         environment=ctx.environment, trigger=ctx.trigger, pr=ctx.pr, branch=ctx.head_branch, cohort=ctx.cohort,
         platform=ctx.platform, rule=decision.rule, reason=decision.reason, model=decision.model,
-        limits=decision.as_json()["limits"],
+        limits=decision.as_json()["limits"], run_url=ctx.run_url,
     )
 
 

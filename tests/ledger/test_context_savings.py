@@ -30,10 +30,13 @@ def test_context_changes_and_savings_round_trip(store) -> None:
     assert store.get_run("run_ctx").context_saved_usd == Decimal("0.146")
 
 
-def test_focus_rows_tag_the_saving_and_the_dashboard_sums_it() -> None:
+def test_focus_rows_tag_the_saving_and_the_dashboard_sums_it(tmp_path) -> None:
     import json
+    from datetime import timedelta
 
+    from ci_guard.ledger import open_ledger
     from ci_guard.report.dashboard import build_dashboard, render_dashboard
+    from ci_guard.report.finops import Period
     from ci_guard.report.focus import focus_row
 
     run = RunRecord(run_id="run_ctx", started_at=datetime.now(UTC), decision="allow", status="completed")
@@ -44,7 +47,13 @@ def test_focus_rows_tag_the_saving_and_the_dashboard_sums_it() -> None:
     assert tags["ci-guard/context_changes"] == "pruned_tokens,route"
     assert tags["ci-guard/context_saving_method"] == "estimate"
     assert "ci-guard/context_saved_usd" not in json.loads(focus_row(plain, run)["Tags"])
-    now = datetime.now(UTC)
-    board = build_dashboard([(changed, run), (plain, run)], now, now)
-    assert board.context_saved == Decimal("0.15") and board.total == Decimal("0.002")
+    store = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    try:
+        store.start_run(run)
+        store.record_calls([changed, plain])
+        start, end = run.started_at - timedelta(days=1), run.started_at + timedelta(days=1)
+        board = build_dashboard(store.period_runs(start, end), [], Period(start, end))
+    finally:
+        store.close()
+    assert board.context_saved == Decimal("0.15") and board.total_usd == Decimal("0.002")
     assert "Saved by context policy" in render_dashboard(board)

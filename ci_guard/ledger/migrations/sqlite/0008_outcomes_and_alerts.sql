@@ -11,6 +11,8 @@ CREATE TABLE pr_outcomes (
 );
 
 ALTER TABLE runs ADD COLUMN tests_fixed INTEGER;
+-- the CI job's page, for links from the dashboard and reports
+ALTER TABLE runs ADD COLUMN run_url TEXT;
 
 CREATE TABLE alerts_sent (
   alert_key     TEXT PRIMARY KEY,
