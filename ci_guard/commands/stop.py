@@ -9,9 +9,11 @@ import click
 @click.option("--state", "state_path", metavar="FILE",
               help="State file written by `start` (default $CI_GUARD_STATE or $RUNNER_TEMP/ci-guard-state.json).")
 @click.option("--summary", "summary_path", metavar="FILE", help="Also write the run summary JSON here.")
+@click.option("--ledger", "ledger_url", metavar="URL", envvar="CI_GUARD_LEDGER",
+              help="The ledger given to `start` (the state file names it without its password).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
               help="github: write step outputs and a step summary; json: print the summary.")
-def stop(state_path: str | None, summary_path: str | None, fmt: str) -> int:
+def stop(state_path: str | None, summary_path: str | None, ledger_url: str | None, fmt: str) -> int:
     """Stop the metering proxy of a run started with `ci-guard start` and summarise the run.
 
     The proxy finishes calls in flight, writes every call to the ledger, releases the budget
@@ -31,7 +33,7 @@ def stop(state_path: str | None, summary_path: str | None, fmt: str) -> int:
     from ci_guard.meter.outputs import emit_github_run_outputs
 
     path = state_path or os.environ.get("CI_GUARD_STATE") or detached.default_state_path()
-    summary = detached.stop(path)
+    summary = detached.stop(path, ledger_url=ledger_url)
     lifecycle.write_summary(summary, summary_path)
     if summary.calls:
         # The proxy ran in the background, so its live log went nowhere the job shows: print the

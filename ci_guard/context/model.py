@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ci_guard.text import clean
 
 Platform = Literal["github", "gitlab", "local"]
 
@@ -47,6 +49,17 @@ class RunContext(BaseModel):
     cohort: str | None = None  # free-form attribution (experiment arm, rollout wave)
     run_url: str | None = None
     notes: list[str] = Field(default_factory=list)  # what could not be detected, and why
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        # Branch names, titles, labels and paths come from PR authors, event files and argv (where
+        # non-UTF-8 bytes arrive as lone surrogates): make them storable before anything uses them.
+        if isinstance(value, str):
+            return clean(value)
+        if isinstance(value, list):
+            return [clean(v) if isinstance(v, str) else v for v in value]
+        return value
 
     def scope_key(self, scope: str) -> str | None:
         """The attribution key of this run for a budget scope (org, team, repo, user, workflow, agent)."""

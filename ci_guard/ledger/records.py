@@ -8,6 +8,19 @@ from decimal import Decimal
 from typing import Any
 
 from ci_guard.pricing.usage import Usage
+from ci_guard.text import clean, clean_any
+
+
+def _clean_strings(record: Any) -> None:
+    # Every text column may hold agent- or PR-author-controlled text: a lone surrogate or a NUL
+    # would make the database driver raise and keep the row (and its spend) out of the ledger.
+    for name, value in vars(record).items():
+        if isinstance(value, str):
+            cleaned = clean(value)
+            if cleaned is not value:
+                setattr(record, name, cleaned)
+        elif isinstance(value, dict):
+            setattr(record, name, clean_any(value))
 
 RUN_STATUSES = ("running", "completed", "stopped", "denied", "skipped", "error")
 STOP_REASONS = ("max_turns", "max_cost", "max_runtime", "max_context", "max_tool_calls", "retry_storm")
@@ -55,6 +68,9 @@ class RunRecord:
     context_saved_usd: Decimal = Decimal(0)  # what the context policy saved (not spent, not in cost_usd)
     tests_fixed: int | None = None  # failing tests a test-repair run fixed (`ci-guard outcome --tests-fixed`)
 
+    def __post_init__(self) -> None:
+        _clean_strings(self)
+
 
 @dataclass
 class CallRecord:
@@ -85,3 +101,6 @@ class CallRecord:
     # what the context policy changed in the call and what it saved (see meter/transforms/savings.py)
     context: dict[str, Any] | None = None
     context_saved_usd: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        _clean_strings(self)

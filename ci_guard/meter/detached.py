@@ -38,6 +38,8 @@ from ci_guard.meter.upstreams import Upstreams, upstreams_from_env
 from ci_guard.policy.decision import Decision
 from ci_guard.secrets import register
 
+LEDGER_ENV = "CI_GUARD_LEDGER"
+
 
 def default_state_path(environ: dict[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
@@ -98,18 +100,25 @@ def start(*, policy_path: str, context: RunContext, ledger_url: str | None, budg
         return Started(str(state), prepared.run_id, prepared.decision, None, None, prepared.refused_summary)
     token = new_run_token()
     register(token)
+    # The state file is readable by the agent (CI_GUARD_STATE): it names the ledger without its
+    # password. The proxy gets the full URL through its own environment (it is undumpable, so the
+    # agent cannot read it from /proc); `stop` takes it from its own --ledger / CI_GUARD_LEDGER.
     data = {
         "run_id": prepared.run_id, "token": token, "policy_path": str(Path(policy_path).resolve()),
-        "ledger_url": prepared.ledger_url, "decision": prepared.decision.model_dump(mode="json"),
+        "ledger_url": _public_url(prepared.ledger_url), "decision": prepared.decision.model_dump(mode="json"),
         "upstreams": {"anthropic": upstreams.anthropic, "openai": upstreams.openai},
         "started_at": datetime.now(UTC).isoformat(), "port": None, "pid": None,
         "summary_path": str(state.with_suffix(".summary.json")), "log_path": str(state.with_suffix(".log")),
     }
     _write_json_atomic(state, data)
     with open(data["log_path"], "ab") as log:
+        child_env = {k: v for k, v in os.environ.items() if k != LEDGER_ENV}
+        if prepared.ledger_url:
+            child_env[LEDGER_ENV] = prepared.ledger_url
         proc = subprocess.Popen(
             [sys.executable, "-m", "ci_guard", "proxy", "--state", str(state)] + (["--quiet"] if quiet else []),
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+            env=child_env,
         )
     try:
         port = _wait_ready(state, proc, ready_timeout_s)
@@ -147,7 +156,7 @@ def serve(state_path: str, quiet: bool = False) -> int:
     register(data["token"])
     decision = Decision.model_validate(data["decision"])
     policy = load_policy(data["policy_path"])
-    url = data.get("ledger_url")
+    url = ledger_for_state(data, os.environ.get(LEDGER_ENV))
     recorder = open_recorder(url, str(state_file.with_suffix(".unrecorded.jsonl")))
     session = MeterSession(
         run_id=data["run_id"], token=data["token"], decision=decision,
@@ -177,8 +186,33 @@ async def _serve_async(session: MeterSession, ups: Upstreams, state_file: Path, 
     await proxy.close()
 
 
-def stop(state_path: str, timeout_s: float = 30.0) -> RunSummary:
+def _public_url(url: str | None) -> str | None:
+    from ci_guard.ledger.urls import redact_url
+
+    if not url:
+        return None
+    if url.lower().startswith("sqlite:"):
+        return url.split("?", 1)[0]  # a path, nothing secret (its query is ignored by the backend)
+    return redact_url(url)
+
+
+def ledger_for_state(data: dict[str, Any], full_url: str | None) -> str | None:
+    """The ledger of a started run: ``full_url`` (from the caller's own environment) when it is the
+    one the state file names without its password, else the state's URL (which then has none)."""
+    public = data.get("ledger_url")
+    if not public:
+        return None
+    if full_url and _public_url(full_url) == public:
+        return full_url
+    if "***" in public or "%2A%2A%2A" in public:
+        raise InvalidInputError(f"the ledger of run {data.get('run_id')} needs its password: give this command "
+                                f"the same --ledger / {LEDGER_ENV} as `ci-guard start` ({public})")
+    return public
+
+
+def stop(state_path: str, timeout_s: float = 30.0, ledger_url: str | None = None) -> RunSummary:
     data = read_state(state_path)
+    full_url = ledger_url or os.environ.get(LEDGER_ENV)
     if data.get("refused"):
         return RunSummary.model_validate(data["summary"])
     pid = data.get("pid")
@@ -193,11 +227,11 @@ def stop(state_path: str, timeout_s: float = 30.0) -> RunSummary:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
     if not summary_path.exists():
-        return _recover(data)
+        return _recover(data, full_url)
     return RunSummary.model_validate_json(summary_path.read_text())
 
 
-def _recover(data: dict[str, Any]) -> RunSummary:
+def _recover(data: dict[str, Any], full_url: str | None) -> RunSummary:
     """The proxy died without settling (OOM, SIGKILL): rebuild the run from the ledger and settle it.
 
     Every call it metered is already in the ledger, so nothing is lost; the run is marked as an
@@ -206,7 +240,7 @@ def _recover(data: dict[str, Any]) -> RunSummary:
     from ci_guard.ledger import open_ledger
     from ci_guard.report.history import run_summary
 
-    url = data.get("ledger_url")
+    url = ledger_for_state(data, full_url)
     if not url:
         raise CiGuardError(f"the metering proxy of run {data['run_id']} died without a summary and the run "
                            f"was not recorded in a ledger; see {data.get('log_path')}")

@@ -75,7 +75,12 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
                 summary = _refused(run_id, decision, now)
                 _record_refused(store, summary, decision, now)
                 return PreparedRun(run_id, decision, url, refused_summary=summary)
-            store.start_run(_run_record(run_id, decision, now, "running"), _keys(policy, decision.context, now))
+            try:
+                store.start_run(_run_record(run_id, decision, now, "running"), _keys(policy, decision.context, now))
+            except BaseException:
+                # Reserved but not started: release the hold now rather than leave it to its TTL.
+                _release(store, run_id)
+                raise
     finally:
         if store is not None:
             store.close()
@@ -105,6 +110,14 @@ def abandon_run(ledger_url: str | None, run_id: str) -> None:
     except LedgerError as exc:
         LiveLog().info(f"warning: run {run_id} could not be closed in the ledger; its reservation expires "
                        f"on its own: {redact(exc.render())}")
+
+
+def _release(store: Any, run_id: str) -> None:
+    try:
+        store.settle(run_id)
+    except Exception as exc:  # best effort: the reservation still expires with its TTL
+        LiveLog().info(f"warning: the reservation of run {run_id} could not be released: "
+                       f"{redact(f'{type(exc).__name__}: {exc}')}")
 
 
 def _open_store(open_ledger: Any, url: str) -> tuple[Any, str | None]:
@@ -222,13 +235,27 @@ def finish_run(prepared: PreparedRun, summary: RunSummary) -> None:
     if recorder.enabled:
         recorder.flush()
         ended = datetime.fromisoformat(summary.ended_at) if summary.ended_at else datetime.now(UTC)
+        # Each step on its own: a run that cannot be finished must still release its hold, and no
+        # ledger failure (of any kind) may keep the summary from being written.
         try:
             recorder.call("finish_run", summary.run_id, summary.status, summary.stop_reason, ended,
                           agent_exit_code=summary.agent_exit_code, session_id=summary.session_id)
+        except Exception as exc:
+            LiveLog().info(f"warning: could not finish the run in the ledger: {_describe(exc)}")
+        try:
             recorder.call("settle", summary.run_id)
-        except LedgerError as exc:
-            LiveLog().info(f"warning: could not finish the run in the ledger: {redact(exc.render())}")
-    recorder.close()
+        except Exception as exc:
+            LiveLog().info(f"warning: could not release the run's reservation: {_describe(exc)}")
+    try:
+        recorder.close()
+    except Exception as exc:
+        LiveLog().info(f"warning: closing the ledger failed: {_describe(exc)}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, LedgerError):
+        return redact(exc.render())
+    return redact(f"{type(exc).__name__}: {exc}")
 
 
 def write_summary(summary: RunSummary, path: str | None) -> None:

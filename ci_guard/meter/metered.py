@@ -23,6 +23,7 @@ from ci_guard.meter.agent_http import Request, Response, StreamResponse
 from ci_guard.meter.caps import WAIT_FOR_CALLS_IN_FLIGHT, Admission, PlannedCall
 from ci_guard.meter.pricer import ASSUMED_MAX_OUTPUT
 from ci_guard.meter.providers.base import CallResult, RequestInfo, StreamMeter, WireAdapter
+from ci_guard.meter.request_checks import BadRequest, parse_body
 from ci_guard.meter.upstream_client import UpstreamError
 from ci_guard.meter.upstream_hop import Response as UpstreamAnswer
 from ci_guard.pricing.usage import Usage
@@ -85,16 +86,20 @@ class MeteredCall:
     async def run(self) -> StreamResponse:
         raw = await self.request.read()
         try:
-            body = json.loads(raw)
-            if not isinstance(body, dict):
-                raise ValueError("the request body is not a JSON object")
-        except ValueError as exc:
-            return self.proxy.error(self.provider, 400, "invalid_request_error", f"ci-guard: invalid JSON body: {exc}")
-        info = self.adapter.inspect(body)
+            body = parse_body(raw)
+            info = self.adapter.inspect(body)
+        except BadRequest as exc:
+            return self.proxy.error(self.provider, 400, "invalid_request_error", f"ci-guard: {exc}")
+        except RecursionError:  # nested just below the parser's limit: too deep for the meter's walks
+            return self.proxy.error(self.provider, 400, "invalid_request_error",
+                                    "ci-guard: the JSON body is nested too deeply")
         try:
             plan = await self._plan(raw, body, info)
         except Refusal as refusal:
             return self._refused(refusal, info)
+        except RecursionError:  # nothing is held yet: the hold is the last step of planning
+            return self.proxy.error(self.provider, 400, "invalid_request_error",
+                                    "ci-guard: the JSON body is nested too deeply")
         return await self._forward(plan)
 
     async def _plan(self, raw: bytes, body: dict[str, Any], info: RequestInfo) -> Plan:
@@ -115,26 +120,31 @@ class MeteredCall:
         refusal = session.pricer.refusal(model)
         if refusal:
             raise Refusal("unpriced_model", refusal, model)
-        tier, geo = info.service_tier, info.inference_geo
-        worst = session.pricer.worst_case(model, info.estimated_input_tokens, info.max_output_tokens, tier, geo)
+        worst = self._worst_case(model, info, info.max_output_tokens)
         planned = PlannedCall(
             fingerprint=info.fingerprint, estimated_input_tokens=info.estimated_input_tokens,
             max_output_tokens=info.max_output_tokens, worst_case_usd=worst,
         )
         admission = await self._admit(planned, model, info)
         max_output = info.max_output_tokens
-        target = admission.max_output_tokens
+        target = admission.max_output_tokens  # per choice (see _fit)
         if target is None and max_output is None and session.guard.limits.max_cost_usd is not None:
             target = ASSUMED_MAX_OUTPUT  # the worst case assumed this cap: make it true
         if target is not None and (max_output is None or target < max_output):
             body = adapter.clamp_output(body, target)
             max_output = target
-            worst = session.pricer.worst_case(model, info.estimated_input_tokens, max_output, tier, geo)
-        held = session.guard.hold(worst)
+            worst = self._worst_case(model, info, max_output)
         body, strip_usage = adapter.prepare(body)
         # Adapters return a new object when they change a request: forward the agent's own bytes otherwise.
         data = raw if body is original else json.dumps(body, separators=(",", ":")).encode()
+        held = session.guard.hold(worst)  # last: nothing before it may fail with a hold taken
         return Plan(info, info.model, model, data, strip_usage, held, changes, beta)
+
+    def _worst_case(self, model: str | None, info: RequestInfo, max_output: int | None) -> Decimal | None:
+        """The most the call can cost: the input once, the output cap once per choice (Chat ``n``)."""
+        per_choice = max_output or ASSUMED_MAX_OUTPUT
+        return self.session.pricer.worst_case(model, info.estimated_input_tokens, per_choice * info.choices,
+                                              info.service_tier, info.inference_geo)
 
     def _enforce_model(self, info: RequestInfo, body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         session = self.session
@@ -174,6 +184,8 @@ class MeteredCall:
             return None  # only a call whose worst case does not fit needs to know how much output still does
         fit = self.session.pricer.max_output_within(model, planned.estimated_input_tokens, remaining,
                                                     info.service_tier, info.inference_geo)
+        if fit is not None:
+            fit //= info.choices  # every choice may use the whole cap: share what fits between them
         if fit is not None and fit < getattr(self.adapter, "min_output_tokens", 1):
             return 0  # below the API's minimum output cap the call cannot be made valid: refuse it
         return fit

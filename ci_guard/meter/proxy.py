@@ -86,7 +86,9 @@ class MeterProxy:
             auth = request.headers.get("authorization", "")
             if auth.lower().startswith("bearer "):
                 presented = auth[7:].strip()
-        return presented is not None and hmac.compare_digest(presented.encode(), self.session.token.encode())
+        # surrogateescape: a header of non-UTF-8 bytes is a wrong token, not a crash.
+        return presented is not None and hmac.compare_digest(presented.encode("utf-8", "surrogateescape"),
+                                                             self.session.token.encode())
 
     async def handle(self, request: Request, provider: str, tail: str) -> StreamResponse:
         if not self._authorized(request):

@@ -102,7 +102,9 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
     except BaseException:
         # Whatever went wrong, the run must not stay "running" with its budget reserved.
         await proxy.close()
-        lifecycle.finish_run(prepared, session.summary(status="error", agent_exit_code=None))
+        failed = session.summary(status="error", agent_exit_code=None)
+        lifecycle.finish_run(prepared, failed)
+        lifecycle.write_summary(failed, req.summary_path)
         raise
     await proxy.close()
     code = agent_exit_status(exit_info.exit_code)

@@ -20,6 +20,8 @@ import re
 from datetime import date, datetime
 from decimal import Decimal
 
+from ci_guard.text import clean
+
 MAX_LEN = 200
 MAX_OBJECT_LEN = 2000  # a list or dict a custom template outputs whole
 ZWJ = "\u200d"  # zero-width joiner: invisible, but breaks the reference and mention patterns
@@ -27,6 +29,10 @@ ZWJ = "\u200d"  # zero-width joiner: invisible, but breaks the reference and men
 # ASCII punctuation that has a meaning somewhere in GFM / GLFM inline syntax or tables.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()|~$!+#>=^-])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
+# Invisible characters that change what a reader sees: bidi embeddings, overrides and isolates
+# (U+202E makes "gpj.exe" read "exe.jpg"), marks, zero-width spaces/joiners, word joiner, BOM,
+# Mongolian vowel separator. Dropped before escaping (our own ZWJ is added after).
+_INVISIBLE = re.compile("[\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]+")
 # a sigil followed by something a forge would resolve as a user, team or reference; the name may
 # already carry one of our backslashes (``@\_admin`` renders as ``@_admin`` and still pings)
 _MENTION = re.compile(r"([@!~%$]|&amp;)(?=\\?[\w\"'.:/-])")
@@ -47,8 +53,13 @@ def truncate(text: str, max_len: int = MAX_LEN) -> str:
 
 
 def one_line(text: object) -> str:
-    """Collapse newlines, tabs and other control characters to single spaces."""
-    return _CONTROL.sub(" ", "" if text is None else str(text)).strip()
+    """Collapse newlines, tabs and other control characters to single spaces; drop invisible ones.
+
+    Lone surrogates (a model name the agent picked, a non-UTF-8 branch) become U+FFFD: the comment
+    must still be postable.
+    """
+    plain = clean("" if text is None else str(text))
+    return _CONTROL.sub(" ", _INVISIBLE.sub("", plain)).strip()
 
 
 def md(text: object, max_len: int = MAX_LEN) -> Safe:

@@ -22,6 +22,7 @@ from ci_guard.meter.summary import RunSummary
 from ci_guard.report.marker import DEFAULT_TAG, check_tag
 from ci_guard.report.render import MAX_CHARS, RenderedComment, render_comment
 from ci_guard.secrets import redact
+from ci_guard.text import clean_any
 
 DEFAULT_LEDGER_FILE = Path(".ci-guard/ledger.db")
 
@@ -53,8 +54,13 @@ def load_summary(path: str | Path) -> RunSummary:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidInputError("", [Problem(f"cannot read the run summary: {exc.strerror}", file=str(path))]) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError("", [Problem(f"not UTF-8 text (byte {exc.start})", file=str(path))]) from None
     try:
-        data = json.loads(text)
+        # clean_any: a summary may carry lone surrogates (JSON escapes an agent chose as its model)
+        data = clean_any(json.loads(text))
+    except RecursionError:
+        raise InvalidInputError("", [Problem("JSON nested too deeply", file=str(path))]) from None
     except json.JSONDecodeError as exc:
         raise InvalidInputError("", [Problem(f"not valid JSON: {exc.msg}", file=str(path), line=exc.lineno,
                                              column=exc.colno)]) from None

@@ -29,6 +29,7 @@ class RequestInfo:
     inference_geo: str | None = None  # where the request asked to run (Anthropic: "us" costs more)
     # OpenAI's older web_search_preview tool is offered: its searches cost more on non-reasoning models
     web_search_preview: bool = False
+    choices: int = 1  # completions generated per call (Chat `n`): the output cap applies to each
 
 
 @dataclass

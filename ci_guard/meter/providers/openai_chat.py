@@ -44,8 +44,12 @@ class OpenAIChat(WireAdapter):
     endpoint = "chat.completions"
 
     def inspect(self, body: dict[str, Any]) -> RequestInfo:
-        return request_info(body, output_cap_keys=("max_completion_tokens", "max_tokens"),
+        info = request_info(body, output_cap_keys=("max_completion_tokens", "max_tokens"),
                             input_keys=("messages", "tools", "functions"), semantic_keys=_SEMANTIC_KEYS)
+        n = body.get("n")
+        if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+            info.choices = n  # billed: the prompt once, each choice's output (request_checks bounds n)
+        return info
 
     def prepare(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         if not body.get("stream"):

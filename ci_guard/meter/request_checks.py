@@ -1,0 +1,93 @@
+"""Reject agent requests the meter could read differently from the upstream (issue 12 #10, #14).
+
+The proxy meters what it parses; an upstream bills what *it* parses. Where the two could disagree,
+the request is refused with a 400 before anything is reserved or forwarded:
+
+* **Duplicate keys** anywhere in the body: JSON leaves them undefined; Python keeps the last one,
+  some servers keep the first (``max_tokens`` twice: the meter sees 50, the upstream honours 50000).
+* **Output caps and fan-out** (``max_tokens``, ``max_completion_tokens``, ``max_output_tokens``,
+  ``thinking.budget_tokens``, ``n``) that are not plain integers in range: negative, float, bool,
+  string or a 300-digit number.
+* **model** that is not a string; ``stream`` that is not a boolean.
+* Bodies that are not a JSON object, or nested deeper than Python's recursion limit (~1000; the
+  caller also turns a ``RecursionError`` while planning into a 400: no walk over a multi-MB body
+  just to measure its depth).
+
+i13-scale's faster parser must keep every one of these (tests/meter/test_request_checks.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_OUTPUT_TOKENS = 10_000_000  # above any model's output limit; larger is a typo or an attack
+MAX_CHOICES = 128  # OpenAI's documented maximum for Chat Completions `n`
+OUTPUT_CAP_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+class BadRequest(ValueError):
+    """The body cannot be metered safely; the message says why (sent back with a 400)."""
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or :class:`BadRequest`."""
+    try:
+        body = json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        raise BadRequest(f"duplicate key {str(exc)[:100]!r} in the JSON body (ambiguous: the meter and "
+                         "the provider could read different values)") from None
+    except RecursionError:
+        raise BadRequest("the JSON body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # includes ints longer than Python's digit limit
+        raise BadRequest(f"invalid JSON body: {str(exc)[:200]}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body is not a JSON object")
+    check_fields(body)
+    return body
+
+
+def _plain_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_fields(body: dict[str, Any]) -> None:
+    """The metering-relevant fields have the types and ranges the meter relies on."""
+    for key in OUTPUT_CAP_KEYS:
+        if key in body and body[key] is not None:
+            _check_int(key, body[key], 1, MAX_OUTPUT_TOKENS)
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("budget_tokens") is not None:
+        _check_int("thinking.budget_tokens", thinking["budget_tokens"], 0, MAX_OUTPUT_TOKENS)
+    if "n" in body and body["n"] is not None:
+        _check_int("n", body["n"], 1, MAX_CHOICES)
+    if "model" in body and not isinstance(body["model"], str):
+        raise BadRequest(f"model must be a string, not {type(body['model']).__name__}")
+    if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
+        raise BadRequest(f"stream must be true or false, not {type(body['stream']).__name__}")
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if not _plain_int(value):
+        raise BadRequest(f"{name} must be an integer, not {type(value).__name__} {str(value)[:40]}")
+    if not low <= value <= high:
+        shown = str(value) if len(str(value)) <= 20 else f"a {len(str(value))}-digit number"
+        raise BadRequest(f"{name} must be between {low} and {high}, not {shown}")
+
+
+__all__ = ["MAX_CHOICES", "MAX_OUTPUT_TOKENS", "BadRequest", "check_fields", "parse_body"]
