@@ -23,7 +23,8 @@ def _clean_strings(record: Any) -> None:
             setattr(record, name, clean_any(value))
 
 RUN_STATUSES = ("running", "completed", "stopped", "denied", "skipped", "error")
-STOP_REASONS = ("max_turns", "max_cost", "max_runtime", "max_context", "max_tool_calls", "retry_storm")
+STOP_REASONS = ("max_turns", "max_cost", "max_runtime", "max_context", "max_tool_calls", "retry_storm",
+                "ledger_error")  # ledger_error: the ledger failed mid-run and on_ledger_error is deny
 CALL_STATUSES = ("ok", "error", "refused", "cut")  # cut: the stream ended before the provider finished
 
 

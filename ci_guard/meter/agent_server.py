@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from urllib.parse import unquote
 
@@ -27,9 +27,16 @@ from ci_guard.meter.agent_http import ClientGone, Handler, Response, ResponseWri
 from ci_guard.meter.upstream_client import Headers
 from ci_guard.secrets import redact
 
-MAX_BODY_BYTES = 64 * 1024 * 1024  # the largest request body accepted (what aiohttp was configured with)
+# Limits (docs/run.md, "Security model"). The body limit is above what the providers accept
+# (Anthropic Messages: 32 MB; OpenAI: 50 MB with files inline), so no real request is refused here.
+MAX_BODY_BYTES = 64 * 1024 * 1024  # the largest request body accepted
+MAX_BUFFERED_BYTES = 256 * 1024 * 1024  # request bodies held at once, all connections together
+MAX_URL_BYTES = 16 * 1024  # request target; longer: 414
+MAX_HEAD_BYTES = 64 * 1024  # request line + all headers; larger: 431
+HEAD_TIMEOUT_S = 30.0  # a request whose headers are not complete after this long: 408
 IDLE_TIMEOUT_S = 75.0  # a keep-alive connection with no request for this long is closed (aiohttp's default)
 BODY_TIMEOUT_S = 60.0  # a request body that makes no progress for this long is answered 408
+BODY_DEADLINE_S = 300.0  # a request body not complete after this long is answered 408 (a 1-byte trickle)
 MAX_QUEUED = 8  # pipelined requests waiting behind the one being handled; more pause reading
 SHUTDOWN_GRACE_S = 10.0
 
@@ -42,6 +49,10 @@ class _BodyError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class _HeadError(_BodyError):
+    """The request line or headers break a limit: answered with ``status`` before any handler runs."""
 
 
 def _head(status: int, headers: Iterable[tuple[str, str]], framing: str, close: bool) -> bytes:
@@ -76,6 +87,9 @@ class _Request:
         self.keep_alive = keep_alive
         self.expect_continue = (self.headers.get("expect") or "").lower() == "100-continue"
         self._body: list[bytes] = []
+        self._held = 0  # bytes of this body counted in the server's buffered total
+        self.discard_body = False
+        self.started_at = conn.loop.time()
         self.body_size = 0
         self.body_done = False
         self.error: _BodyError | None = None
@@ -93,8 +107,21 @@ class _Request:
         if self.body_size > MAX_BODY_BYTES:
             self.fail(_BodyError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes"))
             return
+        if self.discard_body:  # no valid token: its body is never buffered (the handler answers 401)
+            return
+        server = self._conn.server
+        if server.buffered + len(data) > MAX_BUFFERED_BYTES:
+            self.fail(_BodyError(503, "ci-guard: too many large requests at once; retry shortly"))
+            return
+        server.buffered += len(data)
+        self._held += len(data)
         self._body.append(data)
         self._wake()
+
+    def release(self) -> None:
+        """The body was handed over (or abandoned): it no longer counts against MAX_BUFFERED_BYTES."""
+        self._conn.server.buffered -= self._held
+        self._held = 0
 
     def finish(self) -> None:
         self.body_done = True
@@ -117,16 +144,21 @@ class _Request:
                 self.expect_continue = False
                 self._conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
             self._waiter = self._conn.loop.create_future()
+            left = self.started_at + BODY_DEADLINE_S - self._conn.loop.time()
             try:
-                async with asyncio.timeout(BODY_TIMEOUT_S):
+                async with asyncio.timeout(min(BODY_TIMEOUT_S, max(left, 0.0))):
                     await self._waiter
             except TimeoutError:
-                self.fail(_BodyError(408, f"no request body data for {BODY_TIMEOUT_S:g}s"))
+                self.fail(_BodyError(408, f"the request body did not arrive in time (no data for "
+                                          f"{BODY_TIMEOUT_S:g}s or not complete after {BODY_DEADLINE_S:g}s)"))
             finally:
                 self._waiter = None
         if self.error is not None:
+            self.release()
             raise self.error
-        return b"".join(self._body)
+        body, self._body = b"".join(self._body), []
+        self.release()
+        return body
 
     # response (agent_http.ResponseWriter)
     @property
@@ -198,6 +230,8 @@ class _Connection(asyncio.Protocol):
         self._parsing: _Request | None = None
         self._url: list[bytes] = []
         self._raw_headers: list[tuple[str, str]] = []
+        self._url_size = self._head_size = 0
+        self._head_timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -210,12 +244,16 @@ class _Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(ClientGone("the agent closed the connection"))
         gone = _BodyError(400, "the agent closed the connection before the request body was complete")
         for request in (self._parsing, *self.queue):
             if request is not None and not request.body_done:
                 request.fail(gone)
+        if self._parsing is not None and self._parsing not in self.queue:
+            self._parsing.release()
 
     def eof_received(self) -> bool:
         # An agent that half-closes is treated as gone (as aiohttp does): close our side too, so a
@@ -240,23 +278,47 @@ class _Connection(asyncio.Protocol):
                 self.queue[-1].keep_alive = False
             self._stop_reading()
         except httptools.HttpParserError as exc:
-            self._malformed(f"malformed HTTP request: {exc}")
+            if isinstance(exc.__context__, _HeadError):
+                self._reject(exc.__context__.status, str(exc.__context__))
+            else:
+                self._malformed(f"malformed HTTP request: {exc}")
 
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._url, self._raw_headers = [], []
+        self._url_size = self._head_size = 0
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timeout)
 
     def on_url(self, url: bytes) -> None:
+        self._url_size += len(url)
+        if self._url_size > MAX_URL_BYTES:
+            raise _HeadError(414, f"the request target is longer than {MAX_URL_BYTES} bytes")
         self._url.append(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD_BYTES:
+            raise _HeadError(431, f"the request headers are larger than {MAX_HEAD_BYTES} bytes")
         self._raw_headers.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
 
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        self._reject(408, f"the request headers were not complete after {HEAD_TIMEOUT_S:g}s")
+
     def on_headers_complete(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         parser = self.parser
         request = _Request(self, b"".join(self._url), self._raw_headers, parser.get_method().decode("ascii"),
                            parser.get_http_version() == "1.0", parser.should_keep_alive())
         self._parsing = request
+        authorize = self.server.authorize
+        if authorize is not None and not authorize(request.headers):
+            # Checked before the body: a request without the run token never gets one buffered.
+            request.discard_body = True
+            request.expect_continue = False
+            request.keep_alive = False
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
             # Refuse before the agent sends (or we buffer) the body; with 100-continue it never does.
@@ -299,6 +361,12 @@ class _Connection(asyncio.Protocol):
             self.last_active = self.loop.time()
 
     async def _handle(self, request: _Request) -> None:
+        try:
+            await self._handle_one(request)
+        finally:
+            request.release()  # a body the handler never read stops counting against the limit
+
+    async def _handle_one(self, request: _Request) -> None:
         if request.error is not None:
             await self._answer_error(request, request.error.status, str(request.error))
             return
@@ -323,12 +391,22 @@ class _Connection(asyncio.Protocol):
 
     def _malformed(self, message: str) -> None:
         """Answer 400 right away (unless a response is in progress) and close: the stream cannot be resynced."""
+        self._reject(400, message)
+
+    def _reject(self, status: int, message: str) -> None:
+        """Answer ``status`` right away (unless a response is in progress) and close."""
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._url, self._raw_headers = [], []  # a too-large head is not kept
         self._stop_reading()
-        if self._parsing is not None:  # its body will never complete: its handler answers 400
-            self._parsing.fail(_BodyError(400, message))
+        if self._parsing is not None:  # its body will never complete: its handler answers the error
+            self._parsing.fail(_BodyError(status, message))
             self._parsing = None
         if self.task is None:
-            self.send(_head(400, [("content-type", "text/plain; charset=utf-8")], "content-length: "
+            if self.lost or self.transport is None or self.transport.is_closing():
+                return
+            self.send(_head(status, [("content-type", "text/plain; charset=utf-8")], "content-length: "
                             f"{len(message) + 1}", True) + message.encode() + b"\n")
             self.close()
         else:
@@ -398,8 +476,11 @@ async def _finish(request: _Request, response: StreamResponse) -> None:
 class AgentServer:
     """Serve ``handler`` on host:port (port 0: any free port, see :attr:`port` after :meth:`start`)."""
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0,
+                 authorize: Callable[[Headers], bool] | None = None) -> None:
         self.handler = handler
+        self.authorize = authorize  # when it says no, the request's body is not buffered
+        self.buffered = 0  # bytes of request bodies held right now (MAX_BUFFERED_BYTES)
         self.host = host
         self.port = port
         self.connections: set[_Connection] = set()
@@ -430,4 +511,5 @@ class AgentServer:
         self._server = None
 
 
-__all__ = ["IDLE_TIMEOUT_S", "MAX_BODY_BYTES", "SHUTDOWN_GRACE_S", "AgentServer"]
+__all__ = ["BODY_DEADLINE_S", "HEAD_TIMEOUT_S", "IDLE_TIMEOUT_S", "MAX_BODY_BYTES", "MAX_BUFFERED_BYTES",
+           "MAX_HEAD_BYTES", "MAX_URL_BYTES", "SHUTDOWN_GRACE_S", "AgentServer"]

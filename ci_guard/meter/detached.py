@@ -174,6 +174,7 @@ def serve(state_path: str, quiet: bool = False) -> int:
 
 
 async def _serve_async(session: MeterSession, ups: Upstreams, state_file: Path, data: dict[str, Any]) -> None:
+    session.watch_ledger(asyncio.get_running_loop())
     proxy = MeterProxy(session, ups)
     await proxy.start()
     data.update(port=proxy.port, pid=os.getpid())

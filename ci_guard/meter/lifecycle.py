@@ -7,6 +7,7 @@ the run, release the reservation, write the summary atomically.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
     policy = load_policy(policy_path)
     url = resolve_ledger_url(ledger_url)
     store, ledger_problem = _open_store(open_ledger, url)
+    if store is not None:
+        _replay_earlier_spills(store)
     try:
         source = SnapshotBudgetSource(budget_snapshot) if budget_snapshot else store
         decision = evaluate(policy, context, budget_source=source, now=now)
@@ -86,7 +89,7 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
             store.close()
     try:
         pricer = CatalogPricer.from_policy(policy, policy_path, decision)
-        recorder = open_recorder(url if store is not None else None, f".ci-guard/{run_id}.unrecorded.jsonl")
+        recorder = open_recorder(url if store is not None else None, f"{SPILL_DIR}/{run_id}.unrecorded.jsonl")
     except BaseException:
         if store is not None:
             abandon_run(url, run_id)
@@ -110,6 +113,19 @@ def abandon_run(ledger_url: str | None, run_id: str) -> None:
     except LedgerError as exc:
         LiveLog().info(f"warning: run {run_id} could not be closed in the ledger; its reservation expires "
                        f"on its own: {redact(exc.render())}")
+
+
+SPILL_DIR = ".ci-guard"  # where a run's calls go when the ledger cannot take them (see recorder.py)
+
+
+def _replay_earlier_spills(store: Any) -> None:
+    """Calls earlier runs could not write (the ledger was down) reach the budgets before this run
+    is decided; rows of runs this ledger does not know stay in their files."""
+    from ci_guard.meter.recorder import replay_spill_files
+
+    for directory in {SPILL_DIR, os.environ.get("RUNNER_TEMP") or SPILL_DIR}:
+        if os.path.isdir(directory):
+            replay_spill_files(store, directory)
 
 
 def _release(store: Any, run_id: str) -> None:
@@ -237,15 +253,23 @@ def finish_run(prepared: PreparedRun, summary: RunSummary) -> None:
         ended = datetime.fromisoformat(summary.ended_at) if summary.ended_at else datetime.now(UTC)
         # Each step on its own: a run that cannot be finished must still release its hold, and no
         # ledger failure (of any kind) may keep the summary from being written.
+        if recorder.failures:
+            recorder.replay()  # the ledger may be back: spilled calls reach the budgets before the end
+        finished = False
         try:
             recorder.call("finish_run", summary.run_id, summary.status, summary.stop_reason, ended,
                           agent_exit_code=summary.agent_exit_code, session_id=summary.session_id)
+            recorder.call("settle", summary.run_id)
+            finished = True
         except Exception as exc:
             LiveLog().info(f"warning: could not finish the run in the ledger: {_describe(exc)}")
-        try:
-            recorder.call("settle", summary.run_id)
-        except Exception as exc:
-            LiveLog().info(f"warning: could not release the run's reservation: {_describe(exc)}")
+            with contextlib.suppress(Exception):
+                recorder.call("settle", summary.run_id)
+        if not finished:
+            # The next run on this machine replays it (and its spilled calls) into the ledger, so
+            # the run does not stay `running` with its reservation held.
+            recorder.spill_row({"kind": "finish", "run_id": summary.run_id, "status": summary.status,
+                                "stop_reason": summary.stop_reason, "ended_at": ended.isoformat()})
     try:
         recorder.close()
     except Exception as exc:

@@ -27,7 +27,7 @@ from ci_guard.meter.request_checks import BadRequest, parse_body
 from ci_guard.meter.upstream_client import UpstreamError
 from ci_guard.meter.upstream_hop import Response as UpstreamAnswer
 from ci_guard.pricing.usage import Usage
-from ci_guard.secrets import redact
+from ci_guard.secrets import StreamRedactor, redact, redact_bytes
 
 if TYPE_CHECKING:
     from ci_guard.meter.proxy import MeterProxy
@@ -244,10 +244,11 @@ class MeteredCall:
         # never held while the agent would have to wait for an event that is not here yet.
         await response.prepare(self.request, flush=not upstream.body_ready())
         relayed, client_gone, cut_error = 0, False, None
+        redactor = StreamRedactor()  # an upstream that echoes the real key must not hand it to the agent
         try:
             early = meter.forwards_unchanged  # forward first, meter after: parsing never delays the agent
             async for chunk in upstream.chunks():
-                out = chunk if early else meter.feed(chunk)
+                out = redactor.feed(chunk if early else meter.feed(chunk))
                 try:
                     if out:
                         await response.write(out)
@@ -258,7 +259,7 @@ class MeteredCall:
                 finally:
                     if early:  # also when the agent is gone: what the upstream sent is metered
                         meter.feed(chunk)
-            tail = meter.close()
+            tail = redactor.feed(meter.close()) + redactor.close()
             if tail and not client_gone:
                 await response.write(tail)
                 relayed += len(tail)
@@ -401,6 +402,7 @@ async def _write_error_event(response: StreamResponse) -> bool:
 
 
 async def _send_whole(request: Request, upstream: UpstreamAnswer, payload: bytes) -> StreamResponse:
+    payload = redact_bytes(payload)  # an upstream that echoes the real key must not hand it to the agent
     response = StreamResponse(status=upstream.status, headers=response_headers(upstream))
     response.content_length = len(payload)
     try:
@@ -413,7 +415,7 @@ async def _send_whole(request: Request, upstream: UpstreamAnswer, payload: bytes
 
 
 def response_headers(upstream: UpstreamAnswer) -> dict[str, str]:
-    return {k: v for k, v in upstream.headers.items() if k.lower() not in DROP_RESPONSE}
+    return {k: redact(v) for k, v in upstream.headers.items() if k.lower() not in DROP_RESPONSE}
 
 
 def _has_usage(u: Usage) -> bool:

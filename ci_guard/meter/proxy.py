@@ -24,9 +24,10 @@ from ci_guard.meter.caps import PlannedCall
 from ci_guard.meter.metered import DROP_REQUEST, MeteredCall, cap_message, describe, response_headers
 from ci_guard.meter.providers.registry import adapter_for
 from ci_guard.meter.session import MeterSession
-from ci_guard.meter.upstream_client import UpstreamError
+from ci_guard.meter.upstream_client import Headers, UpstreamError
 from ci_guard.meter.upstream_hop import UpstreamHop
 from ci_guard.meter.upstreams import Upstreams
+from ci_guard.secrets import redact_bytes
 
 PROVIDERS = ("anthropic", "openai")
 HEALTH_PATH = "/_ci_guard/health"
@@ -52,7 +53,7 @@ class MeterProxy:
     async def start(self) -> None:
         # The lean client for direct upstreams; aiohttp for those behind an HTTP(S) proxy from the env.
         self.client = UpstreamHop(self.upstreams)
-        self._server = AgentServer(self.route, self.host, self.port)
+        self._server = AgentServer(self.route, self.host, self.port, authorize=self._token_ok)
         await self._server.start()
         self.port = self._server.port
 
@@ -71,6 +72,8 @@ class MeterProxy:
         if sep and provider in PROVIDERS:
             return await self.handle(request, provider, tail)
         if request.path == HEALTH_PATH:
+            if not self._authorized(request):  # the run id and state are the run's business only
+                return json_response({"error": "ci-guard: invalid or missing run token"}, status=401)
             if request.method in ("GET", "HEAD"):
                 return await self.health(request)
             return json_response({"error": f"method {request.method} not allowed"}, status=405)
@@ -81,9 +84,12 @@ class MeterProxy:
 
     # -- request handling --------------------------------------------------------------------
     def _authorized(self, request: Request) -> bool:
-        presented = request.headers.get("x-api-key")
+        return self._token_ok(request.headers)
+
+    def _token_ok(self, headers: Headers) -> bool:
+        presented = headers.get("x-api-key")
         if presented is None:
-            auth = request.headers.get("authorization", "")
+            auth = headers.get("authorization", "")
             if auth.lower().startswith("bearer "):
                 presented = auth[7:].strip()
         # surrogateescape: a header of non-UTF-8 bytes is a wrong token, not a crash.
@@ -144,7 +150,7 @@ class MeterProxy:
                 request.method, self.target(request, provider, tail), self.upstream_headers(request, provider),
                 body or None,
             ) as upstream:
-                payload = await upstream.read()
+                payload = redact_bytes(await upstream.read())
                 return Response(status=upstream.status, body=payload, headers=response_headers(upstream))
         except (UpstreamError, TimeoutError) as exc:
             return self.error(provider, 502, "api_error", f"ci-guard: upstream unreachable: {describe(exc)}")

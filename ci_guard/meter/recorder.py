@@ -18,10 +18,15 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, astuple, dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
+from ci_guard.files import write_text_atomic
 from ci_guard.ledger.records import CallRecord
+from ci_guard.pricing.usage import Usage
 from ci_guard.secrets import redact
 
 log = logging.getLogger("ci_guard.meter")
@@ -41,18 +46,32 @@ class Recorder(Protocol):
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
+    def on_failure(self, callback: Callable[[str], None] | None) -> None: ...
+    def spill_row(self, row: dict[str, Any]) -> None: ...
+    def replay(self) -> int: ...
 
 
 class LedgerWriter:
     """The write-or-spill logic both recorders run (on their thread, or in the writer process)."""
 
-    def __init__(self, store: Any, spill_path: str | None) -> None:
+    def __init__(self, store: Any, spill_path: str | None,
+                 on_failure: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.spill_path = spill_path
         self.failures = 0
+        self.on_failure = on_failure  # told (from this thread) each time a write fails
+        self.replayed = 0
 
     def record_calls(self, calls: list[CallRecord]) -> None:
         """Write a batch in one transaction; if that fails, call by call, so only a bad one spills."""
+        failures = self.failures
+        self._write(calls)
+        if failures and self.failures == failures and self.spill_path:
+            # The ledger failed earlier and has just taken a write: it is back, so what went to the
+            # spill file meanwhile goes in now (not while it is down: each try could wait on a timeout).
+            self.replayed += replay_spill(self.store, self.spill_path).replayed
+
+    def _write(self, calls: list[CallRecord]) -> None:
         if len(calls) > 1:
             try:
                 self.store.record_calls(calls)
@@ -72,11 +91,18 @@ class LedgerWriter:
                 log.warning("ci-guard: could not write call %s to the ledger%s: %s", call.seq, where,
                             redact(str(exc)))
             self.spill(call)
+            if self.on_failure is not None:
+                self.on_failure(redact(f"{type(exc).__name__}: {exc}"))
 
     def spill(self, call: CallRecord) -> None:
         if not self.spill_path:
             return
-        row = asdict(call)
+        self.spill_row(asdict(call))
+
+    def spill_row(self, row: dict[str, Any]) -> None:
+        """Append one JSON line to the spill file (a call, or a run's ``finish`` marker)."""
+        if not self.spill_path:
+            return
         try:
             os.makedirs(os.path.dirname(os.path.abspath(self.spill_path)), exist_ok=True)
             with open(self.spill_path, "a", encoding="utf-8") as fh:
@@ -84,7 +110,7 @@ class LedgerWriter:
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:  # the last resort failed too: say so loudly, with the row
-            log.error("ci-guard: could not spill call %s to %s (%s): %s", call.seq, self.spill_path, exc,
+            log.error("ci-guard: could not spill a row to %s (%s): %s", self.spill_path, exc,
                       redact(json.dumps(row, default=str)))
 
     def close(self) -> None:
@@ -97,10 +123,88 @@ class LedgerWriter:
             log.warning("ci-guard: closing the ledger failed: %s", redact(str(exc)))
 
 
+@dataclass
+class Replay:
+    replayed: int = 0  # rows written to the ledger (calls, finished runs)
+    left: int = 0  # rows still in the file (the ledger refused them: down, or another ledger's run)
+
+
+def _call_from_row(row: dict[str, Any]) -> CallRecord:
+    """A spilled call, checked: a spill file sits where the agent can write, so a row must not be
+    able to *lower* spend (negative cost or tokens) when it is replayed into the budgets."""
+    usage = Usage(**{k: int(v) for k, v in row.pop("usage").items()})
+    if any(v < 0 for v in astuple(usage)):
+        raise ValueError("negative token count")
+    row["cost_usd"] = Decimal(str(row["cost_usd"]))
+    if not row["cost_usd"].is_finite() or row["cost_usd"] < 0:
+        raise ValueError("negative or non-finite cost")
+    for name in ("started_at", "ended_at"):
+        row[name] = datetime.fromisoformat(row[name])
+    return CallRecord(usage=usage, **row)
+
+
+def replay_spill(store: Any, path: str | os.PathLike[str]) -> Replay:
+    """Write the rows of a spill file into ``store``; keep in the file only what it refused.
+
+    Calls are idempotent (a run's call is keyed by its seq, written once), so a replay that is
+    interrupted and run again counts nothing twice. ``finish`` rows close a run whose end could not
+    be written, and release its reservation.
+    """
+    result = Replay()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return result
+    keep: list[str] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if row.get("kind") == "finish":
+                store.finish_run(row["run_id"], row["status"], row.get("stop_reason"),
+                                 datetime.fromisoformat(row["ended_at"]))
+                store.settle(row["run_id"])
+            else:
+                store.record_call(_call_from_row(row))
+            result.replayed += 1
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("ci-guard: %s: skipped a malformed spilled row", path)  # never replayed, never kept
+        except Exception:
+            keep.append(line)
+    result.left = len(keep)
+    try:
+        if keep:
+            write_text_atomic(path, "\n".join(keep) + "\n")
+        else:
+            os.unlink(path)
+    except OSError as exc:
+        log.warning("ci-guard: could not update the spill file %s: %s", path, exc)
+    return result
+
+
+def replay_spill_files(store: Any, directory: str | os.PathLike[str]) -> Replay:
+    """:func:`replay_spill` for every ``*.unrecorded.jsonl`` in ``directory`` (at the start of a run)."""
+    total = Replay()
+    try:
+        paths = sorted(Path(directory).glob("*.unrecorded.jsonl"))
+    except OSError:
+        return total
+    for path in paths:
+        one = replay_spill(store, path)
+        total.replayed += one.replayed
+        total.left += one.left
+    if total.replayed:
+        log.warning("ci-guard: %d spilled rows from earlier runs were written to the ledger", total.replayed)
+    return total
+
+
 class LedgerRecorder:
     """The ledger on one dedicated thread of this process."""
 
-    def __init__(self, open_store: Callable[[], Any] | None, spill_path: str | None = None) -> None:
+    def __init__(self, open_store: Callable[[], Any] | None, spill_path: str | None = None,
+                 on_failure: Callable[[str], None] | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ci-guard-ledger")
         self._writer: LedgerWriter | None = None
         # Calls wait here for the ledger thread, which takes all of them at once: under load (many
@@ -111,7 +215,24 @@ class LedgerRecorder:
         self._failures_at_close = 0
         if open_store is not None:
             store = self._pool.submit(open_store).result()
-            self._writer = LedgerWriter(store, spill_path)
+            self._writer = LedgerWriter(store, spill_path, on_failure)
+
+    def on_failure(self, callback: Callable[[str], None] | None) -> None:
+        """Call ``callback(detail)`` (on the ledger thread) whenever a write fails."""
+        if self._writer is not None:
+            self._writer.on_failure = callback
+
+    def spill_row(self, row: dict[str, Any]) -> None:
+        """Append a row to the spill file (from the ledger thread, after what is queued)."""
+        if self._writer is not None:
+            self._pool.submit(self._writer.spill_row, row).result()
+
+    def replay(self) -> int:
+        """Replay the spill file now (the ledger may be back); how many rows went in."""
+        if self._writer is None or not self._writer.spill_path:
+            return 0
+        writer = self._writer
+        return self._pool.submit(lambda: replay_spill(writer.store, writer.spill_path).replayed).result()
 
     @property
     def enabled(self) -> bool:

@@ -30,6 +30,7 @@ from ci_guard.secrets import register
 # Documented exit codes of `ci-guard run` (besides the agent's own).
 EXIT_POLICY_REFUSED = 80  # the policy denied or skipped the run, or its budget did not fit
 EXIT_CAP_STOPPED = 81  # a cap stopped the agent
+EXIT_INFRASTRUCTURE = 82  # ci-guard's infrastructure failed (the ledger mid-run, with on_ledger_error: deny)
 
 
 @dataclass
@@ -95,6 +96,7 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
         pricer=prepared.pricer, recorder=prepared.recorder, live=live, stop_event=asyncio.Event(),
     )
     register(session.token)
+    session.watch_ledger(asyncio.get_running_loop())
     proxy = MeterProxy(session, req.upstreams)
     try:
         await proxy.start()
@@ -109,12 +111,16 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
     await proxy.close()
     code = agent_exit_status(exit_info.exit_code)
     status = "stopped" if guard.stopped else "completed"
+    if guard.stop_reason == "ledger_error":
+        status = "error"  # infrastructure, not a cap: the ledger failed and the policy said deny
     summary = session.summary(status=status, agent_exit_code=code)
     lifecycle.finish_run(prepared, summary)
     lifecycle.write_summary(summary, req.summary_path)
     live.info(f"run {session.run_id} {status}: {summary.turns} turns, {summary.tool_calls} tool calls, "
               f"${summary.cost_usd} in {summary.runtime_s:.1f}s"
               + (f" (stopped by {summary.stop_reason})" if summary.stop_reason else ""))
+    if guard.stop_reason == "ledger_error":
+        return RunOutcome(summary, EXIT_INFRASTRUCTURE)
     return RunOutcome(summary, EXIT_CAP_STOPPED if guard.stopped else code)
 
 
@@ -135,4 +141,4 @@ async def _supervise(req: RunRequest, session: MeterSession, proxy: MeterProxy, 
     return await supervisor.run(launch.command, launch.env, cwd=req.cwd)
 
 
-__all__ = ["EXIT_CAP_STOPPED", "EXIT_POLICY_REFUSED", "RunOutcome", "RunRequest", "run_agent"]
+__all__ = ["EXIT_CAP_STOPPED", "EXIT_INFRASTRUCTURE", "EXIT_POLICY_REFUSED", "RunOutcome", "RunRequest", "run_agent"]

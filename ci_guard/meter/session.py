@@ -94,6 +94,16 @@ class MeterSession:
         self.live.call(call, self.guard)
         self.announce_stop_if_needed()
 
+    def ledger_failed(self, detail: str) -> None:
+        """A ledger write failed mid-run and the policy says ``on_ledger_error: deny``: stop the run."""
+        self.guard.stop("ledger_error", f"the ledger failed mid-run and the policy says deny: {detail}")
+        self.announce_stop_if_needed()
+
+    def watch_ledger(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Apply the policy's ``on_ledger_error`` to failures during the run, not only at its start."""
+        if self.decision.enforcement.on_ledger_error == "deny":
+            self.recorder.on_failure(lambda detail: loop.call_soon_threadsafe(self.ledger_failed, detail))
+
     def announce_stop_if_needed(self) -> None:
         if self.guard.stopped and not self._stop_announced:
             self._stop_announced = True

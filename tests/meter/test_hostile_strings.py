@@ -111,12 +111,16 @@ def test_a_failing_finish_still_releases_the_hold_and_the_summary_is_written(tmp
         def close(self) -> None:
             done.append("close")
 
+        def spill_row(self, row) -> None:
+            done.append(f"spill {row['kind']}")
+
     prepared = lifecycle.PreparedRun("run_x", None, "sqlite:///x.db", recorder=Recorder())  # type: ignore[arg-type]
     summary = RunSummary(run_id="run_x", decision={}, status="completed", started_at="2026-01-01T00:00:00+00:00",
                          ended_at="2026-01-01T00:00:01+00:00")
     lifecycle.finish_run(prepared, summary)
     lifecycle.write_summary(summary, str(tmp_path / "s.json"))
-    assert done == ["finish_run", "settle", "close"] and (tmp_path / "s.json").exists()
+    # settled anyway, and the finish kept for the next start to replay (the run must not stay running)
+    assert done == ["finish_run", "settle", "spill finish", "close"] and (tmp_path / "s.json").exists()
 
 
 def test_a_start_that_fails_after_the_reservation_releases_it(tmp_path: Path, any_ledger, monkeypatch):

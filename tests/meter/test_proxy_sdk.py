@@ -226,4 +226,4 @@ def test_malformed_sse_does_not_crash_the_meter():
                              "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 200
         assert len(p.calls) == 1 and p.calls[0].usage.input_tokens > 0
-        assert httpx.get(f"{p.url}/_ci_guard/health").status_code == 200
+        assert httpx.get(f"{p.url}/_ci_guard/health", headers={"x-api-key": p.token}).status_code == 200
