@@ -74,7 +74,7 @@ def generate(n_calls: int):
         runs.append([run_id, start, start + timedelta(minutes=2), "allow", "completed", "acme", None, repo, "alice",
                      "review.yml", "pr-review", None, "pull_request", r % 500, "feature", None, "github",
                      "protected-review", None, model, "{}", None, None, 0, None, True, CALLS_PER_RUN,
-                     CALLS_PER_RUN, cost_run, *tokens, 0])
+                     CALLS_PER_RUN, cost_run, *tokens, 0, None])
         for k in keys:
             run_keys.append([run_id, k.budget, k.scope_key, k.period_start, k.period_end])
             bucket = rollups.setdefault((k.budget, k.scope_key, k.period_start),

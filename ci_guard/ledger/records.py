@@ -68,6 +68,8 @@ class RunRecord:
     web_searches: int = 0  # billed server-side web searches (their fee is in cost_usd)
     context_saved_usd: Decimal = Decimal(0)  # what the context policy saved (not spent, not in cost_usd)
     tests_fixed: int | None = None  # failing tests a test-repair run fixed (`ci-guard outcome --tests-fixed`)
+    # what the decision saw (ci_guard.policy.inputs); None for runs recorded before schema version 9
+    inputs: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _clean_strings(self)

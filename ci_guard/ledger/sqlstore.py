@@ -33,6 +33,7 @@ from ci_guard.ledger.budgets import budget_spec, empty_status
 from ci_guard.ledger.periods import as_utc
 from ci_guard.ledger.records import CallRecord, RunRecord
 from ci_guard.ledger.store import BudgetKey, Reservation
+from ci_guard.policy import inputs
 from ci_guard.policy.decision import BudgetStatus
 from ci_guard.pricing.usage import Usage
 
@@ -47,7 +48,9 @@ RUN_COLS = ("run_id", "started_at", "ended_at", "decision", "status", "org", "te
             "workflow", "agent", "environment", "trigger_name", "pr", "branch", "cohort", "platform",
             "rule", "reason", "model", "limits_json", "stop_reason", "outcome", "agent_exit_code",
             "session_id", "enforced", "run_url", "turns", "tool_calls", "cost_micros", *TOKEN_COLS, "web_searches",
-            "context_saved_micros")
+            "context_saved_micros", "decision_inputs_json")
+# export_calls joins the run to every call: leave out its (kilobyte-sized) decision inputs
+EXPORT_RUN_COLS = RUN_COLS[:-1]
 CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endpoint", "model_requested",
              "model_served", *TOKEN_COLS, "cost_micros", "status", "http_status", "stream", "tool_calls",
              "context_tokens", "latency_ms", "fingerprint", "error", "session_id", "is_turn", "web_searches",
@@ -409,7 +412,7 @@ class SqlStore(AnalyticsMixin):
         transaction stays open while the caller writes its file.
         """
         call_cols = ", ".join(f"c.{c}" for c in CALL_COLS)
-        run_cols = ", ".join(f"r.{c}" for c in RUN_COLS)
+        run_cols = ", ".join(f"r.{c}" for c in EXPORT_RUN_COLS)
         base = (f"SELECT {call_cols}, {run_cols} FROM calls c JOIN runs r ON r.run_id = c.run_id"
                 " WHERE c.started_at >= ? AND c.started_at < ?")
         order = " ORDER BY c.started_at, c.run_id, c.seq LIMIT ?"
@@ -423,7 +426,7 @@ class SqlStore(AnalyticsMixin):
                 params = (self._ts(start), self._ts(end), *after, page)
             rows = self._op(lambda tx, sql=sql, params=params: tx.all(sql, params), write=False)
             for row in rows:
-                yield self._call_from(row[:width]), self._run_from(row[width:])
+                yield self._call_from(row[:width]), self._run_from(row[width:], EXPORT_RUN_COLS)
             if len(rows) < page:
                 return
             last = rows[-1]
@@ -462,10 +465,10 @@ class SqlStore(AnalyticsMixin):
                 run.trigger, run.pr, run.branch, run.cohort, run.platform, run.rule, run.reason, run.model,
                 json.dumps(run.limits, sort_keys=True, default=str), run.stop_reason, run.outcome,
                 run.agent_exit_code, run.session_id, self._bool(run.enforced), run.run_url, 0, 0, 0,
-                *(0 for _ in TOKEN_COLS), 0, 0)
+                *(0 for _ in TOKEN_COLS), 0, 0, inputs.dumps(run.inputs))
 
-    def _run_from(self, row: Sequence[Any]) -> RunRecord:
-        r = dict(zip(RUN_COLS, row, strict=True))
+    def _run_from(self, row: Sequence[Any], cols: Sequence[str] = RUN_COLS) -> RunRecord:
+        r = dict(zip(cols, row, strict=True))
         return RunRecord(
             run_id=r["run_id"], started_at=self._dt(r["started_at"]), ended_at=self._dt(r["ended_at"]),  # type: ignore[arg-type]
             decision=r["decision"], status=r["status"], org=r["org"], team=r["team"], repo=r["repo"],
@@ -478,6 +481,7 @@ class SqlStore(AnalyticsMixin):
             turns=int(r["turns"]), tool_calls=int(r["tool_calls"]), cost_usd=from_micros(r["cost_micros"]),
             usage=Usage(*(int(r[c]) for c in TOKEN_COLS)), web_searches=int(r["web_searches"]),
             context_saved_usd=from_micros(r["context_saved_micros"]),
+            inputs=_json_or_none(r.get("decision_inputs_json")),
         )
 
     def _call_row(self, call: CallRecord, micros: int) -> tuple[Any, ...]:
@@ -503,6 +507,17 @@ class SqlStore(AnalyticsMixin):
             context=json.loads(c["context_json"]) if c["context_json"] else None,
             context_saved_usd=from_micros(c["context_saved_micros"]),
         )
+
+
+def _json_or_none(text: str | None) -> dict[str, Any] | None:
+    """A stored JSON object, or None when absent or unreadable (a replay then approximates the run)."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _key_order(key: BudgetKey) -> tuple[str, str, datetime]:

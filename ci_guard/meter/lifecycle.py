@@ -26,6 +26,7 @@ from ci_guard.meter.recorder import LedgerRecorder, Recorder, open_recorder
 from ci_guard.meter.session import new_run_id
 from ci_guard.meter.summary import RunSummary
 from ci_guard.policy.decision import Decision
+from ci_guard.policy.inputs import decision_inputs
 from ci_guard.secrets import redact
 
 DEFAULT_LEDGER_URL = "sqlite:///.ci-guard/ledger.db"
@@ -65,10 +66,11 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
         decision = evaluate(policy, context, budget_source=source, now=now)
         if ledger_problem and decision.allowed:
             decision = _apply_ledger_error(decision, ledger_problem)
+        inputs = decision_inputs(context, decision, now)
         if not decision.allowed:
             summary = _refused(run_id, decision, now)
             if store is not None:
-                _record_refused(store, summary, decision, now)
+                _record_refused(store, summary, decision, now, inputs)
             live.info(f"run refused by policy: {decision.decision} ({decision.rule}): {decision.reason or ''}")
             return PreparedRun(run_id, decision, url if store else None, refused_summary=summary)
         reserved = None
@@ -76,10 +78,11 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
             decision, reserved = _reserve(store, policy, decision, decision.context, run_id, now, live)
             if not decision.allowed:
                 summary = _refused(run_id, decision, now)
-                _record_refused(store, summary, decision, now)
+                _record_refused(store, summary, decision, now, inputs)
                 return PreparedRun(run_id, decision, url, refused_summary=summary)
             try:
-                store.start_run(_run_record(run_id, decision, now, "running"), _keys(policy, decision.context, now))
+                store.start_run(_run_record(run_id, decision, now, "running", inputs),
+                                _keys(policy, decision.context, now))
             except BaseException:
                 # Reserved but not started: release the hold now rather than leave it to its TTL.
                 _release(store, run_id)
@@ -221,14 +224,15 @@ def _tightest(decision: Decision) -> str | None:
     return f"{tight.name}[{tight.scope_key}]"
 
 
-def _run_record(run_id: str, decision: Decision, now: datetime, status: str) -> RunRecord:
+def _run_record(run_id: str, decision: Decision, now: datetime, status: str,
+                inputs: dict[str, Any] | None = None) -> RunRecord:
     ctx = decision.context
     return RunRecord(
         run_id=run_id, started_at=now, decision=decision.decision, status=status,
         org=ctx.org, team=ctx.team, repo=ctx.repo, user=ctx.actor, workflow=ctx.workflow, agent=ctx.agent,
         environment=ctx.environment, trigger=ctx.trigger, pr=ctx.pr, branch=ctx.head_branch, cohort=ctx.cohort,
         platform=ctx.platform, rule=decision.rule, reason=decision.reason, model=decision.model,
-        limits=decision.as_json()["limits"], run_url=ctx.run_url,
+        limits=decision.as_json()["limits"], run_url=ctx.run_url, inputs=inputs,
     )
 
 
@@ -238,9 +242,10 @@ def _refused(run_id: str, decision: Decision, now: datetime) -> RunSummary:
                       started_at=now.isoformat(), ended_at=now.isoformat())
 
 
-def _record_refused(store: Any, summary: RunSummary, decision: Decision, now: datetime) -> None:
+def _record_refused(store: Any, summary: RunSummary, decision: Decision, now: datetime,
+                    inputs: dict[str, Any] | None = None) -> None:
     try:
-        store.start_run(_run_record(summary.run_id, decision, now, summary.status), [])
+        store.start_run(_run_record(summary.run_id, decision, now, summary.status, inputs), [])
         store.finish_run(summary.run_id, summary.status, None, now)
     except LedgerError:
         pass  # a refused run costs nothing; not recording it must not turn a deny into a crash

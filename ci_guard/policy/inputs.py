@@ -1,0 +1,97 @@
+"""What a policy decision saw, stored with the run so `ci-guard what-if` can decide it again.
+
+A live decision reads two things: the run context (before the policy's ``teams:`` resolved the
+team, so a proposal with other teams resolves it its own way) and the budget statuses of that
+moment. :func:`decision_inputs` turns them into plain JSON for the ledger's
+``runs.decision_inputs_json``; :func:`context_from_inputs` and :func:`budgets_from_inputs` read it
+back.
+
+Everything in a context can come from a PR author (title, labels, branch, paths), so the stored
+JSON is made safe before it is written: every string passes through :func:`ci_guard.secrets.redact`,
+long strings and long lists are cut (and the cut is recorded, so a replay knows it is
+approximated), and the JSON is ASCII-only (control characters and bidi overrides are escaped, NUL
+never reaches PostgreSQL's TEXT). Rendering is the reader's job (comments escape it again).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ci_guard.context.model import RunContext
+from ci_guard.policy.decision import BudgetStatus, Decision
+from ci_guard.secrets import redact
+
+VERSION = 1
+MAX_STRING = 1000  # characters of one string (a PR title, a path)
+MAX_LIST = 5000  # entries of one list (changed paths, labels)
+
+
+def decision_inputs(context: RunContext, decision: Decision, now: datetime) -> dict[str, Any]:
+    """The JSON-ready inputs of ``decision`` (``context`` is the one given to the engine)."""
+    truncated: list[str] = []
+    ctx = _clean(context.model_dump(mode="json"), "context", truncated)
+    return {
+        "version": VERSION,
+        "decided_at": now.isoformat(),
+        "context": ctx,
+        "budgets": [_clean(b.as_json(), "budgets", truncated) for b in decision.budgets],
+        "truncated": sorted(set(truncated)),
+    }
+
+
+def dumps(inputs: dict[str, Any] | None) -> str | None:
+    """The column value: compact, key-sorted, ASCII-only JSON (or NULL)."""
+    if inputs is None:
+        return None
+    return json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def context_from_inputs(inputs: dict[str, Any]) -> RunContext | None:
+    """The stored context, or None when the JSON is not one this version can read."""
+    if not isinstance(inputs, dict) or inputs.get("version") != VERSION:
+        return None
+    try:
+        return RunContext.model_validate(inputs.get("context") or {})
+    except ValueError:
+        return None
+
+
+def budgets_from_inputs(inputs: dict[str, Any]) -> dict[tuple[str, str | None, str | None], tuple[Decimal, Decimal]]:
+    """(budget, scope key, period start ISO) -> (spent, reserved) as the live decision read them."""
+    out: dict[tuple[str, str | None, str | None], tuple[Decimal, Decimal]] = {}
+    for b in inputs.get("budgets") or []:
+        try:
+            key = (str(b["name"]), b.get("scope_key"), b.get("period_start"))
+            out[key] = (Decimal(b.get("spent_usd") or 0), Decimal(b.get("reserved_usd") or 0))
+        except (KeyError, TypeError, InvalidOperation):
+            continue
+    return out
+
+
+def status_key(status: BudgetStatus) -> tuple[str, str | None, str | None]:
+    return status.name, status.scope_key, status.period_start.isoformat() if status.period_start else None
+
+
+def is_exact(inputs: dict[str, Any] | None) -> bool:
+    """Whether a replay from ``inputs`` decides exactly as the live check did (nothing was cut)."""
+    return context_from_inputs(inputs or {}) is not None and not (inputs or {}).get("truncated")
+
+
+def _clean(value: Any, path: str, truncated: list[str]) -> Any:
+    if isinstance(value, str):
+        text = redact(value)
+        if len(text) > MAX_STRING:
+            truncated.append(path)
+            text = text[:MAX_STRING]
+        return text
+    if isinstance(value, list):
+        if len(value) > MAX_LIST:
+            truncated.append(path)
+            value = value[:MAX_LIST]
+        return [_clean(v, path, truncated) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _clean(v, f"{path}.{k}", truncated) for k, v in value.items()}
+    return value
