@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("ci_guard.commands.report:report", "Spend and outcomes of any period by any dimensions."),
     "dashboard": ("ci_guard.commands.dashboard:dashboard", "A static HTML dashboard of a period."),
     "ledger": ("ci_guard.commands.ledger:ledger", "Ledger operations: migrate, runs, calls."),
+    "what-if": ("ci_guard.commands.what_if:what_if", "Replay the ledger against a proposed policy: what would change."),
     "simulate": ("ci_guard.commands.simulate:simulate", "Serve the scripted fake provider (Anthropic/OpenAI)."),
     "import": ("ci_guard.commands.import_usage:import_usage", "Import usage of agents that cannot be proxied."),
     "proxy": ("ci_guard.commands.proxy:proxy", "Serve a detached metering proxy (used by `start`)."),

@@ -28,6 +28,8 @@ from ci_guard.forges.base import BEHAVIORS
 @click.option("--output", metavar="FILE", help="Also write the comment's markdown to FILE.")
 @click.option("--token-env", metavar="NAME", help="Environment variable holding the forge token "
                                                   "(default: GITHUB_TOKEN / GITLAB_TOKEN).")
+@click.option("--body", metavar="FILE", help="Post this markdown (e.g. `what-if --format markdown --output FILE`) "
+                                            "instead of rendering run summaries.")
 @click.option("--fail-on-error", is_flag=True, help="Exit 3 when the comment cannot be posted (default: warn).")
 def comment(**kwargs: object) -> int:
     """Post or update the cost summary comment on a PR/MR.

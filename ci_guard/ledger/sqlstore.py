@@ -55,6 +55,10 @@ CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endpoint", 
              "model_served", *TOKEN_COLS, "cost_micros", "status", "http_status", "stream", "tool_calls",
              "context_tokens", "latency_ms", "fingerprint", "error", "session_id", "is_turn", "web_searches",
              "service_tier", "estimated", "context_json", "context_saved_micros")
+# the columns of a call `what-if` replays (ci_guard.preview.replay reads them by position)
+REPLAY_CALL_COLS = ("run_id", "seq", "is_turn", "status", "cost_micros", "context_tokens", "fingerprint",
+                    "http_status", "error", "tool_calls", "model_served", "provider", "service_tier",
+                    "web_searches", *TOKEN_COLS)
 EXPORT_PAGE = 5000  # calls per read of export_calls
 _INSERT_CALL = (f"INSERT INTO calls ({', '.join(CALL_COLS)}) VALUES ({', '.join('?' * len(CALL_COLS))})"
                 " ON CONFLICT (run_id, seq) DO NOTHING")
@@ -432,6 +436,28 @@ class SqlStore(AnalyticsMixin):
             last = rows[-1]
             after = (last[CALL_COLS.index("started_at")], last[0], last[1])
 
+    def runs_between(self, start: datetime, end: datetime) -> list[RunRecord]:
+        """Every run started in ``[start, end)``, oldest first (what `what-if` replays, in order)."""
+        sql = (f"SELECT {', '.join(RUN_COLS)} FROM runs WHERE started_at >= ? AND started_at < ?"
+               " ORDER BY started_at, run_id")
+        rows = self._op(lambda tx: tx.all(sql, (self._ts(start), self._ts(end))), write=False)
+        return [self._run_from(r) for r in rows]
+
+    def replay_calls(self, start: datetime, end: datetime) -> dict[str, list[tuple[Any, ...]]]:
+        """The calls of the allowed runs started in ``[start, end)``, as :data:`REPLAY_CALL_COLS` tuples
+        grouped by run and in ``seq`` order: one read, no per-call objects (a month can hold a
+        million calls; `what-if` walks them as plain tuples)."""
+        cols = ", ".join(f"c.{c}" for c in REPLAY_CALL_COLS)
+        sql = (f"SELECT {cols} FROM calls c JOIN runs r ON r.run_id = c.run_id"
+               " WHERE r.started_at >= ? AND r.started_at < ? AND r.decision = 'allow'")
+        rows = self._op(lambda tx: tx.all(sql, (self._ts(start), self._ts(end))), write=False)
+        grouped: dict[str, list[tuple[Any, ...]]] = {}
+        for row in rows:
+            grouped.setdefault(row[0], []).append(row)
+        for calls in grouped.values():
+            calls.sort(key=_seq)
+        return grouped
+
     def report(self, start: datetime, end: datetime, group_by: str = "repo") -> list[dict[str, Any]]:
         """Spend per ``group_by`` for runs started in ``[start, end)``, from run totals (no call scan)."""
         column = REPORT_GROUPS.get(group_by)
@@ -518,6 +544,10 @@ def _json_or_none(text: str | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _seq(row: tuple[Any, ...]) -> int:
+    return int(row[1])
 
 
 def _key_order(key: BudgetKey) -> tuple[str, str, datetime]:

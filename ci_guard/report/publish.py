@@ -43,6 +43,7 @@ class CommentOptions:
     output: str | None = None
     token_env: str | None = None
     fail_on_error: bool = False
+    body: str | None = None  # post this markdown file (e.g. `what-if --format markdown`) instead
     forge_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. throttle=False in tests
 
 
@@ -198,11 +199,14 @@ def run_comment(opts: CommentOptions, *, environ: dict[str, str] | None = None, 
         # the summary's own values are not echoed: in a second-stage job PR code wrote them
         report.info(f"the run summary names another repository or PR; posting to {repo}#{pr} "
                     "as --repo/--pr say")
-    earlier = history(opts, repo, pr, env, report.warn)
-    if not summaries and not earlier:
-        raise InvalidInputError("nothing to comment on: give --summary FILE (or a ledger with runs of --repo/--pr)")
-    comment = render_comment(summaries, earlier, tag=tag, template=comment_template(opts),
-                             platform=platform or "github", max_chars=MAX_CHARS.get(platform or "github"))
+    if opts.body is not None:
+        comment = body_comment(opts.body, tag, platform)
+    else:
+        earlier = history(opts, repo, pr, env, report.warn)
+        if not summaries and not earlier:
+            raise InvalidInputError("nothing to comment on: give --summary FILE (or a ledger with runs of --repo/--pr)")
+        comment = render_comment(summaries, earlier, tag=tag, template=comment_template(opts),
+                                 platform=platform or "github", max_chars=MAX_CHARS.get(platform or "github"))
     if comment.omitted_calls:
         report.info(f"{comment.omitted_calls} calls were left out of the per-call table to fit the size limit")
     if opts.output:
@@ -212,6 +216,26 @@ def run_comment(opts: CommentOptions, *, environ: dict[str, str] | None = None, 
         return EXIT_OK
     _step_summary(comment, env, report)
     return _post(comment, platform, repo, pr, opts, env, report, retry)
+
+
+def body_comment(path: str, tag: str, platform: str | None) -> RenderedComment:
+    """A comment from a markdown file ci-guard wrote (a policy preview): same marker and behaviours.
+
+    Its time is now: a policy preview describes the ledger as it is when the job runs.
+    """
+    from datetime import UTC, datetime
+
+    from ci_guard.report.escape import truncate
+    from ci_guard.report.marker import marker_line, strip_markers
+
+    try:
+        markdown = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read the comment body {path}: {exc}") from None
+    # a marker inside the body would make the forge side treat a quote as ours
+    markdown = truncate(redact(strip_markers(markdown)), MAX_CHARS.get(platform or "github", 65_536) - 200)
+    now = datetime.now(UTC)
+    return RenderedComment(f"{marker_line(tag, now)}\n\n{markdown}", markdown, tag, now)
 
 
 def _step_summary(comment: RenderedComment, env: dict[str, str], report: Reporter) -> None:

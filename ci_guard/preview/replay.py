@@ -1,0 +1,338 @@
+"""Replay recorded runs against a policy: what would it have decided, and what would it have cost?
+
+One :class:`Replayer` per policy walks the runs of a period in the order they started:
+
+1. **Decide** each run again with the policy engine (:func:`ci_guard.policy.decide.evaluate`). The
+   context is the one stored with the run (``RunRecord.inputs``, schema version 9); older runs get
+   one rebuilt from the ledger's columns and count as *approximated* (labels, paths, diff size,
+   draft and fork were not recorded). Budget statuses are those the live decision read (stored with
+   the run) plus how much the replay has changed each bucket's spend so far; a budget the live
+   decision did not read starts from the recorded spend of the runs before it in the same bucket.
+2. **Reserve** as `ci-guard run` does (:mod:`ci_guard.meter.lifecycle`): the worst case
+   (``max_cost_usd``) must fit what is left of every budget, or is clamped to it under
+   ``on_budget_exceeded: clamp``; what does not fit is a deny by ``budget:<name>[<key>]``.
+3. **Spend**: a run decided exactly as it was recorded (same decision, model and limits) costs what
+   it cost. Otherwise its recorded calls are held, in order, against the new limits with the rules of
+   :class:`ci_guard.meter.caps.CapGuard` (``max_turns``, ``max_context_tokens``,
+   ``max_identical_retries`` on request fingerprints and on repeated upstream errors,
+   ``max_tool_calls``, ``max_cost_usd``); what comes after the stop is the saving. Where the model
+   changes, recorded tokens are re-priced at the new model's price (an *estimate*: another model
+   would have produced other tokens). A run the history stopped by a cap the policy no longer
+   imposes is marked *continued*: what it would have spent after is unknown, so it counts what it
+   did spend. A run the history refused and the policy now allows never ran: its spend is unknown
+   and reported as its worst case (``max_cost_usd``) beside the figures, never inside them.
+
+What is not replayed: ``max_runtime`` (call timings are not replayed), concurrency between runs
+(reservations of other runs in flight), and a model's different behaviour.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ci_guard.context.model import RunContext
+from ci_guard.ledger.budgets import budget_keys, budget_spec, empty_status
+from ci_guard.ledger.records import RunRecord
+from ci_guard.ledger.sqlstore import MICROS, REPLAY_CALL_COLS, TOKEN_COLS, from_micros, to_micros
+from ci_guard.policy.decision import BudgetStatus, Decision
+from ci_guard.policy.inputs import budgets_from_inputs, context_from_inputs, is_exact, status_key
+from ci_guard.policy.models import Policy
+from ci_guard.pricing.catalog import Catalog
+from ci_guard.pricing.cost import cost
+from ci_guard.pricing.usage import Usage
+
+# positions in a REPLAY_CALL_COLS row
+_C = {name: i for i, name in enumerate(REPLAY_CALL_COLS)}
+_SEQ, _TURN, _STATUS, _COST = _C["seq"], _C["is_turn"], _C["status"], _C["cost_micros"]
+_CTX, _FP, _HTTP, _ERR = _C["context_tokens"], _C["fingerprint"], _C["http_status"], _C["error"]
+_TOOLS = _C["tool_calls"]
+_MODEL, _PROVIDER, _TIER, _SEARCHES = _C["model_served"], _C["provider"], _C["service_tier"], _C["web_searches"]
+_TOKENS = _C[TOKEN_COLS[0]]
+
+BucketKey = tuple[str, str | None, str | None]  # (budget, scope key, period start ISO)
+
+
+@dataclass
+class Outcome:
+    """What one run did (recorded) or would have done (replayed) under one policy."""
+
+    decision: str  # allow | deny | skip
+    rule: str | None
+    model: str | None
+    cost_micros: int  # known spend
+    calls: int  # calls made (refused calls not counted)
+    stop_reason: str | None = None  # the cap that stopped it
+    stopped_after: int | None = None  # calls made before the replayed stop
+    continued: bool = False  # a recorded stop this policy does not make: the rest is unknown
+    unknown_micros: int = 0  # never ran in history: its worst case (max_cost_usd), not in cost_micros
+    repriced: bool = False  # cost re-priced at another model's price (estimate)
+    limits: dict[str, Any] | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision == "allow"
+
+
+def recorded_outcome(run: RunRecord, calls: Sequence[tuple[Any, ...]]) -> Outcome:
+    """What the history says the run did."""
+    made = sum(1 for c in calls if c[_STATUS] != "refused")
+    return Outcome(run.decision, run.rule, run.model, to_micros(run.cost_usd), made, run.stop_reason,
+                   limits=run.limits)
+
+
+def run_context(run: RunRecord) -> tuple[RunContext, bool]:
+    """The context to decide ``run`` with, and whether it is exactly what the live decision saw."""
+    ctx = context_from_inputs(run.inputs) if run.inputs else None
+    if ctx is not None:
+        return ctx, is_exact(run.inputs)
+    platform = run.platform if run.platform in ("github", "gitlab", "local") else "local"
+    return RunContext(platform=platform, repo=run.repo, org=run.org, pr=run.pr, trigger=run.trigger,  # type: ignore[arg-type]
+                      head_branch=run.branch, actor=run.user, team=run.team, agent=run.agent,
+                      workflow=run.workflow, environment=run.environment, cohort=run.cohort), False
+
+
+class _ReplaySource:
+    """The budget statuses a replayed decision reads (see the module docstring)."""
+
+    def __init__(self, replayer: Replayer) -> None:
+        self.r = replayer
+        self.snapshot: dict[BucketKey, tuple[Decimal, Decimal]] = {}
+
+    def budget_status(self, budgets: Sequence[Any], ctx: RunContext, now: datetime) -> list[BudgetStatus]:
+        out = []
+        for spec in map(budget_spec, budgets):
+            status = empty_status(spec, ctx.scope_key(spec.scope), now)
+            if status.scope_key is not None:
+                key = status_key(status)
+                if key in self.snapshot:
+                    spent, reserved = self.snapshot[key]
+                else:
+                    spent, reserved = from_micros(self.r.recorded_spend.get(key, 0)), Decimal(0)
+                status.spent_usd = spent + from_micros(self.r.delta.get(key, 0))
+                status.reserved_usd = reserved
+            out.append(status)
+        return out
+
+
+class Replayer:
+    """Replays one policy over runs in start order; see the module docstring."""
+
+    def __init__(self, policy: Policy, catalog: Catalog) -> None:
+        from ci_guard.policy.engine import compiled
+
+        self.policy = policy
+        self.catalog = catalog
+        self.enforcement = compiled(policy).enforcement
+        self.recorded_spend: Counter[BucketKey] = Counter()  # recorded micros per bucket so far
+        self.delta: Counter[BucketKey] = Counter()  # replayed minus recorded micros per bucket so far
+        self.bucket_spend: Counter[BucketKey] = Counter()  # replayed micros per bucket (the projection)
+        self.bucket_limits: dict[BucketKey, tuple[str, Decimal, list[Decimal]]] = {}
+        self._alerts = {b.name: b.alert_thresholds_usd() for b in policy.budgets}
+        self._source = _ReplaySource(self)
+        self._prices: dict[tuple[str, str | None], Any] = {}
+        self._same_price: dict[tuple[str | None, str | None], bool] = {}
+
+    # -- the walk ------------------------------------------------------------------------------
+    def before_window(self, run: RunRecord) -> None:
+        """A run of the same budget periods that started before the window: counted as recorded."""
+        ctx, _ = run_context(run)
+        for key in self._keys(ctx, run.started_at):
+            micros = to_micros(run.cost_usd)
+            self.recorded_spend[key] += micros
+            self.bucket_spend[key] += micros
+
+    def replay(self, run: RunRecord, calls: Sequence[tuple[Any, ...]]) -> Outcome:
+        from ci_guard.policy.decide import evaluate
+
+        ctx, _ = run_context(run)
+        self._source.snapshot = budgets_from_inputs(run.inputs) if run.inputs else {}
+        decision = evaluate(self.policy, ctx, budget_source=self._source, now=run.started_at)
+        keys = self._keys(decision.context, run.started_at)
+        outcome = self._outcome(run, decision, calls)
+        recorded = to_micros(run.cost_usd)
+        for key in keys:
+            self.recorded_spend[key] += recorded
+            self.delta[key] += outcome.cost_micros - recorded
+            self.bucket_spend[key] += outcome.cost_micros
+        return outcome
+
+    def _keys(self, ctx: RunContext, at: datetime) -> list[BucketKey]:
+        from ci_guard.policy.engine import resolve_team
+
+        out = []
+        for k in budget_keys(self.policy.budgets, resolve_team(self.policy, ctx), at):
+            key = (k.budget, k.scope_key, k.period_start.isoformat())
+            if key not in self.bucket_limits:
+                self.bucket_limits[key] = (k.period_end.isoformat(), k.limit_usd, self._alerts.get(k.budget, []))
+            out.append(key)
+        return out
+
+    # -- one run -------------------------------------------------------------------------------
+    def _outcome(self, run: RunRecord, decision: Decision, calls: Sequence[tuple[Any, ...]]) -> Outcome:
+        if not decision.allowed:
+            return Outcome(decision.decision, decision.rule, decision.model, 0, 0)
+        cap, refusal = self._reserve(decision)
+        if refusal is not None:
+            return Outcome("deny", refusal, decision.model, 0, 0)
+        limits = decision.as_json()["limits"]
+        if cap is not None:
+            limits["max_cost_usd"] = str(from_micros(cap))
+        if run.decision != "allow":  # never ran: nothing recorded to replay
+            worst = cap if cap is not None else 0
+            return Outcome("allow", decision.rule, decision.model, 0, 0, unknown_micros=worst, limits=limits)
+        if decision.model == run.model and _same_limits(limits, run.limits):
+            made = sum(1 for c in calls if c[_STATUS] != "refused")
+            return Outcome("allow", decision.rule, decision.model, to_micros(run.cost_usd), made,
+                           run.stop_reason, limits=limits)
+        reprice = None
+        if decision.model and run.model and decision.model != run.model:
+            reprice = self._repricer(run.model, decision.model)
+        out = replay_calls(calls, decision, cap, reprice, run.stop_reason)
+        out.rule, out.model, out.limits = decision.rule, decision.model, limits
+        if out.stop_reason is None and run.stop_reason is not None:
+            out.continued, out.stop_reason = True, None
+        return out
+
+    def _reserve(self, decision: Decision) -> tuple[int | None, str | None]:
+        """(cost cap in micros, deny rule): the reservation `ci-guard run` would make."""
+        amount = decision.limits.max_cost_usd
+        if amount is None:
+            return None, None
+        cap = to_micros(amount)
+        statuses = [b for b in decision.budgets if b.scope_key is not None]
+        if not statuses:
+            return cap, None
+        tight = min(statuses, key=lambda b: b.limit_usd - b.spent_usd - b.reserved_usd)
+        room = to_micros(tight.limit_usd - tight.spent_usd - tight.reserved_usd)
+        if cap <= room:
+            return cap, None
+        if self.enforcement.on_budget_exceeded != "clamp" or room <= 0:
+            return None, f"budget:{tight.name}[{tight.scope_key}]"
+        return room, None
+
+    def _repricer(self, old_model: str, new_model: str) -> Callable[[tuple[Any, ...]], int] | None:
+        """Re-prices a call served by ``old_model`` at ``new_model``; other calls keep their cost."""
+        new = self.catalog.lookup(new_model)
+        if new is None:
+            return None
+
+        def price(call: tuple[Any, ...]) -> int:
+            served = call[_MODEL]
+            same = self._same_price.get((served, old_model))
+            if same is None:
+                mine, old = self.catalog.lookup(served), self.catalog.lookup(old_model)
+                same = served is None or (mine is not None and old is not None and mine.model == old.model)
+                self._same_price[(served, old_model)] = same
+            if not same:
+                return int(call[_COST])
+            tier = call[_TIER]
+            rate = self._prices.get((new_model, tier))
+            if rate is None:
+                rate = self._prices[(new_model, tier)] = new.for_call(tier, None)
+            usage = Usage(*(int(v) for v in call[_TOKENS:_TOKENS + len(TOKEN_COLS)]))
+            fees = self.catalog.web_search_usd.get(call[_PROVIDER], Decimal(0)) * int(call[_SEARCHES] or 0)
+            return to_micros(cost(usage, rate).total_usd + fees)
+
+        return price
+
+    def buckets(self) -> list[dict[str, Any]]:
+        out = []
+        for key, (end, limit, alerts) in sorted(self.bucket_limits.items(), key=lambda kv: kv[0]):
+            out.append({"budget": key[0], "scope_key": key[1], "period_start": key[2], "period_end": end,
+                        "limit_usd": limit, "spent_micros": self.bucket_spend.get(key, 0), "alerts": alerts})
+        return out
+
+
+def replay_calls(calls: Sequence[tuple[Any, ...]], decision: Decision, cap: int | None,
+                 reprice: Callable[[tuple[Any, ...]], int] | None, recorded_stop: str | None = None) -> Outcome:
+    """Hold recorded calls, in order, against the decision's limits (CapGuard's rules).
+
+    ``recorded_stop`` is the cap that stopped the run in history: a replayed stop after its last
+    call then still stands (the agent wanted to go on), while for a run that finished on its own it
+    changes nothing.
+    """
+    lim = decision.limits
+    clamp = decision.enforcement.on_cost_cap == "clamp"
+    turns = tools = spent = made = 0
+    seen: Counter[Any] = Counter()
+    last_error: str | None = None
+    same_errors = 0
+    stop: str | None = None
+    repriced = clamped = False
+    for call in calls:
+        if call[_STATUS] == "refused":
+            continue  # refused by ci-guard in history: never reached the provider
+        if call[_TURN]:
+            if lim.max_turns is not None and turns >= lim.max_turns:
+                stop = "max_turns"
+                break
+            if lim.max_context_tokens is not None and int(call[_CTX]) > lim.max_context_tokens:
+                stop = "max_context"
+                break
+            if lim.max_identical_retries is not None and seen[call[_FP]] > lim.max_identical_retries:
+                stop = "retry_storm"
+                break
+        if cap is not None and spent >= cap:
+            stop = "max_cost"
+            break
+        price = int(call[_COST])
+        if reprice is not None:
+            new_price = reprice(call)
+            repriced = repriced or new_price != price
+            price = new_price
+        if cap is not None and spent + price > cap:
+            # CapGuard clamps the call's output so its worst case fits (or refuses it): count what is left
+            if not clamp:
+                stop = "max_cost"
+                break
+            price, clamped = cap - spent, True
+        if call[_TURN]:
+            seen[call[_FP]] += 1
+            turns += 1
+        spent += price
+        made += 1
+        tools += int(call[_TOOLS] or 0)
+        if cap is not None and spent >= cap:
+            stop = "max_cost"
+            break
+        if lim.max_tool_calls is not None and tools > lim.max_tool_calls:
+            stop = "max_tool_calls"
+            break
+        signature = f"{call[_HTTP]} {call[_ERR] or ''}"[:200] if call[_STATUS] == "error" else None
+        if signature is None:
+            last_error, same_errors = None, 0
+        elif signature == last_error:
+            same_errors += 1
+        else:
+            last_error, same_errors = signature, 1
+        if lim.max_identical_retries is not None and same_errors > lim.max_identical_retries:
+            stop = "retry_storm"
+            break
+    total = sum(1 for c in calls if c[_STATUS] != "refused")
+    if made == total and not clamped and recorded_stop is None:
+        stop = None  # a cap reached by the last call changes nothing: the agent had finished anyway
+    return Outcome("allow", None, None, spent, made, stop, made if stop else None, repriced=repriced)
+
+
+def _same_limits(a: dict[str, Any], b: dict[str, Any] | None) -> bool:
+    if not b:
+        return False
+    keys = set(a) | set(b)
+    return all(_norm(a.get(k)) == _norm(b.get(k)) for k in keys)
+
+
+def _norm(value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return value
+
+
+__all__ = ["MICROS", "Outcome", "Replayer", "recorded_outcome", "replay_calls", "run_context"]
