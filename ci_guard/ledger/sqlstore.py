@@ -451,12 +451,18 @@ class SqlStore(AnalyticsMixin):
         sql = (f"SELECT {cols} FROM calls c JOIN runs r ON r.run_id = c.run_id"
                " WHERE r.started_at >= ? AND r.started_at < ? AND r.decision = 'allow'")
         rows = self._op(lambda tx: tx.all(sql, (self._ts(start), self._ts(end))), write=False)
-        grouped: dict[str, list[tuple[Any, ...]]] = {}
-        for row in rows:
-            grouped.setdefault(row[0], []).append(row)
-        for calls in grouped.values():
-            calls.sort(key=_seq)
-        return grouped
+        return _grouped(rows)
+
+    def replay_calls_of(self, run_ids: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
+        """Like :meth:`replay_calls` for the given runs only (read by primary key, 500 runs a query)."""
+        cols = ", ".join(REPLAY_CALL_COLS)
+        rows: list[tuple[Any, ...]] = []
+        ids = list(run_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            sql = f"SELECT {cols} FROM calls WHERE run_id IN ({', '.join('?' * len(chunk))})"
+            rows += self._op(lambda tx, sql=sql, chunk=chunk: tx.all(sql, chunk), write=False)
+        return _grouped(rows)
 
     def report(self, start: datetime, end: datetime, group_by: str = "repo") -> list[dict[str, Any]]:
         """Spend per ``group_by`` for runs started in ``[start, end)``, from run totals (no call scan)."""
@@ -544,6 +550,15 @@ def _json_or_none(text: str | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _grouped(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
+    grouped: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(row)
+    for calls in grouped.values():
+        calls.sort(key=_seq)
+    return grouped
 
 
 def _seq(row: tuple[Any, ...]) -> int:

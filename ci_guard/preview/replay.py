@@ -36,10 +36,10 @@ from decimal import Decimal
 from typing import Any
 
 from ci_guard.context.model import RunContext
-from ci_guard.ledger.budgets import budget_keys, budget_spec, empty_status
+from ci_guard.ledger.budgets import budget_spec, empty_status
 from ci_guard.ledger.records import RunRecord
 from ci_guard.ledger.sqlstore import MICROS, REPLAY_CALL_COLS, TOKEN_COLS, from_micros, to_micros
-from ci_guard.policy.decision import BudgetStatus, Decision
+from ci_guard.policy.decision import BudgetStatus, Decision, Limits
 from ci_guard.policy.inputs import budgets_from_inputs, context_from_inputs, is_exact, status_key
 from ci_guard.policy.models import Policy
 from ci_guard.pricing.catalog import Catalog
@@ -78,11 +78,17 @@ class Outcome:
         return self.decision == "allow"
 
 
-def recorded_outcome(run: RunRecord, calls: Sequence[tuple[Any, ...]]) -> Outcome:
+def made_calls(run: RunRecord, calls: Sequence[tuple[Any, ...]] | None) -> int:
+    """Calls the run made (refusals left out); its turns when its calls were not read."""
+    if calls is None:
+        return run.turns
+    return sum(1 for c in calls if c[_STATUS] != "refused")
+
+
+def recorded_outcome(run: RunRecord, calls: Sequence[tuple[Any, ...]] | None) -> Outcome:
     """What the history says the run did."""
-    made = sum(1 for c in calls if c[_STATUS] != "refused")
-    return Outcome(run.decision, run.rule, run.model, to_micros(run.cost_usd), made, run.stop_reason,
-                   limits=run.limits)
+    return Outcome(run.decision, run.rule, run.model, to_micros(run.cost_usd), made_calls(run, calls),
+                   run.stop_reason, limits=run.limits)
 
 
 def run_context(run: RunRecord) -> tuple[RunContext, bool]:
@@ -108,111 +114,202 @@ class _ReplaySource:
         for spec in map(budget_spec, budgets):
             status = empty_status(spec, ctx.scope_key(spec.scope), now)
             if status.scope_key is not None:
-                key = status_key(status)
-                if key in self.snapshot:
-                    spent, reserved = self.snapshot[key]
-                else:
-                    spent, reserved = from_micros(self.r.recorded_spend.get(key, 0)), Decimal(0)
-                status.spent_usd = spent + from_micros(self.r.delta.get(key, 0))
-                status.reserved_usd = reserved
+                spent, reserved = self.r.spent(status_key(status), self.snapshot)
+                status.spent_usd, status.reserved_usd = from_micros(spent), from_micros(reserved)
             out.append(status)
         return out
 
 
+@dataclass(frozen=True)
+class Decided:
+    """The parts of a Decision a replay uses (the same for every run with the same deciding facts)."""
+
+    decision: str
+    rule: str | None
+    model: str | None
+    limits: Limits
+    limits_json: dict[str, Any]
+    on_cost_cap: str
+    on_budget_exceeded: str
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision == "allow"
+
+
+def _decided(d: Decision) -> Decided:
+    return Decided(d.decision, d.rule, d.model, d.limits, d.as_json()["limits"], d.enforcement.on_cost_cap,
+                   d.enforcement.on_budget_exceeded)
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
 class Replayer:
-    """Replays one policy over runs in start order; see the module docstring."""
+    """Replays one policy over runs in start order; see the module docstring.
+
+    Speed: a month can hold tens of thousands of runs. When no rule reads ``budget_remaining``, a
+    decision depends only on the context fields the rules read (plus labels, team, PR and trigger),
+    so it is computed once per distinct combination of them and reused; budget buckets reuse the
+    period bounds of the previous run while it is inside them.
+    """
 
     def __init__(self, policy: Policy, catalog: Catalog) -> None:
         from ci_guard.policy.engine import compiled
 
+        cp = compiled(policy)
         self.policy = policy
         self.catalog = catalog
-        self.enforcement = compiled(policy).enforcement
         self.recorded_spend: Counter[BucketKey] = Counter()  # recorded micros per bucket so far
         self.delta: Counter[BucketKey] = Counter()  # replayed minus recorded micros per bucket so far
         self.bucket_spend: Counter[BucketKey] = Counter()  # replayed micros per bucket (the projection)
         self.bucket_limits: dict[BucketKey, tuple[str, Decimal, list[Decimal]]] = {}
         self._alerts = {b.name: b.alert_thresholds_usd() for b in policy.budgets}
+        self._specs = [budget_spec(b) for b in policy.budgets]
+        self._bounds: dict[str, tuple[datetime, datetime, str]] = {}
         self._source = _ReplaySource(self)
         self._prices: dict[tuple[str, str | None], Any] = {}
         self._same_price: dict[tuple[str | None, str | None], bool] = {}
+        self._cacheable = not cp.budget_refs
+        self._fields = sorted(f for f in cp.refs if f not in ("all", "any", "not"))
+        self._cache: dict[tuple[Any, ...], Decided] = {}
 
     # -- the walk ------------------------------------------------------------------------------
-    def before_window(self, run: RunRecord) -> None:
+    def before_window(self, run: RunRecord, ctx: RunContext) -> None:
         """A run of the same budget periods that started before the window: counted as recorded."""
-        ctx, _ = run_context(run)
-        for key in self._keys(ctx, run.started_at):
-            micros = to_micros(run.cost_usd)
+        micros = to_micros(run.cost_usd)
+        for key, _ in self._keys(self._resolved(ctx), run.started_at):
             self.recorded_spend[key] += micros
             self.bucket_spend[key] += micros
 
-    def replay(self, run: RunRecord, calls: Sequence[tuple[Any, ...]]) -> Outcome:
-        from ci_guard.policy.decide import evaluate
+    def needs_calls(self, run: RunRecord, ctx: RunContext) -> bool:
+        """Whether replaying ``run`` will (very likely) read its calls: decided otherwise than recorded.
 
-        ctx, _ = run_context(run)
-        self._source.snapshot = budgets_from_inputs(run.inputs) if run.inputs else {}
-        decision = evaluate(self.policy, ctx, budget_source=self._source, now=run.started_at)
-        keys = self._keys(decision.context, run.started_at)
-        outcome = self._outcome(run, decision, calls)
+        Budgets are left out here (they can only lower the cost cap); a run that turns out to need
+        its calls anyway has them read on its own.
+        """
+        if run.decision != "allow":
+            return False
+        if not self._cacheable:
+            return True
+        d = self.decide(ctx, run.started_at, {})
+        return d.allowed and not (d.model == run.model and _same_limits(d.limits_json, run.limits))
+
+    def decide(self, ctx: RunContext, now: datetime, snapshot: dict[BucketKey, tuple[Decimal, Decimal]]) -> Decided:
+        from ci_guard.policy.compiled import Facts
+        from ci_guard.policy.decide import evaluate
+        from ci_guard.policy.engine import settle_no_pr
+
+        if not self._cacheable:
+            self._source.snapshot = snapshot
+            return _decided(evaluate(self.policy, ctx, budget_source=self._source, now=now))
+        settled = settle_no_pr(self._resolved(ctx))
+        facts = Facts(settled, {})
+        key = (settled.team, settled.pr is None, settled.trigger, settled.draft, settled.fork, tuple(settled.labels),
+               tuple(_freeze(settled.changed_paths if f in ("paths", "paths_only") else facts.value(f))
+                     for f in self._fields))
+        found = self._cache.get(key)
+        if found is None:
+            from ci_guard.policy.engine import decide
+
+            found = self._cache[key] = _decided(decide(self.policy, ctx, [], now))
+        return found
+
+    def replay(self, run: RunRecord, ctx: RunContext, calls: Sequence[tuple[Any, ...]] | None,
+               fetch: Callable[[str], Sequence[tuple[Any, ...]]]) -> Outcome:
+        """Replay one run; ``calls`` None means not read yet (``fetch`` reads them when needed)."""
+        snapshot = budgets_from_inputs(run.inputs) if run.inputs else {}
+        decided = self.decide(ctx, run.started_at, snapshot)
+        keys = self._keys(self._resolved(ctx), run.started_at)
+        outcome = self._outcome(run, decided, keys, snapshot, calls, fetch)
         recorded = to_micros(run.cost_usd)
-        for key in keys:
+        for key, _ in keys:
             self.recorded_spend[key] += recorded
             self.delta[key] += outcome.cost_micros - recorded
             self.bucket_spend[key] += outcome.cost_micros
         return outcome
 
-    def _keys(self, ctx: RunContext, at: datetime) -> list[BucketKey]:
+    def spent(self, key: BucketKey, snapshot: dict[BucketKey, tuple[Decimal, Decimal]]) -> tuple[int, int]:
+        """(spent, reserved) micros of a bucket as this replay's decision of a run sees it."""
+        if key in snapshot:
+            spent, reserved = snapshot[key]
+            base, held = to_micros(spent), to_micros(reserved)
+        else:
+            base, held = self.recorded_spend.get(key, 0), 0
+        return base + self.delta.get(key, 0), held
+
+    def _resolved(self, ctx: RunContext) -> RunContext:
         from ci_guard.policy.engine import resolve_team
 
+        return resolve_team(self.policy, ctx)
+
+    def _keys(self, ctx: RunContext, at: datetime) -> list[tuple[BucketKey, int]]:
+        """The run's budget buckets and each one's limit in micros."""
+        from ci_guard.ledger.periods import period_bounds
+
         out = []
-        for k in budget_keys(self.policy.budgets, resolve_team(self.policy, ctx), at):
-            key = (k.budget, k.scope_key, k.period_start.isoformat())
+        for spec in self._specs:
+            scope_key = ctx.scope_key(spec.scope)
+            if scope_key is None:
+                continue
+            bounds = self._bounds.get(spec.name)
+            if bounds is None or not bounds[0] <= at < bounds[1]:
+                start, end = period_bounds(spec.period, spec.timezone, at)
+                bounds = self._bounds[spec.name] = (start, end, start.isoformat())
+            key = (spec.name, scope_key, bounds[2])
             if key not in self.bucket_limits:
-                self.bucket_limits[key] = (k.period_end.isoformat(), k.limit_usd, self._alerts.get(k.budget, []))
-            out.append(key)
+                self.bucket_limits[key] = (bounds[1].isoformat(), spec.limit_usd, self._alerts.get(spec.name, []))
+            out.append((key, to_micros(spec.limit_usd)))
         return out
 
     # -- one run -------------------------------------------------------------------------------
-    def _outcome(self, run: RunRecord, decision: Decision, calls: Sequence[tuple[Any, ...]]) -> Outcome:
-        if not decision.allowed:
-            return Outcome(decision.decision, decision.rule, decision.model, 0, 0)
-        cap, refusal = self._reserve(decision)
+    def _outcome(self, run: RunRecord, d: Decided, keys: list[tuple[BucketKey, int]],
+                 snapshot: dict[BucketKey, tuple[Decimal, Decimal]], calls: Sequence[tuple[Any, ...]] | None,
+                 fetch: Callable[[str], Sequence[tuple[Any, ...]]]) -> Outcome:
+        if not d.allowed:
+            return Outcome(d.decision, d.rule, d.model, 0, 0)
+        cap, refusal = self._reserve(d, keys, snapshot)
         if refusal is not None:
-            return Outcome("deny", refusal, decision.model, 0, 0)
-        limits = decision.as_json()["limits"]
+            return Outcome("deny", refusal, d.model, 0, 0)
+        limits = dict(d.limits_json)
         if cap is not None:
             limits["max_cost_usd"] = str(from_micros(cap))
         if run.decision != "allow":  # never ran: nothing recorded to replay
             worst = cap if cap is not None else 0
-            return Outcome("allow", decision.rule, decision.model, 0, 0, unknown_micros=worst, limits=limits)
-        if decision.model == run.model and _same_limits(limits, run.limits):
-            made = sum(1 for c in calls if c[_STATUS] != "refused")
-            return Outcome("allow", decision.rule, decision.model, to_micros(run.cost_usd), made,
+            return Outcome("allow", d.rule, d.model, 0, 0, unknown_micros=worst, limits=limits)
+        if d.model == run.model and _same_limits(limits, run.limits):
+            return Outcome("allow", d.rule, d.model, to_micros(run.cost_usd), made_calls(run, calls),
                            run.stop_reason, limits=limits)
+        if calls is None:
+            calls = fetch(run.run_id)
         reprice = None
-        if decision.model and run.model and decision.model != run.model:
-            reprice = self._repricer(run.model, decision.model)
-        out = replay_calls(calls, decision, cap, reprice, run.stop_reason)
-        out.rule, out.model, out.limits = decision.rule, decision.model, limits
+        if d.model and run.model and d.model != run.model:
+            reprice = self._repricer(run.model, d.model)
+        out = replay_calls(calls, d, cap, reprice, run.stop_reason)
+        out.rule, out.model, out.limits = d.rule, d.model, limits
         if out.stop_reason is None and run.stop_reason is not None:
             out.continued, out.stop_reason = True, None
         return out
 
-    def _reserve(self, decision: Decision) -> tuple[int | None, str | None]:
+    def _reserve(self, d: Decided, keys: list[tuple[BucketKey, int]],
+                 snapshot: dict[BucketKey, tuple[Decimal, Decimal]]) -> tuple[int | None, str | None]:
         """(cost cap in micros, deny rule): the reservation `ci-guard run` would make."""
-        amount = decision.limits.max_cost_usd
+        amount = d.limits.max_cost_usd
         if amount is None:
             return None, None
         cap = to_micros(amount)
-        statuses = [b for b in decision.budgets if b.scope_key is not None]
-        if not statuses:
+        if not keys:
             return cap, None
-        tight = min(statuses, key=lambda b: b.limit_usd - b.spent_usd - b.reserved_usd)
-        room = to_micros(tight.limit_usd - tight.spent_usd - tight.reserved_usd)
+        rooms = []
+        for key, limit in keys:
+            spent, reserved = self.spent(key, snapshot)
+            rooms.append((limit - spent - reserved, key))
+        room, tight = min(rooms)
         if cap <= room:
             return cap, None
-        if self.enforcement.on_budget_exceeded != "clamp" or room <= 0:
-            return None, f"budget:{tight.name}[{tight.scope_key}]"
+        if d.on_budget_exceeded != "clamp" or room <= 0:
+            return None, f"budget:{tight[0]}[{tight[1]}]"
         return room, None
 
     def _repricer(self, old_model: str, new_model: str) -> Callable[[tuple[Any, ...]], int] | None:
@@ -248,7 +345,7 @@ class Replayer:
         return out
 
 
-def replay_calls(calls: Sequence[tuple[Any, ...]], decision: Decision, cap: int | None,
+def replay_calls(calls: Sequence[tuple[Any, ...]], decision: Decided, cap: int | None,
                  reprice: Callable[[tuple[Any, ...]], int] | None, recorded_stop: str | None = None) -> Outcome:
     """Hold recorded calls, in order, against the decision's limits (CapGuard's rules).
 
@@ -257,7 +354,7 @@ def replay_calls(calls: Sequence[tuple[Any, ...]], decision: Decision, cap: int 
     changes nothing.
     """
     lim = decision.limits
-    clamp = decision.enforcement.on_cost_cap == "clamp"
+    clamp = decision.on_cost_cap == "clamp"
     turns = tools = spent = made = 0
     seen: Counter[Any] = Counter()
     last_error: str | None = None

@@ -175,28 +175,44 @@ def what_if(store: Any, proposal_path: str, baseline_path: str | None, since: da
     proposal, baseline = load_policies(proposal_path, baseline_path)
     policies = [p for p in (proposal, baseline) if p is not None]
     runs = store.runs_between(_load_from(policies, since), until)
-    calls = store.replay_calls(since, until)
     after = _replayer(proposal, proposal_path)
     before = _replayer(baseline, baseline_path) if baseline is not None and baseline_path else None
+    replayers = [r for r in (after, before) if r is not None]
     report = WhatIf(proposal_path, baseline_path or RECORDED, since, until)
-    no_calls: list[tuple[Any, ...]] = []
+    contexts = {run.run_id: run_context(run) for run in runs}
+    window = [run for run in runs if run.started_at >= since]
+    # Read only the calls a replay needs: all of the period's in one query when many runs need
+    # them, else those runs' by primary key; a run found to need them later reads its own.
+    needed = [run.run_id for run in window if any(r.needs_calls(run, contexts[run.run_id][0]) for r in replayers)]
+    if len(needed) * 5 > len(window):
+        calls = store.replay_calls(since, until)
+    else:
+        calls = store.replay_calls_of(needed) if needed else {}
+    needed_set = set(needed)
+
+    def fetch(run_id: str) -> list[tuple[Any, ...]]:
+        if run_id not in calls:
+            calls.update(store.replay_calls_of([run_id]))
+            calls.setdefault(run_id, [])
+        return calls[run_id]
+
     for run in runs:
+        ctx, exact = contexts[run.run_id]
         if run.started_at < since:
-            after.before_window(run)
-            if before is not None:
-                before.before_window(run)
+            for r in replayers:
+                r.before_window(run, ctx)
             continue
-        run_calls = calls.get(run.run_id, no_calls)
-        old = before.replay(run, run_calls) if before is not None else recorded_outcome(run, run_calls)
-        new = after.replay(run, run_calls)
-        _count(report, run, old, new)
+        run_calls = calls.get(run.run_id, [] if run.run_id in needed_set else None)
+        old = before.replay(run, ctx, run_calls, fetch) if before is not None else recorded_outcome(run, run_calls)
+        new = after.replay(run, ctx, calls.get(run.run_id, run_calls), fetch)
+        _count(report, run, exact, old, new)
     report.budgets = _budgets(after, before)
     return report
 
 
-def _count(report: WhatIf, run: RunRecord, old: Outcome, new: Outcome) -> None:
+def _count(report: WhatIf, run: RunRecord, exact: bool, old: Outcome, new: Outcome) -> None:
     report.runs += 1
-    if not run_context(run)[1]:
+    if not exact:
         report.approximated += 1
     report.before_micros += old.cost_micros
     report.after_micros += new.cost_micros

@@ -1,0 +1,253 @@
+"""`ci-guard what-if` over 30 days with 1,000,000 recorded calls, on SQLite and PostgreSQL.
+
+    python bench/bench_whatif.py                                  # 1,000,000 calls, both backends
+    python bench/bench_whatif.py --calls 100000 --backends sqlite
+    python bench/bench_whatif.py --pg postgresql://postgres@127.0.0.1:5432/test --repeat 3
+
+The data: 50,000 runs x 20 calls over 30 days, 50 repositories, 4 agents, 2 models, 3% denied,
+2% retry storms (the same failing request again and again); every run carries the decision inputs
+`ci-guard run` stores (context + budget statuses), decided by the bench policy itself, so an
+unchanged policy takes the "decided as recorded" path. Bulk-loaded (executemany / COPY).
+
+Each proposal is timed end to end (`what_if()`: load both policies, read the runs and calls,
+replay, add up), the backends interleaved, ``--repeat`` times:
+
+* ``unchanged``: the same policy (zero change; no call is replayed)
+* ``max_turns``: every rule's max_turns lowered to 12 (every run's calls replayed)
+* ``model``: the large model replaced by the small one (every call re-priced)
+* ``deny``: a deny rule for one agent
+
+Prints a table and writes bench/results/whatif.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ci_guard.context.model import RunContext  # noqa: E402
+from ci_guard.ledger import open_ledger  # noqa: E402
+from ci_guard.ledger.sqlstore import CALL_COLS, RUN_COLS  # noqa: E402
+from ci_guard.policy.decide import evaluate  # noqa: E402
+from ci_guard.policy.inputs import decision_inputs, dumps  # noqa: E402
+from ci_guard.policy.loader import load_policy_file  # noqa: E402
+
+NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+DAYS = 30
+CALLS_PER_RUN = 20
+REPOS = [f"acme/repo-{i:02d}" for i in range(50)]
+AGENTS = ["pr-review", "test-repair", "docs-bot", "triage"]
+POLICY = """\
+version: 1
+models: {small: claude-haiku-4-5, large: claude-sonnet-4-5}
+budgets:
+  - {name: org-monthly, scope: org, period: month, limit_usd: 5000000, alert_at: ["50%", "80%"]}
+  - {name: repo-daily, scope: repo, period: day, limit_usd: 100000}
+defaults:
+  model: small
+  limits: {max_turns: TURNS, max_cost_usd: 50, max_runtime: 30m, max_identical_retries: 4}
+rules:
+DENY  - name: drafts
+    when: {draft: true}
+    decision: deny
+  - name: review
+    when: {agent: pr-review}
+    decision: allow
+    model: REVIEW_MODEL
+  - name: repair
+    when: {agent: test-repair}
+    decision: allow
+  - name: docs
+    when: {agent: docs-bot}
+    decision: allow
+  - name: triage
+    when: {agent: triage}
+    decision: allow
+"""
+
+
+def policy_text(turns: str = "30", model: str = "large", deny: str = "") -> str:
+    return POLICY.replace("TURNS", turns).replace("REVIEW_MODEL", model).replace("DENY", deny)
+
+
+def generate(n_calls: int, policy_path: Path) -> tuple[list[list], list[list]]:
+    policy = load_policy_file(policy_path)
+    start = NOW - timedelta(days=DAYS)
+    n_runs = max(1, n_calls // CALLS_PER_RUN)
+    runs: list[list] = []
+    calls: list[list] = []
+    decisions: dict[tuple, object] = {}
+    org_spent = 0
+    for r in range(n_runs):
+        at = start + timedelta(seconds=DAYS * 86400 * r / n_runs)
+        repo, agent, draft = REPOS[r % len(REPOS)], AGENTS[r % len(AGENTS)], r % 33 == 0
+        ctx = RunContext(platform="github", repo=repo, org="acme", pr=r % 900, trigger="pull_request",
+                         base_branch="main", head_branch=f"feature/{r}", actor=f"dev{r % 40}", labels=["ai"],
+                         draft=draft, fork=False, diff_lines=10 + r % 500, diff_files=1 + r % 20,
+                         changed_paths=[f"src/mod{r % 7}.py", "tests/test_x.py"], agent=agent,
+                         workflow=f"{agent}.yml", title=f"Change number {r}")
+        key = (repo, agent, draft)
+        if key not in decisions:
+            decisions[key] = evaluate(policy, ctx, now=at)
+        d = decisions[key]
+        d = d.model_copy(update={"context": ctx})  # type: ignore[attr-defined]
+        inputs = decision_inputs(ctx, d, at)  # type: ignore[arg-type]
+        for b in inputs["budgets"]:
+            if b["name"] == "org-monthly":
+                b["spent_usd"] = str(org_spent / 1_000_000)
+        run_id = f"wi-{r:07d}"
+        allowed = d.decision == "allow"  # type: ignore[attr-defined]
+        storm = allowed and r % 50 == 7
+        cost = 0
+        tokens = [0] * 6
+        n = CALLS_PER_RUN if allowed else 0
+        for s in range(1, n + 1):
+            t = at + timedelta(seconds=4 * s)
+            usage = (800 + 10 * s, 0, 0, 15000 + 900 * s, 250 + s, 0)
+            err = storm and s > 3
+            micros = 0 if err else 9000 + 400 * s
+            cost += micros
+            tokens = [a + b for a, b in zip(tokens, usage, strict=True)]
+            calls.append([run_id, s, t, t, "anthropic", "messages", d.model, d.model,  # type: ignore[attr-defined]
+                          *((0,) * 6 if err else usage), micros, "error" if err else "ok", 529 if err else 200,
+                          True, 0 if err else 1, 0 if err else sum(usage[:4]), 900.0,
+                          f"fp-{run_id}-{3 if err else s}", "overloaded_error" if err else None, None, True, 0,
+                          "standard"])
+        org_spent += cost
+        status = "completed" if allowed else "denied"
+        runs.append([run_id, at, at + timedelta(minutes=2), d.decision, status, "acme", None, repo,  # type: ignore[attr-defined]
+                     ctx.actor, ctx.workflow, agent, None, "pull_request", ctx.pr, ctx.head_branch, None, "github",
+                     d.rule, d.reason, d.model, json.dumps(d.as_json()["limits"], sort_keys=True),  # type: ignore[attr-defined]
+                     None, None, 0 if allowed else None, None, True, n, n, cost, *tokens, 0, dumps(inputs)])
+    return runs, calls
+
+
+def load_sqlite(url: str, data) -> None:
+    runs, calls = data
+    store = open_ledger(url)
+    conn = store._conn  # type: ignore[attr-defined]  # bulk load on purpose
+
+    def conv(rows):
+        return [[v.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if isinstance(v, datetime) else
+                 (int(v) if isinstance(v, bool) else v) for v in row] for row in rows]
+
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(f"INSERT INTO runs ({','.join(RUN_COLS)}) VALUES ({','.join('?' * len(RUN_COLS))})", conv(runs))
+    for i in range(0, len(calls), 100_000):
+        conn.executemany(f"INSERT INTO calls ({','.join(CALL_COLS)}) VALUES ({','.join('?' * len(CALL_COLS))})",
+                         conv(calls[i:i + 100_000]))
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    store.close()
+
+
+def load_postgres(url: str, data) -> None:
+    runs, calls = data
+    store = open_ledger(url)
+    conn = store._connection()  # type: ignore[attr-defined]
+    with conn.transaction(), conn.cursor() as cur:
+        for table, cols, rows in (("runs", RUN_COLS, runs), ("calls", CALL_COLS, calls)):
+            with cur.copy(f"COPY {table} ({','.join(cols)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+    conn.execute("VACUUM ANALYZE")
+    store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--pg", default=os.environ.get("CI_GUARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    from ci_guard.preview.whatif import what_if
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-whatif-"))
+    base = tmp / "base.yml"
+    base.write_text(policy_text(), encoding="utf-8")
+    proposals = {
+        "unchanged": base,
+        "max_turns": tmp / "turns.yml",
+        "model": tmp / "model.yml",
+        "deny": tmp / "deny.yml",
+    }
+    proposals["max_turns"].write_text(policy_text(turns="12"), encoding="utf-8")
+    proposals["model"].write_text(policy_text(model="small"), encoding="utf-8")
+    proposals["deny"].write_text(policy_text(deny="  - name: no-triage\n    when: {agent: triage}\n"
+                                                  "    decision: deny\n"), encoding="utf-8")
+    t0 = time.perf_counter()
+    data = generate(args.calls, base)
+    print(f"generated {len(data[0]):,} runs / {len(data[1]):,} calls in {time.perf_counter() - t0:.1f} s", flush=True)
+    urls: dict[str, str] = {}
+    schema = None
+    for backend in args.backends.split(","):
+        t0 = time.perf_counter()
+        if backend == "sqlite":
+            urls[backend] = f"sqlite:///{tmp}/ledger.db"
+            load_sqlite(urls[backend], data)
+        else:
+            schema = f"bench_whatif_{secrets.token_hex(3)}"
+            urls[backend] = f"{args.pg}?schema={schema}"
+            load_postgres(urls[backend], data)
+        print(f"loaded {backend} in {time.perf_counter() - t0:.1f} s", flush=True)
+    del data
+    since, until = NOW - timedelta(days=DAYS), NOW + timedelta(seconds=1)
+    times: dict[tuple[str, str], list[float]] = {}
+    results: dict[tuple[str, str], dict] = {}
+    try:
+        for _ in range(args.repeat):
+            for name, path in proposals.items():
+                for backend, url in urls.items():  # interleaved
+                    store = open_ledger(url)
+                    t0 = time.perf_counter()
+                    result = what_if(store, str(path), str(base), since, until)
+                    times.setdefault((name, backend), []).append(time.perf_counter() - t0)
+                    store.close()
+                    out = result.as_json()
+                    results[(name, backend)] = {"runs": out["runs"], "spend": out["spend"],
+                                                "newly_refused": out["decisions"]["newly_refused"],
+                                                "stopped": out["caps"]["stopped_earlier"],
+                                                "repriced": out["models"]["repriced_runs"]}
+    finally:
+        if schema is not None:
+            import psycopg
+
+            with psycopg.connect(args.pg, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    print(f"\nwhat-if over {DAYS} days, {args.calls:,} calls; seconds, median (min-max) of {args.repeat}; load "
+          f"{os.getloadavg()[0]:.1f}")
+    print(f"{'proposal':<12}" + "".join(f"{b:>24}" for b in urls) + "   result")
+    for name in proposals:
+        cells = []
+        for backend in urls:
+            t = times[(name, backend)]
+            cells.append(f"{statistics.median(t):7.2f} ({min(t):.2f}-{max(t):.2f})")
+        r = results[(name, next(iter(urls)))]
+        agree = all(results[(name, b)] == r for b in urls)
+        print(f"{name:<12}" + "".join(f"{c:>24}" for c in cells)
+              + f"   {r['spend']['change_usd']} USD, {r['newly_refused']} refused, {r['stopped']} stopped, "
+                f"{r['repriced']} repriced; backends agree: {agree}")
+    out = ROOT / "bench" / "results" / "whatif.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "calls": args.calls, "days": DAYS, "repeat": args.repeat, "loadavg": os.getloadavg(),
+        "seconds": {f"{n}/{b}": t for (n, b), t in times.items()},
+        "results": {f"{n}/{b}": r for (n, b), r in results.items()},
+    }, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
