@@ -123,7 +123,7 @@ def generate(n_calls: int, policy_path: Path) -> tuple[list[list], list[list]]:
                           *((0,) * 6 if err else usage), micros, "error" if err else "ok", 529 if err else 200,
                           True, 0 if err else 1, 0 if err else sum(usage[:4]), 900.0,
                           f"fp-{run_id}-{3 if err else s}", "overloaded_error" if err else None, None, True, 0,
-                          "standard"])
+                          "standard", False])
         org_spent += cost
         status = "completed" if allowed else "denied"
         runs.append([run_id, at, at + timedelta(minutes=2), d.decision, status, "acme", None, repo,  # type: ignore[attr-defined]

@@ -294,11 +294,13 @@ class Replayer:
 
     def _reserve(self, d: Decided, keys: list[tuple[BucketKey, int]],
                  snapshot: dict[BucketKey, tuple[Decimal, Decimal]]) -> tuple[int | None, str | None]:
-        """(cost cap in micros, deny rule): the reservation `ci-guard run` would make."""
-        amount = d.limits.max_cost_usd
-        if amount is None:
-            return None, None
-        cap = to_micros(amount)
+        """(cost cap in micros, deny rule): the reservation `ci-guard run` makes (meter/lifecycle.py).
+
+        The cap is the smaller of ``max_cost_usd`` and what the tightest budget has left; without a
+        ``max_cost_usd`` it is what is left. A budget with nothing left denies, and so does one that
+        cannot hold ``max_cost_usd`` unless ``on_budget_exceeded: clamp``.
+        """
+        cap = to_micros(d.limits.max_cost_usd) if d.limits.max_cost_usd is not None else None
         if not keys:
             return cap, None
         rooms = []
@@ -306,9 +308,11 @@ class Replayer:
             spent, reserved = self.spent(key, snapshot)
             rooms.append((limit - spent - reserved, key))
         room, tight = min(rooms)
-        if cap <= room:
-            return cap, None
-        if d.on_budget_exceeded != "clamp" or room <= 0:
+        amount = cap if cap is not None else max(limit for _, limit in keys)
+        if amount <= room:
+            return amount, None
+        clamp = cap is None or d.on_budget_exceeded == "clamp"
+        if not clamp or room <= 0:
             return None, f"budget:{tight[0]}[{tight[1]}]"
         return room, None
 
