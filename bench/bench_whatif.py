@@ -81,6 +81,19 @@ def policy_text(turns: str = "30", model: str = "large", deny: str = "") -> str:
     return POLICY.replace("TURNS", turns).replace("REVIEW_MODEL", model).replace("DENY", deny)
 
 
+TOKENS = ("input_tokens", "cache_write_tokens", "cache_write_1h_tokens", "cache_read_tokens", "output_tokens",
+          "reasoning_tokens")
+_NOT_NULL_ZERO = {"turns", "tool_calls", "cost_micros", "web_searches", "context_saved_micros", "stream",
+                  "context_tokens", "latency_ms", "is_turn", "estimated", *TOKENS}
+
+
+def _row(cols: tuple[str, ...], values: dict) -> list:
+    """A row in the ledger's column order; columns the bench does not set get their table default."""
+    unknown = set(values) - set(cols)
+    assert not unknown, unknown
+    return [values.get(c, 0 if c in _NOT_NULL_ZERO else None) for c in cols]
+
+
 def generate(n_calls: int, policy_path: Path) -> tuple[list[list], list[list]]:
     policy = load_policy_file(policy_path)
     start = NOW - timedelta(days=DAYS)
@@ -119,17 +132,24 @@ def generate(n_calls: int, policy_path: Path) -> tuple[list[list], list[list]]:
             micros = 0 if err else 9000 + 400 * s
             cost += micros
             tokens = [a + b for a, b in zip(tokens, usage, strict=True)]
-            calls.append([run_id, s, t, t, "anthropic", "messages", d.model, d.model,  # type: ignore[attr-defined]
-                          *((0,) * 6 if err else usage), micros, "error" if err else "ok", 529 if err else 200,
-                          True, 0 if err else 1, 0 if err else sum(usage[:4]), 900.0,
-                          f"fp-{run_id}-{3 if err else s}", "overloaded_error" if err else None, None, True, 0,
-                          "standard", False])
+            calls.append(_row(CALL_COLS, {
+                "run_id": run_id, "seq": s, "started_at": t, "ended_at": t, "provider": "anthropic",
+                "endpoint": "messages", "model_requested": d.model, "model_served": d.model,  # type: ignore[attr-defined]
+                **dict(zip(TOKENS, (0,) * 6 if err else usage, strict=True)), "cost_micros": micros,
+                "status": "error" if err else "ok", "http_status": 529 if err else 200, "stream": True,
+                "tool_calls": 0 if err else 1, "context_tokens": 0 if err else sum(usage[:4]), "latency_ms": 900.0,
+                "fingerprint": f"fp-{run_id}-{3 if err else s}", "error": "overloaded_error" if err else None,
+                "is_turn": True, "service_tier": "standard", "estimated": False}))
         org_spent += cost
         status = "completed" if allowed else "denied"
-        runs.append([run_id, at, at + timedelta(minutes=2), d.decision, status, "acme", None, repo,  # type: ignore[attr-defined]
-                     ctx.actor, ctx.workflow, agent, None, "pull_request", ctx.pr, ctx.head_branch, None, "github",
-                     d.rule, d.reason, d.model, json.dumps(d.as_json()["limits"], sort_keys=True),  # type: ignore[attr-defined]
-                     None, None, 0 if allowed else None, None, True, n, n, cost, *tokens, 0, dumps(inputs)])
+        runs.append(_row(RUN_COLS, {
+            "run_id": run_id, "started_at": at, "ended_at": at + timedelta(minutes=2),
+            "decision": d.decision, "status": status, "org": "acme", "repo": repo, "actor": ctx.actor,  # type: ignore[attr-defined]
+            "workflow": ctx.workflow, "agent": agent, "trigger_name": "pull_request", "pr": ctx.pr,
+            "branch": ctx.head_branch, "platform": "github", "rule": d.rule, "reason": d.reason,  # type: ignore[attr-defined]
+            "model": d.model, "limits_json": json.dumps(d.as_json()["limits"], sort_keys=True),  # type: ignore[attr-defined]
+            "agent_exit_code": 0 if allowed else None, "enforced": True, "turns": n, "tool_calls": n,
+            "cost_micros": cost, **dict(zip(TOKENS, tokens, strict=True)), "decision_inputs_json": dumps(inputs)}))
     return runs, calls
 
 
