@@ -17,7 +17,9 @@ from typing import Any
 
 from tests.helpers import require
 
-BIN = Path(__file__).resolve().parents[1] / ".tools" / "node_modules" / ".bin"
+# CI_GUARD_NPM_BIN points at another node_modules/.bin (a machine whose .tools/ is elsewhere).
+BIN = Path(os.environ.get("CI_GUARD_NPM_BIN")
+           or Path(__file__).resolve().parents[1] / ".tools" / "node_modules" / ".bin")
 CLAUDE = BIN / "claude"
 CODEX = BIN / "codex"
 

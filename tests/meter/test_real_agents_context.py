@@ -1,0 +1,95 @@
+"""The real Claude Code CLI through `ci-guard run` with a context policy: pruning, routing and the
+thinking clamp applied, and Claude Code still finishing its scripted task against the simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ci_guard.simulator import run_simulator
+from tests.agents import CLAUDE, require_claude
+
+pytestmark = pytest.mark.node
+
+KEY = "sk-ant-api03-real-agent-context-test-0000000000"
+POLICY = textwrap.dedent("""
+    version: 1
+    models: {small: claude-3-5-haiku, large: claude-sonnet-4-5}
+    defaults:
+      model: large
+      limits: {max_turns: 10, max_cost_usd: 2.00, max_runtime: 5m}
+    rules:
+      - name: default
+        decision: allow
+        context:
+          cache: auto
+          prune_tool_results: {max_tokens: 1000, keep: {head_lines: 10, tail_lines: 20}}
+          route:
+            - {when: {agent_call: title}, model: small, name: titles}
+          max_thinking_tokens: 4000
+""")
+# A test run printing about 14 kB (3,500 tokens): small enough that Claude Code sends it inline.
+SCENARIO = textwrap.dedent("""
+    name: long-test-log
+    turns: 3
+    text: "Done: the tests pass now."
+    tool: {name: Bash, input: {command: "seq 100000 103000", description: "Run the tests"}}
+""")
+
+
+def test_claude_code_finishes_with_pruning_routing_and_the_thinking_clamp(tmp_path: Path) -> None:
+    require_claude()
+    (tmp_path / "policy.yml").write_text(POLICY)
+    (tmp_path / "scenario.yml").write_text(SCENARIO)
+    home = tmp_path / "home"
+    home.mkdir()
+    with run_simulator(str(tmp_path / "scenario.yml"), api_key=KEY) as sim:
+        env = {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8", "DISABLE_AUTOUPDATER": "1",
+               "ANTHROPIC_API_KEY": KEY, "CI_GUARD_ANTHROPIC_UPSTREAM": sim.url,
+               "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": ""}  # keep Claude Code's title side call
+        cmd = [sys.executable, "-m", "ci_guard", "run", "--policy", str(tmp_path / "policy.yml"), "--repo",
+               "acme/web", "--agent", "claude", "--ledger", f"sqlite:///{tmp_path / 'ledger.db'}", "--summary",
+               str(tmp_path / "summary.json"), "--preset", "claude-code", "--grace", "5", "--",
+               str(CLAUDE), "-p", "Make the tests pass", "--output-format", "json", "--max-turns", "8",
+               "--allowedTools", "Bash"]
+        proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                              stdin=subprocess.DEVNULL)
+        bodies, served = list(sim.bodies), list(sim.served)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["result"] == "Done: the tests pass now."
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    calls = summary["calls"]
+
+    # routing: Claude Code's title call went to the small tier, recorded with its rule
+    titles = [c for c in calls if (c.get("context") or {}).get("route") == "titles"]
+    assert len(titles) == 1 and titles[0]["model"] == "claude-3-5-haiku"
+    assert titles[0]["model_requested"] != "claude-3-5-haiku"
+    assert "claude-3-5-haiku" in [s["model"] for s in served]
+
+    # pruning: on the last main call every earlier test log is cut (same cut each time), the newest is whole
+    main = [b for b in bodies if b.get("tools")]
+    last = main[-1]
+    results = [blk for m in last["messages"] if isinstance(m.get("content"), list)
+               for blk in m["content"] if blk.get("type") == "tool_result"]
+    assert len(results) == 3
+    texts = [json.dumps(r["content"]) for r in results]
+    assert all("[ci-guard:" in t for t in texts[:-1]) and "[ci-guard:" not in texts[-1]
+    assert "103000" in texts[-1] and "103000" in texts[0]  # the tail of a pruned log is kept
+    assert texts[0] in json.dumps(main[-2]["messages"])  # cut the same way on the previous turn
+
+    # thinking budget clamped, max_tokens still above it; Claude Code's own caching left alone and
+    # the pruned conversation still read from the cache on later turns
+    assert all(b["thinking"]["budget_tokens"] == 4000 < b["max_tokens"] for b in main if b.get("thinking"))
+    main_calls = [c for c in calls if c.get("context") is None or not c["context"].get("route")]
+    assert all(c["tokens"]["cache_read"] > 0 for c in main_calls[1:])
+    pruned_calls = [c for c in calls if (c.get("context") or {}).get("pruned_results")]
+    assert pruned_calls and all(c["context"]["agent_caches"] for c in pruned_calls)
+    assert summary["context_savings"]["calls_changed"] >= 3
+    assert Decimal(summary["context_savings"]["saved_usd"]) > 0
