@@ -50,6 +50,8 @@ class Simulator:
         self.calls = 0
         self.prompt_cache = PromptCache()  # used by scenarios with prompt_cache: prefix
         self.bodies: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []  # the request bytes as received (only with keep_raw, for benches)
+        self.keep_raw = False
         self._runner: web.AppRunner | None = None
 
     @property
@@ -97,6 +99,7 @@ class Simulator:
         self.calls = 0
         self.prompt_cache = PromptCache()
         self.bodies.clear()
+        self.raw.clear()
 
     # --- routes ---------------------------------------------------------------------------
 
@@ -149,6 +152,8 @@ class Simulator:
         if self.api_key is not None and _presented_key(request) != self.api_key:
             return {}, _error(endpoint, 401)
         try:
+            if self.keep_raw:
+                self.raw.append(await request.read())
             body = await request.json()
         except ValueError:
             return {}, _error(endpoint, 400, "The request body is not valid JSON")

@@ -199,3 +199,19 @@ def test_nothing_applies_the_very_same_object_comes_back(endpoint: str) -> None:
         body=body, model=body["model"], max_output=None, input_tokens=50, stream=False,
         set_model=lambda b, m: {**b, "model": m}, not_dearer=lambda a, b: True)
     assert t.body is body and not t.changes.any() and t.beta is None
+
+
+def test_cut_with_no_head_or_no_tail_lines() -> None:
+    no_tail = prune.cut(LOG, PruneSpec(max_tokens=500, keep={"head_lines": 3, "tail_lines": 0}))
+    assert no_tail is not None and no_tail.split("\n")[:3] == LOG.split("\n")[:3] and no_tail.endswith("]\n")
+    no_head = prune.cut(LOG, PruneSpec(max_tokens=500, keep={"head_lines": 0, "tail_lines": 3}))
+    assert no_head is not None and no_head.startswith("[ci-guard:") and no_head.endswith(LOG[-3 * 60:].split("\n", 1)[1])
+
+
+def test_a_tool_result_that_prints_cache_control_is_not_taken_for_a_breakpoint() -> None:
+    body = anthropic_session(logs=1)
+    body["messages"][-1]["content"][0]["content"] = 'grep found "cache_control": {"type": "ephemeral"}'
+    assert not cache.manages_caching(body)
+    body["messages"][-1]["content"][0]["cache_control"] = {"type": "ephemeral"}
+    assert cache.manages_caching(body)
+    assert cache.manages_caching({"cache_control": {"type": "ephemeral"}, "messages": []})

@@ -96,7 +96,7 @@ class ContextTransforms:
                     changes.cleared_results, changes.cleared_tokens = cleared.results, cleared.tokens
                     changes.cleared_by = "proxy"
         if anthropic and p.cache == "auto":
-            if cache.manages_caching(raw):
+            if cache.manages_caching(body):
                 changes.agent_caches = True
             else:
                 skip_newest = bool(spec_prune) and any(

@@ -21,9 +21,30 @@ MAX_BREAKPOINTS = 4
 _CACHEABLE = ("text", "image", "document", "tool_use", "tool_result", "search_result")
 
 
-def manages_caching(raw: bytes) -> bool:
-    """True when the agent set ``cache_control`` anywhere (a byte search: no walk of the body)."""
-    return b'"cache_control"' in raw
+def manages_caching(body: dict[str, Any]) -> bool:
+    """True when the agent set ``cache_control`` anywhere it can go: the request (automatic caching),
+    a tool, a system block, a message block or a block inside a tool result. Walks blocks, never
+    text, so a tool result that merely prints the word is not mistaken for a breakpoint."""
+    if "cache_control" in body:
+        return True
+    for key in ("tools", "system"):
+        items = body.get(key)
+        if isinstance(items, list) and any(isinstance(i, dict) and "cache_control" in i for i in items):
+            return True
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for block in content:
+            if not isinstance(block, dict):
+                continue
+            if "cache_control" in block:
+                return True
+            inner = block.get("content")
+            if isinstance(inner, list) and any(isinstance(i, dict) and "cache_control" in i for i in inner):
+                return True
+    return False
 
 
 def add_breakpoints(body: dict[str, Any], skip_newest: bool = False) -> tuple[dict[str, Any], int]:

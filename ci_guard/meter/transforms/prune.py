@@ -31,32 +31,34 @@ def cut(text: str, spec: PruneSpec) -> str | None:
     if tokens_of(text) <= spec.max_tokens:
         return None
     head_n, tail_n = spec.keep.head_lines, spec.keep.tail_lines
-    head_end = 0
-    for _ in range(head_n):  # str.find in a loop: no split of a megabyte into a million strings
-        nl = text.find("\n", head_end)
-        if nl < 0:
-            head_end = len(text)
-            break
-        head_end = nl + 1
-    tail_start = len(text)
-    for _ in range(tail_n):
-        nl = text.rfind("\n", head_end, tail_start - 1)
-        if nl < 0:
-            tail_start = head_end
-            break
-        tail_start = nl + 1
     budget = spec.max_tokens * 4  # characters: a few huge lines must not keep the result oversized
-    head, tail = text[:head_end], text[tail_start:]
-    if len(head) + len(tail) > budget:
+    # The kept lines are found in at most ``budget`` characters from each end, by one C-level split
+    # each: no walk over the megabyte in between, no million-string split.
+    region = text[:budget + 1]
+    parts = region.split("\n", head_n) if head_n else [region]
+    head_end = len(region) - len(parts[-1]) if len(parts) > head_n else len(region)
+    region = text[max(head_end, len(text) - budget - 1):]
+    ends_nl = text.endswith("\n")
+    parts = region.rsplit("\n", tail_n + ends_nl) if tail_n else [region]
+    if not tail_n:
+        tail_start = len(text)
+    elif len(parts) > tail_n + ends_nl:
+        tail_start = len(text) - (len(region) - len(parts[0]) - 1)
+    else:
+        tail_start = len(text) - len(region)
+    tail_len = len(text) - tail_start
+    if head_end + tail_len > budget:
         share = budget * head_n // max(1, head_n + tail_n)
-        keep_tail = budget - share  # characters from the text's ends (one huge line has no lines to keep)
-        head, tail = text[:share], (text[len(text) - keep_tail:] if keep_tail > 0 else "")
-    removed = text[len(head):len(text) - len(tail)]
-    if not removed:
+        head_end, tail_len = share, max(0, budget - share)  # characters from the ends: one huge line
+    cut_end = len(text) - tail_len
+    removed = cut_end - head_end
+    if removed <= 0:
         return None
-    lines = removed.count("\n") + (0 if removed.endswith("\n") else 1)
+    # counted in place: no copy of the removed part (a megabyte log is cut on every call)
+    lines = text.count("\n", head_end, cut_end) + (0 if text[cut_end - 1] == "\n" else 1)
+    head = text[:head_end]
     sep = "" if not head or head.endswith("\n") else "\n"
-    out = f"{head}{sep}{marker(lines, len(removed), spec.max_tokens)}\n{tail}"
+    out = f"{head}{sep}{marker(lines, removed, spec.max_tokens)}\n{text[cut_end:]}"
     return out if len(out) < len(text) else None
 
 
