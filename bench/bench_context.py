@@ -189,11 +189,12 @@ def time_transforms(repeat: int) -> list[dict[str, Any]]:
         estimate = estimate_input_tokens(body.get("system"), body["messages"], body.get("tools"))
         for name, policy in (("cache", ContextPolicy(cache="auto")),
                              ("prune", ContextPolicy(prune_tool_results=PRUNE)),
-                             ("clear (proxy-side)", ContextPolicy(clear_old_tool_results=CLEAR)),
+                             ("clear", ContextPolicy(clear_old_tool_results=CLEAR)),
                              ("prune+cache", ContextPolicy(cache="auto", prune_tool_results=PRUNE)),
                              ("all", VARIANTS["all"])):
             t = ContextTransforms(policy)
-            model = "claude-3-5-haiku" if name.startswith("clear") else MODEL  # no server-side editing there
+            # a model without server-side editing: clearing is the proxy's own work, which is what is timed
+            model = "claude-3-5-haiku"
 
             def apply(t: ContextTransforms = t, model: str = model, estimate: int = estimate,
                       raw: bytes = raw, body: dict[str, Any] = body) -> Any:

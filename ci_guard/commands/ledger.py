@@ -177,7 +177,7 @@ def _run_json(r: Any) -> dict[str, Any]:
             "trigger": r.trigger, "pr": r.pr, "branch": r.branch, "cohort": r.cohort, "platform": r.platform,
             "rule": r.rule, "model": r.model, "limits": r.limits, "enforced": r.enforced, "turns": r.turns,
             "tool_calls": r.tool_calls, "tokens": r.usage.as_json(), "web_searches": r.web_searches,
-            "cost_usd": str(r.cost_usd),
+            "cost_usd": str(r.cost_usd), "context_saved_usd": str(r.context_saved_usd),
             "agent_exit_code": r.agent_exit_code, "session_id": r.session_id}
 
 
@@ -189,4 +189,5 @@ def _call_json(c: Any) -> dict[str, Any]:
             "tool_calls": c.tool_calls, "web_searches": c.web_searches, "service_tier": c.service_tier,
             "estimated": c.estimated,
             "context_tokens": c.context_tokens, "latency_ms": c.latency_ms,
-            "cost_usd": str(c.cost_usd), "fingerprint": c.fingerprint, "error": c.error}
+            "cost_usd": str(c.cost_usd), "fingerprint": c.fingerprint, "error": c.error,
+            "context": c.context, "context_saved_usd": str(c.context_saved_usd)}
