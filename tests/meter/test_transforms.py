@@ -205,7 +205,8 @@ def test_cut_with_no_head_or_no_tail_lines() -> None:
     no_tail = prune.cut(LOG, PruneSpec(max_tokens=500, keep={"head_lines": 3, "tail_lines": 0}))
     assert no_tail is not None and no_tail.split("\n")[:3] == LOG.split("\n")[:3] and no_tail.endswith("]\n")
     no_head = prune.cut(LOG, PruneSpec(max_tokens=500, keep={"head_lines": 0, "tail_lines": 3}))
-    assert no_head is not None and no_head.startswith("[ci-guard:") and no_head.endswith(LOG[-3 * 60:].split("\n", 1)[1])
+    assert no_head is not None and no_head.startswith("[ci-guard:")
+    assert no_head.endswith(LOG[-3 * 60:].split("\n", 1)[1])
 
 
 def test_a_tool_result_that_prints_cache_control_is_not_taken_for_a_breakpoint() -> None:
