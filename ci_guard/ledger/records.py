@@ -22,7 +22,8 @@ def _clean_strings(record: Any) -> None:
         elif isinstance(value, dict):
             setattr(record, name, clean_any(value))
 
-RUN_STATUSES = ("running", "completed", "stopped", "denied", "skipped", "error")
+# See ci_guard/meter/status.py for what each means.
+RUN_STATUSES = ("running", "completed", "stopped", "failed", "cancelled", "no_calls", "denied", "skipped", "error")
 STOP_REASONS = ("max_turns", "max_cost", "max_runtime", "max_context", "max_tool_calls", "retry_storm",
                 "ledger_error")  # ledger_error: the ledger failed mid-run and on_ledger_error is deny
 CALL_STATUSES = ("ok", "error", "refused", "cut")  # cut: the stream ended before the provider finished

@@ -33,6 +33,7 @@ from ci_guard.meter.pricer import CatalogPricer
 from ci_guard.meter.proxy import MeterProxy
 from ci_guard.meter.recorder import open_recorder
 from ci_guard.meter.session import MeterSession, new_run_token
+from ci_guard.meter.status import FinalStatus, final_status
 from ci_guard.meter.summary import RunSummary
 from ci_guard.meter.upstreams import Upstreams, upstreams_from_env
 from ci_guard.policy.decision import Decision
@@ -166,7 +167,16 @@ def serve(state_path: str, quiet: bool = False) -> int:
     )
     ups = upstreams_from_env(dict(os.environ), data["upstreams"]["anthropic"], data["upstreams"]["openai"])
     loop.run(_serve_async(session, ups, state_file, data))
-    summary = session.summary(status="stopped" if session.guard.stopped else "completed", agent_exit_code=None)
+    # The agent of start/stop mode is not our child: no exit code or signal to read, but a run without
+    # a metered call, or whose every call the provider refused (401/403), is still told apart.
+    final = final_status(stopped=session.guard.stopped, exit_code=0, forwarded_signal=None, calls=session.calls)
+    if session.guard.stop_reason == "ledger_error":  # infrastructure, not a cap
+        final = FinalStatus("error", "ledger_error", session.guard.stop_detail)
+    summary = session.summary(status=final.status, agent_exit_code=None)
+    if final.status != "stopped":
+        summary = summary.model_copy(update={"stop_reason": final.stop_reason, "stop_detail": final.detail})
+    if final.status in ("failed", "no_calls"):
+        session.live.warn(final.detail or final.status)
     prepared = lifecycle.PreparedRun(session.run_id, decision, url, recorder=recorder)
     lifecycle.finish_run(prepared, summary)
     lifecycle.write_summary(summary, data["summary_path"])

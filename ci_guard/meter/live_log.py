@@ -60,6 +60,10 @@ class LiveLog:
         self.quiet = quiet
         self.stream = stream
 
+    def warn(self, message: str) -> None:
+        """A warning the user must see: written even with --quiet."""
+        (self.stream or sys.stderr).write(redact(f"ci-guard: warning: {message}") + "\n")
+
     def _write(self, line: str) -> None:
         if self.quiet:
             return

@@ -58,7 +58,14 @@ def run_step_summary(summary: RunSummary) -> str:
     limits = d.get("limits") or {}
     t = summary.tokens
     cap = limits.get("max_cost_usd")
-    stop = f" — stopped by **{summary.stop_reason}**" if summary.stop_reason else ""
+    stop = ""
+    if summary.status == "stopped" and summary.stop_reason:
+        stop = f" — stopped by **{summary.stop_reason}**"
+    elif summary.status == "failed":
+        stop = f" — agent exit code **{summary.agent_exit_code}**" + (
+            f" ({summary.stop_reason})" if summary.stop_reason not in (None, "agent_exit") else "")
+    elif summary.status == "cancelled":
+        stop = f" — by **{summary.stop_reason}**" if summary.stop_reason else ""
     rows = [
         f"### ci-guard: {summary.status}{stop}",
         "",
@@ -84,6 +91,11 @@ def _cell(value: object) -> str:
 def emit_github_run_outputs(summary: RunSummary, summary_path: str | None) -> None:
     write_github_outputs(run_outputs(summary, summary_path))
     append_step_summary(run_step_summary(summary))
+    if summary.status in ("no_calls", "failed") and summary.stop_detail:
+        title = "ci-guard: no metered call" if summary.status == "no_calls" else "ci-guard: agent failed"
+        kind = "warning" if summary.status == "no_calls" else "error"
+        text = redact(summary.stop_detail).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        print(f"::{kind} title={title}::{text}", flush=True)
     for alert in summary.decision.get("alerts") or []:
         # a workflow command on stdout: shown as a warning on the run's summary page
         text = redact(str(alert)).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")

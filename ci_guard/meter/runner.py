@@ -22,6 +22,7 @@ from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.presets import agent_environment, apply_preset, detect_preset
 from ci_guard.meter.proxy import MeterProxy
 from ci_guard.meter.session import MeterSession, new_run_token
+from ci_guard.meter.status import FinalStatus, final_status
 from ci_guard.meter.summary import RunSummary
 from ci_guard.meter.supervisor import AgentExit, Supervisor, agent_exit_status
 from ci_guard.meter.upstreams import Upstreams, missing_credentials
@@ -110,15 +111,21 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
         raise
     await proxy.close()
     code = agent_exit_status(exit_info.exit_code)
-    status = "stopped" if guard.stopped else "completed"
+    final = final_status(stopped=guard.stopped, exit_code=code, forwarded_signal=exit_info.forwarded_signal,
+                         calls=session.calls)
     if guard.stop_reason == "ledger_error":
-        status = "error"  # infrastructure, not a cap: the ledger failed and the policy said deny
-    summary = session.summary(status=status, agent_exit_code=code)
+        # infrastructure, not a cap: the ledger failed and the policy said deny
+        final = FinalStatus("error", "ledger_error", guard.stop_detail)
+    summary = session.summary(status=final.status, agent_exit_code=code)
+    if final.status != "stopped":
+        summary = summary.model_copy(update={"stop_reason": final.stop_reason, "stop_detail": final.detail})
     lifecycle.finish_run(prepared, summary)
     lifecycle.write_summary(summary, req.summary_path)
-    live.info(f"run {session.run_id} {status}: {summary.turns} turns, {summary.tool_calls} tool calls, "
+    live.info(f"run {session.run_id} {final.status}: {summary.turns} turns, {summary.tool_calls} tool calls, "
               f"${summary.cost_usd} in {summary.runtime_s:.1f}s"
-              + (f" (stopped by {summary.stop_reason})" if summary.stop_reason else ""))
+              + (f" (stopped by {summary.stop_reason})" if final.status == "stopped" else ""))
+    if final.status in ("failed", "no_calls"):
+        live.warn(final.detail or final.status)
     if guard.stop_reason == "ledger_error":
         return RunOutcome(summary, EXIT_INFRASTRUCTURE)
     return RunOutcome(summary, EXIT_CAP_STOPPED if guard.stopped else code)

@@ -47,9 +47,11 @@ class RunSummary(BaseModel):
     version: int = SUMMARY_VERSION
     run_id: str
     decision: dict[str, Any]
-    status: str  # completed | stopped | denied | skipped | error
-    stop_reason: str | None = None  # max_turns | max_cost | max_runtime | max_context | max_tool_calls | retry_storm
-    stop_detail: str | None = None  # one human sentence on why the run was stopped
+    status: str  # completed | stopped | failed | cancelled | no_calls | denied | skipped | error (meter/status.py)
+    # stopped: the cap (max_turns | max_cost | max_runtime | max_context | max_tool_calls | retry_storm);
+    # failed: upstream_auth | upstream_unreachable | agent_exit; cancelled: the signal (SIGTERM | SIGINT)
+    stop_reason: str | None = None
+    stop_detail: str | None = None  # one human sentence on why the run ended as it did
     agent_exit_code: int | None = None
     turns: int = 0
     tool_calls: int = 0

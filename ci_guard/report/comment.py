@@ -29,6 +29,9 @@ STATUS_EMOJI = {
     "completed": "✅",
     "capped": "⛔",
     "retry_storm": "🔁",
+    "failed": "❌",
+    "cancelled": "✋",
+    "no_calls": "⚠️",
     "error": "❌",
     "denied": "🚫",
     "skipped": "⏭️",
@@ -67,9 +70,10 @@ class RunView:
 
     @property
     def kind(self) -> str:
-        """completed | capped | retry_storm | error | denied | skipped | running | <other status>."""
+        """completed | capped | retry_storm | failed | cancelled | no_calls | error | denied | skipped | running
+        | <other status>."""
         status = self.summary.status
-        if status == "stopped" or (self.summary.stop_reason and status not in BLOCKED):
+        if status == "stopped" or (self.summary.stop_reason in CAP_LABELS and status not in BLOCKED):
             return "retry_storm" if self.summary.stop_reason == "retry_storm" else "capped"
         return status
 
@@ -83,7 +87,7 @@ class RunView:
 
     @property
     def stands_out(self) -> bool:
-        return self.kind in ("capped", "retry_storm", "error")
+        return self.kind in ("capped", "retry_storm", "failed", "cancelled", "no_calls", "error")
 
     @property
     def stop_label(self) -> str | None:

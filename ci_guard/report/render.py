@@ -50,7 +50,8 @@ def summary_line(view: CommentView) -> escape.Safe:
     runs = len(view.runs)
     parts = [f"**{runs} agent {'run' if runs == 1 else 'runs'}**", f"**{money.format_usd(view.total_cost)}** in total"]
     labels = [("completed", "completed"), ("capped", "capped"), ("retry_storm", "retry storm"),
-              ("error", "failed"), ("denied", "denied"), ("skipped", "skipped"), ("running", "running")]
+              ("failed", "failed"), ("cancelled", "cancelled"), ("no_calls", "without a metered call"),
+              ("error", "ci-guard error"), ("denied", "denied"), ("skipped", "skipped"), ("running", "running")]
     counts = view.counts
     for kind, label in labels:
         if counts.get(kind):
@@ -63,6 +64,16 @@ def status_cell(run: RunView) -> escape.Safe:
         return escape.Safe(f"{run.emoji} **stopped: {escape.md(run.stop_label)}**")
     if run.kind == "error":
         return escape.Safe(f"{run.emoji} **error**")
+    if run.kind == "failed":
+        why = {"upstream_auth": " (auth error)", "upstream_unreachable": " (upstream unreachable)"}.get(
+            run.summary.stop_reason or "", "")
+        return escape.Safe(f"{run.emoji} **failed: exit code {escape.md(str(run.summary.agent_exit_code))}"
+                           f"{why}**")
+    if run.kind == "cancelled":
+        return escape.Safe(f"{run.emoji} **cancelled**" + (f" ({escape.md(run.summary.stop_reason)})"
+                                                           if run.summary.stop_reason else ""))
+    if run.kind == "no_calls":
+        return escape.Safe(f"{run.emoji} **no metered call**")
     if run.blocked:
         return escape.Safe(f"{run.emoji} {run.kind}: {escape.md(run.decision.get('reason'), 80)}")
     return escape.Safe(f"{run.emoji} {escape.md(run.kind)}")
