@@ -18,7 +18,7 @@ from ci_guard.report.money import format_usd
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 OTHER = "#999999"
 W, H = 760, 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 44
+LEFT, RIGHT, TOP, BOTTOM = 84, 12, 12, 44
 
 
 def colour(i: int, name: str) -> str:
@@ -40,10 +40,17 @@ def _y_axis(top: float, fmt: str) -> list[str]:
     for i in range(5):
         v = top * i / 4
         y = TOP + (H - TOP - BOTTOM) * (1 - i / 4)
-        label = format_usd(Decimal(str(round(v, 2)))) if fmt == "usd" else f"{v:,.0f}"
+        label = _tick(v, top, fmt)
         parts.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
                      f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>')
     return parts
+
+
+def _tick(v: float, top: float, fmt: str) -> str:
+    if fmt != "usd":
+        return f"{v:,.0f}"
+    # whole dollars once the axis reaches $10: short labels that do not crowd the axis title
+    return f"${v:,.0f}" if top >= 10 else format_usd(Decimal(str(round(v, 2))))
 
 
 def _x_labels(days: Sequence[date], step_px: float) -> list[str]:
@@ -132,8 +139,8 @@ def hbars(title: str, rows: Sequence[tuple[str, Decimal, str]]) -> Markup:
     for i, (name, share, text) in enumerate(rows):
         y = 4 + 26 * i
         width = max(1.0, 420 * float(share))
-        body.append(f'<text x="170" y="{y + 16}" text-anchor="end">{escape(name[:28])}</text>'
-                    f'<rect x="178" y="{y + 3}" width="{width:.1f}" height="18" fill="{colour(i, name)}"/>'
-                    f'<text x="{184 + width:.1f}" y="{y + 16}">{escape(text)}</text>')
+        body.append(f'<text x="200" y="{y + 16}" text-anchor="end">{escape(name[:32])}</text>'
+                    f'<rect x="208" y="{y + 3}" width="{width:.1f}" height="18" fill="{colour(i, name)}"/>'
+                    f'<text x="{214 + width:.1f}" y="{y + 16}">{escape(text)}</text>')
     return Markup(f'<svg viewBox="0 0 {W} {height}" role="img" aria-label="{escape(title)}" class="chart">'
                   f"<title>{escape(title)}</title>" + "".join(body) + "</svg>")
