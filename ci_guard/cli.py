@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "budget": ("ci_guard.commands.budget:budget", "Budget status: limit, spent, reserved, remaining, burn."),
     "outcome": ("ci_guard.commands.outcome:outcome", "Record what became of a run or a PR (merged, closed, tests)."),
     "report": ("ci_guard.commands.report:report", "Spend and outcomes of any period by any dimensions."),
+    "baseline": ("ci_guard.commands.baseline:baseline", "Suggest limits and budgets from a pilot's ledger."),
     "dashboard": ("ci_guard.commands.dashboard:dashboard", "A static HTML dashboard of a period."),
     "ledger": ("ci_guard.commands.ledger:ledger", "Ledger operations: migrate, runs, calls."),
     "what-if": ("ci_guard.commands.what_if:what_if", "Replay the ledger against a proposed policy: what would change."),

@@ -28,14 +28,15 @@ TEAMS = {
     "mobile": (["acme/ios", "acme/android", "acme/mobile-shared"], ["jo", "kai", "lena", "mo", "nils", "omar"]),
     "data": (["acme/warehouse", "acme/pipelines"], ["priya", "quinn", "rosa"]),
 }
-# workflow -> (agent, [(model, weight)], mean calls per run, trigger)
+# CI workflow -> (agent kind, [(model, weight)], mean calls per run, trigger); Claude models run
+# Claude Code, OpenAI models Codex CLI
 WORKFLOWS = {
-    "pr-review": ("claude-code", [("claude-sonnet-4-5", 8), ("claude-haiku-4-5", 2)], 24, "pull_request"),
-    "test-repair": ("claude-code", [("claude-sonnet-4-5", 6), ("claude-opus-4-1", 1)], 60, "workflow_run"),
-    "issue-triage": ("codex", [("gpt-5-mini", 9), ("gpt-5", 1)], 10, "issues"),
-    "refactor": ("codex", [("gpt-5", 1)], 80, "workflow_dispatch"),
+    "ai-review": ("pr-review", [("claude-sonnet-4-5", 8), ("claude-haiku-4-5", 2)], 24, "pull_request"),
+    "ai-test-repair": ("test-repair", [("claude-sonnet-4-5", 6), ("claude-opus-4-1", 1)], 60, "workflow_run"),
+    "ai-triage": ("issue-triage", [("gpt-5-mini", 9), ("gpt-5", 1)], 10, "issues"),
+    "ai-refactor": ("refactor", [("gpt-5", 1)], 80, "workflow_dispatch"),
 }
-WORKFLOW_WEIGHTS = {"pr-review": 50, "test-repair": 25, "issue-triage": 15, "refactor": 10}
+WORKFLOW_WEIGHTS = {"ai-review": 50, "ai-test-repair": 25, "ai-triage": 15, "ai-refactor": 10}
 # (status, stop_reason, weight); runs without calls: denied, skipped, no_calls
 OUTCOMES = [("completed", None, 760), ("stopped", "max_turns", 40), ("stopped", "max_cost", 30),
             ("stopped", "max_context", 10), ("stopped", "retry_storm", 20), ("failed", None, 40),
@@ -99,7 +100,7 @@ def pilot_batches(month_start: datetime, days: int = 30, calls: int = 20_000, se
         started = month_start + timedelta(days=day, hours=hour, minutes=rng.randrange(60),
                                           seconds=rng.randrange(60), microseconds=rng.randrange(1_000_000))
         pr = None
-        if workflow in ("pr-review", "test-repair", "refactor") and not imported:
+        if agent in ("pr-review", "test-repair", "refactor") and not imported:
             # a new PR now and then, else another run on the repo's latest one
             if repo not in pr_numbers or rng.random() < 0.45:
                 pr_numbers[repo] = pr_numbers.get(repo, 1_000 * seed) + 1  # distinct PRs per seed
@@ -114,7 +115,7 @@ def pilot_batches(month_start: datetime, days: int = 30, calls: int = 20_000, se
             environment="ci" if not imported else "local", trigger=trigger, pr=pr,
             branch=f"feature/{n}" if pr else None, cohort="early" if team in ("platform", "data") else "wave-2",
             platform="import" if imported else ("gitlab" if team == "mobile" else "github"),
-            rule=workflow, model=model, enforced=not imported, stop_reason=stop_reason,
+            rule=agent, model=model, enforced=not imported, stop_reason=stop_reason,
             run_url=None if imported else (f"https://gitlab.example.com/{repo}/-/jobs/{90_000 + n}" if team == "mobile"
                                            else f"https://github.com/{repo}/actions/runs/{7_000_000 + n}"),
         )
@@ -134,7 +135,7 @@ def pilot_batches(month_start: datetime, days: int = 30, calls: int = 20_000, se
             run.agent_exit_code = 1
         elif status == "cancelled":
             run.agent_exit_code = 143
-        if workflow == "test-repair" and status == "completed" and rng.random() < 0.7:
+        if agent == "test-repair" and status == "completed" and rng.random() < 0.7:
             run.tests_fixed = rng.randint(1, 6)
         runs.append(run)
         call_rows.extend(made)
@@ -148,7 +149,7 @@ def pilot_batches(month_start: datetime, days: int = 30, calls: int = 20_000, se
 
 def _calls(rng: random.Random, run: RunRecord, count: int, price: Any, cost: Any) -> list[CallRecord]:
     """A run's calls: context grows turn by turn, mostly read from the cache; storms repeat one request."""
-    provider = "anthropic" if run.agent == "claude-code" else "openai"
+    provider = "anthropic" if (run.model or "").startswith("claude") else "openai"
     endpoint = "messages" if provider == "anthropic" else "responses"
     context = rng.randint(6_000, 14_000)
     at = run.started_at

@@ -209,4 +209,4 @@ def test_demo_pilot_then_report_as_a_user_runs_them(tmp_path):
     shown = subprocess.run(["ci-guard", "report", "--ledger", url, "--month", "2026-03", "--by", "team,workflow"],
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
-    assert "platform" in shown.stdout and "pr-review" in shown.stdout and "TOTAL" in shown.stdout
+    assert "platform" in shown.stdout and "ai-review" in shown.stdout and "TOTAL" in shown.stdout
