@@ -38,3 +38,23 @@ def write_text_atomic(path: str | Path, text: str, mode: int | None = None) -> N
     """:func:`atomic_text_file` for a text already in hand."""
     with atomic_text_file(path, mode) as out:
         out.write(text)
+
+
+MAX_INPUT_BYTES = 16 * 1024 * 1024  # policy, price, event and snapshot files: far above any real one
+
+
+class InputTooLarge(ValueError):
+    """A file ci-guard reads as input is larger than :data:`MAX_INPUT_BYTES` (or endless: /dev/zero)."""
+
+
+def read_input_text(path: str | Path, limit: int = MAX_INPUT_BYTES) -> str:
+    """Read a UTF-8 input file of at most ``limit`` bytes.
+
+    Raises OSError, UnicodeDecodeError or :class:`InputTooLarge` (never reads more than ``limit``
+    + 1 bytes, so ``/dev/zero`` or a FIFO that never ends cannot exhaust memory).
+    """
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise InputTooLarge(f"{path}: larger than {limit // (1024 * 1024)} MiB; not a ci-guard input file")
+    return data.decode("utf-8")

@@ -25,6 +25,7 @@ from ci_guard.context.git import DiffStats, diff_or_reason, merge_parents
 from ci_guard.context.model import RunContext
 from ci_guard.context.overrides import PATHS_UNKNOWN
 from ci_guard.errors import ContextError, Problem
+from ci_guard.files import InputTooLarge, read_input_text
 
 TRIGGERS = {
     "pull_request": "pull_request",
@@ -102,16 +103,19 @@ def _load_payload(path: str | None, notes: list[str]) -> dict[str, Any]:
         notes.append("GITHUB_EVENT_PATH is not set: PR details unknown")
         return {}
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_input_text(path)
     except OSError as exc:
         notes.append(f"event payload {path} unreadable ({exc.strerror or exc}): PR details unknown")
         return {}
+    except (UnicodeDecodeError, InputTooLarge) as exc:
+        raise ContextError("invalid GitHub event payload", [Problem(f"not a UTF-8 JSON file: {exc}", path)]) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ContextError("invalid GitHub event payload",
                            [Problem(f"invalid JSON: {exc.msg}", path, exc.lineno, exc.colno)]) from exc
+    except RecursionError:
+        raise ContextError("invalid GitHub event payload", [Problem("JSON nested too deeply", path)]) from None
     if not isinstance(data, dict):
         raise ContextError("invalid GitHub event payload", [Problem("expected a JSON object", path, 1, 1)])
     return data

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from ci_guard.context.model import TRIGGERS, RunContext
 from ci_guard.errors import ContextError, Problem
+from ci_guard.files import InputTooLarge, read_input_text
 
 # Notes about unknown changed paths start with this, so an explicit --changed-file can retire them.
 PATHS_UNKNOWN = "changed paths unknown"
@@ -118,6 +119,8 @@ def context_file_fields(path: str) -> dict[str, Any]:
     text = _read(path)
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ContextError("invalid context file", [Problem("JSON nested too deeply", path)]) from None
     except json.JSONDecodeError as exc:
         raise ContextError(
             "invalid context file",
@@ -133,11 +136,10 @@ def context_file_fields(path: str) -> dict[str, Any]:
 
 def _read(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
+        return read_input_text(path)
     except FileNotFoundError as exc:
         raise ContextError(f"{path}: context file not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, InputTooLarge) as exc:
         raise ContextError(f"{path}: cannot read context file: {exc}") from exc
 
 

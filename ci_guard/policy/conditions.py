@@ -28,7 +28,36 @@ GLOB_EXPECTED = "a glob such as main, release/*, docs/** or **/*.md"
 
 
 def glob_regex(pattern: str) -> str:
-    """The anchored regular expression of a glob; raise ValueError saying what is wrong."""
+    """The anchored regular expression of a glob; raise ValueError saying what is wrong.
+
+    File and branch names come from PR authors, so matching must take linear time whatever they
+    are. A naive translation (``*`` -> ``[^/]*``) backtracks polynomially in the number of stars
+    (a name of 250 dashes against ``**/*-*-*-*-*.gen.py`` took 11 s). Here every wildcard is
+    matched the way the classic greedy glob matcher does it, inside atomic groups that never give
+    back what they matched: the text between two ``*`` is matched at its leftmost place, the part
+    after the last ``*`` at the end of the segment; a run of segments between two ``**`` at its
+    leftmost place, the run after the last ``**`` at the end of the path. Leftmost is always
+    right for a glob (it leaves the most text for what follows), so nothing needs to be retried.
+    """
+    segments = _glob_segments(pattern)
+    groups: list[list[str]] = [[]]  # runs of ordinary segments, split by ** segments
+    for seg in segments:
+        if seg == "**":
+            groups.append([])
+        else:
+            groups[-1].append(seg)
+    if len(groups) == 1:
+        return "/".join(_segment_regex(seg) for seg in groups[0])
+    first, *middle, last = groups
+    out = "/".join(_segment_regex(seg) for seg in first) + ("/" if first else "")
+    for group in middle:  # between two **: any segments, then the run at its leftmost place
+        out += "(?>(?:[^/]*/)*?" + "/".join(_segment_regex(seg) for seg in group) + "/)" if group else ""
+    if not last:  # a trailing **: anything below (``docs/**`` matches ``docs/x``, not ``docs``)
+        return out + ".*"
+    return out + "(?>(?:[^/]*/)*" + "/".join(_segment_regex(seg) for seg in last) + r"\Z)"
+
+
+def _glob_segments(pattern: str) -> list[str]:
     if not isinstance(pattern, str) or not pattern.strip():
         raise ValueError(f"expected {GLOB_EXPECTED}, got an empty pattern")
     if pattern != pattern.strip():
@@ -39,26 +68,31 @@ def glob_regex(pattern: str) -> str:
     if text.endswith("/"):
         text += "**"
     segments = text.split("/")
-    out: list[str] = []
-    for i, seg in enumerate(segments):
-        last = i == len(segments) - 1
+    for seg in segments:
         if seg == "":
             raise ValueError(f"glob {pattern!r} has an empty path segment (//)")
-        if seg == "**":
-            out.append(".*" if last else "(?:.*/)?")
-            continue
-        if "**" in seg:
+        if "**" in seg and seg != "**":
             raise ValueError(
                 f"glob {pattern!r}: ** must be a whole path segment (write */ or **/ around it, "
                 f"or use * within a name)"
             )
-        out.append("".join(_translate_char(c) for c in seg) + ("" if last else "/"))
-    return "".join(out)
+    # consecutive ** segments mean the same as one
+    return [seg for i, seg in enumerate(segments) if not (seg == "**" and i and segments[i - 1] == "**")]
+
+
+def _segment_regex(seg: str) -> str:
+    """One path segment; it matches a whole segment or nothing, in time linear in its length."""
+    chunks = [("".join(_translate_char(c) for c in chunk)) for chunk in seg.split("*")]
+    if len(chunks) == 1:
+        return chunks[0]
+    out = chunks[0]
+    for chunk in chunks[1:-1]:
+        if chunk:  # ** within a segment is refused above; an empty chunk is a no-op
+            out += f"(?>[^/]*?{chunk})"
+    return out + f"(?>[^/]*{chunks[-1]}(?![^/]))"
 
 
 def _translate_char(char: str) -> str:
-    if char == "*":
-        return "[^/]*"
     if char == "?":
         return "[^/]"
     return re.escape(char)

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ci_guard.errors import PolicyError, Problem, shown
+from ci_guard.files import InputTooLarge, read_input_text
 from ci_guard.policy.models import Policy
 from ci_guard.policy.yamlmarks import Located, dotted, parse_yaml
 
@@ -24,10 +25,10 @@ def load_policy_file(path: str | Path, *, check_references: bool = True) -> Poli
     """Read, validate and cross-check a policy file; raise PolicyError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_input_text(path)
     except FileNotFoundError:
         raise PolicyError(f"policy file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, InputTooLarge) as exc:
         raise PolicyError(f"cannot read policy file {path}: {exc}") from None
     policy = policy_from_text(text, str(path), check_references=check_references)
     policy._source = path.resolve()

@@ -75,6 +75,11 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+# The largest amount of money a policy may name: larger is a typo, and 1e999999999 overflows the
+# Decimal arithmetic of budgets (issue 12 #13).
+MAX_USD = Decimal(10**12)
+
+
 def _check_alert(value: Any) -> str | Decimal:
     if isinstance(value, str) and value.strip().endswith("%"):
         number = value.strip()[:-1].strip()
@@ -82,7 +87,7 @@ def _check_alert(value: Any) -> str | Decimal:
             pct = Decimal(number)
         except ArithmeticError:
             pct = Decimal(-1)
-        if not number or pct <= 0 or not pct.is_finite():
+        if not number or pct <= 0 or not pct.is_finite() or pct > 10**6:
             raise ValueError(f'expected a percentage such as "80%" or an amount in USD, got {shown(value)}')
         return f"{pct.normalize():f}%"
     if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
@@ -91,8 +96,8 @@ def _check_alert(value: Any) -> str | Decimal:
         usd = Decimal(str(value).lstrip("$"))
     except ArithmeticError:
         raise ValueError(f'expected a percentage such as "80%" or an amount in USD, got {shown(value)}') from None
-    if not usd.is_finite() or usd <= 0:
-        raise ValueError(f"expected a positive amount in USD, got {shown(value)}")
+    if not usd.is_finite() or usd <= 0 or usd > MAX_USD:
+        raise ValueError(f"expected a positive amount in USD (at most {MAX_USD:,}), got {shown(value)}")
     return usd
 
 
@@ -119,7 +124,7 @@ Platforms = Annotated[list[Literal["github", "gitlab", "local"]], BeforeValidato
 CountCmp = Annotated[str, BeforeValidator(_check_count), WithJsonSchema(_CMP_COUNT)]
 BudgetCmp = Annotated[str, BeforeValidator(_check_budget_cmp), WithJsonSchema(_CMP_BUDGET)]
 Duration = Annotated[int, BeforeValidator(_check_duration), WithJsonSchema(_DURATION)]
-Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False),
+Money = Annotated[Decimal, Field(ge=0, le=MAX_USD, allow_inf_nan=False),
                   WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
                                             {"type": "string", "pattern": r"^\d+(\.\d+)?$"}]})]
 StrictFlag = Annotated[bool, Field(strict=True)]
@@ -280,7 +285,7 @@ class Budget(_Strict):
     name: RuleName
     scope: Literal["org", "team", "repo", "user", "workflow", "agent"]
     period: Literal["day", "week", "month"]
-    limit_usd: Annotated[Decimal, Field(gt=0, allow_inf_nan=False),
+    limit_usd: Annotated[Decimal, Field(gt=0, le=MAX_USD, allow_inf_nan=False),
                          WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
                                                    {"type": "string", "pattern": r"^\d+(\.\d+)?$"}]})]
     alert_at: list[Alert] = Field(default_factory=list, description='"80%" of the limit or an amount in USD.')

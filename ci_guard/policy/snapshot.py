@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ci_guard.context.model import RunContext
 from ci_guard.errors import InvalidInputError, Problem
+from ci_guard.files import InputTooLarge, read_input_text
 from ci_guard.policy.decision import BudgetStatus
 
 if TYPE_CHECKING:
@@ -58,14 +59,14 @@ class SnapshotBudgetSource:
 
 def _read(path: Path) -> dict[str, dict[str, Decimal]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+        data = json.loads(read_input_text(path), parse_float=Decimal)
     except FileNotFoundError:
         raise InvalidInputError(f"budget snapshot not found: {path}") from None
     except json.JSONDecodeError as exc:
         raise InvalidInputError("invalid budget snapshot", [
             Problem(f"invalid JSON: {exc.msg}", str(path), exc.lineno, exc.colno)]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"cannot read budget snapshot {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, InputTooLarge, RecursionError) as exc:
+        raise InvalidInputError(f"cannot read budget snapshot {path}: {type(exc).__name__}: {exc}") from None
     return _entries(path, data)
 
 

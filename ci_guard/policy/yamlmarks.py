@@ -60,10 +60,61 @@ def _comparison_hint(text: str, line: int | None) -> str:
             f"{key}: \"{op} {value.rstrip('}],')}\")")
 
 
+# A policy is hand-written: a few hundred values. An "alias bomb" (anchors that alias anchors,
+# 540 bytes) expands to billions; the limit is checked on the node graph before anything is built.
+MAX_EXPANDED_NODES = 100_000
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq",
+                                                            "merge", "timestamp"))
+MAX_NUMBER = 10**15  # money, tokens, counts: larger is a typo (and 1e999999999 overflows Decimal arithmetic)
+MAX_DEPTH = 64
+
+
+def _expansion_problem(root: yaml.Node) -> tuple[yaml.Node, str] | None:
+    """Why the node graph is too big once aliases and merges are expanded (or recursive), if it is.
+
+    Iterative (a deep document must not overflow the stack) and memoised per node (an alias is a
+    shared node), so the check itself is linear in the size of the text.
+    """
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if size[key] > MAX_EXPANDED_NODES:
+                return node, (f"the document expands to more than {MAX_EXPANDED_NODES} values (aliases "
+                              "of aliases?); a policy this large is not accepted")
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            return node, "an alias refers to the mapping or list that contains it (a recursive structure)"
+        if depth > MAX_DEPTH:
+            return node, f"nested more than {MAX_DEPTH} levels deep"
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children if id(c) not in size)
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def parse_yaml(text: str, filename: str) -> Located:
     """Parse one YAML document; syntax errors become a single located Problem."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        return Located(None, problems=[Problem(f"YAML nested too deeply (more than {MAX_DEPTH} levels)", filename)])
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = exc.problem or "invalid YAML"
@@ -78,6 +129,11 @@ def parse_yaml(text: str, filename: str) -> Located:
     located = Located(None)
     if node is None:
         return located
+    too_big = _expansion_problem(node)
+    if too_big is not None:
+        where, message = too_big
+        return Located(None, problems=[Problem(message, filename, where.start_mark.line + 1,
+                                               where.start_mark.column + 1)])
     builder = _Builder(filename, located)
     located.data = builder.build(node, ())
     return located
@@ -96,11 +152,23 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.located.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if node.tag not in _PLAIN_TAGS:  # !!python/object, !custom: nothing ci-guard reads means anything
+            self.problem(node, path, f"unsupported YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')!r}; "
+                                     "write plain values")
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._scalar(node)
+        try:
+            value = self._scalar(node)
+        except (ValueError, ArithmeticError, yaml.YAMLError) as exc:  # a 5000-digit int, a bad timestamp
+            self.problem(node, path, f"cannot read this value: {str(exc)[:120]}")
+            return None
+        if isinstance(value, (int, Decimal)) and not isinstance(value, bool) and abs(value) > MAX_NUMBER:
+            self.problem(node, path, f"number out of range (at most {MAX_NUMBER:,}), got {node.value[:40]}")
+            return None
+        return value
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
         own = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_guard.errors import PricingError, Problem
+from ci_guard.files import InputTooLarge, read_input_text
 from ci_guard.pricing.rates import ModelPrice, PriceTier, Rates, to_decimal
 
 PER_MILLION = Decimal(1_000_000)
@@ -43,16 +44,20 @@ def load_litellm_file(path: str | Path) -> dict[str, ModelPrice]:
     """Parse a LiteLLM price file; return its token-priced chat models by lower-cased name."""
     where = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_input_text(path)
     except OSError as exc:
         raise PricingError("cannot read price file",
                            [Problem(f"cannot read: {exc.strerror or exc}", file=where)]) from None
+    except (UnicodeDecodeError, InputTooLarge) as exc:
+        raise PricingError("cannot read price file", [Problem(f"not a UTF-8 JSON file: {exc}", file=where)]) from None
     return parse_litellm(text, where)
 
 
 def parse_litellm(text: str, where: str = "<litellm>") -> dict[str, ModelPrice]:
     try:
         data = json.loads(text, parse_float=Decimal)
+    except RecursionError:
+        raise PricingError("invalid price file", [Problem("JSON nested too deeply", file=where)]) from None
     except json.JSONDecodeError as exc:
         raise PricingError("invalid price file", [
             Problem(f"invalid JSON: {exc.msg}", file=where, line=exc.lineno, column=exc.colno)
