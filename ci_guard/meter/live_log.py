@@ -22,6 +22,26 @@ def usd(amount: object) -> str:
     return format_usd(amount, precise=True)
 
 
+def context_note(context: Mapping[str, object] | None) -> str:
+    """What the context policy changed in a call, for its log line ("" when nothing)."""
+    if not context:
+        return ""
+    parts = []
+    if context.get("route"):
+        parts.append(f"routed {context.get('routed_from')} -> {context.get('routed_to')} ({context['route']})")
+    if context.get("pruned_results"):
+        parts.append(f"pruned {context['pruned_results']} results (~{context.get('pruned_tokens', 0):,} tokens)")
+    if context.get("cleared_tokens"):
+        parts.append(f"cleared {context['cleared_tokens']:,} tokens ({context.get('cleared_by')})")
+    elif context.get("context_edit"):
+        parts.append("context editing sent")
+    if context.get("breakpoints_added"):
+        parts.append(f"+{context['breakpoints_added']} cache breakpoints")
+    if context.get("thinking_budget_from"):
+        parts.append(f"thinking {context['thinking_budget_from']} -> {context.get('thinking_budget_to')}")
+    return f" · context: {', '.join(parts)}" if parts else ""
+
+
 def call_log_lines(summary: RunSummary) -> list[str]:
     """One line per call of a finished run (what the live log printed), for `ci-guard stop`."""
     lines = []
@@ -35,7 +55,7 @@ def call_log_lines(summary: RunSummary) -> list[str]:
         tokens += f" out {t.get('output', 0):,}"
         status = "" if c.status == "ok" else f" [{c.status}{': ' + c.error if c.error else ''}]"
         lines.append(redact(f"#{c.seq} {c.endpoint} {c.model or '?'} {tokens} · {usd(c.cost_usd)} "
-                            f"(run {usd(total)}){status}"))
+                            f"(run {usd(total)}){status}{context_note(c.context)}"))
     return lines
 
 
@@ -92,7 +112,8 @@ class LiveLog:
         cap = f" / {usd(lim.max_cost_usd)}" if lim.max_cost_usd is not None else ""
         status = "" if call.status == "ok" else f" [{call.status}{': ' + call.error if call.error else ''}]"
         model = call.model_served or call.model_requested or "?"
-        self._write(f"ci-guard: {turn} {model} {tokens} · {usd(guard.cost_usd)}{cap}{status}")
+        self._write(f"ci-guard: {turn} {model} {tokens} · {usd(guard.cost_usd)}{cap}{status}"
+                    + context_note(call.context))
 
     def stopped(self, reason: str, detail: str) -> None:
         self._write(f"ci-guard: STOPPED ({reason}): {detail}")

@@ -126,6 +126,10 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
               + (f" (stopped by {summary.stop_reason})" if final.status == "stopped" else ""))
     if final.status in ("failed", "no_calls"):
         live.warn(final.detail or final.status)
+    if summary.context_savings:
+        saved = summary.context_savings
+        live.info(f"context policy saved ${saved['saved_usd']}, {saved['share_pct']}% of this run "
+                  f"({saved['calls_changed']} calls changed; {saved['method']})")
     if guard.stop_reason == "ledger_error":
         return RunOutcome(summary, EXIT_INFRASTRUCTURE)
     return RunOutcome(summary, EXIT_CAP_STOPPED if guard.stopped else code)
