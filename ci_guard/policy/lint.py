@@ -45,10 +45,41 @@ def _model_refs(policy: Policy) -> Iterator[tuple[Path, str]]:
             yield ("rules", i, "model"), rule.model
         if rule.escalation:
             yield ("rules", i, "escalation", "model"), rule.escalation.model
+    for path, spec in _context_blocks(policy):
+        for j, route in enumerate(spec.route or []):
+            yield (*path, "route", j, "model"), route.model
     if policy.pricing.fallback_model:
         yield ("pricing", "fallback_model"), policy.pricing.fallback_model
     for j, name in enumerate(policy.enforcement.allowed_models):
         yield ("enforcement", "allowed_models", j), name
+
+
+def _context_blocks(policy: Policy) -> Iterator[tuple[Path, Any]]:
+    yield ("defaults", "context"), policy.defaults.context
+    for i, rule in enumerate(policy.rules):
+        if rule.context is not None:
+            yield ("rules", i, "context"), rule.context
+
+
+def _context_warnings(policy: Policy) -> list[Finding]:
+    """Context blocks that do something other than what they seem to say."""
+    out = []
+    for path, spec in _context_blocks(policy):
+        for j, route in enumerate(spec.route or []):
+            if route.when.model_dump(exclude_none=True) == {}:
+                out.append(Finding("warning", (*path, "route", j, "when"),
+                                   f"this route sends every call of the run to {route.model!r}, the main loop "
+                                   f"included; choose the run's model with the rule's model instead"))
+        clear = spec.clear_old_tool_results
+        if clear is not None and clear.clear_at_least and clear.clear_at_least >= clear.trigger_tokens:
+            out.append(Finding("warning", (*path, "clear_old_tool_results", "clear_at_least"),
+                               "clear_at_least is not below trigger_tokens: clearing can never remove that much"))
+        prune = spec.prune_tool_results
+        if prune is not None and clear is not None and prune.max_tokens >= clear.trigger_tokens:
+            out.append(Finding("warning", (*path, "prune_tool_results", "max_tokens"),
+                               "max_tokens is not below clear_old_tool_results.trigger_tokens: a single "
+                               "result can start clearing before it is ever pruned"))
+    return out
 
 
 def reference_problems(policy: Policy) -> list[tuple[Path, str]]:
@@ -91,6 +122,7 @@ def lint_policy(policy: Policy, strict: bool = False) -> list[Finding]:
     findings += _escalation_noops(policy)
     findings += fail_open(policy)
     findings += agent_model_mismatch(policy)
+    findings += _context_warnings(policy)
     if strict:
         findings += _uncapped_allows(policy)
     return findings

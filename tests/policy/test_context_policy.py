@@ -107,3 +107,24 @@ def test_deny_rules_cannot_carry_a_context_block() -> None:
     with pytest.raises(CiGuardError) as info:
         load_policy_text("version: 1\nrules: [{name: d, decision: deny, context: {cache: auto}}]\n", "p.yml")
     assert "only allow rules choose context" in info.value.render()
+
+
+def test_validate_warns_about_context_blocks_that_mislead(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.yml"
+    path.write_text("version: 1\nmodels: {small: claude-haiku-4-5}\ndefaults:\n  context:\n"
+                    "    route: [{when: {}, model: small}]\n"
+                    "    clear_old_tool_results: {trigger_tokens: 1000, clear_at_least: 5000}\n"
+                    "rules: [{name: a, decision: allow}]\n")
+    code, out, err = run_cli(capsys, "validate", str(path))
+    text = out + err
+    assert code == 0
+    assert "defaults.context.route[0].when" in text and "every call of the run" in text
+    assert "clear_at_least is not below trigger_tokens" in text
+
+
+def test_an_undefined_tier_in_a_route_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.yml"
+    path.write_text("version: 1\nrules:\n  - name: a\n    decision: allow\n"
+                    "    context: {route: [{when: {tools: none}, model: tiny}]}\n")
+    code, _, err = run_cli(capsys, "validate", str(path))
+    assert code == 2 and "rules[0].context.route[0].model" in err and "'tiny' is not a tier" in err
