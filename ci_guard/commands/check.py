@@ -19,7 +19,8 @@ Examples:
   ci-guard check --policy policy.yml --budget-snapshot budgets.json --format github
 
 \b
-Exit status: 0 allowed, 1 denied or skipped, 2 invalid input (policy, flag or context file).
+Exit status: 0 allowed, 1 denied or skipped, 2 invalid input (policy, flag or context file; an
+allowed model the price catalog cannot price).
 """
 
 
@@ -41,7 +42,20 @@ def check(policy_path: str, budget_snapshot: str | None, ledger_url: str | None,
     )
     from ci_guard.secrets import redact
 
-    _, decision = run_decision(policy_path, budget_snapshot, ledger_url, now, context)
+    policy, decision = run_decision(policy_path, budget_snapshot, ledger_url, now, context)
+    if decision.allowed and decision.model:
+        # a decided model the catalog cannot price: the run would start and every call be refused
+        from pathlib import Path
+
+        from ci_guard.errors import PolicyError, Problem
+        from ci_guard.policy.model_prices import decided_model_problem
+
+        problem = decided_model_problem(policy, decision.model, Path(policy_path).parent)
+        if problem and problem[0] == "error":
+            raise PolicyError(f"{policy_path}: the decided model cannot be priced",
+                              [Problem(problem[1], policy_path, field=f"rules.{decision.rule}.model")])
+        if problem:
+            click.echo(f"ci-guard: warning: {problem[1]}", err=True)
     if fmt == "json":
         click.echo(redact(json.dumps(decision.as_json(), indent=2)))
     else:

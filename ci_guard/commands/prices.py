@@ -13,9 +13,12 @@ Examples:
   ci-guard prices                                  # every model, USD per million tokens
   ci-guard prices claude-sonnet-4-5-20250929       # one model (aliases and snapshots resolve)
   ci-guard prices --policy policy.yml --format json
+  ci-guard prices --compare-litellm installed       # field-by-field diff with LiteLLM's map
+  ci-guard prices --compare-litellm model_prices_and_context_window.json
 
 \b
-Exit status: 0 shown, 1 the model has no price, 2 invalid input.
+Exit status: 0 shown, 1 the model has no price (--compare-litellm: an unexplained difference),
+2 invalid input.
 """
 
 
@@ -23,9 +26,20 @@ Exit status: 0 shown, 1 the model has no price, 2 invalid input.
 @click.argument("model", required=False)
 @click.option("--policy", "policy_path", metavar="FILE", envvar="CI_GUARD_POLICY",
               help="Apply this policy's pricing: overrides, price files, on_unknown_model.")
+@click.option("--compare-litellm", "litellm_map", metavar="FILE|installed",
+              help="Compare the bundled catalog with LiteLLM's price map (a file, or the installed litellm "
+                   "package's copy; never the network) and print every differing or missing model and field.")
 @format_option
-def prices(model: str | None, policy_path: str | None, fmt: str) -> int:
+def prices(model: str | None, policy_path: str | None, litellm_map: str | None, fmt: str) -> int:
     """Show USD per million tokens for each model: input, cache writes (5m/1h), cache reads, output."""
+    if litellm_map:
+        from ci_guard.pricing.catalog import load_catalog
+        from ci_guard.pricing.compare import compare, load_map, render
+
+        text, where = load_map(litellm_map)
+        report = compare(load_catalog(), text, where)
+        click.echo(render(report))
+        return 1 if report.unexplained else 0
     catalog = catalog_for(policy_path)
     if model:
         found = catalog.find(model)

@@ -45,6 +45,13 @@ def validate_file(path: str | Path, strict: bool = False) -> Report:
         line, col = located.where(finding.path, key=True)
         problem = Problem(finding.message, str(path), line, col, dotted(finding.path) or None)
         (report.errors if finding.severity == "error" else report.warnings).append(problem)
+    if not report.errors:
+        from ci_guard.policy.model_prices import model_price_findings
+
+        for severity, mpath, message in model_price_findings(policy, Path(path).parent):
+            line, col = located.where(mpath, key=True)
+            problem = Problem(message, str(path), line, col, dotted(mpath) or None)
+            (report.errors if severity == "error" else report.warnings).append(problem)
     report.errors = sort_problems(report.errors)
     report.warnings = sort_problems(report.warnings)
     return report

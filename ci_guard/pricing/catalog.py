@@ -142,10 +142,20 @@ def load_catalog(pricing_config: Any = None, base_dir: str | Path | None = None)
 # --- bundled data ---------------------------------------------------------------------------------
 
 @lru_cache(maxsize=1)
+def _bundled_data() -> dict[str, Any]:
+    text = resources.files("ci_guard.pricing").joinpath("prices.json").read_text(encoding="utf-8")
+    return json.loads(text, parse_float=Decimal)
+
+
+def bundled_entries() -> dict[str, dict[str, Any]]:
+    """The bundled catalog's raw model entries by lower-cased name (sources, notes, explanations)."""
+    return {name.lower(): dict(entry) for name, entry in _bundled_data()["models"].items()}
+
+
+@lru_cache(maxsize=1)
 def _bundled() -> Catalog:
     where = "ci_guard/pricing/prices.json"
-    text = resources.files("ci_guard.pricing").joinpath("prices.json").read_text(encoding="utf-8")
-    data = json.loads(text, parse_float=Decimal)
+    data = _bundled_data()
     prices, aliases = {}, {}
     for name, entry in data["models"].items():
         key = name.lower()
@@ -157,7 +167,8 @@ def _bundled() -> Catalog:
                                  priority_tiers=priority_tiers,
                                  geo_multipliers=_geo(entry.get("inference_geo"), where, f"models.{name}."),
                                  fees=tuple((k, to_decimal(v, where, f"models.{name}.fees.{k}"))
-                                            for k, v in sorted(entry.get("fees", {}).items())))
+                                            for k, v in sorted(entry.get("fees", {}).items())),
+                                 retires=entry.get("retires"), successor=entry.get("successor"))
         for alias in entry.get("aliases", []):
             aliases[alias.lower()] = key
     fees = {provider: Decimal(str(entry["web_search"])) for provider, entry in data.get("fees", {}).items()
@@ -211,6 +222,8 @@ def merge_file_price(loaded: ModelPrice, known: ModelPrice | None) -> ModelPrice
         geo_multipliers=loaded.geo_multipliers or known.geo_multipliers,
         fees=loaded.fees or known.fees,
         note=loaded.note or known.note,
+        retires=loaded.retires or known.retires,
+        successor=loaded.successor or known.successor,
     )
 
 
@@ -276,7 +289,8 @@ def _apply_override(catalog: Catalog, name: str, spec: Mapping[str, Any]) -> Mod
         (base.geo_multipliers if base else ())
     price = ModelPrice(model=name, provider=spec.get("provider") or (base.provider if base else None),
                        rates=rates, tiers=tiers, source="override", note=spec.get("note"), priority=priority,
-                       priority_tiers=priority_tiers, geo_multipliers=geo, fees=base.fees if base else ())
+                       priority_tiers=priority_tiers, geo_multipliers=geo, fees=base.fees if base else (),
+                       retires=base.retires if base else None, successor=base.successor if base else None)
     if spec.get("discount_pct") is not None:
         pct = to_decimal(spec["discount_pct"], POLICY_FILE, prefix + "discount_pct")
         if pct > 100:

@@ -66,6 +66,8 @@ class ModelPrice:
     geo_multipliers: tuple[tuple[str, Decimal], ...] = ()
     # per-call fees of this model that differ from its provider's, e.g. (("web_search_preview", 0.025),)
     fees: tuple[tuple[str, Decimal], ...] = ()
+    retires: str | None = None  # the provider's announced retirement (shutdown) date, YYYY-MM-DD
+    successor: str | None = None  # what the provider says to move to
 
     def fee(self, name: str) -> Decimal | None:
         for key, usd in self.fees:
@@ -132,6 +134,8 @@ class ModelPrice:
             **({"inference_geo": {g: decimal_text(f) for g, f in self.geo_multipliers}}
                if self.geo_multipliers else {}),
             **({"fees": {k: decimal_text(v) for k, v in self.fees}} if self.fees else {}),
+            **({"retires": self.retires} if self.retires else {}),
+            **({"successor": self.successor} if self.successor else {}),
         }
 
 

@@ -19,7 +19,7 @@ def test_allow_json(run: Run) -> None:
     data = json.loads(out)
     assert code == 0
     assert (data["decision"], data["rule"], data["model"], data["model_tier"]) == (
-        "allow", "protected-review", "claude-sonnet-4-5", "large")
+        "allow", "protected-review", "claude-sonnet-4-6", "large")
     assert data["limits"]["max_cost_usd"] == "5.00" and data["limits"]["max_runtime_s"] == 1200
     assert {b["name"] for b in data["budgets"]} == {"org-monthly", "repo-daily"}
     assert data["budgets"][0]["remaining_pct"] == "100.00"
@@ -51,7 +51,7 @@ def test_github_format_writes_outputs_and_summary(run: Run, tmp_path: Path, monk
     assert code == 0
     text = outputs.read_text()
     values = _parse_outputs(text)
-    assert values["decision"] == "allow" and values["model"] == "claude-sonnet-4-5"
+    assert values["decision"] == "allow" and values["model"] == "claude-sonnet-4-6"
     assert values["model-tier"] == "large" and values["max-turns"] == "30"
     assert values["max-cost-usd"] == "5.00" and values["max-runtime-s"] == "1200"
     assert json.loads(values["json"])["rule"] == "protected-review"

@@ -62,7 +62,7 @@ def test_budget_unknown_means_no_match_and_a_note(default_policy: Policy) -> Non
 def test_protected_review(default_policy: Policy) -> None:
     for branch in ("main", "release/1.2"):
         d = decide(default_policy, pr_context(base_branch=branch), ORG_OK)
-        assert (d.rule, d.model, d.model_tier) == ("protected-review", "claude-sonnet-4-5", "large")
+        assert (d.rule, d.model, d.model_tier) == ("protected-review", "claude-sonnet-4-6", "large")
         assert d.limits == Limits(max_turns=30, max_cost_usd=Decimal("5.00"), max_runtime_s=1200)
     assert decide(default_policy, pr_context(platform="gitlab", repo="acme/grp/web"), ORG_OK).rule == \
         "protected-review"

@@ -77,7 +77,7 @@ def test_failing_case_reports_differences(tmp_path: Path) -> None:
     [result] = run_tests(load_policy_file(POLICIES / "default.yml"), load_tests(tests))
     assert not result.passed
     assert result.failures == ["decision: expected 'deny', got 'allow'",
-                               "model: expected 'small', got 'claude-sonnet-4-5' (tier 'large')",
+                               "model: expected 'small', got 'claude-sonnet-4-6' (tier 'large')",
                                "limits.max_turns: expected 31, got 30"]
 
 

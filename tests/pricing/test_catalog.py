@@ -17,11 +17,25 @@ REQUIRED = ["claude-opus-4", "claude-opus-4-1", "claude-opus-4-5", "claude-opus-
 
 def test_bundled_catalog_is_dated_sourced_and_complete():
     catalog = load_catalog()
-    assert catalog.as_of == "2026-11-01"
+    assert catalog.as_of == "2026-12-04"
     assert "anthropic-pricing" in catalog.sources
     for name in REQUIRED:
         assert name in catalog.prices, name
         assert catalog.prices[name].source == "catalog"
+    # every entry names where its figures come from, and that source is listed
+    from ci_guard.pricing.catalog import bundled_entries
+
+    for name, entry in bundled_entries().items():
+        assert entry.get("source") in catalog.sources, name
+
+
+def test_the_current_models_of_issue_11_are_priced():
+    catalog = load_catalog()
+    for name in ("gpt-5.1", "gpt-5.1-codex", "gpt-5.1-codex-mini", "gpt-5.4-nano", "gpt-5.6", "gpt-4.1-mini",
+                 "gpt-4.1-nano", "gpt-4o-mini", "o3-mini", "claude-sonnet-5", "claude-opus-5", "claude-haiku-5-5",
+                 "claude-sonnet-5-5", "claude-opus-5-5", "gemini-3.1-pro-preview", "gemini-3-flash-preview",
+                 "gemini-3.5-flash", "gemini/gemini-3.1-flash-lite"):
+        assert catalog.find(name) is not None, name
 
 
 def test_anthropic_cache_prices_follow_the_published_multipliers():
@@ -31,7 +45,12 @@ def test_anthropic_cache_prices_follow_the_published_multipliers():
         for rates in [price.rates] + [t.rates for t in price.tiers]:
             assert rates.cache_write_5m == rates.input * Decimal("1.25"), price.model
             assert rates.cache_write_1h == rates.input * 2, price.model
-            assert rates.cache_read == rates.input * Decimal("0.1"), price.model
+            if price.model in ("claude-sonnet-5-5", "claude-opus-5-5", "claude-fable-5-1",
+                               "claude-mythos-5-1"):
+                # Claude 5.5 / 5.1 models read from cache at 0.05x / 0.025x input (LiteLLM 1.110.2)
+                assert rates.cache_read < rates.input * Decimal("0.1"), price.model
+            else:
+                assert rates.cache_read == rates.input * Decimal("0.1"), price.model
 
 
 def test_no_cached_or_written_token_is_cheaper_than_zero_or_free():

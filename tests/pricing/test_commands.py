@@ -39,7 +39,7 @@ def test_policy_pricing_applies(tmp_path, capsys):
 
 def test_prices_lists_the_catalog(capsys):
     code, out, _ = run_cli(capsys, "prices")
-    assert code == 0 and "claude-sonnet-4-5" in out and "gemini-2.5-pro" in out and "as of 2026-11-01" in out
+    assert code == 0 and "claude-sonnet-4-5" in out and "gemini-2.5-pro" in out and "as of 2026-12-04" in out
     code, out, _ = run_cli(capsys, "prices", "claude-sonnet-4-0", "--format", "json")
     data = json.loads(out)
     assert data["models"][0]["model"] == "claude-sonnet-4" and "claude-sonnet-4-0" in data["models"][0]["aliases"]
