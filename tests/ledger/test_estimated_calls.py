@@ -23,3 +23,17 @@ def test_estimated_flag_and_one_hour_writes_round_trip(store):
     data = summary.to_json()
     assert data["tokens"]["cache_write_1h"] == 2000 and data["calls"][0]["estimated"] is True
     assert data["calls"][1]["tokens"]["cache_write_1h"] == 2000
+
+
+def test_ledger_calls_json_carries_the_estimated_flag_and_one_hour_writes(store, ledger_url, capsys):
+    import json
+
+    from tests.helpers import run_cli
+
+    store.start_run(run("r-json"))
+    store.record_call(call("r-json", 1, "0.5", estimated=True, usage=Usage(input_tokens=10, cache_write_tokens=300,
+                                                                          cache_write_1h_tokens=200)))
+    code, out, _ = run_cli(capsys, "ledger", "calls", "--run", "r-json", "--ledger", ledger_url, "--format", "json")
+    assert code == 0
+    (row,) = json.loads(out) if out.lstrip().startswith("[") else json.loads(out)["calls"]
+    assert row["estimated"] is True and row["tokens"]["cache_write_1h"] == 200 and row["cost_usd"] == "0.5"
