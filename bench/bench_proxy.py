@@ -57,6 +57,12 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid``, all threads, in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -90,18 +96,18 @@ class RawConnection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, key: str, stream: bool) -> float:
+    async def post(self, key: str, stream: bool, body: bytes | None = None) -> float:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
-        body = json.dumps(dict(BODY, stream=stream)).encode()
+        body = body if body is not None else json.dumps(dict(BODY, stream=stream)).encode()
         request = (f"POST {self.prefix}/v1/messages HTTP/1.1\r\nHost: {self.host}\r\nx-api-key: {key}\r\n"
                    f"anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n"
                    f"content-length: {len(body)}\r\n\r\n").encode() + body
         t0 = time.perf_counter()
         self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200"), head[:40]
+        assert head.startswith(b"HTTP/1.1 200"), (self.port, len(body), head[:40])
         length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                        if line.lower().startswith(b"content-length:")), None)
         if length is not None:
@@ -193,7 +199,13 @@ def main() -> None:
                     help="pause after each request in the 'paced' rows (the others are back to back)")
     ap.add_argument("--out", default="bench/results/proxy.json")
     ap.add_argument("--baseline", help="a checkout (directory holding ci_guard/) whose proxy is the B side")
+    ap.add_argument("--only", choices=["all", "small", "large"], default="all",
+                    help="small: the small-request rows; large: megabyte bodies, head-of-line, memory, 32 clients")
+    ap.add_argument("--large-rounds", type=int, default=40, help="requests per target in the 1 MB rows")
     args = ap.parse_args()
+    if args.only == "large":
+        large_main(args)
+        return
 
     key = "sk-ant-bench-provider-key-000000000000"
     work = Path(tempfile.mkdtemp(prefix="cig-bench-"))
@@ -281,6 +293,275 @@ def main() -> None:
           f"{mem['peak_rss_mib_64_streams']:.1f} MiB")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    if args.only == "all":
+        large_main(args)
+
+
+# -- megabyte requests ------------------------------------------------------------------------------
+# Claude Code's later turns send the whole conversation on every call: 0.3-1 MB of compact JSON and
+# more, mostly tool results, with ~20 tool definitions and a long system prompt. These rows run
+# against bench/fast_upstream.py (canned answers, no parsing), so the upstream's own CPU does not
+# crowd the 2 cores the proxies are measured on.
+
+def claude_code_body(size: int, stream: bool) -> bytes:
+    """A Claude-Code-like Messages request of about ``size`` bytes of compact JSON."""
+    import random
+
+    rng = random.Random(size)
+    words = ["def", "return", "self", "the", "file", "test", "import", "value", "error", "path", "line", "if",
+             "for", "in", "not", "None", "print", "json", "data", "result", "é", "→", "{", "}", "(", ")", "\\n"]
+    pool = " ".join(rng.choice(words) for _ in range(40_000))
+
+    def text(n: int) -> str:
+        start = rng.randrange(0, len(pool) - n)
+        return pool[start:start + n]
+
+    tools = [{"name": f"Tool{i}", "description": text(600),
+              "input_schema": {"type": "object", "properties": {"command": {"type": "string"},
+                                                                 "timeout": {"type": "number"}},
+                               "required": ["command"]}} for i in range(20)]
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 32000, "stream": stream,
+            "system": [{"type": "text", "text": text(12_000), "cache_control": {"type": "ephemeral"}}],
+            "tools": tools, "metadata": {"user_id": "user_bench_session_0001"}, "messages": []}
+    messages = body["messages"]
+    size_now = len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+    i = 0
+    while size_now < size:
+        turn = [{"role": "assistant", "content": [
+                    {"type": "text", "text": text(200)},
+                    {"type": "tool_use", "id": f"toolu_{i:06d}", "name": "Bash", "input": {"command": text(60)}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": f"toolu_{i:06d}", "content": text(2400)}]}]
+        messages.extend(turn)
+        size_now += len(json.dumps(turn, separators=(",", ":"), ensure_ascii=False).encode()) + 1
+        i += 1
+    messages.append({"role": "user", "content": "go on"})
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+async def measure_body(targets: dict[str, tuple[str, str]], n: int, body: bytes, stream: bool,
+                       concurrency: int = 1) -> dict[str, list[float]]:
+    """Like :func:`measure` (raw client, rotating order), with a given request body."""
+    out: dict[str, list[float]] = {name: [] for name in targets}
+    names = list(targets)
+
+    async def worker(count: int) -> None:
+        raw = {name: RawConnection(url) for name, (url, _) in targets.items()}
+        for _ in range(3):
+            for name in names:
+                await raw[name].post(targets[name][1], stream, body)
+        for i in range(count):
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                out[name].append(await raw[name].post(targets[name][1], stream, body))
+
+    await asyncio.gather(*(worker(max(1, n // concurrency)) for _ in range(concurrency)))
+    return out
+
+
+async def head_of_line(targets: dict[str, tuple[str, str]], loaded: str, n: int, big: bytes) -> dict[str, list[float]]:
+    """Small-stream TTFB via ``loaded`` and direct while another client sends ``big`` to ``loaded`` back to back."""
+    small = json.dumps(dict(BODY, stream=True)).encode()
+    stop = asyncio.Event()
+
+    async def hammer() -> int:
+        conn, sent = RawConnection(targets[loaded][0]), 0
+        while not stop.is_set():
+            await conn.post(targets[loaded][1], False, big)
+            sent += 1
+        return sent
+
+    background = asyncio.create_task(hammer())
+    await asyncio.sleep(0.2)  # the big requests are flowing
+    out: dict[str, list[float]] = {"direct": [], loaded: []}
+    conns = {name: RawConnection(targets[name][0]) for name in out}
+    for i in range(n):
+        for name in (("direct", loaded) if i % 2 == 0 else (loaded, "direct")):
+            out[name].append(await conns[name].post(targets[name][1], True, small))
+        await asyncio.sleep(0.003)  # land at random points of the big requests' cycle
+    stop.set()
+    await background
+    return out
+
+
+async def memory_burst(url: str, key: str, pid: int, streams: int, body: bytes,
+                       after_s: tuple[float, ...] = (1.0, 3.0, 5.0)) -> dict[str, float]:
+    """Peak RSS of ``pid`` with ``streams`` streams of ``body`` in flight, then RSS after they end."""
+    idle = rss_kib(pid)
+    peak = idle
+    conns = [RawConnection(url) for _ in range(streams)]
+    tasks = [asyncio.create_task(c.post(key, True, body)) for c in conns]
+    while not all(t.done() for t in tasks):
+        peak = max(peak, rss_kib(pid))
+        await asyncio.sleep(0.01)
+    for t in tasks:
+        t.result()
+    for c in conns:
+        if c.writer is not None:
+            c.writer.close()
+    out = {"idle_mib": idle / 1024, "peak_mib": peak / 1024}
+    t_end = time.monotonic()
+    for s in after_s:
+        await asyncio.sleep(max(0.0, t_end + s - time.monotonic()))
+        out[f"after_{s:g}s_mib"] = rss_kib(pid) / 1024
+    return out
+
+
+def _start_proxy(work: Path, name: str, upstream: str, env: dict[str, str], baseline: str | None = None
+                 ) -> tuple[str, str, int, Path]:
+    state = work / f"state-{name}.json"
+    penv, cwd = {**env, "CI_GUARD_ANTHROPIC_UPSTREAM": upstream}, None
+    if baseline:
+        penv, cwd = {**penv, "PYTHONPATH": os.path.abspath(baseline)}, os.path.abspath(baseline)
+    subprocess.run([sys.executable, "-m", "ci_guard", "start", "--policy", str(work / "policy.yml"), "--repo",
+                    f"bench/{name}", "--ledger", f"sqlite:///{work / f'ledger-{name}.db'}", "--state", str(state),
+                    "--quiet"], env=penv, cwd=cwd, check=True, capture_output=True)
+    st = json.loads(state.read_text())
+    return f"http://127.0.0.1:{st['port']}/anthropic", st["token"], st["pid"], state
+
+
+def _added(samples: dict[str, list[float]], names: tuple[str, ...]) -> dict[str, float]:
+    d = statistics.median(samples["direct"]) * 1000
+    out = {"n": len(samples["direct"]), "direct_p50_ms": d}
+    for name in names:
+        if name in samples:
+            out[f"{name}_added_p50_ms"] = statistics.median(samples[name]) * 1000 - d
+    if "floor_added_p50_ms" in out and out["floor_added_p50_ms"] > 0:
+        for name in names:
+            if name != "floor" and f"{name}_added_p50_ms" in out:
+                out[f"{name}_vs_floor"] = out[f"{name}_added_p50_ms"] / out["floor_added_p50_ms"]
+    return out
+
+
+def large_main(args: argparse.Namespace) -> None:
+    key = "sk-ant-bench-provider-key-000000000000"
+    work = Path(tempfile.mkdtemp(prefix="cig-bench-large-"))
+    (work / "policy.yml").write_text(POLICY)
+    here = Path(__file__).resolve().parent
+    fast_port, hold_port = free_port(), free_port()
+    procs = [subprocess.Popen([sys.executable, str(here / "fast_upstream.py"), str(fast_port)]),
+             subprocess.Popen([sys.executable, str(here / "fast_upstream.py"), str(hold_port), "1.0"])]
+    fast, hold = f"http://127.0.0.1:{fast_port}", f"http://127.0.0.1:{hold_port}"
+    env = {**os.environ, "ANTHROPIC_API_KEY": key}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    time.sleep(0.5)
+    states: list[Path] = []
+    results: dict[str, object] = {"python": sys.version.split()[0], "load_before": os.getloadavg(),
+                                  "proxy_b": f"baseline checkout {args.baseline}" if args.baseline else None}
+    names: tuple[str, ...] = ("proxy", "proxy_b", "floor") if args.baseline else ("proxy", "floor")
+    try:
+        def floor_for(upstream: str) -> tuple[str, int]:
+            port = free_port()
+            procs.append(subprocess.Popen([sys.executable, str(here / "passthrough_floor.py"), upstream, str(port)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            return f"http://127.0.0.1:{port}", procs[-1].pid
+
+        purl, ptok, ppid, st = _start_proxy(work, "fast", fast, env)
+        states.append(st)
+        furl, fpid = floor_for(fast)
+        targets = {"direct": (fast, key), "proxy": (purl, ptok), "floor": (furl, key)}
+        pids = {"proxy": ppid, "floor": fpid}
+        if args.baseline:
+            burl, btok, bpid, st = _start_proxy(work, "fast-b", fast, env, args.baseline)
+            states.append(st)
+            targets["proxy_b"] = (burl, btok)
+            pids["proxy_b"] = bpid
+        time.sleep(1.0)
+        rows: list[tuple[str, dict[str, float]]] = []
+        bodies = {size: {s: claude_code_body(size, s) for s in (False, True)}
+                  for size in (100_000, 1_000_000, 4_000_000)}
+        results["body_bytes"] = {str(k): len(v[False]) for k, v in bodies.items()}
+        r = args.large_rounds
+        cases = [("json, 100 kB", 100_000, False, 4 * r), ("stream TTFB, 100 kB", 100_000, True, 4 * r),
+                 ("json, 1 MB", 1_000_000, False, r), ("stream TTFB, 1 MB", 1_000_000, True, r),
+                 ("json, 4 MB", 4_000_000, False, max(10, r // 3)),
+                 ("stream TTFB, 4 MB", 4_000_000, True, max(10, r // 3))]
+        for label, size, stream, n in cases:
+            before = {name: cpu_ms(pid) for name, pid in pids.items()}
+            samples = asyncio.run(measure_body(targets, n, bodies[size][stream], stream))
+            s = _added(samples, names)
+            for name, pid in pids.items():  # CPU per request: robust to the other load on a shared machine
+                s[f"{name}_cpu_ms_per_request"] = (cpu_ms(pid) - before[name]) / (len(samples[name]) + 3)
+            results[label] = s
+            rows.append((label, s))
+        small = json.dumps(dict(BODY, stream=True)).encode()
+        s = _added(asyncio.run(measure_body(targets, 8 * r, small, True)), names)
+        results["stream TTFB, small, idle"] = s
+        rows.append(("stream TTFB, small, idle", s))
+        # head-of-line: each target in turn carries the 1 MB traffic, rotated in blocks
+        hol: dict[str, dict[str, list[float]]] = {name: {"direct": [], name: []} for name in names}
+        for block in range(3):
+            for name in names[block % len(names):] + names[:block % len(names)]:
+                got = asyncio.run(head_of_line(targets, name, 3 * r, bodies[1_000_000][False]))
+                for k, v in got.items():
+                    hol[name][k].extend(v)
+        s = {"n": len(hol["proxy"]["direct"])}
+        for name in names:
+            a = _added(hol[name], (name,))
+            s[f"{name}_added_p50_ms"] = a[f"{name}_added_p50_ms"]
+            s[f"{name}_direct_p50_ms"] = a["direct_p50_ms"]
+        results["small stream TTFB while 1 MB requests"] = s
+        rows.append(("stream TTFB, small, 1 MB load", s))
+        s = _added(asyncio.run(measure_body(targets, 32 * r, json.dumps(dict(BODY, stream=False)).encode(), False,
+                                            concurrency=32)), names)
+        results["json, 32 clients, fast upstream"] = s
+        rows.append(("json, 32 clients", s))
+        s = _added(asyncio.run(measure_body(targets, 32 * r, small, True, concurrency=32)), names)
+        results["stream TTFB, 32 clients, fast upstream"] = s
+        rows.append(("stream TTFB, 32 clients", s))
+        # memory: a fresh proxy (and a bare pass-through) in front of the holding upstream
+        mem: dict[str, dict[str, float]] = {}
+        hurl, htok, hpid, st = _start_proxy(work, "hold", hold, env)
+        states.append(st)
+        hfurl, hfpid = floor_for(hold)
+        mem_targets = {"proxy": (hurl, htok, hpid), "floor": (hfurl, key, hfpid)}
+        if args.baseline:
+            hburl, hbtok, hbpid, st = _start_proxy(work, "hold-b", hold, env, args.baseline)
+            states.append(st)
+            mem_targets["proxy_b"] = (hburl, hbtok, hbpid)
+        time.sleep(1.0)
+        for name, (url, tok, pid) in mem_targets.items():
+            mem[name] = asyncio.run(memory_burst(url, tok, pid, args.streams, bodies[1_000_000][True]))
+        results["memory, 64 streams of 1 MB"] = mem
+    finally:
+        for st in states:
+            subprocess.run([sys.executable, "-m", "ci_guard", "stop", "--state", str(st)], capture_output=True)
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            p.wait(10)
+    results["load_after"] = os.getloadavg()
+
+    print("\nmegabyte requests: added latency p50 (ms) versus calling the fast upstream directly, interleaved")
+    head = f"{'case':<34}{'n':>5}{'direct':>9}{'proxy +':>9}"
+    head += f"{'B +':>9}" if args.baseline else ""
+    head += f"{'aiohttp +':>11}{'proxy/aiohttp':>15}"
+    print(head)
+    for label, s in rows:
+        line = f"{label:<34}{s['n']:>5}{s.get('direct_p50_ms', s.get('proxy_direct_p50_ms', 0)):>9.2f}"
+        line += f"{s['proxy_added_p50_ms']:>9.2f}"
+        line += f"{s['proxy_b_added_p50_ms']:>9.2f}" if args.baseline else ""
+        fl = s["floor_added_p50_ms"]
+        line += f"{fl:>11.2f}{(s['proxy_added_p50_ms'] / fl if fl > 0 else float('nan')):>15.2f}"
+        print(line)
+    print("\nCPU time per request (ms) in each process (user + system, all threads)")
+    b_head = f"{'B':>9}" if args.baseline else ""
+    print(f"{'case':<34}{'proxy':>9}{b_head}{'aiohttp':>11}{'proxy/aiohttp':>15}")
+    for label, s in rows:
+        if "proxy_cpu_ms_per_request" not in s:
+            continue
+        line = f"{label:<34}{s['proxy_cpu_ms_per_request']:>9.2f}"
+        line += f"{s['proxy_b_cpu_ms_per_request']:>9.2f}" if args.baseline else ""
+        fc = s["floor_cpu_ms_per_request"]
+        line += f"{fc:>11.2f}{(s['proxy_cpu_ms_per_request'] / fc if fc > 0 else float('nan')):>15.2f}"
+        print(line)
+    print(f"\nRSS (MiB) with {args.streams} streams of 1 MB requests in flight, and after they ended")
+    print(f"{'':<10}{'idle':>8}{'peak':>8}{'+1 s':>8}{'+3 s':>8}{'+5 s':>8}")
+    for name, m in results["memory, 64 streams of 1 MB"].items():  # type: ignore[union-attr]
+        print(f"{name:<10}{m['idle_mib']:>8.1f}{m['peak_mib']:>8.1f}{m['after_1s_mib']:>8.1f}"
+              f"{m['after_3s_mib']:>8.1f}{m['after_5s_mib']:>8.1f}")
+    print(f"load average before / after: {results['load_before']} / {results['load_after']}")
+    out = Path(args.out).with_name(Path(args.out).stem + "-large.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ async def serve(upstream: str, port: int) -> None:
             await response.write_eof()
             return response
 
-    runner = web.AppRunner(web.Application(), access_log=None)
+    runner = web.AppRunner(web.Application(client_max_size=64 * 1024 * 1024), access_log=None)  # as the proxy
     runner.app.router.add_route("POST", "/{tail:.*}", handle)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

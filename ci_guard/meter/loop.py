@@ -25,3 +25,34 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except ImportError:  # Windows, or an install without the optional speed-up
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+
+def release_free_memory() -> bool:
+    """Give the pages of freed memory back to the system (glibc ``malloc_trim``); False elsewhere.
+
+    glibc keeps what a burst of megabyte requests freed for reuse (the heap's free chunks, and its
+    mmap threshold raised to their size), so without this a proxy that once held 64 such requests
+    stays at ~380 MiB. Trimming only when the proxy is idle keeps the reuse (no page faults on
+    every request) while it is busy.
+    """
+    global _trim
+    if _trim is None:
+        _trim = _load_malloc_trim()
+    return bool(_trim and _trim(0))
+
+
+_trim: object = None
+
+
+def _load_malloc_trim():  # type: ignore[no-untyped-def]
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # musl and others
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim

@@ -18,6 +18,7 @@ import asyncio
 import hmac
 from typing import Any
 
+from ci_guard.meter import loop
 from ci_guard.meter.agent_http import Request, Response, StreamResponse, json_response
 from ci_guard.meter.agent_server import SHUTDOWN_GRACE_S, AgentServer
 from ci_guard.meter.caps import PlannedCall
@@ -30,6 +31,10 @@ from ci_guard.meter.upstreams import Upstreams
 from ci_guard.secrets import redact_bytes
 
 PROVIDERS = ("anthropic", "openai")
+# After this many request bytes, the proxy gives freed memory back to the system once it has had
+# no request in flight for TRIM_IDLE_S (see loop.release_free_memory).
+TRIM_AFTER_BYTES = 16 * 1024 * 1024
+TRIM_IDLE_S = 0.5
 HEALTH_PATH = "/_ci_guard/health"
 
 
@@ -45,6 +50,8 @@ class MeterProxy:
         self.client: UpstreamHop | None = None
         self._server: AgentServer | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._bytes_since_trim = 0
+        self._trim_timer: asyncio.TimerHandle | None = None
 
     @property
     def url(self) -> str:
@@ -124,6 +131,17 @@ class MeterProxy:
         finally:
             if task is not None:
                 self._inflight.discard(task)
+            self._bytes_since_trim += getattr(request, "body_size", 0)
+            if self._bytes_since_trim >= TRIM_AFTER_BYTES and not self._inflight:
+                if self._trim_timer is not None:
+                    self._trim_timer.cancel()
+                self._trim_timer = asyncio.get_running_loop().call_later(TRIM_IDLE_S, self._trim_if_idle)
+
+    def _trim_if_idle(self) -> None:
+        self._trim_timer = None
+        if not self._inflight:
+            self._bytes_since_trim = 0
+            loop.release_free_memory()
 
     def _unmetered_allowed(self, provider: str, path: str) -> bool:
         full = f"/{provider}{path}"

@@ -13,13 +13,17 @@ the request is refused with a 400 before anything is reserved or forwarded:
   caller also turns a ``RecursionError`` while planning into a 400: no walk over a multi-MB body
   just to measure its depth).
 
-i13-scale's faster parser must keep every one of these (tests/meter/test_request_checks.py).
+Large bodies are split at their top level only (providers/body.py): see :func:`parse_body` for what
+that keeps (tests/meter/test_request_checks.py, tests/meter/test_providers_body.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
+
+from ci_guard.meter.providers.body import RequestBody, parse_request
 
 MAX_OUTPUT_TOKENS = 10_000_000  # above any model's output limit; larger is a typo or an attack
 MAX_CHOICES = 128  # OpenAI's documented maximum for Chat Completions `n`
@@ -45,10 +49,22 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
-    """The request body as a JSON object, or :class:`BadRequest`."""
+def _loads(raw: bytes) -> Any:
+    return json.loads(raw, object_pairs_hook=_no_duplicates)
+
+
+def parse_body(raw: bytes) -> Mapping[str, Any]:
+    """The request body as a JSON object, or :class:`BadRequest`.
+
+    A body of :data:`~ci_guard.meter.providers.body.LAZY_MIN_BYTES` and more is split at its top
+    level only (see providers/body.py): a repeated top-level key sends it down the whole parse
+    here, and every top-level value but the large ones (the conversation) is decoded with the
+    same duplicate check. Inside those large values a repeated key is not looked for: the meter
+    counts their bytes (both copies of a repeated key, so the estimate can only be higher) and
+    reads no metering field from them.
+    """
     try:
-        body = json.loads(raw, object_pairs_hook=_no_duplicates)
+        body = parse_request(raw, _loads)
     except _DuplicateKey as exc:
         raise BadRequest(f"duplicate key {str(exc)[:100]!r} in the JSON body (ambiguous: the meter and "
                          "the provider could read different values)") from None
@@ -56,7 +72,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise BadRequest("the JSON body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:  # includes ints longer than Python's digit limit
         raise BadRequest(f"invalid JSON body: {str(exc)[:200]}") from None
-    if not isinstance(body, dict):
+    if not isinstance(body, dict | RequestBody):
         raise BadRequest("the request body is not a JSON object")
     check_fields(body)
     return body
@@ -66,7 +82,7 @@ def _plain_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_fields(body: dict[str, Any]) -> None:
+def check_fields(body: Mapping[str, Any]) -> None:
     """The metering-relevant fields have the types and ranges the meter relies on."""
     for key in OUTPUT_CAP_KEYS:
         if key in body and body[key] is not None:

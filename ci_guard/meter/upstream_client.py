@@ -231,11 +231,14 @@ class _Connection(asyncio.Protocol):
     def closing(self) -> bool:
         return self.transport is None or self.transport.is_closing()
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: list[bytes]) -> None:
         self._reset()
         if self._eof or self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("the upstream closed the connection")
-        self.transport.write(data)
+        if len(data) == 1:
+            self.transport.write(data[0])
+        else:
+            self.transport.writelines(data)  # one vectored write: a megabyte body is not copied again
         if self._write_paused:  # a large body and a slow reader: wait until the buffer drains
             self._drain_waiter = self._loop.create_future()
             try:
@@ -421,7 +424,7 @@ class UpstreamClient:
             raise
         return UpstreamResponse(conn, self.read_timeout_s, method == "HEAD", self._release)
 
-    async def _exchange(self, conn: _Connection, data: bytes) -> None:
+    async def _exchange(self, conn: _Connection, data: list[bytes]) -> None:
         try:
             await conn.send(data)
         except OSError as exc:
@@ -492,8 +495,14 @@ def _split(url: str) -> tuple[Origin, str]:
     return (scheme, parts.hostname, port), target
 
 
-def _serialize(method: str, target: str, origin: Origin, headers: Mapping[str, str], body: bytes | None) -> bytes:
-    """Request line, headers and body as one buffer, so the request leaves in a single write."""
+# A body up to this size is joined to the head, so that the request leaves in a single write; a
+# larger one is written after it in the same vectored write, not copied into a new buffer.
+JOIN_BODY_MAX = 64 * 1024
+
+
+def _serialize(method: str, target: str, origin: Origin, headers: Mapping[str, str],
+               body: bytes | None) -> list[bytes]:
+    """Request line, headers and body as the buffers of one write."""
     scheme, host, port = origin
     default_port = 443 if scheme == "https" else 80
     host_header = host if port == default_port else f"{host}:{port}"
@@ -509,7 +518,10 @@ def _serialize(method: str, target: str, origin: Origin, headers: Mapping[str, s
     head = "\r\n".join(lines)
     if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
         raise UpstreamError("a request header contains a line break")  # no header injection upstream
-    return head.encode("utf-8", "surrogateescape") + b"\r\n\r\n" + (body or b"")
+    head_bytes = head.encode("utf-8", "surrogateescape") + b"\r\n\r\n"
+    if body and len(body) > JOIN_BODY_MAX:
+        return [head_bytes, body]
+    return [head_bytes + (body or b"")]
 
 
 def _where(origin: Origin) -> str:

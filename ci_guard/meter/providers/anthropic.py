@@ -8,7 +8,6 @@ the HTTP 200. Tool calls are ``tool_use`` and ``server_tool_use`` content blocks
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -64,7 +63,7 @@ class AnthropicMessages(WireAdapter):
         <= 1024) thinking is dropped: the API accepts earlier thinking blocks in the history of a
         request without thinking, and the call can still answer.
         """
-        out = copy.copy(body)
+        out = dict(body)  # also decodes a lazily read body (providers/body.py)
         current = body.get("max_tokens")
         limit = max(self.min_output_tokens, max_output_tokens)
         new = min(current, limit) if isinstance(current, int) else limit

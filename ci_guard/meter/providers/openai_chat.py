@@ -8,7 +8,6 @@ meter then drops that chunk from what the client sees (it never asked for it).
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -71,7 +70,7 @@ class OpenAIChat(WireAdapter):
         client that sent only the legacy ``max_tokens`` keeps it, since its server may know no
         other name. Reasoning tokens count against the cap, so the cap bounds the billed output.
         """
-        out = copy.copy(body)
+        out = dict(body)  # also decodes a lazily read body (providers/body.py)
         limit = max(self.min_output_tokens, max_output_tokens)
         legacy_only = "max_tokens" in body and "max_completion_tokens" not in body
         names = ("max_tokens",) if legacy_only else ("max_completion_tokens", "max_tokens")

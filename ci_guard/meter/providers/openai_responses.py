@@ -8,7 +8,6 @@ from ``response.output_item.done`` events. A top-level ``error`` event carries c
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from ci_guard.meter.providers.base import (
@@ -49,7 +48,7 @@ class OpenAIResponses(WireAdapter):
 
     def clamp_output(self, body: dict[str, Any], max_output_tokens: int) -> dict[str, Any]:
         """Lower ``max_output_tokens`` (it bounds reasoning and visible output together)."""
-        out = copy.copy(body)
+        out = dict(body)  # also decodes a lazily read body (providers/body.py)
         limit = max(self.min_output_tokens, max_output_tokens)
         current = body.get("max_output_tokens")
         out["max_output_tokens"] = min(current, limit) if isinstance(current, int) else limit
