@@ -16,6 +16,7 @@ from ci_guard.meter.providers.base import RequestInfo
 from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, parse_request
 from ci_guard.meter.providers.openai_chat import OpenAIChat
 from ci_guard.meter.providers.openai_responses import OpenAIResponses
+from ci_guard.meter.request_checks import BadRequest, parse_body
 from ci_guard.policy.decision import Limits
 from tests.meter.harness import echo_upstream, proxied
 
@@ -164,3 +165,22 @@ def test_a_large_request_for_another_model_is_rewritten_from_the_exact_values() 
 
 def test_freed_memory_can_be_given_back() -> None:
     assert release_free_memory() is sys.platform.startswith("linux")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (b'"max_tokens":5,"max_tokens":50000,', "duplicate key 'max_tokens'"),  # at the top level
+    (b'"thinking":{"type":"enabled","budget_tokens":1,"budget_tokens":90000},', "duplicate key 'budget_tokens'"),
+    (b'"max_tokens":-1,', "max_tokens must be between"),
+    (b'"stream":"yes",', "stream must be true or false"),
+])
+def test_large_bodies_keep_the_request_checks(extra: bytes, message: str) -> None:
+    base = {k: v for k, v in anthropic_body(40).items() if k not in ("max_tokens", "stream")}
+    raw = b"{" + extra + compact(base)[1:]
+    assert len(raw) > LAZY_MIN_BYTES
+    with pytest.raises(BadRequest, match=message):
+        parse_body(raw)
+
+
+def test_a_large_body_passes_the_request_checks_lazily() -> None:
+    body = parse_body(compact(anthropic_body(40)))
+    assert isinstance(body, RequestBody) and body["max_tokens"] == 4096
