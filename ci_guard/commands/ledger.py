@@ -138,13 +138,13 @@ def export(ledger_url: str | None, month: str | None, fmt: str, output: str) -> 
     import sys
 
     from ci_guard.files import atomic_text_file
-    from ci_guard.report.focus import focus_rows, write_focus_csv, write_focus_jsonl
+    from ci_guard.report.focus import write_focus_csv_pages, write_focus_jsonl_pages
 
     start, end = _month_bounds(month)
-    write = write_focus_csv if fmt == "focus-csv" else write_focus_jsonl
+    write = write_focus_csv_pages if fmt == "focus-csv" else write_focus_jsonl_pages
     store = _open(ledger_url)
     try:
-        rows = focus_rows(store.export_calls(start, end))
+        rows = store.export_rows(start, end)  # plain tuples in pages, formatted in bulk
         if output == "-":
             count = write(rows, sys.stdout)
         else:

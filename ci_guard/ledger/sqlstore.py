@@ -60,6 +60,13 @@ REPLAY_CALL_COLS = ("run_id", "seq", "is_turn", "status", "cost_micros", "contex
                     "http_status", "error", "tool_calls", "model_served", "provider", "service_tier",
                     "web_searches", *TOKEN_COLS)
 EXPORT_PAGE = 5000  # calls per read of export_calls
+# the columns of a call and of its run that the FOCUS export reads (export_rows), in this order
+EXPORT_CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endpoint", "model_requested",
+                    "model_served", *TOKEN_COLS, "cost_micros", "status", "web_searches", "service_tier",
+                    "context_json", "context_saved_micros")
+EXPORT_ROW_RUN_COLS = ("org", "team", "repo", "actor", "workflow", "agent", "environment", "trigger_name", "pr",
+                       "branch", "cohort", "platform", "rule", "status", "stop_reason", "outcome", "enforced")
+EXPORT_ROW_COLS = EXPORT_CALL_COLS + tuple(f"run_{c}" for c in EXPORT_ROW_RUN_COLS)
 _INSERT_CALL = (f"INSERT INTO calls ({', '.join(CALL_COLS)}) VALUES ({', '.join('?' * len(CALL_COLS))})"
                 " ON CONFLICT (run_id, seq) DO NOTHING")
 _ADD_TO_RUN = ("UPDATE runs SET turns = turns + ?, tool_calls = tool_calls + ?, cost_micros = cost_micros + ?, "
@@ -435,6 +442,34 @@ class SqlStore(AnalyticsMixin):
                 return
             last = rows[-1]
             after = (last[CALL_COLS.index("started_at")], last[0], last[1])
+
+    def export_rows(self, start: datetime, end: datetime,
+                    page: int = EXPORT_PAGE) -> Iterator[list[tuple[Any, ...]]]:
+        """:meth:`export_calls` as pages of plain tuples (:data:`EXPORT_ROW_COLS`), no record objects.
+
+        What the FOCUS export reads: a month of a million calls is formatted in bulk from these
+        instead of building two records per call. Times are aware UTC datetimes and money integer
+        micro-dollars, on both backends; the same keyset pages as :meth:`export_calls`.
+        """
+        cols = ", ".join(f"c.{c}" for c in EXPORT_CALL_COLS) + ", " + ", ".join(f"r.{c}" for c in EXPORT_ROW_RUN_COLS)
+        base = (f"SELECT {cols} FROM calls c JOIN runs r ON r.run_id = c.run_id"
+                " WHERE c.started_at >= ? AND c.started_at < ?")
+        order = " ORDER BY c.started_at, c.run_id, c.seq LIMIT ?"
+        after: tuple[Any, ...] | None = None
+        dt, started, ended = self._dt, EXPORT_CALL_COLS.index("started_at"), EXPORT_CALL_COLS.index("ended_at")
+        while True:
+            if after is None:
+                sql, params = base + order, (self._ts(start), self._ts(end), page)
+            else:
+                sql = base + " AND (c.started_at, c.run_id, c.seq) > (?, ?, ?)" + order
+                params = (self._ts(start), self._ts(end), *after, page)
+            rows = self._op(lambda tx, sql=sql, params=params: tx.all(sql, params), write=False)
+            if rows:
+                last = rows[-1]
+                after = (last[started], last[0], last[1])
+                yield [(*r[:started], dt(r[started]), dt(r[ended]), *r[ended + 1:]) for r in rows]
+            if len(rows) < page:
+                return
 
     def runs_between(self, start: datetime, end: datetime) -> list[RunRecord]:
         """Every run started in ``[start, end)``, oldest first (what `what-if` replays, in order)."""

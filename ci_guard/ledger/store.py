@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ci_guard.context.model import RunContext
 from ci_guard.ledger.records import CallRecord, RunRecord
@@ -125,6 +125,10 @@ class Store(Protocol):
 
     def export_calls(self, start: datetime, end: datetime) -> Iterator[tuple[CallRecord, RunRecord]]:
         """Every call started in ``[start, end)`` with its run, oldest first (read in pages)."""
+        ...
+
+    def export_rows(self, start: datetime, end: datetime) -> Iterator[list[tuple[Any, ...]]]:
+        """The same calls as pages of plain tuples (``sqlstore.EXPORT_ROW_COLS``): the bulk FOCUS export."""
         ...
 
     def close(self) -> None:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import IO, Any
 
 from ci_guard.ledger.periods import as_utc, period_bounds
@@ -151,3 +152,118 @@ def _resource_name(run: RunRecord) -> str | None:
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+# -- bulk: a month of a million calls ----------------------------------------------------------------
+# The same rows as focus_row, built from the ledger's plain tuples (Store.export_rows) without a
+# CallRecord, a RunRecord and a dict per call: what depends only on the run is built once per run,
+# what depends only on the month once per month, and CSV rows are written a page at a time.
+
+def focus_value_pages(pages: Iterable[list[tuple[Any, ...]]]) -> Iterator[list[list[Any]]]:
+    """Pages of FOCUS rows as value lists in :data:`COLUMNS` order (None for a null)."""
+    from ci_guard.ledger.sqlstore import EXPORT_ROW_COLS
+
+    col = EXPORT_ROW_COLS.index
+    i_tokens = col("input_tokens")
+    i_cost, i_status, i_web, i_tier = col("cost_micros"), col("status"), col("web_searches"), col("service_tier")
+    i_ctx, i_saved, i_run = col("context_json"), col("context_saved_micros"), col("run_org")
+    runs: dict[str, tuple[Any, ...]] = {}
+    months: dict[tuple[int, int], tuple[str, str]] = {}
+    second = timedelta(seconds=1)
+    for page in pages:
+        out = []
+        for r in page:
+            run_id, seq, started, ended, provider, endpoint, requested, served = r[:8]
+            inp, cw, cw1h, cr, outp, reasoning = r[i_tokens:i_tokens + 6]
+            run = runs.get(run_id)
+            if run is None:
+                run = runs[run_id] = _run_columns(r[i_run:])
+            resource_name, repo, run_tags, enforced = run
+            company, service = _PROVIDERS.get(provider) or (provider, f"{provider} API")
+            cost = _money(r[i_cost])
+            start = started.replace(microsecond=0) if started.tzinfo is UTC else as_utc(started).replace(microsecond=0)
+            ended = ended if ended.tzinfo is UTC else as_utc(ended)
+            end = ended.replace(microsecond=0) + second if ended.microsecond else ended
+            if end < start + second:
+                end = start + second
+            period = months.get((start.year, start.month))
+            if period is None:
+                bounds = period_bounds("month", "UTC", start)
+                period = months[(start.year, start.month)] = (format_time(bounds[0]), format_time(bounds[1]))
+            tokens = inp + cw + cr + outp
+            model = served or requested
+            tier = r[i_tier]
+            details = (f'{{"cache_read_tokens":{cr},"cache_write_1h_tokens":{cw1h},"cache_write_tokens":{cw},'
+                       f'"input_tokens":{inp},"output_tokens":{outp},"reasoning_tokens":{reasoning},'
+                       f'"service_tier":{"null" if tier is None else _json(tier)},"web_searches":{r[i_web]}}}')
+            tags = run_tags if not r[i_ctx] else _json({**json.loads(run_tags), **_context_tags_of(
+                json.loads(r[i_ctx]), r[i_saved])})
+            out.append([
+                cost, cost, cost, cost, "USD", provider, None, period[0], period[1], _second(start), _second(end),
+                "Usage", None, f"{model or 'unknown model'} {endpoint} call {seq} of CI agent run {run_id}",
+                "Usage-Based", tokens, "Tokens", tokens, "Tokens", None, None, "Standard", company, company,
+                company, company, company, service, "AI and Machine Learning", "Generative AI",
+                run_id, resource_name, "CI agent run", repo, repo, model, endpoint, details, None, None, tags,
+                run_id, seq, r[i_status], model, requested, endpoint, enforced,
+            ])
+        yield out
+
+
+def write_focus_csv_pages(pages: Iterable[list[tuple[Any, ...]]], out: IO[str]) -> int:
+    """:func:`write_focus_csv` of the ledger's export pages, byte for byte, a page at a time."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    count = 0
+    for rows in focus_value_pages(pages):
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
+        count += len(rows)
+    return count
+
+
+def write_focus_jsonl_pages(pages: Iterable[list[tuple[Any, ...]]], out: IO[str]) -> int:
+    """:func:`write_focus_jsonl` of the ledger's export pages, byte for byte."""
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    count = 0
+    for rows in focus_value_pages(pages):
+        out.write("".join(encode(dict(zip(COLUMNS, row, strict=True))) + "\n" for row in rows))
+        count += len(rows)
+    return count
+
+
+def _run_columns(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    """(ResourceName, SubAccount, Tags JSON without the call's context, x_Enforced) of a run."""
+    org, team, repo, user, workflow, agent, environment, trigger, pr, branch, cohort, platform, rule, \
+        status, stop_reason, outcome, enforced = r
+    values = {
+        "org": org, "team": team, "repo": repo, "user": user, "workflow": workflow, "agent": agent,
+        "environment": environment, "trigger": trigger, "branch": branch,
+        "pr": str(pr) if pr is not None else None, "cohort": cohort, "platform": platform, "rule": rule,
+        "run_status": status, "stop_reason": stop_reason, "outcome": outcome,
+    }
+    tags = {f"ci-guard/{k}": v for k, v in values.items() if v is not None}
+    name = f"{repo}#{pr} ({agent or 'agent'})" if repo and pr is not None else repo
+    return name, repo, _json(tags), "true" if enforced else "false"
+
+
+def _context_tags_of(context: dict[str, Any] | None, saved_micros: int | None) -> dict[str, str]:
+    if not context:
+        return {}
+    tags = {"ci-guard/context_saved_usd": _money(saved_micros),
+            "ci-guard/context_changes": ",".join(k for k in ("breakpoints_added", "pruned_tokens", "cleared_tokens",
+                                                             "route", "thinking_budget_from") if context.get(k))}
+    if context.get("method"):
+        tags["ci-guard/context_saving_method"] = str(context["method"])
+    return tags
+
+
+def _money(micros: int | None) -> str:
+    """Integer micro-dollars as a 6-decimal string, as ``f"{Decimal(micros) / 10**6:.6f}"``."""
+    m = micros or 0
+    if m < 0:
+        return f"{Decimal(m) / 1_000_000:.6f}"
+    return f"{m // 1_000_000}.{m % 1_000_000:06d}"
+
+
+def _second(at: datetime) -> str:
+    """:func:`format_time` of an aware UTC datetime with no microseconds, without strftime."""
+    return f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}Z"

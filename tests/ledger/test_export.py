@@ -102,3 +102,34 @@ def test_a_failed_export_leaves_no_file_behind(store, ledger_url, tmp_path, caps
 def test_a_bad_month_is_invalid_input(ledger_url, capsys):
     code, _, err = run_cli(capsys, "ledger", "export", "--ledger", ledger_url, "--month", "March")
     assert code == 2 and "YYYY-MM" in err
+
+
+def test_the_bulk_writers_match_the_row_by_row_export_byte_for_byte(store):
+    """The month is formatted from plain tuples (Store.export_rows); nothing may differ from focus_row."""
+    from ci_guard.pricing.usage import Usage
+
+    store.start_run(run("r-1", team="pay,ments", workflow='a "quoted" name'))
+    store.start_run(run("r-2", pr=None, agent=None, repo="acme/web\nnewline", outcome="merged"))
+    store.start_run(run("r-3", repo=None, pr=None))
+    odd = {"model_served": None, "model_requested": 'gpt,"5"', "provider": "mistral", "endpoint": "chat"}
+    calls = [
+        call("r-1", 1, "0.123457", at=NOW.replace(microsecond=0)),  # a whole second: its own end + 1 s
+        call("r-1", 2, "12.000001", at=NOW + timedelta(microseconds=999_999), service_tier="priority",
+             web_searches=3, usage=Usage(input_tokens=7, cache_write_tokens=5, cache_write_1h_tokens=2,
+                                         cache_read_tokens=11, output_tokens=13, reasoning_tokens=1)),
+        call("r-2", 1, "0", at=NOW + timedelta(seconds=1, microseconds=5), **odd),
+        call("r-2", 2, "0.5", at=NOW + timedelta(seconds=2), context={"method": "estimated", "pruned_tokens": 40,
+                                                                     "route": "cheap"},
+             context_saved_usd=Decimal("0.012345")),
+        call("r-3", 1, "3", at=NOW + timedelta(seconds=3), context={}, service_tier='fl"ex'),
+    ]
+    calls[1].ended_at = calls[1].started_at + timedelta(seconds=2, microseconds=1)
+    for c in calls:
+        store.record_call(c)
+    start, end = NOW.replace(day=1, hour=0, minute=0, second=0, microsecond=0), NOW + timedelta(days=1)
+    for row_by_row, bulk in ((focus.write_focus_csv, focus.write_focus_csv_pages),
+                             (focus.write_focus_jsonl, focus.write_focus_jsonl_pages)):
+        want, got = io.StringIO(), io.StringIO()
+        assert row_by_row(focus.focus_rows(store.export_calls(start, end)), want) == 5
+        assert bulk(store.export_rows(start, end, page=2), got) == 5
+        assert got.getvalue() == want.getvalue()
