@@ -91,7 +91,7 @@ def test_a_failed_export_leaves_no_file_behind(store, ledger_url, tmp_path, caps
         out.write("BilledCost\n0.1\n")
         raise LedgerError("the database went away mid-export")
 
-    monkeypatch.setattr(focus, "write_focus_csv", broken)
+    monkeypatch.setattr(focus, "write_focus_csv_pages", broken)
     code, _, err = run_cli(capsys, "ledger", "export", "--ledger", ledger_url, "--month", "2026-03",
                            "-o", str(target))
     assert code != 0 and "went away mid-export" in err and "Traceback" not in err
