@@ -4,6 +4,12 @@ reservation throughput under contention, on SQLite and PostgreSQL.
     python bench/bench_ledger.py                               # 1,000,000 calls, both backends
     python bench/bench_ledger.py --calls 100000 --backends sqlite
     python bench/bench_ledger.py --pg postgresql://postgres@127.0.0.1:5432/test
+    python bench/bench_ledger.py --only-export --export-rounds 3 --with-old
+
+Export: `ci-guard ledger export` of the month (the CLI, as a subprocess, to a file) against a
+plain SQL dump of the same rows (the same join and columns, as CSV, by the database's own CLI:
+`sqlite3 -csv` / psql's copy to CSV), interleaved over --export-rounds; --with-old also
+times the row-by-row export this replaced (focus_rows over export_calls), once.
 
 The data is one month of 50,000 runs x 20 calls over 50 repositories, bulk-loaded with
 executemany (SQLite) and COPY (PostgreSQL) together with the rollups those calls imply, so the
@@ -32,7 +38,12 @@ from ci_guard.context.model import RunContext  # noqa: E402
 from ci_guard.ledger import open_ledger  # noqa: E402
 from ci_guard.ledger.budgets import budget_keys  # noqa: E402
 from ci_guard.ledger.periods import period_bounds  # noqa: E402
-from ci_guard.ledger.sqlstore import CALL_COLS, RUN_COLS  # noqa: E402
+from ci_guard.ledger.sqlstore import (  # noqa: E402
+    CALL_COLS,
+    EXPORT_CALL_COLS,
+    EXPORT_ROW_RUN_COLS,
+    RUN_COLS,
+)
 
 NOW = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
 REPOS = [f"acme/repo-{i:02d}" for i in range(50)]
@@ -70,11 +81,11 @@ def generate(n_calls: int):
             cost_run += micros
             tokens = [a + b for a, b in zip(tokens, usage, strict=True)]
             calls.append([run_id, s, at, at, "anthropic", "messages", model, model, *usage, micros, "ok", 200,
-                          True, 1, sum(usage[:4]), 850.0, f"fp{s}", None, None, True, 0, None])
+                          True, 1, sum(usage[:4]), 850.0, f"fp{s}", None, None, True, 0, None, False, None, 0])
         runs.append([run_id, start, start + timedelta(minutes=2), "allow", "completed", "acme", None, repo, "alice",
                      "review.yml", "pr-review", None, "pull_request", r % 500, "feature", None, "github",
-                     "protected-review", None, model, "{}", None, None, 0, None, True, CALLS_PER_RUN,
-                     CALLS_PER_RUN, cost_run, *tokens, 0, None])
+                     "protected-review", None, model, "{}", None, None, 0, None, True, None, CALLS_PER_RUN,
+                     CALLS_PER_RUN, cost_run, *tokens, 0, 0, None])
         for k in keys:
             run_keys.append([run_id, k.budget, k.scope_key, k.period_start, k.period_end])
             bucket = rollups.setdefault((k.budget, k.scope_key, k.period_start),
@@ -172,7 +183,58 @@ def contention(url: str, workers: int, seconds: float) -> dict:
             "p95_ms": round(pct(lat, 0.95), 2)}
 
 
-def bench_backend(name: str, url: str, n_calls: int, workers: int, seconds: float) -> dict:
+def export_bench(name: str, url: str, store, rounds: int, with_old: bool) -> dict:
+    """`ledger export` of the month against a plain SQL dump of the same rows, interleaved."""
+    import subprocess
+
+    from ci_guard.report.focus import focus_rows, write_focus_csv
+
+    month_start, month_end = period_bounds("month", "UTC", NOW)
+    cols = ", ".join([f"c.{c}" for c in EXPORT_CALL_COLS] + [f"r.{c}" for c in EXPORT_ROW_RUN_COLS])
+    out = Path(tempfile.mkdtemp(prefix="cig-export-"))
+    if name == "sqlite":
+        where = f"c.started_at >= '{store._ts(month_start)}' AND c.started_at < '{store._ts(month_end)}'"
+        sql = (f"SELECT {cols} FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where}"
+               " ORDER BY c.started_at, c.run_id, c.seq")
+        dump = ["sqlite3", "-csv", store.path, sql]
+    else:
+        where = f"c.started_at >= '{month_start.isoformat()}' AND c.started_at < '{month_end.isoformat()}'"
+        sql = (f"SELECT {cols} FROM {store.schema}.calls c JOIN {store.schema}.runs r ON r.run_id = c.run_id"
+               f" WHERE {where} ORDER BY c.started_at, c.run_id, c.seq")
+        dump = ["psql", store._conninfo, "-q", "-c", f"\\copy ({sql}) TO '{out / 'dump.csv'}' CSV"]
+    times: dict[str, list[float]] = {"dump": [], "export": []}
+    lines = {}
+    for i in range(rounds):
+        for which in (("dump", "export") if i % 2 == 0 else ("export", "dump")):
+            t0 = time.perf_counter()
+            if which == "dump":
+                with open(out / "dump.csv", "wb") as fh:
+                    subprocess.run(dump, check=True, stdout=fh if name == "sqlite" else subprocess.DEVNULL)
+            else:
+                subprocess.run([sys.executable, "-m", "ci_guard", "ledger", "export", "--ledger", url, "--month",
+                                f"{NOW:%Y-%m}", "-o", str(out / "focus.csv")], check=True, capture_output=True)
+            times[which].append(time.perf_counter() - t0)
+    for f in ("dump.csv", "focus.csv"):
+        with open(out / f, "rb") as fh:
+            lines[f] = sum(1 for _ in fh)
+    result = {"rounds": rounds, "dump_s": [round(t, 2) for t in times["dump"]],
+              "export_s": [round(t, 2) for t in times["export"]],
+              "ratio_p50": round(statistics.median(times["export"]) / statistics.median(times["dump"]), 2),
+              "rows_dump": lines["dump.csv"], "rows_export": lines["focus.csv"] - 1}
+    if with_old:
+        t0 = time.perf_counter()
+        with open(out / "old.csv", "w") as fh:
+            write_focus_csv(focus_rows(store.export_calls(month_start, month_end)), fh)
+        result["old_export_s"] = round(time.perf_counter() - t0, 2)
+        result["old_output_identical"] = (out / "old.csv").read_bytes() == (out / "focus.csv").read_bytes()
+    for f in out.iterdir():
+        f.unlink()
+    out.rmdir()
+    return result
+
+
+def bench_backend(name: str, url: str, n_calls: int, workers: int, seconds: float,
+                  export_rounds: int = 0, with_old: bool = False, only_export: bool = False) -> dict:
     store = open_ledger(url)
     t0 = time.perf_counter()
     data = generate(n_calls)
@@ -180,6 +242,12 @@ def bench_backend(name: str, url: str, n_calls: int, workers: int, seconds: floa
     t0 = time.perf_counter()
     (load_sqlite if name == "sqlite" else load_postgres)(store, data)
     load_s = time.perf_counter() - t0
+    del data
+    if only_export:
+        result = {"backend": name, "calls": n_calls, "load_s": round(load_s, 1),
+                  "export": export_bench(name, url, store, export_rounds, with_old)}
+        store.close()
+        return result
     ctx = RunContext(org="acme", repo=REPOS[7], agent="pr-review")
     status = store.budget_status(BUDGETS, ctx, NOW)
     assert status[0].spent_usd > 0, "the bench data did not land in the rollups"
@@ -192,13 +260,14 @@ def bench_backend(name: str, url: str, n_calls: int, workers: int, seconds: floa
                                    write=False), 3)
     store.close()
     return {
-        "backend": name, "calls": len(data[1]), "runs": len(data[0]), "generate_s": round(gen_s, 1),
+        "backend": name, "calls": n_calls, "generate_s": round(gen_s, 1),
         "load_s": round(load_s, 1),
         "budget_check_ms": {"p50": round(pct(check, 0.5), 3), "p95": round(pct(check, 0.95), 3),
                             "mean": round(statistics.mean(check), 3), "budgets": len(BUDGETS)},
         "month_report_ms": {"p50": round(pct(report, 0.5), 1), "max": round(max(report), 1)},
         "month_call_scan_ms": {"p50": round(pct(scan, 0.5), 1)},
         "contention": contention(url, workers, seconds),
+        **({"export": export_bench(name, url, open_ledger(url), export_rounds, with_old)} if export_rounds else {}),
     }
 
 
@@ -210,22 +279,42 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=8, help="processes racing for reservations")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the contention run")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ledger.json"))
+    parser.add_argument("--export-rounds", type=int, default=3, help="rounds of export vs plain dump (0: none)")
+    parser.add_argument("--with-old", action="store_true", help="also time the row-by-row export once")
+    parser.add_argument("--only-export", action="store_true", help="load, then time only the export")
     args = parser.parse_args()
+    extra = {"export_rounds": args.export_rounds, "with_old": args.with_old, "only_export": args.only_export}
     results = []
     for name in args.backends.split(","):
         if name == "sqlite":
             tmp = tempfile.mkdtemp(prefix="cig-bench-")
-            results.append(bench_backend(name, f"sqlite:///{tmp}/ledger.db", args.calls, args.workers, args.seconds))
+            results.append(bench_backend(name, f"sqlite:///{tmp}/ledger.db", args.calls, args.workers, args.seconds,
+                                         **extra))
         else:
             import psycopg
 
             schema = f"cig_bench_{os.getpid()}"
             try:
                 results.append(bench_backend(name, f"{args.pg}?schema={schema}", args.calls, args.workers,
-                                             args.seconds))
+                                             args.seconds, **extra))
             finally:
                 with psycopg.connect(args.pg, autocommit=True) as conn:
                     conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    for r in results:
+        if "export" in r:
+            e = r["export"]
+            print(f"{r['backend']}: ledger export of {e['rows_export']:,} calls "
+                  f"{' / '.join(f'{t:.1f}' for t in e['export_s'])} s, plain SQL dump of the same rows "
+                  f"{' / '.join(f'{t:.1f}' for t in e['dump_s'])} s ({e['rows_dump']:,} rows): "
+                  f"ratio of medians {e['ratio_p50']}"
+                  + (f"; row-by-row export before: {e['old_export_s']} s (identical output: "
+                     f"{e['old_output_identical']})" if "old_export_s" in e else ""))
+    if args.only_export:
+        results_only = {"command": " ".join(["python", "bench/bench_ledger.py", *sys.argv[1:]]),
+                        "measured_at": datetime.now(UTC).isoformat(), "load_avg": os.getloadavg(), "results": results}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results_only, indent=2) + "\n")
+        return 0
     print(f"{'backend':<9} {'calls':>9} {'load s':>7} {'check p50/p95 ms':>17} {'report ms':>10} "
           f"{'call scan ms':>13} {'reserve+settle/s':>17} {'p95 ms':>7}")
     for r in results:

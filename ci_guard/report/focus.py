@@ -210,14 +210,94 @@ def focus_value_pages(pages: Iterable[list[tuple[Any, ...]]]) -> Iterator[list[l
 
 
 def write_focus_csv_pages(pages: Iterable[list[tuple[Any, ...]]], out: IO[str]) -> int:
-    """:func:`write_focus_csv` of the ledger's export pages, byte for byte, a page at a time."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    """:func:`write_focus_csv` of the ledger's export pages, byte for byte, a page at a time.
+
+    Each line is built straight from the ledger's tuple by one template instead of a value list
+    and the csv module (five times slower on 48 columns): the constant columns are fixed text, the
+    run's columns are built once per run, and every value that can hold text from outside (model
+    names, repositories, run ids, the JSON columns) is quoted exactly as csv.writer's QUOTE_MINIMAL
+    would (memoised: a month repeats the same few models and endpoints).
+    """
+    from ci_guard.ledger.sqlstore import EXPORT_ROW_COLS
+
+    col = EXPORT_ROW_COLS.index
+    i_tokens, i_cost, i_status = col("input_tokens"), col("cost_micros"), col("status")
+    i_web, i_tier, i_ctx, i_saved, i_run = (col("web_searches"), col("service_tier"), col("context_json"),
+                                             col("context_saved_micros"), col("run_org"))
+    out.write(",".join(COLUMNS) + "\n")
+    quoted: dict[str | None, str] = {None: ""}
+    runs: dict[str, tuple[str, str, str, str, str]] = {}  # run id -> its columns
+    providers: dict[str, str] = {}
+    months: dict[tuple[int, int], str] = {}
+    second = timedelta(seconds=1)
     count = 0
-    for rows in focus_value_pages(pages):
-        writer.writerows([["" if v is None else v for v in row] for row in rows])
-        count += len(rows)
+
+    def q(text: str | None) -> str:
+        got = quoted.get(text)
+        if got is None:
+            got = quoted[text] = _csv_field(text)  # type: ignore[arg-type]
+        return got
+
+    for page in pages:
+        lines = []
+        for r in page:
+            run_id, seq, started, ended, provider, endpoint, requested, served = r[:8]
+            inp, cw, cw1h, cr, outp, reasoning = r[i_tokens:i_tokens + 6]
+            run = runs.get(run_id)
+            if run is None:
+                name, repo, tags, enforced = _run_columns(r[i_run:])
+                rid, qr = _csv_field(run_id), _csv_field(repo or "")
+                run = runs[run_id] = (f"{rid},{_csv_field(name or '')},CI agent run,{qr},{qr}", tags,
+                                      _csv_field(tags), enforced, rid)
+                if len(runs) > 20_000:  # calls come in time order: a run's calls are close together
+                    del runs[next(iter(runs))]
+            run_part, run_tags, quoted_tags, enforced, rid = run
+            prov = providers.get(provider)
+            if prov is None:
+                company, service = _PROVIDERS.get(provider) or (provider, f"{provider} API")
+                c = q(company)
+                prov = providers[provider] = (f"Tokens,,,Standard,{c},{c},{c},{c},{c},{q(service)},"
+                                              "AI and Machine Learning,Generative AI")
+            start = started.replace(microsecond=0) if started.tzinfo is UTC else as_utc(started).replace(microsecond=0)
+            ended = ended if ended.tzinfo is UTC else as_utc(ended)
+            end = ended.replace(microsecond=0) + second if ended.microsecond else ended
+            if end < start + second:
+                end = start + second
+            period = months.get((start.year, start.month))
+            if period is None:
+                bounds = period_bounds("month", "UTC", start)
+                period = months[(start.year, start.month)] = f"{format_time(bounds[0])},{format_time(bounds[1])}"
+            m = r[i_cost] or 0
+            cost = f"{m // 1_000_000}.{m % 1_000_000:06d}" if m >= 0 else _money(m)
+            tokens = inp + cw + cr + outp
+            model = served or requested
+            tier = r[i_tier]
+            ctx = r[i_ctx]
+            tags = quoted_tags if not ctx else _csv_field(_json({**json.loads(run_tags), **_context_tags_of(
+                json.loads(ctx), r[i_saved])}))
+            qm, qe = q(model), q(endpoint)
+            details = (f'""cache_read_tokens"":{cr},""cache_write_1h_tokens"":{cw1h},""cache_write_tokens"":{cw},'
+                       f'""input_tokens"":{inp},""output_tokens"":{outp},""reasoning_tokens"":{reasoning},'
+                       f'""service_tier"":{"null" if tier is None else _json(tier).replace(chr(34), chr(34) * 2)},'
+                       f'""web_searches"":{r[i_web]}')
+            desc = _csv_field(f"{model or 'unknown model'} {endpoint} call {seq} of CI agent run {run_id}")
+            lines.append(
+                f"{cost},{cost},{cost},{cost},USD,{q(provider)},,{period},{start.isoformat()[:19]}Z,"
+                f"{end.isoformat()[:19]}Z,Usage,,{desc},Usage-Based,{tokens},Tokens,{tokens},{prov},{run_part},"
+                f'{qm},{qe},"{{{details}}}",,,{tags},{rid},{seq},{q(r[i_status])},{qm},{q(requested)},{qe},'
+                f"{enforced}\n")
+        out.write("".join(lines))
+        count += len(page)
     return count
+
+
+def _csv_field(text: str) -> str:
+    """A CSV field as csv.writer writes it (QUOTE_MINIMAL, "\\n" line ends)."""
+    if '"' in text:
+        return '"' + text.replace('"', '""') + '"'
+    if "," in text or "\n" in text or "\r" in text:
+        return '"' + text + '"'
+    return text
 
 
 def write_focus_jsonl_pages(pages: Iterable[list[tuple[Any, ...]]], out: IO[str]) -> int:
@@ -266,4 +346,4 @@ def _money(micros: int | None) -> str:
 
 def _second(at: datetime) -> str:
     """:func:`format_time` of an aware UTC datetime with no microseconds, without strftime."""
-    return f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}Z"
+    return at.isoformat()[:19] + "Z"
