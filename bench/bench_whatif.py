@@ -97,7 +97,8 @@ def _row(cols: tuple[str, ...], values: dict) -> list:
 def generate(n_calls: int, policy_path: Path) -> tuple[list[list], list[list]]:
     policy = load_policy_file(policy_path)
     start = NOW - timedelta(days=DAYS)
-    n_runs = max(1, n_calls // CALLS_PER_RUN)
+    # enough runs that the allowed ones (denied runs make no calls) record at least n_calls calls
+    n_runs = max(1, -(-n_calls * 33 // (32 * CALLS_PER_RUN)))
     runs: list[list] = []
     calls: list[list] = []
     decisions: dict[tuple, object] = {}

@@ -19,7 +19,10 @@ def _clean_strings(record: Any) -> None:
             cleaned = clean(value)
             if cleaned is not value:
                 setattr(record, name, cleaned)
-        elif isinstance(value, dict):
+        elif isinstance(value, dict) and name != "inputs":
+            # (`inputs` is left alone: written from a cleaned RunContext as ASCII JSON, read back
+            # only through RunContext validation, which cleans again; walking it per run read made
+            # `what-if` over a month twice as slow)
             setattr(record, name, clean_any(value))
 
 # See ci_guard/meter/status.py for what each means.

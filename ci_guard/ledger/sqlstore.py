@@ -478,19 +478,21 @@ class SqlStore(AnalyticsMixin):
         rows = self._op(lambda tx: tx.all(sql, (self._ts(start), self._ts(end))), write=False)
         return [self._run_from(r) for r in rows]
 
-    def replay_calls(self, start: datetime, end: datetime) -> dict[str, list[tuple[Any, ...]]]:
+    def replay_calls(self, start: datetime, end: datetime,
+                     tokens: bool = True) -> dict[str, list[tuple[Any, ...]]]:
         """The calls of the allowed runs started in ``[start, end)``, as :data:`REPLAY_CALL_COLS` tuples
         grouped by run and in ``seq`` order: one read, no per-call objects (a month can hold a
-        million calls; `what-if` walks them as plain tuples)."""
-        cols = ", ".join(f"c.{c}" for c in REPLAY_CALL_COLS)
+        million calls; `what-if` walks them as plain tuples). Without ``tokens`` the tuples stop
+        before the columns only re-pricing reads (model, tier, tokens), which halves the read."""
+        cols = ", ".join(f"c.{c}" for c in _replay_cols(tokens))
         sql = (f"SELECT {cols} FROM calls c JOIN runs r ON r.run_id = c.run_id"
                " WHERE r.started_at >= ? AND r.started_at < ? AND r.decision = 'allow'")
         rows = self._op(lambda tx: tx.all(sql, (self._ts(start), self._ts(end))), write=False)
         return _grouped(rows)
 
-    def replay_calls_of(self, run_ids: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
+    def replay_calls_of(self, run_ids: Sequence[str], tokens: bool = True) -> dict[str, list[tuple[Any, ...]]]:
         """Like :meth:`replay_calls` for the given runs only (read by primary key, 500 runs a query)."""
-        cols = ", ".join(REPLAY_CALL_COLS)
+        cols = ", ".join(_replay_cols(tokens))
         rows: list[tuple[Any, ...]] = []
         ids = list(run_ids)
         for i in range(0, len(ids), 500):
@@ -585,6 +587,10 @@ def _json_or_none(text: str | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _replay_cols(tokens: bool) -> tuple[str, ...]:
+    return REPLAY_CALL_COLS if tokens else REPLAY_CALL_COLS[:REPLAY_CALL_COLS.index("model_served")]
 
 
 def _grouped(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:

@@ -23,6 +23,7 @@ from typing import Any
 from ci_guard.context.model import RunContext
 from ci_guard.policy.decision import BudgetStatus, Decision
 from ci_guard.secrets import redact
+from ci_guard.text import clean
 
 VERSION = 1
 MAX_STRING = 1000  # characters of one string (a PR title, a path)
@@ -82,7 +83,7 @@ def is_exact(inputs: dict[str, Any] | None) -> bool:
 
 def _clean(value: Any, path: str, truncated: list[str]) -> Any:
     if isinstance(value, str):
-        text = redact(value)
+        text = clean(redact(value))
         if len(text) > MAX_STRING:
             truncated.append(path)
             text = text[:MAX_STRING]

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from ci_guard.context.model import RunContext
@@ -40,12 +41,13 @@ from ci_guard.ledger.budgets import budget_spec, empty_status
 from ci_guard.ledger.records import RunRecord
 from ci_guard.ledger.sqlstore import MICROS, REPLAY_CALL_COLS, TOKEN_COLS, from_micros, to_micros
 from ci_guard.policy.decision import BudgetStatus, Decision, Limits
-from ci_guard.policy.inputs import budgets_from_inputs, context_from_inputs, is_exact, status_key
+from ci_guard.policy.inputs import budgets_from_inputs, context_from_inputs, status_key
 from ci_guard.policy.models import Policy
 from ci_guard.pricing.catalog import Catalog
 from ci_guard.pricing.cost import cost
 from ci_guard.pricing.usage import Usage
 
+_NO_LIMIT = 1 << 62  # stands for an absent limit in the replay loop
 # positions in a REPLAY_CALL_COLS row
 _C = {name: i for i, name in enumerate(REPLAY_CALL_COLS)}
 _SEQ, _TURN, _STATUS, _COST = _C["seq"], _C["is_turn"], _C["status"], _C["cost_micros"]
@@ -55,6 +57,15 @@ _MODEL, _PROVIDER, _TIER, _SEARCHES = _C["model_served"], _C["provider"], _C["se
 _TOKENS = _C[TOKEN_COLS[0]]
 
 BucketKey = tuple[str, str | None, str | None]  # (budget, scope key, period start ISO)
+Snapshot = dict[BucketKey, tuple[int, int]]  # bucket -> (spent, reserved) micros the live decision read
+
+
+def snapshot_micros(run: RunRecord) -> Snapshot:
+    """The budget statuses stored with ``run``, in micro-dollars (empty for older runs)."""
+    if not run.inputs:
+        return {}
+    read = budgets_from_inputs(run.inputs)
+    return {key: (to_micros(spent), to_micros(reserved)) for key, (spent, reserved) in read.items()}
 
 
 @dataclass
@@ -95,7 +106,7 @@ def run_context(run: RunRecord) -> tuple[RunContext, bool]:
     """The context to decide ``run`` with, and whether it is exactly what the live decision saw."""
     ctx = context_from_inputs(run.inputs) if run.inputs else None
     if ctx is not None:
-        return ctx, is_exact(run.inputs)
+        return ctx, not (run.inputs or {}).get("truncated")
     platform = run.platform if run.platform in ("github", "gitlab", "local") else "local"
     return RunContext(platform=platform, repo=run.repo, org=run.org, pr=run.pr, trigger=run.trigger,  # type: ignore[arg-type]
                       head_branch=run.branch, actor=run.user, team=run.team, agent=run.agent,
@@ -107,7 +118,7 @@ class _ReplaySource:
 
     def __init__(self, replayer: Replayer) -> None:
         self.r = replayer
-        self.snapshot: dict[BucketKey, tuple[Decimal, Decimal]] = {}
+        self.snapshot: Snapshot = {}
 
     def budget_status(self, budgets: Sequence[Any], ctx: RunContext, now: datetime) -> list[BudgetStatus]:
         out = []
@@ -166,7 +177,7 @@ class Replayer:
         self.bucket_spend: Counter[BucketKey] = Counter()  # replayed micros per bucket (the projection)
         self.bucket_limits: dict[BucketKey, tuple[str, Decimal, list[Decimal]]] = {}
         self._alerts = {b.name: b.alert_thresholds_usd() for b in policy.budgets}
-        self._specs = [budget_spec(b) for b in policy.budgets]
+        self._specs = [(spec, to_micros(spec.limit_usd)) for spec in map(budget_spec, policy.budgets)]
         self._bounds: dict[str, tuple[datetime, datetime, str]] = {}
         self._source = _ReplaySource(self)
         self._prices: dict[tuple[str, str | None], Any] = {}
@@ -174,6 +185,8 @@ class Replayer:
         self._cacheable = not cp.budget_refs
         self._fields = sorted(f for f in cp.refs if f not in ("all", "any", "not"))
         self._cache: dict[tuple[Any, ...], Decided] = {}
+        self._by_run: dict[str, Decided] = {}  # decided by needs_calls, used by replay
+        self.reprices = False  # some run is decided onto another model: calls need their tokens
 
     # -- the walk ------------------------------------------------------------------------------
     def before_window(self, run: RunRecord, ctx: RunContext) -> None:
@@ -192,11 +205,14 @@ class Replayer:
         if run.decision != "allow":
             return False
         if not self._cacheable:
+            self.reprices = True
             return True
-        d = self.decide(ctx, run.started_at, {})
+        d = self._by_run[run.run_id] = self.decide(ctx, run.started_at, {})
+        if d.allowed and d.model != run.model:
+            self.reprices = True
         return d.allowed and not (d.model == run.model and _same_limits(d.limits_json, run.limits))
 
-    def decide(self, ctx: RunContext, now: datetime, snapshot: dict[BucketKey, tuple[Decimal, Decimal]]) -> Decided:
+    def decide(self, ctx: RunContext, now: datetime, snapshot: Snapshot) -> Decided:
         from ci_guard.policy.compiled import Facts
         from ci_guard.policy.decide import evaluate
         from ci_guard.policy.engine import settle_no_pr
@@ -216,11 +232,15 @@ class Replayer:
             found = self._cache[key] = _decided(decide(self.policy, ctx, [], now))
         return found
 
-    def replay(self, run: RunRecord, ctx: RunContext, calls: Sequence[tuple[Any, ...]] | None,
+    def replay(self, run: RunRecord, ctx: RunContext, snapshot: Snapshot, calls: Sequence[tuple[Any, ...]] | None,
                fetch: Callable[[str], Sequence[tuple[Any, ...]]]) -> Outcome:
-        """Replay one run; ``calls`` None means not read yet (``fetch`` reads them when needed)."""
-        snapshot = budgets_from_inputs(run.inputs) if run.inputs else {}
-        decided = self.decide(ctx, run.started_at, snapshot)
+        """Replay one run; ``calls`` None means not read yet (``fetch`` reads them when needed).
+
+        ``snapshot`` is :func:`snapshot_micros` of the run (read once for both sides).
+        """
+        decided = self._by_run.pop(run.run_id, None) if self._cacheable else None
+        if decided is None:
+            decided = self.decide(ctx, run.started_at, snapshot)
         keys = self._keys(self._resolved(ctx), run.started_at)
         outcome = self._outcome(run, decided, keys, snapshot, calls, fetch)
         recorded = to_micros(run.cost_usd)
@@ -230,11 +250,10 @@ class Replayer:
             self.bucket_spend[key] += outcome.cost_micros
         return outcome
 
-    def spent(self, key: BucketKey, snapshot: dict[BucketKey, tuple[Decimal, Decimal]]) -> tuple[int, int]:
+    def spent(self, key: BucketKey, snapshot: Snapshot) -> tuple[int, int]:
         """(spent, reserved) micros of a bucket as this replay's decision of a run sees it."""
         if key in snapshot:
-            spent, reserved = snapshot[key]
-            base, held = to_micros(spent), to_micros(reserved)
+            base, held = snapshot[key]
         else:
             base, held = self.recorded_spend.get(key, 0), 0
         return base + self.delta.get(key, 0), held
@@ -249,7 +268,7 @@ class Replayer:
         from ci_guard.ledger.periods import period_bounds
 
         out = []
-        for spec in self._specs:
+        for spec, limit_micros in self._specs:
             scope_key = ctx.scope_key(spec.scope)
             if scope_key is None:
                 continue
@@ -260,12 +279,12 @@ class Replayer:
             key = (spec.name, scope_key, bounds[2])
             if key not in self.bucket_limits:
                 self.bucket_limits[key] = (bounds[1].isoformat(), spec.limit_usd, self._alerts.get(spec.name, []))
-            out.append((key, to_micros(spec.limit_usd)))
+            out.append((key, limit_micros))
         return out
 
     # -- one run -------------------------------------------------------------------------------
     def _outcome(self, run: RunRecord, d: Decided, keys: list[tuple[BucketKey, int]],
-                 snapshot: dict[BucketKey, tuple[Decimal, Decimal]], calls: Sequence[tuple[Any, ...]] | None,
+                 snapshot: Snapshot, calls: Sequence[tuple[Any, ...]] | None,
                  fetch: Callable[[str], Sequence[tuple[Any, ...]]]) -> Outcome:
         if not d.allowed:
             return Outcome(d.decision, d.rule, d.model, 0, 0)
@@ -293,7 +312,7 @@ class Replayer:
         return out
 
     def _reserve(self, d: Decided, keys: list[tuple[BucketKey, int]],
-                 snapshot: dict[BucketKey, tuple[Decimal, Decimal]]) -> tuple[int | None, str | None]:
+                 snapshot: Snapshot) -> tuple[int | None, str | None]:
         """(cost cap in micros, deny rule): the reservation `ci-guard run` makes (meter/lifecycle.py).
 
         The cap is the smaller of ``max_cost_usd`` and what the tightest budget has left; without a
@@ -359,61 +378,71 @@ def replay_calls(calls: Sequence[tuple[Any, ...]], decision: Decided, cap: int |
     """
     lim = decision.limits
     clamp = decision.on_cost_cap == "clamp"
+    # absent limits become unreachable ones: the loop runs once per recorded call of a month
+    max_turns = _NO_LIMIT if lim.max_turns is None else lim.max_turns
+    max_context = _NO_LIMIT if lim.max_context_tokens is None else lim.max_context_tokens
+    max_retries = _NO_LIMIT if lim.max_identical_retries is None else lim.max_identical_retries
+    max_tools = _NO_LIMIT if lim.max_tool_calls is None else lim.max_tool_calls
+    max_cost = _NO_LIMIT if cap is None else cap
     turns = tools = spent = made = 0
-    seen: Counter[Any] = Counter()
+    seen: dict[Any, int] = {}
     last_error: str | None = None
     same_errors = 0
     stop: str | None = None
     repriced = clamped = False
     for call in calls:
-        if call[_STATUS] == "refused":
+        status = call[_STATUS]
+        if status == "refused":
             continue  # refused by ci-guard in history: never reached the provider
-        if call[_TURN]:
-            if lim.max_turns is not None and turns >= lim.max_turns:
+        turn = call[_TURN]
+        if turn:
+            if turns >= max_turns:
                 stop = "max_turns"
                 break
-            if lim.max_context_tokens is not None and int(call[_CTX]) > lim.max_context_tokens:
+            if call[_CTX] > max_context:
                 stop = "max_context"
                 break
-            if lim.max_identical_retries is not None and seen[call[_FP]] > lim.max_identical_retries:
+            fingerprint = call[_FP]
+            if seen.get(fingerprint, 0) > max_retries:
                 stop = "retry_storm"
                 break
-        if cap is not None and spent >= cap:
+        if spent >= max_cost:
             stop = "max_cost"
             break
-        price = int(call[_COST])
+        price = call[_COST]
         if reprice is not None:
             new_price = reprice(call)
             repriced = repriced or new_price != price
             price = new_price
-        if cap is not None and spent + price > cap:
+        if spent + price > max_cost:
             # CapGuard clamps the call's output so its worst case fits (or refuses it): count what is left
             if not clamp:
                 stop = "max_cost"
                 break
-            price, clamped = cap - spent, True
-        if call[_TURN]:
-            seen[call[_FP]] += 1
+            price, clamped = max_cost - spent, True
+        if turn:
+            seen[fingerprint] = seen.get(fingerprint, 0) + 1
             turns += 1
         spent += price
         made += 1
-        tools += int(call[_TOOLS] or 0)
-        if cap is not None and spent >= cap:
+        tools += call[_TOOLS] or 0
+        if spent >= max_cost:
             stop = "max_cost"
             break
-        if lim.max_tool_calls is not None and tools > lim.max_tool_calls:
+        if tools > max_tools:
             stop = "max_tool_calls"
             break
-        signature = f"{call[_HTTP]} {call[_ERR] or ''}"[:200] if call[_STATUS] == "error" else None
-        if signature is None:
+        if status == "error":
+            signature = f"{call[_HTTP]} {call[_ERR] or ''}"[:200]
+            if signature == last_error:
+                same_errors += 1
+            else:
+                last_error, same_errors = signature, 1
+            if same_errors > max_retries:
+                stop = "retry_storm"
+                break
+        elif last_error is not None:
             last_error, same_errors = None, 0
-        elif signature == last_error:
-            same_errors += 1
-        else:
-            last_error, same_errors = signature, 1
-        if lim.max_identical_retries is not None and same_errors > lim.max_identical_retries:
-            stop = "retry_storm"
-            break
     total = sum(1 for c in calls if c[_STATUS] != "refused")
     if made == total and not clamped and recorded_stop is None:
         stop = None  # a cap reached by the last call changes nothing: the agent had finished anyway
@@ -423,8 +452,19 @@ def replay_calls(calls: Sequence[tuple[Any, ...]], decision: Decided, cap: int |
 def _same_limits(a: dict[str, Any], b: dict[str, Any] | None) -> bool:
     if not b:
         return False
-    keys = set(a) | set(b)
-    return all(_norm(a.get(k)) == _norm(b.get(k)) for k in keys)
+    try:
+        return _same_items(tuple(sorted(a.items())), tuple(sorted(b.items())))
+    except TypeError:  # an unhashable value in a stored limits object: compare it the slow way
+        return _compare(a, b)
+
+
+@lru_cache(maxsize=4096)
+def _same_items(a: tuple[tuple[str, Any], ...], b: tuple[tuple[str, Any], ...]) -> bool:
+    return _compare(dict(a), dict(b))
+
+
+def _compare(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(_norm(a.get(k)) == _norm(b.get(k)) for k in set(a) | set(b))
 
 
 def _norm(value: Any) -> Any:

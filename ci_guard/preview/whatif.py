@@ -20,7 +20,7 @@ from typing import Any
 from ci_guard.ledger.periods import period_bounds
 from ci_guard.ledger.records import RunRecord
 from ci_guard.ledger.sqlstore import from_micros
-from ci_guard.preview.replay import Outcome, Replayer, recorded_outcome, run_context
+from ci_guard.preview.replay import Outcome, Replayer, recorded_outcome, run_context, snapshot_micros
 
 RECORDED = "recorded history"
 MAX_LISTED = 50  # runs listed per section of the details
@@ -184,10 +184,11 @@ def what_if(store: Any, proposal_path: str, baseline_path: str | None, since: da
     # Read only the calls a replay needs: all of the period's in one query when many runs need
     # them, else those runs' by primary key; a run found to need them later reads its own.
     needed = [run.run_id for run in window if any(r.needs_calls(run, contexts[run.run_id][0]) for r in replayers)]
+    tokens = any(r.reprices for r in replayers)  # token columns only when some call is re-priced
     if len(needed) * 5 > len(window):
-        calls = store.replay_calls(since, until)
+        calls = store.replay_calls(since, until, tokens=tokens)
     else:
-        calls = store.replay_calls_of(needed) if needed else {}
+        calls = store.replay_calls_of(needed, tokens=tokens) if needed else {}
     needed_set = set(needed)
 
     def fetch(run_id: str) -> list[tuple[Any, ...]]:
@@ -203,8 +204,10 @@ def what_if(store: Any, proposal_path: str, baseline_path: str | None, since: da
                 r.before_window(run, ctx)
             continue
         run_calls = calls.get(run.run_id, [] if run.run_id in needed_set else None)
-        old = before.replay(run, ctx, run_calls, fetch) if before is not None else recorded_outcome(run, run_calls)
-        new = after.replay(run, ctx, calls.get(run.run_id, run_calls), fetch)
+        snapshot = snapshot_micros(run)
+        old = (before.replay(run, ctx, snapshot, run_calls, fetch) if before is not None
+               else recorded_outcome(run, run_calls))
+        new = after.replay(run, ctx, snapshot, calls.get(run.run_id, run_calls), fetch)
         _count(report, run, exact, old, new)
     report.budgets = _budgets(after, before)
     return report
