@@ -78,6 +78,10 @@ def run_step_summary(summary: RunSummary) -> str:
     ]
     if summary.stop_detail:
         rows += ["", _cell(summary.stop_detail)]
+    if summary.context_savings:
+        saved = summary.context_savings
+        rows += ["", f"Context policy saved ${_cell(saved.get('saved_usd'))}, {_cell(saved.get('share_pct'))}% of "
+                     f"this run ({_cell(saved.get('calls_changed'))} calls changed; {_cell(saved.get('method'))})."]
     if summary.status in ("denied", "skipped") and d.get("reason"):
         rows += ["", _cell(d.get("reason"))]
     return "\n".join(rows)

@@ -156,3 +156,14 @@ def test_openai_chat_is_pruned_but_never_given_cache_markers() -> None:
     assert "cache_control" not in json.dumps(seen)
     assert "[ci-guard:" in seen["messages"][2]["content"] and seen["messages"][4]["content"] == LOG
     assert calls[0].context["pruned_results"] == 1
+
+
+def test_the_step_summary_says_what_the_context_policy_saved() -> None:
+    from ci_guard.meter.outputs import run_step_summary
+    from ci_guard.meter.summary import RunSummary
+
+    summary = RunSummary(run_id="r", decision={"decision": "allow", "rule": "x"}, status="completed",
+                         context_savings={"saved_usd": "1.25", "share_pct": "62.5", "calls_changed": 4,
+                                          "method": "estimate"})
+    assert "Context policy saved $1.25, 62.5% of this run (4 calls changed; estimate)." in run_step_summary(summary)
+    assert "Context policy" not in run_step_summary(summary.model_copy(update={"context_savings": None}))
