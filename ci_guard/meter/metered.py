@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Mapping
@@ -132,6 +133,9 @@ class MeteredCall:
                 set_model=adapter.set_model, not_dearer=session.pricer.not_dearer)
             body, model, beta = done.body, done.model, done.beta
             changes = done.changes if done.changes.any() or done.changes.agent_caches else None
+            removed = done.changes.pruned_tokens + done.changes.cleared_tokens
+            if removed:  # the caps and the worst case judge what is sent, not what the agent sent
+                info = dataclasses.replace(info, estimated_input_tokens=max(0, info.estimated_input_tokens - removed))
         refusal = session.pricer.refusal(model)
         if refusal:
             raise Refusal("unpriced_model", refusal, model)

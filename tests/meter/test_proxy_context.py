@@ -8,7 +8,7 @@ from decimal import Decimal
 import httpx
 
 from ci_guard.meter.summary import context_savings
-from ci_guard.policy.decision import ContextPolicy, Route
+from ci_guard.policy.decision import ContextPolicy, Limits, Route
 from ci_guard.policy.models import ClearSpec, PruneSpec, RouteWhen
 from ci_guard.simulator.server import run_simulator
 from tests.meter.harness import REAL_KEY, echo_upstream, proxied
@@ -167,3 +167,15 @@ def test_the_step_summary_says_what_the_context_policy_saved() -> None:
                                           "method": "estimate"})
     assert "Context policy saved $1.25, 62.5% of this run (4 calls changed; estimate)." in run_step_summary(summary)
     assert "Context policy" not in run_step_summary(summary.model_copy(update={"context_savings": None}))
+
+
+def test_the_context_cap_judges_the_pruned_request_not_the_one_the_agent_sent() -> None:
+    body = session_turns(4)[3]  # three logs of ~52,000 tokens each (~166,000 in all); the newest stays whole
+    limits = Limits(max_context_tokens=80_000)
+    with echo_upstream() as up:
+        with proxied(up.url, limits=limits) as p:
+            refused = post(p, body)
+        with proxied(up.url, limits=limits, context_policy=ContextPolicy(prune_tool_results=PRUNE)) as p:
+            allowed = post(p, body)
+    assert refused.status_code == 400 and "max_context" in refused.text
+    assert allowed.status_code == 200 and len(up.requests) == 1
