@@ -9,7 +9,8 @@ Exit codes used by the CLI:
 * 0 -- success / allowed
 * 1 -- the policy denied or skipped the run (``check``), or a failed policy test
 * 2 -- invalid input: a bad policy, flag, context file, URL or argument
-* 3 -- the ledger or a forge could not be reached (and policy says that is fatal)
+* 3 -- infrastructure: the ledger or a forge could not be reached, a required key is missing
+  (`ci-guard run`/`start` exit 82 for these instead, beside 80 denied and 81 stopped)
 * 4 -- a budget reservation did not fit
 * 70 -- an unexpected internal error (the traceback is saved to a file, never printed)
 """
@@ -24,6 +25,7 @@ EXIT_INVALID = 2
 EXIT_UNAVAILABLE = 3
 EXIT_BUDGET = 4
 EXIT_INTERNAL = 70
+EXIT_RUN_INFRASTRUCTURE = 82  # `run`/`start`: what is 3 for other commands (80/81 are the agent's policy/caps)
 
 
 def shown(value: object) -> str:
@@ -140,3 +142,13 @@ class ForgeError(CiGuardError):
     """GitHub or GitLab refused or failed a request (comment, API lookup)."""
 
     exit_code = EXIT_UNAVAILABLE
+
+
+class MissingCredentialError(CiGuardError):
+    """A provider key the run needs is not set: fail before the agent starts (never echo a value)."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class LedgerNotFoundError(InvalidInputError):
+    """A read-only command found no ledger: none configured and none on disk (it never creates one)."""

@@ -29,7 +29,7 @@ def decide_options(func: F) -> F:
                      help='Budget statuses from JSON, e.g. {"org-monthly": {"spent_usd": "1700"}} (dry runs).'),
         click.option("--ledger", "ledger_url", metavar="URL", envvar="CI_GUARD_LEDGER",
                      help="Read budgets from this ledger (sqlite:///path.db or postgresql://...); default: "
-                          ".ci-guard/ledger.db when it exists."),
+                          "the default ledger file when it exists."),
         click.option("--now", callback=_parse_now, metavar="TIME",
                      help="Decide as if it were this ISO 8601 time (budget periods)."),
     ]

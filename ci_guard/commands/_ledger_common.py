@@ -34,7 +34,8 @@ def catalog_for(policy_path: str | None) -> Any:
 def ledger_option(func: F) -> F:
     return click.option("--ledger", "ledger_url", metavar="URL", envvar="CI_GUARD_LEDGER",
                         help="sqlite:///path.db or postgresql://user@host/db?schema=name "
-                             "(default: $CI_GUARD_LEDGER, else .ci-guard/ledger.db).")(func)
+                             "or an absolute path (default: $CI_GUARD_LEDGER, else $RUNNER_TEMP/ci-guard/ledger.db, "
+                             "else ~/.local/state/ci-guard/ledger.db).")(func)
 
 
 def format_option(func: F) -> F:

@@ -40,7 +40,7 @@ def status(policy_path: str, ledger_url: str | None, now: datetime | None, fmt: 
 
     policy = load_policy(policy_path)
     now = now or datetime.now(UTC)
-    store = open_ledger(ledger_url)
+    store = open_ledger(ledger_url, create=False)  # read-only: never creates one
     try:
         rows = [row for b in policy.budgets for row in budget_rows(store, b, now)]
     finally:

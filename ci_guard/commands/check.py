@@ -10,6 +10,7 @@ import click
 
 from ci_guard.commands._decide_flags import decide_options, run_decision
 from ci_guard.commands.options import context_options
+from ci_guard.errors import EXIT_UNAVAILABLE
 
 EPILOG = """\b
 Examples:
@@ -20,7 +21,8 @@ Examples:
 
 \b
 Exit status: 0 allowed, 1 denied or skipped, 2 invalid input (policy, flag or context file; an
-allowed model the price catalog cannot price).
+allowed model the price catalog cannot price), 3 the ledger could not be reached and
+enforcement.on_ledger_error is deny (infrastructure, not a decision).
 """
 
 
@@ -65,4 +67,17 @@ def check(policy_path: str, budget_snapshot: str | None, ledger_url: str | None,
         if not append_file("GITHUB_OUTPUT", redact(format_outputs(step_outputs(decision)))):
             click.echo("ci-guard: note: $GITHUB_OUTPUT is not set; step outputs not written", err=True)
         append_file("GITHUB_STEP_SUMMARY", redact(summary_markdown(decision)))
+    if decision.rule == "on_ledger_error":
+        # Infrastructure, not a policy decision: the ledger failed and on_ledger_error says deny.
+        click.echo("ci-guard: error: the ledger could not be reached (enforcement.on_ledger_error: deny); "
+                   "this is not a policy decision", err=True)
+        if fmt == "github":
+            click.echo(f"::error title=ci-guard ledger::{_annotation(decision.reason or 'the ledger failed')}")
+        return EXIT_UNAVAILABLE
     return 0 if decision.allowed else 1
+
+
+def _annotation(text: str) -> str:
+    from ci_guard.secrets import redact
+
+    return redact(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")

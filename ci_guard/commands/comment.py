@@ -13,7 +13,7 @@ from ci_guard.forges.base import BEHAVIORS
 @click.option("--policy", metavar="FILE", envvar="CI_GUARD_POLICY",
               help="Policy file; its `comment_template:` overrides the built-in template.")
 @click.option("--ledger", metavar="URL", help="Ledger with earlier runs of this PR/MR (default: $CI_GUARD_LEDGER, "
-                                              "or .ci-guard/ledger.db when it exists).")
+                                              "or the default ledger file when it exists).")
 @click.option("--no-ledger", is_flag=True, help="Show only the runs given with --summary.")
 @click.option("--platform", type=click.Choice(["github", "gitlab", "auto"]), default="auto", show_default=True)
 @click.option("--repo", metavar="R", help="owner/name (GitHub) or project id/path (GitLab); default: the run context.")

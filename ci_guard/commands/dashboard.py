@@ -42,7 +42,7 @@ def dashboard(ledger_url: str | None, month: str | None, period: str | None, sin
     chosen = resolve_period(month, period, since, until, policy_path, tz_name)
     policy = _policy(policy_path)
     previous = chosen.previous()
-    store = open_ledger(ledger_url)
+    store = open_ledger(ledger_url, create=False)  # read-only: never creates one
     try:
         board = build_dashboard(store.period_runs(chosen.start, chosen.end),
                                 store.period_runs(previous.start, previous.end, with_calls=False),

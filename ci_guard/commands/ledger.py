@@ -28,9 +28,10 @@ def ledger() -> None:
 
 
 def _open(url: str | None) -> Any:
+    """Open an existing ledger: these commands read (or annotate) it and never create one."""
     from ci_guard.ledger import open_ledger
 
-    return open_ledger(url)
+    return open_ledger(url, create=False)
 
 
 @ledger.command()

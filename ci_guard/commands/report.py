@@ -107,7 +107,7 @@ def report(ledger_url: str | None, month: str | None, period: str | None, since:
 
     dims = check_dimensions((by or group_by or "repo").split(","))
     chosen = resolve_period(month, period, since, until, policy_path, tz_name)
-    store = open_ledger(ledger_url)
+    store = open_ledger(ledger_url, create=False)  # read-only: never creates one
     try:
         result = load_report(store, chosen, dims)
     finally:

@@ -14,7 +14,8 @@ from ci_guard.commands.options import build_context, context_options
               envvar="CI_GUARD_POLICY", help="Policy file (YAML). Env: CI_GUARD_POLICY.")
 @context_options
 @click.option("--ledger", "ledger_url", metavar="URL", envvar="CI_GUARD_LEDGER",
-              help="Ledger URL: sqlite:///path.db (default .ci-guard/ledger.db) or postgresql://...")
+              help="Ledger URL: /abs/path.db, sqlite:///path.db or postgresql://... (default: "
+                   "$RUNNER_TEMP/ci-guard/ledger.db, else ~/.local/state/ci-guard/ledger.db).")
 @click.option("--budget-snapshot", metavar="FILE", help="Read remaining budgets from a JSON snapshot (dry runs).")
 @click.option("--preset", type=click.Choice(["auto", "claude-code", "codex", "none"]), default="auto",
               show_default=True, help="Adapt the command for a known agent CLI (auto: by program name).")
@@ -42,8 +43,9 @@ def run(policy_path: str, ledger_url: str | None, budget_snapshot: str | None, p
     to the ledger as it ends; when a cap is hit the call is refused and the agent is stopped.
 
     \b
-    Exit codes: the agent's own; 80 when the policy denied or skipped the run; 81 when a cap
-    stopped the agent; 2 for invalid input.
+    Exit codes: the agent's own; 80 when the policy (or a budget) denied or skipped the run; 81
+    when a cap stopped the agent; 82 for an infrastructure failure (ledger unreachable or
+    misconfigured, a required provider key missing); 2 for invalid input; 70 internal error.
 
     \b
     Examples:
@@ -62,7 +64,18 @@ def run(policy_path: str, ledger_url: str | None, budget_snapshot: str | None, p
         upstreams=upstreams_from_env(env, anthropic_upstream, openai_upstream), grace_s=grace_s,
         strip_env=strip_env,
     )
-    outcome = run_agent(request)
+    from ci_guard.errors import EXIT_RUN_INFRASTRUCTURE, EXIT_UNAVAILABLE, CiGuardError
+
+    try:
+        outcome = run_agent(request)
+    except CiGuardError as exc:
+        if exc.exit_code == EXIT_UNAVAILABLE:  # infrastructure (ledger, missing key, proxy): its own code
+            exc.exit_code = EXIT_RUN_INFRASTRUCTURE
+            if fmt == "github":
+                from ci_guard.meter.outputs import annotation
+
+                click.echo(f"::error title=ci-guard infrastructure::{annotation(exc.render())}")
+        raise
     if fmt == "github":
         emit_github_run_outputs(outcome.summary, summary_path)
     return outcome.exit_code

@@ -32,24 +32,33 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
     refused at the proxy; the runtime cap refuses calls after the deadline.
 
     \b
-    Exit codes: 0 allowed and started; 80 denied or skipped by policy; 2 invalid input.
+    Exit codes: 0 allowed and started; 80 denied or skipped by policy or budget; 82 infrastructure
+    failure (ledger unreachable or misconfigured, required provider key missing); 2 invalid input.
 
     \b
     Examples:
       ci-guard start --policy ci-guard.yml --agent pr-review --format github
       eval "$(ci-guard start --policy ci-guard.yml --format shell)"; claude -p "..."; ci-guard stop
     """
+    from ci_guard.errors import EXIT_RUN_INFRASTRUCTURE, EXIT_UNAVAILABLE, CiGuardError
     from ci_guard.meter import detached
     from ci_guard.meter.outputs import write_github_outputs
     from ci_guard.meter.runner import EXIT_POLICY_REFUSED
     from ci_guard.meter.upstreams import upstreams_from_env
 
     context = build_context(**context_flags)
-    started = detached.start(
-        policy_path=policy_path, context=context, ledger_url=ledger_url, budget_snapshot=budget_snapshot,
-        upstreams=upstreams_from_env(dict(os.environ), anthropic_upstream, openai_upstream),
-        state_path=state_path or detached.default_state_path(), quiet=quiet,
-    )
+    try:
+        started = detached.start(
+            policy_path=policy_path, context=context, ledger_url=ledger_url, budget_snapshot=budget_snapshot,
+            upstreams=upstreams_from_env(dict(os.environ), anthropic_upstream, openai_upstream),
+            state_path=state_path or detached.default_state_path(), quiet=quiet,
+        )
+    except CiGuardError as exc:
+        if exc.exit_code == EXIT_UNAVAILABLE:  # infrastructure (ledger, missing key, proxy): 82, as for `run`
+            exc.exit_code = EXIT_RUN_INFRASTRUCTURE
+            if fmt == "github":
+                click.echo(f"::error title=ci-guard infrastructure::{_annotation(exc.render())}")
+        raise
     d = started.decision
     env = started.agent_env()
     if fmt == "github":
@@ -68,6 +77,12 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
         for name, value in env.items():
             click.echo(f"export {name}={shlex.quote(value)}")
     if started.refused_summary is not None:
+        if started.refused_summary.status == "error":  # the ledger, not the policy
+            detail = started.refused_summary.stop_detail or ""
+            click.echo(f"ci-guard: error: {detail}", err=True)
+            if fmt == "github":
+                click.echo(f"::error title=ci-guard ledger::{_annotation(detail)}")
+            return EXIT_RUN_INFRASTRUCTURE
         click.echo(f"ci-guard: {d.decision} by rule {d.rule!r}: {d.reason or ''}", err=True)
         return EXIT_POLICY_REFUSED
     if fmt == "text":
@@ -83,3 +98,9 @@ def _append_env(env: dict[str, str]) -> None:
     with open(path, "a", encoding="utf-8") as fh:
         for name, value in env.items():
             fh.write(f"{name}={value}\n")
+
+
+def _annotation(text: str) -> str:
+    from ci_guard.secrets import redact
+
+    return redact(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")

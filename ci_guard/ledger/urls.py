@@ -1,6 +1,7 @@
 """Ledger URLs: which backend, where, and a printable form with no password in it.
 
-* ``sqlite:///relative/path.db`` (relative to the working directory), ``sqlite:////abs/path.db``
+* ``sqlite:///relative/path.db`` (relative to the working directory, whose directory must exist),
+  ``sqlite:////abs/path.db`` or just ``/abs/path.db`` (directories are created)
 * ``postgresql://user:password@host:5432/db?schema=ci_guard`` (``postgres://`` too); ``schema``
   is ci-guard's own parameter and names the PostgreSQL schema of the tables (default ``ci_guard``);
   every other parameter goes to libpq unchanged (``sslmode``, ``connect_timeout``, ...).
@@ -31,12 +32,14 @@ class LedgerURL:
 
 def parse_ledger_url(url: str) -> LedgerURL:
     url = url.strip()
+    if url.startswith("/"):  # a plain absolute path: a SQLite file
+        return LedgerURL(backend="sqlite", redacted=url, path=url)
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
         return _sqlite(url)
     if scheme in ("postgresql", "postgres"):
         return _postgres(url)
-    raise _bad(url, "expected sqlite:///path.db or postgresql://user@host:port/db[?schema=name]")
+    raise _bad(url, "expected an absolute path, sqlite:///path.db or postgresql://user@host:port/db[?schema=name]")
 
 
 def redact_url(url: str) -> str:

@@ -35,7 +35,7 @@ from ci_guard.meter.recorder import open_recorder
 from ci_guard.meter.session import MeterSession, new_run_token
 from ci_guard.meter.status import FinalStatus, final_status
 from ci_guard.meter.summary import RunSummary
-from ci_guard.meter.upstreams import Upstreams, upstreams_from_env
+from ci_guard.meter.upstreams import Upstreams, require_keys, upstreams_from_env
 from ci_guard.policy.decision import Decision
 from ci_guard.secrets import register
 
@@ -99,6 +99,12 @@ def start(*, policy_path: str, context: RunContext, ledger_url: str | None, budg
         _write_json_atomic(state, {"run_id": prepared.run_id, "refused": True,
                                    "summary": prepared.refused_summary.to_json()})
         return Started(str(state), prepared.run_id, prepared.decision, None, None, prepared.refused_summary)
+    try:
+        require_keys(upstreams, model=prepared.decision.model,
+                     model_provider=prepared.pricer.provider_of(prepared.decision.model) if prepared.pricer else None)
+    except BaseException:
+        lifecycle.abandon_run(prepared.ledger_url, prepared.run_id)
+        raise
     token = new_run_token()
     register(token)
     # The state file is readable by the agent (CI_GUARD_STATE): it names the ledger without its

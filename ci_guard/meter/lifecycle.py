@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from ci_guard.context.model import RunContext
@@ -29,12 +28,13 @@ from ci_guard.policy.decision import Decision
 from ci_guard.policy.inputs import decision_inputs
 from ci_guard.secrets import redact
 
-DEFAULT_LEDGER_URL = "sqlite:///.ci-guard/ledger.db"
-
 
 def resolve_ledger_url(url: str | None, environ: dict[str, str] | None = None) -> str:
+    """The ledger URL in force: the flag, ``$CI_GUARD_LEDGER``, else the default outside the checkout."""
+    from ci_guard.ledger import default_url
+
     env = os.environ if environ is None else environ
-    return url or env.get("CI_GUARD_LEDGER") or DEFAULT_LEDGER_URL
+    return url or env.get("CI_GUARD_LEDGER") or default_url(env)
 
 
 @dataclass
@@ -58,6 +58,9 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
     run_id = run_id or new_run_id()
     policy = load_policy(policy_path)
     url = resolve_ledger_url(ledger_url)
+    if not (ledger_url or os.environ.get("CI_GUARD_LEDGER")):
+        live.info(f"no ledger configured (--ledger / CI_GUARD_LEDGER): using the local default {url} "
+                  f"(budgets are shared only by jobs that use the same ledger)")
     store, ledger_problem = _open_store(open_ledger, url)
     if store is not None:
         _replay_earlier_spills(store)
@@ -66,12 +69,19 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
         decision = evaluate(policy, context, budget_source=source, now=now)
         if ledger_problem and decision.allowed:
             decision = _apply_ledger_error(decision, ledger_problem)
+            if decision.allowed:  # on_ledger_error: allow -- say loudly that it was the ledger
+                live.warn(f"the ledger could not be reached; the run goes on unrecorded "
+                          f"(enforcement.on_ledger_error: allow): {ledger_problem}")
         inputs = decision_inputs(context, decision, now)
         if not decision.allowed:
             summary = _refused(run_id, decision, now)
             if store is not None:
                 _record_refused(store, summary, decision, now, inputs)
-            live.info(f"run refused by policy: {decision.decision} ({decision.rule}): {decision.reason or ''}")
+            if summary.status == "error":
+                live.info(f"run not started: the ledger could not be reached and enforcement.on_ledger_error "
+                          f"is deny: {ledger_problem or decision.reason or ''}")
+            else:
+                live.info(f"run refused by policy: {decision.decision} ({decision.rule}): {decision.reason or ''}")
             return PreparedRun(run_id, decision, url if store else None, refused_summary=summary)
         reserved = None
         if store is not None:
@@ -141,8 +151,6 @@ def _release(store: Any, run_id: str) -> None:
 
 def _open_store(open_ledger: Any, url: str) -> tuple[Any, str | None]:
     try:
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         return open_ledger(url), None
     except LedgerError as exc:
         return None, redact(exc.render())
@@ -237,6 +245,11 @@ def _run_record(run_id: str, decision: Decision, now: datetime, status: str,
 
 
 def _refused(run_id: str, decision: Decision, now: datetime) -> RunSummary:
+    if decision.rule == "on_ledger_error":
+        # Infrastructure, not policy: the ledger failed and enforcement.on_ledger_error says deny.
+        return RunSummary(run_id=run_id, decision=decision.as_json(), status="error", stop_reason="ledger_error",
+                          stop_detail=f"the ledger could not be reached: {decision.reason or ''}",
+                          started_at=now.isoformat(), ended_at=now.isoformat())
     status = "skipped" if decision.decision == "skip" else "denied"
     return RunSummary(run_id=run_id, decision=decision.as_json(), status=status,
                       started_at=now.isoformat(), ended_at=now.isoformat())

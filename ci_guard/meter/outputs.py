@@ -92,9 +92,16 @@ def _cell(value: object) -> str:
     return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace("@", "@\u200d")
 
 
+def annotation(text: str) -> str:
+    """``text`` made safe for a workflow command's message (redacted, one line)."""
+    return redact(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
 def emit_github_run_outputs(summary: RunSummary, summary_path: str | None) -> None:
     write_github_outputs(run_outputs(summary, summary_path))
     append_step_summary(run_step_summary(summary))
+    if summary.status == "error" and summary.stop_reason == "ledger_error":
+        print(f"::error title=ci-guard ledger::{annotation(summary.stop_detail or 'the ledger failed')}", flush=True)
     if summary.status in ("no_calls", "failed") and summary.stop_detail:
         title = "ci-guard: no metered call" if summary.status == "no_calls" else "ci-guard: agent failed"
         kind = "warning" if summary.status == "no_calls" else "error"

@@ -29,6 +29,11 @@ class CatalogPricer:
         catalog = load_catalog(getattr(policy, "pricing", None), base)
         return cls(catalog, getattr(decision, "model", None))
 
+    def provider_of(self, model: str | None) -> str | None:
+        """The provider whose API serves ``model`` (from the catalog), or None when unknown."""
+        found = self.catalog.find(model) if model else None
+        return found[0].provider if found else None
+
     def _resolve(self, model: str | None) -> PriceResolution:
         if model not in self._cache:
             self._cache[model] = self.catalog.resolve(model)

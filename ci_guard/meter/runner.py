@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ci_guard.context.model import RunContext
-from ci_guard.errors import InvalidInputError
+from ci_guard.errors import EXIT_RUN_INFRASTRUCTURE, InvalidInputError
 from ci_guard.meter import lifecycle, loop
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.hardening import make_undumpable
@@ -25,13 +25,15 @@ from ci_guard.meter.session import MeterSession, new_run_token
 from ci_guard.meter.status import FinalStatus, final_status
 from ci_guard.meter.summary import RunSummary
 from ci_guard.meter.supervisor import AgentExit, Supervisor, agent_exit_status
-from ci_guard.meter.upstreams import Upstreams, missing_credentials
+from ci_guard.meter.upstreams import Upstreams, missing_credentials, require_keys
 from ci_guard.secrets import register
 
 # Documented exit codes of `ci-guard run` (besides the agent's own).
 EXIT_POLICY_REFUSED = 80  # the policy denied or skipped the run, or its budget did not fit
 EXIT_CAP_STOPPED = 81  # a cap stopped the agent
-EXIT_INFRASTRUCTURE = 82  # ci-guard's infrastructure failed (the ledger mid-run, with on_ledger_error: deny)
+# ci-guard's infrastructure failed: the ledger (at start, or mid-run with on_ledger_error: deny), a missing
+# provider key, an unreachable proxy; never a policy decision (80) or a cap (81).
+EXIT_INFRASTRUCTURE = EXIT_RUN_INFRASTRUCTURE
 
 
 @dataclass
@@ -78,13 +80,26 @@ def run_agent(req: RunRequest) -> RunOutcome:
     _check_command(req.command, env, req.cwd)
     make_undumpable()  # the agent, a child of ours, must not read our environment through /proc
     live = LiveLog(quiet=req.quiet)
+    preset = detect_preset(req.command) if req.preset == "auto" else req.preset
+    require_keys(req.upstreams, preset=preset)  # before anything is decided or reserved
     prepared = lifecycle.prepare_run(
         policy_path=req.policy_path, context=req.context, ledger_url=req.ledger_url,
         budget_snapshot=req.budget_snapshot, now=req.now, live=live,
     )
     if prepared.refused_summary is not None:
-        lifecycle.write_summary(prepared.refused_summary, req.summary_path)
-        return RunOutcome(prepared.refused_summary, EXIT_POLICY_REFUSED)
+        summary = prepared.refused_summary
+        lifecycle.write_summary(summary, req.summary_path)
+        if summary.status == "error":  # the ledger, not the policy
+            live.warn(summary.stop_detail or "the ledger could not be reached")
+            return RunOutcome(summary, EXIT_INFRASTRUCTURE)
+        return RunOutcome(summary, EXIT_POLICY_REFUSED)
+    try:
+        require_keys(req.upstreams, model=prepared.decision.model,
+                     model_provider=prepared.pricer.provider_of(prepared.decision.model) if prepared.pricer else None)
+    except BaseException:
+        prepared.recorder.close()
+        lifecycle.abandon_run(prepared.ledger_url, prepared.run_id)
+        raise
     return loop.run(_run_async(req, prepared, env, live))
 
 

@@ -96,3 +96,35 @@ def missing_credentials(ups: Upstreams) -> list[str]:
     if ups.openai.rstrip("/") == DEFAULT_OPENAI_UPSTREAM and not ups.openai_api_key:
         missing.append("OpenAI (set OPENAI_API_KEY for ci-guard)")
     return missing
+
+
+PRESET_PROVIDERS = {"claude-code": "anthropic", "codex": "openai"}
+
+
+def missing_key(ups: Upstreams, provider: str | None) -> str | None:
+    """The environment variable(s) to set when ``provider``'s public upstream has no key, else None.
+
+    Only the names: a key's value is never part of a message.
+    """
+    if provider == "anthropic" and ups.anthropic.rstrip("/") == DEFAULT_ANTHROPIC_UPSTREAM \
+            and not (ups.anthropic_api_key or ups.anthropic_auth_token):
+        return "ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN)"
+    if provider == "openai" and ups.openai.rstrip("/") == DEFAULT_OPENAI_UPSTREAM and not ups.openai_api_key:
+        return "OPENAI_API_KEY"
+    return None
+
+
+def require_keys(ups: Upstreams, *, preset: str | None = None, model: str | None = None,
+                 model_provider: str | None = None) -> None:
+    """Fail before the agent starts when the preset's or the decided model's provider has no key."""
+    from ci_guard.errors import MissingCredentialError
+
+    if preset in PRESET_PROVIDERS:
+        env = missing_key(ups, PRESET_PROVIDERS[preset])
+        if env:
+            raise MissingCredentialError(f"preset {preset} needs a {PRESET_PROVIDERS[preset]} key and none is set: "
+                                         f"set {env} for ci-guard (the agent gets a per-run token instead)")
+    env = missing_key(ups, model_provider)
+    if env:
+        raise MissingCredentialError(f"the decided model {model} needs a {model_provider} key and none is set: "
+                                     f"set {env} for ci-guard (the agent gets a per-run token instead)")

@@ -22,7 +22,6 @@ from ci_guard.policy.snapshot import zero_statuses
 if TYPE_CHECKING:
     from ci_guard.policy.budget_source import BudgetSource
 
-DEFAULT_LEDGER_FILE = Path(".ci-guard/ledger.db")
 NO_SOURCE_NOTE = "no budget source (no --budget-snapshot, no ledger): budgets show nothing spent"
 
 
@@ -91,8 +90,11 @@ def open_budget_source(snapshot_path: str | None, ledger_url: str | None,
         return SnapshotBudgetSource(snapshot_path)
     env = os.environ if environ is None else environ
     url = ledger_url or env.get("CI_GUARD_LEDGER")
-    if not url and DEFAULT_LEDGER_FILE.is_file():
-        url = f"sqlite:///{DEFAULT_LEDGER_FILE}"
+    if not url:
+        from ci_guard.ledger import default_ledger_path
+
+        default = default_ledger_path(env)
+        url = f"sqlite:///{default}" if default.is_file() else None
     if not url:
         return None
     try:

@@ -24,8 +24,6 @@ from ci_guard.report.render import MAX_CHARS, RenderedComment, render_comment
 from ci_guard.secrets import redact
 from ci_guard.text import clean_any
 
-DEFAULT_LEDGER_FILE = Path(".ci-guard/ledger.db")
-
 
 @dataclass
 class CommentOptions:
@@ -133,15 +131,18 @@ def history(opts: CommentOptions, repo: str | None, pr: int | None, env: dict[st
             warn: Callable[[str], None]) -> list[RunSummary]:
     """Earlier runs of this PR/MR from the ledger; a ledger problem only costs the history."""
     url = None if opts.no_ledger else (opts.ledger or env.get("CI_GUARD_LEDGER"))
-    if not url and not opts.no_ledger and not opts.ledger and DEFAULT_LEDGER_FILE.is_file():
-        url = f"sqlite:///{DEFAULT_LEDGER_FILE}"
+    if not url and not opts.no_ledger and not opts.ledger:
+        from ci_guard.ledger import default_ledger_path
+
+        default = default_ledger_path(env)
+        url = f"sqlite:///{default}" if default.is_file() else None
     if not url or repo is None or pr is None:
         return []
     try:
         from ci_guard.ledger import open_ledger
         from ci_guard.report.history import summaries_for_pr
 
-        store = open_ledger(url)
+        store = open_ledger(url, create=False)
         try:
             return summaries_for_pr(store, repo, pr)
         finally:

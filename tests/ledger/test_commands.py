@@ -58,9 +58,36 @@ def test_budget_status_json(seeded, capsys):
 
 def test_budget_status_text_lists_unseen_budgets(seeded, capsys, tmp_path):
     _, policy = seeded
+    open_ledger(f"sqlite:///{tmp_path}/empty.db").close()  # an empty ledger (a new one) ...
     code, out, _ = run_cli(capsys, "budget", "status", "--policy", policy, "--ledger",
                            f"sqlite:///{tmp_path}/empty.db")
     assert code == 0 and "(none yet)" in out and "$100.00" in out
+
+
+def test_read_only_commands_never_create_a_ledger(seeded, tmp_path, monkeypatch):
+    """With none configured and none on disk they say so and exit 2 (never an empty ledger reporting $0)."""
+    import os
+    import subprocess
+    import sys
+
+    _, policy = seeded
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "CI_GUARD_LEDGER"}
+    env.update(RUNNER_TEMP=str(tmp_path / "runner"), XDG_STATE_HOME=str(tmp_path / "state"))
+    commands = [["budget", "status", "--policy", policy], ["ledger", "runs"], ["ledger", "calls"],
+                ["ledger", "report"], ["ledger", "export", "-o", str(tmp_path / "f.csv")],
+                ["ledger", "dashboard", "-o", str(tmp_path / "d.html")], ["report"]]
+    for argv in commands:
+        proc = subprocess.run([sys.executable, "-m", "ci_guard", *argv], cwd=checkout, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert "no ledger configured" in proc.stderr and "never create" in proc.stderr, argv
+        missing = subprocess.run([sys.executable, "-m", "ci_guard", *argv, "--ledger", f"sqlite:///{tmp_path}/no.db"],
+                                 cwd=checkout, env=env, capture_output=True, text=True, timeout=60)
+        assert missing.returncode == 2 and "does not exist" in missing.stderr, (argv, missing.stderr)
+    assert list(checkout.iterdir()) == [] and not (tmp_path / "runner").exists()
+    assert not (tmp_path / "no.db").exists() and not (tmp_path / "f.csv").exists()
 
 
 def test_ledger_runs_calls_outcome(seeded, capsys):

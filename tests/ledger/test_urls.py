@@ -3,13 +3,15 @@ from __future__ import annotations
 import pytest
 
 from ci_guard.errors import InvalidInputError, LedgerUnavailableError
-from ci_guard.ledger import DEFAULT_URL, ledger_url, open_ledger
+from ci_guard.ledger import default_url, ledger_url, open_ledger
 from ci_guard.ledger.urls import parse_ledger_url, redact_url
 
 
 def test_sqlite_relative_and_absolute_paths():
     assert parse_ledger_url("sqlite:///.ci-guard/ledger.db").path == ".ci-guard/ledger.db"
     assert parse_ledger_url("sqlite:////var/lib/ci/ledger.db").path == "/var/lib/ci/ledger.db"
+    plain = parse_ledger_url("/var/lib/ci/ledger.db")  # a plain absolute path is a SQLite file
+    assert (plain.backend, plain.path) == ("sqlite", "/var/lib/ci/ledger.db")
 
 
 def test_postgres_schema_default_custom_and_invalid():
@@ -51,18 +53,53 @@ def test_unwritable_sqlite_path_is_unavailable(tmp_path):
         open_ledger(f"sqlite:///{blocker}/ledger.db")
 
 
-def test_url_resolution_order(monkeypatch):
+def test_url_resolution_order(monkeypatch, tmp_path):
     monkeypatch.delenv("CI_GUARD_LEDGER", raising=False)
-    assert ledger_url() == DEFAULT_URL == "sqlite:///.ci-guard/ledger.db"
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "runner-temp"))
+    assert ledger_url() == default_url() == f"sqlite:///{tmp_path}/runner-temp/ci-guard/ledger.db"
     monkeypatch.setenv("CI_GUARD_LEDGER", "sqlite:////tmp/env.db")
     assert ledger_url() == "sqlite:////tmp/env.db"
     assert ledger_url("sqlite:///flag.db") == "sqlite:///flag.db"
 
 
-def test_default_ledger_is_created_in_working_directory(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_the_default_ledger_is_outside_the_checkout(tmp_path, monkeypatch):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    monkeypatch.chdir(checkout)
     monkeypatch.delenv("CI_GUARD_LEDGER", raising=False)
-    store = open_ledger()
-    store.close()
-    assert (tmp_path / ".ci-guard" / "ledger.db").is_file()
-    assert store.url == DEFAULT_URL
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "runner-temp"))  # GitHub: one per job, every step
+    open_ledger().close()
+    assert (tmp_path / "runner-temp" / "ci-guard" / "ledger.db").is_file()
+    monkeypatch.delenv("RUNNER_TEMP")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # GitLab, a laptop
+    open_ledger().close()
+    assert (tmp_path / "state" / "ci-guard" / "ledger.db").is_file()
+    assert list(checkout.iterdir()) == []  # nothing in the agent's working directory
+
+
+def test_a_relative_sqlite_path_never_creates_directories_in_the_checkout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInputError) as info:
+        open_ledger("sqlite:///nonexistent/dir/l.db")
+    text = info.value.render()
+    assert "relative to the working directory" in text and "sqlite:////nonexistent/dir/l.db" in text
+    assert not (tmp_path / "nonexistent").exists()
+    (tmp_path / "here").mkdir()
+    open_ledger("sqlite:///here/l.db").close()  # an existing directory is fine
+    open_ledger(f"{tmp_path}/abs/dir/l.db").close()  # absolute paths (plain or sqlite:////) create theirs
+    open_ledger(f"sqlite:///{tmp_path}/abs2/l.db").close()
+    assert (tmp_path / "here" / "l.db").is_file() and (tmp_path / "abs" / "dir" / "l.db").is_file()
+    assert (tmp_path / "abs2" / "l.db").is_file()
+
+
+def test_read_only_opening_never_creates_a_ledger(tmp_path, monkeypatch):
+    from ci_guard.errors import EXIT_INVALID, LedgerNotFoundError
+
+    monkeypatch.delenv("CI_GUARD_LEDGER", raising=False)
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    with pytest.raises(LedgerNotFoundError, match="no ledger configured") as info:
+        open_ledger(create=False)
+    assert info.value.exit_code == EXIT_INVALID
+    with pytest.raises(LedgerNotFoundError, match="the file does not exist"):
+        open_ledger(f"sqlite:///{tmp_path}/x/l.db", create=False)
+    assert list(tmp_path.iterdir()) == []
