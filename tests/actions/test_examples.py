@@ -68,8 +68,14 @@ def test_budget_report_writes_the_job_summary(tmp_path: Path) -> None:
     shutil.copy(ROOT / "policies" / "default.yml", tmp_path / ".github" / "ci-guard.yml")
     summary = tmp_path / "summary.md"
     step = _step("budget-report.yml", "Budget status")
-    proc = _bash(step["run"], tmp_path, {"CI_GUARD_LEDGER": f"sqlite:///{tmp_path}/ledger.db",
-                                         "GITHUB_STEP_SUMMARY": str(summary)})
+    env = {"CI_GUARD_LEDGER": f"sqlite:///{tmp_path}/ledger.db", "GITHUB_STEP_SUMMARY": str(summary)}
+    proc = _bash(step["run"], tmp_path, env)
+    # A wrong or missing ledger is an error, never a clean "$0 spent" report from a new empty file.
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and not (tmp_path / "ledger.db").exists()
+    from ci_guard.ledger import open_ledger
+
+    open_ledger(env["CI_GUARD_LEDGER"]).close()
+    proc = _bash(step["run"], tmp_path, env)
     assert proc.returncode == 0, proc.stderr
     text = summary.read_text()
     assert text.startswith("## AI agent budgets") and "org-monthly" in text
