@@ -133,6 +133,24 @@ class AnalyticsMixin:
 
         self._op(write)
 
+    # --- alerts -----------------------------------------------------------------------------------
+    def claim_alert(self, key: str, kind: str, subject: str, now: datetime) -> bool:
+        """Claim the alert ``key``: True for the one caller that inserts it, False for everyone after."""
+        return bool(self._op(lambda tx: tx.run(
+            "INSERT INTO alerts_sent (alert_key, kind, subject, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (alert_key) DO NOTHING", (key, kind, subject, self._ts(now)))))
+
+    def alert_delivered(self, key: str, delivered: bool, attempts: int, error: str | None, now: datetime) -> None:
+        self._op(lambda tx: tx.run(
+            "UPDATE alerts_sent SET delivered_at = ?, attempts = ?, last_error = ? WHERE alert_key = ?",
+            (self._ts(now) if delivered else None, attempts, error, key)))
+
+    def alerts_sent(self) -> list[dict[str, Any]]:
+        rows = self._op(lambda tx: tx.all("SELECT alert_key, kind, subject, created_at, delivered_at, attempts,"
+                                          " last_error FROM alerts_sent ORDER BY created_at, alert_key"), write=False)
+        return [{"key": r[0], "kind": r[1], "subject": r[2], "created_at": self._dt(r[3]),
+                 "delivered_at": self._dt(r[4]), "attempts": int(r[5]), "last_error": r[6]} for r in rows]
+
     # --- history ----------------------------------------------------------------------------------
     def load_history(self, runs: Sequence[RunRecord], calls: Sequence[CallRecord],
                      pr_outcomes: Sequence[tuple[str, int, str]] = (), now: datetime | None = None) -> None:

@@ -183,7 +183,7 @@ def serve(state_path: str, quiet: bool = False) -> int:
         summary = summary.model_copy(update={"stop_reason": final.stop_reason, "stop_detail": final.detail})
     if final.status in ("failed", "no_calls"):
         session.live.warn(final.detail or final.status)
-    prepared = lifecycle.PreparedRun(session.run_id, decision, url, recorder=recorder)
+    prepared = lifecycle.PreparedRun(session.run_id, decision, url, recorder=recorder, policy=policy)
     lifecycle.finish_run(prepared, summary)
     lifecycle.write_summary(summary, data["summary_path"])
     return 0

@@ -46,6 +46,7 @@ class PreparedRun:
     recorder: Recorder = field(default_factory=lambda: LedgerRecorder(None))
     reserved_usd: Decimal | None = None
     refused_summary: RunSummary | None = None
+    policy: Any = None  # for alerts after the run
 
 
 def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None, budget_snapshot: str | None,
@@ -107,7 +108,7 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
         if store is not None:
             abandon_run(url, run_id)
         raise
-    return PreparedRun(run_id, decision, url if store else None, pricer, recorder, reserved)
+    return PreparedRun(run_id, decision, url if store else None, pricer, recorder, reserved, policy=policy)
 
 
 def abandon_run(ledger_url: str | None, run_id: str) -> None:
@@ -292,6 +293,18 @@ def finish_run(prepared: PreparedRun, summary: RunSummary) -> None:
         recorder.close()
     except Exception as exc:
         LiveLog().info(f"warning: closing the ledger failed: {_describe(exc)}")
+    _alerts(prepared, summary)
+
+
+def _alerts(prepared: PreparedRun, summary: RunSummary) -> None:
+    """Budget, cap and storm alerts of the settled run (once each; never fails the run)."""
+    config = getattr(prepared.policy, "alerts", None)
+    if config is None or not prepared.ledger_url:
+        return
+    from ci_guard.alerts import send_run_alerts
+
+    send_run_alerts(config, prepared.ledger_url, prepared.policy.budgets, prepared.decision.context, summary,
+                    log=LiveLog())
 
 
 def _describe(exc: BaseException) -> str:

@@ -274,6 +274,22 @@ class Rule(_Strict):
         return value
 
 
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100)]
+
+
+class Alerts(_Strict):
+    """Where alerts go: webhook URLs by the names of environment variables (never the URLs here)."""
+
+    slack_webhook_env: EnvName | None = Field(
+        None, description="Environment variable holding a Slack-compatible incoming-webhook URL.")
+    webhook_env: EnvName | None = Field(
+        None, description="Environment variable holding a URL that receives each alert as JSON.")
+    annotation: bool = Field(True, description="Also show each alert as a CI annotation / log warning.")
+    on: list[Literal["budget_threshold", "budget_exhausted", "cap", "retry_storm"]] = Field(
+        default_factory=lambda: ["budget_threshold", "budget_exhausted", "cap", "retry_storm"],
+        description="Which events alert; each is sent once (per threshold and period, or per run).")
+
+
 class Team(_Strict):
     members: list[str] = Field(default_factory=list, description="Forge logins (case-insensitive).")
     repos: Globs = Field(default_factory=list, description="Repositories owned by the team (globs).")
@@ -364,6 +380,7 @@ class Policy(_Strict):
     )
     teams: dict[str, Team] = Field(default_factory=dict)
     budgets: list[Budget] = Field(default_factory=list)
+    alerts: Alerts | None = Field(None, description="Send budget, cap and retry-storm alerts (docs/finops.md).")
     defaults: Defaults = Field(default_factory=Defaults)
     rules: list[Rule] = Field(min_length=1, description="Ordered; the first rule whose when holds decides.")
     pricing: PricingConfig = Field(default_factory=PricingConfig)
