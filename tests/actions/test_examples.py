@@ -54,13 +54,24 @@ def test_record_outcome_marks_every_run_of_the_pr(tmp_path: Path) -> None:
     proc = _bash(step["run"], tmp_path, {"CI_GUARD_LEDGER": ledger, "REPO": "acme/app", "PR_NUMBER": "12",
                                          "MERGED": "true"})
     assert proc.returncode == 0, proc.stderr
+    report = subprocess.run(["ci-guard", "report", "--ledger", ledger, "--since", "1d", "--by", "repo",
+                             "--format", "json"], check=True, capture_output=True, text=True)
+    row = json.loads(report.stdout)["rows"][0]
+    # both runs of PR 12 inherit "merged" (one merged PR); PR 13 has no outcome
+    assert (row["runs"], row["merged_prs"], row["abandoned_runs"]) == (3, 1, 0)
     store = open_ledger(ledger)
     try:
-        outcomes = {r.pr: r.outcome for r in store.list_runs(repo="acme/app", pr=12)}
-        assert outcomes == {12: "merged"} and len(store.list_runs(repo="acme/app", pr=12)) == 2
-        assert store.list_runs(repo="acme/app", pr=13)[0].outcome is None  # other PRs untouched
+        facts = {f.run_id: (f.pr, f.outcome) for f in store.period_runs(*_today())}
     finally:
         store.close()
+    assert sorted(facts.values()) == [(12, "merged"), (12, "merged"), (13, None)]
+
+
+def _today():
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    return now - timedelta(days=1), now + timedelta(days=1)
 
 
 def test_budget_report_writes_the_job_summary(tmp_path: Path) -> None:
