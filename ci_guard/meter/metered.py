@@ -26,7 +26,7 @@ from ci_guard.meter.caps import WAIT_FOR_CALLS_IN_FLIGHT, Admission, PlannedCall
 from ci_guard.meter.pricer import ASSUMED_MAX_OUTPUT
 from ci_guard.meter.providers.base import CallResult, RequestInfo, StreamMeter, WireAdapter
 from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody
-from ci_guard.meter.request_checks import BadRequest, parse_body
+from ci_guard.meter.request_checks import BadRequest, parse_body, unmetered_fee_tools
 from ci_guard.meter.upstream_client import UpstreamError
 from ci_guard.meter.upstream_hop import Response as UpstreamAnswer
 from ci_guard.pricing.usage import Usage
@@ -139,6 +139,15 @@ class MeteredCall:
         refusal = session.pricer.refusal(model)
         if refusal:
             raise Refusal("unpriced_model", refusal, model)
+        fee_tools = unmetered_fee_tools(body.get("tools"))
+        if fee_tools and session.decision.enforcement.strict:
+            raise Refusal("unmetered_tool", f"ci-guard: hosted tool(s) {', '.join(fee_tools)} carry fees ci-guard "
+                          "does not meter and the policy is strict (enforcement.strict); remove them from the "
+                          "request", info.model)
+        if info.unmeasured_media and session.decision.enforcement.strict:
+            raise Refusal("unmeasured_media", f"ci-guard: {info.unmeasured_media} image(s) or document(s) by URL or "
+                          "file id: their size cannot be known before the call and the policy is strict "
+                          "(enforcement.strict); send them inline (base64)", info.model)
         worst = self._worst_case(model, info, info.max_output_tokens)
         planned = PlannedCall(
             fingerprint=info.fingerprint, estimated_input_tokens=info.estimated_input_tokens,

@@ -106,4 +106,25 @@ def _check_int(name: str, value: Any, low: int, high: int) -> None:
         raise BadRequest(f"{name} must be between {low} and {high}, not {shown}")
 
 
-__all__ = ["MAX_CHOICES", "MAX_OUTPUT_TOKENS", "BadRequest", "check_fields", "parse_body"]
+# Hosted (server-side) tools billed with a fee of their own that ci-guard does not meter: OpenAI's
+# code interpreter (per container), file search (per call, plus storage), image generation (image
+# tokens at the image model's rates) and Anthropic's code execution (per container hour). Web search
+# is metered (pricing.fees); web fetch, MCP and client-side tools (bash, text editor, computer use)
+# cost tokens only. Under enforcement.strict a request offering one of these is refused.
+UNMETERED_FEE_TOOLS = ("code_interpreter", "file_search", "image_generation", "code_execution")
+
+
+def unmetered_fee_tools(tools: Any) -> list[str]:
+    """The tool types in ``tools`` whose fees ci-guard does not meter (see UNMETERED_FEE_TOOLS)."""
+    if not isinstance(tools, list):
+        return []
+    found = []
+    for tool in tools:
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and kind.startswith(UNMETERED_FEE_TOOLS) and kind not in found:
+            found.append(kind)
+    return found
+
+
+__all__ = ["MAX_CHOICES", "MAX_OUTPUT_TOKENS", "UNMETERED_FEE_TOOLS", "BadRequest", "check_fields", "parse_body",
+           "unmetered_fee_tools"]

@@ -161,6 +161,8 @@ class Enforcement(BaseModel):
     on_ledger_error: Literal["deny", "allow"] = "deny"
     on_budget_exceeded: Literal["deny", "clamp"] = "deny"
     reservation_ttl_s: int = 7200
+    # refuse calls whose cost cannot be bounded up front (media by URL/file id, unmetered hosted tools)
+    strict: bool = False
 
 
 class Decision(BaseModel):

@@ -192,7 +192,7 @@ def build_enforcement(policy: Policy) -> Enforcement:
         on_unknown_model=policy.pricing.on_unknown_model,
         fallback_model=policy.resolve_model(policy.pricing.fallback_model)[0],
         on_ledger_error=e.on_ledger_error, on_budget_exceeded=e.on_budget_exceeded,
-        reservation_ttl_s=e.reservation_ttl,
+        reservation_ttl_s=e.reservation_ttl, strict=e.strict,
     )
 
 

@@ -367,6 +367,10 @@ class EnforcementConfig(_Strict):
     on_ledger_error: Literal["deny", "allow"] = "deny"
     on_budget_exceeded: Literal["deny", "clamp"] = "deny"
     reservation_ttl: Duration = 7200
+    strict: StrictFlag = Field(False, description=(
+        "Refuse calls whose cost ci-guard cannot bound from the request: images or documents by URL "
+        "or file id, hosted tools with fees it does not meter (image generation, code interpreter, "
+        "file search, code execution, ...). Off: such media count at their documented maximum."))
 
 
 class Policy(_Strict):

@@ -69,9 +69,11 @@ def test_chat_data_url_image_and_file() -> None:
     estimate = OpenAIChat().inspect(body).estimated_input_tokens
     image["image_url"]["url"], pdf["file"]["file_data"] = "", ""
     assert estimate == text_tokens(body["messages"]) + IMAGE_TOKENS + 800_000 // 40
-    # an image by URL is a few bytes of text and stays so
+    # an image by URL cannot be measured: it counts at OpenAI's documented maximum per image
+    # (1,536 patches x 2.46), not as the few bytes of its URL (issue 12 #6)
+    without_url = text_tokens(body["messages"])
     image["image_url"]["url"] = "https://example.com/a.png"
-    assert OpenAIChat().inspect(body).estimated_input_tokens == text_tokens(body["messages"])
+    assert OpenAIChat().inspect(body).estimated_input_tokens == without_url + 3_780
 
 
 def test_responses_input_image_and_input_file() -> None:

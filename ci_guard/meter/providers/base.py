@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ci_guard.meter.providers.body import RequestBody
-from ci_guard.meter.providers.media import json_size, may_carry_media, media_payloads
+from ci_guard.meter.providers.media import Unmeasured, json_size, may_carry_media, media_payloads
 from ci_guard.pricing.usage import Usage
 
 
@@ -31,6 +31,7 @@ class RequestInfo:
     # OpenAI's older web_search_preview tool is offered: its searches cost more on non-reasoning models
     web_search_preview: bool = False
     choices: int = 1  # completions generated per call (Chat `n`): the output cap applies to each
+    unmeasured_media: int = 0  # images/documents by URL or file id (estimated at their documented maximum)
 
 
 @dataclass
@@ -133,7 +134,8 @@ def request_info(body: dict[str, Any], *, output_cap_keys: tuple[str, ...], inpu
         model=body.get("model"),
         stream=bool(body.get("stream")),
         max_output_tokens=cap,
-        estimated_input_tokens=estimate,
+        estimated_input_tokens=estimate[0],
+        unmeasured_media=estimate[1],
         fingerprint=_fingerprint_encoded(semantic_keys, encoded),
         service_tier=as_str(body.get("service_tier")),
         inference_geo=as_str(body.get("inference_geo")),
@@ -193,7 +195,7 @@ def estimate_input_tokens(*parts: Any) -> int:
     simulator serves counts from the same function, so the proxy's estimate and the served count
     of a request agree there.
     """
-    return _estimate_encoded((part, _encode(part)) for part in parts if part is not None)
+    return _estimate_encoded((part, _encode(part)) for part in parts if part is not None)[0]
 
 
 class _Lazy:
@@ -208,16 +210,19 @@ class _Lazy:
         return self.body[self.key]
 
 
-def _estimate_encoded(parts: Iterable[tuple[Any, bytes]]) -> int:
+def _estimate_encoded(parts: Iterable[tuple[Any, bytes]]) -> tuple[int, int]:
+    """(estimated input tokens, media items by URL or file id counted at their maximum)."""
     size = 0
     media_tokens = 0
+    unmeasured = 0
     for part, data in parts:
         size += len(data)
         if may_carry_media(data):
             for payload, tokens in media_payloads(part.value() if isinstance(part, _Lazy) else part):
                 size -= json_size(payload)
                 media_tokens += tokens
-    return estimate_tokens(size) + media_tokens
+                unmeasured += isinstance(payload, Unmeasured)
+    return estimate_tokens(size) + media_tokens, unmeasured
 
 
 def load_json_body(body: bytes) -> tuple[dict[str, Any], str | None]:

@@ -18,7 +18,15 @@ Shapes recognised (wherever they are nested, e.g. inside a ``tool_result``):
 * Responses ``{"type": "input_image", "image_url": "data:...;base64,..."}`` and
   ``{"type": "input_file", "file_data": "data:...;base64,..."}``.
 
-Anything else (an https image URL, a non-base64 data URL, a file id) is counted as the text it is.
+Media the proxy cannot measure -- an image or document given by URL or by file id -- costs the
+provider's documented maximum for one item (issue 12 #6; the URL itself was ~30 tokens of text):
+
+* an image: :data:`IMAGE_TOKENS` on Anthropic (images are downscaled to ~1.15 MP, ~1,600 tokens);
+  :data:`OPENAI_IMAGE_MAX_TOKENS` on OpenAI (patch-based models: at most 1,536 patches times the
+  largest published multiplier, 2.46);
+* a document: :data:`DOCUMENT_MAX_TOKENS` (the 100-page limit of a PDF at ~2,000 tokens a page).
+
+Those are counted in ``unmeasured``, so ``enforcement.strict`` can refuse such requests instead.
 """
 
 from __future__ import annotations
@@ -30,6 +38,14 @@ from typing import Any
 IMAGE_TOKENS = 1_600
 DOCUMENT_BYTES_PER_TOKEN = 40
 DOCUMENT_MIN_TOKENS = 1_600
+OPENAI_IMAGE_MAX_TOKENS = 3_780  # 1,536 patches x 2.46 (gpt-4.1-nano / gpt-5-nano), rounded up
+DOCUMENT_MAX_TOKENS = 200_000  # 100 pages (Anthropic's and OpenAI's PDF limit) x ~2,000 tokens
+
+
+class Unmeasured(str):
+    """The reference (URL or file id) of a media item the proxy cannot see; its tokens are a maximum."""
+
+    __slots__ = ()
 
 # Only payloads declared base64 are recognised: an Anthropic source's ``"type":"base64"`` or a
 # ``data:...;base64,`` URL. One scan for the word (~1 ms per MB; each extra marker would cost as
@@ -45,8 +61,16 @@ _MARKER_BYTES = _MARKER.encode()
 _MARKS_BYTES = tuple(m.encode() for m in _MARKS)
 
 
+# Media by reference: keys only a URL or file-id item has (a quoted key in compact JSON).
+_REF_MARKS = ('"image_url"', '"file_id"', '"file_url"', '"type":"url"', '"type":"file"')
+_REF_MARKS_BYTES = tuple(m.encode() for m in _REF_MARKS)
+
+
 def may_carry_media(compact_json: str | bytes) -> bool:
-    """Whether a part's compact JSON (text or its UTF-8 bytes) may hold a base64 payload."""
+    """Whether a part's compact JSON (text or its UTF-8 bytes) may hold a base64 payload or a media reference."""
+    refs = _REF_MARKS_BYTES if isinstance(compact_json, bytes) else _REF_MARKS
+    if any(m in compact_json for m in refs):  # type: ignore[operator]  # str in str, bytes in bytes
+        return True
     marker, marks = (_MARKER_BYTES, _MARKS_BYTES) if isinstance(compact_json, bytes) else (_MARKER, _MARKS)
     i = compact_json.find(marker)  # type: ignore[arg-type]  # str with str, bytes with bytes
     while i >= 0:
@@ -92,19 +116,34 @@ def _media(node: dict[str, Any]) -> tuple[str, int] | None:
         return None
     if kind in ("image", "document"):
         source = node.get("source")
-        if isinstance(source, dict) and source.get("type") == "base64":
-            return _payload(source.get("data"), kind == "image")
+        if isinstance(source, dict):
+            if source.get("type") == "base64":
+                return _payload(source.get("data"), kind == "image")
+            if source.get("type") in ("url", "file"):  # Anthropic: by URL or Files API id
+                ref = source.get("url") if source.get("type") == "url" else source.get("file_id")
+                return _unmeasured(ref, IMAGE_TOKENS if kind == "image" else DOCUMENT_MAX_TOKENS)
     elif kind == "image_url":
         ref = node.get("image_url")
-        return _data_url(ref.get("url") if isinstance(ref, dict) else ref)
+        url = ref.get("url") if isinstance(ref, dict) else ref
+        return _data_url(url) or _unmeasured(url, OPENAI_IMAGE_MAX_TOKENS)
     elif kind == "input_image":
-        return _data_url(node.get("image_url"))
+        url = node.get("image_url")
+        return _data_url(url) or _unmeasured(url or node.get("file_id"), OPENAI_IMAGE_MAX_TOKENS)
     elif kind == "input_file":
-        return _file_data(node.get("file_data"))
+        return _file_data(node.get("file_data")) or _unmeasured(
+            node.get("file_id") or node.get("file_url"), DOCUMENT_MAX_TOKENS)
     elif kind == "file":
         ref = node.get("file")
-        return _file_data(ref.get("file_data") if isinstance(ref, dict) else None)
+        if isinstance(ref, dict):
+            return _file_data(ref.get("file_data")) or _unmeasured(ref.get("file_id"), DOCUMENT_MAX_TOKENS)
     return None
+
+
+def _unmeasured(ref: Any, tokens: int) -> tuple[str, int] | None:
+    """A media item by URL or id: its reference (counted as text no more) and the item's maximum."""
+    if not isinstance(ref, str) or not ref or ref.startswith("data:"):
+        return None  # nothing referenced, or inline (a non-base64 data URL is its own text)
+    return Unmeasured(ref), tokens
 
 
 def _data_url(url: Any) -> tuple[str, int] | None:
