@@ -87,7 +87,8 @@ def test_strict_refuses_hosted_tools_whose_fees_are_not_metered():
              {"type": "code_execution_20250825", "name": "code_execution"}]
     assert unmetered_fee_tools(tools) == ["code_interpreter", "file_search", "image_generation",
                                           "code_execution_20250825"]
-    body = {"model": "gpt-5", "input": "plot it", "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}
+    body = {"model": "gpt-5", "input": "plot it",
+            "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}
     with echo_upstream() as up, proxied(up.url, model="gpt-5", openai_url=up.url,
                                         enforcement=Enforcement(strict=True)) as p:
         r = httpx.post(f"{p.openai_url}/responses", json=body, headers={"authorization": f"Bearer {p.token}"})
