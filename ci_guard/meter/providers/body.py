@@ -37,12 +37,10 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import msgspec
-
 LAZY_MIN_BYTES = 64 * 1024
 
-_TOP_LEVEL = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _MISSING = object()
+_decoder: Any = None  # msgspec's top-level decoder, built with the first large body (not at start-up)
 
 
 Loads = Callable[[bytes], Any]
@@ -101,6 +99,11 @@ def parse_request(raw: bytes, loads: Loads = json.loads) -> Any:
 
 def _split(raw: bytes) -> dict[str, bytes] | None:
     """The top-level values as compact byte strings, or None when the strict path must decide."""
+    global _decoder
+    import msgspec
+
+    if _decoder is None:
+        _decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
     try:
         if not raw.isascii():
             raw.decode("utf-8")  # msgspec does not check the bytes of strings it skips
@@ -115,7 +118,7 @@ def _split(raw: bytes) -> dict[str, bytes] | None:
 def _parts(data: bytes) -> dict[str, bytes] | None:
     if not data.startswith(b"{"):
         return None
-    parts = {key: bytes(value) for key, value in _TOP_LEVEL.decode(data).items()}
+    parts = {key: bytes(value) for key, value in _decoder.decode(data).items()}
     # {"k":v,...}: if the parts and their keys do not add up to the whole, there was whitespace
     # between them, or a key was repeated (the split kept only its last value) or written with
     # escapes. Agents send compact JSON, so this is almost always exact at the first try.
