@@ -28,13 +28,14 @@ def stop(state_path: str | None, summary_path: str | None, ledger_url: str | Non
     import json
     import os
 
-    from ci_guard.meter import detached, lifecycle
+    from ci_guard.meter import detached
     from ci_guard.meter.live_log import call_log_lines, collapsed, usd
     from ci_guard.meter.outputs import emit_github_run_outputs
+    from ci_guard.meter.summary import write_summary
 
     path = state_path or os.environ.get("CI_GUARD_STATE") or detached.default_state_path()
     summary = detached.stop(path, ledger_url=ledger_url)
-    lifecycle.write_summary(summary, summary_path)
+    write_summary(summary, summary_path)
     if summary.calls:
         # The proxy ran in the background, so its live log went nowhere the job shows: print the
         # per-call log now, folded, so a job that ran an action through start/stop shows its spend.

@@ -9,7 +9,6 @@ the environment of ``start`` and which never touch the disk.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -20,24 +19,20 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ci_guard.context.model import RunContext
 from ci_guard.errors import CiGuardError, InvalidInputError, ProviderError
 from ci_guard.files import write_text_atomic
-from ci_guard.meter import lifecycle, loop
-from ci_guard.meter.caps import CapGuard
-from ci_guard.meter.hardening import make_undumpable
-from ci_guard.meter.live_log import LiveLog
-from ci_guard.meter.pricer import CatalogPricer
-from ci_guard.meter.proxy import MeterProxy
-from ci_guard.meter.recorder import open_recorder
-from ci_guard.meter.session import MeterSession, new_run_token
-from ci_guard.meter.status import FinalStatus, final_status
 from ci_guard.meter.summary import RunSummary
-from ci_guard.meter.upstreams import Upstreams, require_keys, upstreams_from_env
-from ci_guard.policy.decision import Decision
 from ci_guard.secrets import register
+
+# `stop` needs none of these: they are imported by start/serve only, so that stopping a run is not
+# slowed by importing the proxy, the policy models and asyncio (over a second on a busy runner).
+if TYPE_CHECKING:
+    from ci_guard.context.model import RunContext
+    from ci_guard.meter.session import MeterSession
+    from ci_guard.meter.upstreams import Upstreams
+    from ci_guard.policy.decision import Decision
 
 LEDGER_ENV = "CI_GUARD_LEDGER"
 
@@ -90,6 +85,11 @@ def read_state(path: str) -> dict[str, Any]:
 
 def start(*, policy_path: str, context: RunContext, ledger_url: str | None, budget_snapshot: str | None,
           upstreams: Upstreams, state_path: str, quiet: bool = False, ready_timeout_s: float = 15.0) -> Started:
+    from ci_guard.meter import lifecycle
+    from ci_guard.meter.live_log import LiveLog
+    from ci_guard.meter.session import new_run_token
+    from ci_guard.meter.upstreams import require_keys
+
     live = LiveLog(quiet=quiet)
     prepared = lifecycle.prepare_run(policy_path=policy_path, context=context, ledger_url=ledger_url,
                                      budget_snapshot=budget_snapshot, now=None, live=live)
@@ -155,7 +155,17 @@ def _wait_ready(state: Path, proc: subprocess.Popen[bytes], timeout_s: float) ->
 
 def serve(state_path: str, quiet: bool = False) -> int:
     """Body of `ci-guard proxy`: serve until SIGTERM, then settle the run and write its summary."""
+    from ci_guard.meter import lifecycle, loop
+    from ci_guard.meter.caps import CapGuard
+    from ci_guard.meter.hardening import make_undumpable
+    from ci_guard.meter.live_log import LiveLog
+    from ci_guard.meter.pricer import CatalogPricer
+    from ci_guard.meter.recorder import open_recorder
+    from ci_guard.meter.session import MeterSession
+    from ci_guard.meter.status import FinalStatus, final_status
+    from ci_guard.meter.upstreams import upstreams_from_env
     from ci_guard.policy.decide import load_policy
+    from ci_guard.policy.decision import Decision
 
     make_undumpable()
     state_file = Path(state_path)
@@ -190,6 +200,10 @@ def serve(state_path: str, quiet: bool = False) -> int:
 
 
 async def _serve_async(session: MeterSession, ups: Upstreams, state_file: Path, data: dict[str, Any]) -> None:
+    import asyncio
+
+    from ci_guard.meter.proxy import MeterProxy
+
     session.watch_ledger(asyncio.get_running_loop())
     proxy = MeterProxy(session, ups)
     await proxy.start()
@@ -255,6 +269,8 @@ def _recover(data: dict[str, Any], full_url: str | None) -> RunSummary:
     error and its reservation released.
     """
     from ci_guard.ledger import open_ledger
+    from ci_guard.meter import lifecycle
+    from ci_guard.policy.decision import Decision
     from ci_guard.report.history import run_summary
 
     url = ledger_for_state(data, full_url)

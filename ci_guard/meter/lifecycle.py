@@ -8,7 +8,6 @@ the run, release the reservation, write the summary atomically.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,13 +16,13 @@ from typing import Any
 
 from ci_guard.context.model import RunContext
 from ci_guard.errors import BudgetExceededError, LedgerError
-from ci_guard.files import write_text_atomic
 from ci_guard.ledger.records import RunRecord
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.pricer import CatalogPricer
 from ci_guard.meter.recorder import LedgerRecorder, Recorder, open_recorder
 from ci_guard.meter.session import new_run_id
 from ci_guard.meter.summary import RunSummary
+from ci_guard.meter.summary import write_summary as write_summary  # re-exported: callers use lifecycle.write_summary
 from ci_guard.policy.decision import Decision
 from ci_guard.policy.inputs import decision_inputs
 from ci_guard.secrets import redact
@@ -313,8 +312,3 @@ def _describe(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}")
 
 
-def write_summary(summary: RunSummary, path: str | None) -> None:
-    """Write the summary JSON atomically (a reader never sees half a file)."""
-    if not path:
-        return
-    write_text_atomic(path, json.dumps(summary.to_json(), indent=2) + "\n")

@@ -106,3 +106,14 @@ def context_savings(calls: list[CallRecord], cost_usd: Decimal) -> dict[str, Any
     share = (saved * 100 / would_have).quantize(Decimal("0.1")) if would_have > 0 else Decimal(0)
     return {"saved_usd": str(saved), "share_pct": str(share), "calls_changed": len(changed), "calls_routed": routed,
             **totals, "method": "estimate" if "estimate" in methods else ("provider-reported" if methods else None)}
+
+
+def write_summary(summary: RunSummary, path: str | None) -> None:
+    """Write the summary JSON atomically (a reader never sees half a file)."""
+    if not path:
+        return
+    import json
+
+    from ci_guard.files import write_text_atomic
+
+    write_text_atomic(path, json.dumps(summary.to_json(), indent=2) + "\n")
