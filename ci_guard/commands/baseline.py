@@ -41,7 +41,7 @@ def baseline(ledger_url: str | None, month: str | None, period: str | None, sinc
     if not (month or period or since):
         since = parse_moment(None, None, "30d")
     chosen = resolve_period(month, period, since, until, policy_path, tz_name)
-    store = open_ledger(ledger_url)
+    store = open_ledger(ledger_url, create=False)  # read-only: never creates one
     try:
         facts = store.period_runs(chosen.start, chosen.end)
     finally:

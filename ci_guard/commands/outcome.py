@@ -42,7 +42,7 @@ def outcome(ledger_url: str | None, args: tuple[str, ...], pr: int | None, repo:
         if not repo:
             raise click.UsageError("--pr needs --repo (or $GITHUB_REPOSITORY / $CI_PROJECT_PATH)")
         what = _checked(args[0])
-        store = open_ledger(ledger_url)
+        store = open_ledger(ledger_url, create=False)  # annotates existing runs: never creates a ledger
         try:
             store.set_pr_outcome(repo, pr, what)
         finally:
@@ -53,7 +53,7 @@ def outcome(ledger_url: str | None, args: tuple[str, ...], pr: int | None, repo:
         raise click.UsageError("expected RUN_ID OUTCOME, RUN_ID --tests-fixed N, or --pr N OUTCOME")
     run_id = args[0]
     what = _checked(args[1]) if len(args) == 2 else None
-    store = open_ledger(ledger_url)
+    store = open_ledger(ledger_url, create=False)  # annotates existing runs: never creates a ledger
     try:
         if what is not None:
             store.set_outcome(run_id, what)

@@ -73,7 +73,7 @@ def what_if(policy_path: str, baseline_path: str | None, since: datetime, until:
 
             write_text_atomic(output, render_invalid(policy_path, redact(exc.render())))
         raise
-    store = open_ledger(ledger_url)
+    store = open_ledger(ledger_url, create=False)  # read-only: never creates one
     try:
         result = run_what_if(store, policy_path, baseline_path, since, until)
     finally:

@@ -77,7 +77,8 @@ def test_read_only_commands_never_create_a_ledger(seeded, tmp_path, monkeypatch)
     env.update(RUNNER_TEMP=str(tmp_path / "runner"), XDG_STATE_HOME=str(tmp_path / "state"))
     commands = [["budget", "status", "--policy", policy], ["ledger", "runs"], ["ledger", "calls"],
                 ["ledger", "report"], ["ledger", "export", "-o", str(tmp_path / "f.csv")],
-                ["ledger", "dashboard", "-o", str(tmp_path / "d.html")], ["report"]]
+                ["ledger", "dashboard", "-o", str(tmp_path / "d.html")], ["report"], ["baseline"],
+                ["outcome", "run_x", "merged"]]
     for argv in commands:
         proc = subprocess.run([sys.executable, "-m", "ci_guard", *argv], cwd=checkout, env=env,
                               capture_output=True, text=True, timeout=60)

@@ -101,6 +101,9 @@ def test_hostile_agent_names_stay_data(tmp_path, capsys):
 
 
 def test_empty_pilot_still_valid(tmp_path, capsys):
+    from ci_guard.ledger import open_ledger
+
+    open_ledger(f"sqlite:///{tmp_path}/l.db").close()  # a new, empty ledger (a missing one is exit 2)
     code, out, err = run_cli(capsys, "baseline", "--ledger", f"sqlite:///{tmp_path}/l.db", "--since", "30d")
     assert code == 0, err
     assert "nothing to base limits on" in out and "budgets: []" in out
