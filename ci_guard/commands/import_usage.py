@@ -80,6 +80,8 @@ def import_usage(file: str, fmt: str, policy_path: str | None, ledger_url: str |
         click.echo(redact(json.dumps(summary.to_json(), indent=2)))
     else:
         click.echo(redact(_line(summary, imported.reported_cost_usd)))
+        for note in imported.notes:  # e.g. a sum of calls priced without a per-request tier: the bound
+            click.echo(redact(f"note: {note}"))
     return 0
 
 

@@ -21,16 +21,13 @@ PathT = tuple[Any, ...]
 
 
 def _decided(policy: Policy) -> Iterator[tuple[PathT, str]]:
-    """(path, concrete model id) of every model the policy can send calls to."""
+    """(path, concrete model id) of every model the policy can send calls to: its tiers, then every
+    model reference (defaults, rules, escalations, context routes, allowed models) not naming a tier."""
+    from ci_guard.policy.lint import _model_refs
+
     for tier, model in policy.models.items():
         yield ("models", tier), model
-    refs: list[tuple[PathT, str | None]] = [(("defaults", "model"), policy.defaults.model)]
-    for i, rule in enumerate(policy.rules):
-        refs.append((("rules", i, "model"), rule.model))
-        if rule.escalation:
-            refs.append((("rules", i, "escalation", "model"), rule.escalation.model))
-    refs += [(("enforcement", "allowed_models", j), name) for j, name in enumerate(policy.enforcement.allowed_models)]
-    for path, name in refs:
+    for path, name in _model_refs(policy):
         if name and name not in policy.models:  # tiers are checked once, where they are defined
             yield path, name
 

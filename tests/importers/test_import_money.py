@@ -116,3 +116,15 @@ def test_codex_rollout_from_older_versions_reads_token_count_events(tmp_path: Pa
     assert a.cost_usd == Decimal("3.004500")
     # the second is not: 1,000 x 5 + 9,000 x 0.50 + 50 x 30
     assert b.cost_usd == Decimal("0.011000")
+
+
+def test_the_import_command_says_a_sum_is_a_bound(tmp_path: Path, capsys):
+    from tests.helpers import run_cli
+
+    result = {"type": "result", "subtype": "success", "is_error": False, "num_turns": 12, "session_id": "s",
+              "modelUsage": {"claude-sonnet-4-5": {"inputTokens": 56, "outputTokens": 6600,
+                                                   "cacheReadInputTokens": 320000, "cacheCreationInputTokens": 30000}}}
+    path = _write(tmp_path, "r.json", result)
+    code, out, _ = run_cli(capsys, "import", "--format", "claude-code-json", path, "--agent", "x",
+                           "--ledger", f"sqlite:///{tmp_path / 'l.db'}")
+    assert code == 0 and "$0.307668" in out and "note:" in out and "at most $0.258168 more" in out

@@ -75,3 +75,21 @@ def test_the_shipped_policies_decide_current_priced_models(capsys):
     for policy in ("policies/default.yml", "policies/strict.yml", "policies/pilot.yml", "ci_guard/demo/policy.yml"):
         code, _, err = run_cli(capsys, "validate", str(root / policy))
         assert code == 0 and "retire" not in err and "no price" not in err, (policy, err)
+
+
+def test_a_context_route_to_an_unpriced_model_is_an_error(tmp_path: Path, capsys):
+    path = tmp_path / "policy.yml"
+    path.write_text(textwrap.dedent("""\
+        version: 1
+        models: {small: claude-haiku-4-5}
+        defaults:
+          model: small
+          limits: {max_turns: 5, max_cost_usd: 1}
+          context:
+            route:
+              - {when: {tools: none}, model: claude-haiku-4-6, name: side-calls}
+        rules:
+          - {name: all, decision: allow}
+        """))
+    code, _, err = run_cli(capsys, "validate", str(path))
+    assert code == 2 and "defaults.context.route[0].model" in err and "'claude-haiku-4-6' has no price" in err
