@@ -248,7 +248,7 @@ def test_examples_cover_the_documented_recipes() -> None:
     assert "claude -p" in joined and "codex exec" in joined
     assert "anthropics/claude-code-action@" in joined and "openai/codex-action@" in joined
     assert "mode: start" in joined and "mode: stop" in joined
-    assert "ci-guard ledger outcome" in joined and "ci-guard budget status" in joined
+    assert "ci-guard outcome --repo" in joined and "ci-guard budget status" in joined
     assert "ci-guard validate" in joined and "ci-guard test" in joined
     assert "schedule:" in joined and "workflow_run:" in joined
 
