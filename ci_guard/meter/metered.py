@@ -25,7 +25,7 @@ from ci_guard.meter.agent_http import Request, Response, StreamResponse
 from ci_guard.meter.caps import WAIT_FOR_CALLS_IN_FLIGHT, Admission, PlannedCall
 from ci_guard.meter.pricer import ASSUMED_MAX_OUTPUT
 from ci_guard.meter.providers.base import CallResult, RequestInfo, StreamMeter, WireAdapter
-from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody
+from ci_guard.meter.providers.body import LAZY_MIN_BYTES
 from ci_guard.meter.request_checks import BadRequest, parse_body, unmetered_fee_tools
 from ci_guard.meter.upstream_client import UpstreamError
 from ci_guard.meter.upstream_hop import Response as UpstreamAnswer
@@ -124,9 +124,8 @@ class MeteredCall:
         model, body = self._enforce_model(info, body)
         changes, beta = None, None
         if session.transforms is not None:
-            if isinstance(body, RequestBody):  # still the agent's own request (a changed one is a dict)
-                # the context transforms edit plain dicts; unchanged, the request still goes out as sent
-                body = original = dict(body)
+            # The transforms read the request as a mapping (a large one stays lazily decoded: only
+            # the parts a transform reads are decoded) and build a new dict only when they change it.
             done = session.transforms.apply(
                 provider=adapter.provider, endpoint=adapter.endpoint, raw=raw, body=body, model=model,
                 max_output=info.max_output_tokens, input_tokens=info.estimated_input_tokens, stream=info.stream,

@@ -179,3 +179,22 @@ def test_the_context_cap_judges_the_pruned_request_not_the_one_the_agent_sent() 
             allowed = post(p, body)
     assert refused.status_code == 400 and "max_context" in refused.text
     assert allowed.status_code == 200 and len(up.requests) == 1
+
+
+def test_a_large_lazily_read_request_passes_byte_for_byte_or_is_pruned() -> None:
+    from ci_guard.meter.providers.body import LAZY_MIN_BYTES
+
+    small_results = session_turns(1)[0]
+    small_results["messages"][0]["content"] = "Fix it. " + "context " * (LAZY_MIN_BYTES // 4)  # user text
+    small_results["system"] = [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}]
+    raw = json.dumps(small_results).encode()
+    assert len(raw) > LAZY_MIN_BYTES
+    with echo_upstream() as up, proxied(up.url, context_policy=EVERYTHING) as p:
+        assert post(p, raw).status_code == 200
+        assert post(p, session_turns(3)[2]).status_code == 200
+        calls = p.calls
+    assert up.requests[0]["raw"] == raw and calls[0].context == {"agent_caches": True}
+    pruned = up.requests[1]["json"]
+    assert "[ci-guard:" in pruned["messages"][2]["content"][0]["content"]
+    assert pruned["messages"][4]["content"][0]["content"] == LOG
+    assert calls[1].context["pruned_results"] == 1 and calls[1].context["breakpoints_added"] == 3
