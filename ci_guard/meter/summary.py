@@ -92,7 +92,8 @@ def context_savings(calls: list[CallRecord], cost_usd: Decimal) -> dict[str, Any
     ``saved_usd`` sums the calls' savings (negative when first cache writes outweighed reads so far);
     ``share_pct`` is the saving out of what the run would have cost without the policy.
     """
-    changed = [c for c in calls if c.context]
+    # a call whose only note is that the agent managed its own cache was not changed
+    changed = [c for c in calls if c.context and set(c.context) - {"agent_caches"}]
     if not changed:
         return None
     saved = sum((c.context_saved_usd for c in changed), Decimal(0))

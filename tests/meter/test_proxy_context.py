@@ -198,3 +198,23 @@ def test_a_large_lazily_read_request_passes_byte_for_byte_or_is_pruned() -> None
     assert "[ci-guard:" in pruned["messages"][2]["content"][0]["content"]
     assert pruned["messages"][4]["content"][0]["content"] == LOG
     assert calls[1].context["pruned_results"] == 1 and calls[1].context["breakpoints_added"] == 3
+
+
+def test_calls_the_policy_only_looked_at_are_not_counted_as_changed() -> None:
+    from datetime import UTC, datetime
+
+    from ci_guard.ledger.records import CallRecord
+    from ci_guard.pricing.usage import Usage
+
+    now = datetime.now(UTC)
+
+    def record(context: dict | None, saved: str) -> CallRecord:
+        return CallRecord(run_id="r", seq=1, started_at=now, ended_at=now, provider="anthropic", endpoint="messages",
+                          model_requested="m", model_served="m", usage=Usage(input_tokens=1), cost_usd=Decimal("0.5"),
+                          context=context, context_saved_usd=Decimal(saved))
+
+    assert context_savings([record({"agent_caches": True}, "0")], Decimal("0.5")) is None
+    totals = context_savings([record({"agent_caches": True}, "0"),
+                              record({"pruned_results": 1, "pruned_tokens": 900, "method": "estimate"}, "0.5")],
+                             Decimal("1.0"))
+    assert totals is not None and totals["calls_changed"] == 1 and totals["share_pct"] == "33.3"
