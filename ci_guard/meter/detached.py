@@ -202,9 +202,12 @@ def serve(state_path: str, quiet: bool = False) -> int:
 async def _serve_async(session: MeterSession, ups: Upstreams, state_file: Path, data: dict[str, Any]) -> None:
     import asyncio
 
+    from ci_guard.meter import lifecycle, owners
     from ci_guard.meter.proxy import MeterProxy
 
     session.watch_ledger(asyncio.get_running_loop())
+    if data.get("ledger_url"):
+        owners.claim(session.run_id, lifecycle.SPILL_DIR)  # the proxy owns the run from now on
     proxy = MeterProxy(session, ups)
     await proxy.start()
     data.update(port=proxy.port, pid=os.getpid())
@@ -246,20 +249,91 @@ def stop(state_path: str, timeout_s: float = 30.0, ledger_url: str | None = None
     full_url = ledger_url or os.environ.get(LEDGER_ENV)
     if data.get("refused"):
         return RunSummary.model_validate(data["summary"])
-    pid = data.get("pid")
-    summary_path = Path(data["summary_path"])
-    if pid:
+    # The state file is writable by the agent: its pid is signalled only if that process is this
+    # state file's proxy, and the real proxy is found by its command line when the pid is not it.
+    for pid in _proxies_to_stop(data.get("pid"), Path(state_path)):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGTERM)
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(int(pid)):
+        while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.05)
-        if _alive(int(pid)):
+        if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+    summary_path = Path(state_path).resolve().with_suffix(".summary.json")  # never a path the state names
+    data["summary_path"] = str(summary_path)
     if not summary_path.exists():
         return _recover(data, full_url)
-    return RunSummary.model_validate_json(summary_path.read_text())
+    try:
+        summary = RunSummary.model_validate_json(summary_path.read_text())
+    except (OSError, ValueError):
+        return _recover(data, full_url)
+    return _checked_against_ledger(summary, data, full_url)
+
+
+def _proxy_pids(state_path: Path) -> list[int]:
+    """Processes whose command line is `... ci_guard proxy --state <state_path>` (Linux /proc)."""
+    target = str(state_path.resolve())
+    found = []
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return found
+    for entry in entries:
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+        except OSError:
+            continue
+        if "proxy" in args and "--state" in args and any(a == "ci_guard" or a.endswith("ci-guard") for a in args):
+            i = args.index("--state")
+            if i + 1 < len(args) and str(Path(args[i + 1]).resolve()) == target:
+                found.append(int(entry))
+    return found
+
+
+def _proxies_to_stop(pid: Any, state_path: Path) -> list[int]:
+    from ci_guard.meter.live_log import LiveLog
+
+    if not os.path.isdir("/proc"):  # no way to check: trust the state file, as before
+        return [int(pid)] if isinstance(pid, int) and pid > 1 else []
+    real = _proxy_pids(state_path)
+    if isinstance(pid, int) and pid in real:
+        return [pid]
+    if pid:
+        LiveLog().info(f"warning: the state file names pid {pid}, which is not this run's metering proxy; "
+                       "not signalling it (was the state file changed?)")
+    return [p for p in real if p != os.getpid()]
+
+
+def _checked_against_ledger(summary: RunSummary, data: dict[str, Any], full_url: str | None) -> RunSummary:
+    """The ledger's account of the run when it differs from the summary file (which the agent can write)."""
+    from ci_guard.ledger import open_ledger
+    from ci_guard.meter import lifecycle
+    from ci_guard.meter.live_log import LiveLog
+    from ci_guard.policy.decision import Decision
+    from ci_guard.report.history import run_summary
+
+    try:
+        url = ledger_for_state(data, full_url)
+        if not url:
+            return summary
+        store = open_ledger(url)
+        try:
+            run = store.get_run(data["run_id"])
+            calls = store.list_calls(data["run_id"], limit=1_000_000) if run is not None else []
+        finally:
+            store.close()
+    except CiGuardError:
+        return summary  # the ledger cannot say: the proxy's own summary it is
+    if run is None or (summary.run_id == run.run_id and summary.cost_usd == run.cost_usd
+                       and len(summary.calls) == len(calls)):
+        return summary
+    LiveLog().info(f"warning: the run summary file disagrees with the ledger for run {run.run_id}; "
+                   "reporting the ledger's figures")
+    rebuilt = run_summary(run, calls)
+    rebuilt.decision = Decision.model_validate(data["decision"]).as_json()
+    lifecycle.write_summary(rebuilt, str(Path(data["summary_path"])))
+    return rebuilt
 
 
 def _recover(data: dict[str, Any], full_url: str | None) -> RunSummary:

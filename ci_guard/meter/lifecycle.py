@@ -64,6 +64,7 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
     store, ledger_problem = _open_store(open_ledger, url)
     if store is not None:
         _replay_earlier_spills(store)
+        _close_stale_runs(store, now)
     try:
         source = SnapshotBudgetSource(budget_snapshot) if budget_snapshot else store
         decision = evaluate(policy, context, budget_source=source, now=now)
@@ -139,6 +140,13 @@ def _replay_earlier_spills(store: Any) -> None:
     for directory in {SPILL_DIR, os.environ.get("RUNNER_TEMP") or SPILL_DIR}:
         if os.path.isdir(directory):
             replay_spill_files(store, directory)
+
+
+def _close_stale_runs(store: Any, now: datetime) -> None:
+    """Runs whose ci-guard process died (SIGKILL, OOM) are closed and their holds released."""
+    from ci_guard.meter.owners import close_stale_runs
+
+    close_stale_runs(store, SPILL_DIR, now)
 
 
 def _release(store: Any, run_id: str) -> None:
@@ -292,6 +300,9 @@ def finish_run(prepared: PreparedRun, summary: RunSummary) -> None:
         recorder.close()
     except Exception as exc:
         LiveLog().info(f"warning: closing the ledger failed: {_describe(exc)}")
+    from ci_guard.meter.owners import release
+
+    release(summary.run_id, SPILL_DIR)
     _alerts(prepared, summary)
 
 

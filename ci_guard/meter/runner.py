@@ -15,7 +15,7 @@ from datetime import datetime
 
 from ci_guard.context.model import RunContext
 from ci_guard.errors import EXIT_RUN_INFRASTRUCTURE, InvalidInputError
-from ci_guard.meter import lifecycle, loop
+from ci_guard.meter import lifecycle, loop, owners
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.hardening import make_undumpable
 from ci_guard.meter.live_log import LiveLog
@@ -113,6 +113,8 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
     )
     register(session.token)
     session.watch_ledger(asyncio.get_running_loop())
+    if prepared.ledger_url:
+        owners.claim(prepared.run_id, lifecycle.SPILL_DIR)  # for the next run, if this process is killed
     proxy = MeterProxy(session, req.upstreams)
     try:
         await proxy.start()

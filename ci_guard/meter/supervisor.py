@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ci_guard.errors import InvalidInputError
 from ci_guard.meter.caps import MAX_RUNTIME
+from ci_guard.meter.hardening import die_with_parent
 from ci_guard.meter.session import MeterSession
 
 
@@ -38,7 +39,8 @@ class Supervisor:
         if not cmd:
             raise InvalidInputError("no agent command given: put it after `--`, e.g. `ci-guard run -- claude -p ...`")
         try:
-            proc = await asyncio.create_subprocess_exec(*cmd, env=dict(env), cwd=cwd, start_new_session=True)
+            proc = await asyncio.create_subprocess_exec(*cmd, env=dict(env), cwd=cwd, start_new_session=True,
+                                                        preexec_fn=die_with_parent)
         except FileNotFoundError as exc:
             raise InvalidInputError(f"agent command not found: {cmd[0]!r}") from exc
         except PermissionError as exc:

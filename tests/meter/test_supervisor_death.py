@@ -1,0 +1,90 @@
+"""Issue 12 #15: ci-guard killed with SIGKILL mid-run. The agent dies with it, and the next
+ci-guard run on that ledger closes the dead run and releases its hold (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ci_guard.context.model import RunContext
+from ci_guard.ledger import open_ledger
+from ci_guard.policy.models import Budget
+from ci_guard.simulator.server import run_simulator
+
+KEY = "sk-ant-api03-supervisor-death-real-key-0123456789"
+POLICY = textwrap.dedent("""
+    version: 1
+    budgets:
+      - {name: repo-daily, scope: repo, period: day, limit_usd: 40}
+    defaults:
+      model: claude-haiku-4-5
+      limits: {max_turns: 5, max_cost_usd: 2.00, max_runtime: 10m}
+    rules:
+      - {name: allow, decision: allow}
+""")
+# An agent that says who it is, then waits for a long time (as one busy with a long tool call).
+SLEEPER = "import os, pathlib, time; pathlib.Path('agent.pid').write_text(str(os.getpid())); time.sleep(120)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie waiting for its reaper counts as gone
+        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait(predicate, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _reserved(url: str) -> tuple[object, object]:
+    store = open_ledger(url)
+    try:
+        (status,) = store.budget_status([Budget(name="repo-daily", scope="repo", period="day", limit_usd=40)],
+                                        RunContext(repo="acme/web"), datetime.now(UTC))
+        runs = store.list_runs(repo="acme/web")
+        return status.reserved_usd, {r.run_id: r.status for r in runs}
+    finally:
+        store.close()
+
+
+def test_the_agent_dies_with_ci_guard_and_the_next_run_closes_the_dead_one(tmp_path: Path, any_ledger: str):
+    (tmp_path / "policy.yml").write_text(POLICY)
+    ci_guard = str(Path(sys.executable).parent / "ci-guard")
+    with run_simulator("tool-loop", api_key=KEY) as sim:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "CI_GUARD_ANTHROPIC_UPSTREAM": sim.url,
+               "CI_GUARD_LEDGER": any_ledger}
+        args = [ci_guard, "run", "--policy", "policy.yml", "--repo", "acme/web", "--quiet", "--preset", "none", "--"]
+        proc = subprocess.Popen([*args, sys.executable, "-c", SLEEPER], cwd=tmp_path, env=env)
+        try:
+            assert _wait(lambda: (tmp_path / "agent.pid").exists() and (tmp_path / "agent.pid").read_text())
+            agent = int((tmp_path / "agent.pid").read_text())
+            reserved, runs = _reserved(any_ledger)
+            assert reserved == 2 and list(runs.values()) == ["running"]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            assert _wait(lambda: not _alive(agent), 10)  # not left running, orphaned
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        (dead,) = runs
+        assert _reserved(any_ledger) == (2, {dead: "running"})  # what the kill left behind
+        quick = subprocess.run([*args, sys.executable, "-c", "pass"], cwd=tmp_path, env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert quick.returncode == 0, quick.stderr
+    reserved, runs = _reserved(any_ledger)
+    assert runs[dead] == "error" and reserved == 0  # closed, and its hold released at once
+    assert not list(tmp_path.glob(".ci-guard/*.owner"))
