@@ -27,9 +27,14 @@ TOKEN_CLASSES = ("input_tokens", "cache_write_tokens", "cache_write_1h_tokens", 
 DIMENSIONS = {"org": "org", "team": "team", "repo": "repo", "user": "actor", "workflow": "workflow",
               "agent": "agent", "model": "model", "environment": "environment", "cohort": "cohort",
               "trigger": "trigger_name", "status": "status"}
+# the order _facts_from reads them in
 _FACT_COLS = ("run_id", "started_at", "status", "stop_reason", "org", "team", "repo", "actor", "workflow",
               "agent", "model", "environment", "cohort", "trigger_name", "pr", "enforced", "turns", "cost_micros",
               *TOKEN_CLASSES, "platform", "run_url", "context_saved_micros", "outcome", "tests_fixed")
+
+
+_MODEL = "COALESCE(c.model_served, c.model_requested, '(unknown)')"
+_IN_PERIOD = "c.run_id IN (SELECT run_id FROM runs WHERE started_at >= ? AND started_at < ?)"
 
 
 @dataclass(slots=True)
@@ -79,19 +84,34 @@ class AnalyticsMixin:
             if not with_calls or not facts:
                 return list(facts.values())
             period = (self._ts(start), self._ts(end))
-            in_period = " JOIN runs r ON r.run_id = c.run_id WHERE r.started_at >= ? AND r.started_at < ?"
-            for run_id, model, calls, micros in tx.all(
-                    "SELECT c.run_id, COALESCE(c.model_served, c.model_requested, '(unknown)'), COUNT(*),"
-                    f" SUM(c.cost_micros) FROM calls c{in_period} GROUP BY c.run_id,"
-                    " COALESCE(c.model_served, c.model_requested, '(unknown)')", period):
+            self._prepare_scan(tx)
+            # Driven by the calls primary key (run_id, seq) for the period's run ids, so rows arrive
+            # grouped by run and no 1M-row sort is needed; most runs use one model (MIN = MAX), the
+            # few that used several are split per model by a second, small query.
+            mixed = []
+            for run_id, calls, micros, low, high in tx.all(
+                    f"SELECT c.run_id, COUNT(*), SUM(c.cost_micros), MIN({_MODEL}), MAX({_MODEL})"
+                    f" FROM calls c WHERE {_IN_PERIOD} GROUP BY c.run_id", period):
                 fact = facts.get(run_id)
-                if fact is not None:
-                    fact.calls += int(calls)
-                    fact.models[model] = [int(calls), int(micros or 0)]
-            # first, middle and last call of each run by position: three primary-key lookups per run
+                if fact is None:
+                    continue
+                fact.calls = int(calls)
+                if low == high:
+                    fact.models[low] = [int(calls), int(micros or 0)]
+                else:
+                    mixed.append(run_id)
+            for i in range(0, len(mixed), 500):
+                chunk = mixed[i:i + 500]
+                for run_id, model, calls, micros in tx.all(
+                        f"SELECT c.run_id, {_MODEL}, COUNT(*), SUM(c.cost_micros) FROM calls c"
+                        f" WHERE c.run_id IN ({', '.join('?' * len(chunk))}) GROUP BY c.run_id, {_MODEL}", chunk):
+                    facts[run_id].models[model] = [int(calls), int(micros or 0)]
+            # first, middle and last call of each run by position: index seeks, no scan of the calls
             for run_id, first, middle, last in tx.all(
-                    f"WITH b AS (SELECT c.run_id, MIN(c.seq) AS lo, MAX(c.seq) AS hi FROM calls c{in_period}"
-                    " GROUP BY c.run_id)"
+                    "WITH b AS MATERIALIZED (SELECT r.run_id,"
+                    " (SELECT x.seq FROM calls x WHERE x.run_id = r.run_id ORDER BY x.seq LIMIT 1) AS lo,"
+                    " (SELECT x.seq FROM calls x WHERE x.run_id = r.run_id ORDER BY x.seq DESC LIMIT 1) AS hi"
+                    " FROM runs r WHERE r.started_at >= ? AND r.started_at < ?)"
                     " SELECT b.run_id, f.context_tokens, m.context_tokens, l.context_tokens FROM b"
                     " JOIN calls f ON f.run_id = b.run_id AND f.seq = b.lo"
                     " LEFT JOIN calls m ON m.run_id = b.run_id AND m.seq = (b.lo + b.hi) / 2"
@@ -103,15 +123,22 @@ class AnalyticsMixin:
 
         return self._op(read, write=False)
 
+    def _prepare_scan(self, tx: Tx) -> None:
+        """Backend tuning before reading a period's calls (SQLite: memory-mapped reads)."""
+
     def _facts_from(self, row: Sequence[Any]) -> RunFacts:
-        r = dict(zip(_FACT_COLS, row, strict=True))
+        # by position, and times parsed with fromisoformat: this runs once per run of the period
+        started = row[1]
+        started = self._dt(started) if not isinstance(started, str) else datetime.fromisoformat(started)
+        dims = {"org": row[4], "team": row[5], "repo": row[6], "user": row[7], "workflow": row[8],
+                "agent": row[9], "model": row[10], "environment": row[11], "cohort": row[12],
+                "trigger": row[13], "status": row[2]}
         return RunFacts(
-            run_id=r["run_id"], started_at=self._dt(r["started_at"]), status=r["status"],
-            stop_reason=r["stop_reason"], dims={dim: r[col] for dim, col in DIMENSIONS.items()}, pr=r["pr"],
-            enforced=bool(r["enforced"]), turns=int(r["turns"]), cost_micros=int(r["cost_micros"]),
-            tokens=tuple(int(r[c]) for c in TOKEN_CLASSES), platform=r["platform"], run_url=r["run_url"],
-            context_saved_micros=int(r["context_saved_micros"] or 0), outcome=r["outcome"],
-            tests_fixed=int(r["tests_fixed"] or 0),
+            run_id=row[0], started_at=started, status=row[2], stop_reason=row[3], dims=dims, pr=row[14],
+            enforced=bool(row[15]), turns=int(row[16]), cost_micros=int(row[17]),
+            tokens=(int(row[18]), int(row[19]), int(row[20]), int(row[21]), int(row[22]), int(row[23])),
+            platform=row[24], run_url=row[25], context_saved_micros=int(row[26] or 0), outcome=row[27],
+            tests_fixed=int(row[28] or 0),
         )
 
     # --- outcomes ---------------------------------------------------------------------------------

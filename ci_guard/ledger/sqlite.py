@@ -79,6 +79,11 @@ class SqliteStore(SqlStore):
             return LedgerError(f"SQLite ledger {self.url}: {redact(str(exc))}")
         return None
 
+    def _prepare_scan(self, tx: Tx) -> None:
+        # reports read a month of calls by index: mapped pages instead of a read() per page
+        tx.run("PRAGMA mmap_size=1073741824")
+        tx.run("PRAGMA cache_size=-65536")
+
     def _ts(self, moment: datetime | None) -> Any:
         return None if moment is None else as_utc(moment).strftime(_TS_FORMAT)
 

@@ -210,3 +210,23 @@ def test_demo_pilot_then_report_as_a_user_runs_them(tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert "platform" in shown.stdout and "ai-review" in shown.stdout and "TOTAL" in shown.stdout
+
+
+def test_a_run_that_used_several_models_is_split_per_model(ledger_url, capsys):  # noqa: F811
+    from ci_guard.ledger import open_ledger
+    from tests.ledger.factories import call, run
+
+    store = open_ledger(ledger_url)
+    try:
+        store.start_run(run("routed", started_at=MARCH.replace(day=4)))
+        store.record_calls([call("routed", 1, "3", at=MARCH.replace(day=4), model_served="claude-opus-4-1"),
+                            call("routed", 2, "0.5", at=MARCH.replace(day=4), model_served="claude-haiku-4-5"),
+                            call("routed", 3, "0.5", at=MARCH.replace(day=4), model_served="claude-haiku-4-5")])
+        store.start_run(run("plain", started_at=MARCH.replace(day=4)))
+        store.record_call(call("plain", 1, "4", at=MARCH.replace(day=4), model_served="claude-haiku-4-5"))
+    finally:
+        store.close()
+    _, out, _ = run_cli(capsys, "report", "--ledger", ledger_url, "--month", "2026-03", "--by", "org",
+                           "--format", "json")
+    row = json.loads(out)["rows"][0]
+    assert row["calls"] == 4 and row["model_mix"] == {"claude-haiku-4-5": "0.6250", "claude-opus-4-1": "0.3750"}
