@@ -41,7 +41,7 @@ class PostgresStore(SqlStore):
         self._conn: psycopg.Connection[Any] | None = None
         self._pid = os.getpid()
         self._connection()
-        if auto_migrate and self._version() < migrations.latest_version(self.backend):
+        if auto_migrate and not migrations.versions(self.backend) <= self._applied():
             self.migrate()
 
     def _connection(self) -> psycopg.Connection[Any]:
@@ -68,6 +68,17 @@ class PostgresStore(SqlStore):
                     return 0
                 cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
                 return int(cur.fetchone()[0])  # type: ignore[index]
+        except psycopg.Error as exc:
+            raise self._translate_error(exc) from None  # type: ignore[misc]
+
+    def _applied(self) -> set[int]:
+        if not self._version():
+            return set()
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT version FROM schema_version")
+                return {int(r[0]) for r in cur.fetchall()}
         except psycopg.Error as exc:
             raise self._translate_error(exc) from None  # type: ignore[misc]
 

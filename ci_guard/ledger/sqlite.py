@@ -33,7 +33,7 @@ class SqliteStore(SqlStore):
         super().__init__(url.redacted)
         self.path = Path(url.path or "")
         self._conn = self._connect()
-        if auto_migrate and self._version() < migrations.latest_version(self.backend):
+        if auto_migrate and not migrations.versions(self.backend) <= self._applied():
             self.migrate()
 
     def _connect(self) -> sqlite3.Connection:
@@ -56,6 +56,12 @@ class SqliteStore(SqlStore):
         except sqlite3.OperationalError:  # no schema_version table yet
             return 0
         return int(row[0] or 0)
+
+    def _applied(self) -> set[int]:
+        try:
+            return {int(r[0]) for r in self._conn.execute("SELECT version FROM schema_version")}
+        except sqlite3.OperationalError:  # no schema_version table yet
+            return set()
 
     def migrate(self) -> int:
         return self._op(self._apply_migrations)

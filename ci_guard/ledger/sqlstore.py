@@ -177,16 +177,18 @@ class SqlStore(AnalyticsMixin):
 
     def _apply_migrations(self, tx: Tx) -> int:
         tx.run(self._schema_version_ddl())
-        current = tx.one("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0]  # type: ignore[index]
-        latest = current
+        # Every version not applied yet, in order -- not only those above the highest applied: versions
+        # are pre-assigned to parallel work, so 0005 can be released after 0008 and must still run.
+        applied = {int(r[0]) for r in tx.all("SELECT version FROM schema_version")}
+        latest = max(applied, default=0)
         for migration in migrations.load(self.backend):
-            if migration.version <= current:
+            if migration.version in applied:
                 continue
             for statement in migration.statements:
                 tx.run(statement)
             tx.run("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
                    (migration.version, migration.name, self._ts(datetime.now(UTC))))
-            latest = migration.version
+            latest = max(latest, migration.version)
         return latest
 
     # --- budgets ----------------------------------------------------------------------------------

@@ -32,6 +32,11 @@ def load(backend: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+def versions(backend: str) -> set[int]:
+    """Every version ``backend`` has a migration for."""
+    return {m.version for m in load(backend)}
+
+
 def latest_version(backend: str) -> int:
     migrations = load(backend)
     return migrations[-1].version if migrations else 0
