@@ -13,7 +13,13 @@ import click
               help="The ledger given to `start` (the state file names it without its password).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
               help="github: write step outputs and a step summary; json: print the summary.")
-def stop(state_path: str | None, summary_path: str | None, ledger_url: str | None, fmt: str) -> int:
+@click.option("--agent-exit-code", type=click.IntRange(0, 255), default=None,
+              help="The agent step's exit code, when the workflow has it (the run is then failed on non-zero).")
+@click.option("--agent-outcome", type=click.Choice(["success", "failure", "cancelled"]), default=None,
+              help="The agent step's outcome (GitHub: steps.<id>.outcome): failure -> failed, cancelled -> "
+                   "cancelled.")
+def stop(state_path: str | None, summary_path: str | None, ledger_url: str | None, fmt: str,
+         agent_exit_code: int | None, agent_outcome: str | None) -> int:
     """Stop the metering proxy of a run started with `ci-guard start` and summarise the run.
 
     The proxy finishes calls in flight, writes every call to the ledger, releases the budget
@@ -23,7 +29,7 @@ def stop(state_path: str | None, summary_path: str | None, ledger_url: str | Non
     \b
     Examples:
       ci-guard stop --summary run.json
-      ci-guard stop --format github
+      ci-guard stop --format github --agent-outcome "${{ steps.agent.outcome }}"
     """
     import json
     import os
@@ -34,7 +40,8 @@ def stop(state_path: str | None, summary_path: str | None, ledger_url: str | Non
     from ci_guard.meter.summary import write_summary
 
     path = state_path or os.environ.get("CI_GUARD_STATE") or detached.default_state_path()
-    summary = detached.stop(path, ledger_url=ledger_url)
+    summary = detached.stop(path, ledger_url=ledger_url, agent_exit_code=agent_exit_code,
+                            agent_outcome=agent_outcome)
     write_summary(summary, summary_path)
     if summary.calls:
         # The proxy ran in the background, so its live log went nowhere the job shows: print the

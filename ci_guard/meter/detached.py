@@ -31,6 +31,7 @@ from ci_guard.secrets import register
 if TYPE_CHECKING:
     from ci_guard.context.model import RunContext
     from ci_guard.meter.session import MeterSession
+    from ci_guard.meter.status import FinalStatus
     from ci_guard.meter.upstreams import Upstreams
     from ci_guard.policy.decision import Decision
 
@@ -183,12 +184,16 @@ def serve(state_path: str, quiet: bool = False) -> int:
     )
     ups = upstreams_from_env(dict(os.environ), data["upstreams"]["anthropic"], data["upstreams"]["openai"])
     loop.run(_serve_async(session, ups, state_file, data))
-    # The agent of start/stop mode is not our child: no exit code or signal to read, but a run without
-    # a metered call, or whose every call the provider refused (401/403), is still told apart.
-    final = final_status(stopped=session.guard.stopped, exit_code=0, forwarded_signal=None, calls=session.calls)
+    # The agent of start/stop mode is not our child: no exit code or signal to read. `stop` passes on
+    # what the workflow knows (--agent-exit-code / --agent-outcome); without it, a run without a
+    # metered call, or whose every call the provider refused (401/403), is still told apart.
+    outcome = read_outcome(state_file)
+    final = final_status(stopped=session.guard.stopped, exit_code=outcome.get("exit_code") or 0,
+                         forwarded_signal=None, calls=session.calls)
+    final = apply_outcome(final, outcome, stopped=session.guard.stopped)
     if session.guard.stop_reason == "ledger_error":  # infrastructure, not a cap
         final = FinalStatus("error", "ledger_error", session.guard.stop_detail)
-    summary = session.summary(status=final.status, agent_exit_code=None)
+    summary = session.summary(status=final.status, agent_exit_code=outcome.get("exit_code"))
     if final.status != "stopped":
         summary = summary.model_copy(update={"stop_reason": final.stop_reason, "stop_detail": final.detail})
     if final.status in ("failed", "no_calls"):
@@ -244,11 +249,50 @@ def ledger_for_state(data: dict[str, Any], full_url: str | None) -> str | None:
     return public
 
 
-def stop(state_path: str, timeout_s: float = 30.0, ledger_url: str | None = None) -> RunSummary:
+AGENT_OUTCOMES = ("success", "failure", "cancelled")
+
+
+def outcome_path(state_file: Path) -> Path:
+    return state_file.resolve().with_suffix(".outcome.json")
+
+
+def read_outcome(state_file: Path) -> dict[str, Any]:
+    """What `stop` was told about the agent's step: ``{"exit_code": int|None, "outcome": str|None}``."""
+    try:
+        data = json.loads(outcome_path(state_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    code = data.get("exit_code")
+    outcome = data.get("outcome")
+    return {"exit_code": code if isinstance(code, int) and not isinstance(code, bool) and 0 <= code < 256 else None,
+            "outcome": outcome if outcome in AGENT_OUTCOMES else None}
+
+
+def apply_outcome(final: FinalStatus, outcome: dict[str, Any], *, stopped: bool) -> FinalStatus:
+    """A cap's stop stays a stop; a cancelled or failed step says so when no exit code told already."""
+    from ci_guard.meter.status import FinalStatus as Final  # at run time only: keeps `stop` light
+
+    if stopped or final.status in ("failed", "error"):
+        return final
+    if outcome.get("outcome") == "cancelled":
+        return Final("cancelled", "step_cancelled", "cancelled: the workflow cancelled the agent's step")
+    if outcome.get("outcome") == "failure" and outcome.get("exit_code") is None:
+        return Final("failed", "agent_exit", "failed: the agent's step failed (outcome failure, exit code "
+                                             "not given)")
+    return final
+
+
+def stop(state_path: str, timeout_s: float = 30.0, ledger_url: str | None = None, *,
+         agent_exit_code: int | None = None, agent_outcome: str | None = None) -> RunSummary:
     data = read_state(state_path)
     full_url = ledger_url or os.environ.get(LEDGER_ENV)
     if data.get("refused"):
         return RunSummary.model_validate(data["summary"])
+    if agent_exit_code is not None or agent_outcome is not None:
+        # Read by the proxy after SIGTERM, before it classifies and settles the run.
+        _write_json_atomic(outcome_path(Path(state_path)), {"exit_code": agent_exit_code, "outcome": agent_outcome})
     # The state file is writable by the agent: its pid is signalled only if that process is this
     # state file's proxy, and the real proxy is found by its command line when the pid is not it.
     for pid in _proxies_to_stop(data.get("pid"), Path(state_path)):

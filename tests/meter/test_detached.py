@@ -119,6 +119,28 @@ def test_stop_prints_the_per_call_log_folded(setup, forge):
         assert "::group::" not in stderr and "section_start" not in stderr
 
 
+@pytest.mark.parametrize(("flags", "status", "reason", "code"), [
+    (["--agent-exit-code", "3"], "failed", "agent_exit", 3),
+    (["--agent-outcome", "failure"], "failed", "agent_exit", None),
+    (["--agent-outcome", "cancelled"], "cancelled", "step_cancelled", None),
+    (["--agent-outcome", "success", "--agent-exit-code", "0"], "completed", None, 0),
+])
+def test_stop_takes_the_agent_steps_outcome(setup, flags, status, reason, code):
+    # start/stop mode: the agent is a workflow step, not ci-guard's child; the workflow tells `stop`.
+    tmp, _, env = setup
+    agent_env = exported(start(tmp, env).stdout)
+    assert call(agent_env, "q").status_code == 200
+    stopped = cli(tmp, "stop", "--summary", "run.json", *flags, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    summary = json.loads((tmp / "run.json").read_text())
+    assert (summary["status"], summary["stop_reason"], summary["agent_exit_code"]) == (status, reason, code)
+    store = open_ledger(f"sqlite:///{tmp / 'ledger.db'}")
+    try:
+        assert store.get_run(summary["run_id"]).status == status
+    finally:
+        store.close()
+
+
 def test_runtime_cap_refuses_calls_after_the_deadline(setup):
     tmp, _, env = setup
     started = cli(tmp, "start", "--policy", "policy.yml", "--repo", "acme/web", "--agent", "quick",
