@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ci_guard.simulator import run_simulator
-from tests.agents import CLAUDE, require_claude
+from tests.agents import CLAUDE, CODEX, require_claude, require_codex
 
 pytestmark = pytest.mark.node
 
@@ -93,3 +93,48 @@ def test_claude_code_finishes_with_pruning_routing_and_the_thinking_clamp(tmp_pa
     assert pruned_calls and all(c["context"]["agent_caches"] for c in pruned_calls)
     assert summary["context_savings"]["calls_changed"] >= 3
     assert Decimal(summary["context_savings"]["saved_usd"]) > 0
+
+
+CODEX_POLICY = textwrap.dedent("""
+    version: 1
+    defaults:
+      model: gpt-5
+      limits: {max_turns: 10, max_cost_usd: 2.00, max_runtime: 5m}
+    rules:
+      - name: default
+        decision: allow
+        context:
+          cache: auto
+          prune_tool_results: {max_tokens: 1000, keep: {head_lines: 10, tail_lines: 20}}
+""")
+
+
+def test_codex_finishes_with_its_responses_tool_outputs_pruned(tmp_path: Path) -> None:
+    require_codex()
+    (tmp_path / "policy.yml").write_text(CODEX_POLICY)
+    home = tmp_path / "home"
+    home.mkdir()
+    scenario = {"name": "codex-log", "turns": 3, "text": "Done: fixed.",
+                "tool": {"name": "exec_command", "input": {"cmd": "seq 100000 103000"}}}
+    with run_simulator(scenario, api_key=KEY) as sim:
+        env = {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8", "OPENAI_API_KEY": KEY,
+               "CI_GUARD_OPENAI_UPSTREAM": f"{sim.url}/v1"}
+        cmd = [sys.executable, "-m", "ci_guard", "run", "--policy", str(tmp_path / "policy.yml"), "--repo",
+               "acme/web", "--agent", "codex", "--ledger", f"sqlite:///{tmp_path / 'ledger.db'}", "--summary",
+               str(tmp_path / "summary.json"), "--preset", "codex", "--grace", "5", "--",
+               str(CODEX), "exec", "--json", "--skip-git-repo-check", "fix the tests"]
+        proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                              stdin=subprocess.DEVNULL)
+        bodies = list(sim.bodies)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert any(json.loads(line).get("item", {}).get("text") == "Done: fixed."
+               for line in proc.stdout.splitlines() if line.startswith("{"))
+    outputs = [[it["output"] for it in b["input"] if isinstance(it, dict) and it.get("type") == "function_call_output"]
+               for b in bodies]
+    last = outputs[-1]
+    assert len(last) == 3
+    assert all("[ci-guard:" in json.dumps(o) for o in last[:-1]) and "[ci-guard:" not in json.dumps(last[-1])
+    assert outputs[-2][0] == last[0]  # the same cut on every later turn
+    assert "cache_control" not in json.dumps(bodies)  # nothing added for OpenAI's automatic caching
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["context_savings"]["pruned_results"] == 3  # 1 on the third call, 2 on the fourth
