@@ -73,6 +73,8 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
             if decision.allowed:  # on_ledger_error: allow -- say loudly that it was the ledger
                 live.warn(f"the ledger could not be reached; the run goes on unrecorded "
                           f"(enforcement.on_ledger_error: allow): {ledger_problem}")
+        if decision.allowed:
+            _check_decided_model(policy, policy_path, decision, live)
         inputs = decision_inputs(context, decision, now)
         if not decision.allowed:
             summary = _refused(run_id, decision, now)
@@ -109,6 +111,22 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
             abandon_run(url, run_id)
         raise
     return PreparedRun(run_id, decision, url if store else None, pricer, recorder, reserved, policy=policy)
+
+
+def _check_decided_model(policy: Any, policy_path: str, decision: Decision, live: LiveLog) -> None:
+    """A decided model the catalog cannot price is invalid input (exit 2), as in `check`: the run
+    would otherwise start and the proxy refuse every call. A retiring model is a warning."""
+    from pathlib import Path
+
+    from ci_guard.errors import PolicyError, Problem
+    from ci_guard.policy.model_prices import decided_model_problem
+
+    problem = decided_model_problem(policy, decision.model, Path(policy_path).parent)
+    if problem and problem[0] == "error":
+        raise PolicyError(f"{policy_path}: the decided model cannot be priced",
+                          [Problem(problem[1], policy_path, field=f"rules.{decision.rule}.model")])
+    if problem:
+        live.warn(problem[1])
 
 
 def abandon_run(ledger_url: str | None, run_id: str) -> None:

@@ -93,3 +93,11 @@ def test_a_context_route_to_an_unpriced_model_is_an_error(tmp_path: Path, capsys
         """))
     code, _, err = run_cli(capsys, "validate", str(path))
     assert code == 2 and "defaults.context.route[0].model" in err and "'claude-haiku-4-6' has no price" in err
+
+
+def test_run_does_not_start_an_agent_on_an_unpriced_model(tmp_path: Path, capsys):
+    path = write(tmp_path, "gpt-5.7-turbo")
+    marker = tmp_path / "started"
+    code, _, err = run_cli(capsys, "run", "--policy", path, "--agent", "big", "--ledger",
+                           f"sqlite:///{tmp_path / 'l.db'}", "--", "touch", str(marker))
+    assert code == 2 and "'gpt-5.7-turbo' has no price" in err and not marker.exists()
