@@ -584,10 +584,15 @@ def _json_or_none(text: str | None) -> dict[str, Any] | None:
     """A stored JSON object, or None when absent or unreadable (a replay then approximates the run)."""
     if not text:
         return None
+    import msgspec  # a dependency already (meter/providers/body.py); decodes these ~3x faster
+
     try:
-        value = json.loads(text)
-    except ValueError:
-        return None
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:  # what it refuses (lone surrogate escapes, say), json decides
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
     return value if isinstance(value, dict) else None
 
 

@@ -64,3 +64,23 @@ def test_runs_without_inputs_and_cut_lists_are_not_exact() -> None:
     inputs = decision_inputs(ctx, Decision(decision="allow", context=ctx), datetime.now(UTC))
     assert inputs["truncated"] == ["context.changed_paths"] and not is_exact(inputs)
     assert len(inputs["context"]["changed_paths"]) == MAX_LIST
+
+
+def test_stored_contexts_read_fast_exactly_as_validated() -> None:
+    from ci_guard.policy import inputs as mod
+
+    declared = set(RunContext.model_fields)
+    known = mod.STR_FIELDS | mod.INT_FIELDS | mod.BOOL_FIELDS | mod.LIST_FIELDS | {"platform"}
+    assert known == declared  # a new RunContext field must be added to the fast reader's table
+    ctx = pr_context(title="t\u202e", labels=["a", "b"], changed_paths=None, pr=None, draft=None)
+    stored = decision_inputs(ctx, __import__("ci_guard.policy.decision", fromlist=["Decision"]).Decision(
+        decision="allow", context=ctx), datetime.now(UTC))
+    back = context_from_inputs(stored)
+    assert back is not None and back == RunContext.model_validate(stored["context"]) == ctx
+    # a shape ci-guard never writes falls back to validation: wrong types are refused, not trusted
+    bad = {**stored, "context": {**stored["context"], "pr": "12"}}
+    assert context_from_inputs(bad) == ctx.model_copy(update={"pr": 12})
+    worse = {**stored, "context": {**stored["context"], "labels": "not-a-list", "platform": "mars"}}
+    assert context_from_inputs(worse) is None
+    lone = {**stored, "context": {**stored["context"], "title": "x\ud800"}}
+    assert context_from_inputs(lone).title == "x\ufffd"  # type: ignore[union-attr]
