@@ -234,13 +234,15 @@ def main() -> None:
         for _ in range(args.repeat):
             for name, path in proposals.items():
                 for backend, url in urls.items():  # interleaved
-                    store = open_ledger(url)
+                    store = open_ledger(url)  # the schema stays dropped-on-exit even if this fails
                     t0, c0 = time.perf_counter(), time.process_time()
                     result = what_if(store, str(path), str(base), since, until)
                     times.setdefault((name, backend), []).append(time.perf_counter() - t0)
                     cpu.setdefault((name, backend), []).append(time.process_time() - c0)
                     store.close()
                     out = result.as_json()
+                    print(f"  {name}/{backend}: {times[(name, backend)][-1]:.1f} s wall, "
+                          f"{cpu[(name, backend)][-1]:.1f} s CPU", flush=True)
                     results[(name, backend)] = {"runs": out["runs"], "spend": out["spend"],
                                                 "newly_refused": out["decisions"]["newly_refused"],
                                                 "stopped": out["caps"]["stopped_earlier"],
