@@ -57,17 +57,16 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def ledger_calls(conninfo: str, schema: str) -> int:
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = conn.execute(f"SELECT to_regclass('{schema}.calls') IS NOT NULL").fetchone()
-        if not row or not row[0]:
-            return 0
-        return int(conn.execute(f"SELECT count(*) FROM {schema}.calls").fetchone()[0])  # type: ignore[index]
+def ledger_calls(conn: psycopg.Connection, schema: str) -> int:
+    return int(conn.execute(f"SELECT count(*) FROM {schema}.calls").fetchone()[0])  # type: ignore[index]
 
 
 def fleet(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, conninfo: str | None,
           schema: str | None) -> dict[str, float]:
     """Start N runs at once; return launch, commit rate and lag."""
+    conn = psycopg.connect(conninfo, autocommit=True) if conninfo else None  # one connection, polled
+    before = ledger_calls(conn, schema) if conn is not None and schema else 0  # earlier rounds' calls
+    total = before + n * calls
     procs = []
     marks = []
     t0 = time.time()
@@ -81,14 +80,17 @@ def fleet(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, conn
              sys.executable, str(AGENT), str(calls), str(mark)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     # poll the ledger while the agents run, to see when every call is committed
-    total = n * calls
     seen: list[tuple[float, int]] = []
-    while any(p.poll() is None for p in procs) or (conninfo and seen and seen[-1][1] < total):
-        if conninfo and schema:
-            seen.append((time.time(), ledger_calls(conninfo, schema)))
-        time.sleep(0.005)
-        if time.time() - t0 > 600:
-            break
+    try:
+        while any(p.poll() is None for p in procs) or (conn and seen and seen[-1][1] < total):
+            if conn is not None and schema:
+                seen.append((time.time(), ledger_calls(conn, schema)))
+            time.sleep(0.005)
+            if time.time() - t0 > 600:
+                break
+    finally:
+        if conn is not None:
+            conn.close()
     errors = [p.stderr.read().decode()[-400:] for p in procs if p.wait() != 0]  # type: ignore[union-attr]
     if errors:
         raise SystemExit(f"{len(errors)} runs failed: {errors[0]}")
@@ -98,13 +100,13 @@ def fleet(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, conn
     end = max(a["last_answer"] for a in agents)
     out = {"runs": n, "calls_per_run": calls, "launch_all_s": max(first), "launch_p50_s": statistics.median(first)}
     if conninfo and schema:
-        during = [c for t, c in seen if t <= end]
+        during = [c - before for t, c in seen if t <= end]
         committed_at_end = during[-1] if during else 0
         done_at = next((t for t, c in seen if c >= total), None)
         out.update({
-            "calls": total, "committed_when_agents_done": committed_at_end,
+            "calls": total - before, "committed_when_agents_done": committed_at_end,
             "commit_rate_per_s": committed_at_end / max(end - start, 1e-9),
-            "agent_rate_per_s": total / max(end - start, 1e-9),
+            "agent_rate_per_s": (total - before) / max(end - start, 1e-9),
             "lag_s": (done_at - end) if done_at is not None else float("nan"),
             "traffic_s": end - start,
         })
@@ -165,11 +167,14 @@ def main() -> None:
         for i in range(args.launch_rounds):
             for alone in ((True, False) if i % 2 == 0 else (False, True)):
                 launch["alone" if alone else "run"].append(launch_once(work, env, ledger, alone))
-        results["launch"] = {k: {"p50_s": statistics.median(v), "min_s": min(v), "max_s": max(v)}
-                             for k, v in launch.items()}
+        results["launch"] = {k: {"p50_s": statistics.median(v), "min_s": min(v), "max_s": max(v),
+                                 "all_s": [round(x, 3) for x in v]} for k, v in launch.items()}
+        print("launch to first answered call (s):", {k: v["all_s"] for k, v in results["launch"].items()},
+              flush=True)
         rounds = []
         for _ in range(args.rounds if args.runs else 0):
             rounds.append(fleet(args.runs, args.calls, work, env, ledger, conninfo, schema))
+            print("fleet round:", rounds[-1], flush=True)
         results["fleet"] = rounds
     finally:
         sim.terminate()
