@@ -29,13 +29,31 @@ def clean_opt(text: str | None) -> str | None:
 
 
 def clean_any(value: Any) -> Any:
-    """:func:`clean` applied to every string inside JSON-like data (dicts, lists, keys included)."""
+    """:func:`clean` applied to every string inside JSON-like data (dicts, lists, keys included).
+
+    ``value`` itself when nothing needed cleaning (no copy: this runs on every recorded call)."""
+    if not _unclean(value):
+        return value
+    return _clean_copy(value)
+
+
+def _unclean(value: Any) -> bool:
+    if isinstance(value, str):
+        return clean(value) is not value
+    if isinstance(value, dict):
+        return any(_unclean(k) or _unclean(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_unclean(v) for v in value)
+    return False
+
+
+def _clean_copy(value: Any) -> Any:
     if isinstance(value, str):
         return clean(value)
     if isinstance(value, dict):
-        return {clean_any(k): clean_any(v) for k, v in value.items()}
+        return {_clean_copy(k): _clean_copy(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [clean_any(v) for v in value]
+        return [_clean_copy(v) for v in value]
     return value
 
 

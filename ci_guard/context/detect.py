@@ -15,6 +15,7 @@ from ci_guard.context.model import RunContext
 from ci_guard.context.overrides import check_trigger
 from ci_guard.errors import ContextError
 from ci_guard.secrets import redact, register
+from ci_guard.text import clean_any
 
 # CI_GUARD_<NAME> -> RunContext field. Set them in the job to name what the platform cannot tell.
 ENV_OVERRIDES = {
@@ -81,7 +82,7 @@ def _apply_env_overrides(ctx: RunContext, env: Mapping[str, str]) -> RunContext:
             update[field] = check_trigger(value, var) if field == "trigger" else value
     if "repo" in update:
         update.setdefault("org", update["repo"].split("/")[0])
-    return ctx.model_copy(update=update) if update else ctx
+    return ctx.model_copy(update=clean_any(update)) if update else ctx  # env values may be non-UTF-8
 
 
 def _first(exc: ValidationError) -> str:

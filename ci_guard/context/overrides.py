@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from ci_guard.context.model import TRIGGERS, RunContext
 from ci_guard.errors import ContextError, Problem
 from ci_guard.files import InputTooLarge, read_input_text
+from ci_guard.text import clean_any
 
 # Notes about unknown changed paths start with this, so an explicit --changed-file can retire them.
 PATHS_UNKNOWN = "changed paths unknown"
@@ -108,7 +109,8 @@ def merge(ctx: RunContext, update: dict[str, Any]) -> RunContext:
     else:
         kept = list(ctx.notes)
     update["notes"] = kept + [n for n in notes if n not in kept]
-    return ctx.model_copy(update=update)
+    # model_copy skips validation: clean here what argv (non-UTF-8 bytes as lone surrogates) gave
+    return ctx.model_copy(update=clean_any(update))
 
 
 # --- the --context JSON file ------------------------------------------------------------------

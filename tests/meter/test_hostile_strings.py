@@ -143,3 +143,15 @@ def test_a_start_that_fails_after_the_reservation_releases_it(tmp_path: Path, an
     finally:
         store.close()
     assert status[0].reserved_usd == 0  # no orphaned reservation waiting for its TTL
+
+
+def test_non_utf8_command_line_values_are_storable_in_the_decision(tmp_path: Path):
+    import subprocess
+    import sys
+
+    (tmp_path / "policy.yml").write_text(POLICY)
+    ci_guard = str(Path(sys.executable).parent / "ci-guard")
+    proc = subprocess.run([ci_guard, "check", "--policy", "policy.yml", "--repo", "acme/web", "--format", "json",
+                           "--head-branch", os.fsdecode(b"feat\xff")], cwd=tmp_path, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["context"]["head_branch"] == "feat\ufffd"
