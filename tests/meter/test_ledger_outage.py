@@ -84,7 +84,9 @@ def _spent(url: str) -> tuple[Decimal, Decimal]:
 def test_deny_stops_the_run_mid_way_and_the_spilled_call_reaches_the_budget(tmp_path, any_ledger, monkeypatch):
     monkeypatch.chdir(tmp_path)
     outage = Outage(monkeypatch)
-    outage.failing_calls = 1  # the first call's write fails, then the ledger is back
+    # the first two writes fail, then the ledger is back: whether the first calls were written one by
+    # one or as a batch (which is retried call by call), the first call's own write fails
+    outage.failing_calls = 2
     with run_simulator("endless-loop", api_key=KEY) as sim:
         outcome = _run(tmp_path, any_ledger, sim, "deny")
         served = len([r for r in sim.served if r["usage"]])
