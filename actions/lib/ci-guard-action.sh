@@ -177,7 +177,7 @@ phase_comment() {
     notice "no run summary at $summary_path: no comment to post."
     return 0
   fi
-  local args=(--summary "$summary_path" --platform github --behavior "$behavior")
+  local args=(--summary "$summary_path" --platform github --behavior "$behavior" --comment-on "${CIG_COMMENT_ON:-spend}")
   if [ -n "${CIG_POLICY:-}" ]; then args+=(--policy "$CIG_POLICY"); fi
   # Explicit targets win over the summary's run context (a second stage must not trust an artifact).
   if [ -n "${CIG_REPO:-}" ]; then args+=(--repo "$CIG_REPO"); fi

@@ -31,6 +31,10 @@ from ci_guard.forges.base import BEHAVIORS
 @click.option("--body", metavar="FILE", help="Post this markdown (e.g. `what-if --format markdown --output FILE`) "
                                             "instead of rendering run summaries.")
 @click.option("--fail-on-error", is_flag=True, help="Exit 3 when the comment cannot be posted (default: warn).")
+@click.option("--comment-on", type=click.Choice(["spend", "always", "never"]), default="spend", show_default=True,
+              envvar="CI_GUARD_COMMENT_ON",
+              help="spend: stay quiet when every run of the PR/MR was denied or skipped (nothing to report); "
+                   "always: comment on those too; never: post nothing.")
 def comment(**kwargs: object) -> int:
     """Post or update the cost summary comment on a PR/MR.
 

@@ -141,6 +141,13 @@ class AnalyticsMixin:
             tests_fixed=int(row[28] or 0),
         )
 
+    def pr_costs(self, repo: str, since: datetime) -> dict[int, int]:
+        """Spend (micro-dollars) per PR/MR of ``repo`` over runs started since ``since`` (from run totals)."""
+        rows = self._op(lambda tx: tx.all(
+            "SELECT pr, SUM(cost_micros) FROM runs WHERE repo = ? AND pr IS NOT NULL AND started_at >= ?"
+            " GROUP BY pr", (repo, self._ts(since))), write=False)
+        return {int(pr): int(micros or 0) for pr, micros in rows}
+
     # --- outcomes ---------------------------------------------------------------------------------
     def set_pr_outcome(self, repo: str, pr: int, outcome: str, now: datetime | None = None) -> None:
         """What became of a pull/merge request; every run of it inherits this in reports."""

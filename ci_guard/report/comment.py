@@ -138,6 +138,8 @@ class CommentView:
     base_branch: str | None = None
     sha: str | None = None
     run_url: str | None = None
+    repo_median: Decimal | None = None  # median spend of the repository's other PRs (ledger, 30 days)
+    repo_prs: int = 0  # how many PRs that median is over
 
     @property
     def total_cost(self) -> Decimal:
@@ -242,6 +244,7 @@ def allot_calls(runs: list[RunView], max_calls: int | None) -> None:
 def build_view(
     current: Sequence[RunSummary], history: Iterable[RunSummary] = (), *,
     max_calls: int | None = None, now: datetime | None = None,
+    repo_median: tuple[Decimal, int] | None = None,
 ) -> CommentView:
     """The comment's content for this job's summaries plus earlier runs of the same PR/MR."""
     current_ids = {s.run_id for s in current}
@@ -257,4 +260,5 @@ def build_view(
         repo=newest_ctx.get("repo"), pr=newest_ctx.get("pr"), title=newest_ctx.get("title"),
         head_branch=newest_ctx.get("head_branch"), base_branch=newest_ctx.get("base_branch"),
         sha=newest_ctx.get("sha"), run_url=newest_ctx.get("run_url"),
+        repo_median=repo_median[0] if repo_median else None, repo_prs=repo_median[1] if repo_median else 0,
     )

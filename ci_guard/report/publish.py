@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -42,6 +43,7 @@ class CommentOptions:
     token_env: str | None = None
     fail_on_error: bool = False
     body: str | None = None  # post this markdown file (e.g. `what-if --format markdown`) instead
+    comment_on: str = "spend"  # spend | always | never
     forge_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. throttle=False in tests
 
 
@@ -154,6 +156,36 @@ def history(opts: CommentOptions, repo: str | None, pr: int | None, env: dict[st
     return []
 
 
+def repo_median(opts: CommentOptions, repo: str | None, pr: int | None, env: dict[str, str],
+                warn: Callable[[str], None]) -> tuple[Decimal, int] | None:
+    """The median spend of the repository's *other* PRs over the last 30 days, and how many there were."""
+    url = None if opts.no_ledger else (opts.ledger or env.get("CI_GUARD_LEDGER"))
+    if not url and not opts.no_ledger and not opts.ledger:
+        from ci_guard.ledger import default_ledger_path
+
+        default = default_ledger_path(env)
+        url = f"sqlite:///{default}" if default.is_file() else None
+    if not url or repo is None:
+        return None
+    try:
+        from datetime import UTC, datetime, timedelta
+
+        from ci_guard.ledger import open_ledger
+        from ci_guard.report.finops import median, usd
+        from ci_guard.report.render import MEDIAN_DAYS
+
+        store = open_ledger(url, create=False)
+        try:
+            costs = store.pr_costs(repo, datetime.now(UTC) - timedelta(days=MEDIAN_DAYS))
+        finally:
+            store.close()
+    except Exception as exc:  # only the comparison is lost
+        warn(f"could not read the repository's PR spend from the ledger: {redact(str(exc))}")
+        return None
+    others = [micros for number, micros in costs.items() if number != pr]
+    return (usd(median(others)), len(others)) if others else None
+
+
 # outputs ------------------------------------------------------------------------------------
 def annotation(message: str) -> str:
     """A GitHub ``::warning::`` workflow command with the message escaped as GitHub documents."""
@@ -203,11 +235,19 @@ def run_comment(opts: CommentOptions, *, environ: dict[str, str] | None = None, 
     if opts.body is not None:
         comment = body_comment(opts.body, tag, platform)
     else:
+        if opts.comment_on == "never":
+            report.info("comment-on is never: no comment posted")
+            return EXIT_OK
         earlier = history(opts, repo, pr, env, report.warn)
         if not summaries and not earlier:
             raise InvalidInputError("nothing to comment on: give --summary FILE (or a ledger with runs of --repo/--pr)")
+        if opts.comment_on == "spend" and all(s.status in ("denied", "skipped") for s in [*summaries, *earlier]):
+            # a denied or skipped run spent nothing: a comment would only be noise (--comment-on always posts it)
+            report.info("every run was denied or skipped: no comment (comment-on: spend)")
+            return EXIT_OK
         comment = render_comment(summaries, earlier, tag=tag, template=comment_template(opts),
-                                 platform=platform or "github", max_chars=MAX_CHARS.get(platform or "github"))
+                                 platform=platform or "github", max_chars=MAX_CHARS.get(platform or "github"),
+                                 repo_median=repo_median(opts, repo, pr, env, report.warn))
     if comment.omitted_calls:
         report.info(f"{comment.omitted_calls} calls were left out of the per-call table to fit the size limit")
     if opts.output:

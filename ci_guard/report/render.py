@@ -11,6 +11,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import jinja2
@@ -29,6 +30,8 @@ DEFAULT_TEMPLATE = "comment.md.j2"
 MAX_CHARS = {"github": 65_536, "gitlab": 1_000_000}
 FORGE_NAMES = {"github": "GitHub", "gitlab": "GitLab"}
 PR_WORDS = {"github": "pull request", "gitlab": "merge request"}
+MIN_PRS_FOR_MEDIAN = 3  # fewer other PRs make no median worth comparing with
+MEDIAN_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,22 @@ def summary_line(view: CommentView) -> escape.Safe:
         if counts.get(kind):
             parts.append(f"{STATUS_EMOJI[kind]} {counts[kind]} {label}")
     return escape.Safe(" · ".join(parts))
+
+
+def lead_line(view: CommentView, pr_word: str = "pull request") -> escape.Safe:
+    """This PR's spend against the repository's median PR, when the ledger knows enough PRs."""
+    if view.repo_median is None or view.repo_prs < MIN_PRS_FOR_MEDIAN:
+        return escape.Safe("")
+    total, median = view.total_cost, view.repo_median
+    if median > 0:
+        ratio = total / median
+        compare = f"{ratio:.1f}× the median" if ratio >= Decimal("1.05") else (
+            "about the median" if ratio > Decimal("0.95") else f"{ratio * 100:.0f}% of the median")
+    else:
+        compare = "more than the median" if total > 0 else "the median"
+    repo = f" of {escape.code(view.repo)}" if view.repo else ""
+    return escape.Safe(f"This {pr_word}: **{money.format_usd(total)}**, {compare} PR{repo} "
+                       f"({money.format_usd(median)} over its last {view.repo_prs} PRs in {MEDIAN_DAYS} days).")
 
 
 def status_cell(run: RunView) -> escape.Safe:
@@ -128,7 +147,7 @@ def make_env(extra_dir: Path | None = None) -> SandboxedEnvironment:
         usd=_usd, tokens=_safe(money.format_tokens), bar=_safe(money.burn_bar),
         duration=_safe(money.format_duration), ms=_safe(_ms),
     )
-    env.globals.update(summary_line=summary_line, status_cell=status_cell, footer=footer)
+    env.globals.update(summary_line=summary_line, status_cell=status_cell, footer=footer, lead_line=lead_line)
     return env
 
 
@@ -170,6 +189,7 @@ def render_comment(
     current: Sequence[RunSummary], history: Iterable[RunSummary] = (), *,
     tag: str = DEFAULT_TAG, template: Path | None = None, platform: str = "github",
     max_chars: int | None = None, now: datetime | None = None,
+    repo_median: tuple[Decimal, int] | None = None,
 ) -> RenderedComment:
     """Render the comment for this job's summaries plus earlier runs, within ``max_chars``.
 
@@ -180,7 +200,7 @@ def render_comment(
     limit = max_chars or MAX_CHARS.get(platform, MAX_CHARS["github"])
 
     def attempt(max_calls: int | None) -> tuple[RenderedComment, int]:
-        view = build_view(current, history, max_calls=max_calls, now=now)
+        view = build_view(current, history, max_calls=max_calls, now=now, repo_median=repo_median)
         markdown = render_view(view, template=template, platform=platform, tag=tag)
         body = f"{marker_line(tag, view.valid_at)}\n\n{markdown}"
         return RenderedComment(body, markdown, tag, view.valid_at, view.omitted_calls), view.total_calls

@@ -184,11 +184,12 @@ def test_denied_run_comments_and_passes_unless_fail_on_deny(tmp_path: Path, sim,
     assert not result.failed, result.log
     assert result.outputs["decision"] == "skip" and result.outputs["rule"] == "skip-drafts"
     assert result.outputs["exit-code"] == "80" and sim.served == []
-    (comment,) = github.visible(PR)
-    assert "skip-drafts" in comment.body
+    assert github.visible(PR) == []  # comment-on: spend (the default) stays quiet on a skipped run
 
     strict = job.run(command=CLAUDE_COMMAND, preset="claude-code", **{"anthropic-api-key": REAL_KEY,
-                                                                      "fail-on-deny": "true"})
+                                                                      "fail-on-deny": "true", "comment-on": "always"})
+    (comment,) = github.visible(PR)
+    assert "skip-drafts" in comment.body
     assert strict.failed
     assert "fail-on-deny is true" in strict.log
 

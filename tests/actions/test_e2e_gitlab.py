@@ -193,10 +193,11 @@ def test_denied_run_fails_the_job_only_with_fail_on_deny(tmp_path: Path, sim, gi
     proc = run_job(job, env, ws.path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "did not allow" in proc.stdout and sim.served == []
+    assert gitlab.visible(MR) == []  # comment-on: spend (the default) stays quiet on a skipped run
+    _, strict = interpolate_component(_inputs(**{"fail-on-deny": "true", "comment-on": "always"}))
+    assert run_job(strict, env, ws.path).returncode == 1
     (note,) = gitlab.visible(MR)
     assert "skip-drafts" in note.body
-    _, strict = interpolate_component(_inputs(**{"fail-on-deny": "true"}))
-    assert run_job(strict, env, ws.path).returncode == 1
 
 
 # A merge request author controls the title and the branch names; GitLab would expand a reference
