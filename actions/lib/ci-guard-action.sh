@@ -38,6 +38,15 @@ mkdir -p "$workdir"
 summary_path="${CIG_SUMMARY_PATH:-$workdir/summary-${GITHUB_RUN_ID:-local}-$(date +%s%N)-$RANDOM.json}"
 state_path="${CIG_STATE_PATH:-${CI_GUARD_STATE:-$workdir/state.json}}"
 
+# Exit 82 (run, start, stop) and 3 (check) are infrastructure failures, never decisions.
+INFRA_RUN="ci-guard could not run the agent because of an infrastructure failure (exit 82: the ledger is unreachable or misconfigured, a provider key the run needs is missing, or the upstream is unreachable); this is not a policy decision. See the log above."
+INFRA_CHECK="ci-guard check could not decide because of an infrastructure failure (exit 3: the ledger is unreachable or misconfigured); this is not a policy decision. See the log above."
+
+# start has no command to detect an agent from: auto means none there.
+start_preset() {
+  case "${CIG_PRESET:-none}" in auto | "") echo none ;; *) echo "$CIG_PRESET" ;; esac
+}
+
 policy_args() {
   POLICY_ARGS=()
   if [ -n "${CIG_POLICY:-}" ]; then POLICY_ARGS+=(--policy "$CIG_POLICY"); fi
@@ -124,7 +133,11 @@ phase_check() {
   ci-guard check "${POLICY_ARGS[@]}" --format github || rc=$?
   output exit-code "$rc"
   # 0 allow, 1 deny/skip (a decision, not a failure); anything else is an error worth stopping for.
-  if [ "$rc" -gt 1 ]; then error "ci-guard check failed (exit $rc)"; exit "$rc"; fi
+  case "$rc" in
+    0 | 1) ;;
+    3) error "$INFRA_CHECK"; exit 3 ;;
+    *) error "ci-guard check failed (exit $rc)"; exit "$rc" ;;
+  esac
 }
 
 # --- run --------------------------------------------------------------------------------------
@@ -140,6 +153,7 @@ phase_run() {
     0) ;;
     80) notice "the policy did not allow this agent run; see the step summary for the rule and the reason." ;;
     81) warning "a ci-guard cap stopped the agent; see the step summary for which one." ;;
+    82) error "$INFRA_RUN" ;;
     *) warning "the agent command exited with code $rc" ;;
   esac
 }
@@ -148,12 +162,14 @@ phase_run() {
 phase_start() {
   policy_args
   local rc=0
-  # No preset: the agent is another step (an action), which reads the exported environment.
-  ci-guard start "${POLICY_ARGS[@]}" --state "$state_path" --format github || rc=$?
+  # The agent is another step (an action or a plain `run:`), which reads the environment exported
+  # through GITHUB_ENV: the proxy, the run token and the preset's model, turn cap or CODEX_HOME.
+  ci-guard start "${POLICY_ARGS[@]}" --preset "$(start_preset)" --state "$state_path" --format github || rc=$?
   output exit-code "$rc"
   case "$rc" in
     0) ;;
     80) notice "the policy did not allow this agent run: the agent steps after this one should be skipped (if: steps.<id>.outputs.decision == 'allow')." ;;
+    82) error "$INFRA_RUN"; exit 82 ;;
     *) error "ci-guard start failed (exit $rc)"; exit "$rc" ;;
   esac
 }
@@ -165,6 +181,7 @@ phase_stop() {
   case "$rc" in
     0) ;;
     81) warning "a ci-guard cap stopped the agent; see the step summary for which one." ;;
+    3 | 82) error "$INFRA_RUN"; exit "$rc" ;;
     *) error "ci-guard stop failed (exit $rc)"; exit "$rc" ;;
   esac
 }
@@ -189,6 +206,9 @@ phase_comment() {
 # --- finish: turn the outcome into the step's success or failure -----------------------------
 phase_finish() {
   local decision="${CIG_DECISION:-}" rc="${CIG_EXIT_CODE:-0}"
+  # An infrastructure failure is never a policy decision: the step fails whatever fail-on-deny says.
+  # (The run step already annotated it; this step is what turns the job red.)
+  if [ "$rc" = 82 ]; then error "failing the step: infrastructure failure (exit 82), see above"; exit 82; fi
   if [ "$decision" != allow ] && [ -n "$decision" ] && is_true "${CIG_FAIL_ON_DENY:-false}"; then
     error "the policy decision was '$decision' and fail-on-deny is true"
     exit 1

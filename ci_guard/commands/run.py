@@ -18,7 +18,8 @@ from ci_guard.commands.options import build_context, context_options
                    "$RUNNER_TEMP/ci-guard/ledger.db, else ~/.local/state/ci-guard/ledger.db).")
 @click.option("--budget-snapshot", metavar="FILE", help="Read remaining budgets from a JSON snapshot (dry runs).")
 @click.option("--preset", type=click.Choice(["auto", "claude-code", "codex", "none"]), default="auto",
-              show_default=True, help="Adapt the command for a known agent CLI (auto: by program name).")
+              show_default=True, help="Configure a known agent CLI through its environment, never its argv, so "
+              "it works through bash -c, make or a script (auto: from the program, a shell's -c script or npx).")
 @click.option("--summary", "summary_path", metavar="FILE", help="Write the run summary JSON here.")
 @click.option("--format", "fmt", type=click.Choice(["text", "github"]), default="text", show_default=True,
               help="github: also write step outputs and a step summary.")

@@ -22,9 +22,13 @@ from ci_guard.commands.options import build_context, context_options
                    "shell: print `export` lines for eval.")
 @click.option("--anthropic-upstream", metavar="URL", help="Anthropic API base (env CI_GUARD_ANTHROPIC_UPSTREAM).")
 @click.option("--openai-upstream", metavar="URL", help="OpenAI-compatible API base (env CI_GUARD_OPENAI_UPSTREAM).")
+@click.option("--preset", type=click.Choice(["claude-code", "codex", "none"]), default="none", show_default=True,
+              help="Also export the agent's configuration: claude-code sets ANTHROPIC_MODEL, the model aliases "
+                   "and CLAUDE_CODE_MAX_TURNS; codex a per-run CODEX_HOME with the proxy as model provider.")
 @click.option("--quiet", is_flag=True, help="No live line per call in the proxy log.")
 def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None, state_path: str | None, fmt: str,
-          anthropic_upstream: str | None, openai_upstream: str | None, quiet: bool, **context_flags: object) -> int:
+          anthropic_upstream: str | None, openai_upstream: str | None, preset: str, quiet: bool,
+          **context_flags: object) -> int:
     """Decide and start a detached metering proxy, for agents that run as CI actions.
 
     Use it when the agent is not a command ci-guard can wrap (anthropics/claude-code-action,
@@ -37,7 +41,7 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
 
     \b
     Examples:
-      ci-guard start --policy ci-guard.yml --agent pr-review --format github
+      ci-guard start --policy ci-guard.yml --agent pr-review --preset claude-code --format github
       eval "$(ci-guard start --policy ci-guard.yml --format shell)"; claude -p "..."; ci-guard stop
     """
     from ci_guard.errors import EXIT_RUN_INFRASTRUCTURE, EXIT_UNAVAILABLE, CiGuardError
@@ -51,7 +55,7 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
         started = detached.start(
             policy_path=policy_path, context=context, ledger_url=ledger_url, budget_snapshot=budget_snapshot,
             upstreams=upstreams_from_env(dict(os.environ), anthropic_upstream, openai_upstream),
-            state_path=state_path or detached.default_state_path(), quiet=quiet,
+            state_path=state_path or detached.default_state_path(), quiet=quiet, preset=preset,
         )
     except CiGuardError as exc:
         if exc.exit_code == EXIT_UNAVAILABLE:  # infrastructure (ledger, missing key, proxy): 82, as for `run`

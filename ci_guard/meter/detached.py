@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,11 @@ if TYPE_CHECKING:
 LEDGER_ENV = "CI_GUARD_LEDGER"
 
 
+def agent_dir(state_path: str) -> Path:
+    """Where `start` keeps a preset's generated configuration (the codex preset's CODEX_HOME)."""
+    return Path(state_path).resolve().with_suffix(".agent")
+
+
 def default_state_path(environ: dict[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     base = env.get("RUNNER_TEMP") or ".ci-guard"
@@ -52,21 +58,19 @@ class Started:
     proxy_url: str | None
     token: str | None
     refused_summary: RunSummary | None = None
+    preset_env: dict[str, str] = field(default_factory=dict)
 
     def agent_env(self) -> dict[str, str]:
+        """What later steps need: the proxy, the run token and the preset's configuration."""
+        from ci_guard.meter.presets import proxy_environment
+
         if not self.proxy_url or not self.token:
             return {}
         return {
-            "ANTHROPIC_BASE_URL": f"{self.proxy_url}/anthropic",
-            "ANTHROPIC_API_KEY": self.token,
-            "OPENAI_BASE_URL": f"{self.proxy_url}/openai/v1",
-            "OPENAI_API_KEY": self.token,
-            "CI_GUARD_RUN_ID": self.run_id,
-            "CI_GUARD_PROXY_URL": self.proxy_url,
+            **proxy_environment(proxy_url=self.proxy_url, token=self.token, run_id=self.run_id,
+                                model=self.decision.model, max_turns=self.decision.limits.max_turns),
             "CI_GUARD_STATE": self.state_path,
-            **({"CI_GUARD_MODEL": self.decision.model} if self.decision.model else {}),
-            **({"CI_GUARD_MAX_TURNS": str(self.decision.limits.max_turns)}
-               if self.decision.limits.max_turns is not None else {}),
+            **self.preset_env,
         }
 
 
@@ -85,13 +89,16 @@ def read_state(path: str) -> dict[str, Any]:
 
 
 def start(*, policy_path: str, context: RunContext, ledger_url: str | None, budget_snapshot: str | None,
-          upstreams: Upstreams, state_path: str, quiet: bool = False, ready_timeout_s: float = 15.0) -> Started:
+          upstreams: Upstreams, state_path: str, quiet: bool = False, ready_timeout_s: float = 15.0,
+          preset: str = "none", environ: dict[str, str] | None = None) -> Started:
     from ci_guard.meter import lifecycle
     from ci_guard.meter.live_log import LiveLog
+    from ci_guard.meter.presets import check_preset, preset_environment
     from ci_guard.meter.session import new_run_token
     from ci_guard.meter.upstreams import require_keys
 
     live = LiveLog(quiet=quiet)
+    check_preset(preset, dict(os.environ if environ is None else environ))
     prepared = lifecycle.prepare_run(policy_path=policy_path, context=context, ledger_url=ledger_url,
                                      budget_snapshot=budget_snapshot, now=None, live=live)
     prepared.recorder.close()  # the detached proxy opens its own ledger connection
@@ -136,7 +143,18 @@ def start(*, policy_path: str, context: RunContext, ledger_url: str | None, budg
     url = f"http://127.0.0.1:{port}"
     live.info(f"run {prepared.run_id}: metering proxy at {url} (pid {proc.pid}); "
               f"{prepared.decision.model or 'any model'}, rule {prepared.decision.rule!r}")
-    return Started(str(state), prepared.run_id, prepared.decision, url, token)
+    decision = prepared.decision
+    try:
+        # The agent runs in a later step: its generated configuration (the codex preset's CODEX_HOME)
+        # lives next to the state file until `stop` removes it.
+        extra = preset_environment(preset, dict(os.environ if environ is None else environ), proxy_url=url,
+                                   token=token, model=decision.model, max_turns=decision.limits.max_turns,
+                                   allowed_models=decision.enforcement.allowed_models,
+                                   scratch=agent_dir(str(state)))
+    except BaseException:
+        stop(str(state))
+        raise
+    return Started(str(state), prepared.run_id, decision, url, token, preset_env=extra)
 
 
 def _wait_ready(state: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> int:
@@ -290,6 +308,9 @@ def stop(state_path: str, timeout_s: float = 30.0, ledger_url: str | None = None
     full_url = ledger_url or os.environ.get(LEDGER_ENV)
     if data.get("refused"):
         return RunSummary.model_validate(data["summary"])
+    # The preset's generated configuration. Its place comes from the state file's own path, never from
+    # the file's contents (the agent can write those); rmtree refuses a symlink put in its place.
+    shutil.rmtree(agent_dir(state_path), ignore_errors=True)
     if agent_exit_code is not None or agent_outcome is not None:
         # Read by the proxy after SIGTERM, before it classifies and settles the run.
         _write_json_atomic(outcome_path(Path(state_path)), {"exit_code": agent_exit_code, "outcome": agent_outcome})

@@ -1,18 +1,38 @@
-"""The agent's environment and command line: pointed at the proxy, stripped of the real keys.
+"""The agent's environment: pointed at the proxy, stripped of the real keys, configured by preset.
 
-Presets add what a known agent CLI needs to be metered and capped:
+A preset never edits the command line. Whatever runs the agent (``bash -c``, ``sh -c``, a Makefile
+target, ``npx``, a script of the team's own) passes the environment down unchanged, while a flag
+appended to a shell's argv lands in ``$0 $1`` and one inserted after ``bash`` can turn the command
+into a variable assignment that runs nothing. So everything a known agent CLI needs reaches it
+through variables it reads or a configuration file named by one:
 
-* ``claude-code``: ``--model`` and ``--max-turns`` when absent; telemetry and other non-model
-  traffic off (only model calls should leave the runner).
-* ``codex``: Codex ignores ``OPENAI_BASE_URL`` and speaks only the Responses API, so a
-  ``model_providers`` entry pointing at the proxy is passed as ``-c`` overrides, plus ``-m``.
+* ``claude-code``: ``ANTHROPIC_MODEL`` (the main loop), the alias variables
+  (``ANTHROPIC_DEFAULT_{OPUS,SONNET,HAIKU}_MODEL``, ``ANTHROPIC_SMALL_FAST_MODEL``,
+  ``CLAUDE_CODE_SUBAGENT_MODEL``) so that ``--model sonnet`` or a background call names a model the
+  run may use, ``CLAUDE_CODE_MAX_TURNS`` (Claude Code 2.1+ reads it when ``--max-turns`` is absent),
+  telemetry and other non-model traffic off. Claude Code's own ``total_cost_usd`` then prices the
+  model that was served.
+* ``codex``: Codex ignores ``OPENAI_BASE_URL`` and reads its provider from ``$CODEX_HOME/config.toml``.
+  The preset writes a per-run ``CODEX_HOME`` whose ``config.toml`` is the user's own (from
+  ``$CODEX_HOME`` or ``~/.codex``) with the proxy as ``model_provider`` and the decided ``model``.
+  The user's ``auth.json`` is not copied: the proxy provider authenticates with the run token.
+
+``none`` only points the standard variables at the proxy; ``auto`` picks a preset from the command,
+looking through a shell's ``-c`` script and ``npx`` for ``claude`` or ``codex``.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ci_guard.errors import InvalidInputError
 
 PRESETS = ("none", "claude-code", "codex")
 
@@ -26,6 +46,13 @@ PROVIDER_SECRET_VARS = (
 )
 CODEX_PROVIDER_ID = "ci-guard"
 
+# Claude Code variables that name a model: every one is set to a model the run may use, so no
+# alias or background call asks for another one (the proxy would rewrite it, and Claude Code's own
+# cost figure would then price a model that was never served).
+CLAUDE_MODEL_VARS = ("ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL",
+                     "CLAUDE_CODE_SUBAGENT_MODEL")
+CLAUDE_SMALL_MODEL_VARS = ("ANTHROPIC_DEFAULT_HAIKU_MODEL", "ANTHROPIC_SMALL_FAST_MODEL")
+
 
 @dataclass
 class AgentLaunch:
@@ -38,14 +65,22 @@ def agent_environment(base: Mapping[str, str], *, proxy_url: str, token: str, ru
     """The agent's environment: ours minus the real keys (and ``strip``), plus the proxy and the run token."""
     removed = set(PROVIDER_SECRET_VARS) | set(strip)
     env = {k: v for k, v in base.items() if k not in removed}
-    env.update({
+    env.update(proxy_environment(proxy_url=proxy_url, token=token, run_id=run_id, model=model,
+                                 max_turns=max_turns))
+    return env
+
+
+def proxy_environment(*, proxy_url: str, token: str, run_id: str, model: str | None,
+                      max_turns: int | None) -> dict[str, str]:
+    """The variables every agent gets, preset or not: the proxy's base URLs and the run token."""
+    env = {
         "ANTHROPIC_BASE_URL": f"{proxy_url}/anthropic",
         "ANTHROPIC_API_KEY": token,
         "OPENAI_BASE_URL": f"{proxy_url}/openai/v1",
         "OPENAI_API_KEY": token,
         "CI_GUARD_RUN_ID": run_id,
         "CI_GUARD_PROXY_URL": proxy_url,
-    })
+    }
     if model:
         env["CI_GUARD_MODEL"] = model
     if max_turns is not None:
@@ -53,65 +88,132 @@ def agent_environment(base: Mapping[str, str], *, proxy_url: str, token: str, ru
     return env
 
 
-def apply_preset(preset: str, command: Sequence[str], env: dict[str, str], *, proxy_url: str,
-                 model: str | None, max_turns: int | None) -> AgentLaunch:
-    cmd = list(command)
+def preset_environment(preset: str, base: Mapping[str, str], *, proxy_url: str, token: str, model: str | None,
+                       max_turns: int | None, allowed_models: Sequence[str] = (),
+                       scratch: Path | None = None) -> dict[str, str]:
+    """What ``preset`` adds to the agent's environment (a subset to export, e.g. through GITHUB_ENV).
+
+    ``base`` is the environment the agent would otherwise get (for the user's own ``CODEX_HOME``
+    and ``HOME``); ``scratch`` is a directory for the generated Codex configuration, which must live
+    as long as the agent runs.
+    """
     if preset == "claude-code":
-        return AgentLaunch(_claude_command(cmd, model, max_turns), _claude_env(env))
+        return _claude_env(model, max_turns, allowed_models)
     if preset == "codex":
-        return AgentLaunch(_codex_command(cmd, proxy_url, model), _codex_env(env))
-    return AgentLaunch(cmd, env)
+        if scratch is None:
+            raise ValueError("the codex preset needs a scratch directory for its CODEX_HOME")
+        return _codex_env(base, proxy_url=proxy_url, token=token, model=model, home=scratch / "codex-home")
+    return {}
 
 
-def _has_flag(cmd: Sequence[str], *names: str) -> bool:
-    return any(arg == n or arg.startswith(n + "=") for arg in cmd for n in names)
+def apply_preset(preset: str, command: Sequence[str], env: dict[str, str], *, proxy_url: str, token: str,
+                 model: str | None, max_turns: int | None, allowed_models: Sequence[str] = (),
+                 scratch: Path | None = None) -> AgentLaunch:
+    """The launch of ``command`` with ``preset``: the command unchanged, the environment configured."""
+    extra = preset_environment(preset, env, proxy_url=proxy_url, token=token,
+                               model=model, max_turns=max_turns, allowed_models=allowed_models, scratch=scratch)
+    return AgentLaunch(list(command), {**env, **extra})
 
 
-def _claude_command(cmd: list[str], model: str | None, max_turns: int | None) -> list[str]:
-    if model and not _has_flag(cmd, "--model"):
-        cmd += ["--model", model]
-    if max_turns is not None and not _has_flag(cmd, "--max-turns"):
-        cmd += ["--max-turns", str(max_turns)]
-    return cmd
+def check_preset(preset: str, base: Mapping[str, str]) -> None:
+    """Fail on bad input the preset would read (a broken Codex config) before anything is decided."""
+    if preset == "codex":
+        source = _user_codex_home(base)
+        if source:
+            _read_codex_config(source / "config.toml")
 
 
-def _claude_env(env: dict[str, str]) -> dict[str, str]:
-    env = dict(env)
-    env.setdefault("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-    env.setdefault("DISABLE_TELEMETRY", "1")
+def _claude_env(model: str | None, max_turns: int | None, allowed_models: Sequence[str]) -> dict[str, str]:
+    env = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
+           "DISABLE_AUTOUPDATER": "1"}
+    if model:
+        for name in CLAUDE_MODEL_VARS:
+            env[name] = model
+        # Background calls (titles, summaries) may use a cheaper model the policy also allows.
+        small = next((m for m in allowed_models if "haiku" in m), model)
+        for name in CLAUDE_SMALL_MODEL_VARS:
+            env[name] = small
+    if max_turns is not None:
+        env["CLAUDE_CODE_MAX_TURNS"] = str(max_turns)
     return env
 
 
-def _codex_command(cmd: list[str], proxy_url: str, model: str | None) -> list[str]:
-    provider = CODEX_PROVIDER_ID
-    overrides = [
-        f'model_provider="{provider}"',
-        f'model_providers.{provider}.name="ci-guard metering proxy"',
-        f'model_providers.{provider}.base_url="{proxy_url}/openai/v1"',
-        f'model_providers.{provider}.env_key="OPENAI_API_KEY"',
-        f'model_providers.{provider}.wire_api="responses"',
-    ]
-    extra: list[str] = []
-    for item in overrides:
-        extra += ["-c", item]
-    if model and not _has_flag(cmd, "-m", "--model"):
-        extra += ["-m", model]
-    # Config overrides go right after the subcommand (`codex exec -c ...`) or the program name.
-    at = 1
-    if len(cmd) > 1 and cmd[1] in ("exec", "e", "review"):
-        at = 2
-    return cmd[:at] + extra + cmd[at:]
+def _codex_env(base: Mapping[str, str], *, proxy_url: str, token: str, model: str | None,
+               home: Path) -> dict[str, str]:
+    source = _user_codex_home(base)
+    config = _read_codex_config(source / "config.toml") if source else {}
+    provider = {"name": "ci-guard metering proxy", "base_url": f"{proxy_url}/openai/v1",
+                "env_key": "OPENAI_API_KEY", "wire_api": "responses"}
+    merged = merge_codex_config(config, provider, model)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    import tomli_w
 
-
-def _codex_env(env: dict[str, str]) -> dict[str, str]:
-    env = dict(env)
+    _write_private(home / "config.toml", tomli_w.dumps(merged))
+    # Global instructions belong to the user's setup; the agent should see them in the run too.
+    if source and (source / "AGENTS.md").is_file():
+        shutil.copyfile(source / "AGENTS.md", home / "AGENTS.md")
     # `codex exec` prefers CODEX_API_KEY over the provider's env_key: make both the run token.
-    env["CODEX_API_KEY"] = env["OPENAI_API_KEY"]
-    return env
+    return {"CODEX_HOME": str(home), "CODEX_API_KEY": token, "OPENAI_API_KEY": token}
+
+
+def merge_codex_config(config: dict[str, Any], provider: dict[str, str], model: str | None) -> dict[str, Any]:
+    """The user's Codex config with the proxy as its model provider (and the decided model).
+
+    A selected ``profile`` overrides top-level keys in Codex, so the profile gets the same settings.
+    """
+    merged = dict(config)
+    providers = dict(merged.get("model_providers") or {})
+    providers[CODEX_PROVIDER_ID] = provider
+    merged["model_providers"] = providers
+    targets = [merged]
+    profile = merged.get("profile")
+    if isinstance(profile, str) and isinstance(merged.get("profiles"), dict) and profile in merged["profiles"]:
+        profiles = dict(merged["profiles"])
+        profiles[profile] = dict(profiles[profile])
+        merged["profiles"] = profiles
+        targets.append(profiles[profile])
+    for target in targets:
+        target["model_provider"] = CODEX_PROVIDER_ID
+        if model:
+            target["model"] = model
+    return merged
+
+
+def _user_codex_home(base: Mapping[str, str]) -> Path | None:
+    if base.get("CODEX_HOME"):
+        return Path(base["CODEX_HOME"])
+    if base.get("HOME"):
+        return Path(base["HOME"]) / ".codex"
+    return None
+
+
+def _read_codex_config(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read the Codex configuration: {exc.strerror}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInputError(f"{path}: the Codex configuration is not valid TOML ({exc}); the codex "
+                                f"preset merges it into the run's own CODEX_HOME") from exc
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
+_AGENT_WORD = re.compile(r"(?:^|[\s;&|(`/])(claude|codex)(?=$|[\s;&|)`])")
+_NPX_PACKAGES = {"@anthropic-ai/claude-code": "claude-code", "@openai/codex": "codex"}
 
 
 def detect_preset(command: Sequence[str]) -> str:
-    """Guess the preset from the program name (``auto``)."""
+    """Guess the preset (``auto``): the program, a shell's ``-c`` script, or ``npx``'s package."""
     if not command:
         return "none"
     name = os.path.basename(command[0])
@@ -119,4 +221,17 @@ def detect_preset(command: Sequence[str]) -> str:
         return "claude-code"
     if name == "codex":
         return "codex"
+    if name in _SHELLS and "-c" in command[1:]:
+        at = list(command).index("-c", 1)
+        if at + 1 < len(command):
+            m = _AGENT_WORD.search(command[at + 1])
+            if m:
+                return "claude-code" if m.group(1) == "claude" else "codex"
+    if name in ("npx", "bunx", "pnpx"):
+        for arg in command[1:]:
+            package = arg.rsplit("@", 1)[0] if arg.rfind("@") > 0 else arg  # drop an @version
+            if package in _NPX_PACKAGES:
+                return _NPX_PACKAGES[package]
+            if arg in ("claude", "codex"):
+                return "claude-code" if arg == "claude" else "codex"
     return "none"

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from ci_guard.context.model import RunContext
 from ci_guard.errors import EXIT_RUN_INFRASTRUCTURE, InvalidInputError
@@ -19,7 +21,7 @@ from ci_guard.meter import lifecycle, loop, owners
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.hardening import make_undumpable
 from ci_guard.meter.live_log import LiveLog
-from ci_guard.meter.presets import agent_environment, apply_preset, detect_preset
+from ci_guard.meter.presets import agent_environment, apply_preset, check_preset, detect_preset
 from ci_guard.meter.proxy import MeterProxy
 from ci_guard.meter.session import MeterSession, new_run_token
 from ci_guard.meter.status import FinalStatus, final_status
@@ -75,9 +77,14 @@ def _check_command(command: list[str], env: dict[str, str], cwd: str | None) -> 
         raise InvalidInputError(f"agent command not found or not executable: {program!r}")
 
 
+def _preset_for(req: RunRequest) -> str:
+    return detect_preset(req.command) if req.preset == "auto" else req.preset
+
+
 def run_agent(req: RunRequest) -> RunOutcome:
     env = dict(os.environ if req.environ is None else req.environ)
     _check_command(req.command, env, req.cwd)
+    check_preset(_preset_for(req), env)
     make_undumpable()  # the agent, a child of ours, must not read our environment through /proc
     live = LiveLog(quiet=req.quiet)
     preset = detect_preset(req.command) if req.preset == "auto" else req.preset
@@ -162,11 +169,17 @@ async def _supervise(req: RunRequest, session: MeterSession, proxy: MeterProxy, 
         live.info(f"note: no key for {provider}; calls to it will be refused by the provider")
     agent_env = agent_environment(env, proxy_url=proxy.url, token=session.token, run_id=session.run_id,
                                   model=decision.model, max_turns=decision.limits.max_turns, strip=req.strip_env)
-    preset = detect_preset(req.command) if req.preset == "auto" else req.preset
-    launch = apply_preset(preset, req.command, agent_env, proxy_url=proxy.url, model=decision.model,
-                          max_turns=decision.limits.max_turns)
-    supervisor = Supervisor(session, grace_s=req.grace_s, kill_after_s=req.kill_after_s)
-    return await supervisor.run(launch.command, launch.env, cwd=req.cwd)
+    preset = _preset_for(req)
+    if preset != "none":
+        live.info(f"preset {preset}: the agent's model, turn cap and provider come from its environment")
+    # The codex preset writes a per-run CODEX_HOME; it lives exactly as long as the agent.
+    with tempfile.TemporaryDirectory(prefix="ci-guard-agent-", dir=env.get("RUNNER_TEMP") or None,
+                                     ignore_cleanup_errors=True) as scratch:
+        launch = apply_preset(preset, req.command, agent_env, proxy_url=proxy.url, token=session.token,
+                              model=decision.model, max_turns=decision.limits.max_turns,
+                              allowed_models=decision.enforcement.allowed_models, scratch=Path(scratch))
+        supervisor = Supervisor(session, grace_s=req.grace_s, kill_after_s=req.kill_after_s)
+        return await supervisor.run(launch.command, launch.env, cwd=req.cwd)
 
 
 __all__ = ["EXIT_CAP_STOPPED", "EXIT_INFRASTRUCTURE", "EXIT_POLICY_REFUSED", "RunOutcome", "RunRequest", "run_agent"]
