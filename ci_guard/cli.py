@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("ci_guard.commands.report:report", "Spend and outcomes of any period by any dimensions."),
     "baseline": ("ci_guard.commands.baseline:baseline", "Suggest limits and budgets from a pilot's ledger."),
     "dashboard": ("ci_guard.commands.dashboard:dashboard", "A static HTML dashboard of a period."),
-    "ledger": ("ci_guard.commands.ledger:ledger", "Ledger operations: migrate, runs, calls."),
+    "ledger": ("ci_guard.commands.ledger:ledger", "Ledger: migrate, runs, calls, outcome, report, export, dashboard."),
     "what-if": ("ci_guard.commands.what_if:what_if", "Replay the ledger against a proposed policy: what would change."),
     "simulate": ("ci_guard.commands.simulate:simulate", "Serve the scripted fake provider (Anthropic/OpenAI)."),
     "import": ("ci_guard.commands.import_usage:import_usage", "Import usage of agents that cannot be proxied."),

@@ -37,7 +37,13 @@ def _open(url: str | None) -> Any:
 @ledger.command()
 @ledger_option
 def migrate(ledger_url: str | None) -> int:
-    """Create or upgrade the ledger schema (also done automatically on first use)."""
+    """Create or upgrade the ledger schema (also done automatically on first use).
+
+    \b
+    Examples:
+      ci-guard ledger migrate --ledger sqlite:///$HOME/.ci-guard/ledger.db
+      ci-guard ledger migrate --ledger postgresql://ci_owner@db/ci?schema=ci_guard
+    """
     from ci_guard.ledger import open_ledger
 
     store = open_ledger(ledger_url, auto_migrate=False)
@@ -67,7 +73,13 @@ def _filters(func: Any) -> Any:
 @format_option
 def runs(ledger_url: str | None, repo: str | None, pr: int | None, since: datetime | None, status: str | None,
          limit: int, fmt: str) -> int:
-    """Most recent runs first."""
+    """Most recent runs first.
+
+    \b
+    Examples:
+      ci-guard ledger runs --repo acme/api --since 7d
+      ci-guard ledger runs --pr 42 --status stopped --format json
+    """
     store = _open(ledger_url)
     try:
         found = store.list_runs(repo=repo, pr=pr, since=since, status=status, limit=limit)
@@ -90,7 +102,13 @@ def runs(ledger_url: str | None, repo: str | None, pr: int | None, since: dateti
 @format_option
 def calls(ledger_url: str | None, run_id: str | None, repo: str | None, pr: int | None, since: datetime | None,
           status: str | None, limit: int, fmt: str) -> int:
-    """Most recent calls first (or one run's calls in order)."""
+    """Most recent calls first (or one run's calls in order).
+
+    \b
+    Examples:
+      ci-guard ledger calls --run 01J9Z... --format json
+      ci-guard ledger calls --repo acme/api --since 24h --status refused
+    """
     store = _open(ledger_url)
     try:
         found = store.list_calls(run_id, limit=limit, repo=repo, pr=pr, since=since, status=status)

@@ -13,22 +13,41 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 
+from ci_guard import __version__
 from ci_guard.ledger import open_ledger
 from ci_guard.simulator import server as sim_server
 from tests.actions.fresh_install import AGENT_POLICY, USER_CODEX_CONFIG, clean_path, copy_checkout, empty_venv
-from tests.actions.scenario import GITLAB_TOKEN, MR, REAL_KEY, REPO, make_workspace
+from tests.actions.layout import GITLAB_COMPONENT
+from tests.actions.scenario import GITLAB_TOKEN, MR, REAL_KEY, REPO, _git, make_workspace
 from tests.actions.test_e2e_gitlab import gitlab_env, interpolate_component, run_job
 from tests.agents import CLAUDE, require_claude, require_codex
 from tests.forges.fake_gitlab import FakeGitLab
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
+REPO_URL = "https://github.com/ci-guard/ci-guard"
+
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """(the component's default pip-spec pointed at a local clone of ci-guard's repository, an empty venv).
+
+    The clone is a git repository tagged like a release, so the default `name @ git+URL@vX.Y.Z` is
+    installed exactly as written, only from a file:// URL instead of the public one.
+    """
     root = tmp_path_factory.mktemp("component")
-    return copy_checkout(root / "ci-guard"), empty_venv(root / "venv")
+    repo = copy_checkout(root / "ci-guard")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "release")
+    _git(repo, "tag", f"v{__version__}")
+    spec_text = GITLAB_COMPONENT.read_text().split("\n---\n", 1)[0]
+    default = yaml.safe_load(spec_text)["spec"]["inputs"]["pip-spec"]["default"]
+    assert default == f"ci-guard-agents @ git+{REPO_URL}@v{__version__}"
+    # (file://localhost/...: a git+file URL with no host is not a valid URL in a PEP 508 requirement)
+    return default.replace(REPO_URL, f"file://localhost{repo}"), empty_venv(root / "venv")
 
 
 @pytest.fixture
@@ -37,15 +56,15 @@ def gitlab() -> Iterator[FakeGitLab]:
         yield fake
 
 
-def _job(tmp: Path, installed: tuple[Path, Path], gitlab: FakeGitLab, sim: sim_server.Simulator,
+def _job(tmp: Path, installed: tuple[str, Path], gitlab: FakeGitLab, sim: sim_server.Simulator,
          **inputs: str) -> tuple[dict, dict[str, str], Path]:
-    checkout, venv_bin = installed
+    pip_spec, venv_bin = installed
     ws = make_workspace(tmp / "project")
     (ws.path / ws.policy).write_text(AGENT_POLICY)
     home = tmp / "home"
     (home / ".codex").mkdir(parents=True)
     (home / ".codex" / "config.toml").write_text(USER_CODEX_CONFIG)
-    _, job = interpolate_component({"policy": ws.policy, "pip-spec": str(checkout), **inputs})
+    _, job = interpolate_component({"policy": ws.policy, "pip-spec": pip_spec, **inputs})
     env = {**gitlab_env(ws, gitlab, home, sim.url), "ANTHROPIC_API_KEY": REAL_KEY, "OPENAI_API_KEY": REAL_KEY,
            "CI_GUARD_OPENAI_UPSTREAM": sim.openai_url, "GITLAB_TOKEN": GITLAB_TOKEN,
            "CI_GUARD_LEDGER": f"sqlite:///{tmp}/ledger.db"}

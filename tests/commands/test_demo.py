@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -25,3 +26,18 @@ def test_the_demo_rehearses_everything_and_its_figures_agree(tmp_path: Path) -> 
     html = (tmp_path / "dashboard.html").read_text(encoding="utf-8")
     assert len(rows) > 10 and f"${billed}" in proc.stdout
     assert "<script" not in html and f'<b id="calls">{len(rows)}</b>' in html
+    _assert_readme_transcript_matches(proc.stdout)
+
+
+def _assert_readme_transcript_matches(stdout: str) -> None:
+    """The README's demo transcript is this output: every step and check line, word for word."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## What the demo shows", 1)[1]
+    transcript = section.split("```\n", 2)[1]
+
+    def key_lines(text: str) -> list[str]:
+        keep = re.compile(r"^(\d\. |  ✓ |All steps)")
+        varying = re.compile(r"/\S+|valid-at=[^)]*|[\d,]+ characters")  # paths, times and runtimes vary
+        return [varying.sub("…", line) for line in text.splitlines() if keep.match(line)]
+
+    assert key_lines(transcript) == key_lines(stdout), "paste the output of `ci-guard demo` into README.md"
