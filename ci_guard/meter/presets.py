@@ -15,7 +15,8 @@ through variables it reads or a configuration file named by one:
 * ``codex``: Codex ignores ``OPENAI_BASE_URL`` and reads its provider from ``$CODEX_HOME/config.toml``.
   The preset writes a per-run ``CODEX_HOME`` whose ``config.toml`` is the user's own (from
   ``$CODEX_HOME`` or ``~/.codex``) with the proxy as ``model_provider`` and the decided ``model``.
-  The user's ``auth.json`` is not copied: the proxy provider authenticates with the run token.
+  The user's ``auth.json`` is not copied (the proxy provider authenticates with the run token);
+  the rest of the user's home (``sessions/``, ``log/``, rules) is linked in.
 
 ``none`` only points the standard variables at the proxy; ``auto`` picks a preset from the command,
 looking through a shell's ``-c`` script and ``npx`` for ``claude`` or ``codex``.
@@ -98,7 +99,7 @@ def preset_environment(preset: str, base: Mapping[str, str], *, proxy_url: str, 
     as long as the agent runs.
     """
     if preset == "claude-code":
-        return _claude_env(model, max_turns, allowed_models)
+        return _claude_env(base, model, max_turns, allowed_models)
     if preset == "codex":
         if scratch is None:
             raise ValueError("the codex preset needs a scratch directory for its CODEX_HOME")
@@ -123,9 +124,11 @@ def check_preset(preset: str, base: Mapping[str, str]) -> None:
             _read_codex_config(source / "config.toml")
 
 
-def _claude_env(model: str | None, max_turns: int | None, allowed_models: Sequence[str]) -> dict[str, str]:
-    env = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
-           "DISABLE_AUTOUPDATER": "1"}
+def _claude_env(base: Mapping[str, str], model: str | None, max_turns: int | None,
+                allowed_models: Sequence[str]) -> dict[str, str]:
+    # Only model traffic should leave the runner, unless the job says otherwise (set, even empty).
+    quiet = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1"}
+    env = {name: value for name, value in quiet.items() if name not in base}
     if model:
         for name in CLAUDE_MODEL_VARS:
             env[name] = model
@@ -149,11 +152,34 @@ def _codex_env(base: Mapping[str, str], *, proxy_url: str, token: str, model: st
     import tomli_w
 
     _write_private(home / "config.toml", tomli_w.dumps(merged))
-    # Global instructions belong to the user's setup; the agent should see them in the run too.
-    if source and (source / "AGENTS.md").is_file():
-        shutil.copyfile(source / "AGENTS.md", home / "AGENTS.md")
+    if source:
+        _link_user_codex_home(source, home)
     # `codex exec` prefers CODEX_API_KEY over the provider's env_key: make both the run token.
     return {"CODEX_HOME": str(home), "CODEX_API_KEY": token, "OPENAI_API_KEY": token}
+
+
+# Codex keeps its sessions (the rollouts `ci-guard import --format codex-session` reads), logs and
+# history in CODEX_HOME: they must land in the user's own one, as without ci-guard.
+_CODEX_STATE_DIRS = ("sessions", "log")
+_NOT_LINKED = frozenset({"config.toml", "auth.json"})
+
+
+def _link_user_codex_home(source: Path, home: Path) -> None:
+    """Make the per-run home show the user's: everything but config.toml (merged) and auth.json."""
+    try:
+        for name in _CODEX_STATE_DIRS:
+            (source / name).mkdir(parents=True, exist_ok=True)
+        entries = list(source.iterdir())
+    except OSError:
+        return  # an unwritable or missing home: Codex then keeps its state in the per-run one
+    for entry in entries:
+        target = home / entry.name
+        if entry.name in _NOT_LINKED or target.exists() or target.is_symlink():
+            continue
+        if entry.name == "AGENTS.md" and entry.is_file():
+            shutil.copyfile(entry, target)  # global instructions: a copy, so the run cannot edit the user's
+            continue
+        target.symlink_to(entry)
 
 
 def merge_codex_config(config: dict[str, Any], provider: dict[str, str], model: str | None) -> dict[str, Any]:

@@ -57,6 +57,9 @@ def test_codex_home_merges_the_users_config(tmp_path):
     assert config["model_providers"][CODEX_PROVIDER_ID]["wire_api"] == "responses"
     assert config["mcp_servers"] == {"docs": {"command": "docs-mcp"}}  # the rest of the user's setup stays
     assert (home / "AGENTS.md").read_text() == "Be brief." and not (home / "auth.json").exists()
+    assert not (home / "AGENTS.md").is_symlink()  # a copy: the run cannot edit the user's instructions
+    # Codex's sessions and logs land in the user's own home, where `ci-guard import` finds them
+    assert (home / "sessions").resolve() == (user / "sessions").resolve() and (user / "sessions").is_dir()
     assert (home / "config.toml").stat().st_mode & 0o077 == 0
     assert "sk-real" not in (home / "config.toml").read_text()
     assert tomllib.loads((user / "config.toml").read_text())["model"] == "o3"  # untouched
