@@ -225,6 +225,24 @@ def test_action_start_then_a_plain_claude_step_then_stop(tmp_path, installed, gi
     assert len(github.visible(PR)) == 1
 
 
+def test_action_fails_the_step_when_the_ledger_cannot_be_reached(tmp_path, installed, github):
+    """An unreachable ledger is an infrastructure failure: an ::error:: and a red step, even with
+    fail-on-deny false (it used to look like a policy deny: a notice and a green step)."""
+    with sim_server.run_simulator("tool-loop", api_key=REAL_KEY) as sim:
+        job = Job(tmp_path, installed, github, sim)
+        unreachable = "postgresql://ci@127.0.0.1:1/ledger?connect_timeout=2"
+        ran = job.run(agent="pr-review", preset="claude-code", comment="off", ledger=unreachable,
+                      command='claude -p "Review"', **{"anthropic-api-key": REAL_KEY, "fail-on-deny": "false"})
+        checked = job.run(agent="pr-review", comment="off", ledger=unreachable)
+        assert sim.served == []
+    assert ran.failed and ran.outputs["exit-code"] == "82", ran.log
+    assert "::error title=ci-guard::ci-guard could not run the agent because of an infrastructure failure" in ran.log
+    assert "::notice" not in ran.step("run").log
+    assert checked.failed and checked.step("check").exit_code == 3, checked.log
+    assert "::error title=ci-guard::ci-guard check could not decide because of an infrastructure failure" \
+        in checked.log
+
+
 def test_presets_pass_through_wrappers(tmp_path):
     """The same environment reaches the agent through every wrapper a team uses: a Makefile, a script,
     sh -c, env. (A flag appended to the wrapper's argv would reach none of them.)"""
