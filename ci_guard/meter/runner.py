@@ -173,8 +173,9 @@ async def _supervise(req: RunRequest, session: MeterSession, proxy: MeterProxy, 
     if preset != "none":
         live.info(f"preset {preset}: the agent's model, turn cap and provider come from its environment")
     # The codex preset writes a per-run CODEX_HOME; it lives exactly as long as the agent.
-    with tempfile.TemporaryDirectory(prefix="ci-guard-agent-", dir=env.get("RUNNER_TEMP") or None,
-                                     ignore_cleanup_errors=True) as scratch:
+    runner_temp = env.get("RUNNER_TEMP")
+    parent = runner_temp if runner_temp and os.path.isdir(runner_temp) else None  # else the system's temp dir
+    with tempfile.TemporaryDirectory(prefix="ci-guard-agent-", dir=parent, ignore_cleanup_errors=True) as scratch:
         launch = apply_preset(preset, req.command, agent_env, proxy_url=proxy.url, token=session.token,
                               model=decision.model, max_turns=decision.limits.max_turns,
                               allowed_models=decision.enforcement.allowed_models, scratch=Path(scratch))
