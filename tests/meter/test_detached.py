@@ -260,3 +260,24 @@ def test_stop_is_quick_when_nobody_reaps_the_exited_proxy(setup):
     finally:
         init.kill()
         init.wait()
+
+
+def test_start_preset_codex_home_is_removed_by_stop_and_nothing_the_state_file_names(setup):
+    """`start --preset codex` exports a CODEX_HOME next to the state file; `stop` removes it. The
+    agent can write the state file, so a directory named there is never what `stop` deletes."""
+    tmp, _, env = setup
+    home = tmp / "home"
+    home.mkdir()
+    started = start(tmp, {**env, "HOME": str(home)}, "--preset", "codex")
+    assert started.returncode == 0, started.stderr
+    codex_home = Path(exported(started.stdout)["CODEX_HOME"])
+    assert (codex_home / "config.toml").is_file() and codex_home.parent == tmp / "ci-guard-state.agent"
+    victim = tmp / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("x")
+    state_file = tmp / "ci-guard-state.json"
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({**state, "agent_dir": str(victim)}))
+    stopped = cli(tmp, "stop", "--format", "json", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not codex_home.exists() and (victim / "keep.txt").is_file()
