@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+# Re-exported for the commands: the text table lives in report/ so the library (preview/) uses it too.
+from ci_guard.report.table import table as table
 
 F = TypeVar("F", bound=Callable[..., Any])
 _RELATIVE = re.compile(r"^(\d+)([mhdw])$")
@@ -62,16 +65,3 @@ def usd(value: Any, precise: bool = False) -> str:
     from ci_guard.report.money import format_usd
 
     return format_usd(value, precise=precise)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
-    """A plain text table; columns whose index is in ``right`` are right-aligned (numbers)."""
-    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(parts).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)

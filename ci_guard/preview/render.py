@@ -15,6 +15,7 @@ from ci_guard.ledger.sqlstore import from_micros
 from ci_guard.preview.whatif import WhatIf
 from ci_guard.report.escape import md
 from ci_guard.report.money import format_usd
+from ci_guard.report.table import table
 
 TOP = 10  # rows of the short tables
 
@@ -56,8 +57,6 @@ def headline(r: WhatIf) -> str:
 
 # -- text --------------------------------------------------------------------------------------------
 def render_text(r: WhatIf) -> str:
-    from ci_guard.commands._ledger_common import table
-
     out = [f"what-if: {r.proposal} against {r.baseline}, {r.since:%Y-%m-%d %H:%M} to {r.until:%Y-%m-%d %H:%M} UTC",
            headline(r).capitalize() + ".",
            f"spend {usd(r.before_micros)} -> {usd(r.after_micros)} ({signed(r.delta_micros)}); "

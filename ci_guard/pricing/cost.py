@@ -77,7 +77,7 @@ def cost(usage: Usage, price: ModelPrice) -> CostBreakdown:
 
 
 # The input size a call's tier is chosen from, relative to its estimate. The estimate is bytes/4
-# (ci_guard.meter.providers.base.estimate_tokens); code, JSON and non-English text tokenise at ~3.2
+# (ci_guard.tokens.estimate.estimate_tokens); code, JSON and non-English text tokenise at ~3.2
 # bytes a token, so the real input can be ~25% larger -- and a request whose real input is just past
 # a long-context threshold is billed at that tier's rates for *all* of its tokens.
 TIER_MARGIN = Decimal("1.25")

@@ -1,7 +1,7 @@
 """What the fake provider reads from a request: its turn, its tools and its deterministic token counts.
 
 Counts come from the same estimator the proxy uses before a call
-(:func:`ci_guard.meter.providers.base.estimate_input_tokens`), so a request's served input equals
+(:func:`ci_guard.tokens.estimate.estimate_input_tokens`), so a request's served input equals
 the proxy's estimate. Prompt caching is simulated without state: the conversation up to the last
 model reply was the previous call's input, so it is reported as a cache read; the rest is new.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ci_guard.meter.providers.base import estimate_input_tokens
+from ci_guard.tokens.estimate import estimate_input_tokens
 
 
 @dataclass

@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ci_guard.meter.providers.base import estimate_tokens
 from ci_guard.simulator.conversation import Request, ToolDecl
 from ci_guard.simulator.scenario import Scenario
+from ci_guard.tokens.estimate import estimate_tokens
 
 # Anthropic bills a few uncached tokens even with caching on (the tail after the last breakpoint).
 FRESH_TAIL_TOKENS = 4

@@ -119,7 +119,7 @@ def test_simulator_serves_what_the_proxy_estimates(endpoint: str, body: dict) ->
 
 
 def test_the_text_check_skips_the_walk_for_mere_mentions() -> None:
-    from ci_guard.meter.providers.media import may_carry_media
+    from ci_guard.tokens.media import may_carry_media
 
     def check(part: object) -> bool:
         text = json.dumps(part, separators=(",", ":"), ensure_ascii=False)

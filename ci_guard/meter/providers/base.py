@@ -10,13 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ci_guard.meter.providers.body import RequestBody
-from ci_guard.meter.providers.media import Unmeasured, json_size, may_carry_media, media_payloads
 from ci_guard.pricing.usage import Usage
+from ci_guard.tokens.estimate import LazyPart, estimate_encoded
+from ci_guard.tokens.estimate import encode as _encode
+
+# Re-exported: adapters, benches and tests read the estimate from here.
+from ci_guard.tokens.estimate import estimate_input_tokens as estimate_input_tokens
+from ci_guard.tokens.estimate import estimate_tokens as estimate_tokens
 
 
 @dataclass
@@ -126,10 +130,10 @@ def request_info(body: dict[str, Any], *, output_cap_keys: tuple[str, ...], inpu
         # A large body split at its top level: each part is already compact JSON bytes, so the
         # estimate and the fingerprint read them as they are (see providers/body.py).
         encoded = {k: data for k in semantic_keys if (data := body.raw(k)) is not None and data != b"null"}
-        estimate = _estimate_encoded((_Lazy(body, k), encoded[k]) for k in input_keys if k in encoded)
+        estimate = estimate_encoded((LazyPart(body, k), encoded[k]) for k in input_keys if k in encoded)
     else:
         encoded = {k: _encode(v) for k in semantic_keys if (v := body.get(k)) is not None}
-        estimate = _estimate_encoded((body[k], encoded[k]) for k in input_keys if k in encoded)
+        estimate = estimate_encoded((body[k], encoded[k]) for k in input_keys if k in encoded)
     return RequestInfo(
         model=body.get("model"),
         stream=bool(body.get("stream")),
@@ -155,17 +159,6 @@ def fingerprint(obj: Any) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
-# One encoder for every call: json.dumps with options builds a new JSONEncoder each time.
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def _encode(value: Any) -> bytes:
-    # Compact, as the agent's own JSON usually is. Key order is the agent's: a retry storm repeats
-    # the very same request, so sorting keys (a second, slower pass) would find nothing more.
-    # surrogatepass: a lone surrogate (valid as a JSON escape) must not crash the meter.
-    return _COMPACT.encode(value).encode("utf-8", "surrogatepass")
-
-
 def _fingerprint_encoded(keys: tuple[str, ...], encoded: dict[str, bytes]) -> str:
     # SHA-1 (not for security: a run only compares its own requests) runs about twice as fast as
     # BLAKE2b here; a 1 MB history is hashed on every call. Parts are fed one by one, not joined.
@@ -175,54 +168,6 @@ def _fingerprint_encoded(keys: tuple[str, ...], encoded: dict[str, bytes]) -> st
         digest.update(encoded.get(key, b"null"))
         digest.update(b"\0")
     return digest.hexdigest()[:24]
-
-
-def estimate_tokens(text_bytes: int) -> int:
-    """A conservative token estimate from a byte count (about 4 bytes per token in English and code).
-
-    Used only before a call, for the context and cost caps; after the call the provider's own
-    count is what gets recorded.
-    """
-    return (text_bytes + 3) // 4
-
-
-def estimate_input_tokens(*parts: Any) -> int:
-    """:func:`estimate_tokens` over the compact JSON of the request's input parts.
-
-    Adapters pass what the model reads (system, messages / input, tools); absent parts are None
-    and cost nothing. Inline base64 images and documents are not text: their payloads leave the
-    byte count and are counted per item instead (see :mod:`ci_guard.meter.providers.media`). The
-    simulator serves counts from the same function, so the proxy's estimate and the served count
-    of a request agree there.
-    """
-    return _estimate_encoded((part, _encode(part)) for part in parts if part is not None)[0]
-
-
-class _Lazy:
-    """A part of a :class:`RequestBody`, decoded only if the media walk needs its structure."""
-
-    __slots__ = ("body", "key")
-
-    def __init__(self, body: RequestBody, key: str) -> None:
-        self.body, self.key = body, key
-
-    def value(self) -> Any:
-        return self.body[self.key]
-
-
-def _estimate_encoded(parts: Iterable[tuple[Any, bytes]]) -> tuple[int, int]:
-    """(estimated input tokens, media items by URL or file id counted at their maximum)."""
-    size = 0
-    media_tokens = 0
-    unmeasured = 0
-    for part, data in parts:
-        size += len(data)
-        if may_carry_media(data):
-            for payload, tokens in media_payloads(part.value() if isinstance(part, _Lazy) else part):
-                size -= json_size(payload)
-                media_tokens += tokens
-                unmeasured += isinstance(payload, Unmeasured)
-    return estimate_tokens(size) + media_tokens, unmeasured
 
 
 def load_json_body(body: bytes) -> tuple[dict[str, Any], str | None]:
