@@ -83,6 +83,15 @@ def cli() -> None:
       ci-guard demo                                  # full rehearsal, nothing to set up
       ci-guard check --policy policies/default.yml   # decide for this CI job
       ci-guard run --policy policies/default.yml --preset claude-code -- claude -p "review"
+
+    \b
+    Exit codes:
+      0 allowed / done; 1 denied or skipped (check), warnings with --strict (validate)
+      2 invalid input (file:line:column: field: what was expected)
+      3 infrastructure failure (ledger unreachable, forge API down): never a policy decision
+      run / start: the agent's own code; 80 denied or skipped by policy or budget;
+      81 stopped by a cap; 82 infrastructure failure before or around the agent
+      70 internal error (a bug: a traceback file is written)
     """
 
 

@@ -14,6 +14,11 @@ import click
 from ci_guard.report.table import table as table
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The exit status of the commands that read (or annotate) an existing ledger, for their --help.
+LEDGER_EXIT_STATUS = """\b
+Exit status: 0 done; 2 invalid input (a bad flag or value, or no ledger at the given path:
+these commands never create one); 3 the ledger is unreachable.
+"""
 _RELATIVE = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import click
 
-from ci_guard.commands._ledger_common import ledger_option
+from ci_guard.commands._ledger_common import LEDGER_EXIT_STATUS, ledger_option
 from ci_guard.commands.report import period_options, resolve_period
 
 EPILOG = """\b
@@ -17,7 +17,7 @@ Examples:
 """
 
 
-@click.command(epilog=EPILOG)
+@click.command(epilog=EPILOG + "\n" + LEDGER_EXIT_STATUS)
 @ledger_option
 @period_options
 @click.option("--headroom", type=click.FloatRange(min=0, max=500), default=25, show_default=True,

@@ -9,7 +9,15 @@ from typing import Any
 
 import click
 
-from ci_guard.commands._ledger_common import format_option, ledger_option, load_policy, parse_moment, table, usd
+from ci_guard.commands._ledger_common import (
+    LEDGER_EXIT_STATUS,
+    format_option,
+    ledger_option,
+    load_policy,
+    parse_moment,
+    table,
+    usd,
+)
 
 EPILOG = """\b
 Examples:
@@ -28,7 +36,7 @@ def budget() -> None:
     """Budget status from the ledger."""
 
 
-@budget.command(epilog=EPILOG)
+@budget.command(epilog=EPILOG + "\n" + LEDGER_EXIT_STATUS)
 @click.option("--policy", "policy_path", required=True, metavar="FILE", envvar="CI_GUARD_POLICY",
               help="Policy file whose budgets to report (default: $CI_GUARD_POLICY).")
 @ledger_option

@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from ci_guard.commands._ledger_common import ledger_option
+from ci_guard.commands._ledger_common import LEDGER_EXIT_STATUS, ledger_option
 from ci_guard.commands.report import period_options, resolve_period
 
 
-@click.command()
+@click.command(epilog=LEDGER_EXIT_STATUS)
 @ledger_option
 @period_options
 @click.option("--stack-by", type=click.Choice(["team", "repo", "workflow", "agent", "user"]), default="team",

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ci_guard.commands._ledger_common import format_option, ledger_option, parse_moment, table, usd
+from ci_guard.commands._ledger_common import LEDGER_EXIT_STATUS, format_option, ledger_option, parse_moment, table, usd
 
 EPILOG = """\b
 Examples:
@@ -22,7 +22,7 @@ Examples:
 """
 
 
-@click.group(epilog=EPILOG)
+@click.group(epilog=EPILOG + "\n" + LEDGER_EXIT_STATUS)
 def ledger() -> None:
     """Ledger operations: migrate, runs, calls, outcome, report, export, dashboard."""
 

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from ci_guard.commands._ledger_common import ledger_option
+from ci_guard.commands._ledger_common import LEDGER_EXIT_STATUS, ledger_option
 
 EPILOG = """\b
 Examples:
@@ -19,7 +19,7 @@ Examples:
 REPO_VARS = ("GITHUB_REPOSITORY", "CI_PROJECT_PATH")
 
 
-@click.command(epilog=EPILOG)
+@click.command(epilog=EPILOG + "\n" + LEDGER_EXIT_STATUS)
 @ledger_option
 @click.argument("args", nargs=-1, metavar="[RUN_ID] [OUTCOME]")
 @click.option("--pr", type=click.IntRange(min=1), help="Record OUTCOME for a pull/merge request: its runs inherit it.")

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ci_guard.commands._ledger_common import ledger_option, parse_moment, table, usd
+from ci_guard.commands._ledger_common import LEDGER_EXIT_STATUS, ledger_option, parse_moment, table, usd
 
 EPILOG = """\b
 Examples:
@@ -83,7 +83,7 @@ def load_report(store: Any, period: Any, dims: list[str]) -> Any:
                         store.period_runs(previous.start, previous.end, with_calls=False), period, dims, previous)
 
 
-@click.command(epilog=EPILOG)
+@click.command(epilog=EPILOG + "\n" + LEDGER_EXIT_STATUS)
 @ledger_option
 @period_options
 @click.option("--by", "by", metavar="DIMS", default=None,
