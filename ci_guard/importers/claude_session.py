@@ -13,14 +13,14 @@ A directory is read whole (every ``*.jsonl`` below it: the session and its subag
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from ci_guard.errors import InvalidInputError, Problem
+from ci_guard.importers.jsonl import as_str, as_time, json_lines
+from ci_guard.importers.jsonl import read_paths as read_paths
 from ci_guard.importers.model import ImportedCall, ImportedUsage
 from ci_guard.pricing.normalize import anthropic_web_searches, from_anthropic
 
@@ -38,28 +38,11 @@ class _Call:
     tool_uses: set[str] = field(default_factory=set)
 
 
-def read_paths(path: str) -> list[tuple[str, str]]:
-    """(file name, text) of ``path``, or of every ``*.jsonl`` below it when it is a directory."""
-    root = Path(path)
-    files = sorted(root.rglob("*.jsonl")) if root.is_dir() else [root]
-    if root.is_dir() and not files:
-        raise InvalidInputError(f"{path}: no *.jsonl session files in this directory")
-    out = []
-    for file in files:
-        try:
-            out.append((str(file), file.read_text(encoding="utf-8")))
-        except FileNotFoundError as exc:
-            raise InvalidInputError(f"{file}: usage file not found") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInputError(f"{file}: cannot read usage file: {exc}") from exc
-    return out
-
-
 def parse(files: Iterable[tuple[str, str]], path: str, default_model: str | None = None) -> ImportedUsage:
     calls: dict[str, _Call] = {}
     sessions: list[str] = []
     for name, text in files:
-        for lineno, entry in _lines(text, name):
+        for lineno, entry in json_lines(text, name, "invalid Claude Code session file"):
             if entry.get("sessionId") and entry["sessionId"] not in sessions and not entry.get("isSidechain"):
                 sessions.append(str(entry["sessionId"]))
             message = entry.get("message")
@@ -72,7 +55,7 @@ def parse(files: Iterable[tuple[str, str]], path: str, default_model: str | None
             key = str(entry.get("requestId") or message.get("id") or f"{name}:{lineno}")
             call = calls.get(key)
             if call is None:
-                call = calls[key] = _Call(key, str(model) if model else None, lineno, _time(entry.get("timestamp")))
+                call = calls[key] = _Call(key, str(model) if model else None, lineno, as_time(entry.get("timestamp")))
             _merge(call.usage, usage)
             for block in message.get("content") or []:
                 if isinstance(block, Mapping) and block.get("type") == "tool_use":
@@ -87,7 +70,7 @@ def parse(files: Iterable[tuple[str, str]], path: str, default_model: str | None
         imported.calls.append(ImportedCall(
             model=call.model, usage=from_anthropic(call.usage), started_at=call.started_at,
             tool_calls=len(call.tool_uses), provider="anthropic", web_searches=anthropic_web_searches(call.usage),
-            service_tier=_str(call.usage.get("service_tier")), inference_geo=_str(call.usage.get("inference_geo")),
+            service_tier=as_str(call.usage.get("service_tier")), inference_geo=as_str(call.usage.get("inference_geo")),
         ))
     imported.turns = len(ordered)
     imported.tool_calls = sum(len(c.tool_uses) for c in ordered)
@@ -111,37 +94,9 @@ def _merge(into: dict[str, Any], usage: Mapping[str, Any]) -> None:
         mine["web_search_requests"] = max(_int(mine.get("web_search_requests")),
                                           _int(tools.get("web_search_requests")))
     for key in ("service_tier", "inference_geo"):
-        if _str(usage.get(key)):
+        if as_str(usage.get(key)):
             into[key] = usage[key]
-
-
-def _lines(text: str, name: str) -> Iterable[tuple[int, Mapping[str, Any]]]:
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError("invalid Claude Code session file", [
-                Problem(f"invalid JSON: {exc.msg}", name, lineno, exc.colno)]) from exc
-        if isinstance(value, Mapping):
-            yield lineno, value
 
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo else None

@@ -10,13 +10,11 @@ one request at a time like the proxy prices it. The model is the one of the late
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 from ci_guard.errors import InvalidInputError, Problem
-from ci_guard.importers.claude_session import read_paths
+from ci_guard.importers.jsonl import as_str, as_time, json_lines, read_paths
 from ci_guard.importers.model import ImportedCall, ImportedUsage
 from ci_guard.pricing.normalize import from_openai_responses
 from ci_guard.pricing.usage import Usage
@@ -30,16 +28,16 @@ def parse(files: Iterable[tuple[str, str]], path: str, default_model: str | None
     counted: dict[tuple[str, int], ImportedCall] = {}  # (file, running total) -> call (older Codex)
     for name, text in files:
         model = default_model
-        for lineno, entry in _lines(text, name):
+        for lineno, entry in json_lines(text, name, "invalid Codex session file", objects_only=True):
             kind, payload = entry.get("type"), entry.get("payload")
             if not isinstance(payload, Mapping):
                 continue
             if kind == "session_meta":
-                imported.session_id = imported.session_id or _str(payload.get("id") or payload.get("session_id"))
+                imported.session_id = imported.session_id or as_str(payload.get("id") or payload.get("session_id"))
             elif kind == "turn_context":
-                model = _str(payload.get("model")) or model
+                model = as_str(payload.get("model")) or model
             elif kind == "token_usage_record" and isinstance(payload.get("usage"), Mapping):
-                key = _str(payload.get("response_id")) or f"{name}:{lineno}"
+                key = as_str(payload.get("response_id")) or f"{name}:{lineno}"
                 records.setdefault(key, _call(payload["usage"], model, entry))
             elif kind == "event_msg" and payload.get("type") == "token_count":
                 info = payload.get("info")
@@ -61,7 +59,7 @@ def parse(files: Iterable[tuple[str, str]], path: str, default_model: str | None
 
 
 def _call(usage: Mapping[str, Any], model: str | None, entry: Mapping[str, Any]) -> ImportedCall:
-    return ImportedCall(model=model, usage=_usage(usage), provider="openai", started_at=_time(entry.get("timestamp")))
+    return ImportedCall(model=model, usage=_usage(usage), provider="openai", started_at=as_time(entry.get("timestamp")))
 
 
 def _usage(usage: Mapping[str, Any]) -> Usage:
@@ -73,31 +71,3 @@ def _usage(usage: Mapping[str, Any]) -> Usage:
         "output_tokens": usage.get("output_tokens"),
         "output_tokens_details": {"reasoning_tokens": usage.get("reasoning_output_tokens")},
     })
-
-
-def _lines(text: str, name: str) -> Iterable[tuple[int, Mapping[str, Any]]]:
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError("invalid Codex session file", [
-                Problem(f"invalid JSON: {exc.msg}", name, lineno, exc.colno)]) from exc
-        if isinstance(value, Mapping):
-            yield lineno, value
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo else None
