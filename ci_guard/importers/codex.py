@@ -63,6 +63,14 @@ def _usage(usage: Any, path: str, lineno: int) -> Usage:
     if not isinstance(usage, Mapping):
         raise InvalidInputError("invalid Codex output", [
             Problem("turn.completed has no usage object", path, lineno, None, "usage")])
+    return codex_usage(usage)
+
+
+def codex_usage(usage: Mapping[str, Any]) -> Usage:
+    """Codex's usage object (``codex exec --json`` and session rollouts) as normalised Usage.
+
+    Its counts mean what the Responses API's do: input includes cached (and written) tokens.
+    """
     return from_openai_responses({
         "input_tokens": usage.get("input_tokens"),
         "input_tokens_details": {"cached_tokens": usage.get("cached_input_tokens"),

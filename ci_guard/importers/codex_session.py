@@ -14,10 +14,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ci_guard.errors import InvalidInputError, Problem
+from ci_guard.importers.codex import codex_usage
 from ci_guard.importers.jsonl import as_str, as_time, json_lines, read_paths
 from ci_guard.importers.model import ImportedCall, ImportedUsage
-from ci_guard.pricing.normalize import from_openai_responses
-from ci_guard.pricing.usage import Usage
 
 __all__ = ["parse", "read_paths"]
 
@@ -59,15 +58,5 @@ def parse(files: Iterable[tuple[str, str]], path: str, default_model: str | None
 
 
 def _call(usage: Mapping[str, Any], model: str | None, entry: Mapping[str, Any]) -> ImportedCall:
-    return ImportedCall(model=model, usage=_usage(usage), provider="openai", started_at=as_time(entry.get("timestamp")))
-
-
-def _usage(usage: Mapping[str, Any]) -> Usage:
-    # Codex's counts mean what the Responses API's do: input includes cached (and written) tokens
-    return from_openai_responses({
-        "input_tokens": usage.get("input_tokens"),
-        "input_tokens_details": {"cached_tokens": usage.get("cached_input_tokens"),
-                                 "cache_write_tokens": usage.get("cache_write_input_tokens")},
-        "output_tokens": usage.get("output_tokens"),
-        "output_tokens_details": {"reasoning_tokens": usage.get("reasoning_output_tokens")},
-    })
+    return ImportedCall(model=model, usage=codex_usage(usage), provider="openai",
+                        started_at=as_time(entry.get("timestamp")))
