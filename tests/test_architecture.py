@@ -153,3 +153,15 @@ def test_no_new_cycle_between_packages() -> None:
 
 def test_the_checker_sees_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset({"a", "b", "c"})]
+
+
+def test_library_packages_never_import_the_cli() -> None:
+    graph = _imports(top_level_only=False)
+    offending = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if not module.startswith(("ci_guard.commands", "ci_guard.cli", "ci_guard.__main__"))
+        for target in targets
+        if target.startswith(("ci_guard.commands", "ci_guard.cli"))
+    )
+    assert offending == []
