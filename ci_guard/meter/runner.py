@@ -136,12 +136,12 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
     await proxy.close()
     code = agent_exit_status(exit_info.exit_code)
     final = final_status(stopped=guard.stopped, exit_code=code, forwarded_signal=exit_info.forwarded_signal,
-                         calls=session.calls)
+                         calls=session.calls, turns=guard.turns, max_turns=guard.limits.max_turns)
     if guard.stop_reason == "ledger_error":
         # infrastructure, not a cap: the ledger failed and the policy said deny
         final = FinalStatus("error", "ledger_error", guard.stop_detail)
     summary = session.summary(status=final.status, agent_exit_code=code)
-    if final.status != "stopped":
+    if final.status != "stopped" or not guard.stopped:
         summary = summary.model_copy(update={"stop_reason": final.stop_reason, "stop_detail": final.detail})
     lifecycle.finish_run(prepared, summary)
     lifecycle.write_summary(summary, req.summary_path)
@@ -156,7 +156,8 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
                   f"({saved['calls_changed']} calls changed; {saved['method']})")
     if guard.stop_reason == "ledger_error":
         return RunOutcome(summary, EXIT_INFRASTRUCTURE)
-    return RunOutcome(summary, EXIT_CAP_STOPPED if guard.stopped else code)
+    return RunOutcome(summary, EXIT_CAP_STOPPED if final.status == "stopped" else code)
+
 
 
 async def _supervise(req: RunRequest, session: MeterSession, proxy: MeterProxy, env: dict[str, str],

@@ -42,10 +42,16 @@ class FinalStatus:
 
 
 def final_status(*, stopped: bool, exit_code: int, forwarded_signal: int | None,
-                 calls: Sequence[CallRecord]) -> FinalStatus:
+                 calls: Sequence[CallRecord], turns: int = 0, max_turns: int | None = None) -> FinalStatus:
     """Classify a run whose agent has exited (``exit_code`` is shell style: 128 + signal)."""
     if stopped:
         return FinalStatus("stopped")
+    if (exit_code != 0 and forwarded_signal is None and max_turns is not None and turns >= max_turns
+            and not any(c.http_status in AUTH_STATUSES for c in calls)):
+        # The preset hands the agent its turn cap (CLAUDE_CODE_MAX_TURNS) and Claude Code stops itself
+        # there with exit 1: the cap did its work, the agent did not fail.
+        return FinalStatus("stopped", "max_turns", f"the agent stopped itself at the turn cap ci-guard gave it "
+                                                   f"({max_turns} turns; agent exit code {exit_code})")
     if forwarded_signal is not None:
         name = _signal_name(forwarded_signal)
         return FinalStatus("cancelled", name, f"cancelled: ci-guard received {name} and ended the agent "

@@ -47,3 +47,18 @@ def test_an_agent_that_swallows_401s_and_exits_0_is_still_failed():
 def test_every_status_is_in_the_ledger_vocabulary():
     for status in ("completed", "stopped", "failed", "cancelled", "no_calls", "denied", "skipped", "error"):
         assert status in RUN_STATUSES
+
+
+def test_an_agent_that_stops_itself_at_the_turn_cap_it_was_given_is_stopped_not_failed():
+    # Claude Code reads CLAUDE_CODE_MAX_TURNS from the preset and exits 1 at that many turns.
+    calls = [call(1), call(2), call(3)]
+    capped = final_status(stopped=False, exit_code=1, forwarded_signal=None, calls=calls, turns=3, max_turns=3)
+    assert (capped.status, capped.stop_reason) == ("stopped", "max_turns") and "exit code 1" in capped.detail
+    # below the cap, a non-zero exit is still the agent's failure; a clean exit at the cap is completed
+    early = final_status(stopped=False, exit_code=1, forwarded_signal=None, calls=calls[:2], turns=2, max_turns=3)
+    assert early.status == "failed"
+    clean = final_status(stopped=False, exit_code=0, forwarded_signal=None, calls=calls, turns=3, max_turns=3)
+    assert clean.status == "completed"
+    # an auth failure at the cap is still named as such
+    auth = final_status(stopped=False, exit_code=1, forwarded_signal=None, calls=[call(1, 401)], turns=1, max_turns=1)
+    assert (auth.status, auth.stop_reason) == ("failed", "upstream_auth")
