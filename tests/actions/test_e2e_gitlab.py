@@ -45,6 +45,9 @@ def interpolate_component(inputs: dict[str, str]) -> tuple[str, dict[str, Any]]:
         value = inputs.get(name, item.get("default"))
         if "options" in item:
             assert value in item["options"], (name, value)
+        kind = item.get("type", "string")
+        assert isinstance(value, {"string": str, "boolean": bool, "array": list, "number": int | float}[kind]), \
+            (name, kind, value)
         values[name] = value
     # GitLab interpolates into the parsed document (a string input stays a string, whatever it holds)
     jobs = _interpolate(yaml.safe_load(body), values)
@@ -58,6 +61,9 @@ def _interpolate(node: Any, values: dict[str, Any]) -> Any:
     if isinstance(node, list):
         return [_interpolate(v, values) for v in node]
     if isinstance(node, str):
+        whole = _INPUT.fullmatch(node.strip())
+        if whole:  # a whole value takes the input's own type (boolean, array), as GitLab does
+            return values[whole.group(1)]
         return _INPUT.sub(lambda m: str(values[m.group(1)]), node)
     return node
 

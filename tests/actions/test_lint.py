@@ -64,9 +64,16 @@ def _check_jsonschema(schema: str, files: list[Path]) -> subprocess.CompletedPro
 
 def _gitlab_documents(tmp_path: Path) -> list[Path]:
     """Every GitLab YAML document as its own JSON file (the component has a spec document first)."""
+    from tests.actions.test_e2e_gitlab import interpolate_component
+
     out = []
     for path in GITLAB_FILES:
         for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
+            if path == GITLAB_COMPONENT and i == 1:
+                # GitLab validates the jobs after include-time interpolation: typed inputs (boolean
+                # interruptible, array rules/needs) are whole values only then.
+                name, job = interpolate_component({"policy": "p.yml"})
+                doc = {name: job}
             target = tmp_path / f"{path.stem}-{i}.json"
             target.write_text(json.dumps(doc))
             out.append(target)
@@ -328,8 +335,19 @@ def test_component_declares_exactly_the_inputs_it_uses() -> None:
 def test_component_job_names_are_prefixed_and_mr_only() -> None:
     jobs = _component_docs()[1]
     assert all(name.startswith("$[[ inputs.job-prefix ]]") for name in jobs)
-    rules = _component_job()["rules"]
-    assert rules == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}]
+    from tests.actions.test_e2e_gitlab import interpolate_component
+
+    _, job = interpolate_component({"policy": "p.yml"})
+    assert job["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}]
+    # a superseded merge request pipeline stops spending; the job starts without waiting for stages
+    assert job["interruptible"] is True and job["needs"] == [] and job["timeout"] == "30m"
+    _, custom = interpolate_component({"policy": "p.yml", "interruptible": False, "timeout": "10m",
+                                       "rules": [{"if": '$CI_PIPELINE_SOURCE == "pipeline"'}],
+                                       "needs": ["tests"]})
+    assert custom["interruptible"] is False and custom["timeout"] == "10m" and custom["needs"] == ["tests"]
+    assert custom["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "pipeline"'}]
+    include = _load(GITLAB_INCLUDE)[".ci-guard-agent"]
+    assert include["interruptible"] is True and include["needs"] == []
 
 
 def test_component_and_include_run_the_same_script() -> None:
