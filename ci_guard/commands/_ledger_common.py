@@ -67,6 +67,6 @@ def parse_moment(ctx: click.Context | None, param: click.Parameter | None, value
 
 
 def usd(value: Any, precise: bool = False) -> str:
-    from ci_guard.report.money import format_usd
+    from ci_guard.money import format_usd
 
     return format_usd(value, precise=precise)

@@ -52,7 +52,7 @@ def _pilot(url: str, month: str, calls: int, seed: int) -> int:
     from ci_guard.demo.pilot import write_pilot
     from ci_guard.ledger import open_ledger
     from ci_guard.ledger.periods import period_bounds
-    from ci_guard.report.money import format_usd
+    from ci_guard.money import format_usd
 
     try:
         anchor = datetime.strptime(month + "-15", "%Y-%m-%d").replace(tzinfo=UTC)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def usd(amount: object) -> str:
     """The money format of comments and summaries (four decimals below a dollar), for log lines."""
-    from ci_guard.report.money import format_usd
+    from ci_guard.money import format_usd
 
     return format_usd(amount, precise=True)
 

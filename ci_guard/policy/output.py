@@ -6,9 +6,9 @@ import os
 import uuid
 from pathlib import Path
 
+from ci_guard.money import format_usd
 from ci_guard.policy.decision import Decision
 from ci_guard.policy.durations import format_duration
-from ci_guard.report.money import format_usd
 
 
 def limits_text(decision: Decision) -> str:

@@ -12,9 +12,9 @@ from decimal import Decimal
 from typing import Any
 
 from ci_guard.ledger.sqlstore import from_micros
+from ci_guard.money import format_usd
 from ci_guard.preview.whatif import WhatIf
 from ci_guard.report.escape import md
-from ci_guard.report.money import format_usd
 from ci_guard.report.table import table
 
 TOP = 10  # rows of the short tables

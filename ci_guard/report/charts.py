@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from markupsafe import Markup, escape
 
-from ci_guard.report.money import format_usd
+from ci_guard.money import format_usd
 
 # colour-blind-safe palette (Okabe-Ito), then grey for "other"
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")

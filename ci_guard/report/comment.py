@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 from ci_guard.meter.summary import CallSummary, RunSummary
+from ci_guard.money import to_decimal
 from ci_guard.report.marker import parse_time
-from ci_guard.report.money import to_decimal
 
 BLOCKED = ("denied", "skipped")
 CAP_LABELS = {

@@ -26,8 +26,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from ci_guard.ledger.analytics import RunFacts
+from ci_guard.money import format_usd
 from ci_guard.report.finops import GroupFigures, Period, usd
-from ci_guard.report.money import format_usd
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TOP_RUNS = 15

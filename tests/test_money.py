@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from ci_guard.report.money import burn_bar, format_duration, format_tokens, format_usd, percent, to_decimal
+from ci_guard.money import burn_bar, format_duration, format_tokens, format_usd, percent, to_decimal
 
 
 @pytest.mark.parametrize(("value", "expected"), [
