@@ -55,7 +55,7 @@ def dashboard(ledger_url: str | None, month: str | None, period: str | None, sin
         return 0
     with atomic_text_file(output) as out:
         out.write(html)
-    from ci_guard.report.money import format_usd
+    from ci_guard.money import format_usd
 
     click.echo(f"{chosen.label}: {board.calls:,} calls, {board.run_count:,} runs, {format_usd(board.total_usd)}; "
                f"dashboard written to {output}", err=True)
