@@ -8,9 +8,22 @@ figure meaningful instead of rounding it to ``$0.00``.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Annotated
+
+from pydantic import PlainSerializer
 
 CENT = Decimal("0.01")
 SUB_CENT = Decimal("0.0001")
+MICRO = Decimal("0.000001")  # the ledger's unit: every call is priced to the micro-dollar
+
+
+def usd_json(value: object) -> str | None:
+    """Money in JSON and step outputs: a decimal string with six places (``"5.000000"``,
+    ``"0.002670"``), the same scale everywhere, so consumers compare and sum strings safely."""
+    amount = to_decimal(value)
+    if amount is None:
+        return None
+    return f"{amount.quantize(MICRO, rounding=ROUND_HALF_UP):f}"
 
 
 def to_decimal(value: object) -> Decimal | None:
@@ -91,3 +104,7 @@ def format_duration(seconds: object) -> str:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
+
+
+# A Decimal model field that serialises with usd_json in JSON mode (run summaries, call summaries).
+UsdJson = Annotated[Decimal, PlainSerializer(usd_json, return_type=str, when_used="json")]

@@ -8,6 +8,7 @@ import click
 
 from ci_guard.commands._ledger_common import catalog_for, format_option, table
 from ci_guard.errors import InvalidInputError
+from ci_guard.money import usd_json
 
 EPILOG = """\b
 Token classes are ci-guard's normalised ones (docs/pricing.md): --input is fresh input only,
@@ -76,8 +77,8 @@ def cost(model: str, input_tokens: int, output_tokens: int, cache_read: int, cac
         click.echo(json.dumps({"requested": model, "resolved_as": resolution.how, "warning": resolution.warning,
                                "service_tier": service_tier, "inference_geo": inference_geo,
                                "tokens": usage.as_json(), **breakdown.as_json(),
-                               "tokens_usd": str(breakdown.total_usd), "web_searches": web_searches,
-                               "fees_usd": str(fees), "total_usd": str(total)}, indent=2))
+                               "tokens_usd": usd_json(breakdown.total_usd), "web_searches": web_searches,
+                               "fees_usd": usd_json(fees), "total_usd": usd_json(total)}, indent=2))
         return 0
     rates = breakdown.rates.as_json()
     rows = [["input", usage.input_tokens, rates["input"], breakdown.input_usd],

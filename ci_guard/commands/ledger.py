@@ -189,6 +189,8 @@ def _month_bounds(month: str | None) -> tuple[datetime, datetime]:
 
 
 def _run_json(r: Any) -> dict[str, Any]:
+    from ci_guard.money import usd_json
+
     return {"run_id": r.run_id, "started_at": r.started_at.isoformat(),
             "ended_at": r.ended_at.isoformat() if r.ended_at else None, "decision": r.decision, "status": r.status,
             "stop_reason": r.stop_reason, "outcome": r.outcome, "org": r.org, "team": r.team, "repo": r.repo,
@@ -196,11 +198,13 @@ def _run_json(r: Any) -> dict[str, Any]:
             "trigger": r.trigger, "pr": r.pr, "branch": r.branch, "cohort": r.cohort, "platform": r.platform,
             "rule": r.rule, "model": r.model, "limits": r.limits, "enforced": r.enforced, "turns": r.turns,
             "tool_calls": r.tool_calls, "tokens": r.usage.as_json(), "web_searches": r.web_searches,
-            "cost_usd": str(r.cost_usd), "context_saved_usd": str(r.context_saved_usd),
+            "cost_usd": usd_json(r.cost_usd), "context_saved_usd": usd_json(r.context_saved_usd),
             "agent_exit_code": r.agent_exit_code, "session_id": r.session_id}
 
 
 def _call_json(c: Any) -> dict[str, Any]:
+    from ci_guard.money import usd_json
+
     return {"run_id": c.run_id, "seq": c.seq, "started_at": c.started_at.isoformat(),
             "ended_at": c.ended_at.isoformat(), "provider": c.provider, "endpoint": c.endpoint,
             "model_requested": c.model_requested, "model_served": c.model_served, "status": c.status,
@@ -208,5 +212,5 @@ def _call_json(c: Any) -> dict[str, Any]:
             "tool_calls": c.tool_calls, "web_searches": c.web_searches, "service_tier": c.service_tier,
             "estimated": c.estimated,
             "context_tokens": c.context_tokens, "latency_ms": c.latency_ms,
-            "cost_usd": str(c.cost_usd), "fingerprint": c.fingerprint, "error": c.error,
-            "context": c.context, "context_saved_usd": str(c.context_saved_usd)}
+            "cost_usd": usd_json(c.cost_usd), "fingerprint": c.fingerprint, "error": c.error,
+            "context": c.context, "context_saved_usd": usd_json(c.context_saved_usd)}

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Mapping
 
 from ci_guard.meter.summary import RunSummary
+from ci_guard.money import usd_json
 from ci_guard.secrets import redact
 
 
@@ -45,7 +46,7 @@ def run_outputs(summary: RunSummary, summary_path: str | None) -> dict[str, obje
         "max-cost-usd": limits.get("max_cost_usd"),
         "status": summary.status,
         "stop-reason": summary.stop_reason or "",
-        "cost-usd": str(summary.cost_usd),
+        "cost-usd": usd_json(summary.cost_usd) or "0.000000",
         "turns": summary.turns,
         "tool-calls": summary.tool_calls,
         "agent-exit-code": "" if summary.agent_exit_code is None else summary.agent_exit_code,

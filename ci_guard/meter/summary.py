@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ci_guard.money import UsdJson
+
 if TYPE_CHECKING:
     from ci_guard.ledger.records import CallRecord
 
@@ -30,7 +32,7 @@ class CallSummary(BaseModel):
     web_searches: int = 0  # billed server-side web searches; their fee is in cost_usd
     service_tier: str | None = None  # the tier that served the call (priced accordingly)
     estimated: bool = False  # the provider reported no usage: tokens and cost are ci-guard's estimate
-    cost_usd: Decimal = Decimal(0)
+    cost_usd: UsdJson = Decimal(0)
     latency_ms: float = 0.0
     error: str | None = None
     started_at: str | None = None
@@ -60,7 +62,7 @@ class RunSummary(BaseModel):
                                  "reasoning": 0}
     )
     web_searches: int = 0
-    cost_usd: Decimal = Decimal(0)
+    cost_usd: UsdJson = Decimal(0)
     estimated_calls: int = 0  # calls priced from an estimate (no usage reported); their cost is in cost_usd
     runtime_s: float = 0.0
     started_at: str | None = None

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ci_guard.context.model import RunContext
+from ci_guard.money import usd_json
 from ci_guard.policy.models import ClearSpec, PruneSpec, RouteWhen
 
 DecisionKind = Literal["allow", "deny", "skip"]
@@ -134,13 +135,13 @@ class BudgetStatus(BaseModel):
             "period": self.period,
             "period_start": self.period_start.isoformat() if self.period_start else None,
             "period_end": self.period_end.isoformat() if self.period_end else None,
-            "limit_usd": str(self.limit_usd),
-            "spent_usd": str(self.spent_usd),
-            "reserved_usd": str(self.reserved_usd),
-            "remaining_usd": str(self.remaining_usd),
+            "limit_usd": usd_json(self.limit_usd),
+            "spent_usd": usd_json(self.spent_usd),
+            "reserved_usd": usd_json(self.reserved_usd),
+            "remaining_usd": usd_json(self.remaining_usd),
             "remaining_pct": str(self.remaining_pct),
-            "alert_at_usd": [str(a) for a in self.alert_at_usd],
-            "alert_crossed_usd": str(self.alert_crossed_usd) if self.alert_crossed_usd is not None else None,
+            "alert_at_usd": [usd_json(a) for a in self.alert_at_usd],
+            "alert_crossed_usd": usd_json(self.alert_crossed_usd),
         }
 
 
@@ -203,7 +204,7 @@ class Decision(BaseModel):
             "model_tier": self.model_tier,
             "limits": {
                 "max_turns": limits.max_turns,
-                "max_cost_usd": str(limits.max_cost_usd) if limits.max_cost_usd is not None else None,
+                "max_cost_usd": usd_json(limits.max_cost_usd),
                 "max_runtime_s": limits.max_runtime_s,
                 "max_context_tokens": limits.max_context_tokens,
                 "max_tool_calls": limits.max_tool_calls,

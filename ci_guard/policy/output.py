@@ -6,7 +6,7 @@ import os
 import uuid
 from pathlib import Path
 
-from ci_guard.money import format_usd
+from ci_guard.money import format_usd, usd_json
 from ci_guard.policy.decision import Decision
 from ci_guard.policy.durations import format_duration
 
@@ -80,7 +80,7 @@ def step_outputs(decision: Decision) -> dict[str, str]:
         "model": s(decision.model),
         "model-tier": s(decision.model_tier),
         "max-turns": s(lim.max_turns),
-        "max-cost-usd": s(lim.max_cost_usd),
+        "max-cost-usd": usd_json(lim.max_cost_usd) or "",
         "max-runtime-s": s(lim.max_runtime_s),
         "max-context-tokens": s(lim.max_context_tokens),
         "max-tool-calls": s(lim.max_tool_calls),

@@ -133,7 +133,7 @@ def test_action_runs_claude_code_through_the_proxy_and_comments(tmp_path: Path, 
 
     out = result.outputs
     assert out["decision"] == "allow" and out["rule"] == "review"
-    assert out["model"] == "claude-sonnet-4-5" and out["max-turns"] == "8" and out["max-cost-usd"] == "2.00"
+    assert out["model"] == "claude-sonnet-4-5" and out["max-turns"] == "8" and out["max-cost-usd"] == "2.000000"
     assert out["status"] == "completed" and out["stop-reason"] == "" and out["exit-code"] == "0"
 
     (run,) = job.runs()

@@ -20,7 +20,7 @@ def test_allow_json(run: Run) -> None:
     assert code == 0
     assert (data["decision"], data["rule"], data["model"], data["model_tier"]) == (
         "allow", "protected-review", "claude-sonnet-4-6", "large")
-    assert data["limits"]["max_cost_usd"] == "5.00" and data["limits"]["max_runtime_s"] == 1200
+    assert data["limits"]["max_cost_usd"] == "5.000000" and data["limits"]["max_runtime_s"] == 1200
     assert {b["name"] for b in data["budgets"]} == {"org-monthly", "repo-daily"}
     assert data["budgets"][0]["remaining_pct"] == "100.00"
     assert data["context"]["repo"] == "acme/web"
@@ -53,7 +53,7 @@ def test_github_format_writes_outputs_and_summary(run: Run, tmp_path: Path, monk
     values = _parse_outputs(text)
     assert values["decision"] == "allow" and values["model"] == "claude-sonnet-4-6"
     assert values["model-tier"] == "large" and values["max-turns"] == "30"
-    assert values["max-cost-usd"] == "5.00" and values["max-runtime-s"] == "1200"
+    assert values["max-cost-usd"] == "5.000000" and values["max-runtime-s"] == "1200"
     assert json.loads(values["json"])["rule"] == "protected-review"
     md = summary.read_text()
     assert "| Decision | ✅ **allow** |" in md and "| org-monthly | org acme | $2000 |" in md

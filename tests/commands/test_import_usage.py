@@ -22,7 +22,7 @@ def test_import_prints_the_run_and_writes_a_summary(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "(not enforced)" in proc.stdout and "$0.0045" in proc.stdout  # 1000 x 3 + 100 x 15 per million
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["enforced"] is False and summary["cost_usd"] == "0.0045"
+    assert summary["enforced"] is False and summary["cost_usd"] == "0.004500"
     assert summary["decision"]["context"]["pr"] == 3
 
 

@@ -96,9 +96,9 @@ def test_ledger_runs_calls_outcome(seeded, capsys):
     assert run_cli(capsys, "ledger", "outcome", "r-1", "merged", "--ledger", url)[0] == 0
     code, out, _ = run_cli(capsys, "ledger", "runs", "--ledger", url, "--repo", "acme/api", "--format", "json")
     runs = json.loads(out)
-    assert code == 0 and runs[0]["outcome"] == "merged" and runs[0]["cost_usd"] == "1.75"
+    assert code == 0 and runs[0]["outcome"] == "merged" and runs[0]["cost_usd"] == "1.750000"
     code, out, _ = run_cli(capsys, "ledger", "calls", "--ledger", url, "--status", "error", "--format", "json")
-    assert [(c["seq"], c["cost_usd"]) for c in json.loads(out)] == [(2, "0.25")]
+    assert [(c["seq"], c["cost_usd"]) for c in json.loads(out)] == [(2, "0.250000")]
     code, out, _ = run_cli(capsys, "ledger", "runs", "--ledger", url, "--repo", "acme/nothing")
     assert code == 0 and "r-1" not in out
     code, _, err = run_cli(capsys, "ledger", "outcome", "ghost", "merged", "--ledger", url)

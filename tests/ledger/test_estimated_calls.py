@@ -36,4 +36,4 @@ def test_ledger_calls_json_carries_the_estimated_flag_and_one_hour_writes(store,
     code, out, _ = run_cli(capsys, "ledger", "calls", "--run", "r-json", "--ledger", ledger_url, "--format", "json")
     assert code == 0
     (row,) = json.loads(out) if out.lstrip().startswith("[") else json.loads(out)["calls"]
-    assert row["estimated"] is True and row["tokens"]["cache_write_1h"] == 200 and row["cost_usd"] == "0.5"
+    assert row["estimated"] is True and row["tokens"]["cache_write_1h"] == 200 and row["cost_usd"] == "0.500000"

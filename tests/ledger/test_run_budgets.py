@@ -72,7 +72,7 @@ def test_three_greedy_runs_never_get_more_than_the_budget_without_max_cost(tmp_p
     first = outcomes[0]
     assert first.summary.status == "stopped" and first.exit_code == EXIT_CAP_STOPPED
     assert first.summary.stop_reason == "max_cost"
-    assert first.summary.decision["limits"]["max_cost_usd"] == "0.03"  # the budget became the run's cap
+    assert first.summary.decision["limits"]["max_cost_usd"] == "0.030000"  # the budget became the run's cap
     assert any("org-monthly[acme]" in note for note in first.summary.decision["notes"])
     store = open_ledger(ledger_url)
     try:
@@ -121,7 +121,7 @@ def test_max_cost_above_what_is_left_is_clamped_or_denied_as_the_policy_says(tmp
         Path(clamp).write_text(text)
         clamped = run_agent(_request(clamp, ledger_url, sim, [sys.executable, "-c", GREEDY]))
         served = _served_usd(sim.served)
-    assert clamped.summary.decision["limits"]["max_cost_usd"] == "0.02"
+    assert clamped.summary.decision["limits"]["max_cost_usd"] == "0.020000"
     assert served <= Decimal("0.02") and clamped.summary.cost_usd == served
 
 

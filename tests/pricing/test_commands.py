@@ -74,7 +74,7 @@ def test_cost_reproduces_a_ledger_row_with_tier_geography_and_searches(capsys):
     data = json.loads(out)
     # 4,000 x 12.50 + 8,000 x 1.25 + 900 x 75 per million + 2 x $0.01 = 0.05 + 0.01 + 0.0675 + 0.02
     assert code == 0 and data["total_usd"] == str(call.cost_usd) == "0.147500"
-    assert data["fees_usd"] == "0.02"
+    assert data["fees_usd"] == "0.020000"
 
 
 def test_cost_inference_geo_and_preview_searches_as_a_subprocess():
