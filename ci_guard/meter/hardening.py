@@ -1,4 +1,5 @@
-"""Make ci-guard's own process harder to read from the agent it supervises.
+"""Make ci-guard's own process harder to read from the agent it supervises, and the agent's tree
+die with ci-guard.
 
 On Linux a process that is not "dumpable" has its /proc/<pid>/environ and memory owned by root, so
 an agent running as the same (non-root) user cannot read the real provider keys out of ci-guard's
@@ -8,7 +9,10 @@ ci-guard with the keys in its environment): see docs/run.md, "What the agent can
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
+import subprocess
 import sys
 
 PR_SET_DUMPABLE = 4
@@ -39,3 +43,45 @@ def make_undumpable() -> bool:
         return libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+# The watchdog: blocks reading a pipe only ci-guard holds the write end of. The kernel closes that
+# end when ci-guard exits, however it exits (SIGKILL, the OOM killer), and the EOF wakes the
+# watchdog, which kills the agent's whole process group. -I -S: no site, no user paths, ~15 ms.
+_WATCHDOG = ("import os, sys\n"
+             "sys.stdin.buffer.read()\n"
+             "try:\n    os.killpg(int(sys.argv[1]), 9)\nexcept OSError:\n    pass\n")
+
+
+class GroupWatchdog:
+    """Kills process group ``pgid`` (the agent and everything it started) when ci-guard dies.
+
+    ``PR_SET_PDEATHSIG`` covers only the agent itself: its children and grandchildren (a shell's
+    ``sleep &``, a test server) would be re-parented and run on. The watchdog is a tiny process in
+    its own session, so a kill of ci-guard's process group does not take it along, and it holds no
+    secret (argv: the group id). :meth:`close` (the run ended normally) lets it kill the group,
+    which ci-guard does anyway at that point, and reaps it.
+    """
+
+    def __init__(self, pgid: int) -> None:
+        read_end, self._write_end = os.pipe()  # both ends close-on-exec: the agent never holds one
+        try:
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pgid)], stdin=read_end,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        except OSError:  # best effort: PDEATHSIG still covers the agent itself
+            self._proc = None
+        finally:
+            os.close(read_end)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        if self._write_end >= 0:
+            os.close(self._write_end)
+            self._write_end = -1
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout_s)

@@ -31,6 +31,7 @@ from ci_guard.meter.upstream_client import UpstreamError
 from ci_guard.meter.upstream_hop import Response as UpstreamAnswer
 from ci_guard.pricing.usage import Usage
 from ci_guard.secrets import StreamRedactor, redact, redact_bytes
+from ci_guard.tokens.media import openai_image_extra_tokens
 
 if TYPE_CHECKING:
     from ci_guard.meter.proxy import MeterProxy
@@ -135,6 +136,9 @@ class MeteredCall:
             removed = done.changes.pruned_tokens + done.changes.cleared_tokens
             if removed:  # the caps and the worst case judge what is sent, not what the agent sent
                 info = dataclasses.replace(info, estimated_input_tokens=max(0, info.estimated_input_tokens - removed))
+        extra = openai_image_extra_tokens(model, *info.openai_images)
+        if extra:  # images on a model that bills them at a multiplier (gpt-4o-mini: ~48k tokens each)
+            info = dataclasses.replace(info, estimated_input_tokens=info.estimated_input_tokens + extra)
         refusal = session.pricer.refusal(model)
         if refusal:
             raise Refusal("unpriced_model", refusal, model)

@@ -3,7 +3,9 @@
 The agent gets its own process group, so a cap (or ci-guard being cancelled) ends the agent and
 everything it started: SIGTERM after a short grace, SIGKILL if it is still there after that.
 stdin, stdout and stderr are inherited: the agent's output passes through untouched. SIGINT and
-SIGTERM sent to ci-guard are forwarded to the agent's group.
+SIGTERM sent to ci-guard are forwarded to the agent's group. If ci-guard itself is killed
+(SIGKILL, the OOM killer), the agent dies by ``PR_SET_PDEATHSIG`` and a watchdog process kills the
+rest of its group (:class:`~ci_guard.meter.hardening.GroupWatchdog`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 from ci_guard.errors import InvalidInputError
 from ci_guard.meter.caps import MAX_RUNTIME
-from ci_guard.meter.hardening import die_with_parent
+from ci_guard.meter.hardening import GroupWatchdog, die_with_parent
 from ci_guard.meter.session import MeterSession
 
 
@@ -45,6 +47,9 @@ class Supervisor:
             raise InvalidInputError(f"agent command not found: {cmd[0]!r}") from exc
         except PermissionError as exc:
             raise InvalidInputError(f"agent command is not executable: {cmd[0]!r}") from exc
+        # The agent leads its own process group: if ci-guard is killed, the watchdog ends the group
+        # (PDEATHSIG above ends only the agent, not what it started).
+        watchdog = GroupWatchdog(proc.pid)
 
         forwarded: list[int] = []
         loop = asyncio.get_running_loop()
@@ -58,6 +63,7 @@ class Supervisor:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
             _kill_group(proc.pid, signal.SIGKILL)  # leftovers of the agent (servers, subshells)
+            watchdog.close()
         return AgentExit(proc.returncode, terminated, forwarded[0] if forwarded else None)
 
     async def _wait(self, proc: asyncio.subprocess.Process) -> bool:

@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from ci_guard.tokens.media import Unmeasured, json_size, may_carry_media, media_payloads
+from ci_guard.tokens.media import (
+    OpenAIImage,
+    Unmeasured,
+    UnmeasuredOpenAIImage,
+    json_size,
+    may_carry_media,
+    media_payloads,
+)
 
 # One encoder for every call: json.dumps with options builds a new JSONEncoder each time.
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -55,11 +62,18 @@ class LazyPart:
         return self.body[self.key]
 
 
-def estimate_encoded(parts: Iterable[tuple[Any, bytes]]) -> tuple[int, int]:
-    """(estimated input tokens, media items by URL or file id counted at their maximum)."""
+class Estimate(NamedTuple):
+    tokens: int  # estimated input tokens (model-independent)
+    unmeasured: int  # media items by URL or file id, counted at their maximum
+    openai_images_inline: int = 0  # OpenAI images: see media.openai_image_extra_tokens
+    openai_images_by_reference: int = 0
+
+
+def estimate_encoded(parts: Iterable[tuple[Any, bytes]]) -> Estimate:
+    """The input estimate of a request's parts, and the media items that make it up."""
     size = 0
     media_tokens = 0
-    unmeasured = 0
+    unmeasured = inline_images = referenced_images = 0
     for part, data in parts:
         size += len(data)
         if may_carry_media(data):
@@ -67,4 +81,6 @@ def estimate_encoded(parts: Iterable[tuple[Any, bytes]]) -> tuple[int, int]:
                 size -= json_size(payload)
                 media_tokens += tokens
                 unmeasured += isinstance(payload, Unmeasured)
-    return estimate_tokens(size) + media_tokens, unmeasured
+                inline_images += isinstance(payload, OpenAIImage)
+                referenced_images += isinstance(payload, UnmeasuredOpenAIImage)
+    return Estimate(estimate_tokens(size) + media_tokens, unmeasured, inline_images, referenced_images)

@@ -27,6 +27,11 @@ provider's documented maximum for one item (issue 12 #6; the URL itself was ~30 
 * a document: :data:`DOCUMENT_MAX_TOKENS` (the 100-page limit of a PDF at ~2,000 tokens a page).
 
 Those are counted in ``unmeasured``, so ``enforcement.strict`` can refuse such requests instead.
+
+What one OpenAI image bills depends on the model (:func:`openai_image_max_tokens`): ``gpt-4o-mini``
+bills images at a token multiplier that keeps their dollar price equal to ``gpt-4o``'s, up to
+~48,000 tokens an image. The estimate above is model-independent (the model may still change: the
+policy can rewrite it); the meter adds :func:`openai_image_extra_tokens` once the model is final.
 """
 
 from __future__ import annotations
@@ -41,9 +46,48 @@ DOCUMENT_MIN_TOKENS = 1_600
 OPENAI_IMAGE_MAX_TOKENS = 3_780  # 1,536 patches x 2.46 (gpt-4.1-nano / gpt-5-nano), rounded up
 DOCUMENT_MAX_TOKENS = 200_000  # 100 pages (Anthropic's and OpenAI's PDF limit) x ~2,000 tokens
 
+# OpenAI's published image costs ("Calculating costs", platform.openai.com/docs/guides/images-vision):
+# tile-priced models bill base + tiles x per-tile at high detail, after the image is scaled to fit
+# 2048x2048 and then its short side to 768 px: at most 2 x 4 = 8 tiles of 512 px. gpt-4o-mini's
+# base is 2,833 and its tile 5,667 tokens (gpt-4o: 85 and 170; o1/o3: 75 and 150; gpt-5: 70 and 140);
+# patch-priced models bill at most 1,536 patches x their multiplier (2.46 at most).
+OPENAI_TILES_MAX = 8
+GPT_4O_MINI_IMAGE_MAX_TOKENS = 2_833 + OPENAI_TILES_MAX * 5_667  # 48,169
+# Model families whose images bill more than OPENAI_IMAGE_MAX_TOKENS (matched within the model
+# name, so dated snapshots and provider prefixes match too).
+_OPENAI_IMAGE_MAX_BY_FAMILY = (("gpt-4o-mini", GPT_4O_MINI_IMAGE_MAX_TOKENS),)
+
+
+def openai_image_max_tokens(model: str | None) -> int:
+    """The most one image can bill on OpenAI ``model`` (any size, any detail)."""
+    name = (model or "").lower()
+    for family, tokens in _OPENAI_IMAGE_MAX_BY_FAMILY:
+        if family in name:
+            return tokens
+    return OPENAI_IMAGE_MAX_TOKENS
+
+
+def openai_image_extra_tokens(model: str | None, inline: int, by_reference: int) -> int:
+    """Tokens to add to an estimate for ``model``: its per-image maximum less what the estimate
+    already counted for ``inline`` (:data:`IMAGE_TOKENS` each) and ``by_reference`` images."""
+    most = openai_image_max_tokens(model)
+    return inline * max(0, most - IMAGE_TOKENS) + by_reference * max(0, most - OPENAI_IMAGE_MAX_TOKENS)
+
 
 class Unmeasured(str):
     """The reference (URL or file id) of a media item the proxy cannot see; its tokens are a maximum."""
+
+    __slots__ = ()
+
+
+class OpenAIImage(str):
+    """An inline image in an OpenAI request (its per-image maximum depends on the model)."""
+
+    __slots__ = ()
+
+
+class UnmeasuredOpenAIImage(Unmeasured):
+    """An image by URL or file id in an OpenAI request (its per-image maximum depends on the model)."""
 
     __slots__ = ()
 
@@ -125,10 +169,10 @@ def _media(node: dict[str, Any]) -> tuple[str, int] | None:
     elif kind == "image_url":
         ref = node.get("image_url")
         url = ref.get("url") if isinstance(ref, dict) else ref
-        return _data_url(url) or _unmeasured(url, OPENAI_IMAGE_MAX_TOKENS)
+        return _openai_image(url, url)
     elif kind == "input_image":
         url = node.get("image_url")
-        return _data_url(url) or _unmeasured(url or node.get("file_id"), OPENAI_IMAGE_MAX_TOKENS)
+        return _openai_image(url, url or node.get("file_id"))
     elif kind == "input_file":
         return _file_data(node.get("file_data")) or _unmeasured(
             node.get("file_id") or node.get("file_url"), DOCUMENT_MAX_TOKENS)
@@ -144,6 +188,14 @@ def _unmeasured(ref: Any, tokens: int) -> tuple[str, int] | None:
     if not isinstance(ref, str) or not ref or ref.startswith("data:"):
         return None  # nothing referenced, or inline (a non-base64 data URL is its own text)
     return Unmeasured(ref), tokens
+
+
+def _openai_image(url: Any, ref: Any) -> tuple[str, int] | None:
+    inline = _data_url(url)
+    if inline is not None:
+        return OpenAIImage(inline[0]), inline[1]
+    found = _unmeasured(ref, OPENAI_IMAGE_MAX_TOKENS)
+    return (UnmeasuredOpenAIImage(found[0]), found[1]) if found is not None else None
 
 
 def _data_url(url: Any) -> tuple[str, int] | None:

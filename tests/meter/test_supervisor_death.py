@@ -88,3 +88,37 @@ def test_the_agent_dies_with_ci_guard_and_the_next_run_closes_the_dead_one(tmp_p
     reserved, runs = _reserved(any_ledger)
     assert runs[dead] == "error" and reserved == 0  # closed, and its hold released at once
     assert not list(tmp_path.glob(".ci-guard/*.owner"))
+
+
+# An agent whose own child outlives it: a shell that starts a long `sleep` in the background and
+# waits for it (as an agent's tool call that runs a test server). PDEATHSIG covers only the shell.
+SPAWNER = ("import os, pathlib, subprocess; pathlib.Path('agent.pid').write_text(str(os.getpid())); "
+           "subprocess.run(['sh', '-c', 'sleep 300 & echo $! > grandchild.pid; wait'])")
+
+
+def test_the_agents_grandchildren_die_with_ci_guard(tmp_path: Path):
+    (tmp_path / "policy.yml").write_text(POLICY)
+    ci_guard = str(Path(sys.executable).parent / "ci-guard")
+    with run_simulator("tool-loop", api_key=KEY) as sim:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "CI_GUARD_ANTHROPIC_UPSTREAM": sim.url,
+               "CI_GUARD_LEDGER": f"sqlite:///{tmp_path / 'ledger.db'}"}
+        args = [ci_guard, "run", "--policy", "policy.yml", "--repo", "acme/web", "--quiet", "--preset", "none", "--"]
+        # its own session: the test kills ci-guard alone, as the OOM killer would, not its group
+        proc = subprocess.Popen([*args, sys.executable, "-c", SPAWNER], cwd=tmp_path, env=env,
+                                start_new_session=True)
+        grandchild = None
+        try:
+            pid_file = tmp_path / "grandchild.pid"
+            assert _wait(lambda: pid_file.exists() and pid_file.read_text().strip())
+            grandchild = int(pid_file.read_text())
+            agent = int((tmp_path / "agent.pid").read_text())
+            assert _alive(grandchild) and _alive(agent)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            assert _wait(lambda: not _alive(agent), 5)
+            assert _wait(lambda: not _alive(grandchild), 5)  # not re-parented and left running
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            if grandchild and _alive(grandchild):
+                os.kill(grandchild, signal.SIGKILL)

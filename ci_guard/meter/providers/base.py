@@ -36,6 +36,9 @@ class RequestInfo:
     web_search_preview: bool = False
     choices: int = 1  # completions generated per call (Chat `n`): the output cap applies to each
     unmeasured_media: int = 0  # images/documents by URL or file id (estimated at their documented maximum)
+    # OpenAI images, inline and by reference: what one bills depends on the model (tokens/media.py),
+    # added to the estimate once the model is final (the policy may rewrite it)
+    openai_images: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -140,6 +143,7 @@ def request_info(body: dict[str, Any], *, output_cap_keys: tuple[str, ...], inpu
         max_output_tokens=cap,
         estimated_input_tokens=estimate[0],
         unmeasured_media=estimate[1],
+        openai_images=(estimate.openai_images_inline, estimate.openai_images_by_reference),
         fingerprint=_fingerprint_encoded(semantic_keys, encoded),
         service_tier=as_str(body.get("service_tier")),
         inference_geo=as_str(body.get("inference_geo")),
