@@ -21,10 +21,15 @@ Examples:
   ci-guard cost --model gpt-5 --input 4000 --cache-read 8000 --output 3000 --reasoning 2200 --format json
   ci-guard cost --model gpt-5.5 --input 10000 --output 1000 --service-tier priority
   ci-guard cost --model claude-opus-4-6 --input 1000 --output 100 --inference-geo us --web-searches 2
+  ci-guard cost --model claude-opus-5 --input 20000 --output 2000 --speed fast
+  ci-guard cost --model gpt-5.5 --input 10000 --output 1000 --service-tier flex
 
 \b
 --service-tier, --inference-geo and --web-searches are the ledger's service_tier, the provider's
-inference_geo and web_searches columns: with them a ledger row can be re-priced by hand.
+inference_geo and web_searches columns: with them a ledger row can be re-priced by hand. An
+Anthropic fast-mode call is recorded with service_tier "fast": --speed fast and --service-tier fast
+price it the same. --inference-geo eu/us/... on a recent OpenAI model is the regional-processing
+uplift of a data-residency endpoint (eu.api.openai.com).
 """
 
 
@@ -39,7 +44,10 @@ inference_geo and web_searches columns: with them a ledger row can be re-priced 
 @click.option("--reasoning", type=click.IntRange(min=0), default=0,
               help="How many of the output tokens were reasoning (informational).")
 @click.option("--service-tier", metavar="TIER",
-              help="The tier that served the call (OpenAI: priority is priced at its published priority rates).")
+              help="The tier that served the call: priority/fast (OpenAI priority rates), flex or batch "
+                   "(half price), fast (Anthropic fast mode).")
+@click.option("--speed", type=click.Choice(["standard", "fast"]),
+              help="Anthropic fast mode (the request's speed / the response's usage.speed).")
 @click.option("--inference-geo", metavar="GEO", help='Where the call ran (Anthropic: "us" is 1.1x on Opus 4.6+).')
 @click.option("--web-searches", type=click.IntRange(min=0), default=0,
               help="Billed server-side web searches (a fee per search on top of the tokens).")
@@ -49,8 +57,9 @@ inference_geo and web_searches columns: with them a ledger row can be re-priced 
               help="Apply this policy's pricing: section.")
 @format_option
 def cost(model: str, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int,
-         cache_write_1h: int, reasoning: int, service_tier: str | None, inference_geo: str | None,
-         web_searches: int, web_search_preview: bool, policy_path: str | None, fmt: str) -> int:
+         cache_write_1h: int, reasoning: int, service_tier: str | None, speed: str | None,
+         inference_geo: str | None, web_searches: int, web_search_preview: bool, policy_path: str | None,
+         fmt: str) -> int:
     """Price one call exactly (to the micro-dollar) from its token counts."""
     from ci_guard.pricing.cost import cost as price_call
     from ci_guard.pricing.usage import Usage
@@ -68,6 +77,8 @@ def cost(model: str, input_tokens: int, output_tokens: int, cache_read: int, cac
     usage = Usage(input_tokens=input_tokens, cache_write_tokens=cache_write + cache_write_1h,
                   cache_write_1h_tokens=cache_write_1h, cache_read_tokens=cache_read,
                   output_tokens=output_tokens, reasoning_tokens=reasoning)
+    if speed == "fast":
+        service_tier = "fast"  # as the proxy records an Anthropic fast-mode call
     price = resolution.price.for_call(service_tier, inference_geo)
     breakdown = price_call(usage, price)
     fee_each = catalog.web_search_fee(price.provider, price, web_search_preview)

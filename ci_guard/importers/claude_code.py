@@ -15,7 +15,7 @@ from typing import Any
 
 from ci_guard.errors import InvalidInputError, Problem
 from ci_guard.importers.model import ImportedCall, ImportedUsage
-from ci_guard.pricing.normalize import anthropic_web_searches, from_anthropic
+from ci_guard.pricing.normalize import anthropic_tier, anthropic_web_searches, from_anthropic
 from ci_guard.pricing.usage import Usage
 
 
@@ -75,7 +75,7 @@ def _jsonl(text: str, path: str) -> list[Mapping[str, Any]]:
 def _model_calls(model_usage: Any, model: str | None, usage: Any) -> list[ImportedCall]:
     main = from_anthropic(usage) if isinstance(usage, Mapping) else Usage()
     geo = _str(usage.get("inference_geo")) if isinstance(usage, Mapping) else None
-    tier = _str(usage.get("service_tier")) if isinstance(usage, Mapping) else None
+    tier = anthropic_tier(usage) if isinstance(usage, Mapping) else None
     if isinstance(model_usage, Mapping) and model_usage:
         entries = {name: _camel_usage(u) for name, u in model_usage.items() if isinstance(u, Mapping)}
         owner = _main_loop_model(entries, model, main)

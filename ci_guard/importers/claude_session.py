@@ -22,7 +22,7 @@ from ci_guard.errors import InvalidInputError, Problem
 from ci_guard.importers.jsonl import as_str, as_time, json_lines
 from ci_guard.importers.jsonl import read_paths as read_paths
 from ci_guard.importers.model import ImportedCall, ImportedUsage
-from ci_guard.pricing.normalize import anthropic_web_searches, from_anthropic
+from ci_guard.pricing.normalize import anthropic_tier, anthropic_web_searches, from_anthropic
 
 _USAGE_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
 _SPLIT_FIELDS = ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
@@ -70,7 +70,7 @@ def parse(files: Iterable[tuple[str, str]], path: str, default_model: str | None
         imported.calls.append(ImportedCall(
             model=call.model, usage=from_anthropic(call.usage), started_at=call.started_at,
             tool_calls=len(call.tool_uses), provider="anthropic", web_searches=anthropic_web_searches(call.usage),
-            service_tier=as_str(call.usage.get("service_tier")), inference_geo=as_str(call.usage.get("inference_geo")),
+            service_tier=anthropic_tier(call.usage), inference_geo=as_str(call.usage.get("inference_geo")),
         ))
     imported.turns = len(ordered)
     imported.tool_calls = sum(len(c.tool_uses) for c in ordered)
@@ -93,7 +93,7 @@ def _merge(into: dict[str, Any], usage: Mapping[str, Any]) -> None:
         mine = into.setdefault("server_tool_use", {})
         mine["web_search_requests"] = max(_int(mine.get("web_search_requests")),
                                           _int(tools.get("web_search_requests")))
-    for key in ("service_tier", "inference_geo"):
+    for key in ("service_tier", "inference_geo", "speed"):
         if as_str(usage.get(key)):
             into[key] = usage[key]
 

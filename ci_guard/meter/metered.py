@@ -24,7 +24,7 @@ from ci_guard.ledger.records import CallRecord
 from ci_guard.meter.agent_http import Request, Response, StreamResponse
 from ci_guard.meter.caps import WAIT_FOR_CALLS_IN_FLIGHT, Admission, PlannedCall
 from ci_guard.meter.pricer import ASSUMED_MAX_OUTPUT
-from ci_guard.meter.providers.base import CallResult, RequestInfo, StreamMeter, WireAdapter
+from ci_guard.meter.providers.base import CallResult, RequestInfo, StreamMeter, WireAdapter, billed_tier
 from ci_guard.meter.providers.body import LAZY_MIN_BYTES
 from ci_guard.meter.request_checks import BadRequest, parse_body, unmetered_fee_tools
 from ci_guard.meter.upstream_client import UpstreamError
@@ -114,7 +114,12 @@ class MeteredCall:
 
     def _inspect(self, raw: bytes) -> tuple[Mapping[str, Any], RequestInfo]:
         body = parse_body(raw)  # a large body is split at its top level only (providers/body.py)
-        return body, self.adapter.inspect(body)  # type: ignore[arg-type]
+        info = self.adapter.inspect(body)  # type: ignore[arg-type]
+        if self.provider == "openai" and info.inference_geo is None:
+            # OpenAI has no request field for it: a data-residency upstream (eu.api.openai.com...)
+            # processes every call in its region, and bills the regional uplift (pricing "inference_geo").
+            info.inference_geo = self.proxy.upstreams.openai_region()
+        return body, info
 
     async def _plan(self, raw: bytes, body: dict[str, Any], info: RequestInfo) -> Plan:
         session, adapter = self.session, self.adapter
@@ -175,7 +180,7 @@ class MeteredCall:
         """The most the call can cost: the input once, the output cap once per choice (Chat ``n``)."""
         per_choice = max_output or ASSUMED_MAX_OUTPUT
         return self.session.pricer.worst_case(model, info.estimated_input_tokens, per_choice * info.choices,
-                                              info.service_tier, info.inference_geo)
+                                              billed_tier(info), info.inference_geo)
 
     def _enforce_model(self, info: RequestInfo, body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         session = self.session
@@ -214,7 +219,7 @@ class MeteredCall:
         if remaining is None or worst is None or not (worst > remaining > 0):
             return None  # only a call whose worst case does not fit needs to know how much output still does
         fit = self.session.pricer.max_output_within(model, planned.estimated_input_tokens, remaining,
-                                                    info.service_tier, info.inference_geo)
+                                                    billed_tier(info), info.inference_geo)
         if fit is not None:
             fit //= info.choices  # every choice may use the whole cap: share what fits between them
         if fit is not None and fit < getattr(self.adapter, "min_output_tokens", 1):
@@ -325,8 +330,9 @@ class MeteredCall:
             # body with no or null usage) was still served and billed: never record it as free.
             usage, note = _estimate_missing(plan.info.estimated_input_tokens, relayed, plan.info.stream)
         served = result.model_served or plan.model
-        # The tier that served the call sets its price; when the answer did not say, the one asked for.
-        tier = result.service_tier or plan.info.service_tier
+        # The tier that served the call sets its price; when the answer did not say, the one asked for
+        # (except a cheaper one, flex or batch: see billed_tier). Anthropic fast mode is the tier "fast".
+        tier = billed_tier(plan.info, result)
         geo = result.inference_geo or plan.info.inference_geo
         cost = Decimal(0)
         if _has_usage(usage):

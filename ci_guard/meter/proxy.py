@@ -118,6 +118,13 @@ class MeterProxy:
                 adapter = adapter_for(provider, path)
                 if adapter is not None:
                     return await MeteredCall(self, request, provider, tail, adapter).run()
+                if not self._unmetered_allowed(provider, path) and _is_batch(provider, path):
+                    return self.error(
+                        provider, 403, "permission_error",
+                        f"ci-guard: POST {path} is refused: batch jobs are billed when they finish, after "
+                        "the run, so the meter could neither cap nor record them (docs/run.md, "
+                        "\"Batch jobs\"); send the requests to the Messages / Responses API instead",
+                    )
                 if not self._unmetered_allowed(provider, path):
                     return self.error(
                         provider, 403, "permission_error",
@@ -188,6 +195,15 @@ class MeterProxy:
         else:
             body = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
         return json_response(body, status=status)
+
+
+def _is_batch(provider: str, path: str) -> bool:
+    """Batch creation and its input-file upload: OpenAI ``/v1/batches`` and ``/v1/files``, Anthropic
+    ``/v1/messages/batches``."""
+    path = path.rstrip("/")
+    if provider == "anthropic":
+        return path.startswith("/v1/messages/batches")
+    return path.startswith(("/v1/batches", "/v1/files", "/batches", "/files"))
 
 
 __all__ = ["MeterProxy"]

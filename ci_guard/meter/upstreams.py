@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ci_guard.errors import InvalidInputError
 from ci_guard.secrets import register
@@ -23,6 +24,15 @@ class Upstreams:
     connect_timeout_s: float = 30.0
     read_timeout_s: float = 600.0  # the longest silence tolerated between bytes of a response
     client: str = "auto"  # the upstream HTTP client: "auto" (lean, aiohttp behind env proxies) or "aiohttp"
+    # OpenAI data-residency region the upstream processes in (CI_GUARD_OPENAI_REGION), for a gateway in
+    # front of eu.api.openai.com whose own host does not say so; None: read it from the upstream's host
+    region: str | None = None
+
+    def openai_region(self) -> str | None:
+        """The data-residency region of the OpenAI upstream (``https://eu.api.openai.com/v1`` -> "eu"),
+        None for the global endpoint or any other server. Regional endpoints bill an uplift on the
+        models that support them (docs/pricing.md, "Regional processing")."""
+        return self.region or openai_region(self.openai)
 
     def target(self, provider: str, tail: str) -> str:
         """The upstream URL for a proxied path (``tail`` starts after the provider prefix)."""
@@ -47,6 +57,13 @@ class Upstreams:
         return {}
 
 
+def openai_region(url: str) -> str | None:
+    """``<region>.api.openai.com`` -> ``<region>`` (us, eu, au, in, jp...); anything else -> None."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    region, dot, rest = host.partition(".")
+    return region if dot and rest == "api.openai.com" and region.isalpha() and len(region) == 2 else None
+
+
 def upstreams_from_env(env: Mapping[str, str], anthropic: str | None = None,
                        openai: str | None = None) -> Upstreams:
     """Upstream URLs (flag, then CI_GUARD_*_UPSTREAM, then the provider) and the real keys."""
@@ -58,6 +75,7 @@ def upstreams_from_env(env: Mapping[str, str], anthropic: str | None = None,
         openai_api_key=env.get("OPENAI_API_KEY") or env.get("CODEX_API_KEY") or None,
         read_timeout_s=_seconds(env.get("CI_GUARD_UPSTREAM_TIMEOUT"), 600.0),
         client=_client(env.get("CI_GUARD_UPSTREAM_CLIENT")),
+        region=_region(env.get("CI_GUARD_OPENAI_REGION")),
     )
     for secret in (ups.anthropic_api_key, ups.anthropic_auth_token, ups.openai_api_key):
         register(secret)
@@ -73,6 +91,16 @@ def _seconds(text: str | None, default: float) -> float:
         raise InvalidInputError(f"CI_GUARD_UPSTREAM_TIMEOUT: expected seconds, got {text!r}") from exc
     if value <= 0:
         raise InvalidInputError(f"CI_GUARD_UPSTREAM_TIMEOUT: expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _region(text: str | None) -> str | None:
+    value = (text or "").strip().lower()
+    if not value:
+        return None
+    if not (value.isascii() and value.isalpha() and len(value) == 2):
+        raise InvalidInputError(f"CI_GUARD_OPENAI_REGION: expected a two-letter data-residency region such as "
+                                f"eu or us, got {text!r}")
     return value
 
 

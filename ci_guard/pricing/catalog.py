@@ -34,7 +34,8 @@ from ci_guard.pricing.rates import ModelPrice, PriceTier, Rates, rates_from, tie
 
 UNKNOWN_POLICIES = ("deny", "warn", "error")
 _OVERRIDE_KEYS = {"input", "output", "cache_write", "cache_write_5m", "cache_write_1h", "cache_read",
-                  "discount_pct", "same_as", "provider", "tiers", "note", "priority", "inference_geo"}
+                  "discount_pct", "same_as", "provider", "tiers", "note", "priority", "inference_geo",
+                  "service_tiers"}
 POLICY_FILE = "<policy>"
 
 Resolution = Literal["exact", "alias", "normalized", "fallback", "unpriced"]
@@ -168,7 +169,10 @@ def _bundled() -> Catalog:
                                  geo_multipliers=_geo(entry.get("inference_geo"), where, f"models.{name}."),
                                  fees=tuple((k, to_decimal(v, where, f"models.{name}.fees.{k}"))
                                             for k, v in sorted(entry.get("fees", {}).items())),
-                                 retires=entry.get("retires"), successor=entry.get("successor"))
+                                 retires=entry.get("retires"), successor=entry.get("successor"),
+                                 tier_multipliers=_service_tiers(
+                                     {**_provider_tiers(data, entry.get("provider")), **entry.get("service_tiers", {})},
+                                     where, f"models.{name}."))
         for alias in entry.get("aliases", []):
             aliases[alias.lower()] = key
     fees = {provider: Decimal(str(entry["web_search"])) for provider, entry in data.get("fees", {}).items()
@@ -189,6 +193,23 @@ def _priority(raw: Any, where: str, prefix: str) -> tuple[Rates | None, tuple[Pr
     # rate, never the cheaper standard one
     rates = rates_from(raw, where, prefix)
     return rates, tiers_from(raw.get("tiers"), where, prefix, rates)
+
+
+def _provider_tiers(data: Mapping[str, Any], provider: str | None) -> dict[str, Any]:
+    """The provider's tier multipliers (``service_tiers.<provider>``: batch, flex), without its notes."""
+    raw = data.get("service_tiers", {}).get(provider or "", {})
+    return {k: v for k, v in raw.items() if k not in ("source", "note")}
+
+
+def _service_tiers(raw: Any, where: str, prefix: str) -> tuple[tuple[str, Decimal], ...]:
+    """``service_tiers: {fast: 2, batch: 0.5, flex: 0.5}``: multipliers on every rate of a call served on that
+    tier (Anthropic fast mode, batch, OpenAI flex)."""
+    if not raw:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise _bad(prefix + "service_tiers", "expected a mapping of tier -> multiplier, e.g. {fast: 2}")
+    return tuple((str(tier), to_decimal(factor, where, f"{prefix}service_tiers.{tier}"))
+                 for tier, factor in sorted(raw.items()))
 
 
 def _geo(raw: Any, where: str, prefix: str) -> tuple[tuple[str, Decimal], ...]:
@@ -221,6 +242,7 @@ def merge_file_price(loaded: ModelPrice, known: ModelPrice | None) -> ModelPrice
         priority_tiers=loaded.priority_tiers or (known.priority_tiers if loaded.priority is None else ()),
         geo_multipliers=loaded.geo_multipliers or known.geo_multipliers,
         fees=loaded.fees or known.fees,
+        tier_multipliers=tuple(sorted({**dict(known.tier_multipliers), **dict(loaded.tier_multipliers)}.items())),
         note=loaded.note or known.note,
         retires=loaded.retires or known.retires,
         successor=loaded.successor or known.successor,
@@ -287,10 +309,13 @@ def _apply_override(catalog: Catalog, name: str, spec: Mapping[str, Any]) -> Mod
         priority, priority_tiers = (base.priority, base.priority_tiers) if base else (None, ())
     geo = _geo(spec["inference_geo"], POLICY_FILE, prefix) if "inference_geo" in spec else \
         (base.geo_multipliers if base else ())
+    tier_multipliers = dict(base.tier_multipliers) if base else {}
+    tier_multipliers.update(_service_tiers(spec.get("service_tiers"), POLICY_FILE, prefix))
     price = ModelPrice(model=name, provider=spec.get("provider") or (base.provider if base else None),
                        rates=rates, tiers=tiers, source="override", note=spec.get("note"), priority=priority,
                        priority_tiers=priority_tiers, geo_multipliers=geo, fees=base.fees if base else (),
-                       retires=base.retires if base else None, successor=base.successor if base else None)
+                       retires=base.retires if base else None, successor=base.successor if base else None,
+                       tier_multipliers=tuple(sorted(tier_multipliers.items())))
     if spec.get("discount_pct") is not None:
         pct = to_decimal(spec["discount_pct"], POLICY_FILE, prefix + "discount_pct")
         if pct > 100:

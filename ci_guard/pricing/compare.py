@@ -121,7 +121,8 @@ def compare(catalog: Catalog, text: str, where: str) -> Report:
         if ours.retires and ours.retires <= (catalog.as_of or ""):
             # a retired model stays priced for old ledgers and imports; LiteLLM may have dropped it
             explained = {f: explained.get(f, f"retired on {ours.retires}") for f in
-                         (*RATE_FIELDS, "tiers", "priority", "inference_geo", "retires", "absent")}
+                         (*RATE_FIELDS, "tiers", "priority", "inference_geo", "service_tiers", "retires",
+                          "absent")}
         name = litellm_name(ours, catalog, index)
         other = theirs.get(name)
         report.compared += 1
@@ -141,6 +142,8 @@ def _fields(ours: ModelPrice, theirs: ModelPrice, raw: Mapping[str, Any]) -> lis
     out.append(("tiers", _tiers(ours.tiers), _tiers(theirs.tiers)))
     out.append(("priority", _rates(ours.priority), _rates(theirs.priority)))
     out.append(("inference_geo", _geo(ours), _geo(theirs)))
+    # only the tiers LiteLLM can carry (fast mode); batch and flex are the providers' flat discounts
+    out.append(("service_tiers", _tier_text(ours, ("fast",)), _tier_text(theirs, ("fast",))))
     out.append(("retires", ours.retires or "-", str(raw.get("deprecation_date") or "-")))
     return out
 
@@ -154,6 +157,10 @@ def _rates(rates: Rates | None) -> str:
 def _tiers(tiers: Sequence[PriceTier]) -> str:
     return "; ".join(f">{t.above_input_tokens}: " + "/".join(decimal_text(getattr(t.rates, f)) for f in RATE_FIELDS)
                      for t in tiers) or "-"
+
+
+def _tier_text(price: ModelPrice, tiers: Sequence[str]) -> str:
+    return ", ".join(f"{t} x{decimal_text(f)}" for t, f in price.tier_multipliers if t in tiers) or "-"
 
 
 def _geo(price: ModelPrice) -> str:
@@ -211,6 +218,8 @@ def suggest(text: str, where: str, names: Sequence[str]) -> dict[str, Any]:
                 entry["priority"]["tiers"] = [t.as_json() for t in price.priority_tiers]
         if price.geo_multipliers:
             entry["inference_geo"] = {g: decimal_text(f) for g, f in price.geo_multipliers}
+        if price.tier_multipliers:
+            entry["service_tiers"] = {t: decimal_text(f) for t, f in price.tier_multipliers}
         source = raw[name.lower()].get("source")
         entry["source"] = f"litellm-{_litellm_version() if where.startswith('litellm') else 'file'}" + (
             f" ({source})" if source else "")

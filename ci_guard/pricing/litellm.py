@@ -95,7 +95,8 @@ def _entry_price(name: str, entry: Mapping[str, Any], where: str) -> ModelPrice 
     return ModelPrice(model=name.strip().lower(), provider=provider, rates=base,
                       tiers=tuple(PriceTier(t, r) for t, r in sorted(tiers.items())),
                       source=f"file:{where}", priority=priority, priority_tiers=tuple(priority_tiers),
-                      geo_multipliers=_geo(entry.get("provider_specific_entry"), name, where))
+                      geo_multipliers=_geo(entry, name, where),
+                      tier_multipliers=_service_tiers(entry, name, where))
 
 
 def _rate_groups(entry: Mapping[str, Any], name: str, where: str) -> dict[tuple[int, bool], dict[str, Decimal]]:
@@ -138,16 +139,37 @@ def _derive(got: Mapping[str, Decimal], base: Rates, claude: bool) -> Rates:
     return Rates(**rates)
 
 
-def _geo(raw: Any, name: str, where: str) -> tuple[tuple[str, Decimal], ...]:
-    """``provider_specific_entry: {"us": 1.1}``: Anthropic's US-only inference multiplier. Other keys
-    there (``fast``, video settings...) are not geographies and are ignored."""
-    if not isinstance(raw, Mapping):
-        return ()
-    out = []
-    for key, value in raw.items():
-        if key in ("us", "eu") and isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-            out.append((key, to_decimal(value, where, f"{name}.provider_specific_entry.{key}")))
-    return tuple(sorted(out))
+_REGIONAL = re.compile(r"^regional_processing_uplift_multiplier_([a-z]{2})$")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _geo(entry: Mapping[str, Any], name: str, where: str) -> tuple[tuple[str, Decimal], ...]:
+    """Multipliers by geography: ``provider_specific_entry: {"us": 1.1}`` (Anthropic's US-only
+    inference) and ``regional_processing_uplift_multiplier_<region>`` (OpenAI's data-residency
+    endpoints). Other keys of ``provider_specific_entry`` (``fast``, video settings...) are not
+    geographies."""
+    out = {}
+    raw = entry.get("provider_specific_entry")
+    if isinstance(raw, Mapping):
+        for key, value in raw.items():
+            if key in ("us", "eu") and _number(value):
+                out[key] = to_decimal(value, where, f"{name}.provider_specific_entry.{key}")
+    for key, value in entry.items():
+        match = _REGIONAL.match(str(key))
+        if match and _number(value):
+            out[match.group(1)] = to_decimal(value, where, f"{name}.{key}")
+    return tuple(sorted(out.items()))
+
+
+def _service_tiers(entry: Mapping[str, Any], name: str, where: str) -> tuple[tuple[str, Decimal], ...]:
+    """``provider_specific_entry: {"fast": 2}``: Anthropic fast mode's multiplier on every rate."""
+    raw = entry.get("provider_specific_entry")
+    if isinstance(raw, Mapping) and _number(raw.get("fast")):
+        return (("fast", to_decimal(raw["fast"], where, f"{name}.provider_specific_entry.fast")),)
+    return ()
 
 
 def _tiered_pricing(entry: Mapping[str, Any], name: str, where: str) -> dict[int, dict[str, Decimal]]:

@@ -47,6 +47,17 @@ def anthropic_web_searches(usage: Mapping[str, Any] | None) -> int:
     return _n(_sub(usage, "server_tool_use"), "web_search_requests") or _n(usage, "webSearchRequests")
 
 
+def anthropic_tier(usage: Mapping[str, Any] | None) -> str | None:
+    """The tier an Anthropic call is priced on: ``fast`` when ``usage.speed`` says fast mode served it
+    (how the proxy records it), else ``usage.service_tier`` (``batch`` for Message Batches results)."""
+    if not isinstance(usage, Mapping):
+        return None
+    for value in (usage.get("speed") == "fast" and "fast", usage.get("service_tier")):
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def from_anthropic(usage: Mapping[str, Any] | None) -> Usage:
     """Messages API ``usage`` (also the merged ``message_start`` + ``message_delta`` usage)."""
     writes = _n(usage, "cache_creation_input_tokens")

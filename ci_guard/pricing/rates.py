@@ -20,6 +20,17 @@ RATE_FIELDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "outpu
 # $5 / $0.50 / $30 (2.5x; older models publish 1.7x to 2x). tests/pricing/test_priority.py checks that
 # no catalog model has a higher ratio, so the fallback never under-counts.
 PRIORITY_FALLBACK = Decimal("2.5")
+# OpenAI renamed Priority processing "Fast mode" on 2026-07-30 and accepts (and may report) either
+# service_tier spelling (https://developers.openai.com/api/docs/guides/fast-mode): both are priority.
+OPENAI_PRIORITY_TIERS = ("priority", "fast")
+# Anthropic fast mode (request ``speed: "fast"``, reported as ``usage.speed``) on a model without a
+# published fast multiplier is priced at the highest one any model had: 6x (Opus 4.6 / 4.7 at launch,
+# https://platform.claude.com/docs/en/build-with-claude/fast-mode); tests/pricing/test_service_tiers.py
+# checks no catalog model has a higher one, so an unexpected fast call is never under-counted.
+FAST_FALLBACK = Decimal("6")
+# Tiers that make a call *cheaper* (OpenAI flex, every provider's batch): priced only when the provider
+# says it served the call on them, never from the request alone (a flex request may be served standard).
+DISCOUNT_TIERS = ("flex", "batch")
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,15 @@ class ModelPrice:
     fees: tuple[tuple[str, Decimal], ...] = ()
     retires: str | None = None  # the provider's announced retirement (shutdown) date, YYYY-MM-DD
     successor: str | None = None  # what the provider says to move to
+    # multipliers on every rate when a call is served on a tier priced as a ratio of the standard rates:
+    # Anthropic fast mode (("fast", 2)), batch and OpenAI flex (("batch", 0.5), ("flex", 0.5))
+    tier_multipliers: tuple[tuple[str, Decimal], ...] = ()
+
+    def tier_multiplier(self, tier: str) -> Decimal | None:
+        for name, factor in self.tier_multipliers:
+            if name == tier:
+                return factor
+        return None
 
     def fee(self, name: str) -> Decimal | None:
         for key, usd in self.fees:
@@ -87,19 +107,31 @@ class ModelPrice:
     def for_service_tier(self, service_tier: str | None) -> ModelPrice:
         """The price of a call served on ``service_tier`` (what the provider reported).
 
-        Only OpenAI's ``priority`` tier changes the price here: the published priority rates where
-        there are some (per long-context tier too), else PRIORITY_FALLBACK times the standard rates,
-        so a priority call is never under-counted.
+        OpenAI's ``priority`` tier (also spelled ``fast``): the published priority rates where there are
+        some (per long-context tier too), else PRIORITY_FALLBACK times the standard rates, so a
+        priority call is never under-counted. A tier in ``tier_multipliers`` (Anthropic ``fast``,
+        ``batch``, OpenAI ``flex``) scales every rate; Anthropic ``fast`` without a published
+        multiplier is FAST_FALLBACK times the standard rates. Any other tier is the standard price.
         """
-        if service_tier != "priority" or self.provider != "openai":
+        if not service_tier:
             return self
+        if self.provider == "openai" and service_tier in OPENAI_PRIORITY_TIERS:
+            return self._priority_price()
+        factor = self.tier_multiplier(service_tier)
+        if factor is None and service_tier == "fast" and self.provider == "anthropic":
+            factor = FAST_FALLBACK
+        if factor is None:
+            return self
+        return replace(self.scaled(factor), priority=None, priority_tiers=(), tier_multipliers=())
+
+    def _priority_price(self) -> ModelPrice:
         if self.priority is None:
-            return replace(self.scaled(PRIORITY_FALLBACK), priority=None, priority_tiers=())
+            return replace(self.scaled(PRIORITY_FALLBACK), priority=None, priority_tiers=(), tier_multipliers=())
         published = {t.above_input_tokens: t.rates for t in self.priority_tiers}
         tiers = tuple(PriceTier(t.above_input_tokens,
                                 published.get(t.above_input_tokens) or t.rates.scaled(PRIORITY_FALLBACK))
                       for t in self.tiers)
-        return replace(self, rates=self.priority, tiers=tiers, priority=None, priority_tiers=())
+        return replace(self, rates=self.priority, tiers=tiers, priority=None, priority_tiers=(), tier_multipliers=())
 
     def tier_for(self, context_tokens: int) -> PriceTier | None:
         """The highest tier whose threshold the request's total input is strictly above."""
@@ -134,6 +166,8 @@ class ModelPrice:
             **({"inference_geo": {g: decimal_text(f) for g, f in self.geo_multipliers}}
                if self.geo_multipliers else {}),
             **({"fees": {k: decimal_text(v) for k, v in self.fees}} if self.fees else {}),
+            **({"service_tiers": {k: decimal_text(v) for k, v in self.tier_multipliers}}
+               if self.tier_multipliers else {}),
             **({"retires": self.retires} if self.retires else {}),
             **({"successor": self.successor} if self.successor else {}),
         }

@@ -32,6 +32,7 @@ class Request:
     cache_control: bool = False  # Anthropic: the request asks for caching
     cache_ttl_1h: bool = False
     max_output: int | None = None  # the request's output cap; a real provider never bills past it
+    speed: str | None = None  # Anthropic fast mode: the request's speed ("fast" | "standard"), echoed in usage
 
 
 def _max_output(body: dict[str, Any], *names: str) -> int | None:
@@ -64,6 +65,7 @@ def _anthropic(body: dict[str, Any]) -> Request:
         cache_control="cache_control" in text,
         cache_ttl_1h="'ttl': '1h'" in text,
         max_output=_max_output(body, "max_tokens"),
+        speed=body["speed"] if body.get("speed") in ("fast", "standard") else None,
     )
 
 

@@ -111,6 +111,8 @@ def anthropic_usage(request: Request, reply: Reply) -> dict[str, Any]:
         "cache_creation": {"ephemeral_5m_input_tokens": write - write_1h, "ephemeral_1h_input_tokens": write_1h},
         "output_tokens": reply.output_tokens,
         "service_tier": "standard",
+        # fast mode: the API reports the speed that served the call (usage.speed), billed at its rates
+        **({"speed": request.speed} if request.speed else {}),
     }
 
 

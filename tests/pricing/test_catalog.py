@@ -165,7 +165,9 @@ def test_openai_priority_tier_uses_published_rates_or_the_highest_published_rati
     assert cost(usage, gpt5).total_usd == Decimal("0.00675")
     # priority (published): 1,000 x 2.50 + 4,000 x 0.25 + 500 x 20 per million
     assert cost(usage, gpt5.for_service_tier("priority")).total_usd == Decimal("0.0135")
-    assert gpt5.for_service_tier("default") is gpt5 and gpt5.for_service_tier("flex") is gpt5
+    assert gpt5.for_service_tier("default") is gpt5
+    # flex is billed at Batch API rates: half of every rate (tests/pricing/test_service_tiers.py)
+    assert cost(usage, gpt5.for_service_tier("flex")).total_usd == Decimal("0.003375")
     mini = catalog.lookup("gpt-4.1")  # published at 1.75x: the published rates win over the 2x bound
     assert mini.for_service_tier("priority").rates.output == Decimal("14.00")
     nano = catalog.lookup("gpt-5-nano")  # no published priority rates: 2.5x, gpt-5.5's published ratio

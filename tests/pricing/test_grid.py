@@ -9,7 +9,8 @@ Rules of the published prices this test encodes: a missing cache-write rate is t
 (OpenAI before GPT-5.6, Gemini: no write premium); a missing 1-hour write rate is 2x input for
 Claude; a missing cache-read rate is the input rate; above a tier's threshold every token of the
 request is at the tier's rates; OpenAI priority: published rates, else 2.5x (gpt-5.5's ratio, the
-highest published); Anthropic US-only inference: 1.1x on the models marked ``us``.
+highest published); Anthropic US-only inference: 1.1x on the models marked ``us``; Anthropic fast
+mode, batch, OpenAI flex and OpenAI regional processing: the tables below the rates.
 """
 
 from __future__ import annotations
@@ -153,6 +154,25 @@ PUBLISHED: dict[str, R] = {
 
 PRIORITY_FALLBACK = Decimal("2.5")
 
+# Anthropic fast mode (request speed "fast", usage.speed "fast"): a multiplier on every rate, cache
+# rates included, across the whole context window. Opus 4.6 / 4.7: 6x ($30 / $150 up to 200K input,
+# https://platform.claude.com/docs/en/build-with-claude/fast-mode at launch; OpenRouter's
+# claude-opus-4.6-fast / -4.7-fast list $30 / $150). Opus 4.8, Opus 5, Opus 5.5: 2x (LiteLLM 1.110.2
+# provider_specific_entry.fast; OpenRouter / Vercel list Opus 4.8 and Opus 5 fast at $10 / $50).
+FAST = {"claude-opus-4-6": "6", "claude-opus-4-7": "6", "claude-opus-4-8": "2", "claude-opus-5": "2",
+        "claude-opus-5-5": "2"}
+FAST_FALLBACK = Decimal("6")  # any other Claude model served fast: the highest published multiplier
+# Batch API: half of every rate (Anthropic pricing page: "50% discount on input and output", caching
+# multipliers stack; OpenAI: Batch API 50%). OpenAI flex: "Tokens are priced at Batch API rates, with
+# additional discounts from prompt caching" (developers.openai.com/api/docs/guides/flex-processing).
+# Gemini batch / flex are not in the catalog: such a call is priced at standard rates.
+HALF = {("anthropic", "batch"), ("openai", "batch"), ("openai", "flex")}
+# OpenAI data residency: "Data residency endpoints are charged a 10% uplift for models released on or
+# after March 5, 2026" (developers.openai.com/api/docs/guides/data-residency); LiteLLM 1.110.2
+# regional_processing_uplift_multiplier_eu/_us = 1.1 on exactly these models.
+REGIONAL = {"gpt-5.4", "gpt-5.4-mini", "gpt-5.4-nano", "gpt-5.5", "gpt-5.6", "gpt-6-astra", "gpt-6-luna", "gpt-6-sol"}
+REGIONS = ("us", "eu", "au", "in", "jp")
+
 
 def _rates(r: R, claude: bool) -> dict[str, Decimal]:
     inp = Decimal(r.input)
@@ -172,7 +192,9 @@ def expected(model: str, provider: str, u: Usage, tier: str | None = None, geo: 
     context = u.input_tokens + u.cache_write_tokens + u.cache_read_tokens
     above = r.tier is not None and context > r.tier[0]
     rates = _rates(r.tier[1] if above else r, claude)
-    if tier == "priority" and provider == "openai":
+    # OpenAI renamed Priority processing "Fast mode" on 2026-07-30; service_tier "priority" and "fast" are
+    # the same tier (https://developers.openai.com/api/docs/guides/fast-mode)
+    if tier in ("priority", "fast") and provider == "openai":
         if above:
             rates = _rates(r.ptier, claude) if r.ptier else {k: v * PRIORITY_FALLBACK for k, v in rates.items()}
         elif r.priority:
@@ -181,7 +203,12 @@ def expected(model: str, provider: str, u: Usage, tier: str | None = None, geo: 
             rates = {"input": p_in, "w5": p_w, "w1": p_w, "read": p_read or p_in, "output": p_out}
         else:
             rates = {k: v * PRIORITY_FALLBACK for k, v in rates.items()}
-    if geo == "us" and r.us:
+    if tier == "fast" and claude:
+        factor = Decimal(FAST[model]) if model in FAST else FAST_FALLBACK
+        rates = {k: v * factor for k, v in rates.items()}
+    if (provider, tier) in HALF:
+        rates = {k: v / 2 for k, v in rates.items()}
+    if (geo == "us" and r.us and claude) or (geo in REGIONS and model in REGIONAL):
         rates = {k: v * Decimal("1.1") for k, v in rates.items()}
     total = (
         u.input_tokens * rates["input"]
@@ -227,6 +254,9 @@ def test_every_model_every_shape_to_the_micro_dollar(model: str):
     cases = [(name, u, None, None) for name, u in shapes.items()]
     cases += [(f"priority {name}", u, "priority", None) for name, u in shapes.items()]
     cases += [(f"us {name}", u, None, "us") for name, u in shapes.items()]
+    for tier, geo in (("fast", None), ("fast", "us"), ("batch", None), ("flex", None), (None, "eu"), (None, "jp"),
+                      ("priority", "eu"), ("flex", "us")):
+        cases += [(f"{tier} {geo} {name}", u, tier, geo) for name, u in shapes.items()]
     for name, usage, tier, geo in cases:
         want = expected(model, price.provider, usage, tier, geo)
         got = cost(usage, price.for_call(tier, geo)).total_usd

@@ -95,6 +95,7 @@ class AnthropicMessages(WireAdapter):
             web_searches=anthropic_web_searches(as_dict(data.get("usage"))),
             service_tier=as_str(as_dict(data.get("usage")).get("service_tier")),
             inference_geo=as_str(as_dict(data.get("usage")).get("inference_geo")),
+            speed=as_str(as_dict(data.get("usage")).get("speed")),
             cleared_tool_uses=cleared_uses, cleared_input_tokens=cleared_tokens,
         )
 
@@ -154,9 +155,12 @@ class AnthropicStreamMeter(SSEStreamMeter):
             start_usage = as_dict(message.get("usage"))
             self._result.service_tier = as_str(start_usage.get("service_tier"))
             self._result.inference_geo = as_str(start_usage.get("inference_geo"))
+            self._result.speed = as_str(start_usage.get("speed"))
             self._merge(message.get("usage"))
         elif kind == "message_delta":
-            self._merge(data.get("usage"))
+            delta_usage = as_dict(data.get("usage"))
+            self._result.speed = as_str(delta_usage.get("speed")) or self._result.speed
+            self._merge(delta_usage)
             if "context_management" in data:  # cumulative like usage: the latest report replaces
                 uses, tokens = applied_edits(data["context_management"])
                 self._result.cleared_tool_uses, self._result.cleared_input_tokens = uses, tokens

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ci_guard.meter.providers.body import RequestBody
+from ci_guard.pricing.rates import DISCOUNT_TIERS
 from ci_guard.pricing.usage import Usage
 from ci_guard.tokens.estimate import LazyPart, estimate_encoded
 from ci_guard.tokens.estimate import encode as _encode
@@ -32,6 +33,7 @@ class RequestInfo:
     fingerprint: str  # hash of the semantically relevant request (retry-storm detection)
     service_tier: str | None = None  # what the request asked for (OpenAI: auto, default, flex, priority)
     inference_geo: str | None = None  # where the request asked to run (Anthropic: "us" costs more)
+    speed: str | None = None  # Anthropic fast mode: the request's ``speed`` ("fast" costs a multiple)
     # OpenAI's older web_search_preview tool is offered: its searches cost more on non-reasoning models
     web_search_preview: bool = False
     choices: int = 1  # completions generated per call (Chat `n`): the output cap applies to each
@@ -52,6 +54,7 @@ class CallResult:
     web_searches: int = 0  # billed server-side web searches (a fee per search, on top of the tokens)
     service_tier: str | None = None  # the tier the provider says served the call
     inference_geo: str | None = None  # where the provider says the call ran (Anthropic usage.inference_geo)
+    speed: str | None = None  # the speed the provider says served the call (Anthropic usage.speed: fast|standard)
     # Anthropic context editing: what the provider reports it cleared (context_management.applied_edits)
     cleared_tool_uses: int = 0
     cleared_input_tokens: int = 0
@@ -147,8 +150,28 @@ def request_info(body: dict[str, Any], *, output_cap_keys: tuple[str, ...], inpu
         fingerprint=_fingerprint_encoded(semantic_keys, encoded),
         service_tier=as_str(body.get("service_tier")),
         inference_geo=as_str(body.get("inference_geo")),
+        speed=as_str(body.get("speed")),
         web_search_preview=_offers_search_preview(body.get("tools")),
     )
+
+
+def billed_tier(info: RequestInfo, result: CallResult | None = None) -> str | None:
+    """The service tier a call is priced on (the ledger's ``service_tier``), before the call
+    (``result`` None: its worst case) or after it.
+
+    What the provider reports wins over what the request asked for: a fast-mode request served at
+    standard speed is billed standard, and a flex request served on the default tier is billed
+    default. Anthropic fast mode is reported as ``usage.speed`` next to ``usage.service_tier``, and
+    is recorded as the tier ``fast``. Without a report a request's ``speed: fast`` counts (never
+    under-count); its ``flex`` or ``batch`` does not, because those make a call cheaper.
+    """
+    speed = (result.speed if result is not None else None) or info.speed
+    if speed == "fast":
+        return "fast"
+    reported = result.service_tier if result is not None else None
+    if reported:
+        return reported
+    return None if info.service_tier in DISCOUNT_TIERS else info.service_tier
 
 
 def _offers_search_preview(tools: Any) -> bool:

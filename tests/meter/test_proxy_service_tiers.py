@@ -1,0 +1,152 @@
+"""Service tiers and regions on the proxy path: Anthropic fast mode, OpenAI fast/flex, regional
+processing, batch jobs. Each call goes through the real proxy to a local upstream; costs are checked
+to the micro-dollar against the published rates (sources in tests/pricing/test_grid.py)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import httpx
+import pytest
+from aiohttp import web
+
+from ci_guard.meter.upstreams import openai_region, upstreams_from_env
+from ci_guard.policy.decision import Limits
+from tests.meter.harness import echo_upstream, proxied
+
+
+def auth(p) -> dict[str, str]:
+    return {"x-api-key": p.token, "anthropic-version": "2023-06-01", "authorization": f"Bearer {p.token}",
+            "anthropic-beta": "fast-mode-2026-02-01"}
+
+
+def _message(usage: dict) -> web.Response:
+    return web.json_response({"id": "m", "type": "message", "model": "claude-opus-5", "role": "assistant",
+                              "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                              "usage": usage})
+
+
+def _fast_request(**extra) -> dict:
+    return {"model": "claude-opus-5", "max_tokens": 100, "speed": "fast",
+            "messages": [{"role": "user", "content": "q"}], **extra}
+
+
+# (1,000 x $5 + 100 x $25) per million = $0.0075 standard; fast mode on Opus 5 is 2x: $0.015
+STANDARD, FAST = Decimal("0.0075"), Decimal("0.015")
+
+
+@pytest.mark.parametrize(("reported", "want", "tier"), [
+    ({"speed": "fast"}, FAST, "fast"),
+    ({"speed": "standard"}, STANDARD, "standard"),  # fell back to standard speed: billed standard
+    ({}, FAST, "fast"),  # the answer does not say: the request's fast mode counts (never under-count)
+])
+def test_an_anthropic_fast_mode_call_is_priced_at_the_speed_that_served_it(reported, want, tier):
+    usage = {"input_tokens": 1000, "output_tokens": 100, "service_tier": "standard", **reported}
+    with echo_upstream(lambda seen: _message(usage)) as up, proxied(up.url, model="claude-opus-5") as p:
+        r = httpx.post(f"{p.anthropic_url}/v1/messages", json=_fast_request(), headers=auth(p))
+        assert r.status_code == 200
+        # the request goes upstream as sent, beta header included
+        assert up.requests[0]["json"]["speed"] == "fast"
+        assert "fast-mode-2026-02-01" in up.requests[0]["headers"].get("anthropic-beta", "")
+        call = p.calls[0]
+        assert (call.cost_usd, call.service_tier) == (want, "fast" if tier == "fast" else "standard")
+        summary = p.session.summary(status="completed", agent_exit_code=0)
+        assert summary.calls[0].service_tier == call.service_tier
+        assert summary.cost_usd == want
+
+
+def test_a_streamed_fast_mode_call_with_us_inference_stacks_both_multipliers():
+    start = {"type": "message_start", "message": {
+        "id": "m", "type": "message", "role": "assistant", "model": "claude-opus-5", "content": [],
+        "usage": {"input_tokens": 1000, "output_tokens": 1, "service_tier": "standard", "speed": "fast",
+                  "inference_geo": "us"}}}
+    events = [start,
+              {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+              {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}},
+              {"type": "content_block_stop", "index": 0},
+              {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 100}},
+              {"type": "message_stop"}]
+    sse = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+
+    def respond(seen):
+        return web.Response(body=sse.encode(), headers={"content-type": "text/event-stream"})
+
+    with echo_upstream(respond) as up, proxied(up.url, model="claude-opus-5") as p:
+        with httpx.stream("POST", f"{p.anthropic_url}/v1/messages", json=_fast_request(stream=True),
+                          headers=auth(p)) as r:
+            r.read()
+        call = p.calls[0]
+        # $0.015 fast x 1.1 US-only inference (Anthropic: fast-mode pricing stacks with other modifiers)
+        assert (call.status, call.cost_usd, call.service_tier) == ("ok", Decimal("0.0165"), "fast")
+
+
+def test_a_fast_mode_request_is_clamped_at_fast_rates():
+    with echo_upstream() as up, proxied(up.url, model="claude-opus-5",
+                                       limits=Limits(max_cost_usd=Decimal("0.02"))) as p:
+        httpx.post(f"{p.anthropic_url}/v1/messages", json=_fast_request(max_tokens=5000), headers=auth(p))
+        sent = up.requests[0]["json"]["max_tokens"]
+        # fast output is $50 per million: $0.02 buys at most 400 tokens (standard would allow 800)
+        assert 300 < sent < 400
+
+
+def _chat(usage: dict, tier: str | None, model: str = "gpt-5.5") -> web.Response:
+    return web.json_response({"id": "c", "object": "chat.completion", "model": model,
+                              **({"service_tier": tier} if tier else {}),
+                              "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                           "finish_reason": "stop"}], "usage": usage})
+
+
+CHAT_USAGE = {"prompt_tokens": 10_000, "completion_tokens": 1_000, "prompt_tokens_details": {"cached_tokens": 0}}
+
+
+@pytest.mark.parametrize(("asked", "reported", "want"), [
+    # gpt-5.5: 10,000 x $5 + 1,000 x $30 per million = $0.08 standard
+    ("flex", "flex", Decimal("0.04")),  # flex: Batch API rates, half
+    ("flex", "default", Decimal("0.08")),  # asked flex, served default: billed default
+    ("flex", None, Decimal("0.08")),  # not confirmed: a cheaper tier is never assumed
+    ("fast", "fast", Decimal("0.2")),  # OpenAI's new name for priority: $12.50 / $75
+    ("priority", "fast", Decimal("0.2")),
+])
+def test_openai_flex_and_fast_tiers_are_priced_as_the_response_reports_them(asked, reported, want):
+    with echo_upstream(lambda seen: _chat(CHAT_USAGE, reported)) as up, \
+            proxied(up.url, model="gpt-5.5", openai_url=up.url) as p:
+        body = {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], "service_tier": asked}
+        assert httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p)).status_code == 200
+        assert p.calls[0].cost_usd == want
+
+
+def test_a_data_residency_upstream_bills_the_regional_uplift():
+    with echo_upstream(lambda seen: _chat(CHAT_USAGE, "default")) as up, \
+            proxied(up.url, model="gpt-5.5", openai_url=up.url) as p:
+        body = {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}
+        httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p))
+        p.proxy.upstreams.region = "eu"  # as CI_GUARD_OPENAI_REGION or an eu.api.openai.com upstream sets it
+        httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p))
+        # $0.08 on the global endpoint; 10% more on a data-residency endpoint (gpt-5.5 is eligible)
+        assert [c.cost_usd for c in p.calls] == [Decimal("0.08"), Decimal("0.088")]
+
+
+def test_the_region_is_read_from_the_upstream_host_or_the_environment():
+    assert openai_region("https://eu.api.openai.com/v1") == "eu"
+    assert openai_region("https://us.api.openai.com/v1/") == "us"
+    assert openai_region("https://api.openai.com/v1") is None
+    assert openai_region("https://eu.api.openai.com.evil.example/v1") is None
+    assert openai_region("http://127.0.0.1:8080/v1") is None
+    ups = upstreams_from_env({"CI_GUARD_OPENAI_UPSTREAM": "https://gw.internal/v1", "CI_GUARD_OPENAI_REGION": "EU"})
+    assert ups.openai_region() == "eu"
+    assert upstreams_from_env({"CI_GUARD_OPENAI_UPSTREAM": "https://jp.api.openai.com/v1"}).openai_region() == "jp"
+    from ci_guard.errors import InvalidInputError
+    with pytest.raises(InvalidInputError, match="CI_GUARD_OPENAI_REGION"):
+        upstreams_from_env({"CI_GUARD_OPENAI_REGION": "europe-west"})
+
+
+@pytest.mark.parametrize(("provider", "path"), [
+    ("openai", "/openai/v1/batches"), ("openai", "/openai/v1/files"), ("anthropic", "/anthropic/v1/messages/batches"),
+])
+def test_batch_jobs_are_refused_with_a_reason(provider, path):
+    with echo_upstream() as up, proxied(up.url, openai_url=up.url) as p:
+        r = httpx.post(f"{p.url}{path}", json={"input_file_id": "f", "endpoint": "/v1/responses"}, headers=auth(p))
+        assert r.status_code == 403
+        assert "batch jobs are billed when they finish" in r.text
+        assert up.requests == []  # nothing reached the provider
