@@ -1,0 +1,123 @@
+"""Service tiers and regions in the catalog, price files, overrides, `ci-guard cost` and imports:
+Anthropic fast mode, batch, OpenAI flex and fast, OpenAI regional processing (issue 11, "tiers,
+priority/flex/batch, fast modes, regional multipliers"). Published figures: tests/pricing/test_grid.py."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ci_guard.importers import parse_usage_file
+from ci_guard.importers.record import price_calls
+from ci_guard.pricing.catalog import load_catalog
+from ci_guard.pricing.cost import cost, worst_case_cost
+from ci_guard.pricing.litellm import parse_litellm
+from ci_guard.pricing.rates import FAST_FALLBACK
+from ci_guard.pricing.usage import Usage
+from tests.helpers import run_cli
+
+CATALOG = load_catalog()
+CALL = Usage(input_tokens=1_000, cache_write_tokens=2_000, cache_write_1h_tokens=1_000, cache_read_tokens=10_000,
+             output_tokens=100)
+
+
+def test_no_catalog_model_has_a_fast_multiplier_above_the_fallback():
+    published = [f for p in CATALOG.models() for t, f in p.tier_multipliers if t == "fast"]
+    assert published and max(published) == FAST_FALLBACK
+
+
+def test_fast_mode_on_a_model_without_a_published_multiplier_is_never_priced_as_standard():
+    sonnet = CATALOG.lookup("claude-sonnet-4-6")
+    # 1,000 x 3 + 1,000 x 3.75 + 1,000 x 6 + 10,000 x 0.30 + 100 x 15 = 17,250 / 1M; x6 = $0.1035
+    assert cost(CALL, sonnet).total_usd == Decimal("0.01725")
+    assert cost(CALL, sonnet.for_service_tier("fast")).total_usd == Decimal("0.1035")
+    # an OpenAI model has no "fast mode" of Anthropic's kind: "fast" is its priority tier
+    assert CATALOG.lookup("gpt-5.5").for_service_tier("fast") == CATALOG.lookup("gpt-5.5").for_service_tier("priority")
+
+
+def test_fast_mode_scales_the_worst_case_too():
+    opus = CATALOG.lookup("claude-opus-5")
+    # worst case: input at the 1-hour write rate ($10; fast: $20), output $25 (fast: $50)
+    assert worst_case_cost(opus, 1_000, 1_000) == Decimal("0.035")
+    assert worst_case_cost(opus.for_call("fast"), 1_000, 1_000) == Decimal("0.07")
+
+
+LITELLM = {
+    "claude-opus-5": {"litellm_provider": "anthropic", "mode": "chat", "input_cost_per_token": 5e-06,
+                      "output_cost_per_token": 2.5e-05, "cache_read_input_token_cost": 5e-07,
+                      "provider_specific_entry": {"fast": 2.0, "us": 1.1}},
+    "gpt-5.5": {"litellm_provider": "openai", "mode": "chat", "input_cost_per_token": 5e-06,
+                "output_cost_per_token": 3e-05, "regional_processing_uplift_multiplier_eu": 1.1,
+                "regional_processing_uplift_multiplier_us": 1.1},
+}
+
+
+def test_litellm_fast_and_regional_keys_are_read():
+    prices = parse_litellm(json.dumps(LITELLM))
+    assert prices["claude-opus-5"].tier_multipliers == (("fast", Decimal("2.0")),)
+    assert prices["claude-opus-5"].geo_multipliers == (("us", Decimal("1.1")),)
+    assert prices["gpt-5.5"].geo_multipliers == (("eu", Decimal("1.1")), ("us", Decimal("1.1")))
+    # 1,000 x 5 + 100 x 30 = $0.008; x 1.1 on a regional endpoint
+    assert cost(Usage(input_tokens=1_000, output_tokens=100), prices["gpt-5.5"].for_call(None, "eu")).total_usd \
+        == Decimal("0.0088")
+
+
+def test_a_price_file_and_an_override_keep_the_fast_multiplier_and_the_provider_discounts(tmp_path: Path):
+    data = {"claude-opus-5": {k: v for k, v in LITELLM["claude-opus-5"].items() if k != "provider_specific_entry"}}
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps(data))
+    catalog = load_catalog({"files": [str(path)], "overrides": {"claude-opus-5-5": {"discount_pct": 10},
+                                                                 "acme-opus": {"same_as": "claude-opus-5",
+                                                                               "service_tiers": {"fast": 3}}}})
+    assert dict(catalog.lookup("claude-opus-5").tier_multipliers) == {"batch": Decimal("0.5"), "fast": Decimal("2")}
+    usage = Usage(input_tokens=1_000, output_tokens=100)
+    # Opus 5.5 ($4 / $20) with 10% off, then fast 2x: (4,000 + 2,000) x 0.9 x 2 / 1M
+    assert cost(usage, catalog.lookup("claude-opus-5-5").for_call("fast")).total_usd == Decimal("0.0108")
+    assert cost(usage, catalog.lookup("acme-opus").for_call("fast")).total_usd == Decimal("0.0225")
+
+
+def test_an_unknown_service_tier_value_is_a_clear_error(tmp_path: Path):
+    from ci_guard.errors import PricingError
+    with pytest.raises(PricingError) as exc:
+        load_catalog({"overrides": {"claude-opus-5": {"service_tiers": {"fast": "twice"}}}})
+    assert "service_tiers.fast" in exc.value.render()
+
+
+@pytest.mark.parametrize(("args", "total"), [
+    # Opus 5: 20,000 x $5 + 2,000 x $25 = $0.15; fast 2x
+    (["--model", "claude-opus-5", "--speed", "fast"], "0.300000"),
+    (["--model", "claude-opus-5", "--service-tier", "fast"], "0.300000"),
+    (["--model", "claude-opus-5", "--speed", "fast", "--inference-geo", "us"], "0.330000"),
+    (["--model", "claude-opus-5", "--service-tier", "batch"], "0.075000"),
+    # gpt-5.5: 20,000 x $5 + 2,000 x $30 = $0.16; flex and batch half; fast = priority ($12.50 / $75)
+    (["--model", "gpt-5.5", "--service-tier", "flex"], "0.080000"),
+    (["--model", "gpt-5.5", "--service-tier", "batch"], "0.080000"),
+    (["--model", "gpt-5.5", "--service-tier", "fast"], "0.400000"),
+    (["--model", "gpt-5.5", "--inference-geo", "eu"], "0.176000"),
+    (["--model", "gpt-5", "--inference-geo", "eu"], "0.045000"),  # released before 2026-03-05: no uplift
+])
+def test_cost_prices_every_tier_and_region(capsys, args, total):
+    code, out, _ = run_cli(capsys, "cost", *args, "--input", "20000", "--output", "2000", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["total_usd"] == total
+
+
+def test_a_claude_code_session_fast_mode_call_is_imported_at_fast_rates(tmp_path: Path):
+    def line(req: str, usage: dict) -> str:
+        return json.dumps({"type": "assistant", "requestId": req, "sessionId": "s", "timestamp": "2026-12-04T10:00:00Z",
+                           "message": {"id": req, "model": "claude-opus-5", "usage": usage, "content": []}})
+
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join([
+        line("r1", {"input_tokens": 1000, "output_tokens": 100, "service_tier": "standard", "speed": "fast"}),
+        line("r2", {"input_tokens": 1000, "output_tokens": 100, "service_tier": "standard", "speed": "standard"}),
+        line("r3", {"input_tokens": 1000, "output_tokens": 100, "service_tier": "batch"}),
+    ]))
+    imported = parse_usage_file("claude-code-session", str(path))
+    assert [c.service_tier for c in imported.calls] == ["fast", "standard", "batch"]
+    # $0.0075 standard; fast 2x; batch half
+    assert [c.cost_usd for c in price_calls(imported, CATALOG)] == [Decimal("0.015"), Decimal("0.0075"),
+                                                                    Decimal("0.00375")]
