@@ -42,3 +42,16 @@ def test_a_changed_price_is_reported_field_by_field_and_fails(tmp_path: Path, ca
 def test_a_missing_map_is_a_clear_error(tmp_path: Path, capsys):
     code, _, err = run_cli(capsys, "prices", "--compare-litellm", str(tmp_path / "nope.json"))
     assert code == 2 and "cannot read LiteLLM map" in err and "Traceback" not in err
+
+
+def test_a_changed_fast_multiplier_or_regional_uplift_is_reported(tmp_path: Path, capsys):
+    data = json.loads(PINNED.read_text())
+    data["claude-opus-5"]["provider_specific_entry"]["fast"] = 3
+    del data["gpt-5.4-mini"]["regional_processing_uplift_multiplier_eu"]
+    changed = tmp_path / "litellm.json"
+    changed.write_text(json.dumps(data))
+    code, out, _ = run_cli(capsys, "prices", "--compare-litellm", str(changed))
+    assert code == 1
+    assert "claude-opus-5  service_tiers: catalog fast x2 | litellm fast x3" in out
+    # explained (LiteLLM lists eu and us only), but the changed value is still shown
+    assert "gpt-5.4-mini  inference_geo: catalog au x1.1, eu x1.1, in x1.1, jp x1.1, us x1.1 | litellm us x1.1" in out
