@@ -35,6 +35,12 @@ from ci_guard.forges.base import BEHAVIORS
               envvar="CI_GUARD_COMMENT_ON",
               help="spend: stay quiet when every run of the PR/MR was denied or skipped (nothing to report); "
                    "always: comment on those too; never: post nothing.")
+@click.option("--footer-on", metavar="AUTHOR|marker:TEXT",
+              help="Append a one-line cost footer to the agent's own comment (the newest by this login, or "
+                   "containing TEXT) instead of posting a cost comment; re-runs update the footer in place. "
+                   "Without such a comment the cost comment is posted as usual.")
+@click.option("--no-handoff", "handoff", flag_value=False, default=True,
+              help="Do not apply the policy's `handoff:` (label, review request, mention) for capped runs.")
 def comment(**kwargs: object) -> int:
     """Post or update the cost summary comment on a PR/MR.
 
@@ -43,6 +49,7 @@ def comment(**kwargs: object) -> int:
       ci-guard comment --summary summary.json --dry-run
       ci-guard comment --summary summary.json --behavior hide-and-new
       ci-guard comment --summary summary.json --platform gitlab --token-env CI_GUARD_GITLAB_TOKEN
+      ci-guard comment --summary summary.json --policy ci-guard.yml --footer-on 'claude[bot]'
     """
     from ci_guard.report.publish import CommentOptions, run_comment
 

@@ -27,6 +27,16 @@ class ForgeComment:
     handle: Any = None  # the client library's object
 
 
+@dataclass
+class PullState:
+    """What a handoff reads of a PR/MR before it changes anything (so re-runs change nothing twice)."""
+
+    author: str | None
+    labels: list[str]
+    reviewers: list[str]  # logins whose review is requested
+    teams: list[str]  # team slugs whose review is requested (GitHub)
+
+
 class Forge(Protocol):
     name: str  # "github" | "gitlab"
     max_chars: int
@@ -50,6 +60,17 @@ class Forge(Protocol):
         ...
 
     def hide(self, comment: ForgeComment) -> None:
+        ...
+
+    def pull_state(self) -> PullState:
+        """Author, labels and requested reviewers of the PR/MR, read fresh."""
+        ...
+
+    def add_labels(self, labels: list[str]) -> None:
+        ...
+
+    def request_review(self, users: list[str], teams: list[str]) -> None:
+        """Ask ``users`` (logins) and ``teams`` (slugs; GitHub only) for a review."""
         ...
 
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import requests
 from github import Auth, Github, GithubException
 
-from ci_guard.forges.base import ForgeComment, ForgeRequestError, header, seconds
+from ci_guard.forges.base import ForgeComment, ForgeRequestError, PullState, header, seconds
 from ci_guard.secrets import register
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -102,6 +102,37 @@ class GitHubForge:
             "minimizeComment", {"subjectId": comment.node_id, "classifier": "OUTDATED"},
             "minimizedComment { isMinimized }",
         ))
+
+
+    # handoff ----------------------------------------------------------------------------------
+    def _pull(self) -> Any:
+        return self._call("read the pull request", lambda: self.gh.get_repo(self.repo_name).get_pull(self.number))
+
+    def pull_state(self) -> PullState:
+        pull = self._pull()
+        self._pull_handle = pull
+
+        def read() -> PullState:
+            return PullState(author=pull.user.login if pull.user else None,
+                             labels=[label.name for label in pull.labels],
+                             reviewers=[u.login for u in pull.requested_reviewers],
+                             teams=[t.slug for t in pull.requested_teams])
+        return self._call("read the pull request", read)
+
+    def _handle(self) -> Any:
+        return getattr(self, "_pull_handle", None) or self._pull()
+
+    def add_labels(self, labels: list[str]) -> None:
+        # POST .../issues/{n}/labels adds to the labels already there (a label that does not exist is created)
+        self._call("add a label", lambda: self._handle().add_to_labels(*labels))
+
+    def request_review(self, users: list[str], teams: list[str]) -> None:
+        kwargs: dict[str, Any] = {}
+        if users:
+            kwargs["reviewers"] = users
+        if teams:
+            kwargs["team_reviewers"] = teams
+        self._call("request a review", lambda: self._handle().create_review_request(**kwargs))
 
 
 def _comment(c: Any) -> ForgeComment:

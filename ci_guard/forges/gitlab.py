@@ -18,7 +18,7 @@ import gitlab
 import requests
 from gitlab.v4.objects import CurrentUserManager
 
-from ci_guard.forges.base import ForgeComment, ForgeRequestError, header, seconds
+from ci_guard.forges.base import ForgeComment, ForgeRequestError, PullState, header, seconds
 from ci_guard.secrets import register
 
 DEFAULT_URL = "https://gitlab.com"
@@ -96,6 +96,41 @@ class GitLabForge:
 
     def hide(self, comment: ForgeComment) -> None:
         raise ForgeRequestError("gitlab", "hide a note", None, "GitLab has no way to hide a note")
+
+
+    # handoff ----------------------------------------------------------------------------------
+    def _fresh_mr(self) -> Any:
+        self._mr = None
+        return self.mr()
+
+    def pull_state(self) -> PullState:
+        attrs = self._fresh_mr().attributes
+        return PullState(author=(attrs.get("author") or {}).get("username"), labels=list(attrs.get("labels") or []),
+                         reviewers=[r.get("username") for r in attrs.get("reviewers") or [] if r.get("username")],
+                         teams=[])
+
+    def _update_mr(self, action: str, data: dict[str, Any]) -> None:
+        self._call(action, lambda: self.mr().manager.update(self.mr_iid, data, **NO_RETRY))
+
+    def add_labels(self, labels: list[str]) -> None:
+        # add_labels keeps the labels already there (PUT /projects/:id/merge_requests/:iid)
+        self._update_mr("add a label", {"add_labels": ",".join(labels)})
+
+    def request_review(self, users: list[str], teams: list[str]) -> None:
+        if teams:
+            raise ForgeRequestError("gitlab", "request a review", None,
+                                    f"GitLab requests reviews from users, not groups ({', '.join(teams)})")
+        if not users:
+            return
+        ids = [int(r["id"]) for r in self.mr().attributes.get("reviewers") or [] if r.get("id") is not None]
+        for name in users:
+            found = self._call("look up a reviewer", lambda n=name: self.gl.users.list(username=n, **NO_RETRY))
+            if not found:
+                raise ForgeRequestError("gitlab", "request a review", 404, f"no GitLab user {name!r}")
+            if int(found[0].id) not in ids:
+                ids.append(int(found[0].id))
+        # reviewer_ids replaces the list: the reviewers already requested are part of it
+        self._update_mr("request a review", {"reviewer_ids": ids})
 
 
 def _server_url(url: str) -> str:

@@ -183,6 +183,8 @@ class Decision(BaseModel):
     context: RunContext = Field(default_factory=RunContext)
     notes: list[str] = Field(default_factory=list)  # e.g. "changed paths unknown: paths_only not evaluated"
     hint: str | None = None  # what would allow a denied run (e.g. "add the label ai:escalate")
+    # the deciding rule's `handoff:` (Handoff.as_json()): what `ci-guard comment` does when a cap stops the run
+    handoff: dict[str, Any] | None = None
 
     @property
     def alerts(self) -> list[str]:
@@ -216,5 +218,6 @@ class Decision(BaseModel):
             "notes": list(self.notes),
             "alerts": self.alerts,
             "hint": self.hint,
+            "handoff": self.handoff,
             "context": self.context.model_dump(mode="json"),
         }

@@ -357,8 +357,8 @@ def decide(policy: Policy, ctx: RunContext, budgets: Sequence[BudgetStatus], now
                         hint=f"wait for the budget's next {empty.period}, or raise its limit_usd")
     return Decision(decision="allow", rule=rule.name, reason=reason, model=granted.model,
                     model_tier=granted.tier, limits=granted.limits.model_copy(), context_policy=granted.context,
-                    budgets=list(budgets),
-                    enforcement=cp.enforcement, context=ctx, notes=notes, hint=hint)
+                    budgets=list(budgets), enforcement=cp.enforcement, context=ctx, notes=notes, hint=hint,
+                    handoff=rule.handoff.as_json() if rule.handoff else None)
 
 
 def _with_alerts(policy: Policy, budgets: Sequence[BudgetStatus]) -> list[BudgetStatus]:

@@ -245,6 +245,51 @@ class Escalation(_Strict):
     reason: str | None = None
 
 
+CAPS = ("max_turns", "max_cost", "max_runtime", "max_context", "max_tool_calls", "retry_storm")
+# forge logins (GitHub users and apps' `name[bot]`, GitLab usernames) and GitHub teams as org/team-slug
+LOGIN_PATTERN = r"^@?[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,99})(?:\[bot\])?$"
+TEAM_PATTERN = r"^@?[A-Za-z0-9][A-Za-z0-9_.-]{0,99}(?:/[A-Za-z0-9][A-Za-z0-9_.-]{0,99})+$"
+_WHO = {"type": "string", "pattern": f"{LOGIN_PATTERN}|{TEAM_PATTERN}"}
+_LABEL = {"type": "string", "minLength": 1, "maxLength": 50, "pattern": r"^[^,\r\n\x00-\x1f]+$"}
+_CAP = {"enum": list(CAPS)}
+
+
+def _one_or_list(item: dict[str, Any]) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": [item, {"type": "array", "items": item}]})
+
+
+LoginsOrTeams = Annotated[list[Annotated[str, Field(pattern=_WHO["pattern"])]], BeforeValidator(_one_or_many),
+                          _one_or_list(_WHO)]
+# GitHub labels are at most 50 characters; GitLab's add_labels is comma-separated, so no commas
+Labels = Annotated[list[Annotated[str, Field(min_length=1, max_length=50, pattern=_LABEL["pattern"])]],
+                   BeforeValidator(_one_or_many), _one_or_list(_LABEL)]
+Caps = Annotated[list[Literal[CAPS]], BeforeValidator(_one_or_many), _one_or_list(_CAP)]  # type: ignore[valid-type]
+
+
+class Handoff(_Strict):
+    """What happens on the PR/MR when a cap stops an agent this rule allowed (applied by `ci-guard comment`)."""
+
+    on: Caps = Field(
+        default_factory=lambda: list(CAPS), description="The caps that hand off (default: every cap).")
+    label: Labels = Field(
+        default_factory=list, description="Labels added to the PR/MR, e.g. needs-human.")
+    request_review: LoginsOrTeams = Field(
+        default_factory=list, description="Reviewers requested: logins, or org/team for a GitHub team.")
+    mention: LoginsOrTeams = Field(
+        default_factory=list, description="Mentioned in the cost comment: logins, org/team, or `author` (the "
+                                          "PR/MR author).")
+
+    @model_validator(mode="after")
+    def _does_something(self) -> Handoff:
+        if not (self.label or self.request_review or self.mention):
+            raise ValueError("a handoff needs at least one of label, request_review or mention")
+        return self
+
+    def as_json(self) -> dict[str, Any]:
+        return {"on": list(self.on), "label": list(self.label), "request_review": list(self.request_review),
+                "mention": list(self.mention)}
+
+
 class Rule(_Strict):
     name: RuleName
     description: str | None = None
@@ -256,12 +301,14 @@ class Rule(_Strict):
     limits: LimitsSpec | None = None
     context: ContextSpec | None = Field(None, description="Merged key by key over defaults.context.")
     escalation: Escalation | None = None
+    handoff: Handoff | None = Field(None, description="When a cap stops the agent: label, request a review, "
+                                                      "mention someone (docs/policy.md#handoff).")
     unknown: Literal["match", "no-match"] | None = Field(
         None, description="deny/skip rules: 'match' also decides when a condition reads a value the run does "
                           "not know (fail closed); 'no-match' (the default behaviour) lets such a run fall "
                           "through, and says so deliberately (silences the fail-open lint).")
 
-    @field_validator("model", "limits", "context", "escalation", "unknown")
+    @field_validator("model", "limits", "context", "escalation", "handoff", "unknown")
     @classmethod
     def _allow_only(cls, value: Any, info: ValidationInfo) -> Any:
         decision = info.data.get("decision")

@@ -9,6 +9,7 @@ from pathlib import Path
 from ci_guard.money import format_usd, usd_json
 from ci_guard.policy.decision import Decision
 from ci_guard.policy.durations import format_duration
+from ci_guard.policy.models import CAPS
 
 
 def limits_text(decision: Decision) -> str:
@@ -29,6 +30,20 @@ def limits_text(decision: Decision) -> str:
     return " ".join(parts) or "none"
 
 
+def handoff_text(handoff: dict) -> str:
+    """One line: what happens on the PR/MR when a cap stops the agent."""
+    parts = []
+    if handoff.get("label"):
+        parts.append("label " + ", ".join(handoff["label"]))
+    if handoff.get("request_review"):
+        parts.append("request review from " + ", ".join(handoff["request_review"]))
+    if handoff.get("mention"):
+        parts.append("mention " + ", ".join(handoff["mention"]))
+    caps = handoff.get("on") or []
+    when = "any cap" if set(caps) >= set(CAPS) else " or ".join(caps)
+    return f"{'; '.join(parts)} (when {when} stops the agent; applied by `ci-guard comment`)"
+
+
 def render_text(decision: Decision) -> str:
     lines = [f"ci-guard: {decision.decision} (rule: {decision.rule or '-'})"]
     if decision.reason:
@@ -39,6 +54,8 @@ def render_text(decision: Decision) -> str:
         lines.append(f"  limits:  {limits_text(decision)}")
         if decision.context_policy.active:
             lines.append(f"  context: {decision.context_policy.describe()}")
+        if decision.handoff:
+            lines.append(f"  handoff: {handoff_text(decision.handoff)}")
     for b in decision.budgets:
         key = f" {b.scope_key}" if b.scope_key else ""
         lines.append(f"  budget:  {b.name} ({b.scope}{key}, {b.period}): {format_usd(b.remaining_usd)} of "

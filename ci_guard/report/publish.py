@@ -44,6 +44,8 @@ class CommentOptions:
     fail_on_error: bool = False
     body: str | None = None  # post this markdown file (e.g. `what-if --format markdown`) instead
     comment_on: str = "spend"  # spend | always | never
+    footer_on: str | None = None  # put a one-line footer on the agent's comment (author login or marker:TEXT)
+    handoff: bool = True  # apply the policy's handoff: when a cap stopped a run of this job
     forge_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. throttle=False in tests
 
 
@@ -225,6 +227,7 @@ def run_comment(opts: CommentOptions, *, environ: dict[str, str] | None = None, 
     env = dict(os.environ if environ is None else environ)
     report = Reporter(out or sys.stdout, err or sys.stderr, env.get("GITHUB_ACTIONS") == "true")
     tag = check_tag(opts.tag)
+    footer_target = _footer_target(opts.footer_on)
     summaries = [load_summary(p) for p in opts.summaries]
     platform = detect_platform(opts, summaries, env)
     repo, pr = target(opts, summaries, platform, env)
@@ -232,10 +235,14 @@ def run_comment(opts: CommentOptions, *, environ: dict[str, str] | None = None, 
         # the summary's own values are not echoed: in a second-stage job PR code wrote them
         report.info(f"the run summary names another repository or PR; posting to {repo}#{pr} "
                     "as --repo/--pr say")
+    forge = _Lazy(platform, repo, pr, opts, env)
+    mention = _handoff(opts, summaries, forge, platform, report, retry)
     if opts.body is not None:
         comment = body_comment(opts.body, tag, platform)
     else:
         if opts.comment_on == "never":
+            if mention:
+                report.info("comment-on is never: the handoff's mention was not posted")
             report.info("comment-on is never: no comment posted")
             return EXIT_OK
         earlier = history(opts, repo, pr, env, report.warn)
@@ -245,9 +252,16 @@ def run_comment(opts: CommentOptions, *, environ: dict[str, str] | None = None, 
             # a denied or skipped run spent nothing: a comment would only be noise (--comment-on always posts it)
             report.info("every run was denied or skipped: no comment (comment-on: spend)")
             return EXIT_OK
+        median = repo_median(opts, repo, pr, env, report.warn)
+        if footer_target is not None and not opts.dry_run and _footer(
+                footer_target, summaries, earlier, median, mention, tag, platform, forge, report):
+            return EXIT_OK
+        limit = MAX_CHARS.get(platform or "github", 65_536)
         comment = render_comment(summaries, earlier, tag=tag, template=comment_template(opts),
-                                 platform=platform or "github", max_chars=MAX_CHARS.get(platform or "github"),
-                                 repo_median=repo_median(opts, repo, pr, env, report.warn))
+                                 platform=platform or "github", max_chars=limit - (len(mention or "") * 2 + 4),
+                                 repo_median=median)
+        if mention:
+            comment = with_line(comment, mention)
     if comment.omitted_calls:
         report.info(f"{comment.omitted_calls} calls were left out of the per-call table to fit the size limit")
     if opts.output:
@@ -256,7 +270,112 @@ def run_comment(opts: CommentOptions, *, environ: dict[str, str] | None = None, 
         print(comment.body, file=report.out, end="")
         return EXIT_OK
     _step_summary(comment, env, report)
-    return _post(comment, platform, repo, pr, opts, env, report, retry)
+    return _post(comment, platform, repo, pr, opts, forge, report, retry)
+
+
+class _Lazy:
+    """The forge client, made on first use (a dry run or a quiet job never needs a token)."""
+
+    def __init__(self, platform: str | None, repo: str | None, pr: int | None, opts: CommentOptions,
+                 env: dict[str, str]) -> None:
+        self.platform, self.repo, self.pr, self.opts, self.env = platform, repo, pr, opts, env
+        self._forge: Any = None
+
+    def problem(self) -> str | None:
+        if self.platform is None:
+            return "cannot tell the forge (use --platform github|gitlab)"
+        if self.repo is None or self.pr is None:
+            return "this run is not on a pull/merge request (no --repo/--pr in flags or context)"
+        return None
+
+    def get(self) -> Any:
+        """The client; raises ForgeError (no token, say)."""
+        if self._forge is None:
+            self._forge = make_forge(self.platform, self.repo, self.pr, self.opts, self.env)  # type: ignore[arg-type]
+        return self._forge
+
+
+def _footer_target(value: str | None) -> Any:
+    if not value:
+        return None
+    from ci_guard.forges.footer import FooterTarget
+
+    try:
+        return FooterTarget.parse(value)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
+def with_line(comment: RenderedComment, line: str) -> RenderedComment:
+    """``comment`` with a trusted markdown line after its heading (where a reader looks first)."""
+    head, sep, rest = comment.markdown.partition("\n\n")
+    markdown = f"{head}\n\n{line}\n\n{rest}" if sep else f"{comment.markdown.rstrip()}\n\n{line}\n"
+    marker = comment.body[: len(comment.body) - len(comment.markdown)]
+    return RenderedComment(marker + markdown, markdown, comment.tag, comment.valid_at, comment.omitted_calls)
+
+
+def _handoff(opts: CommentOptions, summaries: Sequence[RunSummary], forge: _Lazy, platform: str | None,
+             report: Reporter, retry: Any) -> str | None:
+    """Apply the policy's handoff for this job's capped runs; the mention line for the comment, if any."""
+    if not opts.handoff or not opts.policy or not summaries:
+        return None
+    from ci_guard.forges.handoff import apply_handoff, plan_handoff
+    from ci_guard.policy.decide import load_policy
+    from ci_guard.report.render import PR_WORDS
+
+    plan = plan_handoff(summaries, load_policy(opts.policy))
+    if plan is None:
+        return None
+    pr_word = PR_WORDS.get(platform or "github", "pull request")
+    if opts.dry_run:
+        report.info(f"handoff (dry run, nothing changed): {plan.describe()}")
+        from ci_guard.forges.handoff import mention_line
+
+        return mention_line(plan, None, pr_word)  # the author is only known to the forge
+    problem = forge.problem()
+    if problem:
+        report.warn(f"handoff not applied: {problem}")
+        return None
+    try:
+        client = forge.get()
+    except ForgeError as exc:
+        report.warn(f"handoff not applied: {exc.render()}")
+        return None
+    result = apply_handoff(client, plan, retry, pr_word=pr_word)
+    for warning in result.warnings:
+        report.warn(warning)
+    for done in result.done:
+        report.info(f"handoff: {done}")
+    for same in result.unchanged:
+        report.info(f"handoff: {same}")
+    return result.mention_line
+
+
+def _footer(target_: Any, summaries: Sequence[RunSummary], earlier: Sequence[RunSummary],
+            median: tuple[Decimal, int] | None, mention: str | None, tag: str, platform: str | None,
+            forge: _Lazy, report: Reporter) -> bool:
+    """Put the cost footer on the agent's comment; False when the cost comment must be posted instead."""
+    from datetime import UTC, datetime
+
+    from ci_guard.forges.footer import put_footer
+    from ci_guard.report.render import footer_line
+
+    problem = forge.problem()
+    if problem:
+        report.warn(f"no cost footer: {problem}")
+        return True
+    line, valid_at = footer_line(summaries, earlier, platform=platform or "github", repo_median=median, extra=mention)
+    try:
+        result = put_footer(forge.get(), target_, tag, line, valid_at, datetime.now(UTC))
+    except ForgeError as exc:
+        report.warn(f"could not put the cost footer on the agent's comment ({exc.render()}); "
+                    "posting the cost comment instead")
+        return False
+    if result.action in ("not-found", "too-long"):
+        report.info(result.describe(platform or "", target_) + "; posting the cost comment instead")
+        return False
+    report.info(result.describe(platform or "", target_))
+    return True
 
 
 def body_comment(path: str, tag: str, platform: str | None) -> RenderedComment:
@@ -289,19 +408,14 @@ def _step_summary(comment: RenderedComment, env: dict[str, str], report: Reporte
 
 
 def _post(comment: RenderedComment, platform: str | None, repo: str | None, pr: int | None,
-          opts: CommentOptions, env: dict[str, str], report: Reporter, retry: Any) -> int:
+          opts: CommentOptions, forge: _Lazy, report: Reporter, retry: Any) -> int:
     from ci_guard.forges.sticky import publish
 
-    problem = None
-    if platform is None:
-        problem = "cannot tell the forge (use --platform github|gitlab); nothing was posted"
-    elif repo is None or pr is None:
-        problem = "this run is not on a pull/merge request (no --repo/--pr in flags or context); nothing was posted"
+    problem = forge.problem()
     if problem:
-        return _fail(problem, opts, report)
+        return _fail(f"{problem}; nothing was posted", opts, report)
     try:
-        forge = make_forge(platform, repo, pr, opts, env)  # type: ignore[arg-type]
-        result = publish(forge, comment, opts.behavior, retry)
+        result = publish(forge.get(), comment, opts.behavior, retry)
     except ForgeError as exc:
         return _fail(f"the cost comment was not posted: {exc.render()}", opts, report)
     for note in result.notes:

@@ -228,3 +228,25 @@ def _hard_cut(comment: RenderedComment, limit: int) -> RenderedComment:
     body = keep + note
     marker_end = body.index("\n\n") + 2 if "\n\n" in body else 0
     return RenderedComment(body, body[marker_end:], comment.tag, comment.valid_at, comment.omitted_calls)
+
+
+def footer_line(current: Sequence[RunSummary], history: Iterable[RunSummary] = (), *, platform: str = "github",
+                now: datetime | None = None, repo_median: tuple[Decimal, int] | None = None,
+                extra: str | None = None) -> tuple[str, datetime]:
+    """One markdown line of cost for the agent's own comment (``comment --footer-on``), and its time.
+
+    The same figures and money format as the comment's summary line, in ``<sub>``; ``extra`` is
+    trusted markup (the handoff's mention) appended to it.
+    """
+    view = build_view(current, history, now=now, repo_median=repo_median)
+    pr_word = PR_WORDS.get(platform, "pull request")
+    parts = [f"💸 ci-guard on this {pr_word}: {summary_line(view)}"]
+    lead = lead_line(view, pr_word)
+    if lead:  # "This pull request: **$x**, 1.4× the median PR ...": the total is already there
+        parts.append(lead.split(", ", 1)[-1].rstrip("."))
+    if view.run_url:
+        parts.append(escape.link("CI job", view.run_url))
+    line = " · ".join(parts)
+    if extra:
+        line += " " + extra
+    return line.replace("\n", " "), view.valid_at

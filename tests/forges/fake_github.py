@@ -9,6 +9,8 @@ exercised too) and GraphQL at ``/api/graphql``:
 * ``PATCH``/``DELETE /repos/{o}/{r}/issues/comments/{id}``
 * ``POST /graphql``: ``minimizeComment`` and ``viewer { login }``
 * ``GET /repos/{o}/{r}/pulls/{n}`` and ``.../files`` for the PRs put in ``pulls`` (context detection)
+* ``POST /repos/{o}/{r}/issues/{n}/labels`` and ``POST .../pulls/{n}/requested_reviewers`` (handoff; see
+  :meth:`FakeGitHub.add_pull`), each recorded in ``handoff_writes``
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class FakeGitHub(FakeServer):
         self.next_id = 1000
         self.pulls: dict[int, dict] = {}  # number -> pull request JSON (GET .../pulls/{n})
         self.pull_files: dict[int, list[dict]] = {}
+        self.handoff_writes: list[tuple[str, str, object]] = []  # (method, path, body) of handoff writes
 
     @property
     def url(self) -> str:
@@ -59,6 +62,22 @@ class FakeGitHub(FakeServer):
         comment = Comment(self.next_id, number, author, body, EPOCH + timedelta(minutes=self.next_id))
         self.comments.append(comment)
         return comment
+
+    def add_pull(self, number: int = 12, author: str = "dev-dana", labels: tuple[str, ...] = (),
+                 reviewers: tuple[str, ...] = (), teams: tuple[str, ...] = ()) -> dict:
+        """A pull request as GET .../pulls/{n} answers it (author, labels, requested reviewers)."""
+        base = f"{self.url}/repos/{self.repo}"
+        self.pulls[number] = {
+            "id": 7000 + number, "number": number, "state": "open", "title": "t",
+            "url": f"{base}/pulls/{number}", "issue_url": f"{base}/issues/{number}",
+            "user": {"login": author, "id": 11}, "labels": [{"name": name} for name in labels],
+            "requested_reviewers": [{"login": login, "id": 20 + i} for i, login in enumerate(reviewers)],
+            "requested_teams": [{"slug": slug, "name": slug, "id": 30 + i} for i, slug in enumerate(teams)],
+        }
+        return self.pulls[number]
+
+    def labels(self, number: int = 12) -> list[str]:
+        return [label["name"] for label in self.pulls[number]["labels"]]
 
     def visible(self, number: int = 12) -> list[Comment]:
         return [c for c in self.comments if c.number == number]
@@ -87,6 +106,8 @@ class FakeGitHub(FakeServer):
             ("DELETE", rf"/repos/{owner_repo}/issues/comments/(\d+)", self._delete),
             ("GET", rf"/repos/{owner_repo}/pulls/(\d+)", self._pull),
             ("GET", rf"/repos/{owner_repo}/pulls/(\d+)/files", self._pull_files),
+            ("POST", rf"/repos/{owner_repo}/issues/(\d+)/labels", self._add_labels),
+            ("POST", rf"/repos/{owner_repo}/pulls/(\d+)/requested_reviewers", self._request_review),
         ]
         for method, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
@@ -118,6 +139,33 @@ class FakeGitHub(FakeServer):
         if int(number) not in self.pulls:
             return Reply(404, {"message": "Not Found"})
         return Reply(200, self.pull_files.get(int(number), []) if req.query.get("page", "1") == "1" else [])
+
+    def _add_labels(self, req: Request, login: str, number: str) -> Reply:
+        pull = self.pulls.get(int(number))
+        if pull is None:
+            return Reply(404, {"message": "Not Found"})
+        self.handoff_writes.append(("POST", req.path, req.body))
+        names = req.body if isinstance(req.body, list) else (req.body or {}).get("labels", [])
+        for name in names:  # GitHub adds to the labels already there
+            if name not in [label["name"] for label in pull["labels"]]:
+                pull["labels"].append({"name": name})
+        return Reply(200, pull["labels"])
+
+    def _request_review(self, req: Request, login: str, number: str) -> Reply:
+        pull = self.pulls.get(int(number))
+        if pull is None:
+            return Reply(404, {"message": "Not Found"})
+        self.handoff_writes.append(("POST", req.path, req.body))
+        body = req.body or {}
+        if pull["user"]["login"] in body.get("reviewers", []):
+            return Reply(422, {"message": "Review cannot be requested from pull request author."})
+        for who in body.get("reviewers", []):
+            if who not in [u["login"] for u in pull["requested_reviewers"]]:
+                pull["requested_reviewers"].append({"login": who, "id": 99})
+        for slug in body.get("team_reviewers", []):
+            if slug not in [t["slug"] for t in pull["requested_teams"]]:
+                pull["requested_teams"].append({"slug": slug, "name": slug, "id": 98})
+        return Reply(201, pull)
 
     def _json(self, c: Comment) -> dict:
         return {"id": c.id, "node_id": c.node_id, "body": c.body, "user": {"login": c.author, "id": 7},

@@ -5,6 +5,8 @@
 * ``GET`` (paginated: ``per_page``/``page``, ``X-Total``/``X-Next-Page``/``Link``) and
   ``POST /api/v4/projects/{id}/merge_requests/{iid}/notes``
 * ``PUT``/``DELETE .../notes/{note_id}``
+* ``PUT .../merge_requests/{iid}`` (``add_labels``, ``reviewer_ids``) and ``GET /api/v4/users?username=``
+  for the handoff, each write recorded in ``handoff_writes``
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ class FakeGitLab(FakeServer):
         self.iids = set(iids)
         self.notes: list[Note] = []
         self.next_id = 500
+        self.author = "dev-dana"
+        self.labels: list[str] = []
+        self.reviewers: list[int] = []
+        self.users = {"alice": 101, "bob": 102, "dev-dana": 103}  # username -> id
+        self.handoff_writes: list[tuple[str, str, object]] = []
 
     @property
     def url(self) -> str:
@@ -62,6 +69,8 @@ class FakeGitLab(FakeServer):
             ("GET", r"/user", self._user),
             ("GET", project, self._project),
             ("GET", project + r"/merge_requests/(\d+)", self._mr),
+            ("PUT", project + r"/merge_requests/(\d+)", self._update_mr),
+            ("GET", r"/users", self._users),
             ("GET", project + r"/merge_requests/(\d+)/notes", self._list),
             ("POST", project + r"/merge_requests/(\d+)/notes", self._create),
             ("PUT", project + r"/merge_requests/(\d+)/notes/(\d+)", self._update),
@@ -83,7 +92,30 @@ class FakeGitLab(FakeServer):
     def _mr(self, req: Request, login: str, iid: str) -> Reply:
         if int(iid) not in self.iids:
             return Reply(404, {"message": "404 Not found"})
-        return Reply(200, {"id": 9000 + int(iid), "iid": int(iid), "project_id": PROJECT_ID, "title": "t"})
+        return Reply(200, self._mr_json(int(iid)))
+
+    def _mr_json(self, iid: int) -> dict:
+        names = {v: k for k, v in self.users.items()}
+        return {"id": 9000 + iid, "iid": iid, "project_id": PROJECT_ID, "title": "t",
+                "author": {"id": self.users.get(self.author, 1), "username": self.author},
+                "labels": list(self.labels),
+                "reviewers": [{"id": i, "username": names.get(i, f"user{i}")} for i in self.reviewers]}
+
+    def _update_mr(self, req: Request, login: str, iid: str) -> Reply:
+        if int(iid) not in self.iids:
+            return Reply(404, {"message": "404 Not found"})
+        body = req.body or {}
+        self.handoff_writes.append(("PUT", req.path, body))
+        for name in [n for n in str(body.get("add_labels") or "").split(",") if n]:
+            if name not in self.labels:
+                self.labels.append(name)
+        if "reviewer_ids" in body:
+            self.reviewers = [int(i) for i in body["reviewer_ids"]]
+        return Reply(200, self._mr_json(int(iid)))
+
+    def _users(self, req: Request, login: str) -> Reply:
+        name = req.query.get("username", "")
+        return Reply(200, [{"id": self.users[name], "username": name}] if name in self.users else [])
 
     def _json(self, n: Note) -> dict:
         return {"id": n.id, "body": n.body, "author": {"id": 3, "username": n.author}, "system": n.system,
