@@ -199,6 +199,7 @@ phase_comment() {
   # Explicit targets win over the summary's run context (a second stage must not trust an artifact).
   if [ -n "${CIG_REPO:-}" ]; then args+=(--repo "$CIG_REPO"); fi
   if [ -n "${CIG_PR:-}" ]; then args+=(--pr "$CIG_PR"); fi
+  if [ -n "${CIG_FOOTER_ON:-}" ]; then args+=(--footer-on "$CIG_FOOTER_ON"); fi
   # A comment that cannot be posted (fork token, rate limit) is a warning, never a failed job.
   ci-guard comment "${args[@]}" || warning "the cost comment could not be posted (exit $?)"
 }

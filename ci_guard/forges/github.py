@@ -50,6 +50,7 @@ class GitHubForge:
         self.gh = Github(**kwargs)
         self._login: str | None = None
         self._issue: Any = None
+        self._pull_handle: Any = None  # the PullRequest pull_state() read; the handoff writes through it
 
     # helpers ---------------------------------------------------------------------------------
     def _call(self, action: str, fn: Callable[[], T]) -> T:
@@ -120,7 +121,9 @@ class GitHubForge:
         return self._call("read the pull request", read)
 
     def _handle(self) -> Any:
-        return getattr(self, "_pull_handle", None) or self._pull()
+        if self._pull_handle is None:
+            self._pull_handle = self._pull()
+        return self._pull_handle
 
     def add_labels(self, labels: list[str]) -> None:
         # POST .../issues/{n}/labels adds to the labels already there (a label that does not exist is created)

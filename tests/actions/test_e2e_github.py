@@ -303,3 +303,36 @@ def test_comment_action_posts_where_repo_and_pr_say_not_where_the_artifact_says(
     assert not trusted.failed, trusted.log
     (posted,) = github.visible(PR)
     assert posted.author == "ci-bot" and "pr-review" in posted.body
+
+
+def test_comment_action_puts_a_footer_on_the_agents_comment_and_hands_off(tmp_path: Path, sim, github) -> None:
+    """`footer-on`: the cost goes into the agent's own comment (no second bot comment), and a run a cap
+    stopped gets the policy's handoff (label, review request, mention) through the same token."""
+    from tests.report import builders as b
+
+    job = Job(tmp_path, github, sim.url)
+    github.add_pull(PR, author="dev-dana")
+    agent = github.add_comment("ci-bot", "**Review done.** Two nits inline.")
+    capped = b.run("run-capped", run_status="stopped", stop_reason="max_cost", total="5.01",
+                   dec=b.decision(rule="review", context=b.context(repo=REPO, pr=PR)))
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps(capped.model_dump(mode="json")))
+    policy = tmp_path / "handoff.yml"
+    policy.write_text("version: 1\nrules:\n  - name: review\n    decision: allow\n    handoff:\n"
+                      "      label: needs-human\n      request_review: acme/platform\n      mention: author\n")
+
+    def comment() -> ActionResult:
+        runner = ActionRunner(ROOT / "actions" / "comment", job.env, job.github_ctx, job.ws.path, job.temp)
+        return runner.run({"summary-path": str(summary), "policy": str(policy), "footer-on": "ci-bot",
+                           "install": "false", "python-version": ""})
+
+    for _ in range(2):  # a re-run changes nothing twice
+        result = comment()
+        assert not result.failed, result.log
+    assert len(github.visible(PR)) == 1 and agent.body.startswith("**Review done.** Two nits inline.")
+    assert agent.body.count("<!-- ci-guard-footer:") == 1 and "**$5.01** in total" in agent.body
+    assert "@dev-dana, the agent was stopped by its cost cap" in agent.body
+    assert github.labels(PR) == ["needs-human"]
+    assert [t["slug"] for t in github.pulls[PR]["requested_teams"]] == ["platform"]
+    assert len([w for w in github.handoff_writes if w[1].endswith("/labels")]) == 1
+    assert GITHUB_TOKEN not in result.log
