@@ -1,9 +1,11 @@
 """Reads for FinOps reports and the dashboard, and bulk writes of history (pilot months, backfills).
 
-Reports never build one Python object per call: the calls of a period are aggregated by the
-database into one row per (run, model) and one row per run (first, middle and last call's context),
-and the runs themselves carry their totals. A month of a million calls is some tens of thousands
-of runs, which is what reaches Python (:mod:`ci_guard.report.finops` groups them).
+Reports never build one Python object per call: the runs carry their totals, and a finished run
+its *rollup* (schema version 14: calls, their cost and model, the first, middle and last call's
+context), written when the run finishes. A report of a month reads the runs table; only the runs
+without a rollup (still open, written before version 14, or with a call recorded after the rollup)
+have their calls aggregated by the database, by primary key. A month of a million calls is some
+tens of thousands of runs, which is what reaches Python (:mod:`ci_guard.report.finops` groups them).
 
 Mixed into :class:`ci_guard.ledger.sqlstore.SqlStore`, so both backends run the same SQL.
 """
@@ -34,7 +36,9 @@ _FACT_COLS = ("run_id", "started_at", "status", "stop_reason", "org", "team", "r
 
 
 _MODEL = "COALESCE(c.model_served, c.model_requested, '(unknown)')"
-_IN_PERIOD = "c.run_id IN (SELECT run_id FROM runs WHERE started_at >= ? AND started_at < ?)"
+# schema version 14: what period_runs reads of a run's rollup, after _FACT_COLS (see _apply_rollup)
+_ROLLUP_COLS = ("r.rollup_calls, r.rollup_micros, r.rollup_model, r.rollup_ctx_first, r.rollup_ctx_mid,"
+                " r.rollup_ctx_last")
 
 
 @dataclass(slots=True)
@@ -61,6 +65,17 @@ class RunFacts:
     context: tuple[int, int, int] | None = None  # context tokens of the first, middle and last call
 
 
+def _apply_rollup(fact: RunFacts, rollup: Sequence[Any]) -> None:
+    """Set a run's call aggregates from (calls, micros, model or None, context first, middle, last)."""
+    calls, micros, model, first, middle, last = rollup
+    fact.calls = int(calls)
+    if not calls:
+        return
+    if model is not None:  # else several models: split by _split_models
+        fact.models[model] = [int(calls), int(micros or 0)]
+    fact.context = (int(first), int(middle if middle is not None else first), int(last))
+
+
 class AnalyticsMixin:
     """Period reads and history writes shared by the SQLite and PostgreSQL stores."""
 
@@ -77,51 +92,81 @@ class AnalyticsMixin:
         """Every run started in ``[start, end)`` with its totals, PR outcome and (optionally) call aggregates."""
         def read(tx: Tx) -> list[RunFacts]:
             cols = ", ".join(f"r.{c}" for c in _FACT_COLS[:-2])
-            rows = tx.all(f"SELECT {cols}, COALESCE(r.outcome, p.outcome), r.tests_fixed FROM runs r"
+            rows = tx.all(f"SELECT {cols}, COALESCE(r.outcome, p.outcome), r.tests_fixed, {_ROLLUP_COLS} FROM runs r"
                           " LEFT JOIN pr_outcomes p ON p.repo = r.repo AND p.pr = r.pr"
                           " WHERE r.started_at >= ? AND r.started_at < ?", (self._ts(start), self._ts(end)))
-            facts = {row[0]: self._facts_from(row) for row in rows}
-            if not with_calls or not facts:
-                return list(facts.values())
-            period = (self._ts(start), self._ts(end))
-            self._prepare_scan(tx)
-            # Driven by the calls primary key (run_id, seq) for the period's run ids, so rows arrive
-            # grouped by run and no 1M-row sort is needed; most runs use one model (MIN = MAX), the
-            # few that used several are split per model by a second, small query.
-            mixed = []
-            for run_id, calls, micros, low, high in tx.all(
-                    f"SELECT c.run_id, COUNT(*), SUM(c.cost_micros), MIN({_MODEL}), MAX({_MODEL})"
-                    f" FROM calls c WHERE {_IN_PERIOD} GROUP BY c.run_id", period):
-                fact = facts.get(run_id)
-                if fact is None:
+            facts = {}
+            missing: list[str] = []  # runs without a (current) rollup: their calls are aggregated here
+            width = len(_FACT_COLS)
+            for row in rows:
+                fact = facts[row[0]] = self._facts_from(row)
+                if not with_calls:
                     continue
-                fact.calls = int(calls)
-                if low == high:
-                    fact.models[low] = [int(calls), int(micros or 0)]
+                if row[width] is None:
+                    missing.append(row[0])
                 else:
-                    mixed.append(run_id)
-            for i in range(0, len(mixed), 500):
-                chunk = mixed[i:i + 500]
-                for run_id, model, calls, micros in tx.all(
-                        f"SELECT c.run_id, {_MODEL}, COUNT(*), SUM(c.cost_micros) FROM calls c"
-                        f" WHERE c.run_id IN ({', '.join('?' * len(chunk))}) GROUP BY c.run_id, {_MODEL}", chunk):
-                    facts[run_id].models[model] = [int(calls), int(micros or 0)]
-            # first, middle and last call of each run by position: index seeks, no scan of the calls
-            for run_id, first, middle, last in tx.all(
-                    "WITH b AS MATERIALIZED (SELECT r.run_id,"
-                    " (SELECT x.seq FROM calls x WHERE x.run_id = r.run_id ORDER BY x.seq LIMIT 1) AS lo,"
-                    " (SELECT x.seq FROM calls x WHERE x.run_id = r.run_id ORDER BY x.seq DESC LIMIT 1) AS hi"
-                    " FROM runs r WHERE r.started_at >= ? AND r.started_at < ?)"
-                    " SELECT b.run_id, f.context_tokens, m.context_tokens, l.context_tokens FROM b"
-                    " JOIN calls f ON f.run_id = b.run_id AND f.seq = b.lo"
-                    " LEFT JOIN calls m ON m.run_id = b.run_id AND m.seq = (b.lo + b.hi) / 2"
-                    " JOIN calls l ON l.run_id = b.run_id AND l.seq = b.hi", period):
-                fact = facts.get(run_id)
-                if fact is not None:
-                    fact.context = (int(first), int(middle if middle is not None else first), int(last))
+                    _apply_rollup(fact, row[width:])
+            if missing:
+                self._prepare_scan(tx)
+                if len(missing) * 5 > len(facts):
+                    # most runs have no rollup (a ledger from before version 14): one pass over the period
+                    aggregates = self._call_aggregates(tx, "r.started_at >= ? AND r.started_at < ?",
+                                                       (self._ts(start), self._ts(end)))
+                else:
+                    aggregates = []
+                    for i in range(0, len(missing), 500):
+                        chunk = missing[i:i + 500]
+                        aggregates += self._call_aggregates(tx, f"r.run_id IN ({', '.join('?' * len(chunk))})", chunk)
+                wanted = set(missing)
+                for agg in aggregates:
+                    if agg[0] in wanted:
+                        _apply_rollup(facts[agg[0]], agg[1:])
+            if with_calls:  # runs that used several models (few): split per model
+                self._split_models(tx, facts, [r for r, f in facts.items() if f.calls and not f.models])
             return list(facts.values())
 
         return self._op(read, write=False)
+
+    def _call_aggregates(self, tx: Tx, runs_where: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """(run_id, *rollup) per run with calls among ``runs r WHERE runs_where``: what a rollup holds.
+
+        The first and the last call are found by index seeks on the calls' primary key (run_id, seq),
+        the middle one by position, so no 1M-row sort or scan of the calls is needed.
+        """
+        return tx.all(
+            "WITH b AS MATERIALIZED (SELECT r.run_id,"
+            " (SELECT x.seq FROM calls x WHERE x.run_id = r.run_id ORDER BY x.seq LIMIT 1) AS lo,"
+            " (SELECT x.seq FROM calls x WHERE x.run_id = r.run_id ORDER BY x.seq DESC LIMIT 1) AS hi"
+            f" FROM runs r WHERE {runs_where}),"
+            f" a AS MATERIALIZED (SELECT c.run_id, COUNT(*) AS n, SUM(c.cost_micros) AS micros, MIN({_MODEL}) AS low,"
+            f" MAX({_MODEL}) AS high FROM calls c WHERE c.run_id IN (SELECT run_id FROM b WHERE lo IS NOT NULL)"
+            " GROUP BY c.run_id)"
+            " SELECT b.run_id, a.n, a.micros, CASE WHEN a.low = a.high THEN a.low END,"
+            " f.context_tokens, COALESCE(m.context_tokens, f.context_tokens), l.context_tokens FROM b"
+            " JOIN a ON a.run_id = b.run_id"
+            " JOIN calls f ON f.run_id = b.run_id AND f.seq = b.lo"
+            " LEFT JOIN calls m ON m.run_id = b.run_id AND m.seq = (b.lo + b.hi) / 2"
+            " JOIN calls l ON l.run_id = b.run_id AND l.seq = b.hi", params)
+
+    def _split_models(self, tx: Tx, facts: dict[str, RunFacts], run_ids: list[str]) -> None:
+        """Calls and cost per served model of runs that used several (few: a second, small query)."""
+        for i in range(0, len(run_ids), 500):
+            chunk = run_ids[i:i + 500]
+            for run_id, model, calls, micros in tx.all(
+                    f"SELECT c.run_id, {_MODEL}, COUNT(*), SUM(c.cost_micros) FROM calls c"
+                    f" WHERE c.run_id IN ({', '.join('?' * len(chunk))}) GROUP BY c.run_id, {_MODEL}", chunk):
+                facts[run_id].models[model] = [int(calls), int(micros or 0)]
+
+    def _roll_up(self, tx: Tx, run_ids: Sequence[str]) -> None:
+        """Write the rollup of ``run_ids`` from their calls (in the caller's write transaction)."""
+        ids = list(dict.fromkeys(run_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            got = {row[0]: row[1:] for row in self._call_aggregates(
+                tx, f"r.run_id IN ({', '.join('?' * len(chunk))})", chunk)}
+            tx.many("UPDATE runs SET rollup_calls = ?, rollup_micros = ?, rollup_model = ?, rollup_ctx_first = ?,"
+                    " rollup_ctx_mid = ?, rollup_ctx_last = ? WHERE run_id = ?",
+                    [(*(got.get(r) or (0, 0, None, None, None, None)), r) for r in chunk])
 
     def _prepare_scan(self, tx: Tx) -> None:
         """Backend tuning before reading a period's calls (SQLite: memory-mapped reads)."""
@@ -210,6 +255,7 @@ class AnalyticsMixin:
         def write(tx: Tx) -> None:
             self._bulk(tx, "runs", RUN_COLS, run_rows)
             self._bulk(tx, "calls", CALL_COLS, call_rows)
+            self._roll_up(tx, [r.run_id for r in runs] + [c.run_id for c in calls])
             fixed = [(r.tests_fixed, r.run_id) for r in runs if r.tests_fixed]
             if fixed:
                 tx.many("UPDATE runs SET tests_fixed = ? WHERE run_id = ?", fixed)

@@ -71,7 +71,9 @@ _INSERT_CALL = (f"INSERT INTO calls ({', '.join(CALL_COLS)}) VALUES ({', '.join(
                 " ON CONFLICT (run_id, seq) DO NOTHING")
 _ADD_TO_RUN = ("UPDATE runs SET turns = turns + ?, tool_calls = tool_calls + ?, cost_micros = cost_micros + ?, "
                + ", ".join(f"{c} = {c} + ?" for c in TOKEN_COLS)
-               + ", web_searches = web_searches + ?, context_saved_micros = context_saved_micros + ? WHERE run_id = ?")
+               + ", web_searches = web_searches + ?, context_saved_micros = context_saved_micros + ?"
+               # a call after the run's rollup (a late write, a spool replayed after the finish) voids it
+               ", rollup_calls = NULL WHERE run_id = ?")
 REPORT_GROUPS = {"repo": "repo", "org": "org", "team": "team", "user": "actor", "agent": "agent",
                  "model": "model", "workflow": "workflow", "status": "status"}
 
@@ -374,6 +376,9 @@ class SqlStore(AnalyticsMixin):
                           " WHERE run_id = ?",
                           (status, stop_reason, self._ts(ended_at), agent_exit_code, session_id, run_id)):
                 raise LedgerError(f"run {run_id!r} is not in the ledger")
+            # after the UPDATE, which holds the run's row: a call written concurrently either is
+            # in the rollup's read or clears the rollup after this commits (it updates that row)
+            self._roll_up(tx, [run_id])
 
         self._op(write)
 
