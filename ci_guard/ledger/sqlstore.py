@@ -7,8 +7,19 @@ backend); they differ in how a write transaction takes its locks:
   spent + outstanding and its insert are one serial step.
 * PostgreSQL: the rollup rows of every key are upserted and locked (``SELECT ... FOR UPDATE``) in
   one fixed order (budget, scope key, period start, sorted in Python, not by the server's
-  collation) by both ``reserve`` and ``record_call``, so two transactions never wait on each other
-  in a cycle; deadlocks and serialization failures are retried anyway.
+  collation) by ``reserve`` and ``settle``, so two transactions never wait on each other in a
+  cycle; deadlocks and serialization failures are retried anyway.
+
+Escrow: a run reserves from its budget rows once (``reserve``); its calls then add their cost to the
+run's *own* reservation rows (``escrow_micros``, ``escrow_calls``), never to the organisation-wide
+``budget_rollups`` rows, so 32 runs of one budget append in parallel instead of queueing on one row.
+``settle`` (and the expiry of an abandoned run's reservation, found by the next ``reserve`` of the
+bucket) moves the escrow into the rollup exactly once: the reservation row flips to settled in the
+same transaction, under the rollup row's lock. Reads of a bucket's spend are ``rollup + escrow of
+unsettled reservations`` in one statement (one snapshot), so a settle in between never hides or
+doubles a run's spend. A run without an open reservation on a key (imported usage, an expired
+hold) still adds to the rollup directly. The proxy caps each run at what it reserved, so a run's
+escrow never passes its hold.
 
 Money is integer micro-dollars in storage and Decimal outside.
 """
@@ -67,8 +78,6 @@ EXPORT_CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endp
 EXPORT_ROW_RUN_COLS = ("org", "team", "repo", "actor", "workflow", "agent", "environment", "trigger_name", "pr",
                        "branch", "cohort", "platform", "rule", "status", "stop_reason", "outcome", "enforced")
 EXPORT_ROW_COLS = EXPORT_CALL_COLS + tuple(f"run_{c}" for c in EXPORT_ROW_RUN_COLS)
-_INSERT_CALL = (f"INSERT INTO calls ({', '.join(CALL_COLS)}) VALUES ({', '.join('?' * len(CALL_COLS))})"
-                " ON CONFLICT (run_id, seq) DO NOTHING")
 _ADD_TO_RUN = ("UPDATE runs SET turns = turns + ?, tool_calls = tool_calls + ?, cost_micros = cost_micros + ?, "
                + ", ".join(f"{c} = {c} + ?" for c in TOKEN_COLS)
                + ", web_searches = web_searches + ?, context_saved_micros = context_saved_micros + ?"
@@ -77,11 +86,28 @@ _ADD_TO_RUN = ("UPDATE runs SET turns = turns + ?, tool_calls = tool_calls + ?, 
 REPORT_GROUPS = {"repo": "repo", "org": "org", "team": "team", "user": "actor", "agent": "agent",
                  "model": "model", "workflow": "workflow", "status": "status"}
 
-_OUTSTANDING = (
-    "SELECT COALESCE(SUM(CASE WHEN amount_micros > used_micros THEN amount_micros - used_micros"
-    " ELSE 0 END), 0) FROM reservations WHERE budget = ? AND scope_key = ? AND period_start = ?"
-    " AND settled = {false} AND expires_at > ?"
+# What is held but not spent yet: the unspent part of every open reservation that has not expired
+_HELD = "CASE WHEN expires_at > ? AND amount_micros > used_micros THEN amount_micros - used_micros ELSE 0 END"
+# One bucket: (rollup spend + escrow of open runs, outstanding holds), in one statement, so one snapshot
+_BUCKET = (
+    "SELECT COALESCE((SELECT spent_micros FROM budget_rollups WHERE budget = ? AND scope_key = ?"
+    " AND period_start = ?), 0) + COALESCE(SUM(escrow_micros), 0), COALESCE(SUM(" + _HELD + "), 0)"
+    " FROM reservations WHERE budget = ? AND scope_key = ? AND period_start = ? AND settled = {false}"
 )
+# Every scope key of a budget's period: rollup + escrow, calls, runs, outstanding holds
+_BUCKET_ROWS = (
+    "SELECT b.scope_key, b.spent_micros + COALESCE(o.escrow, 0), b.calls + COALESCE(o.calls, 0), b.runs,"
+    " COALESCE(o.held, 0) FROM budget_rollups b LEFT JOIN (SELECT scope_key, SUM(escrow_micros) AS escrow,"
+    " SUM(escrow_calls) AS calls, SUM(" + _HELD + ") AS held FROM reservations WHERE budget = ?"
+    " AND period_start = ? AND settled = {false} GROUP BY scope_key) o ON o.scope_key = b.scope_key"
+    " WHERE b.budget = ? AND b.period_start = ? ORDER BY 2 DESC, b.scope_key"
+)
+# a reservation row's key is one its run charges (run_budget_keys): then ? goes to the escrow, else 0
+_IF_CHARGED = ("CASE WHEN EXISTS (SELECT 1 FROM run_budget_keys k WHERE k.run_id = reservations.run_id"
+               " AND k.budget = reservations.budget AND k.scope_key = reservations.scope_key"
+               " AND k.period_start = reservations.period_start) THEN ? ELSE 0 END")
+# a batch of calls: rows per INSERT (x 34 columns stays under SQLite's 32,766 bound parameters)
+_INSERT_CHUNK = 200
 
 
 def to_micros(amount: Decimal | int | str) -> int:
@@ -213,26 +239,18 @@ class SqlStore(AnalyticsMixin):
 
     def _bucket(self, tx: Tx, budget: str, scope_key: str, start: datetime | None,
                 now: datetime) -> tuple[int, int]:
-        """(spent, outstanding reservations) of one bucket, in micro-dollars."""
-        row = tx.one("SELECT spent_micros FROM budget_rollups WHERE budget = ? AND scope_key = ?"
-                     " AND period_start = ?", (budget, scope_key, self._ts(start)))
-        spent = int(row[0]) if row else 0
-        reserved = tx.one(_OUTSTANDING, (budget, scope_key, self._ts(start), self._ts(now)))
-        return spent, int(reserved[0]) if reserved else 0
+        """(spent, outstanding reservations) of one bucket, in micro-dollars; spent includes open runs."""
+        key = (budget, scope_key, self._ts(start))
+        row = tx.one(_BUCKET, (*key, self._ts(now), *key))
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def bucket_rows(self, budget: str, period_start: datetime, now: datetime) -> list[dict[str, Any]]:
         """Every scope key seen for ``budget`` in the period starting at ``period_start`` (for reports)."""
         def read(tx: Tx) -> list[dict[str, Any]]:
-            rows = tx.all("SELECT scope_key, spent_micros, calls, runs FROM budget_rollups"
-                          " WHERE budget = ? AND period_start = ? ORDER BY spent_micros DESC",
-                          (budget, self._ts(period_start)))
-            out = []
-            for scope_key, spent, calls, runs in rows:
-                reserved = tx.one(_OUTSTANDING, (budget, scope_key, self._ts(period_start), self._ts(now)))
-                out.append({"scope_key": scope_key, "spent_usd": from_micros(spent),
-                            "reserved_usd": from_micros(reserved[0] if reserved else 0),
-                            "calls": int(calls), "runs": int(runs)})
-            return out
+            start = self._ts(period_start)
+            rows = tx.all(_BUCKET_ROWS, (self._ts(now), budget, start, budget, start))
+            return [{"scope_key": scope_key, "spent_usd": from_micros(spent), "reserved_usd": from_micros(held),
+                     "calls": int(calls), "runs": int(runs)} for scope_key, spent, calls, runs, held in rows]
 
         return self._op(read, write=False)
 
@@ -248,38 +266,61 @@ class SqlStore(AnalyticsMixin):
         if not ordered:
             return Reservation(run_id, from_micros(requested), [], expires)
 
-        def attempt(tx: Tx) -> int:
+        def attempt(tx: Tx) -> int | BudgetExceededError:
             rooms = [self._room(tx, run_id, key, now) for key in ordered]
             amount = requested
             tightest = min(range(len(ordered)), key=lambda i: rooms[i][0])
             if amount > rooms[tightest][0]:
                 if not clamp or rooms[tightest][0] <= 0:
+                    # returned, not raised: the expired holds settled on the way are committed all the same
                     key, (_, spent, reserved) = ordered[tightest], rooms[tightest]
-                    raise BudgetExceededError(f"{key.budget}[{key.scope_key}]", key.limit_usd,
-                                              from_micros(spent), from_micros(reserved), from_micros(requested))
+                    return BudgetExceededError(f"{key.budget}[{key.scope_key}]", key.limit_usd,
+                                               from_micros(spent), from_micros(reserved), from_micros(requested))
                 amount = rooms[tightest][0]
             for key in ordered:
                 self._hold(tx, run_id, key, amount, expires, now)
             return amount
 
         amount = self._op(attempt)
+        if isinstance(amount, BudgetExceededError):
+            raise amount
         return Reservation(run_id, from_micros(amount), list(ordered), expires)
 
     def _room(self, tx: Tx, run_id: str, key: BudgetKey, now: datetime) -> tuple[int, int, int]:
         """Lock the key's rollup row; return (room left, spent, outstanding of *other* runs)."""
         start = self._ts(key.period_start)
+        bucket = (key.budget, key.scope_key, start)
         self._ensure_rollup(tx, key, now)
         row = tx.one("SELECT spent_micros FROM budget_rollups WHERE budget = ? AND scope_key = ?"
-                     " AND period_start = ?" + self.lock_suffix, (key.budget, key.scope_key, start))
+                     " AND period_start = ?" + self.lock_suffix, bucket)
         spent = int(row[0]) if row else 0
-        # lazy clean-up: an expired reservation holds nothing (its run died without settling)
-        tx.run("UPDATE reservations SET settled = {true} WHERE budget = ? AND scope_key = ?"
-               " AND period_start = ? AND settled = {false} AND expires_at <= ?",
-               (key.budget, key.scope_key, start, self._ts(now)))
-        other = tx.one(_OUTSTANDING + " AND run_id <> ?",
-                       (key.budget, key.scope_key, start, self._ts(now), run_id))
-        reserved = int(other[0]) if other else 0
+        spent += self._expire(tx, key, now)
+        # every open reservation left is unexpired: its escrow is spent, its unspent rest is held
+        row = tx.one("SELECT COALESCE(SUM(escrow_micros), 0), COALESCE(SUM(CASE WHEN run_id <> ?"
+                     " AND amount_micros > used_micros THEN amount_micros - used_micros ELSE 0 END), 0)"
+                     " FROM reservations WHERE budget = ? AND scope_key = ? AND period_start = ?"
+                     " AND settled = {false}", (run_id, *bucket))
+        escrow, reserved = (int(row[0]), int(row[1])) if row else (0, 0)
+        spent += escrow
         return to_micros(key.limit_usd) - spent - reserved, spent, reserved
+
+    def _expire(self, tx: Tx, key: BudgetKey, now: datetime) -> int:
+        """Settle the bucket's expired reservations (their runs died without settling): what they had
+        spent moves from escrow into the rollup, once; they hold nothing more. The caller holds the
+        rollup row's lock. Returns the micro-dollars moved."""
+        bucket = (key.budget, key.scope_key, self._ts(key.period_start))
+        expired = tx.all("SELECT run_id, escrow_micros, escrow_calls FROM reservations WHERE budget = ?"
+                         " AND scope_key = ? AND period_start = ? AND settled = {false} AND expires_at <= ?"
+                         + self.lock_suffix, (*bucket, self._ts(now)))
+        if not expired:
+            return 0
+        tx.many("UPDATE reservations SET settled = {true}, escrow_micros = 0, escrow_calls = 0"
+                " WHERE run_id = ? AND budget = ? AND scope_key = ? AND period_start = ?",
+                [(r[0], *bucket) for r in expired])
+        micros, calls = sum(int(r[1]) for r in expired), sum(int(r[2]) for r in expired)
+        if micros or calls:
+            self._add_to_rollup(tx, "", *bucket, micros, calls, 0, now)
+        return micros
 
     def _ensure_rollup(self, tx: Tx, key: BudgetKey, now: datetime) -> None:
         tx.run("INSERT INTO budget_rollups (budget, scope_key, period_start, period_end, limit_micros,"
@@ -293,13 +334,40 @@ class SqlStore(AnalyticsMixin):
         tx.run("INSERT INTO reservations (run_id, budget, scope_key, period_start, amount_micros, used_micros,"
                " expires_at, settled, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, {false}, ?)"
                " ON CONFLICT (run_id, budget, scope_key, period_start) DO UPDATE SET"
-               " amount_micros = excluded.amount_micros, expires_at = excluded.expires_at, settled = {false}",
+               " amount_micros = excluded.amount_micros, expires_at = excluded.expires_at, settled = {false},"
+               # a settled row's spend is in the rollup already: reopened, it starts from nothing
+               " used_micros = CASE WHEN reservations.settled = {true} THEN 0 ELSE reservations.used_micros END",
                (run_id, key.budget, key.scope_key, self._ts(key.period_start), amount,
                 self._ts(expires), self._ts(now)))
 
     def settle(self, run_id: str) -> None:
-        self._op(lambda tx: tx.run("UPDATE reservations SET settled = {true} WHERE run_id = ?"
-                                   " AND settled = {false}", (run_id,)))
+        """Close the run's reservations: their escrow becomes spent in the rollups, exactly once.
+
+        Idempotent: only rows still open are moved, and they flip to settled in the same transaction.
+        """
+        now = datetime.now(UTC)
+
+        def write(tx: Tx) -> None:
+            open_keys = tx.all("SELECT budget, scope_key, period_start FROM reservations WHERE run_id = ?"
+                               " AND settled = {false}", (run_id,))
+            if not open_keys:
+                return
+            # the rollup rows first, in the order `reserve` locks them: no lock cycle with a reservation
+            for budget, scope_key, start in sorted(open_keys, key=self._row_order):
+                tx.one("SELECT spent_micros FROM budget_rollups WHERE budget = ? AND scope_key = ?"
+                       " AND period_start = ?" + self.lock_suffix, (budget, scope_key, start))
+            rows = tx.all("SELECT budget, scope_key, period_start, escrow_micros, escrow_calls FROM reservations"
+                          " WHERE run_id = ? AND settled = {false}" + self.lock_suffix, (run_id,))
+            tx.run("UPDATE reservations SET settled = {true}, escrow_micros = 0, escrow_calls = 0"
+                   " WHERE run_id = ? AND settled = {false}", (run_id,))
+            for budget, scope_key, start, micros, calls in sorted(rows, key=self._row_order):
+                if micros or calls:
+                    self._add_to_rollup(tx, run_id, budget, scope_key, start, int(micros), int(calls), 0, now)
+
+        self._op(write)
+
+    def _row_order(self, row: Sequence[Any]) -> tuple[str, str, datetime | None]:
+        return row[0], row[1], self._dt(row[2])
 
     # --- runs and calls ---------------------------------------------------------------------------
     def start_run(self, run: RunRecord, keys: Sequence[BudgetKey] = ()) -> None:
@@ -327,27 +395,60 @@ class SqlStore(AnalyticsMixin):
         self.record_calls([call])
 
     def record_calls(self, calls: Sequence[CallRecord]) -> None:
-        """Several calls in one transaction (one commit, one fsync): all are written or none."""
+        """Several calls in one transaction (one commit, one fsync): all are written or none.
+
+        The batch is one multi-row INSERT per 200 calls, then one update of each run's totals and
+        of its escrow: a writer that drains 50 queued calls pays for ~3 statements, not 150.
+        """
         now = datetime.now(UTC)
 
         def write(tx: Tx) -> None:
-            for call in calls:
-                self._write_call(tx, call, now)
+            inserted = self._insert_calls(tx, calls)
+            by_run: dict[str, list[tuple[CallRecord, int]]] = {}
+            for call, micros in inserted:
+                by_run.setdefault(call.run_id, []).append((call, micros))
+            for run_id, written in by_run.items():
+                self._add_calls_to_run(tx, run_id, written, now)
 
         self._op(write)
 
-    def _write_call(self, tx: Tx, call: CallRecord, now: datetime) -> None:
-        micros = to_micros(call.cost_usd)
-        if not tx.run(_INSERT_CALL, self._call_row(call, micros)):
-            return  # the same call written twice (a retried write): count it once
-        updated = tx.run(_ADD_TO_RUN, (int(call.is_turn), call.tool_calls, micros, *astuple(call.usage),
-                                       call.web_searches, to_micros(call.context_saved_usd), call.run_id))
-        if not updated:
-            raise LedgerError(f"run {call.run_id!r} is not in the ledger; start_run must come first")
-        for budget, scope_key, start in self._keys_of(tx, call.run_id):
-            self._add_to_rollup(tx, call.run_id, budget, scope_key, start, micros, 1, 0, now)
-        tx.run("UPDATE reservations SET used_micros = used_micros + ? WHERE run_id = ?"
-               " AND settled = {false}", (micros, call.run_id))
+    def _insert_calls(self, tx: Tx, calls: Sequence[CallRecord]) -> list[tuple[CallRecord, int]]:
+        """Insert the calls; return those actually written with their cost in micro-dollars (a call
+        written twice -- a retried write, a replayed spill -- is counted once)."""
+        inserted: list[tuple[CallRecord, int]] = []
+        row = "(" + ", ".join("?" * len(CALL_COLS)) + ")"
+        for i in range(0, len(calls), _INSERT_CHUNK):
+            chunk = calls[i:i + _INSERT_CHUNK]
+            priced = [(c, to_micros(c.cost_usd)) for c in chunk]
+            params = [v for c, m in priced for v in self._call_row(c, m)]
+            sql = (f"INSERT INTO calls ({', '.join(CALL_COLS)}) VALUES {', '.join([row] * len(chunk))}"
+                   " ON CONFLICT (run_id, seq) DO NOTHING RETURNING run_id, seq")
+            written = {(r[0], int(r[1])) for r in tx.all(sql, params)}
+            for call, micros in priced:
+                if (call.run_id, call.seq) in written:
+                    written.discard((call.run_id, call.seq))  # a seq twice in one batch: the first was written
+                    inserted.append((call, micros))
+        return inserted
+
+    def _add_calls_to_run(self, tx: Tx, run_id: str, written: list[tuple[CallRecord, int]], now: datetime) -> None:
+        """Add freshly written calls to their run's totals, and to its escrow (or, for a key without an
+        open reservation, to the budget rollup itself)."""
+        micros = sum(m for _, m in written)
+        usage = [sum(col) for col in zip(*(astuple(c.usage) for c, _ in written), strict=True)]
+        if not tx.run(_ADD_TO_RUN, (sum(int(c.is_turn) for c, _ in written), sum(c.tool_calls for c, _ in written),
+                                    micros, *usage, sum(c.web_searches for c, _ in written),
+                                    sum(to_micros(c.context_saved_usd) for c, _ in written), run_id)):
+            raise LedgerError(f"run {run_id!r} is not in the ledger; start_run must come first")
+        # The run's own rows only: no other run ever waits on them. Escrow only on the keys the run
+        # charges (a hold on another key counts the use, as before, but is not spend of that budget).
+        escrowed = tx.all(
+            f"UPDATE reservations SET used_micros = used_micros + ?, escrow_micros = escrow_micros + {_IF_CHARGED},"
+            f" escrow_calls = escrow_calls + {_IF_CHARGED} WHERE run_id = ? AND settled = {{false}}"
+            " RETURNING budget, scope_key, period_start", (micros, micros, len(written), run_id))
+        held = {self._row_order(r) for r in escrowed}
+        for budget, scope_key, start in self._keys_of(tx, run_id):
+            if (budget, scope_key, self._dt(start)) not in held:
+                self._add_to_rollup(tx, run_id, budget, scope_key, start, micros, len(written), 0, now)
 
     def _keys_of(self, tx: Tx, run_id: str) -> list[tuple[Any, ...]]:
         """The run's budget buckets, sorted as every writer locks them (no deadlocks on PostgreSQL)."""

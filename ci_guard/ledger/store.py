@@ -51,7 +51,8 @@ class Store(Protocol):
     def budget_status(
         self, budgets: Sequence[Budget], ctx: RunContext, now: datetime
     ) -> list[BudgetStatus]:
-        """The :class:`BudgetSource` interface, read from rollups (never a scan of calls)."""
+        """The :class:`BudgetSource` interface, read from rollups plus the escrow of open runs (never a
+        scan of calls)."""
         ...
 
     def reserve(
@@ -68,7 +69,8 @@ class Store(Protocol):
         ...
 
     def settle(self, run_id: str) -> None:
-        """Release the run's reservation; its actual spend is already in the rollups."""
+        """Release the run's reservation and move its escrow (the spend of its calls) into the rollups,
+        once: settling again moves nothing."""
         ...
 
     # runs and calls ------------------------------------------------------------------------
@@ -77,7 +79,8 @@ class Store(Protocol):
         ...
 
     def record_call(self, call: CallRecord) -> None:
-        """Insert one call and add its cost to the run's totals and budget rollups, in one transaction."""
+        """Insert one call and add its cost to the run's totals and to its escrow (the run's own
+        reservation rows; the budget rollup where it holds none), in one transaction."""
         ...
 
     def record_calls(self, calls: Sequence[CallRecord]) -> None:

@@ -1,11 +1,15 @@
-"""One racer of the concurrency test (a module so `spawn` children can import it)."""
+"""One racer of the concurrency tests (a module so `spawn` children can import it)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 
-def race(url: str, index: int, barrier, results) -> None:
+def race(url: str, index: int, barrier, results, abandon: bool = False) -> None:
+    """Reserve $0.10 against a $1.00 daily budget and, when granted, spend exactly that in two calls.
+
+    ``abandon``: odd racers die after their calls without settling (their hold is left to expire).
+    """
     from ci_guard.errors import BudgetExceededError
     from ci_guard.ledger import open_ledger
     from ci_guard.ledger.budgets import budget_keys
@@ -27,7 +31,8 @@ def race(url: str, index: int, barrier, results) -> None:
         # spend exactly the reservation, in two calls, then settle
         store.record_call(call(run_id, 1, "0.04"))
         store.record_call(call(run_id, 2, "0.06"))
-        store.settle(run_id)
+        if not (abandon and index % 2):
+            store.settle(run_id)
         store.close()
         results.put((index, "granted", ""))
     except Exception as exc:  # reported to the parent, which fails the test
