@@ -210,6 +210,7 @@ def _call_json(c: Any) -> dict[str, Any]:
             "model_requested": c.model_requested, "model_served": c.model_served, "status": c.status,
             "http_status": c.http_status, "stream": c.stream, "tokens": c.usage.as_json(),
             "tool_calls": c.tool_calls, "web_searches": c.web_searches, "service_tier": c.service_tier,
+            "inference_geo": c.inference_geo,
             "estimated": c.estimated,
             "context_tokens": c.context_tokens, "latency_ms": c.latency_ms,
             "cost_usd": usd_json(c.cost_usd), "fingerprint": c.fingerprint, "error": c.error,

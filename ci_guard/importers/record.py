@@ -158,5 +158,5 @@ def _call_record(run_id: str, seq: int, p: PricedCall, started: datetime, ended:
         provider=call.provider or "import", endpoint="import", model_requested=call.model,
         model_served=p.model or call.model, usage=call.usage, cost_usd=p.cost_usd, status="ok",
         tool_calls=tool_calls, context_tokens=call.usage.context_tokens, session_id=session_id,
-        web_searches=call.web_searches, service_tier=call.service_tier,
+        web_searches=call.web_searches, service_tier=call.service_tier, inference_geo=call.inference_geo,
     )

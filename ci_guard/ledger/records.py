@@ -103,6 +103,8 @@ class CallRecord:
     is_turn: bool = True  # generation call (count_tokens and refused calls are not turns)
     web_searches: int = 0  # billed server-side web searches (their fee is in cost_usd)
     service_tier: str | None = None  # the tier that served the call (OpenAI priority is priced higher)
+    # where the call ran, as priced (Anthropic usage.inference_geo, the OpenAI data-residency region)
+    inference_geo: str | None = None
     # usage (and so cost) estimated by ci-guard: the provider reported none, or the stream was cut
     estimated: bool = False
     # what the context policy changed in the call and what it saved (see meter/transforms/savings.py)

@@ -65,7 +65,7 @@ EXPORT_RUN_COLS = RUN_COLS[:-1]
 CALL_COLS = ("run_id", "seq", "started_at", "ended_at", "provider", "endpoint", "model_requested",
              "model_served", *TOKEN_COLS, "cost_micros", "status", "http_status", "stream", "tool_calls",
              "context_tokens", "latency_ms", "fingerprint", "error", "session_id", "is_turn", "web_searches",
-             "service_tier", "estimated", "context_json", "context_saved_micros")
+             "service_tier", "estimated", "context_json", "context_saved_micros", "inference_geo")
 # the columns of a call `what-if` replays (ci_guard.preview.replay reads them by position)
 REPLAY_CALL_COLS = ("run_id", "seq", "is_turn", "status", "cost_micros", "context_tokens", "fingerprint",
                     "http_status", "error", "tool_calls", "model_served", "provider", "service_tier",
@@ -667,7 +667,8 @@ class SqlStore(AnalyticsMixin):
                 call.status, call.http_status, self._bool(call.stream), call.tool_calls, call.context_tokens,
                 float(call.latency_ms), call.fingerprint, call.error, call.session_id, self._bool(call.is_turn),
                 call.web_searches, call.service_tier, self._bool(call.estimated),
-                json.dumps(call.context, sort_keys=True) if call.context else None, to_micros(call.context_saved_usd))
+                json.dumps(call.context, sort_keys=True) if call.context else None, to_micros(call.context_saved_usd),
+                call.inference_geo)
 
     def _call_from(self, row: Sequence[Any]) -> CallRecord:
         c = dict(zip(CALL_COLS, row, strict=True))
@@ -682,7 +683,7 @@ class SqlStore(AnalyticsMixin):
             session_id=c["session_id"], is_turn=bool(c["is_turn"]), web_searches=int(c["web_searches"]),
             service_tier=c["service_tier"], estimated=bool(c["estimated"]),
             context=json.loads(c["context_json"]) if c["context_json"] else None,
-            context_saved_usd=from_micros(c["context_saved_micros"]),
+            context_saved_usd=from_micros(c["context_saved_micros"]), inference_geo=c["inference_geo"],
         )
 
 

@@ -354,7 +354,7 @@ class MeteredCall:
             latency_ms=(time.perf_counter() - t0) * 1000, fingerprint=plan.info.fingerprint,
             error=redact(error)[:500] if error else None,
             session_id=self.request.headers.get("x-claude-code-session-id"), web_searches=result.web_searches,
-            service_tier=tier, estimated=note is not None, context=context,
+            service_tier=tier, inference_geo=geo, estimated=note is not None, context=context,
             context_saved_usd=Decimal(context["saved_usd"]) if context and context.get("saved_usd") else Decimal(0),
         ))
 

@@ -31,6 +31,7 @@ class CallSummary(BaseModel):
     tool_calls: int = 0
     web_searches: int = 0  # billed server-side web searches; their fee is in cost_usd
     service_tier: str | None = None  # the tier that served the call (priced accordingly)
+    inference_geo: str | None = None  # where it ran, as priced (Anthropic "us", an OpenAI region)
     estimated: bool = False  # the provider reported no usage: tokens and cost are ci-guard's estimate
     cost_usd: UsdJson = Decimal(0)
     latency_ms: float = 0.0
@@ -83,7 +84,8 @@ def call_summary(c: CallRecord) -> CallSummary:
         seq=c.seq, provider=c.provider, endpoint=c.endpoint, model=c.model_served or c.model_requested,
         model_requested=c.model_requested, status=c.status, http_status=c.http_status, stream=c.stream,
         tokens=c.usage.as_json(), tool_calls=c.tool_calls, web_searches=c.web_searches, cost_usd=c.cost_usd,
-        latency_ms=round(c.latency_ms, 2), service_tier=c.service_tier, estimated=c.estimated,
+        latency_ms=round(c.latency_ms, 2), service_tier=c.service_tier, inference_geo=c.inference_geo,
+        estimated=c.estimated,
         error=c.error, started_at=c.started_at.isoformat() if c.started_at else None, context=c.context,
     )
 

@@ -78,7 +78,8 @@ def test_a_streamed_fast_mode_call_with_us_inference_stacks_both_multipliers():
             r.read()
         call = p.calls[0]
         # $0.015 fast x 1.1 US-only inference (Anthropic: fast-mode pricing stacks with other modifiers)
-        assert (call.status, call.cost_usd, call.service_tier) == ("ok", Decimal("0.0165"), "fast")
+        assert (call.status, call.cost_usd, call.service_tier, call.inference_geo) == (
+            "ok", Decimal("0.0165"), "fast", "us")
 
 
 def test_a_fast_mode_request_is_clamped_at_fast_rates():
@@ -125,6 +126,7 @@ def test_a_data_residency_upstream_bills_the_regional_uplift():
         httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p))
         # $0.08 on the global endpoint; 10% more on a data-residency endpoint (gpt-5.5 is eligible)
         assert [c.cost_usd for c in p.calls] == [Decimal("0.08"), Decimal("0.088")]
+        assert [c.inference_geo for c in p.calls] == [None, "eu"]  # recorded: the row re-prices by hand
 
 
 def test_the_region_is_read_from_the_upstream_host_or_the_environment():
