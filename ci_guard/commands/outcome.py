@@ -14,6 +14,8 @@ Examples:
   ci-guard outcome --pr 42 merged                       # every run of PR 42 of this repository
   ci-guard outcome --pr 42 --repo acme/api closed
   ci-guard outcome 01J9Z... --tests-fixed 3             # a test-repair run fixed three tests
+  ci-guard outcome 01J9Z... --junit-before before.xml --junit-after after.xml
+                                                        # count them from JUnit XML reports
 """
 # where CI says which repository this job belongs to
 REPO_VARS = ("GITHUB_REPOSITORY", "CI_PROJECT_PATH")
@@ -26,8 +28,11 @@ REPO_VARS = ("GITHUB_REPOSITORY", "CI_PROJECT_PATH")
 @click.option("--repo", metavar="OWNER/NAME",
               help="The PR's repository (default: $GITHUB_REPOSITORY or $CI_PROJECT_PATH).")
 @click.option("--tests-fixed", type=click.IntRange(min=0), help="Failing tests the run fixed (test repair).")
+@click.option("--junit-before", metavar="FILE", help="JUnit XML of the tests before the repair; with --junit-after, "
+                                                     "the tests failing here and passing there are the tests fixed.")
+@click.option("--junit-after", metavar="FILE", help="JUnit XML of the tests re-run after the repair.")
 def outcome(ledger_url: str | None, args: tuple[str, ...], pr: int | None, repo: str | None,
-            tests_fixed: int | None) -> int:
+            tests_fixed: int | None, junit_before: str | None, junit_after: str | None) -> int:
     """Record what became of an agent's work: merged, closed, or tests fixed.
 
     Reports join these to spend: cost per merged PR, per fixed test, abandoned runs. A run's own
@@ -35,6 +40,14 @@ def outcome(ledger_url: str | None, args: tuple[str, ...], pr: int | None, repo:
     """
     from ci_guard.ledger import open_ledger
 
+    if bool(junit_before) != bool(junit_after):
+        raise click.UsageError("--junit-before and --junit-after go together")
+    if junit_before:
+        if tests_fixed is not None:
+            raise click.UsageError("give --tests-fixed or the JUnit reports, not both")
+        from ci_guard.junit import fixed_tests
+
+        tests_fixed = len(fixed_tests(junit_before, junit_after))  # type: ignore[arg-type]
     if pr is not None:
         if len(args) != 1 or tests_fixed is not None:
             raise click.UsageError("with --pr give exactly one OUTCOME (e.g. merged or closed) and no --tests-fixed")

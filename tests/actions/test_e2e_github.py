@@ -336,3 +336,69 @@ def test_comment_action_puts_a_footer_on_the_agents_comment_and_hands_off(tmp_pa
     assert [t["slug"] for t in github.pulls[PR]["requested_teams"]] == ["platform"]
     assert len([w for w in github.handoff_writes if w[1].endswith("/labels")]) == 1
     assert GITHUB_TOKEN not in result.log
+
+
+def _example_step(example: str, name: str) -> dict:
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / "actions" / "examples" / example).read_text())
+    return next(s for job in workflow["jobs"].values() for s in job["steps"] if s.get("name") == name)
+
+
+def test_test_repair_records_the_tests_it_fixed_when_the_repaired_tests_pass(tmp_path: Path, sim, github) -> None:
+    """The example test-repair workflow's own steps around the action: tests before (two fail), the
+    metered agent (Claude Code on the simulator, then the fix it would make), tests after; the run
+    then carries tests_fixed = 2 in the ledger and in `ci-guard report`."""
+    require_claude()
+    job = Job(tmp_path, github, sim.url)
+    ws = job.ws.path
+    (ws / "test_calc.py").write_text("def test_add():\n    assert 1 + 1 == 3\n\n\ndef test_sub():\n"
+                                     "    assert 2 - 1 == 0\n\n\ndef test_ok():\n    assert True\n")
+    policy = ws / ".github" / "repair.yml"
+    policy.write_text("version: 1\ndefaults:\n  model: claude-sonnet-4-5\n  limits: {max_turns: 8, max_cost_usd: 2}\n"
+                      "rules:\n  - name: repair\n    when: {agent: test-repair}\n    decision: allow\n")
+    temp = job.temp
+    step_env = {**job.env, "GITHUB_OUTPUT": str(tmp_path / "verify-output")}
+
+    def bash(step: dict, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=ws,
+                              env={**step_env, **env}, capture_output=True, text=True, timeout=300)
+
+    before = bash(_example_step("codex-test-repair.yml", "Tests before the repair"),
+                  JUNIT=str(temp / "tests-before.xml"))
+    assert before.returncode == 0 and "2 failed" in before.stdout, before.stdout + before.stderr
+
+    # the agent: a metered Claude Code run, then the edit it would make (the simulator writes no code)
+    fix = "sed -i 's/1 + 1 == 3/1 + 1 == 2/; s/2 - 1 == 0/2 - 1 == 1/' test_calc.py"
+    ran = job.run(policy=".github/repair.yml", agent="test-repair", preset="claude-code", comment="off",
+                  command=f"{CLAUDE_COMMAND} && {fix}", **{"anthropic-api-key": REAL_KEY})
+    assert not ran.failed, ran.log
+    assert ran.outputs["exit-code"] == "0" and ran.outputs["status"] == "completed"
+
+    verify = bash(_example_step("codex-test-repair.yml", "Re-run the tests and record the fixed ones"),
+                  CI_GUARD_LEDGER=job.ledger, RUN_ID=ran.outputs["run-id"], BEFORE=str(temp / "tests-before.xml"),
+                  AFTER=str(temp / "tests-after.xml"))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert f"run {ran.outputs['run-id']}: 2 tests fixed" in verify.stdout
+    assert (tmp_path / "verify-output").read_text().strip() == "passed=true"
+    report = subprocess.run(["ci-guard", "report", "--ledger", job.ledger, "--since", "1d", "--by", "workflow",
+                             "--format", "json"], check=True, capture_output=True, text=True, env=job.env)
+    (row,) = json.loads(report.stdout)["rows"]
+    assert row["tests_fixed"] == 2
+    assert Decimal(row["cost_per_fixed_test_usd"]) == (Decimal(ran.outputs["cost-usd"]) / 2).quantize(
+        Decimal(row["cost_per_fixed_test_usd"]))
+
+
+def test_test_repair_records_nothing_when_the_tests_still_fail(tmp_path: Path) -> None:
+    ws = tmp_path
+    (ws / "test_calc.py").write_text("def test_add():\n    assert 1 + 1 == 3\n")
+    for name, out in (("Tests before the repair", "before"),):
+        subprocess.run(["bash", "-c", _example_step("codex-test-repair.yml", name)["run"]], cwd=ws, check=True,
+                       env={**os.environ, "JUNIT": str(ws / f"{out}.xml")}, capture_output=True)
+    step = _example_step("codex-test-repair.yml", "Re-run the tests and record the fixed ones")
+    proc = subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], cwd=ws, capture_output=True, text=True,
+                          env={**os.environ, "CI_GUARD_LEDGER": f"sqlite:///{ws}/none.db", "RUN_ID": "r1",
+                               "BEFORE": str(ws / "before.xml"), "AFTER": str(ws / "after.xml"),
+                               "GITHUB_OUTPUT": str(ws / "out")})
+    assert proc.returncode == 0 and "still fail" in proc.stdout
+    assert (ws / "out").read_text().strip() == "passed=false" and not (ws / "none.db").exists()
