@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import click
 
@@ -14,6 +15,7 @@ Examples:
   ci-guard outcome --pr 42 merged                       # every run of PR 42 of this repository
   ci-guard outcome --pr 42 --repo acme/api closed
   ci-guard outcome 01J9Z... --tests-fixed 3             # a test-repair run fixed three tests
+  ci-guard outcome --sync-gitlab --since 14d            # GitLab: merged / closed MRs, from the API
   ci-guard outcome 01J9Z... --junit-before before.xml --junit-after after.xml
                                                         # count them from JUnit XML reports
 """
@@ -31,8 +33,15 @@ REPO_VARS = ("GITHUB_REPOSITORY", "CI_PROJECT_PATH")
 @click.option("--junit-before", metavar="FILE", help="JUnit XML of the tests before the repair; with --junit-after, "
                                                      "the tests failing here and passing there are the tests fixed.")
 @click.option("--junit-after", metavar="FILE", help="JUnit XML of the tests re-run after the repair.")
+@click.option("--sync-gitlab", is_flag=True,
+              help="GitLab CI: record merged/closed for the project's merge requests that have runs, from the API "
+                   "with $GITLAB_TOKEN; without a token, `merged` for the MR named by the merge commit "
+                   "($CI_COMMIT_MESSAGE: 'See merge request <project>!<iid>').")
+@click.option("--since", "since_text", default="14d", show_default=True, metavar="DURATION",
+              help="With --sync-gitlab: merge requests merged or closed within this long.")
 def outcome(ledger_url: str | None, args: tuple[str, ...], pr: int | None, repo: str | None,
-            tests_fixed: int | None, junit_before: str | None, junit_after: str | None) -> int:
+            tests_fixed: int | None, junit_before: str | None, junit_after: str | None, sync_gitlab: bool,
+            since_text: str) -> int:
     """Record what became of an agent's work: merged, closed, or tests fixed.
 
     Reports join these to spend: cost per merged PR, per fixed test, abandoned runs. A run's own
@@ -40,6 +49,10 @@ def outcome(ledger_url: str | None, args: tuple[str, ...], pr: int | None, repo:
     """
     from ci_guard.ledger import open_ledger
 
+    if sync_gitlab:
+        if args or pr is not None or tests_fixed is not None or junit_before or junit_after:
+            raise click.UsageError("--sync-gitlab takes no RUN_ID, OUTCOME, --pr or test counts")
+        return _sync_gitlab(ledger_url, repo, since_text)
     if bool(junit_before) != bool(junit_after):
         raise click.UsageError("--junit-before and --junit-after go together")
     if junit_before:
@@ -77,6 +90,52 @@ def outcome(ledger_url: str | None, args: tuple[str, ...], pr: int | None, repo:
     parts = [f"outcome {what}"] if what else []
     parts += [f"{tests_fixed} tests fixed"] if tests_fixed is not None else []
     click.echo(f"run {run_id}: {', '.join(parts)}")
+    return 0
+
+
+MERGE_COMMIT = re.compile(r"^See merge request (?P<project>\S+)!(?P<iid>[0-9]{1,9})\s*$", re.MULTILINE)
+
+
+def _sync_gitlab(ledger_url: str | None, repo: str | None, since_text: str) -> int:
+    """Outcomes of the project's merge requests (the GitLab outcome job of templates/ci-guard-outcome)."""
+    from datetime import UTC, datetime, timedelta
+
+    from ci_guard.errors import InvalidInputError
+    from ci_guard.ledger import open_ledger
+    from ci_guard.policy.durations import parse_duration
+
+    env = os.environ
+    repo = repo or env.get("CI_PROJECT_PATH")
+    if not repo:
+        raise click.UsageError("--sync-gitlab needs --repo (or $CI_PROJECT_PATH)")
+    try:
+        since = datetime.now(UTC) - timedelta(seconds=parse_duration(since_text))
+    except ValueError as exc:
+        raise InvalidInputError(f"--since: {exc}") from None
+    if env.get("GITLAB_TOKEN"):
+        from ci_guard.forges.gitlab import DEFAULT_URL, finished_merge_requests
+
+        url = env.get("CI_API_V4_URL") or env.get("CI_SERVER_URL") or DEFAULT_URL
+        found = finished_merge_requests(env.get("CI_PROJECT_ID") or repo, env["GITLAB_TOKEN"], url, since)
+        how = "from the GitLab API"
+    else:
+        # The merge commit GitLab writes ends "See merge request group/project!12"; fast-forward and squash
+        # merges have none, and closed merge requests never show here: those need the token.
+        matches = [m for m in MERGE_COMMIT.finditer(env.get("CI_COMMIT_MESSAGE", "")) if m["project"] == repo]
+        found = [(int(matches[-1]["iid"]), "merged")] if matches else []
+        how = "from the merge commit (set GITLAB_TOKEN to also record closed merge requests)"
+    store = open_ledger(ledger_url, create=False)  # annotates existing runs: never creates a ledger
+    try:
+        with_runs = set(store.pr_costs(repo, datetime(1970, 1, 1, tzinfo=UTC)))
+        recorded = [(iid, what) for iid, what in found if iid in with_runs]
+        for iid, what in recorded:
+            store.set_pr_outcome(repo, iid, what)
+    finally:
+        store.close()
+    for iid, what in recorded:
+        click.echo(f"{repo}!{iid}: outcome {what}")
+    click.echo(f"{len(recorded)} merge request outcomes recorded {how}"
+               f" ({len(found) - len(recorded)} without agent runs skipped)")
     return 0
 
 

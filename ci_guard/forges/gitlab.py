@@ -182,3 +182,28 @@ def from_env(project: str | int | None, mr_iid: int, token_env: str = "GITLAB_TO
     url = env.get("CI_API_V4_URL") or env.get("CI_SERVER_URL") or DEFAULT_URL
     return GitLabForge(project or env.get("CI_PROJECT_ID") or env.get("CI_PROJECT_PATH") or "", mr_iid, token,
                        url, **kwargs)
+
+
+def finished_merge_requests(project: str | int, token: str, url: str, since: datetime, *,
+                            timeout: float = 15) -> list[tuple[int, str]]:
+    """``(iid, "merged" | "closed")`` of the project's merge requests merged or closed since ``since``.
+
+    ``GET /projects/:id/merge_requests?state=merged|closed&updated_after=…`` (all pages); a merge
+    request closed without merging only shows up here: GitLab runs no pipeline when it closes.
+    """
+    register(token)
+    gl = gitlab.Gitlab(_server_url(url), private_token=token, timeout=timeout, retry_transient_errors=False,
+                       per_page=100)
+    target = f"project {project}"
+    out = []
+    for state in ("merged", "closed"):
+        try:
+            mrs = gl.projects.get(project, lazy=True).mergerequests.list(
+                state=state, updated_after=since.isoformat(), iterator=True, **NO_RETRY)
+            out += [(int(mr.iid), state) for mr in mrs]
+        except gitlab.exceptions.GitlabError as exc:
+            raise map_error(exc, f"list {state} merge requests", target) from None
+        except requests.RequestException as exc:
+            raise ForgeRequestError("gitlab", f"list {state} merge requests", None, type(exc).__name__,
+                                    retryable=True) from None
+    return out

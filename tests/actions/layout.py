@@ -10,6 +10,7 @@ ACTION_FILES = [ROOT / "action.yml", *sorted((ROOT / "actions").glob("*/action.y
 EXAMPLES = ROOT / "actions" / "examples"
 WORKFLOW_FILES = sorted(p for p in EXAMPLES.glob("*.yml") if not p.name.startswith("gitlab-ci"))
 GITLAB_COMPONENT = ROOT / "templates" / "ci-guard" / "template.yml"
+GITLAB_OUTCOME_COMPONENT = ROOT / "templates" / "ci-guard-outcome" / "template.yml"
 GITLAB_INCLUDE = ROOT / "gitlab-ci" / "ci-guard.gitlab-ci.yml"
 GITLAB_EXAMPLE = EXAMPLES / "gitlab-ci.example.yml"
 GITLAB_FILES = [GITLAB_COMPONENT, GITLAB_INCLUDE, GITLAB_EXAMPLE]

@@ -45,6 +45,7 @@ class FakeGitLab(FakeServer):
         self.reviewers: list[int] = []
         self.users = {"alice": 101, "bob": 102, "dev-dana": 103}  # username -> id
         self.handoff_writes: list[tuple[str, str, object]] = []
+        self.finished: dict[int, tuple[str, datetime]] = {}  # iid -> (merged | closed, updated_at), for the list
 
     @property
     def url(self) -> str:
@@ -71,6 +72,7 @@ class FakeGitLab(FakeServer):
             ("GET", project + r"/merge_requests/(\d+)", self._mr),
             ("PUT", project + r"/merge_requests/(\d+)", self._update_mr),
             ("GET", r"/users", self._users),
+            ("GET", project + r"/merge_requests", self._list_mrs),
             ("GET", project + r"/merge_requests/(\d+)/notes", self._list),
             ("POST", project + r"/merge_requests/(\d+)/notes", self._create),
             ("PUT", project + r"/merge_requests/(\d+)/notes/(\d+)", self._update),
@@ -112,6 +114,16 @@ class FakeGitLab(FakeServer):
         if "reviewer_ids" in body:
             self.reviewers = [int(i) for i in body["reviewer_ids"]]
         return Reply(200, self._mr_json(int(iid)))
+
+    def _list_mrs(self, req: Request, login: str) -> Reply:
+        """``?state=merged|closed&updated_after=ISO`` (one page: the fake holds few merge requests)."""
+        after = datetime.fromisoformat(req.query["updated_after"]) if "updated_after" in req.query else None
+        items = [{"id": 9000 + iid, "iid": iid, "project_id": PROJECT_ID, "state": state,
+                  "updated_at": at.isoformat()}
+                 for iid, (state, at) in sorted(self.finished.items())
+                 if req.query.get("state", "all") in ("all", state) and (after is None or at >= after)]
+        return Reply(200, items, {"X-Total": str(len(items)), "X-Total-Pages": "1", "X-Page": "1",
+                                  "X-Per-Page": "100", "X-Next-Page": ""})
 
     def _users(self, req: Request, login: str) -> Reply:
         name = req.query.get("username", "")
