@@ -25,7 +25,7 @@ from ci_guard.meter.agent_http import Request, Response, StreamResponse
 from ci_guard.meter.caps import WAIT_FOR_CALLS_IN_FLIGHT, Admission, PlannedCall
 from ci_guard.meter.pricer import ASSUMED_MAX_OUTPUT
 from ci_guard.meter.providers.base import CallResult, RequestInfo, StreamMeter, WireAdapter, billed_tier
-from ci_guard.meter.providers.body import LAZY_MIN_BYTES
+from ci_guard.meter.providers.body import LAZY_MIN_BYTES, encode_request
 from ci_guard.meter.request_checks import BadRequest, parse_body, unmetered_fee_tools
 from ci_guard.meter.upstream_client import UpstreamError
 from ci_guard.meter.upstream_hop import Response as UpstreamAnswer
@@ -172,7 +172,8 @@ class MeteredCall:
             worst = self._worst_case(model, info, max_output)
         body, strip_usage = adapter.prepare(body)
         # Adapters return a new object when they change a request: forward the agent's own bytes otherwise.
-        data = raw if body is original else json.dumps(body, separators=(",", ":")).encode()
+        # A large request is changed by splicing its parts into the agent's bytes (providers/body.py).
+        data = raw if body is original else encode_request(body)
         held = session.guard.hold(worst)  # last: nothing before it may fail with a hold taken
         return Plan(info, info.model, model, data, strip_usage, held, changes, beta)
 

@@ -13,7 +13,7 @@ import pytest
 from ci_guard.meter.loop import release_free_memory
 from ci_guard.meter.providers.anthropic import AnthropicMessages
 from ci_guard.meter.providers.base import RequestInfo
-from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, parse_request
+from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, encode_request, parse_request
 from ci_guard.meter.providers.openai_chat import OpenAIChat
 from ci_guard.meter.providers.openai_responses import OpenAIResponses
 from ci_guard.meter.request_checks import BadRequest, parse_body
@@ -125,10 +125,15 @@ def test_a_changed_request_is_built_from_the_exact_values() -> None:
     raw = compact(anthropic_body(thinking={"type": "enabled", "budget_tokens": 3000}))
     lazy = parse_request(raw)
     clamped = AnthropicMessages().clamp_output(lazy, 2000)
-    assert type(clamped) is dict and clamped["max_tokens"] == 2000
+    # still split: the conversation keeps the agent's bytes, only the changed caps are written anew
+    assert type(clamped) is RequestBody and clamped.raw("messages") == lazy.raw("messages")
+    assert clamped["max_tokens"] == 2000
     assert clamped["thinking"]["budget_tokens"] == 1999
-    assert {k: v for k, v in clamped.items() if k not in ("max_tokens", "thinking")} == \
-        {k: v for k, v in json.loads(raw).items() if k not in ("max_tokens", "thinking")}
+    sent = encode_request(clamped)
+    expected = {**json.loads(raw), "max_tokens": 2000, "thinking": {"type": "enabled", "budget_tokens": 1999}}
+    assert json.loads(sent) == expected
+    assert list(json.loads(sent)) == list(expected)  # the keys keep their places
+    assert sent.count(lazy.raw("messages")) == 1  # the conversation's bytes are the agent's, untouched
 
 
 # -- through the proxy: a large request keeps today's caps, and goes upstream as sent ------------

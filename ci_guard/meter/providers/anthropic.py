@@ -23,6 +23,7 @@ from ci_guard.meter.providers.base import (
     load_json_body,
     request_info,
 )
+from ci_guard.meter.providers.body import updated
 from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter
 from ci_guard.pricing.normalize import anthropic_web_searches, from_anthropic
 from ci_guard.pricing.usage import Usage
@@ -54,7 +55,7 @@ class AnthropicMessages(WireAdapter):
         return body, False  # every Anthropic stream reports usage already
 
     def set_model(self, body: dict[str, Any], model: str) -> dict[str, Any]:
-        return {**body, "model": model}
+        return updated(body, {"model": model})
 
     def clamp_output(self, body: dict[str, Any], max_output_tokens: int) -> dict[str, Any]:
         """Lower ``max_tokens``; keep extended thinking valid (1024 <= budget_tokens < max_tokens).
@@ -63,20 +64,19 @@ class AnthropicMessages(WireAdapter):
         <= 1024) thinking is dropped: the API accepts earlier thinking blocks in the history of a
         request without thinking, and the call can still answer.
         """
-        out = dict(body)  # also decodes a lazily read body (providers/body.py)
         current = body.get("max_tokens")
         limit = max(self.min_output_tokens, max_output_tokens)
         new = min(current, limit) if isinstance(current, int) else limit
-        out["max_tokens"] = new
+        changes: dict[str, Any] = {"max_tokens": new}
         thinking = body.get("thinking")
         if isinstance(thinking, dict) and thinking.get("type") == "enabled":
             if new <= THINKING_MIN_BUDGET:
-                out.pop("thinking")
-            else:
-                budget = thinking.get("budget_tokens")
-                budget = budget if isinstance(budget, int) else new - 1
-                out["thinking"] = {**thinking, "budget_tokens": max(THINKING_MIN_BUDGET, min(budget, new - 1))}
-        return out
+                return updated(body, changes, drop=("thinking",))
+            budget = thinking.get("budget_tokens")
+            budget = budget if isinstance(budget, int) else new - 1
+            changes["thinking"] = {**thinking, "budget_tokens": max(THINKING_MIN_BUDGET, min(budget, new - 1))}
+        # a large body stays split: its conversation is not decoded to change the cap (providers/body.py)
+        return updated(body, changes)
 
     def parse_response(self, body: bytes) -> CallResult:
         data, err = load_json_body(body)

@@ -34,7 +34,7 @@ is what the call is charged.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 LAZY_MIN_BYTES = 64 * 1024
@@ -50,15 +50,22 @@ class RequestBody(Mapping[str, Any]):
     """The top-level JSON object of a request, each value decoded when first read.
 
     Reads as a read-only mapping (``get``, ``in``, ``{**body}``), so adapters treat it like the
-    dict they always had; a changed request is built with ``{**body, ...}`` or ``dict(body)``,
-    which decodes every value exactly as ``json.loads`` of the whole body would have.
+    dict they always had. A changed request is built with :func:`updated` (a new RequestBody that
+    shares every untouched part's bytes: :meth:`encode` splices the changed values in between
+    them, so a megabyte conversation is neither decoded nor re-encoded to change ``model``);
+    ``{**body, ...}`` or ``dict(body)`` also work, decoding every value exactly as ``json.loads``
+    of the whole body would have.
     """
 
-    __slots__ = ("_parts", "_values")
+    __slots__ = ("_encode_value", "_parts", "_values")
 
-    def __init__(self, parts: dict[str, bytes], values: dict[str, Any] | None = None) -> None:
-        self._parts = parts
+    def __init__(self, parts: Mapping[str, bytes | None], values: dict[str, Any] | None = None,
+                 encode_value: Callable[[Any], bytes] | None = None) -> None:
+        self._parts = dict(parts)  # None: a value set by :meth:`updated`, encoded by :meth:`encode`
         self._values: dict[str, Any] = dict(values or {})  # values decoded up front (the small ones)
+        # How a changed value is written (transforms/splice.py passes one that reuses the agent's
+        # bytes for every part of the value it did not change); compact json.dumps by default.
+        self._encode_value = encode_value
 
     def __getitem__(self, key: str) -> Any:
         value = self._values.get(key, _MISSING)
@@ -77,8 +84,66 @@ class RequestBody(Mapping[str, Any]):
         return key in self._parts
 
     def raw(self, key: str) -> bytes | None:
-        """The compact JSON bytes of a top-level value, as the agent sent them."""
+        """The compact JSON bytes of a top-level value, as the agent sent them (None: absent, or
+        a value set by :meth:`updated`)."""
         return self._parts.get(key)
+
+    def updated(self, changes: Mapping[str, Any] | None = None, drop: Iterable[str] = ()) -> RequestBody:
+        """A new body with ``changes`` set and ``drop`` removed, like ``{**body, **changes}``: a key
+        already present keeps its place, a new one goes last. Nothing is decoded or encoded here."""
+        parts, values = dict(self._parts), dict(self._values)
+        for key in drop:
+            parts.pop(key, None)
+            values.pop(key, None)
+        for key, value in (changes or {}).items():
+            parts[key] = None
+            values[key] = value
+        return RequestBody(parts, values, self._encode_value)
+
+    def with_encoder(self, encode_value: Callable[[Any], bytes], values: Mapping[str, Any]) -> RequestBody:
+        """The same body with ``values`` already decoded and changed values written by ``encode_value``."""
+        return RequestBody(self._parts, {**self._values, **values}, encode_value)
+
+    def encode(self) -> bytes:
+        """The compact JSON of the body: the agent's bytes for every untouched part, the changed
+        values encoded (semantically what ``json.dumps(dict(body))`` gives)."""
+        encode_value = self._encode_value or dumps
+        pieces: list[Any] = []
+        for key, part in self._parts.items():
+            pieces += (b",", _key(key), b":", part if part is not None else encode_value(self._values[key]))
+        if not pieces:
+            return b"{}"
+        pieces[0] = b"{"  # in place of the first comma
+        pieces.append(b"}")
+        return b"".join(pieces)
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON, as the proxy writes every value it changes."""
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _key(key: str) -> bytes:
+    return json.dumps(key, ensure_ascii=False).encode()
+
+
+def updated(body: Mapping[str, Any], changes: Mapping[str, Any] | None = None, drop: Iterable[str] = ()) -> Any:
+    """``{**body, **changes}`` without the keys in ``drop``; a :class:`RequestBody` stays one (its
+    untouched parts are not decoded), so adapters and transforms change a request through this."""
+    if isinstance(body, RequestBody):
+        return body.updated(changes, drop)
+    out = dict(body)
+    for key in drop:
+        out.pop(key, None)
+    out.update(changes or {})
+    return out
+
+
+def encode_request(body: Mapping[str, Any]) -> bytes:
+    """The bytes that go upstream for a changed request (see :meth:`RequestBody.encode`)."""
+    if isinstance(body, RequestBody):
+        return body.encode()
+    return dumps(body)
 
 
 def parse_request(raw: bytes, loads: Loads = json.loads) -> Any:
@@ -127,4 +192,4 @@ def _parts(data: bytes) -> dict[str, bytes] | None:
     return parts if size == len(data) else None
 
 
-__all__ = ["LAZY_MIN_BYTES", "RequestBody", "parse_request"]
+__all__ = ["LAZY_MIN_BYTES", "RequestBody", "dumps", "encode_request", "parse_request", "updated"]

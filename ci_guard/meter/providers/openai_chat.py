@@ -23,6 +23,7 @@ from ci_guard.meter.providers.base import (
     load_json_body,
     request_info,
 )
+from ci_guard.meter.providers.body import updated
 from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter
 from ci_guard.pricing.normalize import from_openai_chat
 from ci_guard.pricing.usage import Usage
@@ -58,10 +59,10 @@ class OpenAIChat(WireAdapter):
             return body, False
         options = dict(options) if isinstance(options, dict) else {}
         options["include_usage"] = True
-        return {**body, "stream_options": options}, True
+        return updated(body, {"stream_options": options}), True
 
     def set_model(self, body: dict[str, Any], model: str) -> dict[str, Any]:
-        return {**body, "model": model}
+        return updated(body, {"model": model})
 
     def clamp_output(self, body: dict[str, Any], max_output_tokens: int) -> dict[str, Any]:
         """Lower the output cap, under the name the client used.
@@ -70,15 +71,15 @@ class OpenAIChat(WireAdapter):
         client that sent only the legacy ``max_tokens`` keeps it, since its server may know no
         other name. Reasoning tokens count against the cap, so the cap bounds the billed output.
         """
-        out = dict(body)  # also decodes a lazily read body (providers/body.py)
+        changes: dict[str, Any] = {}  # a large body stays split (providers/body.py)
         limit = max(self.min_output_tokens, max_output_tokens)
         legacy_only = "max_tokens" in body and "max_completion_tokens" not in body
         names = ("max_tokens",) if legacy_only else ("max_completion_tokens", "max_tokens")
         for name in names:
             current = body.get(name)
             if name == "max_completion_tokens" or isinstance(current, int):
-                out[name] = min(current, limit) if isinstance(current, int) else limit
-        return out
+                changes[name] = min(current, limit) if isinstance(current, int) else limit
+        return updated(body, changes)
 
     def parse_response(self, body: bytes) -> CallResult:
         data, err = load_json_body(body)

@@ -21,6 +21,7 @@ from ci_guard.meter.providers.base import (
     load_json_body,
     request_info,
 )
+from ci_guard.meter.providers.body import updated
 from ci_guard.meter.providers.openai_chat import openai_error_body
 from ci_guard.meter.providers.sse import SSEEvent, SSEStreamMeter
 from ci_guard.pricing.normalize import from_openai_responses
@@ -44,15 +45,14 @@ class OpenAIResponses(WireAdapter):
         return body, False  # response.completed always carries usage
 
     def set_model(self, body: dict[str, Any], model: str) -> dict[str, Any]:
-        return {**body, "model": model}
+        return updated(body, {"model": model})
 
     def clamp_output(self, body: dict[str, Any], max_output_tokens: int) -> dict[str, Any]:
         """Lower ``max_output_tokens`` (it bounds reasoning and visible output together)."""
-        out = dict(body)  # also decodes a lazily read body (providers/body.py)
         limit = max(self.min_output_tokens, max_output_tokens)
         current = body.get("max_output_tokens")
-        out["max_output_tokens"] = min(current, limit) if isinstance(current, int) else limit
-        return out
+        # a large body stays split: its conversation is not decoded to change the cap (providers/body.py)
+        return updated(body, {"max_output_tokens": min(current, limit) if isinstance(current, int) else limit})
 
     def parse_response(self, body: bytes) -> CallResult:
         data, err = load_json_body(body)

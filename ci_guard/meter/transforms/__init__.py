@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ci_guard.meter.transforms import cache, clear, prune, route, thinking
+from ci_guard.meter.providers.body import RequestBody
+from ci_guard.meter.transforms import cache, clear, prune, route, splice, thinking
 from ci_guard.meter.transforms.toolresults import tool_results
 from ci_guard.policy.decision import ContextPolicy
 
@@ -62,6 +63,13 @@ class ContextTransforms:
               not_dearer: Callable[[str | None, str], bool]) -> Transformed:
         p, changes = self.policy, Changes()
         anthropic = provider == "anthropic" and endpoint == "messages"
+        original = body
+        spec_prune, spec_clear = p.prune_tool_results, p.clear_old_tool_results
+        if isinstance(body, RequestBody) and (spec_prune or spec_clear or p.cache == "auto"):
+            # A large request: its conversation is decoded once, remembering the agent's bytes of
+            # each part, so a change is spliced into those bytes instead of re-encoding it all.
+            body = splice.prepare(body, endpoint)
+        prepared = body
         if p.route:
             chosen = route.pick(p.route, route.features(body, model, max_output, input_tokens, stream))
             if chosen is not None and chosen.model != model and not_dearer(model, chosen.model):
@@ -72,7 +80,6 @@ class ContextTransforms:
             body, before = thinking.clamp(body, p.max_thinking_tokens)
             if before is not None:
                 changes.thinking_budget_from, changes.thinking_budget_to = before, p.max_thinking_tokens
-        spec_prune, spec_clear = p.prune_tool_results, p.clear_old_tool_results
         results = tool_results(endpoint, body) if (spec_prune or spec_clear) else []
         if spec_prune and results:
             pruned = prune.prune(endpoint, body, spec_prune, results)
@@ -102,4 +109,4 @@ class ContextTransforms:
                 skip_newest = bool(spec_prune) and any(
                     r.newest and prune.cut(r.text, spec_prune) is not None for r in results)
                 body, changes.breakpoints_added = cache.add_breakpoints(body, skip_newest)
-        return Transformed(body, model, changes, beta)
+        return Transformed(original if body is prepared else body, model, changes, beta)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ci_guard.meter.providers.body import updated
+
 EPHEMERAL = {"type": "ephemeral"}
 MAX_BREAKPOINTS = 4
 # Blocks that accept cache_control (thinking blocks do not; empty text cannot be cached).
@@ -49,13 +51,10 @@ def manages_caching(body: dict[str, Any]) -> bool:
 
 def add_breakpoints(body: dict[str, Any], skip_newest: bool = False) -> tuple[dict[str, Any], int]:
     """(a copy of ``body`` with breakpoints added, how many); the body itself when none fits."""
-    out: dict[str, Any] | None = None
+    out: dict[str, Any] = {}  # the top-level values that change
     added = 0
 
     def writable() -> dict[str, Any]:
-        nonlocal out
-        if out is None:
-            out = dict(body)
         return out
 
     tools = body.get("tools")
@@ -94,7 +93,7 @@ def add_breakpoints(body: dict[str, Any], skip_newest: bool = False) -> tuple[di
                 changed = True
         if changed:
             writable()["messages"] = new_messages
-    return (out if out is not None else body), added
+    return (updated(body, out) if out else body), added
 
 
 def _cacheable(block: Any) -> bool:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ci_guard.meter.providers.body import updated
 from ci_guard.meter.transforms.toolresults import ToolResult, replace, tokens_of, tool_results
 from ci_guard.policy.models import ClearSpec
 
@@ -51,7 +52,7 @@ def inject_edit(body: dict[str, Any], spec: ClearSpec) -> dict[str, Any] | None:
     """The body with the context-management edit, or None when the agent manages it itself."""
     if "context_management" in body:
         return None
-    return {**body, "context_management": {"edits": [anthropic_edit(spec)]}}
+    return updated(body, {"context_management": {"edits": [anthropic_edit(spec)]}})
 
 
 def with_beta(header: str | None) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ci_guard.meter.providers.body import updated
+
 
 def clamp(body: dict[str, Any], limit: int) -> tuple[dict[str, Any], int | None]:
     """(body, the budget it had) -- the body itself and None when nothing was above the limit."""
@@ -16,4 +18,4 @@ def clamp(body: dict[str, Any], limit: int) -> tuple[dict[str, Any], int | None]
     budget = thinking.get("budget_tokens")
     if not isinstance(budget, int) or isinstance(budget, bool) or budget <= limit:
         return body, None
-    return {**body, "thinking": {**thinking, "budget_tokens": limit}}, budget
+    return updated(body, {"thinking": {**thinking, "budget_tokens": limit}}), budget

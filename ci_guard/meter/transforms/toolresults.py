@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ci_guard.meter.providers.body import updated
+
 Path = tuple[Any, ...]
 
 
@@ -29,8 +31,10 @@ def tokens_of(text: str) -> int:
 
 
 def replace(body: dict[str, Any], path: Path, value: Any) -> dict[str, Any]:
-    """A copy of ``body`` with the value at ``path`` replaced; containers off the path are shared."""
-    return _set(body, path, value)
+    """A copy of ``body`` with the value at ``path`` replaced; containers off the path are shared
+    (a large body's other top-level parts stay undecoded bytes: providers/body.py ``updated``)."""
+    head, rest = path[0], path[1:]
+    return updated(body, {head: _set(body[head], rest, value)})
 
 
 def _set(node: Any, path: Path, value: Any) -> Any:

@@ -1,0 +1,206 @@
+"""Changing a large request by splicing: the agent's bytes, with only what changed written anew.
+
+A late Claude Code request is a megabyte of conversation. Decoding it with ``json.loads`` and
+writing it all again with ``json.dumps`` to cut a few tool results costs several milliseconds per
+call. :func:`prepare` instead decodes the conversation with msgspec while it remembers the exact
+bytes the agent sent for each message (Responses: each input item) -- and for the elements of any
+other top-level part of 64 KB and more. The transforms then work on ordinary dicts and lists,
+copy-on-write as always (a changed request shares every untouched object with the original), and
+:meth:`Spans.encode` writes the result as the remembered bytes of every object the transforms
+kept, joined with the new objects written by msgspec. What goes upstream is slices of the agent's
+own bytes and the replacements: the same JSON value the full decode / re-encode gives
+(tests/meter/test_transforms_splice.py compares them on all three wire formats), and the same
+bytes on every turn for the same input, so the prompt-cache prefix stays identical.
+
+Positions come from msgspec's ``Raw`` split (``list[dict[str, Raw]]`` reads a list and its objects'
+members in one pass), located by lengths: a compact ``[{"k":v,...},...]`` is exactly as long as its
+keys (written as ``json.dumps`` writes them), values and punctuation. Whitespace, a repeated key or
+a key written with escapes only ever make the original longer, so when the lengths add up every
+offset is exact; when they do not, that part is decoded whole (its value is the same; it is only
+written anew if it changes). A value msgspec will not decode (``1e400``) is decoded by
+``json.loads``, the reference; from then on changed values are written by ``json.dumps``.
+
+Identity is the contract: an object remembered here is never mutated (transforms and adapters
+copy what they change), and the registry holds a reference to each, so an id cannot be reused.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, dumps
+
+# A container below this is decoded in one call rather than split (splitting pays per value);
+# if it changes it is written anew, which for a few kilobytes costs microseconds.
+SPLIT_MIN_BYTES = 4096
+# Container levels of the conversation that are split: 1 = each message (or Responses item) keeps
+# its bytes, and a changed one is written anew (msgspec writes strings ~10x faster than json.dumps:
+# re-writing the few messages a transform touches costs less than a second pass to split them).
+SPLIT_DEPTH = 1
+# Strings at least this long are remembered with their bytes (a short one is cheaper to write again).
+STRING_MIN_BYTES = 256
+# The conversation of each wire format: the only part large enough to be worth splitting deeper.
+CONVERSATION = {"messages": "messages", "chat.completions": "messages", "responses": "input"}
+
+_LIST_OF_OBJECTS = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
+_LIST = msgspec.json.Decoder(list[msgspec.Raw])
+_OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_LBRACKET, _LBRACE = ord("["), ord("{")
+
+
+def _encode_str(text: str) -> bytes:
+    """A string as JSON (UTF-8 as is, as the agents write it; msgspec is ~10x json.dumps here)."""
+    try:
+        return msgspec.json.encode(text)
+    except UnicodeEncodeError:  # a lone surrogate (json.loads accepts one): json.dumps escapes it
+        return dumps(text)
+
+
+def _key_size(key: str) -> int:
+    """len(json.dumps(key, ensure_ascii=False).encode()): the shortest way to write the key."""
+    if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
+        return len(key) + 2
+    return len(json.dumps(key, ensure_ascii=False).encode())
+
+
+def _object_size(values: dict[str, msgspec.Raw]) -> int:
+    return 1 + sum(_key_size(k) + 2 + len(v) for k, v in values.items()) if values else 2
+
+
+class Spans:
+    """The bytes the agent sent for each container and large string of a decoded conversation."""
+
+    def __init__(self) -> None:
+        self._raw: dict[int, tuple[Any, Any]] = {}  # id -> (the object, its bytes as a memoryview)
+        # False once json.loads decoded a part: it may hold inf or nan, which msgspec would write
+        # as null where json.dumps writes Infinity/NaN (the full path's bytes, which the upstream judges).
+        self._exact = True
+
+    def _decode(self, data: Any) -> Any:
+        try:
+            return msgspec.json.decode(data)
+        except (msgspec.DecodeError, ValueError):  # what msgspec refuses, json.loads decides
+            self._exact = False
+            return json.loads(bytes(data))
+
+    def _remember(self, value: Any, data: memoryview) -> Any:
+        self._raw[id(value)] = (value, data)
+        return value
+
+    def load(self, data: memoryview, depth: int = 1) -> Any:
+        """Decode ``data`` (one JSON value), remembering the bytes of its parts down to ``depth``
+        levels of containers (below that, each container is decoded in one call)."""
+        if len(data) < SPLIT_MIN_BYTES or depth <= 0:
+            value = self._decode(data)
+            if isinstance(value, dict | list) or (isinstance(value, str) and len(data) >= STRING_MIN_BYTES):
+                self._remember(value, data)
+            return value
+        first = data[0]
+        if first == _LBRACKET:
+            value = self._list(data, depth)
+        elif first == _LBRACE:
+            value = self._object(data, depth)
+        else:
+            value = self._decode(data)
+            if not isinstance(value, str):
+                return value
+        return self._remember(value, data)
+
+    def _list(self, data: memoryview, depth: int) -> Any:
+        try:
+            rows: list[Any] | None = _LIST_OF_OBJECTS.decode(data)
+        except msgspec.ValidationError:  # not a list of objects only
+            rows = None
+        except msgspec.DecodeError:
+            return self._decode(data)
+        if rows is not None:
+            sizes = [_object_size(row) for row in rows]
+            if (sum(sizes) + len(sizes) + 1 if rows else 2) != len(data):
+                return self._decode(data)  # whitespace, a repeated or escaped key: decoded whole
+            out, pos = [], 1
+            for row, size in zip(rows, sizes, strict=True):
+                out.append(self._members(data[pos:pos + size], row, depth - 1))
+                pos += size + 1
+            return out
+        items = _LIST.decode(data)
+        if sum(len(item) for item in items) + max(len(items), 1) + 1 != len(data):
+            return self._decode(data)
+        out, pos = [], 1
+        for item in items:
+            out.append(self.load(data[pos:pos + len(item)], depth - 1))
+            pos += len(item) + 1
+        return out
+
+    def _object(self, data: memoryview, depth: int) -> Any:
+        members = _OBJECT.decode(data)
+        if _object_size(members) != len(data):
+            return self._decode(data)
+        return self._members(data, members, depth)
+
+    def _members(self, data: memoryview, members: dict[str, msgspec.Raw], depth: int) -> dict[str, Any]:
+        """The object at ``data`` (its size already checked) from its members' raw values."""
+        if len(data) < SPLIT_MIN_BYTES or depth <= 0:
+            return self._remember(self._decode(data), data)
+        out, pos = {}, 1
+        for key, raw in members.items():
+            pos += _key_size(key) + 1
+            out[key] = self.load(data[pos:pos + len(raw)], depth - 1)
+            pos += len(raw) + 1
+        return self._remember(out, data)
+
+    def encode(self, value: Any, depth: int = 0) -> Any:
+        """Compact JSON of ``value``: remembered bytes for every object the transforms kept.
+
+        ``depth`` is the level below a top-level value; nothing is remembered below
+        :data:`SPLIT_DEPTH`, so a new value there is written by msgspec in one call.
+        """
+        hit = self._raw.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        if depth >= SPLIT_DEPTH and self._exact:
+            try:
+                return msgspec.json.encode(value)
+            except (TypeError, ValueError, OverflowError):  # a lone surrogate: json.dumps escapes it
+                pass
+        if isinstance(value, str):
+            return _encode_str(value)
+        if isinstance(value, dict):
+            if not value:
+                return b"{}"
+            pieces: list[Any] = []
+            for key, item in value.items():
+                pieces += (b",", _encode_str(key), b":", self.encode(item, depth + 1))
+            pieces[0] = b"{"
+            pieces.append(b"}")
+            return b"".join(pieces)
+        if isinstance(value, list | tuple):
+            if not value:
+                return b"[]"
+            pieces = []
+            for item in value:
+                pieces += (b",", self.encode(item, depth + 1))
+            pieces[0] = b"["
+            pieces.append(b"]")
+            return b"".join(pieces)
+        return dumps(value)
+
+    def encode_bytes(self, value: Any) -> bytes:
+        out = self.encode(value)
+        return out if isinstance(out, bytes) else bytes(out)
+
+
+def prepare(body: RequestBody, endpoint: str) -> RequestBody:
+    """``body`` with its conversation (and any other large part) decoded and its spans remembered;
+    changes made to the result through :func:`~ci_guard.meter.providers.body.updated` are written
+    by splicing (see the module docstring)."""
+    spans = Spans()
+    conversation = CONVERSATION.get(endpoint)
+    values = {}
+    for key in body:
+        raw = body.raw(key)
+        if raw is not None and (key == conversation or len(raw) >= LAZY_MIN_BYTES):
+            values[key] = spans.load(memoryview(raw), SPLIT_DEPTH)
+    return body.with_encoder(spans.encode_bytes, values)
