@@ -29,6 +29,9 @@ class PricedCall:
     call: ImportedCall
     model: str | None  # the catalog model that priced it (None: the vendor's cost was used)
     cost_usd: Decimal
+    # who served it: the file's word (a Claude Code / Codex export), else the pricing model's provider in
+    # the catalog (a CSV names only the model); "import" only when neither knows
+    provider: str | None = None
 
 
 def price_calls(imported: ImportedUsage, catalog: Catalog, price_as: str | None = None) -> list[PricedCall]:
@@ -52,11 +55,11 @@ def price_calls(imported: ImportedUsage, catalog: Catalog, price_as: str | None 
                 bound += upper - exact
             else:
                 exact = cost(call.usage, price).total_usd
-            priced.append(PricedCall(call, price.model, exact + fee))
+            priced.append(PricedCall(call, price.model, exact + fee, call.provider or price.provider))
         elif call.vendor_cost_usd is not None:
-            priced.append(PricedCall(call, None, call.vendor_cost_usd))
-        elif price is not None:
-            priced.append(PricedCall(call, price.model, Decimal(0)))  # a row with no tokens at all
+            priced.append(PricedCall(call, None, call.vendor_cost_usd, call.provider))
+        elif price is not None:  # a row with no tokens at all
+            priced.append(PricedCall(call, price.model, Decimal(0), call.provider or price.provider))
         else:
             unpriced.append(call.model or "<no model>")
     if bound > 0:
@@ -155,7 +158,7 @@ def _call_record(run_id: str, seq: int, p: PricedCall, started: datetime, ended:
     at = call.started_at or started
     return CallRecord(
         run_id=run_id, seq=seq, started_at=at, ended_at=max(at, ended) if not call.started_at else at,
-        provider=call.provider or "import", endpoint="import", model_requested=call.model,
+        provider=p.provider or call.provider or "import", endpoint="import", model_requested=call.model,
         model_served=p.model or call.model, usage=call.usage, cost_usd=p.cost_usd, status="ok",
         tool_calls=tool_calls, context_tokens=call.usage.context_tokens, session_id=session_id,
         web_searches=call.web_searches, service_tier=call.service_tier, inference_geo=call.inference_geo,

@@ -90,3 +90,28 @@ def test_claude_code_import_charges_web_searches_like_claude_code(tmp_path: Path
     summary = record_import(imported, ctx=CTX, policy=None, policy_path=None, ledger_url=f"sqlite:///{tmp_path}/l.db")
     assert summary.cost_usd == imported.reported_cost_usd == Decimal("0.038886")
     assert summary.web_searches == 3 and summary.calls[0].web_searches == 3
+
+
+def test_imported_calls_keep_their_time_and_provider(tmp_path: Path) -> None:
+    """The ledger (and so reports, budgets' periods and the FOCUS export) dates imported usage when it
+    happened, and names the provider that served it: the file's, else the catalog's for the model."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    path = _csv(tmp_path, "2026-11-28T10:00:00Z,claude-sonnet-4-5,10,10,10,10,$0.01\n"
+                          "2026-11-29T08:30:00Z,gpt-5,10,10,10,10,$0.01\n"
+                          "2026-11-29T09:00:00Z,cursor-secret-model,10,10,10,10,$0.01\n")
+    summary = record_import(parse_usage_file("csv", path), ctx=CTX, policy=None, policy_path=None, ledger_url=url)
+    store = open_ledger(url)
+    try:
+        run = store.get_run(summary.run_id)
+        calls = store.list_calls(summary.run_id)
+    finally:
+        store.close()
+    assert run is not None and run.started_at.isoformat() == "2026-11-28T10:00:00+00:00"
+    assert [(c.started_at.isoformat(), c.provider) for c in calls] == [
+        ("2026-11-28T10:00:00+00:00", "anthropic"), ("2026-11-29T08:30:00+00:00", "openai"),
+        ("2026-11-29T09:00:00+00:00", "import")]  # an unknown model priced by its vendor cost
+    from ci_guard.report.focus import focus_rows
+
+    rows = list(focus_rows([(c, run) for c in calls]))
+    assert [r["ProviderName"] for r in rows][:2] == ["Anthropic", "OpenAI"]
+    assert rows[0]["ChargePeriodStart"].startswith("2026-11-28T10:00")
