@@ -104,10 +104,14 @@ def _publish_once(forge: Forge, comment: RenderedComment, behavior: str, now: da
 
 
 def publish(forge: Forge, comment: RenderedComment, behavior: str = "update",
-            retry: RetryPolicy | None = None, *, now: datetime | None = None) -> PublishResult:
+            retry: RetryPolicy | None = None, *, now: datetime | None = None,
+            renew_unless: str | None = None) -> PublishResult:
     """Post ``comment`` with ``behavior``; raises :class:`ForgeRequestError` when it finally fails.
 
     ``now`` (default: the clock) bounds how far in the future a marker's ``valid-at`` may be.
+    ``renew_unless``: with ``update``, post a new comment (hiding or deleting the old one) when our
+    newest comment does not contain this text yet -- a handoff's mention, because the forges notify
+    people mentioned in a new comment, not in an edit.
     """
     if behavior not in BEHAVIORS:
         raise ValueError(f"unknown behaviour {behavior!r}")
@@ -118,7 +122,15 @@ def publish(forge: Forge, comment: RenderedComment, behavior: str = "update",
         behavior = "delete-and-new"
     for attempt in range(1, retry.attempts + 1):
         try:
-            result = _publish_once(forge, comment, behavior, now or datetime.now(UTC))
+            chosen = behavior
+            if renew_unless and behavior == "update":
+                ours = our_comments(forge, comment.tag)
+                if ours and renew_unless not in ours[-1].body:
+                    chosen = "hide-and-new" if forge.supports_hide else "delete-and-new"
+            result = _publish_once(forge, comment, chosen, now or datetime.now(UTC))
+            if chosen != behavior:
+                notes.append(f"posted a new comment (instead of an edit) so that the handoff's mention notifies; "
+                             f"the old one was {'hidden' if chosen == 'hide-and-new' else 'deleted'}")
         except ForgeRequestError as exc:
             if not exc.retryable or attempt == retry.attempts:
                 raise

@@ -270,7 +270,7 @@ def run_comment(opts: CommentOptions, *, environ: dict[str, str] | None = None, 
         print(comment.body, file=report.out, end="")
         return EXIT_OK
     _step_summary(comment, env, report)
-    return _post(comment, platform, repo, pr, opts, forge, report, retry)
+    return _post(comment, platform, repo, pr, opts, forge, report, retry, renew_unless=mention)
 
 
 class _Lazy:
@@ -408,14 +408,14 @@ def _step_summary(comment: RenderedComment, env: dict[str, str], report: Reporte
 
 
 def _post(comment: RenderedComment, platform: str | None, repo: str | None, pr: int | None,
-          opts: CommentOptions, forge: _Lazy, report: Reporter, retry: Any) -> int:
+          opts: CommentOptions, forge: _Lazy, report: Reporter, retry: Any, renew_unless: str | None = None) -> int:
     from ci_guard.forges.sticky import publish
 
     problem = forge.problem()
     if problem:
         return _fail(f"{problem}; nothing was posted", opts, report)
     try:
-        result = publish(forge.get(), comment, opts.behavior, retry)
+        result = publish(forge.get(), comment, opts.behavior, retry, renew_unless=renew_unless)
     except ForgeError as exc:
         return _fail(f"the cost comment was not posted: {exc.render()}", opts, report)
     for note in result.notes:

@@ -254,3 +254,22 @@ def test_the_job_model_expands_like_gitlab() -> None:
                          "C": "${A}!", "D": "$UNKNOWN"}}
     out = job_variables(job, {"CI_MERGE_REQUEST_TITLE": "$(id)"})
     assert out == {"A": "t=$(id)", "B": "$A ${A}", "C": "t=$(id)!", "D": "$UNKNOWN"}
+
+
+def test_component_footer_on_puts_the_cost_on_the_agents_note(tmp_path: Path, sim, gitlab) -> None:
+    """`footer-on`: the agent's own note (posted with the same project bot token) gets the one-line cost
+    footer instead of a second note; a retried job updates that footer in place."""
+    require_claude()
+    ws = make_workspace(tmp_path / "project")
+    (tmp_path / "home").mkdir()
+    agent_note = gitlab.add_note("ci-bot", "**Review:** looks good, one nit.", iid=MR)
+    _, job = interpolate_component(_inputs(**{"footer-on": "ci-bot"}))
+    env = {**gitlab_env(ws, gitlab, tmp_path / "home", sim.url), "ANTHROPIC_API_KEY": REAL_KEY,
+           "GITLAB_TOKEN": GITLAB_TOKEN, "CI_GUARD_LEDGER": f"sqlite:///{tmp_path}/ledger.db"}
+    for _ in range(2):
+        proc = run_job(job, env, ws.path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert gitlab.visible(MR) == [agent_note]
+    assert agent_note.body.startswith("**Review:** looks good, one nit.")
+    assert agent_note.body.count("<!-- ci-guard-footer:ci-guard-comment valid-at=") == 1
+    assert "💸 ci-guard on this merge request: **2 agent runs**" in agent_note.body

@@ -174,3 +174,21 @@ def test_gitlab_adds_label_reviewer_and_mention(tmp_path: Path) -> None:
         rc, _, _ = run(CommentOptions(summaries=[summary_file(tmp_path, capped)], policy=policy(tmp_path),
                                       platform="gitlab"), gl_env(srv))
         assert rc == 0 and srv.handoff_writes == first and len(srv.visible(7)) == 1
+
+
+def test_mention_goes_into_a_new_comment_so_it_notifies(github: FakeGitHub, tmp_path: Path) -> None:
+    """Forges notify people mentioned in a new comment, not in an edit: the sticky comment that
+    existed before the cap stopped a run is replaced (hidden on GitHub) once, then updated as usual."""
+    first = b.run("run-1", started="2026-03-02T09:00:00Z", ended="2026-03-02T09:05:00Z")
+    run(CommentOptions(summaries=[summary_file(tmp_path, first, "1.json")], policy=policy(tmp_path)),
+        gh_env(github, tmp_path))
+    [old] = github.visible(12)
+    capped = b.capped()
+    opts = dict(summaries=[summary_file(tmp_path, capped, "2.json")], policy=policy(tmp_path))
+    rc, _, err = run(CommentOptions(**opts), gh_env(github, tmp_path))  # type: ignore[arg-type]
+    assert rc == 0 and "so that the handoff's mention notifies" in err
+    old_after, new = github.visible(12)
+    assert old_after.id == old.id and old_after.minimized and "Over to a person" not in old_after.body
+    assert "Over to a person:** @dev-dana" in new.body and not new.minimized
+    rc, _, err = run(CommentOptions(**opts), gh_env(github, tmp_path))  # type: ignore[arg-type]
+    assert rc == 0 and len(github.visible(12)) == 2 and "already up to date" in err
