@@ -22,6 +22,7 @@ SECRET_ENV_VARS = (
     "CI_JOB_TOKEN",
     "CI_GUARD_GITHUB_TOKEN",
     "CI_GUARD_GITLAB_TOKEN",
+    "CI_GUARD_STOP_KEY",  # start/stop: authenticates the files the agent could rewrite
 )
 
 # Shapes of well-known credentials, as a second line of defence for values we never registered.

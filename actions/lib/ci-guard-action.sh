@@ -118,7 +118,9 @@ phase_preflight() {
     output reason "fork pull request without provider secrets"
     return 0
   fi
-  if [ "$mode" = stop ] && [ ! -f "$state_path" ]; then
+  # With a stop key the start step ran and a proxy may be running: a state file the agent deleted
+  # must not make stop skip it.
+  if [ "$mode" = stop ] && [ ! -f "$state_path" ] && [ -z "${CIG_STOP_KEY:-}" ]; then
     notice "no ci-guard state file at $state_path: the start step was skipped or denied, nothing to stop."
     output skip true
     return 0
@@ -176,11 +178,18 @@ phase_start() {
 
 phase_stop() {
   local rc=0
-  ci-guard stop --state "$state_path" --summary "$summary_path" --format github || rc=$?
+  if [ -z "${CIG_STOP_KEY:-}" ]; then
+    warning "no stop-key input: the state file and the run summary, which the agent step could rewrite, cannot be authenticated. Pass stop-key: \${{ steps.<start-id>.outputs.stop-key }}."
+  fi
+  # The key reaches ci-guard through its environment (not argv, which every process can read), and
+  # only this step's: it is never exported to the job.
+  CI_GUARD_STOP_KEY="${CIG_STOP_KEY:-}" ci-guard stop --state "$state_path" --summary "$summary_path" \
+    --format github || rc=$?
   output exit-code "$rc"
   case "$rc" in
     0) ;;
     81) warning "a ci-guard cap stopped the agent; see the step summary for which one." ;;
+    2) error "ci-guard stop refused a state file or run summary that was changed after ci-guard wrote it (see above); the run was stopped and reported from the ledger."; exit 2 ;;
     3 | 82) error "$INFRA_RUN"; exit "$rc" ;;
     *) error "ci-guard stop failed (exit $rc)"; exit "$rc" ;;
   esac

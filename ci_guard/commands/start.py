@@ -36,13 +36,20 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
     refused at the proxy; the runtime cap refuses calls after the deadline.
 
     \b
+    The stop key authenticates the state and summary files for `stop` (the agent can write them):
+    --format github gives it as the masked step output stop-key, --format shell as the shell
+    variable CI_GUARD_STOP_KEY (not exported, so the agent does not inherit it). Pass it to `stop`
+    through CI_GUARD_STOP_KEY; never put it in $GITHUB_ENV or the agent's environment.
+
+    \b
     Exit codes: 0 allowed and started; 80 denied or skipped by policy or budget; 82 infrastructure
     failure (ledger unreachable or misconfigured, required provider key missing); 2 invalid input.
 
     \b
     Examples:
       ci-guard start --policy ci-guard.yml --agent pr-review --preset claude-code --format github
-      eval "$(ci-guard start --policy ci-guard.yml --format shell)"; claude -p "..."; ci-guard stop
+      eval "$(ci-guard start --policy ci-guard.yml --format shell)"; claude -p "..."
+      CI_GUARD_STOP_KEY="$CI_GUARD_STOP_KEY" ci-guard stop
     """
     from ci_guard.errors import EXIT_RUN_INFRASTRUCTURE, EXIT_UNAVAILABLE, CiGuardError
     from ci_guard.meter import detached
@@ -68,18 +75,23 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
     if fmt == "github":
         if started.token:
             click.echo(f"::add-mask::{started.token}")
-        _append_env(env)
+        if started.stop_key:
+            click.echo(f"::add-mask::{started.stop_key}")
+        _append_env(env)  # the agent's environment: never the stop key
         write_github_outputs({
             "run-id": started.run_id, "decision": d.decision, "rule": d.rule, "reason": d.reason or "",
             "model": d.model,
             "max-turns": d.limits.max_turns, "max-cost-usd": d.limits.max_cost_usd,
             "proxy-url": started.proxy_url or "", "state-path": started.state_path,
-        })
+        }, secret={"stop-key": started.stop_key or ""})  # later steps see it only where the workflow passes it
     elif fmt == "shell":
         import shlex
 
         for name, value in env.items():
             click.echo(f"export {name}={shlex.quote(value)}")
+        if started.stop_key:
+            # a shell variable, not exported: the agent started from this shell does not inherit it
+            click.echo(f"CI_GUARD_STOP_KEY={shlex.quote(started.stop_key)}")
     if started.refused_summary is not None:
         if started.refused_summary.status == "error":  # the ledger, not the policy
             detail = started.refused_summary.stop_detail or ""

@@ -5,6 +5,10 @@ the agent action runs in a later step with the exported environment; ``stop`` se
 SIGTERM, and the proxy settles the run and writes its summary before it exits. The state file
 (mode 0600) carries what the proxy needs except the real provider keys, which it inherits from
 the environment of ``start`` and which never touch the disk.
+
+The agent can rewrite every file here: the state, the summary and the outcome file are
+authenticated with the run's stop key (``stopkey.py``), which the agent never sees, and `stop`
+signals only the process the key names, while its start time still matches.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ci_guard.errors import CiGuardError, InvalidInputError, ProviderError
 from ci_guard.files import write_text_atomic
+from ci_guard.meter.stopkey import StopKey, process_start_time
 from ci_guard.meter.summary import RunSummary
 from ci_guard.secrets import register
 
@@ -59,6 +64,8 @@ class Started:
     token: str | None
     refused_summary: RunSummary | None = None
     preset_env: dict[str, str] = field(default_factory=dict)
+    # for the CI step only (a masked step output): never the agent's environment or a file
+    stop_key: str | None = None
 
     def agent_env(self) -> dict[str, str]:
         """What later steps need: the proxy, the run token and the preset's configuration."""
@@ -76,6 +83,15 @@ class Started:
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, default=str), mode=0o600)  # it holds the run token
+
+
+def summary_path_of(state_path: str | Path) -> Path:
+    """Where the proxy writes the run summary: next to the state file, never a path a file names."""
+    return Path(state_path).resolve().with_suffix(".summary.json")
+
+
+def summary_mac_path(state_path: str | Path) -> Path:
+    return Path(state_path).resolve().with_suffix(".summary.mac")
 
 
 def read_state(path: str) -> dict[str, Any]:
@@ -103,10 +119,13 @@ def start(*, policy_path: str, context: RunContext, ledger_url: str | None, budg
                                      budget_snapshot=budget_snapshot, now=None, live=live)
     prepared.recorder.close()  # the detached proxy opens its own ledger connection
     state = Path(state_path).resolve()
+    key = StopKey.new(prepared.run_id)
+    register(key.encode())
     if prepared.refused_summary is not None:
-        _write_json_atomic(state, {"run_id": prepared.run_id, "refused": True,
-                                   "summary": prepared.refused_summary.to_json()})
-        return Started(str(state), prepared.run_id, prepared.decision, None, None, prepared.refused_summary)
+        _write_json_atomic(state, key.sign({"run_id": prepared.run_id, "refused": True,
+                                            "summary": prepared.refused_summary.to_json()}))
+        return Started(str(state), prepared.run_id, prepared.decision, None, None, prepared.refused_summary,
+                       stop_key=key.encode())
     try:
         require_keys(upstreams, model=prepared.decision.model,
                      model_provider=prepared.pricer.provider_of(prepared.decision.model) if prepared.pricer else None)
@@ -123,21 +142,29 @@ def start(*, policy_path: str, context: RunContext, ledger_url: str | None, budg
         "ledger_url": _public_url(prepared.ledger_url), "decision": prepared.decision.model_dump(mode="json"),
         "upstreams": {"anthropic": upstreams.anthropic, "openai": upstreams.openai},
         "started_at": datetime.now(UTC).isoformat(), "port": None, "pid": None,
-        "summary_path": str(state.with_suffix(".summary.json")), "log_path": str(state.with_suffix(".log")),
+        "summary_path": str(summary_path_of(state)), "log_path": str(state.with_suffix(".log")),
     }
-    _write_json_atomic(state, data)
+    _write_json_atomic(state, key.sign(data))
     with open(data["log_path"], "ab") as log:
-        child_env = {k: v for k, v in os.environ.items() if k != LEDGER_ENV}
+        child_env = {k: v for k, v in os.environ.items() if k not in (LEDGER_ENV, "CI_GUARD_STOP_KEY")}
         if prepared.ledger_url:
             child_env[LEDGER_ENV] = prepared.ledger_url
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ci_guard", "proxy", "--state", str(state)] + (["--quiet"] if quiet else []),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+            [sys.executable, "-m", "ci_guard", "proxy", "--state", str(state), "--stop-key-stdin"]
+            + (["--quiet"] if quiet else []),
+            stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True, close_fds=True,
             env=child_env,
         )
+    key = key.for_process(proc.pid, process_start_time(proc.pid))
     try:
-        port = _wait_ready(state, proc, ready_timeout_s)
+        # The key goes through a pipe: argv and the environment are readable in /proc by the agent.
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(key.encode().encode() + b"\n")
+            proc.stdin.close()
+        port = _wait_ready(state, proc, ready_timeout_s, key)
     except BaseException:
+        proc.kill()
         lifecycle.abandon_run(prepared.ledger_url, prepared.run_id)
         raise
     url = f"http://127.0.0.1:{port}"
@@ -152,19 +179,20 @@ def start(*, policy_path: str, context: RunContext, ledger_url: str | None, budg
                                    allowed_models=decision.enforcement.allowed_models,
                                    scratch=agent_dir(str(state)))
     except BaseException:
-        stop(str(state))
+        stop(str(state), stop_key=key.encode())
         raise
-    return Started(str(state), prepared.run_id, decision, url, token, preset_env=extra)
+    return Started(str(state), prepared.run_id, decision, url, token, preset_env=extra, stop_key=key.encode())
 
 
-def _wait_ready(state: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> int:
+def _wait_ready(state: Path, proc: subprocess.Popen[bytes], timeout_s: float, key: StopKey) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ProviderError(f"the metering proxy exited during start-up (code {proc.returncode}); "
                                 f"see {state.with_suffix('.log')}")
         with contextlib.suppress(OSError, json.JSONDecodeError):
-            port = json.loads(state.read_text()).get("port")
+            data = json.loads(state.read_text())
+            port = data.get("port") if key.verify(data) else None  # the proxy signs what it adds
             if port:
                 return int(port)
         time.sleep(0.05)
@@ -172,8 +200,12 @@ def _wait_ready(state: Path, proc: subprocess.Popen[bytes], timeout_s: float) ->
     raise ProviderError(f"the metering proxy did not start within {timeout_s:.0f}s; see {state.with_suffix('.log')}")
 
 
-def serve(state_path: str, quiet: bool = False) -> int:
-    """Body of `ci-guard proxy`: serve until SIGTERM, then settle the run and write its summary."""
+def serve(state_path: str, quiet: bool = False, key: StopKey | None = None) -> int:
+    """Body of `ci-guard proxy`: serve until SIGTERM, then settle the run and write its summary.
+
+    ``key`` (from `start`, through stdin): the state file must carry its MAC; what the proxy adds
+    to the state, the summary and the outcome it reads are authenticated with it.
+    """
     from ci_guard.meter import lifecycle, loop
     from ci_guard.meter.caps import CapGuard
     from ci_guard.meter.hardening import make_undumpable
@@ -189,6 +221,11 @@ def serve(state_path: str, quiet: bool = False) -> int:
     make_undumpable()
     state_file = Path(state_path)
     data = read_state(state_path)
+    if key is not None:
+        register(key.encode())
+        if not key.verify(data) or data.get("run_id") != key.run_id:
+            raise InvalidInputError(f"{state_path}: the state file was changed after `ci-guard start` wrote it "
+                                    "(its MAC does not verify with the run's stop key)")
     register(data["token"])
     decision = Decision.model_validate(data["decision"])
     policy = load_policy(data["policy_path"])
@@ -201,11 +238,11 @@ def serve(state_path: str, quiet: bool = False) -> int:
         live=LiveLog(quiet=quiet),
     )
     ups = upstreams_from_env(dict(os.environ), data["upstreams"]["anthropic"], data["upstreams"]["openai"])
-    loop.run(_serve_async(session, ups, state_file, data))
+    loop.run(_serve_async(session, ups, state_file, data, key))
     # The agent of start/stop mode is not our child: no exit code or signal to read. `stop` passes on
     # what the workflow knows (--agent-exit-code / --agent-outcome); without it, a run without a
     # metered call, or whose every call the provider refused (401/403), is still told apart.
-    outcome = read_outcome(state_file)
+    outcome = read_outcome(state_file, key)
     final = final_status(stopped=session.guard.stopped, exit_code=outcome.get("exit_code") or 0,
                          forwarded_signal=None, calls=session.calls)
     final = apply_outcome(final, outcome, stopped=session.guard.stopped)
@@ -219,10 +256,14 @@ def serve(state_path: str, quiet: bool = False) -> int:
     prepared = lifecycle.PreparedRun(session.run_id, decision, url, recorder=recorder, policy=policy)
     lifecycle.finish_run(prepared, summary)
     lifecycle.write_summary(summary, data["summary_path"])
+    if key is not None:  # `stop` takes the summary only with a MAC made with the run's key
+        written = Path(data["summary_path"]).read_bytes()
+        write_text_atomic(summary_mac_path(state_file), key.mac(written) + "\n", mode=0o600)
     return 0
 
 
-async def _serve_async(session: MeterSession, ups: Upstreams, state_file: Path, data: dict[str, Any]) -> None:
+async def _serve_async(session: MeterSession, ups: Upstreams, state_file: Path, data: dict[str, Any],
+                       key: StopKey | None) -> None:
     import asyncio
 
     from ci_guard.meter import lifecycle, owners
@@ -233,8 +274,8 @@ async def _serve_async(session: MeterSession, ups: Upstreams, state_file: Path, 
         owners.claim(session.run_id, lifecycle.SPILL_DIR)  # the proxy owns the run from now on
     proxy = MeterProxy(session, ups)
     await proxy.start()
-    data.update(port=proxy.port, pid=os.getpid())
-    _write_json_atomic(state_file, data)
+    data.update(port=proxy.port, pid=os.getpid(), pid_start=process_start_time(os.getpid()))
+    _write_json_atomic(state_file, key.sign(data) if key is not None else data)
     done = asyncio.Event()
     event_loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -274,13 +315,16 @@ def outcome_path(state_file: Path) -> Path:
     return state_file.resolve().with_suffix(".outcome.json")
 
 
-def read_outcome(state_file: Path) -> dict[str, Any]:
-    """What `stop` was told about the agent's step: ``{"exit_code": int|None, "outcome": str|None}``."""
+def read_outcome(state_file: Path, key: StopKey | None = None) -> dict[str, Any]:
+    """What `stop` was told about the agent's step: ``{"exit_code": int|None, "outcome": str|None}``.
+
+    With the run's key, only an outcome `stop` signed with it counts: the agent can write the file.
+    """
     try:
         data = json.loads(outcome_path(state_file).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or (key is not None and not key.verify(data)):
         return {}
     code = data.get("exit_code")
     outcome = data.get("outcome")
@@ -303,20 +347,42 @@ def apply_outcome(final: FinalStatus, outcome: dict[str, Any], *, stopped: bool)
 
 
 def stop(state_path: str, timeout_s: float = 30.0, ledger_url: str | None = None, *,
-         agent_exit_code: int | None = None, agent_outcome: str | None = None) -> RunSummary:
-    data = read_state(state_path)
+         agent_exit_code: int | None = None, agent_outcome: str | None = None, stop_key: str | None = None,
+         problems: list[str] | None = None) -> RunSummary:
+    """Stop the run's proxy, and return its summary.
+
+    With ``stop_key`` nothing the agent could write is trusted: the proxy signalled is the process
+    the key names (while its start time matches), and a state file or summary whose MAC does not
+    verify is not used; each such finding is appended to ``problems`` (the command exits 2).
+    Without it, the state file is checked against /proc and the ledger as well as can be.
+    """
+    from ci_guard.meter.live_log import LiveLog
+
+    problems = [] if problems is None else problems
+    key = StopKey.decode(stop_key) if stop_key else None
     full_url = ledger_url or os.environ.get(LEDGER_ENV)
-    if data.get("refused"):
+    if key is None:
+        data = read_state(state_path)
+    else:
+        register(key.encode())
+        data = _verified_state(state_path, key, full_url, problems)
+    if data.get("refused") and isinstance(data.get("summary"), dict):
         return RunSummary.model_validate(data["summary"])
     # The preset's generated configuration. Its place comes from the state file's own path, never from
     # the file's contents (the agent can write those); rmtree refuses a symlink put in its place.
     shutil.rmtree(agent_dir(state_path), ignore_errors=True)
     if agent_exit_code is not None or agent_outcome is not None:
-        # Read by the proxy after SIGTERM, before it classifies and settles the run.
-        _write_json_atomic(outcome_path(Path(state_path)), {"exit_code": agent_exit_code, "outcome": agent_outcome})
-    # The state file is writable by the agent: its pid is signalled only if that process is this
-    # state file's proxy, and the real proxy is found by its command line when the pid is not it.
-    for pid in _proxies_to_stop(data.get("pid"), Path(state_path)):
+        # Read by the proxy after SIGTERM, before it classifies and settles the run; signed, as the
+        # agent can write this file too (the proxy ignores an unsigned one when it has a key).
+        outcome = {"exit_code": agent_exit_code, "outcome": agent_outcome}
+        _write_json_atomic(outcome_path(Path(state_path)), key.sign(outcome) if key else outcome)
+    if key is not None:
+        pids = _keyed_proxy(key)
+    else:
+        LiveLog().info("warning: no stop key (--stop-key / CI_GUARD_STOP_KEY): the state file and the run "
+                       "summary cannot be authenticated; checking them against /proc and the ledger instead")
+        pids = _proxies_to_stop(data.get("pid"), Path(state_path))
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
@@ -325,15 +391,64 @@ def stop(state_path: str, timeout_s: float = 30.0, ledger_url: str | None = None
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    summary_path = Path(state_path).resolve().with_suffix(".summary.json")  # never a path the state names
+    summary_path = summary_path_of(state_path)  # never a path the state names
     data["summary_path"] = str(summary_path)
     if not summary_path.exists():
         return _recover(data, full_url)
     try:
-        summary = RunSummary.model_validate_json(summary_path.read_text())
+        raw = summary_path.read_bytes()
+        summary = RunSummary.model_validate_json(raw)
     except (OSError, ValueError):
         return _recover(data, full_url)
+    if key is not None:
+        if _summary_mac_ok(key, state_path, raw) and summary.run_id == key.run_id:
+            return summary
+        problems.append(f"{summary_path}: the run summary was changed after the metering proxy wrote it (its MAC "
+                        "does not verify with the stop key); reporting the ledger's account of the run")
+        return _recover(data, full_url)  # the ledger's account (closing the run if still open)
     return _checked_against_ledger(summary, data, full_url)
+
+
+def _verified_state(state_path: str, key: StopKey, full_url: str | None, problems: list[str]) -> dict[str, Any]:
+    """The state file when its MAC verifies; else only what the key itself says (the run id)."""
+    try:
+        data = read_state(state_path)
+    except InvalidInputError as exc:
+        data, why = None, exc.render()
+    else:
+        why = f"{state_path}: the state file was changed after `ci-guard start` wrote it (its MAC does not verify " \
+              "with the stop key); not using it"
+    if isinstance(data, dict) and key.verify(data) and data.get("run_id") == key.run_id:
+        return data
+    problems.append(why)
+    # What stop still needs: the run (from the key) and the ledger (from its own --ledger / env).
+    return {"run_id": key.run_id, "ledger_url": _public_url(full_url), "log_path": str(
+        Path(state_path).resolve().with_suffix(".log"))}
+
+
+def _summary_mac_ok(key: StopKey, state_path: str, raw: bytes) -> bool:
+    try:
+        mac = summary_mac_path(state_path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return key.verify_bytes(raw, mac)
+
+
+def _keyed_proxy(key: StopKey) -> list[int]:
+    """The proxy the stop key names, if that process still runs: same pid, same start time."""
+    from ci_guard.meter.live_log import LiveLog
+
+    if key.pid is None:
+        return []
+    now = process_start_time(key.pid)
+    if key.start_time is None or now is None:
+        # No /proc (not Linux), or the process is gone: signal only a pid that still exists.
+        return [key.pid] if key.start_time is None and _alive(key.pid) else []
+    if now != key.start_time:
+        LiveLog().info(f"warning: pid {key.pid} is no longer this run's metering proxy (it started at another "
+                       "time: the pid was reused); not signalling it")
+        return []
+    return [key.pid]
 
 
 def _proxy_pids(state_path: Path) -> list[int]:
@@ -419,17 +534,22 @@ def _recover(data: dict[str, Any], full_url: str | None) -> RunSummary:
     store = open_ledger(url)
     try:
         now = datetime.now(UTC)
-        store.finish_run(data["run_id"], "error", None, now)
+        run = store.get_run(data["run_id"])
+        ended_here = run is not None and run.status == "running"
+        if ended_here:  # a run the proxy did finish keeps its status (its summary file may be gone)
+            store.finish_run(data["run_id"], "error", None, now)
         store.settle(data["run_id"])
         run = store.get_run(data["run_id"])
-        calls = store.list_calls(data["run_id"])
+        calls = store.list_calls(data["run_id"], limit=1_000_000)
     finally:
         store.close()
     if run is None:
         raise CiGuardError(f"run {data['run_id']} is not in the ledger {url}")
     summary = run_summary(run, calls)
-    summary.decision = Decision.model_validate(data["decision"]).as_json()
-    summary.stop_detail = f"the metering proxy ended unexpectedly; see {data.get('log_path')}"
+    if isinstance(data.get("decision"), dict):
+        summary.decision = Decision.model_validate(data["decision"]).as_json()
+    if ended_here:
+        summary.stop_detail = f"the metering proxy ended unexpectedly; see {data.get('log_path')}"
     lifecycle.write_summary(summary, data["summary_path"])
     return summary
 

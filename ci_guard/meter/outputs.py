@@ -11,14 +11,20 @@ from ci_guard.money import usd_json
 from ci_guard.secrets import redact
 
 
-def write_github_outputs(values: Mapping[str, object], path: str | None = None) -> None:
-    """Append ``name<<DELIM`` blocks to $GITHUB_OUTPUT (safe for any value, multi-line included)."""
+def write_github_outputs(values: Mapping[str, object], path: str | None = None, *,
+                         secret: Mapping[str, str] | None = None) -> None:
+    """Append ``name<<DELIM`` blocks to $GITHUB_OUTPUT (safe for any value, multi-line included).
+
+    ``values`` are redacted; ``secret`` outputs are written as they are (the caller masked them
+    with ``::add-mask::``): a secret the workflow hands to a later ci-guard step, e.g. the stop key.
+    """
     target = path or os.environ.get("GITHUB_OUTPUT")
     if not target:
         return
     lines = []
-    for name, value in values.items():
-        text = "" if value is None else redact(str(value))
+    for name, value in [*((n, redact("" if v is None else str(v))) for n, v in values.items()),
+                        *(secret or {}).items()]:
+        text = value
         delim = f"ci_guard_{secrets.token_hex(8)}"
         lines.append(f"{name}<<{delim}\n{text}\n{delim}\n")
     with open(target, "a", encoding="utf-8") as fh:

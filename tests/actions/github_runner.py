@@ -4,7 +4,8 @@ For each step in order: evaluate ``if:`` (an implicit ``success()`` unless a sta
 used), substitute ``${{ ... }}`` in ``env:`` (inputs, ``github.*``, ``steps.<id>.outputs.*``,
 ``runner.*``, ``env.*``), give the step fresh ``GITHUB_OUTPUT``, ``GITHUB_ENV`` and
 ``GITHUB_STEP_SUMMARY`` files, run ``run:`` with ``bash --noprofile --norc -eo pipefail`` (GitHub's
-``shell: bash``), then read the outputs and the exported environment back. ``uses:`` steps
+``shell: bash``), then read the outputs and the exported environment back and delete those files,
+as the runner does before the next step. ``uses:`` steps
 (actions/setup-python, actions/cache) cannot run here and are recorded as skipped: the test
 environment already provides the Python they would set up.
 """
@@ -148,9 +149,14 @@ class ActionRunner:
         files["script"].write_text(ev.substitute(step["run"]))
         proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(files["script"])],
                               cwd=self.workdir, env=full, capture_output=True, text=True, timeout=600)
-        return StepResult(name, step.get("id"), "success" if proc.returncode == 0 else "failure",
-                          parse_command_file(files["output"]), proc.stdout + proc.stderr, proc.returncode,
-                          parse_command_file(files["env"]), files["summary"].read_text())
+        result = StepResult(name, step.get("id"), "success" if proc.returncode == 0 else "failure",
+                            parse_command_file(files["output"]), proc.stdout + proc.stderr, proc.returncode,
+                            parse_command_file(files["env"]), files["summary"].read_text())
+        # The runner deletes a step's command files before the next step runs (actions/runner,
+        # FileCommandManager.InitializeFiles): a later step never reads an earlier one's outputs.
+        for key in ("output", "env", "summary"):
+            files[key].unlink()
+        return result
 
 
 def base_env(*, home: Path, temp: Path, workspace: Path, event_path: Path, event_name: str,

@@ -59,6 +59,12 @@ def exported(out: str) -> dict[str, str]:
     return dict(pairs)
 
 
+def stop_key(out: str) -> str:
+    """The stop key `start --format shell` gives the CI step: a shell variable, never exported."""
+    (line,) = [line for line in out.splitlines() if line.startswith("CI_GUARD_STOP_KEY=")]
+    return shlex.split(line)[0].split("=", 1)[1]
+
+
 def call(agent_env: dict[str, str], text: str) -> httpx.Response:
     return httpx.post(agent_env["ANTHROPIC_BASE_URL"] + "/v1/messages",
                       headers={"x-api-key": agent_env["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"},
@@ -72,10 +78,13 @@ def test_start_meter_stop_settles_and_summarises(setup):
     assert started.returncode == 0, started.stderr
     agent_env = exported(started.stdout)
     assert agent_env["ANTHROPIC_API_KEY"].startswith("cig_") and KEY not in started.stdout
+    key = stop_key(started.stdout)
+    assert key not in agent_env.values() and "CI_GUARD_STOP_KEY" not in agent_env
     state = json.loads((tmp / "ci-guard-state.json").read_text())
     assert oct((tmp / "ci-guard-state.json").stat().st_mode & 0o777) == "0o600" and KEY not in json.dumps(state)
+    assert key not in (tmp / "ci-guard-state.json").read_text()
     assert [call(agent_env, f"q{i}").status_code for i in range(4)] == [200, 200, 200, 400]  # max_turns 3
-    stopped = cli(tmp, "stop", "--summary", "run.json", "--format", "json", env=env)
+    stopped = cli(tmp, "stop", "--summary", "run.json", "--format", "json", env={**env, "CI_GUARD_STOP_KEY": key})
     assert stopped.returncode == 0, stopped.stderr
     summary = json.loads((tmp / "run.json").read_text())
     assert summary["status"] == "stopped" and summary["stop_reason"] == "max_turns" and summary["turns"] == 3
@@ -128,9 +137,11 @@ def test_stop_prints_the_per_call_log_folded(setup, forge):
 def test_stop_takes_the_agent_steps_outcome(setup, flags, status, reason, code):
     # start/stop mode: the agent is a workflow step, not ci-guard's child; the workflow tells `stop`.
     tmp, _, env = setup
-    agent_env = exported(start(tmp, env).stdout)
+    started = start(tmp, env)
+    agent_env = exported(started.stdout)
     assert call(agent_env, "q").status_code == 200
-    stopped = cli(tmp, "stop", "--summary", "run.json", *flags, env=env)
+    keyed = {**env, "CI_GUARD_STOP_KEY": stop_key(started.stdout)}
+    stopped = cli(tmp, "stop", "--summary", "run.json", *flags, env=keyed)
     assert stopped.returncode == 0, stopped.stderr
     summary = json.loads((tmp / "run.json").read_text())
     assert (summary["status"], summary["stop_reason"], summary["agent_exit_code"]) == (status, reason, code)
@@ -200,7 +211,12 @@ def test_github_format_exports_env_and_masks_the_token(setup):
     assert started.stdout.startswith(f"::add-mask::{lines['ANTHROPIC_API_KEY']}")
     assert lines["ANTHROPIC_BASE_URL"].endswith("/anthropic") and "CI_GUARD_STATE" in lines
     assert "run-id<<" in outputs.read_text()
-    assert cli(tmp, "stop", env=env).returncode == 0
+    from tests.actions.github_runner import parse_command_file
+
+    key = parse_command_file(outputs)["stop-key"]  # a masked step output, never in GITHUB_ENV
+    assert key.startswith("cig_stop_") and f"::add-mask::{key}" in started.stdout
+    assert key not in github_env.read_text() and key not in started.stderr
+    assert cli(tmp, "stop", env={**env, "CI_GUARD_STOP_KEY": key}).returncode == 0
 
 
 def _alive(pid: int) -> bool:
