@@ -212,7 +212,7 @@ def test_action_start_then_a_plain_claude_step_then_stop(tmp_path, installed, gi
         step = job.step('claude -p "Review this pull request" --output-format json --allowedTools Bash')
         assert step.returncode == 0, step.stderr
         reported = json.loads(step.stdout)
-        stopped = job.run(mode="stop", comment="update")
+        stopped = job.run(mode="stop", comment="update", **{"stop-key": started.outputs["stop-key"]})
         served = _served(sim)
     assert not stopped.failed, stopped.log
     assert set(reported["modelUsage"]) == {DECIDED_CLAUDE}, reported["modelUsage"]
@@ -285,7 +285,7 @@ def test_codex_home_is_exported_by_start(tmp_path, installed, github):
         assert Path(exported["CODEX_HOME"], "config.toml").is_file()
         job.env.update(exported)
         step = job.step('codex exec --json --skip-git-repo-check "Fix the tests" < /dev/null')
-        stopped = job.run(mode="stop", comment="off")
+        stopped = job.run(mode="stop", comment="off", **{"stop-key": started.outputs["stop-key"]})
         served = _served(sim)
     events = [json.loads(line) for line in step.stdout.splitlines() if line.startswith("{")]
     failed = [e for e in events if e.get("type") == "turn.failed"]

@@ -231,7 +231,7 @@ def test_start_and_stop_meter_claude_code_started_as_a_separate_process(tmp_path
     reported = json.loads(proc.stdout)
 
     job.env.update(exported)  # later steps of the job see GITHUB_ENV
-    stopped = job.run(mode="stop", comment="update")
+    stopped = job.run(mode="stop", comment="update", **{"stop-key": started.outputs["stop-key"]})
     assert not stopped.failed, stopped.log
     assert stopped.outputs["status"] == "completed" and stopped.outputs["run-id"] == started.outputs["run-id"]
 
