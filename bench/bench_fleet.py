@@ -12,8 +12,12 @@ Reported, per fleet size:
   agent's last answer);
 * lag: how long after the last agent's last answer the ledger held every call (polled every 5 ms).
 
+With ``--baseline-src DIR`` (a directory holding another version's ``ci_guard`` package, e.g. from
+``git archive <commit> ci_guard | tar -x -C DIR``) every measurement is repeated with that version
+(run with ``PYTHONPATH=DIR``, its own schema), interleaved with this checkout's: "new" vs "old".
+
     python bench/bench_fleet.py [--runs 32] [--calls 200] [--rounds 3] [--ledger postgresql://...]
-                                [--launch-rounds 10] [--out bench/results/fleet.json]
+                                [--launch-rounds 10] [--baseline-src DIR] [--out bench/results/fleet.json]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -98,7 +103,8 @@ def fleet(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, conn
     first = [a["first_answer"] - t0 for a in agents]
     start = min(a["first_sent"] for a in agents)
     end = max(a["last_answer"] for a in agents)
-    out = {"runs": n, "calls_per_run": calls, "launch_all_s": max(first), "launch_p50_s": statistics.median(first)}
+    out = {"runs": n, "calls_per_run": calls, "launch_all_s": max(first), "launch_p50_s": statistics.median(first),
+           "launch_p90_s": pct(first, 90)}
     if conninfo and schema:
         during = [c - before for t, c in seen if t <= end]
         committed_at_end = during[-1] if during else 0
@@ -113,12 +119,12 @@ def fleet(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, conn
     return out
 
 
-def launch_once(work: Path, env: dict[str, str], ledger: str, alone: bool) -> float:
+def launch_once(work: Path, env: dict[str, str], ledger: str | None) -> float:
     """One run (or the agent alone against the simulator) to its first answered call, in seconds."""
     mark = work / "launch.json"
     mark.unlink(missing_ok=True)
     t0 = time.time()
-    if alone:
+    if ledger is None:  # the agent alone
         cmd = [sys.executable, str(AGENT), "1", str(mark)]
         agent_env = {**env, "ANTHROPIC_BASE_URL": env["CI_GUARD_ANTHROPIC_UPSTREAM"], "ANTHROPIC_API_KEY": "k"}
     else:
@@ -137,6 +143,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--launch-rounds", type=int, default=10)
     ap.add_argument("--ledger", default=PG, help="a PostgreSQL server URL (a fresh schema is created) or sqlite")
+    ap.add_argument("--baseline-src", help="a directory holding another version's ci_guard package, run "
+                    "interleaved with this one (PYTHONPATH=DIR)")
     ap.add_argument("--out", default="bench/results/fleet.json")
     args = ap.parse_args()
 
@@ -153,49 +161,74 @@ def main() -> None:
     for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
         env.pop(var, None)
     pg = args.ledger.startswith("postgres")
-    schema = f"cig_fleet_{secrets.token_hex(4)}" if pg else None
-    ledger = f"{args.ledger}?schema={schema}" if pg else args.ledger
     conninfo = args.ledger if pg else None
+    # variant -> (environment, ledger URL, schema): each version on its own schema (or file)
+    variants: dict[str, tuple[dict[str, str], str, str | None]] = {}
+    for name, src in (("new", None), ("old", args.baseline_src)):
+        if name == "old" and not src:
+            continue
+        venv = {**env, "PYTHONPATH": str(Path(src).resolve())} if src else env
+        if pg:
+            schema = f"cig_fleet_{name}_{secrets.token_hex(4)}"
+            variants[name] = (venv, f"{args.ledger}?schema={schema}", schema)
+        else:
+            variants[name] = (venv, f"sqlite:///{work}/{name}.db", None)
     time.sleep(1.0)
     results: dict[str, object] = {"python": sys.version.split()[0], "backend": "postgres" if pg else "sqlite",
-                                  "load_before": os.getloadavg()}
+                                  "load_before": os.getloadavg(), "variants": list(variants)}
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     try:
-        subprocess.run([sys.executable, "-m", "ci_guard", "ledger", "migrate", "--ledger", ledger], env=env,
-                       check=True, capture_output=True)
-        # launch: one run to its first answer vs the agent alone, interleaved
-        launch: dict[str, list[float]] = {"alone": [], "run": []}
+        for venv, ledger, _ in variants.values():
+            subprocess.run([sys.executable, "-m", "ci_guard", "ledger", "migrate", "--ledger", ledger], env=venv,
+                           check=True, capture_output=True)
+        # launch: one run to its first answer vs the agent alone, interleaved (the order rotates)
+        names = ["alone", *variants]
+        launch: dict[str, list[float]] = {k: [] for k in names}
         for i in range(args.launch_rounds):
-            for alone in ((True, False) if i % 2 == 0 else (False, True)):
-                launch["alone" if alone else "run"].append(launch_once(work, env, ledger, alone))
-        results["launch"] = {k: {"p50_s": statistics.median(v), "min_s": min(v), "max_s": max(v),
-                                 "all_s": [round(x, 3) for x in v]} for k, v in launch.items()}
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                venv, ledger = (env, None) if name == "alone" else variants[name][:2]
+                launch[name].append(launch_once(work, venv, ledger))
+        results["launch"] = {k: {"p50_s": statistics.median(v), "p90_s": pct(v, 90), "min_s": min(v),
+                                 "max_s": max(v), "all_s": [round(x, 3) for x in v]} for k, v in launch.items()}
         print("launch to first answered call (s):", {k: v["all_s"] for k, v in results["launch"].items()},
               flush=True)
-        rounds = []
-        for _ in range(args.rounds if args.runs else 0):
-            rounds.append(fleet(args.runs, args.calls, work, env, ledger, conninfo, schema))
-            print("fleet round:", rounds[-1], flush=True)
+        for i in range(args.rounds if args.runs else 0):
+            order = list(variants) if i % 2 == 0 else list(reversed(variants))
+            for name in order:
+                venv, ledger, schema = variants[name]
+                rounds[name].append(fleet(args.runs, args.calls, work, venv, ledger, conninfo, schema))
+                print(f"fleet round ({name}):", rounds[name][-1], flush=True)
         results["fleet"] = rounds
     finally:
         sim.terminate()
         sim.wait(10)
-        if pg and schema:
+        if pg:
             with psycopg.connect(args.ledger, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+                for _, _, schema in variants.values():
+                    conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        shutil.rmtree(work, ignore_errors=True)
     results["load_after"] = os.getloadavg()
 
-    la, lr = results["launch"]["alone"], results["launch"]["run"]  # type: ignore[index]
-    print(f"launch to first answered call ({args.launch_rounds} rounds, interleaved), p50 [min-max]:")
-    print(f"  agent alone      {la['p50_s'] * 1000:8.1f} ms [{la['min_s'] * 1000:.1f}-{la['max_s'] * 1000:.1f}]")
-    print(f"  ci-guard run     {lr['p50_s'] * 1000:8.1f} ms [{lr['min_s'] * 1000:.1f}-{lr['max_s'] * 1000:.1f}]"
-          f"  (+{(lr['p50_s'] - la['p50_s']) * 1000:.1f} ms)")
+    print(f"launch to first answered call ({args.launch_rounds} rounds, interleaved), p50 / p90 [min-max]:")
+    base = results["launch"]["alone"]["p50_s"]  # type: ignore[index]
+    for name, lr in results["launch"].items():  # type: ignore[attr-defined]
+        added = "" if name == "alone" else f"  (+{(lr['p50_s'] - base) * 1000:.1f} ms)"
+        print(f"  {name:<8}{lr['p50_s'] * 1000:8.1f} / {lr['p90_s'] * 1000:6.1f} ms "
+              f"[{lr['min_s'] * 1000:.1f}-{lr['max_s'] * 1000:.1f}]{added}")
     print(f"{args.runs} concurrent runs x {args.calls} calls, one org budget, {results['backend']} ledger:")
-    print(f"{'round':>6}{'all serving s':>15}{'agents calls/s':>16}{'committed/s':>13}{'at end':>10}{'lag ms':>9}")
-    for i, r in enumerate(rounds):
-        print(f"{i + 1:>6}{r['launch_all_s']:>15.2f}{r.get('agent_rate_per_s', 0):>16.0f}"
-              f"{r.get('commit_rate_per_s', 0):>13.0f}"
-              f"{r.get('committed_when_agents_done', 0) / max(r.get('calls', 1), 1):>10.0%}"
-              f"{r.get('lag_s', float('nan')) * 1000:>9.0f}")
+    print(f"{'variant':>8}{'round':>6}{'launch p50/p90 s':>18}{'all serving s':>15}{'agents calls/s':>16}"
+          f"{'committed/s':>13}{'at end':>8}{'lag ms':>9}")
+    for name, rs in rounds.items():
+        for i, r in enumerate(rs):
+            print(f"{name:>8}{i + 1:>6}{r['launch_p50_s']:>10.2f}/{r['launch_p90_s']:<7.2f}{r['launch_all_s']:>15.2f}"
+                  f"{r.get('agent_rate_per_s', 0):>16.0f}{r.get('commit_rate_per_s', 0):>13.0f}"
+                  f"{r.get('committed_when_agents_done', 0) / max(r.get('calls', 1), 1):>8.0%}"
+                  f"{r.get('lag_s', float('nan')) * 1000:>9.0f}")
+        if rs:
+            med = {k: statistics.median(r.get(k, float("nan")) for r in rs)
+                   for k in ("launch_all_s", "commit_rate_per_s", "lag_s")}
+            print(f"{name:>8}{'med':>6}{'':>18}{med['launch_all_s']:>15.2f}{'':>16}{med['commit_rate_per_s']:>13.0f}"
+                  f"{'':>8}{med['lag_s'] * 1000:>9.0f}")
     print(f"load average before / after: {results['load_before']} / {results['load_after']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -72,13 +72,14 @@ class PostgresStore(SqlStore):
             raise self._translate_error(exc) from None  # type: ignore[misc]
 
     def _applied(self) -> set[int]:
-        if not self._version():
-            return set()
         conn = self._connection()
         try:
             with conn.cursor() as cur:
+                # one round trip on every open (a launch of `ci-guard run` opens the ledger once)
                 cur.execute("SELECT version FROM schema_version")
                 return {int(r[0]) for r in cur.fetchall()}
+        except pg_errors.UndefinedTable:  # a new schema (autocommit: nothing to roll back)
+            return set()
         except psycopg.Error as exc:
             raise self._translate_error(exc) from None  # type: ignore[misc]
 

@@ -62,6 +62,7 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
         live.info(f"no ledger configured (--ledger / CI_GUARD_LEDGER): using the local default {url} "
                   f"(budgets are shared only by jobs that use the same ledger)")
     store, ledger_problem = _open_store(open_ledger, url)
+    handed: Any = None  # the store, once the recorder takes it over
     if store is not None:
         _replay_earlier_spills(store)
         _close_stale_runs(store, now)
@@ -100,13 +101,20 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
                 # Reserved but not started: release the hold now rather than leave it to its TTL.
                 _release(store, run_id)
                 raise
+            # the run's recorder writes through this same connection: a second connect and schema
+            # check per run would add ~10 ms to every launch (and a backend per run on PostgreSQL)
+            handed = store
     finally:
-        if store is not None:
+        if store is not None and handed is None:
             store.close()
     try:
         pricer = CatalogPricer.from_policy(policy, policy_path, decision)
-        recorder = open_recorder(url if store is not None else None, f"{SPILL_DIR}/{run_id}.unrecorded.jsonl")
+        recorder = open_recorder(url if store is not None else None, f"{SPILL_DIR}/{run_id}.unrecorded.jsonl",
+                                 store=handed)
     except BaseException:
+        if handed is not None:
+            with contextlib.suppress(Exception):
+                handed.close()
         if store is not None:
             abandon_run(url, run_id)
         raise

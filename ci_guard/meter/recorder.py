@@ -276,10 +276,16 @@ class LedgerRecorder:
         self._pool.shutdown(wait=True)
 
 
-def open_recorder(ledger_url: str | None, spill_path: str | None) -> Recorder:
-    """The recorder of a run: the ledger on a thread of this process, or a no-op without a ledger."""
+def open_recorder(ledger_url: str | None, spill_path: str | None, store: Any = None) -> Recorder:
+    """The recorder of a run: the ledger on a thread of this process, or a no-op without a ledger.
+
+    ``store``: an open store of ``ledger_url`` to write through (the recorder owns it from then on,
+    and uses it from its thread only); else the recorder opens its own.
+    """
     from ci_guard.ledger import open_ledger
 
     if not ledger_url:
         return LedgerRecorder(None)
+    if store is not None:
+        return LedgerRecorder(lambda: store, spill_path=spill_path)
     return LedgerRecorder(lambda: open_ledger(ledger_url), spill_path=spill_path)
