@@ -24,7 +24,9 @@ import argparse
 import asyncio
 import hashlib
 import json
+import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -41,6 +43,7 @@ from ci_guard.meter.caps import CapGuard  # noqa: E402
 from ci_guard.meter.live_log import LiveLog  # noqa: E402
 from ci_guard.meter.pricer import CatalogPricer  # noqa: E402
 from ci_guard.meter.providers.base import estimate_input_tokens  # noqa: E402
+from ci_guard.meter.providers.body import RequestBody  # noqa: E402
 from ci_guard.meter.providers.body import parse_request as parse_body  # noqa: E402
 from ci_guard.meter.proxy import MeterProxy  # noqa: E402
 from ci_guard.meter.recorder import LedgerRecorder  # noqa: E402
@@ -229,12 +232,112 @@ def time_transforms(repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
+class FullPath(ContextTransforms):
+    """The path before splicing, for the side-by-side rows: the request decoded whole (json.loads),
+    transformed, and re-encoded whole (json.dumps) when it changed."""
+
+    def apply(self, **kw: Any) -> Any:
+        if isinstance(kw["body"], RequestBody):
+            kw["body"] = dict(kw["body"])
+        return super().apply(**kw)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def time_real_path(rounds: int) -> list[dict[str, Any]]:
+    """Added latency per call of a changed ~1 MB request through the real proxy (MeterProxy, in
+    process) to a canned upstream that does not parse (bench/fast_upstream.py): one proxy per
+    variant, requests interleaved round-robin so every variant sees the same machine noise."""
+    port = free_port()
+    upstream = subprocess.Popen([sys.executable, str(ROOT / "bench" / "fast_upstream.py"), str(port)])
+    variants: list[tuple[str, ContextPolicy | None, type[ContextTransforms]]] = [
+        ("off", None, ContextTransforms),
+        ("prune+cache spliced", ContextPolicy(cache="auto", prune_tool_results=PRUNE), ContextTransforms),
+        ("prune+cache full path", ContextPolicy(cache="auto", prune_tool_results=PRUNE), FullPath),
+        ("cache spliced", ContextPolicy(cache="auto"), ContextTransforms),
+        ("cache full path", ContextPolicy(cache="auto"), FullPath),
+    ]
+    body, _ = one_mb_request("prunable")
+    raw = json.dumps(body, separators=(",", ":")).encode()  # compact, as agents send it
+    loop = Loop()
+    proxies = []
+    try:
+        for _ in range(50):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        for name, policy, kind in variants:
+            decision = Decision(decision="allow", rule="bench", model=MODEL, limits=Limits(),
+                                context_policy=policy or ContextPolicy())
+            session = MeterSession(run_id=new_run_id(), token=new_run_token(), decision=decision,
+                                   guard=CapGuard(decision.limits), pricer=CatalogPricer(load_catalog(), MODEL),
+                                   recorder=LedgerRecorder(None), live=LiveLog(quiet=True))
+            if policy is not None:
+                session.transforms = kind(policy)
+            proxy = MeterProxy(session, Upstreams(anthropic=f"http://127.0.0.1:{port}", anthropic_api_key=KEY))
+            loop.run(proxy.start())
+            proxies.append((name, proxy, session))
+        samples: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        sent: dict[str, int] = {}
+        with httpx.Client(timeout=60) as client:
+            for i in range(rounds + 5):
+                order = proxies if i % 2 == 0 else proxies[::-1]
+                for name, proxy, session in order:
+                    start = time.perf_counter()
+                    r = client.post(f"{proxy.url}/anthropic/v1/messages", content=raw, headers={
+                        "x-api-key": session.token, "anthropic-version": "2023-06-01",
+                        "content-type": "application/json"})
+                    elapsed = (time.perf_counter() - start) * 1000
+                    r.raise_for_status()
+                    if i >= 5:  # warm-up rounds are not counted
+                        samples[name].append(elapsed)
+        for name, proxy, session in proxies:
+            while proxy._inflight:
+                time.sleep(0.01)
+            context = session.calls[-1].context or {}
+            sent[name] = context.get("pruned_results", 0)
+        base = statistics.median(samples["off"])
+        rows = []
+        for name, _, _ in variants:
+            xs = sorted(samples[name])
+            med = statistics.median(xs)
+            rows.append({"variant": name, "bytes_in": len(raw), "pruned_results": sent[name],
+                         "p50_ms": round(med, 3), "p25_ms": round(xs[len(xs) // 4], 3),
+                         "p75_ms": round(xs[3 * len(xs) // 4], 3), "added_p50_ms": round(med - base, 3)})
+        return rows
+    finally:
+        for _, proxy, _ in proxies:
+            loop.run(proxy.close())
+        loop.close()
+        upstream.terminate()
+        upstream.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=6, help="tool turns of the repair loop")
     parser.add_argument("--log-lines", type=int, default=30_000)
     parser.add_argument("--repeat", type=int, default=200, help="timing runs per transform")
+    parser.add_argument("--rounds", type=int, default=100, help="interleaved rounds through the real proxy")
+    parser.add_argument("--only-real-path", action="store_true", help="only the real-path latency table")
     args = parser.parse_args()
+    real_path = time_real_path(args.rounds)
+    print(f"{'variant':<24} {'bytes in':>10} {'pruned':>6} {'p50 ms':>8} {'p25 ms':>8} {'p75 ms':>8} {'added p50':>10}")
+    for row in real_path:
+        print(f"{row['variant']:<24} {row['bytes_in']:>10,} {row['pruned_results']:>6} {row['p50_ms']:>8.3f} "
+              f"{row['p25_ms']:>8.3f} {row['p75_ms']:>8.3f} {row['added_p50_ms']:>+10.3f}")
+    print()
+    if args.only_real_path:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "context_real_path.json").write_text(json.dumps({"args": vars(args), "real_path": real_path},
+                                                                   indent=2))
+        return
     sessions: dict[str, dict[str, Any]] = {}
     for kind in ("repair-loop", "diff-review", "short"):
         sessions[kind] = {name: run_session(kind, policy, args) for name, policy in VARIANTS.items()}
@@ -257,7 +360,7 @@ def main() -> None:
               f"{row['p95_ms']:>8.3f} {row['lazy_p50_ms']:>9.3f} {row['changed']!s:>8} "
               f"{row['encode_p50_ms'] or '-':>16}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = {"args": vars(args), "sessions": sessions, "timing": timing,
+    out = {"args": vars(args), "sessions": sessions, "timing": timing, "real_path": real_path,
            "sha": hashlib.blake2b(json.dumps(vars(args)).encode(), digest_size=4).hexdigest()}
     (RESULTS / "context.json").write_text(json.dumps(out, indent=2, default=str))
 

@@ -33,12 +33,16 @@ def context_note(context: Mapping[str, object] | None) -> str:
         parts.append(f"pruned {context['pruned_results']} results (~{context.get('pruned_tokens', 0):,} tokens)")
     if context.get("cleared_tokens"):
         parts.append(f"cleared {context['cleared_tokens']:,} tokens ({context.get('cleared_by')})")
-    elif context.get("context_edit"):
+        if context.get("cleared_thinking_turns"):
+            parts[-1] += f", {context['cleared_thinking_turns']} thinking turns"
+    elif context.get("context_edit") or context.get("thinking_edit"):
         parts.append("context editing sent")
     if context.get("breakpoints_added"):
         parts.append(f"+{context['breakpoints_added']} cache breakpoints")
     if context.get("thinking_budget_from"):
         parts.append(f"thinking {context['thinking_budget_from']} -> {context.get('thinking_budget_to')}")
+    if context.get("reasoning_effort_from"):
+        parts.append(f"reasoning effort {context['reasoning_effort_from']} -> {context.get('reasoning_effort_to')}")
     return f" · context: {', '.join(parts)}" if parts else ""
 
 

@@ -365,8 +365,9 @@ class MeteredCall:
         from ci_guard.meter.transforms import savings
 
         changes = plan.changes
-        if result.cleared_input_tokens or result.cleared_tool_uses:
+        if result.cleared_input_tokens or result.cleared_tool_uses or result.cleared_thinking_turns:
             changes.cleared_tokens, changes.cleared_results = result.cleared_input_tokens, result.cleared_tool_uses
+            changes.cleared_thinking_turns = result.cleared_thinking_turns
             changes.cleared_by = "provider"
         out: dict[str, Any] = changes.as_json()
         if not _has_usage(usage) or not changes.any():

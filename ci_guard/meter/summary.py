@@ -103,7 +103,8 @@ def context_savings(calls: list[CallRecord], cost_usd: Decimal) -> dict[str, Any
     saved = sum((c.context_saved_usd for c in changed), Decimal(0))
     totals: dict[str, int] = {}
     for c in changed:
-        for key in ("breakpoints_added", "pruned_results", "pruned_tokens", "cleared_results", "cleared_tokens"):
+        for key in ("breakpoints_added", "pruned_results", "pruned_tokens", "cleared_results", "cleared_tokens",
+                    "cleared_thinking_turns"):
             totals[key] = totals.get(key, 0) + int((c.context or {}).get(key, 0))
     routed = sum(1 for c in changed if (c.context or {}).get("route"))
     methods = {str((c.context or {}).get("method")) for c in changed if (c.context or {}).get("method")}

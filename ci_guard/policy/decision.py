@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ci_guard.context.model import RunContext
 from ci_guard.money import usd_json
-from ci_guard.policy.models import ClearSpec, PruneSpec, RouteWhen
+from ci_guard.policy.models import ClearSpec, ClearThinkingSpec, PruneSpec, RouteWhen
 
 DecisionKind = Literal["allow", "deny", "skip"]
 
@@ -53,11 +53,14 @@ class ContextPolicy(BaseModel):
     clear_old_tool_results: ClearSpec | None = None
     route: list[Route] = Field(default_factory=list)
     max_thinking_tokens: int | None = None
+    clear_old_thinking: ClearThinkingSpec | None = None
+    max_reasoning_effort: Literal["low", "medium", "high"] | None = None
 
     @property
     def active(self) -> bool:
         return bool(self.cache == "auto" or self.prune_tool_results or self.clear_old_tool_results
-                    or self.route or self.max_thinking_tokens)
+                    or self.route or self.max_thinking_tokens or self.clear_old_thinking
+                    or self.max_reasoning_effort)
 
     def as_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
@@ -82,6 +85,10 @@ class ContextPolicy(BaseModel):
             parts.append(f"route {r.name} ({when}) -> {r.tier or r.model}")
         if self.max_thinking_tokens:
             parts.append(f"max_thinking_tokens={self.max_thinking_tokens}")
+        if self.clear_old_thinking:
+            parts.append(f"clear old thinking (keep last {self.clear_old_thinking.keep_turns} turns)")
+        if self.max_reasoning_effort:
+            parts.append(f"max_reasoning_effort={self.max_reasoning_effort}")
         return "; ".join(parts) or "off"
 
 

@@ -174,7 +174,8 @@ def resolve_context(policy: Policy, spec: ContextSpec) -> ContextPolicy:
                             tier=tier))
     return ContextPolicy(cache=spec.cache or "off", prune_tool_results=spec.prune_tool_results,
                          clear_old_tool_results=spec.clear_old_tool_results, route=routes,
-                         max_thinking_tokens=spec.max_thinking_tokens)
+                         max_thinking_tokens=spec.max_thinking_tokens, clear_old_thinking=spec.clear_old_thinking,
+                         max_reasoning_effort=spec.max_reasoning_effort)
 
 
 def to_limits(spec: LimitsSpec) -> Limits:

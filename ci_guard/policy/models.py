@@ -206,6 +206,13 @@ class ClearSpec(_Strict):
     exclude_tools: Names = Field(default_factory=list, description="Tools whose results are never cleared.")
 
 
+class ClearThinkingSpec(_Strict):
+    """Anthropic server-side clearing of thinking blocks from older assistant turns (context editing)."""
+
+    keep_turns: Annotated[int, Field(ge=1)] = Field(
+        1, description="Newest assistant turns whose thinking blocks are kept.")
+
+
 class RouteWhen(_Strict):
     """Features of one call (all must hold)."""
 
@@ -234,6 +241,11 @@ class ContextSpec(_Strict):
     route: list[RouteRule] | None = Field(None, description="Per-call routing; the first matching entry wins.")
     max_thinking_tokens: Annotated[int, Field(ge=1024)] | None = Field(
         None, description="Larger thinking budgets are clamped (max_tokens stays above the budget).")
+    clear_old_thinking: ClearThinkingSpec | None = Field(
+        None, description="Anthropic: thinking blocks of older turns cleared server-side "
+                          "(clear_thinking_20251015), on models with context editing and requests with thinking on.")
+    max_reasoning_effort: Literal["low", "medium", "high"] | None = Field(
+        None, description="OpenAI: a higher reasoning effort (reasoning.effort / reasoning_effort) is lowered to this.")
 
 
 class Escalation(_Strict):

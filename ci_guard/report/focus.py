@@ -138,7 +138,8 @@ def _context_tags(call: CallRecord) -> dict[str, str]:
         return {}
     tags = {"ci-guard/context_saved_usd": f"{call.context_saved_usd:.6f}",
             "ci-guard/context_changes": ",".join(k for k in ("breakpoints_added", "pruned_tokens", "cleared_tokens",
-                                                             "route", "thinking_budget_from") if call.context.get(k))}
+                                                             "cleared_thinking_turns", "route", "thinking_budget_from",
+                                                             "reasoning_effort_from") if call.context.get(k))}
     if call.context.get("method"):
         tags["ci-guard/context_saving_method"] = str(call.context["method"])
     return tags
@@ -330,7 +331,8 @@ def _context_tags_of(context: dict[str, Any] | None, saved_micros: int | None) -
         return {}
     tags = {"ci-guard/context_saved_usd": _money(saved_micros),
             "ci-guard/context_changes": ",".join(k for k in ("breakpoints_added", "pruned_tokens", "cleared_tokens",
-                                                             "route", "thinking_budget_from") if context.get(k))}
+                                                             "cleared_thinking_turns", "route", "thinking_budget_from",
+                                                             "reasoning_effort_from") if context.get(k))}
     if context.get("method"):
         tags["ci-guard/context_saving_method"] = str(context["method"])
     return tags

@@ -6,6 +6,11 @@ uses (default 3) and ``exclude_tools``; with ``clear_at_least`` nothing is clear
 that many tokens would go. The answer reports ``context_management.applied_edits`` with
 ``cleared_tool_uses`` and ``cleared_input_tokens``. Without the beta header, or on a model without
 context editing, the request is refused with a 400, like the real API.
+
+``clear_thinking_20251015``: the thinking blocks of all but the newest ``keep`` assistant turns
+(``{"type": "thinking_turns", "value": N}``, default 1; ``"all"`` keeps every one) are removed;
+reported with ``cleared_thinking_turns`` and ``cleared_input_tokens``. As the API, it must be the
+first edit and needs extended thinking on.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ BETA = "context-management-2025-06-27"
 EDIT = "clear_tool_uses_20250919"
 THINKING_EDIT = "clear_thinking_20251015"
 PLACEHOLDER = "[tool result cleared]"
+THINKING_BLOCKS = ("thinking", "redacted_thinking")
 _SUPPORTED = re.compile(r"^claude-(?:(?:opus|sonnet)-4(?:-\d+)?|haiku-4-5|(?:opus|sonnet|haiku|fable|mythos)-5"
                         r"(?:-\d+)?|mythos-preview)(?:-\d{8})?$")
 
@@ -48,15 +54,48 @@ def apply(body: dict[str, Any], beta_header: str, model: str) -> tuple[dict[str,
         raise EditRefused("context_management.edits: Field required")
     applied: list[dict[str, Any]] = []
     out = body
-    for edit in edits:
+    for i, edit in enumerate(edits):
         kind = edit.get("type") if isinstance(edit, dict) else None
         if kind == EDIT:
             out, uses, tokens = _clear_tool_uses(out, edit)
             if uses:
                 applied.append({"type": EDIT, "cleared_tool_uses": uses, "cleared_input_tokens": tokens})
-        elif kind != THINKING_EDIT:  # thinking blocks are never emitted by the simulator: nothing to clear
+        elif kind == THINKING_EDIT:
+            if i != 0:
+                raise EditRefused(f"context_management.edits: {THINKING_EDIT} must be the first edit")
+            thinking = body.get("thinking")
+            if not (isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")):
+                raise EditRefused(f"context_management.edits: {THINKING_EDIT} requires thinking to be enabled")
+            out, turns, tokens = _clear_thinking(out, edit)
+            if turns:
+                applied.append({"type": THINKING_EDIT, "cleared_thinking_turns": turns,
+                                "cleared_input_tokens": tokens})
+        else:
             raise EditRefused(f"context_management.edits: unknown edit type {kind!r}")
     return {k: v for k, v in out.items() if k != "context_management"}, applied
+
+
+def _clear_thinking(body: dict[str, Any], edit: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
+    """Thinking blocks of all but the newest ``keep`` assistant turns that have any (keep "all": none)."""
+    keep_spec = edit.get("keep")
+    if keep_spec == "all":
+        return body, 0, 0
+    keep = _value(keep_spec, 1)
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    turns = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"
+             and isinstance(m.get("content"), list)
+             and any(isinstance(b, dict) and b.get("type") in THINKING_BLOCKS for b in m["content"])]
+    chosen = turns[:max(0, len(turns) - keep)]
+    if not chosen:
+        return body, 0, 0
+    out = copy.deepcopy(body)
+    tokens = 0
+    for i in chosen:
+        content = out["messages"][i]["content"]
+        gone = [b for b in content if isinstance(b, dict) and b.get("type") in THINKING_BLOCKS]
+        tokens += sum(block_tokens(b) for b in gone)
+        out["messages"][i]["content"] = [b for b in content if b not in gone]
+    return out, len(chosen), tokens
 
 
 def _total(body: dict[str, Any]) -> int:

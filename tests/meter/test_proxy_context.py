@@ -218,3 +218,89 @@ def test_calls_the_policy_only_looked_at_are_not_counted_as_changed() -> None:
                               record({"pruned_results": 1, "pruned_tokens": 900, "method": "estimate"}, "0.5")],
                              Decimal("1.0"))
     assert totals is not None and totals["calls_changed"] == 1 and totals["share_pct"] == "33.3"
+
+
+def thinking_turns(n: int, budget: int = 4000) -> dict:
+    """A request with extended thinking on whose history has ``n`` assistant turns with thinking blocks."""
+    body = session_turns(n + 1)[n]
+    for m in body["messages"]:
+        if m["role"] == "assistant":
+            m["content"] = [{"type": "thinking", "thinking": "Let me look at the failures. " * 200,
+                             "signature": "sig-" + "x" * 40}, *m["content"]]
+    return {**body, "max_tokens": 16000, "thinking": {"type": "enabled", "budget_tokens": budget}}
+
+
+def test_old_thinking_is_cleared_server_side_with_its_beta_and_the_cleared_turns_recorded() -> None:
+    policy = ContextPolicy(clear_old_thinking={"keep_turns": 1},
+                           clear_old_tool_results=ClearSpec(trigger_tokens=40_000, keep_last=2))
+    body = thinking_turns(4)
+    with run_simulator("prefix-cache", api_key=REAL_KEY) as sim, proxied(sim.url, context_policy=policy) as p:
+        answer = post(p, body)
+        assert answer.status_code == 200, answer.text
+        with httpx.stream("POST", f"{p.anthropic_url}/v1/messages", json={**body, "stream": True},
+                          headers={"x-api-key": p.token, "anthropic-version": "2023-06-01"}, timeout=30) as s:
+            stream_text = "".join(s.iter_text())
+        no_thinking = {k: v for k, v in session_turns(5)[4].items()}  # thinking off: no thinking edit
+        assert post(p, no_thinking).status_code == 200
+        calls = p.calls
+    edits = sim.served[0]["applied_edits"]
+    assert [e["type"] for e in edits] == ["clear_thinking_20251015", "clear_tool_uses_20250919"]
+    assert edits[0]["cleared_thinking_turns"] == 3  # four turns with thinking, the newest kept
+    context = calls[0].context
+    assert context["thinking_edit"] and context["context_edit"] and context["cleared_thinking_turns"] == 3
+    assert context["cleared_tokens"] == sum(e["cleared_input_tokens"] for e in edits)
+    assert context["method"] == "provider-reported" and Decimal(context["saved_usd"]) > 0
+    assert '"cleared_thinking_turns":3' in stream_text.replace(" ", "")
+    assert calls[1].context["cleared_thinking_turns"] == 3
+    assert "thinking_edit" not in calls[2].context and calls[2].context["context_edit"]
+    totals = context_savings(calls, sum((c.cost_usd for c in calls), Decimal(0)))
+    assert totals is not None and totals["cleared_thinking_turns"] == 6
+
+
+def test_no_thinking_edit_for_a_model_without_context_editing() -> None:
+    policy = ContextPolicy(clear_old_thinking={"keep_turns": 1})
+    body = {**thinking_turns(2), "model": "claude-3-5-haiku"}
+    with echo_upstream() as up, proxied(up.url, model=None, context_policy=policy) as p:
+        assert post(p, body).status_code == 200
+        sent = up.requests[0]
+        calls = p.calls
+    assert sent["raw"] == json.dumps(body).encode()
+    assert "anthropic-beta" not in {k.lower() for k in sent["headers"]}
+    assert calls[0].context is None
+
+
+def test_a_clamp_that_drops_thinking_drops_the_thinking_edit_too() -> None:
+    from ci_guard.meter.providers.anthropic import AnthropicMessages
+
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 8000, "thinking": {"type": "enabled", "budget_tokens": 4000},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015"},
+                                             {"type": "clear_tool_uses_20250919"}]}, "messages": []}
+    out = AnthropicMessages().clamp_output(body, 1000)
+    assert "thinking" not in out and out["context_management"]["edits"] == [{"type": "clear_tool_uses_20250919"}]
+    only = {**body, "context_management": {"edits": [{"type": "clear_thinking_20251015"}]}}
+    assert "context_management" not in AnthropicMessages().clamp_output(only, 1000)
+
+
+def test_openai_reasoning_effort_above_the_ceiling_is_lowered_and_recorded() -> None:
+    policy = ContextPolicy(max_reasoning_effort="medium")
+    chat = {"model": "gpt-5", "reasoning_effort": "high", "messages": [{"role": "user", "content": "hi"}]}
+    responses = {"model": "gpt-5", "reasoning": {"effort": "xhigh", "summary": "auto"}, "input": "hi"}
+    low = {**chat, "reasoning_effort": "low"}
+    with echo_upstream() as up, proxied(up.url, model=None, context_policy=policy) as p:
+        for path, body in (("/chat/completions", chat), ("/responses", responses), ("/chat/completions", low)):
+            r = httpx.post(f"{p.openai_url}{path}", content=json.dumps(body).encode(), timeout=30,
+                           headers={"authorization": f"Bearer {p.token}", "content-type": "application/json"})
+            assert r.status_code == 200, r.text
+        sent = [r["json"] for r in up.requests]
+        calls = p.calls
+    assert sent[0]["reasoning_effort"] == "medium"
+    assert sent[1]["reasoning"] == {"effort": "medium", "summary": "auto"}
+    assert sent[2]["reasoning_effort"] == "low" and up.requests[2]["raw"] == json.dumps(low).encode()
+    for call, before in zip(calls[:2], ("high", "xhigh"), strict=True):
+        assert (call.context["reasoning_effort_from"], call.context["reasoning_effort_to"]) == (before, "medium")
+        # like a clamped thinking budget, the saving is unknown before the call: never claimed
+        assert call.context["saved_usd"] == "0.000000" and call.context_saved_usd == 0
+    assert calls[2].context is None
+    from ci_guard.meter.live_log import context_note
+
+    assert "reasoning effort high -> medium" in context_note(calls[0].context)

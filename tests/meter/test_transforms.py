@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ci_guard.meter.transforms import ContextTransforms, cache, clear, prune, route, thinking
+from ci_guard.meter.transforms import ContextTransforms, cache, clear, prune, reasoning, route, thinking
 from ci_guard.meter.transforms.toolresults import tool_results
 from ci_guard.policy.decision import ContextPolicy, Route
 from ci_guard.policy.models import ClearSpec, PruneSpec, RouteWhen
@@ -216,3 +216,65 @@ def test_a_tool_result_that_prints_cache_control_is_not_taken_for_a_breakpoint()
     body["messages"][-1]["content"][0]["cache_control"] = {"type": "ephemeral"}
     assert cache.manages_caching(body)
     assert cache.manages_caching({"cache_control": {"type": "ephemeral"}, "messages": []})
+
+
+def _thinking_request(model: str = "claude-sonnet-4-5", thinking: dict | None = None) -> dict:
+    body = anthropic_session(logs=2)
+    body["model"] = model
+    if thinking is not None:
+        body["thinking"] = thinking
+    return body
+
+
+@pytest.mark.parametrize(("model", "thinking", "sent"), [
+    ("claude-sonnet-4-5", {"type": "enabled", "budget_tokens": 2000}, True),
+    ("claude-opus-4-5", {"type": "adaptive"}, True),
+    ("claude-sonnet-4-5", None, False),  # the API refuses the edit without thinking on
+    ("claude-sonnet-4-5", {"type": "disabled"}, False),
+    ("claude-3-7-sonnet", {"type": "enabled", "budget_tokens": 2000}, False),  # no context editing
+])
+def test_the_thinking_edit_only_with_thinking_on_and_on_models_with_context_editing(
+        model: str, thinking: dict | None, sent: bool) -> None:
+    body = _thinking_request(model, thinking)
+    t = ContextTransforms(ContextPolicy(clear_old_thinking={"keep_turns": 2})).apply(
+        provider="anthropic", endpoint="messages", raw=b"", body=body, model=model, max_output=1024,
+        input_tokens=100, stream=False, set_model=lambda b, m: {**b, "model": m}, not_dearer=lambda a, b: True)
+    if sent:
+        assert t.body["context_management"] == {"edits": [
+            {"type": "clear_thinking_20251015", "keep": {"type": "thinking_turns", "value": 2}}]}
+        assert t.beta == clear.BETA and t.changes.thinking_edit and not t.changes.context_edit
+    else:
+        assert t.body is body and t.beta is None and not t.changes.any()
+
+
+def test_the_agents_own_context_management_is_left_alone() -> None:
+    body = {**_thinking_request(thinking={"type": "enabled", "budget_tokens": 2000}),
+            "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}}
+    t = ContextTransforms(ContextPolicy(clear_old_thinking={"keep_turns": 1})).apply(
+        provider="anthropic", endpoint="messages", raw=b"", body=body, model="claude-sonnet-4-5", max_output=1024,
+        input_tokens=100, stream=False, set_model=lambda b, m: {**b, "model": m}, not_dearer=lambda a, b: True)
+    assert t.body is body and t.beta is None
+
+
+@pytest.mark.parametrize(("endpoint", "model", "effort", "ceiling", "after"), [
+    ("chat.completions", "gpt-5", "high", "low", "low"),
+    ("chat.completions", "o3", "medium", "medium", None),  # not above the ceiling
+    ("chat.completions", "gpt-5.1", "none", "low", None),  # lower than any ceiling
+    ("chat.completions", "gpt-5", "minimal", "low", None),
+    ("chat.completions", "gpt-5", "turbo", "low", None),  # unknown: the provider judges it
+    ("responses", "gpt-5.2", "xhigh", "high", "high"),
+    ("responses", "gpt-5-pro", "high", "low", None),  # the pro models accept high only
+])
+def test_reasoning_effort_clamp(endpoint: str, model: str, effort: str, ceiling: str, after: str | None) -> None:
+    if endpoint == "chat.completions":
+        body = {"model": model, "reasoning_effort": effort, "messages": [{"role": "user", "content": "hi"}]}
+    else:
+        body = {"model": model, "reasoning": {"effort": effort}, "input": "hi"}
+    out, before = reasoning.clamp(endpoint, body, model, ceiling)
+    if after is None:
+        assert out is body and before is None
+    else:
+        got = out["reasoning_effort"] if endpoint == "chat.completions" else out["reasoning"]["effort"]
+        assert (before, got) == (effort, after)
+        assert body == ({**body})  # the agent's request is not changed in place
+    assert reasoning.clamp("messages", {"model": model, "reasoning_effort": "high"}, model, "low")[1] is None

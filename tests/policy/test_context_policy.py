@@ -89,6 +89,9 @@ def test_check_json_shows_the_resolved_context_policy(tmp_path: Path) -> None:
     ("route: [{when: {tools: some}, model: x}]", "rules[0].context.route[0].when.tools"),
     ("route: [{when: {max_output_tokens: lots}, model: x}]", 'expected a comparison such as "> 5000"'),
     ("max_thinking_tokens: 100", "rules[0].context.max_thinking_tokens: Input should be greater than or equal to 1024"),
+    ("clear_old_thinking: {keep_turns: 0}", "rules[0].context.clear_old_thinking.keep_turns: Input should be greater"),
+    ("clear_old_thinking: {keep: 2}", "rules[0].context.clear_old_thinking.keep: unknown key 'keep'"),
+    ("max_reasoning_effort: xhigh", "rules[0].context.max_reasoning_effort: Input should be 'low', 'medium' or 'high'"),
     ("prune: {}", "rules[0].context.prune: unknown key 'prune'"),
 ])
 def test_invalid_blocks_exit_2_with_file_line_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -128,3 +131,23 @@ def test_an_undefined_tier_in_a_route_is_an_error(tmp_path: Path, capsys: pytest
                     "    context: {route: [{when: {tools: none}, model: tiny}]}\n")
     code, _, err = run_cli(capsys, "validate", str(path))
     assert code == 2 and "rules[0].context.route[0].model" in err and "'tiny' is not a tier" in err
+
+
+def test_thinking_clearing_and_reasoning_effort_resolve_and_show(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "policy.yml"
+    path.write_text("version: 1\ndefaults:\n  model: claude-sonnet-4-5\n  context:\n"
+                    "    clear_old_thinking: {keep_turns: 2}\n    max_reasoning_effort: medium\n"
+                    "rules:\n  - {name: b, decision: allow, when: {agent: b},\n"
+                    "     context: {clear_old_thinking: null}}\n  - {name: a, decision: allow}\n")
+    assert run_cli(capsys, "validate", str(path))[0] == 0
+    out = subprocess.run([sys.executable, "-m", "ci_guard", "check", "--policy", str(path), "--format", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    cp = json.loads(out)["context_policy"]
+    assert cp["clear_old_thinking"] == {"keep_turns": 2} and cp["max_reasoning_effort"] == "medium"
+    code, text, _ = run_cli(capsys, "explain", "--policy", str(path))
+    assert code == 0
+    assert "clear old thinking (keep last 2 turns)" in text and "max_reasoning_effort=medium" in text
+    policy = load_policy_text(path.read_text(), str(path))
+    b = decide(policy, RunContext(agent="b"), []).context_policy
+    assert b.clear_old_thinking is None and b.max_reasoning_effort == "medium" and b.active

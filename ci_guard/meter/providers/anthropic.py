@@ -29,6 +29,7 @@ from ci_guard.pricing.normalize import anthropic_web_searches, from_anthropic
 from ci_guard.pricing.usage import Usage
 
 THINKING_MIN_BUDGET = 1024  # the API rejects a smaller budget_tokens
+THINKING_EDIT = "clear_thinking_20251015"  # context editing of thinking blocks: needs thinking on
 TOOL_BLOCKS = ("tool_use", "server_tool_use")
 ERROR_TYPES = {
     "invalid_request_error", "authentication_error", "billing_error", "permission_error",
@@ -71,7 +72,7 @@ class AnthropicMessages(WireAdapter):
         thinking = body.get("thinking")
         if isinstance(thinking, dict) and thinking.get("type") == "enabled":
             if new <= THINKING_MIN_BUDGET:
-                return updated(body, changes, drop=("thinking",))
+                return _without_thinking(body, changes)
             budget = thinking.get("budget_tokens")
             budget = budget if isinstance(budget, int) else new - 1
             changes["thinking"] = {**thinking, "budget_tokens": max(THINKING_MIN_BUDGET, min(budget, new - 1))}
@@ -85,7 +86,7 @@ class AnthropicMessages(WireAdapter):
         if data.get("type") == "error" or ("error" in data and "content" not in data):
             return CallResult(error=error_text(data.get("error")))
         content = as_list(data.get("content"))
-        cleared_uses, cleared_tokens = applied_edits(data.get("context_management"))
+        cleared_uses, cleared_tokens, cleared_turns = applied_edits(data.get("context_management"))
         return CallResult(
             usage=from_anthropic(as_dict(data.get("usage"))),
             tool_calls=sum(1 for b in content if _is_tool_block(b)),
@@ -96,7 +97,7 @@ class AnthropicMessages(WireAdapter):
             service_tier=as_str(as_dict(data.get("usage")).get("service_tier")),
             inference_geo=as_str(as_dict(data.get("usage")).get("inference_geo")),
             speed=as_str(as_dict(data.get("usage")).get("speed")),
-            cleared_tool_uses=cleared_uses, cleared_input_tokens=cleared_tokens,
+            cleared_tool_uses=cleared_uses, cleared_input_tokens=cleared_tokens, cleared_thinking_turns=cleared_turns,
         )
 
     def stream_meter(self, strip_usage_chunk: bool = False) -> StreamMeter:
@@ -117,22 +118,36 @@ class AnthropicMessages(WireAdapter):
         return json.dumps({"type": "error", "error": {"type": err_type, "message": message}}).encode()
 
 
-def applied_edits(context_management: Any) -> tuple[int, int]:
-    """(tool uses cleared, input tokens cleared) from a response's ``context_management`` object."""
+def _without_thinking(body: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Thinking dropped: a thinking-clearing edit goes too (the API refuses it without thinking)."""
+    drop = ["thinking"]
+    cm = body.get("context_management")
+    edits = cm.get("edits") if isinstance(cm, dict) else None
+    if isinstance(edits, list):
+        kept = [e for e in edits if not (isinstance(e, dict) and e.get("type") == THINKING_EDIT)]
+        if len(kept) != len(edits):
+            if kept:
+                changes["context_management"] = {**cm, "edits": kept}  # type: ignore[dict-item]
+            else:
+                drop.append("context_management")
+    return updated(body, changes, drop=drop)
+
+
+def applied_edits(context_management: Any) -> tuple[int, int, int]:
+    """(tool uses cleared, input tokens cleared, thinking turns cleared) from a response's
+    ``context_management`` object (``clear_tool_uses_20250919`` and ``clear_thinking_20251015``
+    edits each report their ``cleared_input_tokens``; the tokens are summed)."""
     if not isinstance(context_management, dict) or not isinstance(context_management.get("applied_edits"), list):
-        return 0, 0
-    uses = tokens = 0
+        return 0, 0, 0
+    counts = {"cleared_tool_uses": 0, "cleared_input_tokens": 0, "cleared_thinking_turns": 0}
     for edit in context_management["applied_edits"]:
         if not isinstance(edit, dict):
             continue
-        for key, value in (("cleared_tool_uses", edit.get("cleared_tool_uses")),
-                           ("cleared_input_tokens", edit.get("cleared_input_tokens"))):
+        for key in counts:
+            value = edit.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                if key == "cleared_tool_uses":
-                    uses += value
-                else:
-                    tokens += value
-    return uses, tokens
+                counts[key] += value
+    return counts["cleared_tool_uses"], counts["cleared_input_tokens"], counts["cleared_thinking_turns"]
 
 
 def _is_tool_block(block: Any) -> bool:
@@ -162,8 +177,9 @@ class AnthropicStreamMeter(SSEStreamMeter):
             self._result.speed = as_str(delta_usage.get("speed")) or self._result.speed
             self._merge(delta_usage)
             if "context_management" in data:  # cumulative like usage: the latest report replaces
-                uses, tokens = applied_edits(data["context_management"])
+                uses, tokens, turns = applied_edits(data["context_management"])
                 self._result.cleared_tool_uses, self._result.cleared_input_tokens = uses, tokens
+                self._result.cleared_thinking_turns = turns
             stop = as_str(as_dict(data.get("delta")).get("stop_reason"))
             if stop:
                 self._result.stop_reason = stop

@@ -58,6 +58,7 @@ class CallResult:
     # Anthropic context editing: what the provider reports it cleared (context_management.applied_edits)
     cleared_tool_uses: int = 0
     cleared_input_tokens: int = 0
+    cleared_thinking_turns: int = 0
 
 
 class StreamMeter(ABC):

@@ -1,6 +1,6 @@
 """Context policy in the proxy: request transforms that make a call cheaper, each opt-in.
 
-One module per transform (cache, prune, clear, route, thinking); :class:`ContextTransforms`
+One module per transform (cache, prune, clear, route, thinking, reasoning); :class:`ContextTransforms`
 applies the ones the run's policy names, in a fixed order, and says what it changed. A request no
 transform applies to is returned as the very object the agent sent, so the proxy forwards the
 agent's own bytes; a run whose policy names no context block never builds a transformer at all.
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ci_guard.meter.providers.body import RequestBody
-from ci_guard.meter.transforms import cache, clear, prune, route, splice, thinking
+from ci_guard.meter.transforms import cache, clear, prune, reasoning, route, splice, thinking
 from ci_guard.meter.transforms.toolresults import tool_results
 from ci_guard.policy.decision import ContextPolicy
 
@@ -29,16 +29,21 @@ class Changes:
     cleared_tokens: int = 0  # estimated by the proxy, or as the provider reported
     cleared_by: str | None = None  # "proxy" | "provider"
     context_edit: bool = False  # the Anthropic context-management edit was sent
+    thinking_edit: bool = False  # the Anthropic thinking-clearing edit (clear_thinking_20251015) was sent
+    cleared_thinking_turns: int = 0  # as the provider reported
     route: str | None = None
     routed_from: str | None = None
     routed_to: str | None = None
     thinking_budget_from: int | None = None
     thinking_budget_to: int | None = None
+    reasoning_effort_from: str | None = None  # OpenAI reasoning effort lowered to the policy's ceiling
+    reasoning_effort_to: str | None = None
     agent_caches: bool = False  # the agent set its own cache_control (its caching was left alone)
 
     def any(self) -> bool:
         return bool(self.breakpoints_added or self.pruned_results or self.cleared_results or self.cleared_tokens
-                    or self.context_edit or self.route or self.thinking_budget_from)
+                    or self.context_edit or self.thinking_edit or self.route or self.thinking_budget_from
+                    or self.reasoning_effort_from)
 
     def as_json(self) -> dict[str, Any]:
         """Only what happened (no zeros, no nulls), so a ledger row stays small."""
@@ -80,6 +85,10 @@ class ContextTransforms:
             body, before = thinking.clamp(body, p.max_thinking_tokens)
             if before is not None:
                 changes.thinking_budget_from, changes.thinking_budget_to = before, p.max_thinking_tokens
+        if provider == "openai" and p.max_reasoning_effort:
+            body, effort = reasoning.clamp(endpoint, body, model, p.max_reasoning_effort)
+            if effort is not None:
+                changes.reasoning_effort_from, changes.reasoning_effort_to = effort, p.max_reasoning_effort
         results = tool_results(endpoint, body) if (spec_prune or spec_clear) else []
         if spec_prune and results:
             pruned = prune.prune(endpoint, body, spec_prune, results)
@@ -88,20 +97,27 @@ class ContextTransforms:
                 changes.pruned_results, changes.pruned_tokens = pruned.results, pruned.tokens
                 results = tool_results(endpoint, body)
         beta = None
+        editing = anthropic and clear.supports_context_editing(model)  # never a beta a model lacks
+        server_clear = server_thinking = None
         if spec_clear:
-            if anthropic and clear.supports_context_editing(model):
+            if editing:
                 # The provider compares its own count with the trigger; the edit is only sent once the
                 # proxy's estimate is past half of it, so small requests still go out byte for byte.
-                edited = None if input_tokens * 2 < spec_clear.trigger_tokens else \
-                    clear.inject_edit(body, spec_clear)
-                if edited is not None:
-                    body, beta, changes.context_edit = edited, clear.BETA, True
+                if input_tokens * 2 >= spec_clear.trigger_tokens:
+                    server_clear = spec_clear
             elif results:
                 cleared = clear.clear(endpoint, body, spec_clear, input_tokens - changes.pruned_tokens, results)
                 if cleared.results:
                     body = cleared.body
                     changes.cleared_results, changes.cleared_tokens = cleared.results, cleared.tokens
                     changes.cleared_by = "proxy"
+        if editing and p.clear_old_thinking and clear.thinking_on(body):
+            server_thinking = p.clear_old_thinking
+        if server_clear or server_thinking:
+            edited = clear.inject_edit(body, server_clear, server_thinking)
+            if edited is not None:
+                body, beta = edited, clear.BETA
+                changes.context_edit, changes.thinking_edit = server_clear is not None, server_thinking is not None
         if anthropic and p.cache == "auto":
             if cache.manages_caching(body):
                 changes.agent_caches = True

@@ -3,10 +3,15 @@
 Anthropic does it server-side (context editing, beta ``context-management-2025-06-27``): the proxy
 adds a ``clear_tool_uses_20250919`` edit and the beta header, only for models that support it, and
 reads ``context_management.applied_edits`` from the answer (JSON body or the ``message_delta``
-event of a stream). For other providers and models the proxy applies the same rule itself: when the
-estimated input passes ``trigger_tokens``, every tool result except the newest ``keep_last`` (and
-the newest turn, and excluded tools) is replaced by a placeholder -- nothing at all when less than
-``clear_at_least`` tokens would go, because each clearing invalidates the cached prefix from there.
+event of a stream). For other providers and models the proxy applies the same rule itself: when
+the estimated input passes ``trigger_tokens``, every tool result except the newest ``keep_last``
+(and the newest turn, and excluded tools) is replaced by a placeholder -- nothing at all when less
+than ``clear_at_least`` tokens would go, because each clearing invalidates the cached prefix from there.
+
+``clear_old_thinking`` adds ``clear_thinking_20251015`` (the thinking blocks of all but the newest
+``keep_turns`` assistant turns; first in the list of edits, as the API requires) to requests to a
+model with context editing that have extended thinking on -- the API refuses it otherwise. It has
+no proxy-side counterpart: thinking blocks carry signatures the proxy must not touch.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from typing import Any
 
 from ci_guard.meter.providers.body import updated
 from ci_guard.meter.transforms.toolresults import ToolResult, replace, tokens_of, tool_results
-from ci_guard.policy.models import ClearSpec
+from ci_guard.policy.models import ClearSpec, ClearThinkingSpec
 
 BETA = "context-management-2025-06-27"
 EDIT_TYPE = "clear_tool_uses_20250919"
+THINKING_EDIT_TYPE = "clear_thinking_20251015"
 PLACEHOLDER = "[ci-guard: this old tool result was cleared by the context policy]"
 # Models documented as supporting context editing (platform.claude.com, context-editing page):
 # the Claude 4 family and later. Any other model gets the proxy-side rule instead of the beta.
@@ -48,11 +54,26 @@ def anthropic_edit(spec: ClearSpec) -> dict[str, Any]:
     return edit
 
 
-def inject_edit(body: dict[str, Any], spec: ClearSpec) -> dict[str, Any] | None:
-    """The body with the context-management edit, or None when the agent manages it itself."""
+def thinking_edit(spec: ClearThinkingSpec) -> dict[str, Any]:
+    return {"type": THINKING_EDIT_TYPE, "keep": {"type": "thinking_turns", "value": spec.keep_turns}}
+
+
+def thinking_on(body: dict[str, Any]) -> bool:
+    """Extended thinking is on: the API accepts the thinking edit only then."""
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
+def inject_edit(body: dict[str, Any], spec: ClearSpec | None,
+                thinking: ClearThinkingSpec | None = None) -> dict[str, Any] | None:
+    """The body with the context-management edits, or None when the agent manages it itself (or
+    there is no edit to send). The thinking edit goes first: the API requires that order."""
     if "context_management" in body:
         return None
-    return updated(body, {"context_management": {"edits": [anthropic_edit(spec)]}})
+    edits = [thinking_edit(thinking)] if thinking is not None else []
+    if spec is not None:
+        edits.append(anthropic_edit(spec))
+    return updated(body, {"context_management": {"edits": edits}}) if edits else None
 
 
 def with_beta(header: str | None) -> str:
