@@ -53,6 +53,9 @@ def run_outputs(summary: RunSummary, summary_path: str | None) -> dict[str, obje
         "status": summary.status,
         "stop-reason": summary.stop_reason or "",
         "cost-usd": usd_json(summary.cost_usd) or "0.000000",
+        # what the context policy saved (summary context_savings.saved_usd; negative when first
+        # cache writes outweighed the reads so far), "0.000000" when it changed nothing
+        "context-saved-usd": usd_json((summary.context_savings or {}).get("saved_usd")) or "0.000000",
         "turns": summary.turns,
         "tool-calls": summary.tool_calls,
         "agent-exit-code": "" if summary.agent_exit_code is None else summary.agent_exit_code,

@@ -402,3 +402,37 @@ def test_test_repair_records_nothing_when_the_tests_still_fail(tmp_path: Path) -
                                "GITHUB_OUTPUT": str(ws / "out")})
     assert proc.returncode == 0 and "still fail" in proc.stdout
     assert (ws / "out").read_text().strip() == "passed=false" and not (ws / "none.db").exists()
+
+
+def test_action_outputs_what_the_context_policy_saved(tmp_path: Path, sim, github) -> None:
+    """context-saved-usd: the run summary's context_savings, as the Action's output (run mode)."""
+    from tests.actions.scenario import POLICY
+
+    require_claude()
+    job = Job(tmp_path, github, sim.url)
+    policy = tmp_path / "context-policy.yml"
+    # every call of the tool loop routed to the small tier (Claude Code manages its own caching and
+    # context editing, which the policy leaves alone)
+    policy.write_text(POLICY.replace(
+        "    when: {trigger: pull_request, agent: pr-review}\n    decision: allow\n",
+        "    when: {trigger: pull_request, agent: pr-review}\n    decision: allow\n"
+        "    context:\n      route: [{when: {tools: present}, model: claude-haiku-4-5, name: loop}]\n"))
+    result = job.run(command=CLAUDE_COMMAND, preset="claude-code", policy=str(policy),
+                     **{"anthropic-api-key": REAL_KEY})
+    assert not result.failed, result.log
+    out = result.outputs
+    (run,) = job.runs()
+    summary = json.loads(Path(out["summary-path"]).read_text())
+    saved = Decimal(out["context-saved-usd"])
+    assert saved == Decimal(summary["context_savings"]["saved_usd"]) == run.context_saved_usd > 0
+    assert {r["model"] for r in sim.served} == {"claude-haiku-4-5"}
+    assert summary["context_savings"]["calls_routed"] == len(sim.served) >= 2
+    assert len(out["context-saved-usd"].split(".")[1]) == 6  # the one money format of step outputs
+
+
+def test_action_context_saved_is_zero_without_a_context_policy(tmp_path: Path, sim, github) -> None:
+    require_claude()
+    job = Job(tmp_path, github, sim.url)
+    result = job.run(command=CLAUDE_COMMAND, preset="claude-code", **{"anthropic-api-key": REAL_KEY})
+    assert not result.failed, result.log
+    assert result.outputs["context-saved-usd"] == "0.000000"

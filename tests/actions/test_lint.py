@@ -46,7 +46,7 @@ from tests.helpers import require
 
 REQUIRED_INPUTS = {"policy", "agent", "command", "preset", "ledger", "comment", "github-token",
                    "anthropic-api-key", "openai-api-key", "fail-on-deny", "mode", "python-version"}
-REQUIRED_OUTPUTS = {"decision", "model", "max-turns", "max-cost-usd", "cost-usd", "stop-reason",
+REQUIRED_OUTPUTS = {"decision", "model", "max-turns", "max-cost-usd", "cost-usd", "context-saved-usd", "stop-reason",
                     "run-id", "summary-path"}
 SUB_ACTIONS = {"check", "run", "comment", "start", "stop"}
 
