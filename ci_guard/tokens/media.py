@@ -37,6 +37,7 @@ policy can rewrite it); the meter adds :func:`openai_image_extra_tokens` once th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,37 +92,26 @@ class UnmeasuredOpenAIImage(Unmeasured):
 
     __slots__ = ()
 
-# Only payloads declared base64 are recognised: an Anthropic source's ``"type":"base64"`` or a
-# ``data:...;base64,`` URL. One scan for the word (~1 ms per MB; each extra marker would cost as
-# much again), checking the characters around each hit, keeps the structure walk off every request
-# that carries no media -- including the many that merely mention base64 in code or prose. Inside
-# a JSON string a quote is always escaped, so '"base64"' there is a real value, never text.
-_MARKER = "base64"
-_MARKS = ('"base64"', ";base64,")
+
+# The walk over a part's structure (decoding it, for a large body) runs only when its JSON holds a
+# media-typed object: every item :func:`media_payloads` yields is an object whose "type" is one of
+# these, so a part without ``"type":"<one of them>"`` has nothing to find. One regular-expression
+# pass (its literal ``"type"`` prefix is searched in C, ~0.35 ms per MB) replaces a scan per marker
+# (base64, image_url, file_id, ...: seven passes, ~2.2 ms per MB). Inside a JSON string a quote
+# is always escaped, so a conversation that merely quotes such JSON never matches. Whitespace
+# around the colon is allowed (a body compact at its top level may keep it inside a value).
+_MEDIA_TYPES = ("image", "image_url", "document", "input_image", "input_file", "file")
+_MEDIA_OBJECT = '"type"[ \\t\\r\\n]*:[ \\t\\r\\n]*"(?:%s)"' % "|".join(_MEDIA_TYPES)
+_MEDIA_RE = re.compile(_MEDIA_OBJECT)
+_MEDIA_RE_BYTES = re.compile(_MEDIA_OBJECT.encode())
 _DATA_URL_HEAD = 256  # a data URL's header (media type and parameters) ends well before this
 
 
-_MARKER_BYTES = _MARKER.encode()
-_MARKS_BYTES = tuple(m.encode() for m in _MARKS)
-
-
-# Media by reference: keys only a URL or file-id item has (a quoted key in compact JSON).
-_REF_MARKS = ('"image_url"', '"file_id"', '"file_url"', '"type":"url"', '"type":"file"')
-_REF_MARKS_BYTES = tuple(m.encode() for m in _REF_MARKS)
-
-
 def may_carry_media(compact_json: str | bytes) -> bool:
-    """Whether a part's compact JSON (text or its UTF-8 bytes) may hold a base64 payload or a media reference."""
-    refs = _REF_MARKS_BYTES if isinstance(compact_json, bytes) else _REF_MARKS
-    if any(m in compact_json for m in refs):  # type: ignore[operator]  # str in str, bytes in bytes
-        return True
-    marker, marks = (_MARKER_BYTES, _MARKS_BYTES) if isinstance(compact_json, bytes) else (_MARKER, _MARKS)
-    i = compact_json.find(marker)  # type: ignore[arg-type]  # str with str, bytes with bytes
-    while i >= 0:
-        if i > 0 and compact_json[i - 1:i + 7] in marks:
-            return True
-        i = compact_json.find(marker, i + 6)  # type: ignore[arg-type]
-    return False
+    """Whether a part's compact JSON (text or its UTF-8 bytes) may hold an image or document object."""
+    if isinstance(compact_json, bytes):
+        return _MEDIA_RE_BYTES.search(compact_json) is not None
+    return _MEDIA_RE.search(compact_json) is not None
 
 
 def media_payloads(part: Any) -> Iterator[tuple[str, int]]:

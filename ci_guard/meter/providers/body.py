@@ -33,11 +33,13 @@ is what the call is charged.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 LAZY_MIN_BYTES = 64 * 1024
+_UTF8_SLICE = 64 * 1024  # fits the CPU's cache, with its decoded text
 
 _MISSING = object()
 _decoder: Any = None  # msgspec's top-level decoder, built with the first large body (not at start-up)
@@ -171,13 +173,26 @@ def _split(raw: bytes) -> dict[str, bytes] | None:
         _decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
     try:
         if not raw.isascii():
-            raw.decode("utf-8")  # msgspec does not check the bytes of strings it skips
+            _check_utf8(raw)  # msgspec does not check the bytes of strings it skips
         parts = _parts(raw)  # validates the whole document
         if parts is None:  # whitespace, or a key twice: without whitespace, only a repeated key
             parts = _parts(msgspec.json.format(raw, indent=-1))
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
         return None
     return parts
+
+
+def _check_utf8(raw: bytes) -> None:
+    """Raise UnicodeDecodeError unless ``raw`` is UTF-8 (strict: encoded surrogates are refused too).
+
+    Decoded a slice at a time and thrown away: the text of one slice stays in the CPU's cache,
+    where decoding the whole body at once writes (and page-faults in) a string of up to 4x its
+    size -- twice as slow. A character cut by a slice's end is left to the next slice.
+    """
+    view, size, start = memoryview(raw), len(raw), 0
+    while start < size:
+        end = start + _UTF8_SLICE
+        start += codecs.utf_8_decode(view[start:end], "strict", end >= size)[1]
 
 
 def _parts(data: bytes) -> dict[str, bytes] | None:
