@@ -90,6 +90,7 @@ class _Request:
         self._held = 0  # bytes of this body counted in the server's buffered total
         self.discard_body = False
         self.started_at = conn.loop.time()
+        self.last_data = self.started_at  # when the last piece of the body arrived
         self.body_size = 0
         self.body_done = False
         self.error: _BodyError | None = None
@@ -116,7 +117,9 @@ class _Request:
         server.buffered += len(data)
         self._held += len(data)
         self._body.append(data)
-        self._wake()
+        self.last_data = self._conn.loop.time()
+        # The reader is woken only when the body is complete (or fails), not for each piece of a
+        # megabyte body: read() itself watches for a body that stops arriving.
 
     def release(self) -> None:
         """The body was handed over (or abandoned): it no longer counts against MAX_BUFFERED_BYTES."""
@@ -137,20 +140,26 @@ class _Request:
             self._waiter.set_result(None)
 
     async def read(self) -> bytes:
+        loop = self._conn.loop
         while not self.body_done:
             if self.error is not None:
                 raise self.error
             if self.expect_continue:  # the agent waits for this before it sends the body
                 self.expect_continue = False
                 self._conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self._waiter = self._conn.loop.create_future()
-            left = self.started_at + BODY_DEADLINE_S - self._conn.loop.time()
-            try:
-                async with asyncio.timeout(min(BODY_TIMEOUT_S, max(left, 0.0))):
-                    await self._waiter
-            except TimeoutError:
+                self.last_data = loop.time()  # from now on the agent sends
+            now = loop.time()
+            left = min(self.last_data + BODY_TIMEOUT_S, self.started_at + BODY_DEADLINE_S) - now
+            if left <= 0:
                 self.fail(_BodyError(408, f"the request body did not arrive in time (no data for "
                                           f"{BODY_TIMEOUT_S:g}s or not complete after {BODY_DEADLINE_S:g}s)"))
+                continue
+            self._waiter = loop.create_future()
+            try:
+                async with asyncio.timeout(left):
+                    await self._waiter
+            except TimeoutError:
+                pass  # data may have come meanwhile: the loop checks the time left again
             finally:
                 self._waiter = None
         if self.error is not None:

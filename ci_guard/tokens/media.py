@@ -101,7 +101,7 @@ class UnmeasuredOpenAIImage(Unmeasured):
 # is always escaped, so a conversation that merely quotes such JSON never matches. Whitespace
 # around the colon is allowed (a body compact at its top level may keep it inside a value).
 _MEDIA_TYPES = ("image", "image_url", "document", "input_image", "input_file", "file")
-_MEDIA_OBJECT = '"type"[ \\t\\r\\n]*:[ \\t\\r\\n]*"(?:%s)"' % "|".join(_MEDIA_TYPES)
+_MEDIA_OBJECT = r'"type"[ \t\r\n]*:[ \t\r\n]*"(?:' + "|".join(_MEDIA_TYPES) + ')"'
 _MEDIA_RE = re.compile(_MEDIA_OBJECT)
 _MEDIA_RE_BYTES = re.compile(_MEDIA_OBJECT.encode())
 _DATA_URL_HEAD = 256  # a data URL's header (media type and parameters) ends well before this

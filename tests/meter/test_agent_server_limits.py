@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -89,6 +90,40 @@ def test_a_body_trickled_forever_times_out(monkeypatch: pytest.MonkeyPatch):
                 await asyncio.sleep(0.05)
             answer = await read
             assert answer.status == 408 and time.monotonic() - t0 < 2.5
+        finally:
+            await server.close(grace_s=1)
+    run(go())
+
+
+def test_a_body_that_stops_arriving_times_out(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(agent_server, "BODY_TIMEOUT_S", 0.5)
+
+    async def go() -> None:
+        server = await _serve(App())
+        try:
+            reader, writer = await connect(server)
+            writer.write(b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 400)
+            t0 = time.monotonic()
+            answer = await read_answer(reader)  # 600 bytes never come
+            assert answer.status == 408 and 0.45 < time.monotonic() - t0 < 3
+        finally:
+            await server.close(grace_s=1)
+    run(go())
+
+
+def test_a_slow_body_that_keeps_coming_is_read_whole(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(agent_server, "BODY_TIMEOUT_S", 0.3)
+
+    async def go() -> None:
+        server = await _serve(App())
+        try:
+            reader, writer = await connect(server)
+            writer.write(b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+            for _ in range(10):  # 1 s in all, never silent for 0.3 s
+                await asyncio.sleep(0.1)
+                writer.write(b"y")
+            answer = await read_answer(reader)
+            assert answer.status == 200 and json.loads(answer.body)["body"] == "y" * 10
         finally:
             await server.close(grace_s=1)
     run(go())
