@@ -157,18 +157,23 @@ def export(ledger_url: str | None, month: str | None, fmt: str, output: str) -> 
     import sys
 
     from ci_guard.files import atomic_text_file
-    from ci_guard.report.focus import write_focus_csv_pages, write_focus_jsonl_pages
+    from ci_guard.report import focus_sql
+    from ci_guard.report.focus import write_focus_jsonl_pages
 
     start, end = _month_bounds(month)
-    write = write_focus_csv_pages if fmt == "focus-csv" else write_focus_jsonl_pages
     store = _open(ledger_url)
+
+    def write(out: Any) -> int:
+        if fmt == "focus-csv":  # each CSV line's call columns formatted by the database
+            return focus_sql.write_focus_csv_month(store, start, end, out)
+        return write_focus_jsonl_pages(store.export_rows(start, end), out)  # plain tuples, formatted in bulk
+
     try:
-        rows = store.export_rows(start, end)  # plain tuples in pages, formatted in bulk
         if output == "-":
-            count = write(rows, sys.stdout)
+            count = write(sys.stdout)
         else:
             with atomic_text_file(output) as out:
-                count = write(rows, out)
+                count = write(out)
     finally:
         store.close()
     if output != "-":

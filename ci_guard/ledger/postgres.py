@@ -105,6 +105,25 @@ class PostgresStore(SqlStore):
         with conn.transaction(), conn.cursor() as cursor:
             yield Tx(cursor, self._q)
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[Tx]:
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield Tx(cursor, self._q)
+
+    def _stream(self, tx: Tx, sql: str, params: Sequence[Any], page: int) -> Iterator[list[tuple[Any, ...]]]:
+        # COPY streams the rows as they are produced (a plain query would be read whole into memory)
+        with tx.cursor.copy(f"COPY ({self._q(sql)}) TO STDOUT", tuple(params)) as copy:
+            rows: list[tuple[Any, ...]] = []
+            for row in copy.rows():
+                rows.append(row)
+                if len(rows) >= page:
+                    yield rows
+                    rows = []
+            if rows:
+                yield rows
+
     def _retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
             return True

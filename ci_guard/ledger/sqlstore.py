@@ -579,6 +579,45 @@ class SqlStore(AnalyticsMixin):
             if len(rows) < page:
                 return
 
+    def export_lines(self, start: datetime, end: datetime, exprs: Sequence[str],
+                     page: int = EXPORT_PAGE) -> Iterator[tuple[dict[str, tuple[Any, ...]], list[tuple[Any, ...]]]]:
+        """Every call started in ``[start, end)``, oldest first, as pages of ``(run_id, *exprs,
+        context_json, context_saved_micros)``: the expressions over ``calls c`` are computed by the
+        database (ci_guard.report.focus_sql builds the export's CSV text with them).
+
+        Yields ``(runs, rows)``: with the first page, ``runs`` maps every run with a call in the
+        period to its :data:`EXPORT_ROW_RUN_COLS` (empty afterwards). One query streamed in pages
+        inside one read snapshot (PostgreSQL: ``COPY ... TO STDOUT``, values as text), so the
+        database sorts once instead of once per keyset page.
+        """
+        period = (self._ts(start), self._ts(end))
+        runs_sql = (f"SELECT run_id, {', '.join(EXPORT_ROW_RUN_COLS)} FROM runs WHERE run_id IN"
+                    " (SELECT run_id FROM calls WHERE started_at >= ? AND started_at < ?)")
+        sql = (f"SELECT c.run_id, {', '.join(exprs)}, c.context_json, c.context_saved_micros FROM calls c"
+               " WHERE c.started_at >= ? AND c.started_at < ? ORDER BY c.started_at, c.run_id, c.seq")
+        try:
+            with self._lock, self._snapshot() as tx:
+                runs = {row[0]: tuple(row[1:]) for row in tx.all(runs_sql, period)}
+                for rows in self._stream(tx, sql, period, page):
+                    yield runs, rows
+                    runs = {}
+        except CiGuardError:
+            raise
+        except Exception as exc:
+            mapped = self._translate_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+    def _snapshot(self) -> AbstractContextManager[Tx]:
+        """A read transaction whose statements all see the same data."""
+        return self._transaction(False)
+
+    def _stream(self, tx: Tx, sql: str, params: Sequence[Any], page: int) -> Iterator[list[tuple[Any, ...]]]:
+        tx.cursor.execute(self._q(sql), tuple(params))
+        while rows := tx.cursor.fetchmany(page):
+            yield rows
+
     def runs_between(self, start: datetime, end: datetime) -> list[RunRecord]:
         """Every run started in ``[start, end)``, oldest first (what `what-if` replays, in order)."""
         sql = (f"SELECT {', '.join(RUN_COLS)} FROM runs WHERE started_at >= ? AND started_at < ?"

@@ -134,5 +134,11 @@ class Store(Protocol):
         """The same calls as pages of plain tuples (``sqlstore.EXPORT_ROW_COLS``): the bulk FOCUS export."""
         ...
 
+    def export_lines(self, start: datetime, end: datetime, exprs: Sequence[str],
+                     page: int = 5000) -> Iterator[tuple[dict[str, tuple[Any, ...]], list[tuple[Any, ...]]]]:
+        """The same calls as ``(run_id, *exprs, context_json, context_saved_micros)`` computed by the
+        database, with the runs' export columns (the FOCUS CSV export; see sqlstore)."""
+        ...
+
     def close(self) -> None:
         ...

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ci_guard.errors import LedgerError
 from ci_guard.ledger.sqlstore import SqlStore
-from ci_guard.report import focus
+from ci_guard.report import focus, focus_sql
 from ci_guard.report.focus import COLUMNS
 from tests.helpers import run_cli
 from tests.ledger.factories import NOW, call, run
@@ -91,7 +91,10 @@ def test_a_failed_export_leaves_no_file_behind(store, ledger_url, tmp_path, caps
         out.write("BilledCost\n0.1\n")
         raise LedgerError("the database went away mid-export")
 
-    monkeypatch.setattr(focus, "write_focus_csv_pages", broken)
+    def broken_month(store, start, end, out):
+        return broken(None, out)
+
+    monkeypatch.setattr(focus_sql, "write_focus_csv_month", broken_month)
     code, _, err = run_cli(capsys, "ledger", "export", "--ledger", ledger_url, "--month", "2026-03",
                            "-o", str(target))
     assert code != 0 and "went away mid-export" in err and "Traceback" not in err
@@ -122,14 +125,26 @@ def test_the_bulk_writers_match_the_row_by_row_export_byte_for_byte(store):
                                                                      "route": "cheap"},
              context_saved_usd=Decimal("0.012345")),
         call("r-3", 1, "3", at=NOW + timedelta(seconds=3), context={}, service_tier='fl"ex'),
+        # a tier JSON must escape (backslash, control characters), a negative correction, non-ASCII names,
+        # an end before the start, a call across midnight at the end of the month
+        call("r-3", 2, "-0.25", at=NOW + timedelta(seconds=4), service_tier="a\\b\tc\x01", model_served="mödel ü",
+             endpoint="x,y"),
+        call("r-1", 3, "0.000001", at=NOW.replace(day=31, hour=23, minute=59, second=59, microsecond=500_000)),
     ]
     calls[1].ended_at = calls[1].started_at + timedelta(seconds=2, microseconds=1)
+    calls[5].ended_at = calls[5].started_at - timedelta(seconds=3)
+    calls[6].ended_at = calls[6].started_at + timedelta(microseconds=600_000)  # ends in April
     for c in calls:
         store.record_call(c)
-    start, end = NOW.replace(day=1, hour=0, minute=0, second=0, microsecond=0), NOW + timedelta(days=1)
+    start, end = NOW.replace(day=1, hour=0, minute=0, second=0, microsecond=0), NOW.replace(month=4, day=1, hour=0,
+                                                                                          minute=0, second=0)
     for row_by_row, bulk in ((focus.write_focus_csv, focus.write_focus_csv_pages),
                              (focus.write_focus_jsonl, focus.write_focus_jsonl_pages)):
         want, got = io.StringIO(), io.StringIO()
-        assert row_by_row(focus.focus_rows(store.export_calls(start, end)), want) == 5
-        assert bulk(store.export_rows(start, end, page=2), got) == 5
+        assert row_by_row(focus.focus_rows(store.export_calls(start, end)), want) == 7
+        assert bulk(store.export_rows(start, end, page=2), got) == 7
         assert got.getvalue() == want.getvalue()
+        if bulk is focus.write_focus_csv_pages:  # and the lines the database builds (what the CLI writes)
+            by_sql = io.StringIO()
+            assert focus_sql.write_focus_csv_month(store, start, end, by_sql, page=2) == 7
+            assert by_sql.getvalue() == want.getvalue()
