@@ -120,6 +120,7 @@ def lint_policy(policy: Policy, strict: bool = False) -> list[Finding]:
     findings += _unreachable(policy)
     findings += _team_refs(policy)
     findings += _escalation_noops(policy)
+    findings += _handoff_noops(policy)
     findings += fail_open(policy)
     findings += agent_model_mismatch(policy)
     findings += _context_warnings(policy)
@@ -196,6 +197,34 @@ def _escalation_noops(policy: Policy) -> list[Finding]:
         if policy.resolve_model(esc.model)[0] == normal and esc.limits is None:
             out.append(Finding("warning", ("rules", i, "escalation"),
                                f"escalation of rule {rule.name!r} changes nothing: same model, no limits"))
+    return out
+
+
+# the limit that makes each cap of `handoff.on` able to stop a run
+_CAP_LIMIT = {"max_turns": "max_turns", "max_cost": "max_cost_usd", "max_runtime": "max_runtime",
+              "max_context": "max_context_tokens", "max_tool_calls": "max_tool_calls",
+              "retry_storm": "max_identical_retries"}
+
+
+def _handoff_noops(policy: Policy) -> list[Finding]:
+    """A handoff whose caps the rule never sets can never happen."""
+    from ci_guard.policy.engine import merge_limits
+
+    out = []
+    for i, rule in enumerate(policy.rules):
+        if rule.handoff is None:
+            continue
+        limits = merge_limits(policy.defaults.limits, rule.limits)
+        variants = [limits, merge_limits(limits, rule.escalation.limits) if rule.escalation else limits]
+        # a budget caps a run's cost at what the budget has left, so max_cost can stop it without max_cost_usd
+        can_stop = {cap for cap, key in _CAP_LIMIT.items()
+                    if any(getattr(v, key) is not None for v in variants)
+                    or (cap == "max_cost" and policy.budgets)}
+        if not can_stop & set(rule.handoff.on):
+            out.append(Finding("warning", ("rules", i, "handoff"),
+                               f"the handoff of rule {rule.name!r} never happens: none of its caps "
+                               f"({', '.join(rule.handoff.on)}) is set for the rule's runs (limits here or in "
+                               f"defaults.limits)"))
     return out
 
 

@@ -249,3 +249,21 @@ def test_colour_only_on_a_terminal_or_when_asked(capsys, monkeypatch, flag, env,
     assert code == 0
     assert ("\x1b[32mPASS\x1b[0m" in out) is coloured
     assert "PASS: 12/12" in out.replace("\x1b[32m", "").replace("\x1b[0m", "")
+
+
+def test_a_handoff_whose_caps_are_never_set_is_flagged() -> None:
+    rules = """\
+    - name: review
+      decision: allow
+      limits: {max_turns: 5}
+      handoff: {label: needs-human, on: [max_cost, retry_storm]}
+    """
+    (warning,) = [w for w in _warnings(_policy(rules)) if "handoff" in w]
+    assert "handoff of rule 'review' never happens: none of its caps (max_cost, retry_storm)" in warning
+    # a cap set in defaults.limits, or a budget (which caps each run's cost), makes it possible
+    assert not [w for w in _warnings(_policy(rules, "defaults:\n  limits: {max_identical_retries: 3}\n"))
+                if "handoff" in w]
+    budget = "budgets:\n  - {name: m, scope: org, period: month, limit_usd: 100}\n"
+    assert not [w for w in _warnings(_policy(rules, budget)) if "handoff" in w]
+    # the default `on` (every cap) with a turn cap is fine
+    assert not [w for w in _warnings(_policy(rules.replace(", on: [max_cost, retry_storm]", ""))) if "handoff" in w]
