@@ -386,15 +386,22 @@ def test_gitlab_docs_show_only_unexpanded_command_variables() -> None:
         assert isinstance(spec, dict) and spec.get("expand") is False, name
 
 
+def _agent_include(example: dict) -> dict:
+    (include,) = [i for i in example["include"] if i["component"].endswith("/ci-guard/ci-guard@<version>")]
+    return include
+
+
 def test_example_commands_reference_no_merge_request_variables() -> None:
-    (include,) = _load(GITLAB_EXAMPLE)["include"]
+    include = _agent_include(_load(GITLAB_EXAMPLE))
     assert "$" not in include["inputs"]["command"]
 
 
 def test_example_gitlab_ci_includes_the_component() -> None:
     example = _load(GITLAB_EXAMPLE)
-    (include,) = example["include"]
-    assert include["component"].endswith("/ci-guard/ci-guard@<version>")
+    include = _agent_include(example)
+    # and the outcome component, so cost per merged MR needs nothing more
+    assert [i["component"] for i in example["include"]][1:] == [
+        "$CI_SERVER_FQDN/<group>/ci-guard/ci-guard-outcome@<version>"]
     spec_inputs = set(_component_docs()[0]["spec"]["inputs"])
     assert set(include["inputs"]) <= spec_inputs
     required = {k for k, v in _component_docs()[0]["spec"]["inputs"].items() if "default" not in v}
