@@ -483,6 +483,15 @@ class SqlStore(AnalyticsMixin):
 
         self._op(write)
 
+    def set_run_owner(self, run_id: str, pid: int, started: str | None, host: str) -> None:
+        self._op(lambda tx: tx.run("UPDATE runs SET owner_pid = ?, owner_started = ?, owner_host = ?"
+                                   " WHERE run_id = ?", (pid, started, host, run_id)))
+
+    def running_runs_owned_on(self, host: str) -> list[tuple[str, int, str | None]]:
+        rows = self._op(lambda tx: tx.all("SELECT run_id, owner_pid, owner_started FROM runs"
+                                          " WHERE status = 'running' AND owner_host = ?", (host,)), write=False)
+        return [(str(r[0]), int(r[1]), None if r[2] is None else str(r[2])) for r in rows if r[1] is not None]
+
     def set_outcome(self, run_id: str, outcome: str) -> None:
         def write(tx: Tx) -> None:
             if not tx.run("UPDATE runs SET outcome = ? WHERE run_id = ?", (outcome, run_id)):

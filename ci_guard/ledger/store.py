@@ -93,6 +93,15 @@ class Store(Protocol):
     ) -> None:
         ...
 
+    def set_run_owner(self, run_id: str, pid: int, started: str | None, host: str) -> None:
+        """Record the process that meters a running run: its pid, that process's start time and its
+        host (see ci_guard.meter.owners), so a later command can tell whether it died."""
+        ...
+
+    def running_runs_owned_on(self, host: str) -> list[tuple[str, int, str | None]]:
+        """(run_id, owner pid, owner start time) of every running run whose owner is on ``host``."""
+        ...
+
     def set_outcome(self, run_id: str, outcome: str) -> None:
         ...
 

@@ -230,7 +230,7 @@ def serve(state_path: str, quiet: bool = False, key: StopKey | None = None) -> i
     decision = Decision.model_validate(data["decision"])
     policy = load_policy(data["policy_path"])
     url = ledger_for_state(data, os.environ.get(LEDGER_ENV))
-    recorder = open_recorder(url, str(state_file.with_suffix(".unrecorded.jsonl")))
+    recorder = open_recorder(url, lifecycle.spill_path(data["run_id"]))  # replayed by the next run
     session = MeterSession(
         run_id=data["run_id"], token=data["token"], decision=decision,
         guard=CapGuard(decision.limits, on_cost_cap=decision.enforcement.on_cost_cap),
@@ -266,12 +266,12 @@ async def _serve_async(session: MeterSession, ups: Upstreams, state_file: Path, 
                        key: StopKey | None) -> None:
     import asyncio
 
-    from ci_guard.meter import lifecycle, owners
+    from ci_guard.meter import owners
     from ci_guard.meter.proxy import MeterProxy
 
     session.watch_ledger(asyncio.get_running_loop())
     if data.get("ledger_url"):
-        owners.claim(session.run_id, lifecycle.SPILL_DIR)  # the proxy owns the run from now on
+        owners.claim(session.recorder, session.run_id)  # the proxy owns the run from now on
     proxy = MeterProxy(session, ups)
     await proxy.start()
     data.update(port=proxy.port, pid=os.getpid(), pid_start=process_start_time(os.getpid()))

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from ci_guard.context.model import RunContext
@@ -109,8 +110,7 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
             store.close()
     try:
         pricer = CatalogPricer.from_policy(policy, policy_path, decision)
-        recorder = open_recorder(url if store is not None else None, f"{SPILL_DIR}/{run_id}.unrecorded.jsonl",
-                                 store=handed)
+        recorder = open_recorder(url if store is not None else None, spill_path(run_id), store=handed)
     except BaseException:
         if handed is not None:
             with contextlib.suppress(Exception):
@@ -155,7 +155,18 @@ def abandon_run(ledger_url: str | None, run_id: str) -> None:
                        f"on its own: {redact(exc.render())}")
 
 
-SPILL_DIR = ".ci-guard"  # where a run's calls go when the ledger cannot take them (see recorder.py)
+def spill_dir(environ: dict[str, str] | None = None) -> Path:
+    """Where a run's calls go when the ledger cannot take them (see recorder.py): next to the
+    default ledger, never in the agent's working directory ($RUNNER_TEMP/ci-guard/spill on GitHub,
+    else $XDG_STATE_HOME/ci-guard/spill). The agent runs as the same user and can still write
+    there: a replayed row is checked, so it can only ever add spend (recorder._call_from_row)."""
+    from ci_guard.ledger import default_ledger_path
+
+    return default_ledger_path(environ).parent / "spill"
+
+
+def spill_path(run_id: str, environ: dict[str, str] | None = None) -> str:
+    return str(spill_dir(environ) / f"{run_id}.unrecorded.jsonl")
 
 
 def _replay_earlier_spills(store: Any) -> None:
@@ -163,16 +174,16 @@ def _replay_earlier_spills(store: Any) -> None:
     is decided; rows of runs this ledger does not know stay in their files."""
     from ci_guard.meter.recorder import replay_spill_files
 
-    for directory in {SPILL_DIR, os.environ.get("RUNNER_TEMP") or SPILL_DIR}:
-        if os.path.isdir(directory):
-            replay_spill_files(store, directory)
+    directory = spill_dir()
+    if directory.is_dir():
+        replay_spill_files(store, directory)
 
 
 def _close_stale_runs(store: Any, now: datetime) -> None:
     """Runs whose ci-guard process died (SIGKILL, OOM) are closed and their holds released."""
     from ci_guard.meter.owners import close_stale_runs
 
-    close_stale_runs(store, SPILL_DIR, now)
+    close_stale_runs(store, now)
 
 
 def _release(store: Any, run_id: str) -> None:
@@ -326,9 +337,6 @@ def finish_run(prepared: PreparedRun, summary: RunSummary) -> None:
         recorder.close()
     except Exception as exc:
         LiveLog().info(f"warning: closing the ledger failed: {_describe(exc)}")
-    from ci_guard.meter.owners import release
-
-    release(summary.run_id, SPILL_DIR)
     _alerts(prepared, summary)
 
 

@@ -121,7 +121,7 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
     register(session.token)
     session.watch_ledger(asyncio.get_running_loop())
     if prepared.ledger_url:
-        owners.claim(prepared.run_id, lifecycle.SPILL_DIR)  # for the next run, if this process is killed
+        owners.claim(prepared.recorder, prepared.run_id)  # for the next run, if this process is killed
     proxy = MeterProxy(session, req.upstreams)
     try:
         await proxy.start()

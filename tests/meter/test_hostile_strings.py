@@ -48,7 +48,9 @@ def hostile_calls() -> str:
     ])
 
 
-def test_lone_surrogates_and_non_utf8_headers_still_land_every_call_in_the_ledger(tmp_path: Path, any_ledger):
+def test_lone_surrogates_and_non_utf8_headers_still_land_every_call_in_the_ledger(tmp_path: Path, any_ledger,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))  # the spill directory: $RUNNER_TEMP/ci-guard/spill
     (tmp_path / "policy.yml").write_text(POLICY)
     out = tmp_path / "agent.jsonl"
     env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "HOSTILE_OUT": str(out),
@@ -83,7 +85,9 @@ def test_lone_surrogates_and_non_utf8_headers_still_land_every_call_in_the_ledge
     assert budgets[0].spent_usd == summary.cost_usd  # every served call reached the budget rollup
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert Decimal(on_disk["cost_usd"]) == summary.cost_usd and len(on_disk["calls"]) == 3
-    assert not Path(f".ci-guard/{summary.run_id}.unrecorded.jsonl").exists()  # nothing spilled
+    from ci_guard.meter.lifecycle import spill_path
+
+    assert not Path(spill_path(summary.run_id)).exists()  # nothing spilled
 
 
 def _budgets():

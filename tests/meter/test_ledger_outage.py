@@ -16,6 +16,7 @@ import pytest
 from ci_guard.context.model import RunContext
 from ci_guard.ledger import open_ledger
 from ci_guard.ledger.sqlstore import SqlStore
+from ci_guard.meter.lifecycle import spill_path
 from ci_guard.meter.runner import EXIT_INFRASTRUCTURE, RunRequest, run_agent
 from ci_guard.meter.upstreams import Upstreams
 from ci_guard.policy.models import Budget
@@ -83,6 +84,7 @@ def _spent(url: str) -> tuple[Decimal, Decimal]:
 
 def test_deny_stops_the_run_mid_way_and_the_spilled_call_reaches_the_budget(tmp_path, any_ledger, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))  # the spill directory: $RUNNER_TEMP/ci-guard/spill
     outage = Outage(monkeypatch)
     # the first two writes fail, then the ledger is back: whether the first calls were written one by
     # one or as a batch (which is retried call by call), the first call's own write fails
@@ -102,18 +104,19 @@ def test_deny_stops_the_run_mid_way_and_the_spilled_call_reaches_the_budget(tmp_
         store.close()
     assert run.status == "error" and len([c for c in calls if c.status != "refused"]) == served  # replayed
     assert _spent(any_ledger) == (summary.cost_usd, 0) and summary.cost_usd > 0
-    assert not (tmp_path / ".ci-guard" / f"{summary.run_id}.unrecorded.jsonl").exists()
+    assert not Path(spill_path(summary.run_id)).exists()
 
 
 def test_a_ledger_down_to_the_end_is_replayed_at_the_next_start(tmp_path, any_ledger, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))  # the spill directory: $RUNNER_TEMP/ci-guard/spill
     outage = Outage(monkeypatch)
     with run_simulator("tool-loop", api_key=KEY) as sim:
         outage.down = True  # the run starts fine, then every write fails until it has ended
         sim_first = _run_with_outage_after_start(tmp_path, any_ledger, sim, outage)
         first = sim_first.summary
-        spill = tmp_path / ".ci-guard" / f"{first.run_id}.unrecorded.jsonl"
-        assert spill.exists() and first.cost_usd > 0
+        spill = Path(spill_path(first.run_id))
+        assert spill.exists() and first.cost_usd > 0 and tmp_path in spill.parents
         store = open_ledger(any_ledger)
         try:
             assert store.get_run(first.run_id).status == "running"  # what the outage left behind

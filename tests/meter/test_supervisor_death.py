@@ -87,7 +87,7 @@ def test_the_agent_dies_with_ci_guard_and_the_next_run_closes_the_dead_one(tmp_p
         assert quick.returncode == 0, quick.stderr
     reserved, runs = _reserved(any_ledger)
     assert runs[dead] == "error" and reserved == 0  # closed, and its hold released at once
-    assert not list(tmp_path.glob(".ci-guard/*.owner"))
+    assert not (tmp_path / ".ci-guard").exists()  # nothing in the workspace: the owner is in the ledger
 
 
 # An agent whose own child outlives it: a shell that starts a long `sleep` in the background and
@@ -122,3 +122,53 @@ def test_the_agents_grandchildren_die_with_ci_guard(tmp_path: Path):
                 proc.kill()
             if grandchild and _alive(grandchild):
                 os.kill(grandchild, signal.SIGKILL)
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_a_forged_owner_never_closes_a_live_run(tmp_path: Path, any_ledger: str):
+    """Issue 12: the owner of a run lived in `.ci-guard/<run_id>.owner`, which the agent can write: a
+    file naming a dead pid made the next run close a live one. Owners are in the ledger now, and a
+    run owned on another host (or in another pid namespace) is never judged from here."""
+    (tmp_path / "policy.yml").write_text(POLICY)
+    ci_guard = str(Path(sys.executable).parent / "ci-guard")
+    with run_simulator("tool-loop", api_key=KEY) as sim:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "CI_GUARD_ANTHROPIC_UPSTREAM": sim.url,
+               "CI_GUARD_LEDGER": any_ledger, "RUNNER_TEMP": str(tmp_path / "temp")}
+        (tmp_path / "temp").mkdir()
+        args = [ci_guard, "run", "--policy", "policy.yml", "--repo", "acme/web", "--quiet", "--preset", "none", "--"]
+        live = subprocess.Popen([*args, sys.executable, "-c", SLEEPER], cwd=tmp_path, env=env)
+        try:
+            assert _wait(lambda: (tmp_path / "agent.pid").exists() and (tmp_path / "agent.pid").read_text())
+            _, runs = _reserved(any_ledger)
+            (run_id,) = runs
+            # the hostile agent: owner files naming a dead pid, where ci-guard used to read them
+            for directory in (tmp_path / ".ci-guard", tmp_path / "temp" / "ci-guard", tmp_path / "temp"):
+                directory.mkdir(exist_ok=True)
+                (directory / f"{run_id}.owner").write_text(f'{{"run_id": "{run_id}", "pid": {_dead_pid()}}}')
+            quick = subprocess.run([*args, sys.executable, "-c", "pass"], cwd=tmp_path, env=env, capture_output=True,
+                                   text=True, timeout=60)
+            assert quick.returncode == 0, quick.stderr
+            reserved, runs = _reserved(any_ledger)
+            assert runs[run_id] == "running" and reserved == 2  # the live run and its hold are untouched
+
+            # a run whose recorded owner is on another host: its pid means nothing here
+            from ci_guard.meter.owners import host_id
+
+            store = open_ledger(any_ledger)
+            try:
+                store.set_run_owner(run_id, _dead_pid(), None, "elsewhere/" + host_id())
+            finally:
+                store.close()
+            quick = subprocess.run([*args, sys.executable, "-c", "pass"], cwd=tmp_path, env=env, capture_output=True,
+                                   text=True, timeout=60)
+            assert quick.returncode == 0, quick.stderr
+            assert _reserved(any_ledger)[1][run_id] == "running"
+        finally:
+            live.send_signal(signal.SIGTERM)
+            live.wait(30)
+        reserved, runs = _reserved(any_ledger)
+        assert runs[run_id] != "running" and reserved == 0  # it ended by itself, and settled
