@@ -47,6 +47,12 @@ def run_decision(policy_path: str, budget_snapshot: str | None, ledger_url: str 
     policy = load_policy(policy_path)
     ctx = build_context(**context)
     source = open_budget_source(budget_snapshot, ledger_url)
+    if hasattr(source, "running_runs_owned_on"):
+        # Runs on this host whose ci-guard died (SIGKILL, OOM) no longer hold budget: close them
+        # before the budgets are read, as `run` and `start` do.
+        from ci_guard.meter.owners import close_stale_runs
+
+        close_stale_runs(source, datetime.now(UTC))
     try:
         return policy, evaluate(policy, ctx, budget_source=source, now=now)
     finally:

@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from ci_guard.context.model import RunContext
 from ci_guard.ledger import open_ledger
 from ci_guard.policy.models import Budget
@@ -61,7 +63,9 @@ def _reserved(url: str) -> tuple[object, object]:
         store.close()
 
 
-def test_the_agent_dies_with_ci_guard_and_the_next_run_closes_the_dead_one(tmp_path: Path, any_ledger: str):
+@pytest.mark.parametrize("next_command", ["run", "check"])
+def test_the_agent_dies_with_ci_guard_and_the_next_run_closes_the_dead_one(tmp_path: Path, any_ledger: str,
+                                                                           next_command: str):
     (tmp_path / "policy.yml").write_text(POLICY)
     ci_guard = str(Path(sys.executable).parent / "ci-guard")
     with run_simulator("tool-loop", api_key=KEY) as sim:
@@ -82,8 +86,10 @@ def test_the_agent_dies_with_ci_guard_and_the_next_run_closes_the_dead_one(tmp_p
                 proc.kill()
         (dead,) = runs
         assert _reserved(any_ledger) == (2, {dead: "running"})  # what the kill left behind
-        quick = subprocess.run([*args, sys.executable, "-c", "pass"], cwd=tmp_path, env=env, capture_output=True,
-                               text=True, timeout=60)
+        # the next ci-guard command on that ledger: another run, or only a policy check
+        command = [*args, sys.executable, "-c", "pass"] if next_command == "run" else \
+            [ci_guard, "check", "--policy", "policy.yml", "--repo", "acme/web"]
+        quick = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
         assert quick.returncode == 0, quick.stderr
     reserved, runs = _reserved(any_ledger)
     assert runs[dead] == "error" and reserved == 0  # closed, and its hold released at once
