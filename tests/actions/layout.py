@@ -13,7 +13,8 @@ GITLAB_COMPONENT = ROOT / "templates" / "ci-guard" / "template.yml"
 GITLAB_OUTCOME_COMPONENT = ROOT / "templates" / "ci-guard-outcome" / "template.yml"
 GITLAB_INCLUDE = ROOT / "gitlab-ci" / "ci-guard.gitlab-ci.yml"
 GITLAB_EXAMPLE = EXAMPLES / "gitlab-ci.example.yml"
-GITLAB_FILES = [GITLAB_COMPONENT, GITLAB_INCLUDE, GITLAB_EXAMPLE]
+GITLAB_REPAIR_EXAMPLE = EXAMPLES / "gitlab-ci.test-repair.example.yml"
+GITLAB_FILES = [GITLAB_COMPONENT, GITLAB_INCLUDE, GITLAB_EXAMPLE, GITLAB_REPAIR_EXAMPLE]
 ACTION_SCRIPT = ROOT / "actions" / "lib" / "ci-guard-action.sh"
 PRE_COMMIT_HOOKS = ROOT / ".pre-commit-hooks.yaml"
 

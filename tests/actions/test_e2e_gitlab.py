@@ -273,3 +273,45 @@ def test_component_footer_on_puts_the_cost_on_the_agents_note(tmp_path: Path, si
     assert agent_note.body.startswith("**Review:** looks good, one nit.")
     assert agent_note.body.count("<!-- ci-guard-footer:ci-guard-comment valid-at=") == 1
     assert "💸 ci-guard on this merge request: **2 agent runs**" in agent_note.body
+
+
+def test_test_repair_example_records_the_tests_it_fixed(tmp_path: Path, sim, gitlab) -> None:
+    """actions/examples/gitlab-ci.test-repair.example.yml: the component job with the example's inputs,
+    its before_script's test run, the metered agent (Claude Code on the simulator, then the edit it would
+    make), and its after_script: the repaired tests pass, so the run records tests_fixed = 2."""
+    require_claude()
+    from tests.actions.layout import EXAMPLES
+
+    example = yaml.safe_load((EXAMPLES / "gitlab-ci.test-repair.example.yml").read_text())
+    (include,) = example["include"]
+    inputs = {k: v for k, v in include["inputs"].items() if k != "image"}
+    fix = "sed -i 's/1 + 1 == 3/1 + 1 == 2/; s/2 - 1 == 0/2 - 1 == 1/' test_calc.py"
+    inputs.update({"pip-spec": "", "command": f"{inputs['command']} && {fix}",
+                   "policy": ".github/repair.yml"})
+    name, job = interpolate_component(inputs)
+    assert name == "ci-guard-test-repair" and job["rules"][0]["when"] == "on_failure"
+    extra = example[name]
+    ws = make_workspace(tmp_path / "project")
+    (tmp_path / "home").mkdir()
+    (ws.path / "test_calc.py").write_text("def test_add():\n    assert 1 + 1 == 3\n\n\ndef test_sub():\n"
+                                          "    assert 2 - 1 == 0\n\n\ndef test_ok():\n    assert True\n")
+    (ws.path / ".github" / "repair.yml").write_text(
+        "version: 1\ndefaults:\n  model: claude-sonnet-4-5\n  limits: {max_turns: 8, max_cost_usd: 2}\n"
+        "rules:\n  - name: repair\n    when: {agent: test-repair}\n    decision: allow\n")
+    ledger = f"sqlite:///{tmp_path}/ledger.db"
+    env = {**gitlab_env(ws, gitlab, tmp_path / "home", sim.url), "ANTHROPIC_API_KEY": REAL_KEY,
+           "GITLAB_TOKEN": GITLAB_TOKEN, "CI_GUARD_LEDGER": ledger}
+    # the image setup lines (apt, venv, npm, pip) are the runner's business; the test run is the example's
+    before = [line for line in extra["before_script"] if "junitxml" in line]
+    proc = run_job({**job, "before_script": before}, env, ws.path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "failing before the repair" in proc.stdout
+    after = subprocess.run(["sh", "-c", "\n".join(extra["after_script"])], cwd=ws.path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert after.returncode == 0, after.stdout + after.stderr
+    summary = json.loads((ws.path / "ci-guard-summary.json").read_text())
+    assert f"run {summary['run_id']}: 2 tests fixed" in after.stdout
+    report = subprocess.run(["ci-guard", "report", "--ledger", ledger, "--since", "1d", "--by", "agent",
+                             "--format", "json"], check=True, capture_output=True, text=True, env=env)
+    (row,) = json.loads(report.stdout)["rows"]
+    assert row["tests_fixed"] == 2 and row["runs"] == 1

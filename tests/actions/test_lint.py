@@ -106,7 +106,7 @@ def test_workflows_match_the_github_workflows_schema() -> None:
 
 def test_gitlab_files_match_the_gitlab_ci_schema(tmp_path: Path) -> None:
     docs = _gitlab_documents(tmp_path)
-    assert len(docs) == 4  # component spec + component jobs + include + example
+    assert len(docs) == 5  # component spec + component jobs + include + two examples
     result = _check_jsonschema("vendor.gitlab-ci", docs)
     assert result.returncode == 0, result.stdout + result.stderr
 
