@@ -34,6 +34,7 @@ from contextlib import AbstractContextManager
 from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ci_guard.context.model import RunContext
@@ -693,20 +694,25 @@ class SqlStore(AnalyticsMixin):
                 *(0 for _ in TOKEN_COLS), 0, 0, inputs.dumps(run.inputs))
 
     def _run_from(self, row: Sequence[Any], cols: Sequence[str] = RUN_COLS) -> RunRecord:
-        r = dict(zip(cols, row, strict=True))
+        # by position (what-if reads every run of a month through here): no dict per row
+        at = _positions(tuple(cols))
+        tokens = at["input_tokens"]
+        inputs_at = at.get("decision_inputs_json")
         return RunRecord(
-            run_id=r["run_id"], started_at=self._dt(r["started_at"]), ended_at=self._dt(r["ended_at"]),  # type: ignore[arg-type]
-            decision=r["decision"], status=r["status"], org=r["org"], team=r["team"], repo=r["repo"],
-            user=r["actor"], workflow=r["workflow"], agent=r["agent"], environment=r["environment"],
-            trigger=r["trigger_name"], pr=r["pr"], branch=r["branch"], cohort=r["cohort"],
-            platform=r["platform"], rule=r["rule"], reason=r["reason"], model=r["model"],
-            limits=json.loads(r["limits_json"] or "{}"), stop_reason=r["stop_reason"], outcome=r["outcome"],
-            agent_exit_code=r["agent_exit_code"], session_id=r["session_id"], enforced=bool(r["enforced"]),
-            run_url=r["run_url"],
-            turns=int(r["turns"]), tool_calls=int(r["tool_calls"]), cost_usd=from_micros(r["cost_micros"]),
-            usage=Usage(*(int(r[c]) for c in TOKEN_COLS)), web_searches=int(r["web_searches"]),
-            context_saved_usd=from_micros(r["context_saved_micros"]),
-            inputs=_json_or_none(r.get("decision_inputs_json")),
+            run_id=row[at["run_id"]], started_at=self._dt(row[at["started_at"]]),  # type: ignore[arg-type]
+            ended_at=self._dt(row[at["ended_at"]]), decision=row[at["decision"]], status=row[at["status"]],
+            org=row[at["org"]], team=row[at["team"]], repo=row[at["repo"]], user=row[at["actor"]],
+            workflow=row[at["workflow"]], agent=row[at["agent"]], environment=row[at["environment"]],
+            trigger=row[at["trigger_name"]], pr=row[at["pr"]], branch=row[at["branch"]], cohort=row[at["cohort"]],
+            platform=row[at["platform"]], rule=row[at["rule"]], reason=row[at["reason"]], model=row[at["model"]],
+            limits=_limits(row[at["limits_json"]]), stop_reason=row[at["stop_reason"]], outcome=row[at["outcome"]],
+            agent_exit_code=row[at["agent_exit_code"]], session_id=row[at["session_id"]],
+            enforced=bool(row[at["enforced"]]), run_url=row[at["run_url"]],
+            turns=int(row[at["turns"]]), tool_calls=int(row[at["tool_calls"]]),
+            cost_usd=from_micros(row[at["cost_micros"]]),
+            usage=Usage(*(int(v) for v in row[tokens:tokens + len(TOKEN_COLS)])),
+            web_searches=int(row[at["web_searches"]]), context_saved_usd=from_micros(row[at["context_saved_micros"]]),
+            inputs=_json_or_none(row[inputs_at]) if inputs_at is not None else None,
         )
 
     def _call_row(self, call: CallRecord, micros: int) -> tuple[Any, ...]:
@@ -733,6 +739,21 @@ class SqlStore(AnalyticsMixin):
             context=json.loads(c["context_json"]) if c["context_json"] else None,
             context_saved_usd=from_micros(c["context_saved_micros"]), inference_geo=c["inference_geo"],
         )
+
+
+@lru_cache(maxsize=8)
+def _positions(cols: tuple[str, ...]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(cols)}
+
+
+@lru_cache(maxsize=256)
+def _limits_json(text: str) -> dict[str, Any]:
+    return json.loads(text)
+
+
+def _limits(text: str | None) -> dict[str, Any]:
+    """A run's limits: the same few JSON texts repeat across a month's runs, so decode each once."""
+    return dict(_limits_json(text or "{}"))  # a copy of the (flat) dict: callers may change theirs
 
 
 def _json_or_none(text: str | None) -> dict[str, Any] | None:
