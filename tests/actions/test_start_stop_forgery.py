@@ -9,6 +9,7 @@ fails, exit 2), signal only the real proxy, and report the run from the signed s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -30,21 +31,26 @@ from tests.meter.test_detached import _alive
 
 # The agent step: spend, hunt for the key in every file it can read, rewrite the state file.
 HOSTILE_AGENT = textwrap.dedent("""
-    import json, os, sys, pathlib, urllib.request
+    import hashlib, json, os, re, sys, pathlib, urllib.request
     req = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages", method="POST",
         data=json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 50,
                          "messages": [{"role": "user", "content": "hi"}]}).encode(),
         headers={"x-api-key": os.environ["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01",
                  "content-type": "application/json"})
     assert urllib.request.urlopen(req).status == 200
-    found = [k for k, v in os.environ.items() if "cig_stop_" in v]
-    for root in sys.argv[2:]:
-        for path in pathlib.Path(root).rglob("*"):
-            try:
-                if path.is_file() and b"cig_stop_" in path.read_bytes():
-                    found.append(str(path))
-            except OSError:
-                pass
+    # every stop key in its environment, the files of the job, and the command lines and
+    # environments of every process it may read (the proxy's, the runner's, the test's)
+    shaped = re.compile(rb"cig_stop_[A-Za-z0-9_-]+")
+    blobs = [b" ".join(f"{k}={v}".encode() for k, v in os.environ.items())]
+    paths = [p for root in sys.argv[2:] for p in pathlib.Path(root).rglob("*")]
+    paths += [p for d in pathlib.Path("/proc").iterdir() if d.name.isdigit() for p in (d / "cmdline", d / "environ")]
+    for path in paths:
+        try:
+            if path.is_file():
+                blobs.append(path.read_bytes())
+        except OSError:
+            pass
+    found = sorted({hashlib.sha256(m).hexdigest() for blob in blobs for m in shaped.findall(blob)})
     state_path = pathlib.Path(os.environ["CI_GUARD_STATE"])
     state = json.loads(state_path.read_text())
     print(json.dumps({"found": found, "pid": state["pid"], "run_id": state["run_id"]}))
@@ -91,7 +97,8 @@ def test_a_hostile_agent_step_cannot_find_the_stop_key_or_make_stop_lie(tmp_path
                 env=job.env, cwd=job.ws.path, capture_output=True, text=True, timeout=60)
             assert agent.returncode == 0, agent.stderr
             seen = json.loads(agent.stdout)
-            assert seen["found"] == []  # the key is nowhere the agent can read
+            # the key is nowhere the agent can read (compared by hash: the agent is not told the key)
+            assert hashlib.sha256(key.encode()).hexdigest() not in seen["found"]
             stopped = job.run(mode="stop", **{"stop-key": key})
         step = stopped.step("stop")
         assert step.outcome == "failure" and step.exit_code == 2, stopped.log

@@ -103,3 +103,14 @@ def test_run_refuses_a_broken_codex_config_before_deciding(tmp_path):
 ])
 def test_auto_detection_looks_through_shells_and_npx(command, preset):
     assert detect_preset(command) == preset
+
+
+def test_the_agent_of_run_never_inherits_a_stop_key_or_the_ledger():
+    """A job that sets CI_GUARD_STOP_KEY (start/stop) or CI_GUARD_LEDGER for its ci-guard steps and
+    then runs `ci-guard run` in the same shell: the agent gets neither."""
+    from ci_guard.meter.presets import agent_environment
+
+    env = agent_environment({"CI_GUARD_STOP_KEY": "cig_stop_abcdefghijklmnopqrstuvwxyz", "CI_GUARD_LEDGER": "x",
+                             "PATH": "/usr/bin"}, proxy_url="http://127.0.0.1:1", token="cig_t", run_id="r",
+                            model=None, max_turns=None)
+    assert "CI_GUARD_STOP_KEY" not in env and "CI_GUARD_LEDGER" not in env and env["PATH"] == "/usr/bin"
