@@ -151,7 +151,9 @@ def main() -> int:
     if not args.no_per_call:
         tasks["alternative: every call as an object (export_calls)"] = per_call
     times: dict[str, dict[str, list[float]]] = {t: {b: [] for b in urls} for t in tasks}
+    round_loads = []
     for round_no in range(args.rounds):
+        round_loads.append(round(os.getloadavg()[0], 1))
         for task, fn in tasks.items():  # interleaved: each round runs everything once per backend
             if fn is per_call and round_no >= args.per_call_rounds:
                 continue
@@ -165,12 +167,14 @@ def main() -> int:
                 times[task][backend].append(elapsed)
     load2 = os.getloadavg()
 
-    print(f"\n{args.calls:,} calls; {args.rounds} rounds; load average before {load1[0]:.1f}, after {load2[0]:.1f}")
+    print(f"\n{args.calls:,} calls; {args.rounds} rounds; load average before {load1[0]:.1f}, after {load2[0]:.1f},"
+          f" at the start of each round {round_loads}")
     header = f"{'what':<52}" + "".join(f"{b + ' median (min-max) s':>30}" for b in urls)
     print(header)
     print("-" * len(header))
     result: dict[str, object] = {"calls": args.calls, "rounds": args.rounds, "load": loads,
-                                 "loadavg_before": load1, "loadavg_after": load2, "results": {}}
+                                 "loadavg_before": load1, "loadavg_after": load2, "loadavg_rounds": round_loads,
+                                 "results": {}}
     for task, per_backend in times.items():
         if not any(per_backend.values()):
             continue

@@ -8,7 +8,8 @@ reservation throughput under contention, on SQLite and PostgreSQL.
 
 Export: `ci-guard ledger export` of the month (the CLI, as a subprocess, to a file) against a
 plain SQL dump of the same rows (the same join and columns, as CSV, by the database's own CLI:
-`sqlite3 -csv` / psql's copy to CSV), interleaved over --export-rounds; --with-old also
+`sqlite3 -csv` / psql's copy to CSV), and `ci-guard ledger dashboard` of the month, interleaved
+over --export-rounds (wall and the child's CPU seconds, load average per round); --with-old also
 times the row-by-row export this replaced (focus_rows over export_calls), once.
 
 The data is one month of 50,000 runs x 20 calls over 50 repositories, bulk-loaded with
@@ -43,6 +44,7 @@ from ci_guard.ledger.sqlstore import (  # noqa: E402
     EXPORT_CALL_COLS,
     EXPORT_ROW_RUN_COLS,
     RUN_COLS,
+    TOKEN_COLS,
 )
 
 NOW = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
@@ -58,6 +60,12 @@ BUDGETS = [
 
 def ts_sqlite(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _call_row(values: dict) -> list:
+    """A calls row in CALL_COLS order; a column the bench does not set (added by a later schema) is NULL."""
+    assert set(values) <= set(CALL_COLS), set(values) - set(CALL_COLS)
+    return [values.get(c) for c in CALL_COLS]
 
 
 def generate(n_calls: int):
@@ -80,8 +88,13 @@ def generate(n_calls: int):
             micros = 12000 + 37 * s
             cost_run += micros
             tokens = [a + b for a, b in zip(tokens, usage, strict=True)]
-            calls.append([run_id, s, at, at, "anthropic", "messages", model, model, *usage, micros, "ok", 200,
-                          True, 1, sum(usage[:4]), 850.0, f"fp{s}", None, None, True, 0, None, False, None, 0])
+            calls.append(_call_row({
+                "run_id": run_id, "seq": s, "started_at": at, "ended_at": at, "provider": "anthropic",
+                "endpoint": "messages", "model_requested": model, "model_served": model,
+                **dict(zip(TOKEN_COLS, usage, strict=True)), "cost_micros": micros, "status": "ok", "http_status": 200,
+                "stream": True, "tool_calls": 1, "context_tokens": sum(usage[:4]), "latency_ms": 850.0,
+                "fingerprint": f"fp{s}", "is_turn": True, "web_searches": 0, "estimated": False,
+                "context_saved_micros": 0}))
         runs.append([run_id, start, start + timedelta(minutes=2), "allow", "completed", "acme", None, repo, "alice",
                      "review.yml", "pr-review", None, "pull_request", r % 500, "feature", None, "github",
                      "protected-review", None, model, "{}", None, None, 0, None, True, None, CALLS_PER_RUN,
@@ -202,24 +215,35 @@ def export_bench(name: str, url: str, store, rounds: int, with_old: bool) -> dic
         sql = (f"SELECT {cols} FROM {store.schema}.calls c JOIN {store.schema}.runs r ON r.run_id = c.run_id"
                f" WHERE {where} ORDER BY c.started_at, c.run_id, c.seq")
         dump = ["psql", store._conninfo, "-q", "-c", f"\\copy ({sql}) TO '{out / 'dump.csv'}' CSV"]
-    times: dict[str, list[float]] = {"dump": [], "export": []}
+    times: dict[str, list[float]] = {"dump": [], "export": [], "dashboard": []}
+    cpu: dict[str, list[float]] = {"dump": [], "export": [], "dashboard": []}  # user+sys of the child
+    loads = []
     lines = {}
+    dash = [sys.executable, "-m", "ci_guard", "ledger", "dashboard", "--ledger", url, "--month", f"{NOW:%Y-%m}",
+            "-o", str(out / "dashboard.html")]
     for i in range(rounds):
-        for which in (("dump", "export") if i % 2 == 0 else ("export", "dump")):
-            t0 = time.perf_counter()
+        loads.append(round(os.getloadavg()[0], 1))
+        for which in (("dump", "export", "dashboard") if i % 2 == 0 else ("export", "dump", "dashboard")):
+            t0, c0 = time.perf_counter(), os.times()
             if which == "dump":
                 with open(out / "dump.csv", "wb") as fh:
                     subprocess.run(dump, check=True, stdout=fh if name == "sqlite" else subprocess.DEVNULL)
-            else:
+            elif which == "export":
                 subprocess.run([sys.executable, "-m", "ci_guard", "ledger", "export", "--ledger", url, "--month",
                                 f"{NOW:%Y-%m}", "-o", str(out / "focus.csv")], check=True, capture_output=True)
+            else:
+                subprocess.run(dash, check=True, capture_output=True)
             times[which].append(time.perf_counter() - t0)
+            c1 = os.times()
+            cpu[which].append(round(c1.children_user - c0.children_user + c1.children_system - c0.children_system, 2))
     for f in ("dump.csv", "focus.csv"):
         with open(out / f, "rb") as fh:
             lines[f] = sum(1 for _ in fh)
-    result = {"rounds": rounds, "dump_s": [round(t, 2) for t in times["dump"]],
+    result = {"rounds": rounds, "load_avg_1m": loads, "dump_s": [round(t, 2) for t in times["dump"]],
               "export_s": [round(t, 2) for t in times["export"]],
+              "dashboard_s": [round(t, 2) for t in times["dashboard"]], "cpu_s": cpu,
               "ratio_p50": round(statistics.median(times["export"]) / statistics.median(times["dump"]), 2),
+              "cpu_ratio_p50": round(statistics.median(cpu["export"]) / statistics.median(cpu["dump"]), 2),
               "rows_dump": lines["dump.csv"], "rows_export": lines["focus.csv"] - 1}
     if with_old:
         t0 = time.perf_counter()
@@ -241,6 +265,9 @@ def bench_backend(name: str, url: str, n_calls: int, workers: int, seconds: floa
     gen_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     (load_sqlite if name == "sqlite" else load_postgres)(store, data)
+    # every run here is finished: give it the rollup finish_run writes (what the dashboard reads)
+    run_ids = [r[0] for r in data[0]]
+    store._op(lambda tx: store._roll_up(tx, run_ids))
     load_s = time.perf_counter() - t0
     del data
     if only_export:
@@ -306,7 +333,8 @@ def main() -> int:
             print(f"{r['backend']}: ledger export of {e['rows_export']:,} calls "
                   f"{' / '.join(f'{t:.1f}' for t in e['export_s'])} s, plain SQL dump of the same rows "
                   f"{' / '.join(f'{t:.1f}' for t in e['dump_s'])} s ({e['rows_dump']:,} rows): "
-                  f"ratio of medians {e['ratio_p50']}"
+                  f"ratio of medians {e['ratio_p50']} (CPU {e['cpu_ratio_p50']}); ledger dashboard "
+                  f"{' / '.join(f'{t:.1f}' for t in e['dashboard_s'])} s; load {e['load_avg_1m']}"
                   + (f"; row-by-row export before: {e['old_export_s']} s (identical output: "
                      f"{e['old_output_identical']})" if "old_export_s" in e else ""))
     if args.only_export:

@@ -230,8 +230,10 @@ def main() -> None:
     # wait for a core (for PostgreSQL the server's own work is not in it)
     cpu: dict[tuple[str, str], list[float]] = {}
     results: dict[tuple[str, str], dict] = {}
+    round_loads: list[float] = []  # load average at the start of each round
     try:
         for _ in range(args.repeat):
+            round_loads.append(round(os.getloadavg()[0], 1))
             for name, path in proposals.items():
                 for backend, url in urls.items():  # interleaved
                     store = open_ledger(url)  # the schema stays dropped-on-exit even if this fails
@@ -254,7 +256,7 @@ def main() -> None:
             with psycopg.connect(args.pg, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     print(f"\nwhat-if over {DAYS} days, {args.calls:,} calls; wall seconds, median (min-max) of {args.repeat}, "
-          f"[CPU seconds of ci-guard's process]; load {os.getloadavg()[0]:.1f}")
+          f"[CPU seconds of ci-guard's process]; load {os.getloadavg()[0]:.1f} (per round: {round_loads})")
     print(f"{'proposal':<12}" + "".join(f"{b:>30}" for b in urls) + "   result")
     for name in proposals:
         cells = []
@@ -271,6 +273,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "calls": args.calls, "days": DAYS, "repeat": args.repeat, "loadavg": os.getloadavg(),
+        "loadavg_rounds": round_loads,
         "seconds": {f"{n}/{b}": t for (n, b), t in times.items()},
         "cpu_seconds": {f"{n}/{b}": t for (n, b), t in cpu.items()},
         "results": {f"{n}/{b}": r for (n, b), r in results.items()},
