@@ -251,7 +251,7 @@ class MeteredCall:
                     meter = self.adapter.stream_meter(plan.strip_usage)
                     response, result, call_status, relayed = await self._relay(upstream, meter)
                 else:
-                    payload = await upstream.read()
+                    payload = await _read_bounded(upstream)
                     # Send first, meter after: the agent is not kept waiting for our bookkeeping (the
                     # call's worst case stays held until it is settled, so nothing can overspend).
                     response = await _send_whole(self.request, upstream, payload)
@@ -265,6 +265,12 @@ class MeteredCall:
             result = meter.result() if meter else result
             result.error = f"upstream timed out (no data for {proxy.upstreams.read_timeout_s:g}s)"
             response = proxy.error(self.provider, 504, "timeout_error", f"ci-guard: {result.error}")
+        except UpstreamBodyTooLarge as exc:
+            # The upstream answered and may have billed: charged like a cut answer (the input
+            # estimate; nothing reached the agent), never as free.
+            call_status, status_code = "cut", 502
+            result.error = f"upstream {exc}"
+            response = proxy.error(self.provider, 502, "api_error", f"ci-guard: {result.error}")
         except UpstreamError as exc:
             call_status, status_code = "error", 502
             result = meter.result() if meter else result
@@ -432,6 +438,28 @@ def _estimate_missing(estimated_input: int, received: int, stream: bool) -> tupl
     output = max(1, received // per_token)
     return (Usage(input_tokens=max(1, estimated_input), output_tokens=output),
             "usage estimated: the provider's answer reported no usage")
+
+
+# A whole (non-streamed) answer is held in memory to be metered and redacted: an upstream must not
+# be able to make the proxy hold more than this (streams are relayed chunk by chunk). A real answer
+# is a few hundred kilobytes; 64 MiB is what an agent may send (agent_server.MAX_BODY_BYTES).
+MAX_UPSTREAM_BODY = 64 * 1024 * 1024
+
+
+class UpstreamBodyTooLarge(UpstreamError):
+    """A non-streamed upstream answer larger than :data:`MAX_UPSTREAM_BODY`."""
+
+
+async def _read_bounded(upstream: UpstreamAnswer) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in upstream.chunks():
+        size += len(chunk)
+        if size > MAX_UPSTREAM_BODY:
+            raise UpstreamBodyTooLarge(f"its answer is larger than {MAX_UPSTREAM_BODY // (1024 * 1024)} MiB "
+                                       "(not relayed)")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 async def _write_error_event(response: StreamResponse) -> bool:

@@ -108,3 +108,23 @@ def test_short_keys_are_redacted_too():
     finally:
         secrets._registered.discard("k3y")
         secrets._registered_bytes.clear()
+
+
+def test_an_upstream_cannot_make_the_proxy_hold_an_unbounded_answer(monkeypatch):
+    """A whole (non-streamed) answer is read into memory to be metered: a hostile upstream's
+    gigabyte body is cut off at the limit, the agent gets a 502, the call is charged, not free."""
+    from ci_guard.meter import metered
+
+    monkeypatch.setattr(metered, "MAX_UPSTREAM_BODY", 1024 * 1024)
+    huge = b'{"type": "message", "content": [{"type": "text", "text": "' + b"x" * (3 * 1024 * 1024) + b'"}]}'
+
+    def respond(seen):
+        return web.Response(body=huge, content_type="application/json")
+
+    with echo_upstream(respond) as up, proxied(up.url) as p:
+        r = httpx.post(f"{p.anthropic_url}/v1/messages", json=BODY, headers=auth(p), timeout=30)
+        assert r.status_code == 502 and "larger than 1 MiB" in r.json()["error"]["message"]
+        assert len(r.content) < 1024
+        (call,) = p.calls
+        assert call.status == "cut" and call.cost_usd > 0 and "larger than" in call.error
+        assert httpx.post(f"{p.anthropic_url}/v1/messages", json=BODY, headers=auth(p), timeout=30).status_code == 502
