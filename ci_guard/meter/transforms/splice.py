@@ -12,12 +12,12 @@ own bytes and the replacements: the same JSON value the full decode / re-encode 
 (tests/meter/test_transforms_splice.py compares them on all three wire formats), and the same
 bytes on every turn for the same input, so the prompt-cache prefix stays identical.
 
-Positions come from msgspec's ``Raw`` split (``list[dict[str, Raw]]`` reads a list and its objects'
-members in one pass), located by lengths: a compact ``[{"k":v,...},...]`` is exactly as long as its
-keys (written as ``json.dumps`` writes them), values and punctuation. Whitespace, a repeated key or
-a key written with escapes only ever make the original longer, so when the lengths add up every
-offset is exact; when they do not, that part is decoded whole (its value is the same; it is only
-written anew if it changes). A value msgspec will not decode (``1e400``) is decoded by
+Positions come from msgspec's ``Raw`` split, located by lengths: a compact ``[a,b,...]`` is
+exactly as long as its elements' ``Raw`` bytes plus the punctuation, so when the lengths add up
+every offset is exact; whitespace between the elements only makes the original longer, and then
+only the whole part keeps its bytes. (Deeper splits, ``list[dict[str, Raw]]``, also check the
+keys: a repeated key or one written with escapes only ever makes the original longer, so the
+container is then decoded whole.) A value msgspec will not decode (``1e400``) is decoded by
 ``json.loads``, the reference; from then on changed values are written by ``json.dumps``.
 
 Identity is the contract: an object remembered here is never mutated (transforms and adapters
@@ -99,7 +99,9 @@ class Spans:
                 self._remember(value, data)
             return value
         first = data[0]
-        if first == _LBRACKET:
+        if first == _LBRACKET and depth == 1:
+            value = self._elements(data)
+        elif first == _LBRACKET:
             value = self._list(data, depth)
         elif first == _LBRACE:
             value = self._object(data, depth)
@@ -108,6 +110,21 @@ class Spans:
             if not isinstance(value, str):
                 return value
         return self._remember(value, data)
+
+    def _elements(self, data: memoryview) -> Any:
+        """A list whose elements keep their bytes: decoded whole, located by a ``list[Raw]`` pass
+        (two C calls; cheaper than a decode call per element)."""
+        value = self._decode(data)
+        items = _LIST.decode(data)
+        if sum(len(item) for item in items) + max(len(items), 1) + 1 != len(data) or len(items) != len(value):
+            return value  # whitespace between the elements: only the whole list keeps its bytes
+        pos = 1
+        for element, item in zip(value, items, strict=True):
+            size = len(item)
+            if isinstance(element, dict | list) or (isinstance(element, str) and size >= STRING_MIN_BYTES):
+                self._remember(element, data[pos:pos + size])
+            pos += size + 1
+        return value
 
     def _list(self, data: memoryview, depth: int) -> Any:
         try:
