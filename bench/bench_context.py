@@ -284,32 +284,40 @@ def time_real_path(rounds: int) -> list[dict[str, Any]]:
             loop.run(proxy.start())
             proxies.append((name, proxy, session))
         samples: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        cpu: dict[str, list[float]] = {name: [] for name, _, _ in variants}
         sent: dict[str, int] = {}
         with httpx.Client(timeout=60) as client:
             for i in range(rounds + 5):
                 order = proxies if i % 2 == 0 else proxies[::-1]
                 for name, proxy, session in order:
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     r = client.post(f"{proxy.url}/anthropic/v1/messages", content=raw, headers={
                         "x-api-key": session.token, "anthropic-version": "2023-06-01",
                         "content-type": "application/json"})
                     elapsed = (time.perf_counter() - start) * 1000
+                    while proxy._inflight:  # the call is settled after the answer went out: count it here
+                        time.sleep(0.0005)
+                    used = (time.process_time() - start_cpu) * 1000
                     r.raise_for_status()
                     if i >= 5:  # warm-up rounds are not counted
                         samples[name].append(elapsed)
+                        cpu[name].append(used)
         for name, proxy, session in proxies:
             while proxy._inflight:
                 time.sleep(0.01)
             context = session.calls[-1].context or {}
             sent[name] = context.get("pruned_results", 0)
-        base = statistics.median(samples["off"])
+        base, base_cpu = statistics.median(samples["off"]), statistics.median(cpu["off"])
         rows = []
         for name, _, _ in variants:
-            xs = sorted(samples[name])
-            med = statistics.median(xs)
+            xs, cs = sorted(samples[name]), sorted(cpu[name])
+            med, med_cpu = statistics.median(xs), statistics.median(cs)
             rows.append({"variant": name, "bytes_in": len(raw), "pruned_results": sent[name],
                          "p50_ms": round(med, 3), "p25_ms": round(xs[len(xs) // 4], 3),
-                         "p75_ms": round(xs[3 * len(xs) // 4], 3), "added_p50_ms": round(med - base, 3)})
+                         "p75_ms": round(xs[3 * len(xs) // 4], 3), "added_p50_ms": round(med - base, 3),
+                         "cpu_p50_ms": round(med_cpu, 3), "cpu_p25_ms": round(cs[len(cs) // 4], 3),
+                         "cpu_p75_ms": round(cs[3 * len(cs) // 4], 3),
+                         "added_cpu_p50_ms": round(med_cpu - base_cpu, 3)})
         return rows
     finally:
         for _, proxy, _ in proxies:
@@ -328,10 +336,12 @@ def main() -> None:
     parser.add_argument("--only-real-path", action="store_true", help="only the real-path latency table")
     args = parser.parse_args()
     real_path = time_real_path(args.rounds)
-    print(f"{'variant':<24} {'bytes in':>10} {'pruned':>6} {'p50 ms':>8} {'p25 ms':>8} {'p75 ms':>8} {'added p50':>10}")
+    print(f"{'variant':<24} {'bytes in':>10} {'pruned':>6} {'wall p50':>9} {'p25':>8} {'p75':>8} {'added':>8} "
+          f"{'cpu p50':>8} {'p25':>7} {'p75':>7} {'added cpu':>9}")
     for row in real_path:
-        print(f"{row['variant']:<24} {row['bytes_in']:>10,} {row['pruned_results']:>6} {row['p50_ms']:>8.3f} "
-              f"{row['p25_ms']:>8.3f} {row['p75_ms']:>8.3f} {row['added_p50_ms']:>+10.3f}")
+        print(f"{row['variant']:<24} {row['bytes_in']:>10,} {row['pruned_results']:>6} {row['p50_ms']:>9.3f} "
+              f"{row['p25_ms']:>8.3f} {row['p75_ms']:>8.3f} {row['added_p50_ms']:>+8.3f} {row['cpu_p50_ms']:>8.3f} "
+              f"{row['cpu_p25_ms']:>7.3f} {row['cpu_p75_ms']:>7.3f} {row['added_cpu_p50_ms']:>+9.3f}")
     print()
     if args.only_real_path:
         RESULTS.mkdir(parents=True, exist_ok=True)

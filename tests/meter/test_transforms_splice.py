@@ -179,12 +179,17 @@ def test_a_large_request_is_changed_without_decoding_what_no_transform_reads() -
 
 def test_spans_split_only_what_adds_up() -> None:
     spans = splice.Spans()
-    data = json.dumps([{"a": "x" * 5000, "b": [1, 2]}, "y" * 5000, 3], separators=(",", ":")).encode()
+    data = json.dumps([{"a": "x" * 5000, "b": [1, 2]}, "é" * 3000, 3], separators=(",", ":")).encode()
     value = spans.load(memoryview(data))
     assert value == json.loads(data)
-    assert bytes(spans.encode(value)) == data  # unchanged: the very bytes
+    assert spans.encode_bytes(value) == data  # unchanged: the very bytes
     changed = [{**value[0], "b": [9]}, value[1], value[2]]
-    out = bytes(spans.encode(changed))
-    assert json.loads(out) == changed and ("y" * 5000).encode() in out
-    spaced = json.dumps([{"a": "x" * 5000}], indent=2).encode()
-    assert spans.load(memoryview(spaced)) == json.loads(spaced)
+    out = spans.encode_bytes(changed)
+    assert json.loads(out) == changed
+    assert json.dumps("é" * 3000).encode() in out  # the kept element as the agent wrote it (\u00e9)
+    spaced = json.dumps([{"a": "x" * 5000}, "é" * 3000], indent=2).encode()
+    again = splice.Spans()
+    value = again.load(memoryview(spaced))
+    assert value == json.loads(spaced)
+    out = again.encode_bytes([{"a": "y"}, value[1]])  # whitespace: nothing located, written anew
+    assert json.loads(out) == [{"a": "y"}, "é" * 3000]

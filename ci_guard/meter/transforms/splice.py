@@ -78,6 +78,7 @@ class Spans:
         # False once json.loads decoded a part: it may hold inf or nan, which msgspec would write
         # as null where json.dumps writes Infinity/NaN (the full path's bytes, which the upstream judges).
         self._exact = True
+        self._pending: list[tuple[list[Any], memoryview]] = []  # lists whose elements are not located yet
 
     def _decode(self, data: Any) -> Any:
         try:
@@ -112,19 +113,23 @@ class Spans:
         return self._remember(value, data)
 
     def _elements(self, data: memoryview) -> Any:
-        """A list whose elements keep their bytes: decoded whole, located by a ``list[Raw]`` pass
-        (two C calls; cheaper than a decode call per element)."""
+        """A list whose elements keep their bytes: decoded whole now, its elements located by a
+        ``list[Raw]`` pass only if a changed value is encoded (a request the transforms only read
+        never pays for it); two C calls, cheaper than a decode call per element."""
         value = self._decode(data)
+        self._pending.append((value, data))
+        return value
+
+    def _locate(self, value: list[Any], data: memoryview) -> None:
         items = _LIST.decode(data)
         if sum(len(item) for item in items) + max(len(items), 1) + 1 != len(data) or len(items) != len(value):
-            return value  # whitespace between the elements: only the whole list keeps its bytes
+            return  # whitespace between the elements: only the whole list keeps its bytes
         pos = 1
         for element, item in zip(value, items, strict=True):
             size = len(item)
             if isinstance(element, dict | list) or (isinstance(element, str) and size >= STRING_MIN_BYTES):
                 self._remember(element, data[pos:pos + size])
             pos += size + 1
-        return value
 
     def _list(self, data: memoryview, depth: int) -> Any:
         try:
@@ -205,6 +210,8 @@ class Spans:
         return dumps(value)
 
     def encode_bytes(self, value: Any) -> bytes:
+        while self._pending:
+            self._locate(*self._pending.pop())
         out = self.encode(value)
         return out if isinstance(out, bytes) else bytes(out)
 
