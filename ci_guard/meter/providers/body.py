@@ -62,11 +62,12 @@ class RequestBody(Mapping[str, Any]):
     __slots__ = ("_encode_value", "_parts", "_values")
 
     def __init__(self, parts: Mapping[str, bytes | None], values: dict[str, Any] | None = None,
-                 encode_value: Callable[[Any], bytes] | None = None) -> None:
+                 encode_value: Callable[[Any], Any] | None = None) -> None:
         self._parts = dict(parts)  # None: a value set by :meth:`updated`, encoded by :meth:`encode`
         self._values: dict[str, Any] = dict(values or {})  # values decoded up front (the small ones)
         # How a changed value is written (transforms/splice.py passes one that reuses the agent's
-        # bytes for every part of the value it did not change); compact json.dumps by default.
+        # bytes for every part of the value it did not change, as a list of bytes-like pieces);
+        # compact json.dumps by default.
         self._encode_value = encode_value
 
     def __getitem__(self, key: str) -> Any:
@@ -102,7 +103,7 @@ class RequestBody(Mapping[str, Any]):
             values[key] = value
         return RequestBody(parts, values, self._encode_value)
 
-    def with_encoder(self, encode_value: Callable[[Any], bytes], values: Mapping[str, Any]) -> RequestBody:
+    def with_encoder(self, encode_value: Callable[[Any], Any], values: Mapping[str, Any]) -> RequestBody:
         """The same body with ``values`` already decoded and changed values written by ``encode_value``."""
         return RequestBody(self._parts, {**self._values, **values}, encode_value)
 
@@ -112,7 +113,12 @@ class RequestBody(Mapping[str, Any]):
         encode_value = self._encode_value or dumps
         pieces: list[Any] = []
         for key, part in self._parts.items():
-            pieces += (b",", _key(key), b":", part if part is not None else encode_value(self._values[key]))
+            pieces += (b",", _key(key), b":")
+            value = part if part is not None else encode_value(self._values[key])
+            if isinstance(value, list):  # pieces to join (a spliced value): joined once, here
+                pieces += value
+            else:
+                pieces.append(value)
         if not pieces:
             return b"{}"
         pieces[0] = b"{"  # in place of the first comma

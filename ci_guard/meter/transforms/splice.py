@@ -209,11 +209,23 @@ class Spans:
             return b"".join(pieces)
         return dumps(value)
 
-    def encode_bytes(self, value: Any) -> bytes:
+    def pieces(self, value: Any) -> list[Any]:
+        """``value`` as bytes-like pieces to join (a top-level list is not joined here: the caller
+        joins the whole body once, so a megabyte conversation is copied once)."""
         while self._pending:
             self._locate(*self._pending.pop())
-        out = self.encode(value)
-        return out if isinstance(out, bytes) else bytes(out)
+        hit = self._raw.get(id(value))
+        if isinstance(value, list) and value and (hit is None or hit[0] is not value):
+            out: list[Any] = []
+            for item in value:
+                out += (b",", self.encode(item, 1))
+            out[0] = b"["
+            out.append(b"]")
+            return out
+        return [self.encode(value)]
+
+    def encode_bytes(self, value: Any) -> bytes:
+        return b"".join(self.pieces(value))
 
 
 def prepare(body: RequestBody, endpoint: str) -> RequestBody:
@@ -227,4 +239,4 @@ def prepare(body: RequestBody, endpoint: str) -> RequestBody:
         raw = body.raw(key)
         if raw is not None and (key == conversation or len(raw) >= LAZY_MIN_BYTES):
             values[key] = spans.load(memoryview(raw), SPLIT_DEPTH)
-    return body.with_encoder(spans.encode_bytes, values)
+    return body.with_encoder(spans.pieces, values)
