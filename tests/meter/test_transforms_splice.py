@@ -166,15 +166,21 @@ def test_unusual_json_inside_the_conversation_falls_back_to_the_same_request(unu
 
 
 def test_a_large_request_is_changed_without_decoding_what_no_transform_reads() -> None:
-    """Routing and the thinking clamp change top-level values only: the conversation stays bytes."""
+    """Routing, the thinking clamp and server-side clearing change top-level values only: the
+    conversation stays the agent's bytes, never decoded."""
     raw = json.dumps(anthropic(4), separators=(",", ":")).encode()
     lazy = parse_request(raw)
-    done = apply("messages", ContextPolicy(route=ROUTE, max_thinking_tokens=2000), lazy, raw)
+    policy = ContextPolicy(route=ROUTE, max_thinking_tokens=2000,
+                           clear_old_tool_results=ClearSpec(trigger_tokens=1000, keep_last=1))
+    done = apply("messages", policy, lazy, raw)  # routed to claude-haiku-4-5: context editing server-side
     assert isinstance(done.body, RequestBody) and done.body.raw("messages") == lazy.raw("messages")
     sent = encode_request(done.body)
     assert lazy.raw("messages") in sent
+    edit = {"type": "clear_tool_uses_20250919", "trigger": {"type": "input_tokens", "value": 1000},
+            "keep": {"type": "tool_uses", "value": 1}}
     assert json.loads(sent) == {**json.loads(raw), "model": "claude-haiku-4-5",
-                                "thinking": {"type": "enabled", "budget_tokens": 2000}}
+                                "thinking": {"type": "enabled", "budget_tokens": 2000},
+                                "context_management": {"edits": [edit]}}
 
 
 def test_spans_split_only_what_adds_up() -> None:

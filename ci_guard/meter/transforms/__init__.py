@@ -68,13 +68,7 @@ class ContextTransforms:
               not_dearer: Callable[[str | None, str], bool]) -> Transformed:
         p, changes = self.policy, Changes()
         anthropic = provider == "anthropic" and endpoint == "messages"
-        original = body
         spec_prune, spec_clear = p.prune_tool_results, p.clear_old_tool_results
-        if isinstance(body, RequestBody) and (spec_prune or spec_clear or p.cache == "auto"):
-            # A large request: its conversation is decoded once, remembering the agent's bytes of
-            # each part, so a change is spliced into those bytes instead of re-encoding it all.
-            body = splice.prepare(body, endpoint)
-        prepared = body
         if p.route:
             chosen = route.pick(p.route, route.features(body, model, max_output, input_tokens, stream))
             if chosen is not None and chosen.model != model and not_dearer(model, chosen.model):
@@ -89,7 +83,14 @@ class ContextTransforms:
             body, effort = reasoning.clamp(endpoint, body, model, p.max_reasoning_effort)
             if effort is not None:
                 changes.reasoning_effort_from, changes.reasoning_effort_to = effort, p.max_reasoning_effort
-        results = tool_results(endpoint, body) if (spec_prune or spec_clear) else []
+        editing = anthropic and clear.supports_context_editing(model)  # never a beta a model lacks
+        # Routing, the clamps and server-side clearing change top-level fields only; the rest read
+        # the conversation. A large request's conversation is then decoded once, remembering the
+        # agent's bytes of each message, so a change is spliced into them (splice.py).
+        before, prepared = body, None
+        if isinstance(body, RequestBody) and (spec_prune or p.cache == "auto" or (spec_clear and not editing)):
+            body = prepared = splice.prepare(body, endpoint)
+        results = tool_results(endpoint, body) if (spec_prune or (spec_clear and not editing)) else []
         if spec_prune and results:
             pruned = prune.prune(endpoint, body, spec_prune, results)
             if pruned.results:
@@ -97,7 +98,6 @@ class ContextTransforms:
                 changes.pruned_results, changes.pruned_tokens = pruned.results, pruned.tokens
                 results = tool_results(endpoint, body)
         beta = None
-        editing = anthropic and clear.supports_context_editing(model)  # never a beta a model lacks
         server_clear = server_thinking = None
         if spec_clear:
             if editing:
@@ -125,4 +125,5 @@ class ContextTransforms:
                 skip_newest = bool(spec_prune) and any(
                     r.newest and prune.cut(r.text, spec_prune) is not None for r in results)
                 body, changes.breakpoints_added = cache.add_breakpoints(body, skip_newest)
-        return Transformed(original if body is prepared else body, model, changes, beta)
+        # read but not changed: the body as it was (the agent's own bytes when nothing else changed)
+        return Transformed(before if body is prepared else body, model, changes, beta)
