@@ -197,13 +197,18 @@ phase_stop() {
 
 # --- comment ----------------------------------------------------------------------------------
 phase_comment() {
-  local behavior="${CIG_COMMENT:-update}"
-  if [ "$behavior" = off ]; then return 0; fi
+  local behavior="${CIG_COMMENT:-update}" comment_on="${CIG_COMMENT_ON:-spend}"
+  if [ "$behavior" = off ]; then
+    # No comment; the policy's handoff (label, review request) still applies when a cap stopped the run.
+    if [ -z "${CIG_POLICY:-}" ] || [ ! -f "$summary_path" ]; then return 0; fi
+    behavior=update
+    comment_on=never
+  fi
   if [ ! -f "$summary_path" ]; then
     notice "no run summary at $summary_path: no comment to post."
     return 0
   fi
-  local args=(--summary "$summary_path" --platform github --behavior "$behavior" --comment-on "${CIG_COMMENT_ON:-spend}")
+  local args=(--summary "$summary_path" --platform github --behavior "$behavior" --comment-on "$comment_on")
   if [ -n "${CIG_POLICY:-}" ]; then args+=(--policy "$CIG_POLICY"); fi
   # Explicit targets win over the summary's run context (a second stage must not trust an artifact).
   if [ -n "${CIG_REPO:-}" ]; then args+=(--repo "$CIG_REPO"); fi

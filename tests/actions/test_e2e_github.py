@@ -436,3 +436,24 @@ def test_action_context_saved_is_zero_without_a_context_policy(tmp_path: Path, s
     result = job.run(command=CLAUDE_COMMAND, preset="claude-code", **{"anthropic-api-key": REAL_KEY})
     assert not result.failed, result.log
     assert result.outputs["context-saved-usd"] == "0.000000"
+
+
+def test_comment_off_still_hands_off_a_capped_run(tmp_path: Path, sim, github) -> None:
+    """`comment: off` posts no comment, but the comment step still applies the rule's handoff."""
+    from tests.report import builders as b
+
+    job = Job(tmp_path, github, sim.url)
+    github.add_pull(PR, author="dev-dana")
+    capped = b.run("run-capped", run_status="stopped", stop_reason="max_turns",
+                   dec=b.decision(rule="review", context=b.context(repo=REPO, pr=PR)))
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps(capped.model_dump(mode="json")))
+    policy = tmp_path / "handoff.yml"
+    policy.write_text("version: 1\nrules:\n  - name: review\n    decision: allow\n    handoff:\n"
+                      "      label: needs-human\n      mention: author\n")
+    runner = ActionRunner(ROOT / "actions" / "comment", job.env, job.github_ctx, job.ws.path, job.temp)
+    result = runner.run({"summary-path": str(summary), "policy": str(policy), "comment": "off",
+                         "install": "false", "python-version": ""})
+    assert not result.failed, result.log
+    assert github.labels(PR) == ["needs-human"] and github.visible(PR) == []
+    assert "the handoff's mention was not posted" in result.log

@@ -315,3 +315,23 @@ def test_test_repair_example_records_the_tests_it_fixed(tmp_path: Path, sim, git
                              "--format", "json"], check=True, capture_output=True, text=True, env=env)
     (row,) = json.loads(report.stdout)["rows"]
     assert row["tests_fixed"] == 2 and row["runs"] == 1
+
+
+def test_component_hands_off_a_capped_run_even_with_comment_off(tmp_path: Path, sim, gitlab) -> None:
+    """A turn cap stops Claude Code; the rule's handoff labels the merge request and asks alice for a
+    review through the job's GITLAB_TOKEN, although `comment: off` posts no note."""
+    require_claude()
+    ws = make_workspace(tmp_path / "project")
+    (tmp_path / "home").mkdir()
+    (ws.path / ".github" / "capped.yml").write_text(
+        "version: 1\ndefaults:\n  model: claude-sonnet-4-5\n  limits: {max_turns: 1, max_cost_usd: 2}\n"
+        "rules:\n  - name: review\n    decision: allow\n    handoff: {label: needs-human, request_review: alice}\n")
+    _, job = interpolate_component(_inputs(policy=".github/capped.yml", comment="off"))
+    env = {**gitlab_env(ws, gitlab, tmp_path / "home", sim.url), "ANTHROPIC_API_KEY": REAL_KEY,
+           "GITLAB_TOKEN": GITLAB_TOKEN, "CI_GUARD_LEDGER": f"sqlite:///{tmp_path}/ledger.db"}
+    proc = run_job(job, env, ws.path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((ws.path / "ci-guard-summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["stop_reason"] == "max_turns"
+    assert gitlab.labels == ["needs-human"] and gitlab.reviewers == [gitlab.users["alice"]]
+    assert gitlab.visible(MR) == []
