@@ -138,3 +138,56 @@ def test_codex_finishes_with_its_responses_tool_outputs_pruned(tmp_path: Path) -
     assert "cache_control" not in json.dumps(bodies)  # nothing added for OpenAI's automatic caching
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["context_savings"]["pruned_results"] == 3  # 1 on the third call, 2 on the fourth
+
+
+CLEAR_POLICY = textwrap.dedent("""
+    version: 1
+    defaults:
+      model: claude-sonnet-4-5
+      limits: {max_turns: 10, max_cost_usd: 2.00, max_runtime: 5m}
+    rules:
+      - name: default
+        decision: allow
+        context:
+          clear_old_tool_results: {trigger_tokens: 2000, keep_last: 1}
+          clear_old_thinking: {keep_turns: 1}
+""")
+
+
+def test_claude_code_keeps_its_own_context_edit_and_gets_server_side_tool_clearing(tmp_path: Path) -> None:
+    """Claude Code sends its own context_management (a thinking edit, keep all): the policy's
+    tool-clearing edit is added after it, its thinking choice is kept, the provider's applied_edits
+    are recorded, and Claude Code finishes its task."""
+    require_claude()
+    (tmp_path / "policy.yml").write_text(CLEAR_POLICY)
+    (tmp_path / "scenario.yml").write_text(SCENARIO)
+    home = tmp_path / "home"
+    home.mkdir()
+    with run_simulator(str(tmp_path / "scenario.yml"), api_key=KEY) as sim:
+        sim.keep_raw = True
+        env = {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8", "DISABLE_AUTOUPDATER": "1",
+               "ANTHROPIC_API_KEY": KEY, "CI_GUARD_ANTHROPIC_UPSTREAM": sim.url}
+        cmd = [sys.executable, "-m", "ci_guard", "run", "--policy", str(tmp_path / "policy.yml"), "--repo",
+               "acme/web", "--agent", "claude", "--ledger", f"sqlite:///{tmp_path / 'ledger.db'}", "--summary",
+               str(tmp_path / "summary.json"), "--preset", "claude-code", "--grace", "5", "--",
+               str(CLAUDE), "-p", "Make the tests pass", "--output-format", "json", "--max-turns", "8",
+               "--allowedTools", "Bash"]
+        proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                              stdin=subprocess.DEVNULL)
+        sent, served = [json.loads(r) for r in sim.raw], list(sim.served)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["result"] == "Done: the tests pass now."
+    main = [b for b in sent if b.get("tools")]
+    for body in main:  # Claude Code's own edit first and untouched, the policy's appended
+        edits = body["context_management"]["edits"]
+        assert edits[0] == {"type": "clear_thinking_20251015", "keep": "all"}
+        assert [e["type"] for e in edits] == ["clear_thinking_20251015", "clear_tool_uses_20250919"]
+        assert edits[1]["keep"] == {"type": "tool_uses", "value": 1}
+    calls = json.loads((tmp_path / "summary.json").read_text())["calls"]
+    cleared = [(s["applied_edits"], c["context"]) for s, c in zip(served, calls, strict=True) if s["applied_edits"]]
+    assert cleared  # the later turns: all but the newest result cleared by the provider
+    for applied, context in cleared:
+        assert context["cleared_by"] == "provider" and context["context_edit"]
+        assert context["cleared_results"] == sum(e.get("cleared_tool_uses", 0) for e in applied) >= 1
+        assert "thinking_edit" not in context  # Claude Code's keep-all choice was kept
+        assert Decimal(context["saved_usd"]) > 0 and context["method"] == "provider-reported"

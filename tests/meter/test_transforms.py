@@ -247,13 +247,32 @@ def test_the_thinking_edit_only_with_thinking_on_and_on_models_with_context_edit
         assert t.body is body and t.beta is None and not t.changes.any()
 
 
-def test_the_agents_own_context_management_is_left_alone() -> None:
-    body = {**_thinking_request(thinking={"type": "enabled", "budget_tokens": 2000}),
-            "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}}
-    t = ContextTransforms(ContextPolicy(clear_old_thinking={"keep_turns": 1})).apply(
+def _apply_clearing(body: dict, policy: ContextPolicy):
+    return ContextTransforms(policy).apply(
         provider="anthropic", endpoint="messages", raw=b"", body=body, model="claude-sonnet-4-5", max_output=1024,
-        input_tokens=100, stream=False, set_model=lambda b, m: {**b, "model": m}, not_dearer=lambda a, b: True)
-    assert t.body is body and t.beta is None
+        input_tokens=100_000, stream=False, set_model=lambda b, m: {**b, "model": m}, not_dearer=lambda a, b: True)
+
+
+def test_the_agents_own_edits_are_kept_and_the_policys_other_edits_added() -> None:
+    # Claude Code sends its own thinking edit (keep all, for caching) with thinking on
+    claude_code = {"type": "clear_thinking_20251015", "keep": "all"}
+    body = {**_thinking_request(thinking={"type": "enabled", "budget_tokens": 2000}),
+            "context_management": {"edits": [claude_code]}}
+    both = ContextPolicy(clear_old_thinking={"keep_turns": 1},
+                         clear_old_tool_results=ClearSpec(trigger_tokens=50_000, keep_last=2))
+    t = _apply_clearing(body, both)
+    assert t.body["context_management"]["edits"] == [claude_code, clear.anthropic_edit(both.clear_old_tool_results)]
+    assert t.changes.context_edit and not t.changes.thinking_edit and t.beta == clear.BETA
+    # the agent's own thinking choice is never overridden: nothing else to add, nothing changes
+    only_thinking = _apply_clearing(body, ContextPolicy(clear_old_thinking={"keep_turns": 1}))
+    assert only_thinking.body is body and not only_thinking.changes.any()
+    # an agent clearing tool uses itself gets the policy's thinking edit in front (the API's order)
+    own_tools = {"type": "clear_tool_uses_20250919"}
+    t = _apply_clearing({**body, "context_management": {"edits": [own_tools]}}, both)
+    assert t.body["context_management"]["edits"] == [clear.thinking_edit(both.clear_old_thinking), own_tools]
+    assert t.changes.thinking_edit and not t.changes.context_edit
+    odd = {**body, "context_management": {"edits": "all"}}  # not readable: left alone
+    assert _apply_clearing(odd, both).body is odd
 
 
 @pytest.mark.parametrize(("endpoint", "model", "effort", "ceiling", "after"), [

@@ -116,8 +116,8 @@ class ContextTransforms:
         if server_clear or server_thinking:
             edited = clear.inject_edit(body, server_clear, server_thinking)
             if edited is not None:
-                body, beta = edited, clear.BETA
-                changes.context_edit, changes.thinking_edit = server_clear is not None, server_thinking is not None
+                body, beta = edited.body, clear.BETA
+                changes.context_edit, changes.thinking_edit = edited.tool_uses, edited.thinking
         if anthropic and p.cache == "auto":
             if cache.manages_caching(body):
                 changes.agent_caches = True

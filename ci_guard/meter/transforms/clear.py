@@ -64,16 +64,38 @@ def thinking_on(body: dict[str, Any]) -> bool:
     return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
 
 
+@dataclass
+class Injected:
+    body: dict[str, Any]
+    tool_uses: bool  # the clear_tool_uses edit was added
+    thinking: bool  # the clear_thinking edit was added
+
+
 def inject_edit(body: dict[str, Any], spec: ClearSpec | None,
-                thinking: ClearThinkingSpec | None = None) -> dict[str, Any] | None:
-    """The body with the context-management edits, or None when the agent manages it itself (or
-    there is no edit to send). The thinking edit goes first: the API requires that order."""
-    if "context_management" in body:
+                thinking: ClearThinkingSpec | None = None) -> Injected | None:
+    """The body with the policy's context-management edits, or None when there is none to add.
+
+    An agent that sends its own ``context_management`` keeps every edit it sent (Claude Code sends
+    ``clear_thinking_20251015`` with ``keep: "all"``, to keep its thinking cached): the policy's
+    edits of the other types are added to its list, none of a type the agent already chose. A
+    ``context_management`` the proxy cannot read (not ``{"edits": [...]}``) is left alone. The
+    thinking edit goes first: the API requires that order.
+    """
+    cm = body.get("context_management")
+    if cm is None:
+        cm, own = {}, []
+    elif isinstance(cm, dict) and isinstance(cm.get("edits"), list):
+        own = cm["edits"]
+    else:
         return None
-    edits = [thinking_edit(thinking)] if thinking is not None else []
-    if spec is not None:
-        edits.append(anthropic_edit(spec))
-    return updated(body, {"context_management": {"edits": edits}}) if edits else None
+    kinds = {e.get("type") for e in own if isinstance(e, dict)}
+    add_thinking = thinking is not None and THINKING_EDIT_TYPE not in kinds
+    add_tools = spec is not None and EDIT_TYPE not in kinds
+    if not (add_thinking or add_tools):
+        return None
+    edits = [*([thinking_edit(thinking)] if add_thinking else []), *own,  # type: ignore[arg-type]
+             *([anthropic_edit(spec)] if add_tools else [])]  # type: ignore[arg-type]
+    return Injected(updated(body, {"context_management": {**cm, "edits": edits}}), add_tools, add_thinking)
 
 
 def with_beta(header: str | None) -> str:
