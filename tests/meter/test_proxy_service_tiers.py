@@ -152,3 +152,12 @@ def test_batch_jobs_are_refused_with_a_reason(provider, path):
         assert r.status_code == 403
         assert "batch jobs are billed when they finish" in r.text
         assert up.requests == []  # nothing reached the provider
+
+
+def test_a_speed_field_on_an_openai_request_does_not_change_its_price():
+    # "speed" is an Anthropic field; on OpenAI the tier comes from service_tier only
+    with echo_upstream(lambda seen: _chat(CHAT_USAGE, None)) as up, \
+            proxied(up.url, model="gpt-5.5", openai_url=up.url) as p:
+        body = {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], "speed": "fast"}
+        httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p))
+        assert (p.calls[0].cost_usd, p.calls[0].service_tier) == (Decimal("0.08"), None)

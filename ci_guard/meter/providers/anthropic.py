@@ -49,8 +49,10 @@ class AnthropicMessages(WireAdapter):
     endpoint = "messages"
 
     def inspect(self, body: dict[str, Any]) -> RequestInfo:
-        return request_info(body, output_cap_keys=("max_tokens",), input_keys=("system", "messages", "tools"),
+        info = request_info(body, output_cap_keys=("max_tokens",), input_keys=("system", "messages", "tools"),
                             semantic_keys=_SEMANTIC_KEYS)
+        info.speed = as_str(body.get("speed"))  # fast mode: an Anthropic request field only
+        return info
 
     def prepare(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         return body, False  # every Anthropic stream reports usage already

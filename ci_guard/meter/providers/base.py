@@ -151,7 +151,6 @@ def request_info(body: dict[str, Any], *, output_cap_keys: tuple[str, ...], inpu
         fingerprint=_fingerprint_encoded(semantic_keys, encoded),
         service_tier=as_str(body.get("service_tier")),
         inference_geo=as_str(body.get("inference_geo")),
-        speed=as_str(body.get("speed")),
         web_search_preview=_offers_search_preview(body.get("tools")),
     )
 
