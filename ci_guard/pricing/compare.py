@@ -142,8 +142,9 @@ def _fields(ours: ModelPrice, theirs: ModelPrice, raw: Mapping[str, Any]) -> lis
     out.append(("tiers", _tiers(ours.tiers), _tiers(theirs.tiers)))
     out.append(("priority", _rates(ours.priority), _rates(theirs.priority)))
     out.append(("inference_geo", _geo(ours), _geo(theirs)))
-    # only the tiers LiteLLM can carry (fast mode); batch and flex are the providers' flat discounts
-    out.append(("service_tiers", _tier_text(ours, ("fast",)), _tier_text(theirs, ("fast",))))
+    # fast mode always; batch and flex where LiteLLM's entry has rates for them (most entries do not)
+    tiers = ("fast", *(t for t, _ in theirs.tier_multipliers if t != "fast"))
+    out.append(("service_tiers", _tier_text(ours, tiers), _tier_text(theirs, tiers)))
     out.append(("retires", ours.retires or "-", str(raw.get("deprecation_date") or "-")))
     return out
 

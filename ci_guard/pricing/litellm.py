@@ -164,12 +164,29 @@ def _geo(entry: Mapping[str, Any], name: str, where: str) -> tuple[tuple[str, De
     return tuple(sorted(out.items()))
 
 
+# LiteLLM's per-tier rate keys (``input_cost_per_token_flex``, ``output_cost_per_token_batches``): a
+# tier priced as a ratio of the standard rates (OpenAI flex and batch are half of them)
+_TIER_SUFFIXES = {"flex": "flex", "batches": "batch"}
+
+
 def _service_tiers(entry: Mapping[str, Any], name: str, where: str) -> tuple[tuple[str, Decimal], ...]:
-    """``provider_specific_entry: {"fast": 2}``: Anthropic fast mode's multiplier on every rate."""
+    """Tier multipliers: ``provider_specific_entry: {"fast": 2}`` (Anthropic fast mode) and the flex /
+    batch rates as a ratio of the standard ones (the larger of the input and output ratios, so a
+    tier whose ratios differ is never under-counted)."""
+    out: dict[str, Decimal] = {}
     raw = entry.get("provider_specific_entry")
     if isinstance(raw, Mapping) and _number(raw.get("fast")):
-        return (("fast", to_decimal(raw["fast"], where, f"{name}.provider_specific_entry.fast")),)
-    return ()
+        out["fast"] = to_decimal(raw["fast"], where, f"{name}.provider_specific_entry.fast")
+    for suffix, tier in _TIER_SUFFIXES.items():
+        ratios = []
+        for key in ("input_cost_per_token", "output_cost_per_token"):
+            base, tiered = entry.get(key), entry.get(f"{key}_{suffix}")
+            if _number(base) and _number(tiered) and base:
+                ratios.append(to_decimal(tiered, where, f"{name}.{key}_{suffix}")
+                              / to_decimal(base, where, f"{name}.{key}"))
+        if ratios:
+            out[tier] = max(ratios)
+    return tuple(sorted(out.items()))
 
 
 def _tiered_pricing(entry: Mapping[str, Any], name: str, where: str) -> dict[int, dict[str, Decimal]]:

@@ -121,3 +121,20 @@ def test_a_claude_code_session_fast_mode_call_is_imported_at_fast_rates(tmp_path
     # $0.0075 standard; fast 2x; batch half
     assert [c.cost_usd for c in price_calls(imported, CATALOG)] == [Decimal("0.015"), Decimal("0.0075"),
                                                                     Decimal("0.00375")]
+
+
+def test_litellm_flex_and_batch_rates_become_multipliers_and_are_compared(tmp_path: Path, capsys):
+    # LiteLLM's keys for OpenAI flex / Batch API rates (half of gpt-5.5's $5 / $30)
+    entry = {**LITELLM["gpt-5.5"], "input_cost_per_token_flex": 2.5e-06, "output_cost_per_token_flex": 1.5e-05,
+             "input_cost_per_token_batches": 2.5e-06, "output_cost_per_token_batches": 1.8e-05}
+    price = parse_litellm(json.dumps({"gpt-5.5": entry}))["gpt-5.5"]
+    # batch output 18 / 30 = 0.6 > input 0.5: the larger ratio, never under-counted
+    assert dict(price.tier_multipliers) == {"flex": Decimal("0.5"), "batch": Decimal("0.6")}
+    pinned_path = Path(__file__).parent.parent / "fixtures" / "litellm" / "model_prices_pinned.json"
+    pinned = json.loads(pinned_path.read_text())
+    pinned["gpt-5.5"].update({k: v for k, v in entry.items() if k.endswith(("_flex", "_batches"))})
+    changed = tmp_path / "litellm.json"
+    changed.write_text(json.dumps(pinned))
+    code, out, _ = run_cli(capsys, "prices", "--compare-litellm", str(changed))
+    assert code == 1
+    assert "gpt-5.5  service_tiers: catalog batch x0.5, flex x0.5 | litellm batch x0.6, flex x0.5" in out
