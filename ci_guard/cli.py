@@ -87,7 +87,8 @@ def cli() -> None:
     \b
     Exit codes:
       0 allowed / done; 1 denied or skipped (check), warnings with --strict (validate)
-      2 invalid input (file:line:column: field: what was expected)
+      2 invalid input (file:line:column: field: what was expected); stop: a state file or run
+        summary the agent changed (its MAC does not verify with the stop key)
       3 infrastructure failure (ledger unreachable, forge API down): never a policy decision
       run / start: the agent's own code; 80 denied or skipped by policy or budget;
       81 stopped by a cap; 82 infrastructure failure before or around the agent
