@@ -395,6 +395,18 @@ class PriceTierOverride(_Strict):
     cache_read: Money | None = None
 
 
+class PriorityOverride(_Strict):
+    """OpenAI Priority processing rates of a model, and of its long-context tiers."""
+
+    input: Money
+    output: Money
+    cache_write: Money | None = None
+    cache_write_5m: Money | None = None
+    cache_write_1h: Money | None = None
+    cache_read: Money | None = None
+    tiers: list[PriceTierOverride] | None = None
+
+
 class PriceOverride(_Strict):
     """USD per million tokens; read by the pricing engine (see docs/pricing.md)."""
 
@@ -408,6 +420,12 @@ class PriceOverride(_Strict):
     cache_read: Money | None = None
     discount_pct: Annotated[Decimal, Field(ge=0, le=100)] | None = None
     tiers: list[PriceTierOverride] | None = Field(None, description="Long-context tiers, by total input size.")
+    priority: PriorityOverride | None = Field(None, description="OpenAI Priority (fast) processing rates.")
+    inference_geo: dict[str, Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)]] | None = Field(
+        None, description="Multiplier on every rate by where the call ran, e.g. {us: 1.1}.")
+    service_tiers: dict[str, Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)]] | None = Field(
+        None, description="Multiplier on every rate by service tier, e.g. {fast: 2} (Anthropic fast mode), "
+                          "{flex: 0.5}.")
     note: str | None = None
 
 

@@ -37,3 +37,21 @@ def test_every_documented_override_key_loads_from_a_policy(tmp_path):
     sonnet = catalog.lookup("acme-sonnet")
     # same_as Sonnet 4.5 ($3 in), 10% off
     assert cost(Usage(input_tokens=100_000), sonnet).total_usd == Decimal("0.270000")
+
+
+def test_priority_geography_and_service_tier_overrides_load_from_a_policy(tmp_path):
+    path = tmp_path / "policy.yml"
+    path.write_text("""version: 1
+pricing:
+  overrides:
+    claude-opus-5: {service_tiers: {fast: 3}, inference_geo: {us: 1.2}}
+    gpt-5.5: {priority: {input: 10, output: 60, cache_read: 1}}
+rules:
+  - {name: all, decision: allow}
+""")
+    catalog = load_catalog(load_policy(path).pricing, tmp_path)
+    usage = Usage(input_tokens=1_000, output_tokens=100)
+    # Opus 5 ($5 / $25): (5,000 + 2,500) / 1M = $0.0075; fast x3, US x1.2
+    assert cost(usage, catalog.lookup("claude-opus-5").for_call("fast", "us")).total_usd == Decimal("0.027")
+    # gpt-5.5 priority overridden to $10 / $60: 10,000 + 6,000 per million
+    assert cost(usage, catalog.lookup("gpt-5.5").for_call("priority")).total_usd == Decimal("0.016")
