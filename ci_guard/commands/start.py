@@ -16,7 +16,8 @@ from ci_guard.commands.options import build_context, context_options
 @click.option("--ledger", "ledger_url", metavar="URL", envvar="CI_GUARD_LEDGER", help="Ledger URL.")
 @click.option("--budget-snapshot", metavar="FILE", help="Read remaining budgets from a JSON snapshot.")
 @click.option("--state", "state_path", metavar="FILE",
-              help="State file shared with `stop` (default $RUNNER_TEMP/ci-guard-state.json).")
+              help="State file shared with `stop` (default $RUNNER_TEMP/ci-guard-state.json, else "
+                   "$XDG_STATE_HOME/ci-guard/ci-guard-state.json).")
 @click.option("--format", "fmt", type=click.Choice(["text", "github", "shell"]), default="text", show_default=True,
               help="github: export the agent's environment via $GITHUB_ENV and write step outputs; "
                    "shell: print `export` lines for eval.")

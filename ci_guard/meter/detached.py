@@ -50,9 +50,13 @@ def agent_dir(state_path: str) -> Path:
 
 
 def default_state_path(environ: dict[str, str] | None = None) -> str:
+    """$RUNNER_TEMP/ci-guard-state.json; elsewhere next to the default ledger, outside the checkout."""
+    from ci_guard.ledger import default_ledger_path
+
     env = os.environ if environ is None else environ
-    base = env.get("RUNNER_TEMP") or ".ci-guard"
-    return str(Path(base) / "ci-guard-state.json")
+    if env.get("RUNNER_TEMP"):
+        return str(Path(env["RUNNER_TEMP"]) / "ci-guard-state.json")
+    return str(default_ledger_path(env).parent / "ci-guard-state.json")
 
 
 @dataclass
@@ -90,8 +94,9 @@ def summary_path_of(state_path: str | Path) -> Path:
     return Path(state_path).resolve().with_suffix(".summary.json")
 
 
-def summary_mac_path(state_path: str | Path) -> Path:
-    return Path(state_path).resolve().with_suffix(".summary.mac")
+def summary_mac_path(summary_path: str | Path) -> Path:
+    """The MAC of a run summary (start/stop with a stop key), next to it."""
+    return Path(summary_path).with_suffix(".mac")
 
 
 def read_state(path: str) -> dict[str, Any]:
@@ -143,6 +148,7 @@ def start(*, policy_path: str, context: RunContext, ledger_url: str | None, budg
         "upstreams": {"anthropic": upstreams.anthropic, "openai": upstreams.openai},
         "started_at": datetime.now(UTC).isoformat(), "port": None, "pid": None,
         "summary_path": str(summary_path_of(state)), "log_path": str(state.with_suffix(".log")),
+        "state_path": str(state),
     }
     _write_json_atomic(state, key.sign(data))
     with open(data["log_path"], "ab") as log:
@@ -258,7 +264,7 @@ def serve(state_path: str, quiet: bool = False, key: StopKey | None = None) -> i
     lifecycle.write_summary(summary, data["summary_path"])
     if key is not None:  # `stop` takes the summary only with a MAC made with the run's key
         written = Path(data["summary_path"]).read_bytes()
-        write_text_atomic(summary_mac_path(state_file), key.mac(written) + "\n", mode=0o600)
+        write_text_atomic(summary_mac_path(data["summary_path"]), key.mac(written) + "\n", mode=0o600)
     return 0
 
 
@@ -366,6 +372,10 @@ def stop(state_path: str, timeout_s: float = 30.0, ledger_url: str | None = None
     else:
         register(key.encode())
         data = _verified_state(state_path, key, full_url, problems)
+        if data.get("mac") and isinstance(data.get("state_path"), str):
+            # Where start put this run's files, from a state the key verified, wherever the agent
+            # copied it to (CI_GUARD_STATE is in the environment the agent's step can extend).
+            state_path = data["state_path"]
     if data.get("refused") and isinstance(data.get("summary"), dict):
         return RunSummary.model_validate(data["summary"])
     # The preset's generated configuration. Its place comes from the state file's own path, never from
@@ -391,7 +401,7 @@ def stop(state_path: str, timeout_s: float = 30.0, ledger_url: str | None = None
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    summary_path = summary_path_of(state_path)  # never a path the state names
+    summary_path = summary_path_of(state_path)  # never a path an unverified state names
     data["summary_path"] = str(summary_path)
     if not summary_path.exists():
         return _recover(data, full_url)
@@ -401,7 +411,7 @@ def stop(state_path: str, timeout_s: float = 30.0, ledger_url: str | None = None
     except (OSError, ValueError):
         return _recover(data, full_url)
     if key is not None:
-        if _summary_mac_ok(key, state_path, raw) and summary.run_id == key.run_id:
+        if _summary_mac_ok(key, summary_path, raw) and summary.run_id == key.run_id:
             return summary
         problems.append(f"{summary_path}: the run summary was changed after the metering proxy wrote it (its MAC "
                         "does not verify with the stop key); reporting the ledger's account of the run")
@@ -426,9 +436,9 @@ def _verified_state(state_path: str, key: StopKey, full_url: str | None, problem
         Path(state_path).resolve().with_suffix(".log"))}
 
 
-def _summary_mac_ok(key: StopKey, state_path: str, raw: bytes) -> bool:
+def _summary_mac_ok(key: StopKey, summary_path: Path, raw: bytes) -> bool:
     try:
-        mac = summary_mac_path(state_path).read_text(encoding="ascii")
+        mac = summary_mac_path(summary_path).read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError):
         return False
     return key.verify_bytes(raw, mac)

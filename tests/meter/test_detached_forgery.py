@@ -182,3 +182,34 @@ def _wait_recorded(ledger: str, run_id: str, timeout: float = 10.0) -> bool:
             store.close()
         time.sleep(0.05)
     return False
+
+
+def test_the_default_state_file_is_never_in_the_checkout(tmp_path: Path):
+    from ci_guard.meter.detached import default_state_path
+
+    assert default_state_path({"RUNNER_TEMP": str(tmp_path)}) == str(tmp_path / "ci-guard-state.json")
+    local = Path(default_state_path({"HOME": str(tmp_path / "home")}))
+    assert local == (tmp_path / "home" / ".local" / "state" / "ci-guard" / "ci-guard-state.json").resolve()
+    assert Path(default_state_path({"XDG_STATE_HOME": str(tmp_path / "xdg")})).parent == (tmp_path / "xdg" /
+                                                                                         "ci-guard").resolve()
+
+
+def test_with_the_stop_key_a_copied_state_file_still_finds_the_real_summary(tmp_path: Path):
+    """The agent copies the (signed) state elsewhere and points CI_GUARD_STATE at it (a step can
+    extend $GITHUB_ENV): stop reads the run's real files, not ones planted next to the copy."""
+    (tmp_path / "policy.yml").write_text(POLICY)
+    with run_simulator("tool-loop", api_key=KEY) as sim:
+        env, agent_env, key = _start_keyed(tmp_path, sim.url, f"sqlite:///{tmp_path / 'l.db'}")
+        assert call(agent_env, "work").status_code == 200
+        elsewhere = tmp_path / "agent-dir"
+        elsewhere.mkdir()
+        copy = elsewhere / "ci-guard-state.json"
+        copy.write_text(Path(agent_env["CI_GUARD_STATE"]).read_text())
+        forged = {"run_id": json.loads(copy.read_text())["run_id"], "decision": {}, "status": "completed",
+                  "cost_usd": "0", "started_at": "2026-01-01T00:00:00+00:00"}
+        (elsewhere / "ci-guard-state.summary.json").write_text(json.dumps(forged))
+        stopped = cli(tmp_path, "stop", "--format", "json", "--state", str(copy),
+                      env={**env, "CI_GUARD_STOP_KEY": key})
+    assert stopped.returncode == 0, stopped.stderr
+    summary = json.loads(stopped.stdout)
+    assert float(summary["cost_usd"]) > 0 and len(summary["calls"]) == 1
