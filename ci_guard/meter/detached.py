@@ -386,6 +386,9 @@ def stop(state_path: str, timeout_s: float = 30.0, ledger_url: str | None = None
         # agent can write this file too (the proxy ignores an unsigned one when it has a key).
         outcome = {"exit_code": agent_exit_code, "outcome": agent_outcome}
         _write_json_atomic(outcome_path(Path(state_path)), key.sign(outcome) if key else outcome)
+        if key is None:
+            LiveLog().info("warning: --agent-exit-code / --agent-outcome count only with the stop key (the "
+                           "proxy ignores an outcome it cannot authenticate): pass CI_GUARD_STOP_KEY")
     if key is not None:
         pids = _keyed_proxy(key)
     else:

@@ -142,6 +142,7 @@ def test_stop_takes_the_agent_steps_outcome(setup, flags, status, reason, code):
     assert call(agent_env, "q").status_code == 200
     keyed = {**env, "CI_GUARD_STOP_KEY": stop_key(started.stdout)}
     stopped = cli(tmp, "stop", "--summary", "run.json", *flags, env=keyed)
+    assert "count only with the stop key" not in stopped.stderr
     assert stopped.returncode == 0, stopped.stderr
     summary = json.loads((tmp / "run.json").read_text())
     assert (summary["status"], summary["stop_reason"], summary["agent_exit_code"]) == (status, reason, code)
@@ -297,3 +298,13 @@ def test_start_preset_codex_home_is_removed_by_stop_and_nothing_the_state_file_n
     stopped = cli(tmp, "stop", "--format", "json", env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert not codex_home.exists() and (victim / "keep.txt").is_file()
+
+
+def test_stop_without_the_key_says_the_outcome_does_not_count(setup):
+    tmp, _, env = setup
+    agent_env = exported(start(tmp, env).stdout)
+    assert call(agent_env, "q").status_code == 200
+    stopped = cli(tmp, "stop", "--summary", "run.json", "--agent-outcome", "cancelled", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "count only with the stop key" in stopped.stderr
+    assert json.loads((tmp / "run.json").read_text())["status"] == "completed"  # what the proxy saw
