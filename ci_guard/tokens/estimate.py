@@ -69,7 +69,7 @@ class Estimate(NamedTuple):
     openai_images_by_reference: int = 0
 
 
-def estimate_encoded(parts: Iterable[tuple[Any, bytes]]) -> Estimate:
+def estimate_encoded(parts: Iterable[tuple[Any, bytes | memoryview]]) -> Estimate:
     """The input estimate of a request's parts, and the media items that make it up."""
     size = 0
     media_tokens = 0

@@ -107,11 +107,11 @@ _MEDIA_RE_BYTES = re.compile(_MEDIA_OBJECT.encode())
 _DATA_URL_HEAD = 256  # a data URL's header (media type and parameters) ends well before this
 
 
-def may_carry_media(compact_json: str | bytes) -> bool:
-    """Whether a part's compact JSON (text or its UTF-8 bytes) may hold an image or document object."""
-    if isinstance(compact_json, bytes):
-        return _MEDIA_RE_BYTES.search(compact_json) is not None
-    return _MEDIA_RE.search(compact_json) is not None
+def may_carry_media(compact_json: str | bytes | memoryview) -> bool:
+    """Whether a part's compact JSON (text, or its UTF-8 bytes) may hold an image or document object."""
+    if isinstance(compact_json, str):
+        return _MEDIA_RE.search(compact_json) is not None
+    return _MEDIA_RE_BYTES.search(compact_json) is not None
 
 
 def media_payloads(part: Any) -> Iterator[tuple[str, int]]:

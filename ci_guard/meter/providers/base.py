@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,7 +189,7 @@ def fingerprint(obj: Any) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
-def _fingerprint_encoded(keys: tuple[str, ...], encoded: dict[str, bytes]) -> str:
+def _fingerprint_encoded(keys: tuple[str, ...], encoded: Mapping[str, bytes | memoryview]) -> str:
     # XXH3-128, not a cryptographic hash: a run only compares its own requests, and nothing is
     # gained by forging a collision (a false match only counts towards a retry cap). A 1 MB
     # history is hashed on every call: ~0.02 ms against SHA-1's ~0.5 ms. Parts are fed one by one.

@@ -39,13 +39,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 LAZY_MIN_BYTES = 64 * 1024
-_UTF8_SLICE = 64 * 1024  # fits the CPU's cache, with its decoded text
+_UTF8_SLICE = 16 * 1024  # its text (<= 64 kB) stays in the CPU cache and below glibc's mmap threshold
 
 _MISSING = object()
 _decoder: Any = None  # msgspec's top-level decoder, built with the first large body (not at start-up)
 
 
 Loads = Callable[[bytes], Any]
+Part = bytes | memoryview  # a top-level value's JSON: a view into the request's bytes, or bytes
 
 
 class RequestBody(Mapping[str, Any]):
@@ -61,7 +62,7 @@ class RequestBody(Mapping[str, Any]):
 
     __slots__ = ("_encode_value", "_parts", "_values")
 
-    def __init__(self, parts: Mapping[str, bytes | None], values: dict[str, Any] | None = None,
+    def __init__(self, parts: Mapping[str, Part | None], values: dict[str, Any] | None = None,
                  encode_value: Callable[[Any], Any] | None = None) -> None:
         self._parts = dict(parts)  # None: a value set by :meth:`updated`, encoded by :meth:`encode`
         self._values: dict[str, Any] = dict(values or {})  # values decoded up front (the small ones)
@@ -73,7 +74,7 @@ class RequestBody(Mapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         value = self._values.get(key, _MISSING)
         if value is _MISSING:
-            value = json.loads(self._parts[key])  # KeyError when absent, as a dict
+            value = json.loads(bytes(self._parts[key]))  # KeyError when absent, as a dict
             self._values[key] = value
         return value
 
@@ -86,9 +87,9 @@ class RequestBody(Mapping[str, Any]):
     def __contains__(self, key: object) -> bool:
         return key in self._parts
 
-    def raw(self, key: str) -> bytes | None:
+    def raw(self, key: str) -> Part | None:
         """The compact JSON bytes of a top-level value, as the agent sent them (None: absent, or
-        a value set by :meth:`updated`)."""
+        a value set by :meth:`updated`): a view into the request's own bytes, not a copy."""
         return self._parts.get(key)
 
     def updated(self, changes: Mapping[str, Any] | None = None, drop: Iterable[str] = ()) -> RequestBody:
@@ -166,12 +167,12 @@ def parse_request(raw: bytes, loads: Loads = json.loads) -> Any:
     if len(raw) >= LAZY_MIN_BYTES:
         parts = _split(raw)
         if parts is not None:
-            return RequestBody(parts, {k: loads(v) for k, v in parts.items() if len(v) < LAZY_MIN_BYTES})
+            return RequestBody(parts, {k: loads(bytes(v)) for k, v in parts.items() if len(v) < LAZY_MIN_BYTES})
     return loads(raw)
 
 
-def _split(raw: bytes) -> dict[str, bytes] | None:
-    """The top-level values as compact byte strings, or None when the strict path must decide."""
+def _split(raw: bytes) -> dict[str, Part] | None:
+    """The top-level values as views of compact JSON, or None when the strict path must decide."""
     global _decoder
     import msgspec
 
@@ -201,10 +202,12 @@ def _check_utf8(raw: bytes) -> None:
         start += codecs.utf_8_decode(view[start:end], "strict", end >= size)[1]
 
 
-def _parts(data: bytes) -> dict[str, bytes] | None:
+def _parts(data: bytes) -> dict[str, Part] | None:
     if not data.startswith(b"{"):
         return None
-    parts = {key: bytes(value) for key, value in _decoder.decode(data).items()}
+    # Views of the agent's bytes (msgspec's Raw points into them), not copies: a megabyte
+    # conversation is not copied once more per request, nor held twice while it is in flight.
+    parts = {key: memoryview(value) for key, value in _decoder.decode(data).items()}
     # {"k":v,...}: if the parts and their keys do not add up to the whole, there was whitespace
     # between them, or a key was repeated (the split kept only its last value) or written with
     # escapes. Agents send compact JSON, so this is almost always exact at the first try.
