@@ -49,7 +49,7 @@ def popen(args, *a, **k):
         args = {valgrind!r} + [f"--callgrind-out-file={out}"] + list(args)
     return _popen(args, *a, **k)
 subprocess.Popen = popen
-detached._wait_ready = lambda state, proc, timeout_s: _ready(state, proc, 600.0)
+detached._wait_ready = lambda state, proc, timeout_s, *rest: _ready(state, proc, 600.0, *rest)
 from ci_guard.cli import main
 sys.exit(main({argv!r}))
 """
