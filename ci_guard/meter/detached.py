@@ -434,8 +434,11 @@ def _verified_state(state_path: str, key: StopKey, full_url: str | None, problem
     if isinstance(data, dict) and key.verify(data) and data.get("run_id") == key.run_id:
         return data
     problems.append(why)
-    # What stop still needs: the run (from the key) and the ledger (from its own --ledger / env).
-    return {"run_id": key.run_id, "ledger_url": _public_url(full_url), "log_path": str(
+    # What stop still needs: the run (from the key) and the ledger (its own --ledger / env, else the
+    # default one, as start had it).
+    from ci_guard.ledger import ledger_url
+
+    return {"run_id": key.run_id, "ledger_url": _public_url(ledger_url(full_url)), "log_path": str(
         Path(state_path).resolve().with_suffix(".log"))}
 
 

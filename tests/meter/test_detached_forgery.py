@@ -213,3 +213,29 @@ def test_with_the_stop_key_a_copied_state_file_still_finds_the_real_summary(tmp_
     assert stopped.returncode == 0, stopped.stderr
     summary = json.loads(stopped.stdout)
     assert float(summary["cost_usd"]) > 0 and len(summary["calls"]) == 1
+
+
+def test_with_the_stop_key_a_deleted_state_and_a_killed_proxy_are_recovered_from_the_default_ledger(
+        tmp_path: Path):
+    """No ledger configured (the default one under RUNNER_TEMP): the agent kills the proxy and
+    deletes the state file; stop still finds the run in the ledger start used and closes it."""
+    (tmp_path / "policy.yml").write_text(POLICY)
+    with run_simulator("tool-loop", api_key=KEY) as sim:
+        env = {k: v for k, v in os.environ.items() if k != "CI_GUARD_LEDGER"}
+        env.update(ANTHROPIC_API_KEY=KEY, CI_GUARD_ANTHROPIC_UPSTREAM=sim.url, RUNNER_TEMP=str(tmp_path))
+        started = cli(tmp_path, "start", "--policy", "policy.yml", "--repo", "acme/web", "--no-draft",
+                      "--format", "shell", env=env)
+        assert started.returncode == 0, started.stderr
+        agent_env, key = exported(started.stdout), stop_key(started.stdout)
+        assert call(agent_env, "spend").status_code == 200
+        state_path = Path(agent_env["CI_GUARD_STATE"])
+        state = json.loads(state_path.read_text())
+        default = f"sqlite:///{tmp_path / 'ci-guard' / 'ledger.db'}"
+        assert _wait_recorded(default, state["run_id"])
+        os.kill(state["pid"], signal.SIGKILL)
+        assert _wait_gone(state["pid"])
+        state_path.unlink()
+        stopped = cli(tmp_path, "stop", "--format", "json", env={**env, "CI_GUARD_STOP_KEY": key})
+    assert stopped.returncode == 2, stopped.stderr
+    summary = json.loads(stopped.stdout)
+    assert summary["run_id"] == state["run_id"] and summary["status"] == "error" and len(summary["calls"]) == 1
