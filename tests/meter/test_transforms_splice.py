@@ -199,3 +199,21 @@ def test_spans_split_only_what_adds_up() -> None:
     assert value == json.loads(spaced)
     out = again.encode_bytes([{"a": "y"}, value[1]])  # whitespace: nothing located, written anew
     assert json.loads(out) == [{"a": "y"}, "é" * 3000]
+
+
+def test_an_agent_that_caches_itself_is_not_decoded_for_cache_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claude Code marks its system prompt: `cache: auto` then leaves the request alone without
+    reading the megabyte of conversation (nor does `cache` ever read an OpenAI one)."""
+    def no_decode(*_: object) -> None:
+        raise AssertionError("the conversation was decoded")
+
+    monkeypatch.setattr(splice, "prepare", no_decode)
+    body = anthropic(4)
+    body["system"] = [{"type": "text", "text": "You fix tests.", "cache_control": {"type": "ephemeral"}}]
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    lazy = parse_request(raw)
+    done = apply("messages", POLICIES["cache"], lazy, raw)
+    assert done.body is lazy and done.changes.agent_caches and not done.changes.any()
+    chat_raw = json.dumps(chat(4), separators=(",", ":")).encode()
+    chat_lazy = parse_request(chat_raw)
+    assert apply("chat.completions", POLICIES["cache"], chat_lazy, chat_raw).body is chat_lazy

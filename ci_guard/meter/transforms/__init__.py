@@ -88,7 +88,10 @@ class ContextTransforms:
         # the conversation. A large request's conversation is then decoded once, remembering the
         # agent's bytes of each message, so a change is spliced into them (splice.py).
         before, prepared = body, None
-        if isinstance(body, RequestBody) and (spec_prune or p.cache == "auto" or (spec_clear and not editing)):
+        caching = anthropic and p.cache == "auto"
+        agent_caches = caching and cache.caches_at_top(body)
+        if isinstance(body, RequestBody) and (spec_prune or (spec_clear and not editing)
+                                              or (caching and not agent_caches)):
             body = prepared = splice.prepare(body, endpoint)
         results = tool_results(endpoint, body) if (spec_prune or (spec_clear and not editing)) else []
         if spec_prune and results:
@@ -118,8 +121,8 @@ class ContextTransforms:
             if edited is not None:
                 body, beta = edited.body, clear.BETA
                 changes.context_edit, changes.thinking_edit = edited.tool_uses, edited.thinking
-        if anthropic and p.cache == "auto":
-            if cache.manages_caching(body):
+        if caching:
+            if agent_caches or cache.manages_caching(body):
                 changes.agent_caches = True
             else:
                 skip_newest = bool(spec_prune) and any(

@@ -23,16 +23,24 @@ MAX_BREAKPOINTS = 4
 _CACHEABLE = ("text", "image", "document", "tool_use", "tool_result", "search_result")
 
 
-def manages_caching(body: dict[str, Any]) -> bool:
-    """True when the agent set ``cache_control`` anywhere it can go: the request (automatic caching),
-    a tool, a system block, a message block or a block inside a tool result. Walks blocks, never
-    text, so a tool result that merely prints the word is not mistaken for a breakpoint."""
+def caches_at_top(body: dict[str, Any]) -> bool:
+    """``cache_control`` on the request, a tool or a system block: decided without reading the
+    conversation (Claude Code marks its system prompt, so a large request of it is never decoded)."""
     if "cache_control" in body:
         return True
     for key in ("tools", "system"):
         items = body.get(key)
         if isinstance(items, list) and any(isinstance(i, dict) and "cache_control" in i for i in items):
             return True
+    return False
+
+
+def manages_caching(body: dict[str, Any]) -> bool:
+    """True when the agent set ``cache_control`` anywhere it can go: the request (automatic caching),
+    a tool, a system block, a message block or a block inside a tool result. Walks blocks, never
+    text, so a tool result that merely prints the word is not mistaken for a breakpoint."""
+    if caches_at_top(body):
+        return True
     messages = body.get("messages")
     for message in messages if isinstance(messages, list) else ():
         content = message.get("content") if isinstance(message, dict) else None
