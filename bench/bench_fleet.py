@@ -12,6 +12,12 @@ Reported, per fleet size:
   agent's last answer);
 * lag: how long after the last agent's last answer the ledger held every call (polled every 5 ms).
 
+The proxies and agents of a 32-run fleet need far more CPU than the ledger; on a loaded 2-core
+machine they cannot send 1,000 calls/s at all, so the fleet rounds measure the ledger only up to
+their own rate. The *writer* rounds (``--writer-calls``) time the ledger alone: N processes, each one
+run's ledger traffic (reserve, start, one transaction per call, settle; ``bench/fleet_writer.py``),
+all on the same org budget -- the commit rate the ledger can take from N concurrent runs.
+
 With ``--baseline-src DIR`` (a directory holding another version's ``ci_guard`` package, e.g. from
 ``git archive <commit> ci_guard | tar -x -C DIR``) every measurement is repeated with that version
 (run with ``PYTHONPATH=DIR``, its own schema), interleaved with this checkout's: "new" vs "old".
@@ -39,6 +45,7 @@ import psycopg
 
 HERE = Path(__file__).resolve().parent
 AGENT = HERE / "fleet_agent.py"
+WRITER = HERE / "fleet_writer.py"
 POLICY = """version: 1
 budgets:
   - {name: org-month, scope: org, period: month, limit_usd: 1000000}
@@ -119,6 +126,34 @@ def fleet(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, conn
     return out
 
 
+def writers(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, tag: str,
+            batch: int = 1) -> dict[str, float]:
+    """N processes each writing one run's calls to the ledger at once; commit rate over all of them."""
+    go = work / "go"
+    go.unlink(missing_ok=True)
+    marks = [work / f"writer-{i}.json" for i in range(n)]
+    procs = [subprocess.Popen([sys.executable, str(WRITER), ledger, f"w-{tag}-{i}", str(calls), str(go), str(m),
+                               str(batch)],
+                              env=env, stderr=subprocess.PIPE) for i, m in enumerate(marks)]
+    time.sleep(3.0 + n * 0.15)  # every writer has opened the ledger and started its run
+    go.touch()
+    errors = [p.stderr.read().decode()[-400:] for p in procs if p.wait() != 0]  # type: ignore[union-attr]
+    if errors:
+        raise SystemExit(f"{len(errors)} writers failed: {errors[0]}")
+    done = [json.loads(m.read_text()) for m in marks]
+    start = min(d["go"] for d in done)
+    last = max(d["last_commit"] for d in done)
+    client = sum(d["client_cpu_s"] for d in done)
+    server = sum(d["server_cpu_s"] for d in done) if all(d["server_cpu_s"] is not None for d in done) else None
+    cpu_per_call = (client + (server or 0)) / (n * calls)
+    return {"runs": n, "calls": n * calls, "batch": batch, "commit_rate_per_s": n * calls / (last - start),
+            "all_settled_s": max(d["settled"] for d in done) - start,
+            "client_cpu_ms_per_call": client / (n * calls) * 1000,
+            "server_cpu_ms_per_call": server / (n * calls) * 1000 if server is not None else None,
+            # what the machine's cores could commit if the ledger writes had them to themselves
+            "cpu_bound_calls_per_s": (os.cpu_count() or 1) / cpu_per_call if cpu_per_call else None}
+
+
 def launch_once(work: Path, env: dict[str, str], ledger: str | None) -> float:
     """One run (or the agent alone against the simulator) to its first answered call, in seconds."""
     mark = work / "launch.json"
@@ -143,6 +178,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--launch-rounds", type=int, default=10)
     ap.add_argument("--ledger", default=PG, help="a PostgreSQL server URL (a fresh schema is created) or sqlite")
+    ap.add_argument("--writer-calls", type=int, default=200, help="calls per process in the writer rounds "
+                    "(0: none)")
+    ap.add_argument("--writer-batch", type=int, default=20, help="calls per transaction in the batched "
+                    "writer rounds (the ledger thread's batch when calls queue behind a commit)")
     ap.add_argument("--baseline-src", help="a directory holding another version's ci_guard package, run "
                     "interleaved with this one (PYTHONPATH=DIR)")
     ap.add_argument("--out", default="bench/results/fleet.json")
@@ -177,6 +216,7 @@ def main() -> None:
     results: dict[str, object] = {"python": sys.version.split()[0], "backend": "postgres" if pg else "sqlite",
                                   "load_before": os.getloadavg(), "variants": list(variants)}
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    wrounds: dict[str, list[dict[str, float]]] = {}
     try:
         for venv, ledger, _ in variants.values():
             subprocess.run([sys.executable, "-m", "ci_guard", "ledger", "migrate", "--ledger", ledger], env=venv,
@@ -189,16 +229,27 @@ def main() -> None:
                 venv, ledger = (env, None) if name == "alone" else variants[name][:2]
                 launch[name].append(launch_once(work, venv, ledger))
         results["launch"] = {k: {"p50_s": statistics.median(v), "p90_s": pct(v, 90), "min_s": min(v),
-                                 "max_s": max(v), "all_s": [round(x, 3) for x in v]} for k, v in launch.items()}
+                                 "max_s": max(v), "all_s": [round(x, 3) for x in v]}
+                             for k, v in launch.items() if v}
         print("launch to first answered call (s):", {k: v["all_s"] for k, v in results["launch"].items()},
               flush=True)
-        for i in range(args.rounds if args.runs else 0):
+        for i in range(args.rounds if args.runs and args.calls else 0):
             order = list(variants) if i % 2 == 0 else list(reversed(variants))
             for name in order:
                 venv, ledger, schema = variants[name]
                 rounds[name].append(fleet(args.runs, args.calls, work, venv, ledger, conninfo, schema))
                 print(f"fleet round ({name}):", rounds[name][-1], flush=True)
         results["fleet"] = rounds
+        for i in range(args.rounds if args.writer_calls else 0):
+            order = list(variants) if i % 2 == 0 else list(reversed(variants))
+            for name in order:
+                venv, ledger, _ = variants[name]
+                for batch in (1, args.writer_batch):
+                    key = f"{name} b{batch}"
+                    wrounds.setdefault(key, []).append(
+                        writers(args.runs, args.writer_calls, work, venv, ledger, f"{name}{i}b{batch}", batch))
+                    print(f"writer round ({key}):", wrounds[key][-1], flush=True)
+        results["writers"] = wrounds
     finally:
         sim.terminate()
         sim.wait(10)
@@ -209,9 +260,10 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     results["load_after"] = os.getloadavg()
 
-    print(f"launch to first answered call ({args.launch_rounds} rounds, interleaved), p50 / p90 [min-max]:")
-    base = results["launch"]["alone"]["p50_s"]  # type: ignore[index]
+    if results["launch"]:
+        print(f"launch to first answered call ({args.launch_rounds} rounds, interleaved), p50 / p90 [min-max]:")
     for name, lr in results["launch"].items():  # type: ignore[attr-defined]
+        base = results["launch"]["alone"]["p50_s"]  # type: ignore[index]
         added = "" if name == "alone" else f"  (+{(lr['p50_s'] - base) * 1000:.1f} ms)"
         print(f"  {name:<8}{lr['p50_s'] * 1000:8.1f} / {lr['p90_s'] * 1000:6.1f} ms "
               f"[{lr['min_s'] * 1000:.1f}-{lr['max_s'] * 1000:.1f}]{added}")
@@ -229,6 +281,21 @@ def main() -> None:
                    for k in ("launch_all_s", "commit_rate_per_s", "lag_s")}
             print(f"{name:>8}{'med':>6}{'':>18}{med['launch_all_s']:>15.2f}{'':>16}{med['commit_rate_per_s']:>13.0f}"
                   f"{'':>8}{med['lag_s'] * 1000:>9.0f}")
+    if any(wrounds.values()):
+        print(f"ledger alone: {args.runs} processes x {args.writer_calls} calls, one org budget "
+              f"(b1: one transaction a call; b{args.writer_batch}: {args.writer_batch} calls a transaction):")
+        print(f"{'variant':>10}{'round':>6}{'committed/s':>13}{'all settled s':>15}{'client ms/call':>16}"
+              f"{'server ms/call':>16}{'CPU-bound calls/s':>19}")
+        for name, rs in wrounds.items():
+            for i, r in enumerate(rs):
+                server = r["server_cpu_ms_per_call"]
+                print(f"{name:>10}{i + 1:>6}{r['commit_rate_per_s']:>13.0f}{r['all_settled_s']:>15.2f}"
+                      f"{r['client_cpu_ms_per_call']:>16.3f}{server if server is not None else float('nan'):>16.3f}"
+                      f"{r['cpu_bound_calls_per_s'] or 0:>19.0f}")
+            if rs:
+                bound = statistics.median(r["cpu_bound_calls_per_s"] or 0 for r in rs)
+                print(f"{name:>10}{'med':>6}{statistics.median(r['commit_rate_per_s'] for r in rs):>13.0f}"
+                      f"{'':>15}{'':>16}{'':>16}{bound:>19.0f}")
     print(f"load average before / after: {results['load_before']} / {results['load_after']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
