@@ -178,8 +178,7 @@ class SqlStore(AnalyticsMixin):
         return bool(value)
 
     def _q(self, sql: str) -> str:
-        sql = sql.replace("{false}", self.false_sql).replace("{true}", self.true_sql)
-        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+        return _translate(sql, self.placeholder, self.true_sql, self.false_sql)
 
     # --- transactions -----------------------------------------------------------------------------
     def _op(self, fn: Callable[[Tx], T], write: bool = True) -> T:
@@ -417,14 +416,11 @@ class SqlStore(AnalyticsMixin):
         """Insert the calls; return those actually written with their cost in micro-dollars (a call
         written twice -- a retried write, a replayed spill -- is counted once)."""
         inserted: list[tuple[CallRecord, int]] = []
-        row = "(" + ", ".join("?" * len(CALL_COLS)) + ")"
         for i in range(0, len(calls), _INSERT_CHUNK):
             chunk = calls[i:i + _INSERT_CHUNK]
             priced = [(c, to_micros(c.cost_usd)) for c in chunk]
             params = [v for c, m in priced for v in self._call_row(c, m)]
-            sql = (f"INSERT INTO calls ({', '.join(CALL_COLS)}) VALUES {', '.join([row] * len(chunk))}"
-                   " ON CONFLICT (run_id, seq) DO NOTHING RETURNING run_id, seq")
-            written = {(r[0], int(r[1])) for r in tx.all(sql, params)}
+            written = {(r[0], int(r[1])) for r in tx.all(_insert_calls_sql(len(chunk)), params)}
             for call, micros in priced:
                 if (call.run_id, call.seq) in written:
                     written.discard((call.run_id, call.seq))  # a seq twice in one batch: the first was written
@@ -446,9 +442,10 @@ class SqlStore(AnalyticsMixin):
             f"UPDATE reservations SET used_micros = used_micros + ?, escrow_micros = escrow_micros + {_IF_CHARGED},"
             f" escrow_calls = escrow_calls + {_IF_CHARGED} WHERE run_id = ? AND settled = {{false}}"
             " RETURNING budget, scope_key, period_start", (micros, micros, len(written), run_id))
-        held = {self._row_order(r) for r in escrowed}
+        # both tables store the period start alike (TIMESTAMPTZ; fixed-format text on SQLite): compare as read
+        held = {tuple(r) for r in escrowed}
         for budget, scope_key, start in self._keys_of(tx, run_id):
-            if (budget, scope_key, self._dt(start)) not in held:
+            if (budget, scope_key, start) not in held:
                 self._add_to_rollup(tx, run_id, budget, scope_key, start, micros, len(written), 0, now)
 
     def _keys_of(self, tx: Tx, run_id: str) -> list[tuple[Any, ...]]:
@@ -754,6 +751,21 @@ def _limits_json(text: str) -> dict[str, Any]:
 def _limits(text: str | None) -> dict[str, Any]:
     """A run's limits: the same few JSON texts repeat across a month's runs, so decode each once."""
     return dict(_limits_json(text or "{}"))  # a copy of the (flat) dict: callers may change theirs
+
+
+@lru_cache(maxsize=512)
+def _translate(sql: str, placeholder: str, true_sql: str, false_sql: str) -> str:
+    """A statement in a backend's dialect (cached: the ledger thread sends the same few per call)."""
+    sql = sql.replace("{false}", false_sql).replace("{true}", true_sql)
+    return sql if placeholder == "?" else sql.replace("?", placeholder)
+
+
+@lru_cache(maxsize=16)
+def _insert_calls_sql(rows: int) -> str:
+    """The multi-row INSERT of ``rows`` calls (built once per batch size: a writer sends the same few)."""
+    row = "(" + ", ".join("?" * len(CALL_COLS)) + ")"
+    return (f"INSERT INTO calls ({', '.join(CALL_COLS)}) VALUES {', '.join([row] * rows)}"
+            " ON CONFLICT (run_id, seq) DO NOTHING RETURNING run_id, seq")
 
 
 def _json_or_none(text: str | None) -> dict[str, Any] | None:
