@@ -297,3 +297,17 @@ def test_reasoning_effort_clamp(endpoint: str, model: str, effort: str, ceiling:
         assert (before, got) == (effort, after)
         assert body == ({**body})  # the agent's request is not changed in place
     assert reasoning.clamp("messages", {"model": model, "reasoning_effort": "high"}, model, "low")[1] is None
+
+
+def test_the_cut_memo_gives_the_very_cut_and_stays_bounded() -> None:
+    memo = prune.CutMemo(SPEC, max_chars=3 * len(LOG) + 100)
+    first = memo(LOG)
+    assert first == prune.cut(LOG, SPEC)
+    again = memo("".join(list(LOG)))  # an equal text, another object (as the next turn decodes it)
+    assert again is first  # found, not cut again
+    assert memo("short") is None
+    others = [LOG.replace("00000", f"{i:05d}x") for i in range(1, 5)]
+    for text in others:
+        assert memo(text) == prune.cut(text, SPEC)
+    assert memo._chars <= 3 * len(LOG) + 100 and len(memo._cuts) == 3  # the oldest went
+    assert memo(LOG) == first and memo(LOG) is not first  # cut again after eviction, the same way

@@ -61,6 +61,8 @@ class Transformed:
 class ContextTransforms:
     def __init__(self, policy: ContextPolicy) -> None:
         self.policy = policy
+        # this run's cuts: the same results come back on every later turn (prune.CutMemo)
+        self._cuts = prune.CutMemo(policy.prune_tool_results) if policy.prune_tool_results else None
 
     def apply(self, *, provider: str, endpoint: str, raw: bytes, body: dict[str, Any], model: str | None,
               max_output: int | None, input_tokens: int, stream: bool,
@@ -95,7 +97,7 @@ class ContextTransforms:
             body = prepared = splice.prepare(body, endpoint)
         results = tool_results(endpoint, body) if (spec_prune or (spec_clear and not editing)) else []
         if spec_prune and results:
-            pruned = prune.prune(endpoint, body, spec_prune, results)
+            pruned = prune.prune(endpoint, body, spec_prune, results, self._cuts)
             if pruned.results:
                 body = pruned.body
                 changes.pruned_results, changes.pruned_tokens = pruned.results, pruned.tokens
@@ -126,7 +128,7 @@ class ContextTransforms:
                 changes.agent_caches = True
             else:
                 skip_newest = bool(spec_prune) and any(
-                    r.newest and prune.cut(r.text, spec_prune) is not None for r in results)
+                    r.newest and self._cuts is not None and self._cuts(r.text) is not None for r in results)
                 body, changes.breakpoints_added = cache.add_breakpoints(body, skip_newest)
         # read but not changed: the body as it was (the agent's own bytes when nothing else changed)
         return Transformed(before if body is prepared else body, model, changes, beta)

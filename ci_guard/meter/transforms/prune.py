@@ -7,8 +7,12 @@ the model has not seen yet) and excluded tools are never cut.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import xxhash
 
 from ci_guard.meter.transforms.toolresults import ToolResult, replace, tokens_of, tool_results
 from ci_guard.policy.models import PruneSpec
@@ -62,15 +66,52 @@ def cut(text: str, spec: PruneSpec) -> str | None:
     return out if len(out) < len(text) else None
 
 
+class CutMemo:
+    """The cuts of the tool results seen earlier in a run: an agent re-sends every earlier result on
+    every later turn, and each is cut the same way (``cut`` is a pure function of the text and the
+    spec), so a later turn finds it here instead of cutting it again (~5x cheaper on a 30 kB log).
+
+    Keyed by the text's XXH3-128 and confirmed by comparing the text itself, so a hit is always the
+    cut of this very text; the texts held are bounded by ``max_chars`` (least recently used go).
+    One memo per run and spec; the proxy calls it from its event loop only.
+    """
+
+    def __init__(self, spec: PruneSpec, max_chars: int = 16_000_000) -> None:
+        self.spec = spec
+        self.max_chars = max_chars
+        self._chars = 0
+        self._cuts: OrderedDict[bytes, tuple[str, str | None]] = OrderedDict()
+
+    def __call__(self, text: str) -> str | None:
+        if tokens_of(text) <= self.spec.max_tokens:
+            return None  # within the limit: nothing to remember
+        key = xxhash.xxh3_128_digest(text.encode("utf-8", "surrogatepass"))
+        hit = self._cuts.get(key)
+        if hit is not None and hit[0] == text:
+            self._cuts.move_to_end(key)
+            return hit[1]
+        out = cut(text, self.spec)
+        if len(text) <= self.max_chars:
+            if hit is not None:  # the same digest for another text: the newer one is kept
+                self._chars -= len(hit[0])
+            self._cuts[key] = (text, out)
+            self._cuts.move_to_end(key)
+            self._chars += len(text)
+            while self._chars > self.max_chars:
+                _, (old, _) = self._cuts.popitem(last=False)
+                self._chars -= len(old)
+        return out
+
+
 def prune(endpoint: str, body: dict[str, Any], spec: PruneSpec,
-          results: list[ToolResult] | None = None) -> Pruned:
+          results: list[ToolResult] | None = None, cutter: Callable[[str], str | None] | None = None) -> Pruned:
     excluded = set(spec.exclude_tools)
     out = Pruned(body)
     for result in results if results is not None else tool_results(endpoint, body):
         # A result whose tool is unknown might be an excluded one: left alone when any is excluded.
         if result.newest or (excluded and (result.name is None or result.name in excluded)):
             continue
-        new = cut(result.text, spec)
+        new = cutter(result.text) if cutter is not None else cut(result.text, spec)
         if new is None:
             continue
         out.body = replace(out.body, result.path, new)
