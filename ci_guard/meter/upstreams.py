@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from ci_guard.errors import InvalidInputError
@@ -57,6 +58,7 @@ class Upstreams:
         return {}
 
 
+@lru_cache(maxsize=8)  # read on every OpenAI call of the proxy; the upstream URL does not change
 def openai_region(url: str) -> str | None:
     """``<region>.api.openai.com`` -> ``<region>`` (us, eu, au, in, jp...); anything else -> None."""
     host = (urlsplit(url).hostname or "").lower().rstrip(".")
