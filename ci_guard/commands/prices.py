@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from ci_guard.commands._ledger_common import catalog_for, format_option, table
+from ci_guard.pricing.rates import decimal_text
 
 EPILOG = """\b
 Examples:
@@ -74,8 +76,22 @@ def prices(model: str | None, policy_path: str | None, litellm_map: str | None, 
             click.echo(f"aliases: {', '.join(catalog.aliases_of(p.model))}")
         if p.note:
             click.echo(f"note: {p.note}")
+        modifiers = _modifiers(p)
+        if modifiers:
+            click.echo(f"modifiers: {modifiers}")
     click.echo(f"USD per million tokens; list prices as of {catalog.as_of}.")
     fees = ", ".join(f"{provider} ${fee}" for provider, fee in sorted(catalog.web_search_usd.items()))
     if fees:
         click.echo(f"Web search, per search, on top of tokens: {fees}.")
     return 0
+
+
+def _modifiers(price: Any) -> str:
+    """What changes one model's price per call: priority rates, tier and geography multipliers."""
+    parts = []
+    if price.priority is not None:
+        r = price.priority.as_json()
+        parts.append(f"priority/fast {r['input']}/{r['cache_read']}/{r['output']} (in/read/out)")
+    parts += [f"{tier} x{decimal_text(f)}" for tier, f in price.tier_multipliers]
+    parts += [f"{geo} x{decimal_text(f)}" for geo, f in price.geo_multipliers]
+    return "; ".join(parts)

@@ -138,3 +138,10 @@ def test_litellm_flex_and_batch_rates_become_multipliers_and_are_compared(tmp_pa
     code, out, _ = run_cli(capsys, "prices", "--compare-litellm", str(changed))
     assert code == 1
     assert "gpt-5.5  service_tiers: catalog batch x0.5, flex x0.5 | litellm batch x0.6, flex x0.5" in out
+
+
+def test_prices_shows_a_models_modifiers(capsys):
+    code, out, _ = run_cli(capsys, "prices", "claude-opus-5")
+    assert code == 0 and "modifiers: batch x0.5; fast x2; us x1.1" in out
+    code, out, _ = run_cli(capsys, "prices", "gpt-5.5")
+    assert "modifiers: priority/fast 12.5/1.25/75 (in/read/out); batch x0.5; flex x0.5; au x1.1" in out
