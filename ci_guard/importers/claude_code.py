@@ -89,9 +89,12 @@ def _model_calls(model_usage: Any, model: str | None, usage: Any) -> list[Import
                 # this model's calls) does: its 1-hour writes are billed at the 1-hour rate
                 tokens = replace(tokens, cache_write_1h_tokens=min(main.cache_write_1h_tokens,
                                                                    tokens.cache_write_tokens))
+            # the result's usage (and its speed) is the main loop's: side calls (Haiku) are not fast mode;
+            # when the main loop's model is unknown, every entry keeps it (never under-counted)
+            own_tier = tier if owner in (None, name) or tier != "fast" else _str(usage.get("service_tier"))
             calls.append(ImportedCall(model=name, usage=tokens, vendor_cost_usd=_decimal(u.get("costUSD")),
                                       provider="anthropic", web_searches=anthropic_web_searches(u),
-                                      inference_geo=geo, service_tier=tier))
+                                      inference_geo=geo, service_tier=own_tier))
         return calls
     if isinstance(usage, Mapping):
         return [ImportedCall(model=model, usage=main, provider="anthropic",

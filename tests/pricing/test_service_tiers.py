@@ -145,3 +145,23 @@ def test_prices_shows_a_models_modifiers(capsys):
     assert code == 0 and "modifiers: batch x0.5; fast x2; us x1.1" in out
     code, out, _ = run_cli(capsys, "prices", "gpt-5.5")
     assert "modifiers: priority/fast 12.5/1.25/75 (in/read/out); batch x0.5; flex x0.5; au x1.1" in out
+
+
+def test_claude_code_json_prices_the_main_loop_fast_and_its_side_calls_standard(tmp_path: Path):
+    result = {
+        "type": "result", "subtype": "success", "is_error": False, "num_turns": 1, "session_id": "s",
+        "usage": {"input_tokens": 1000, "output_tokens": 100, "service_tier": "standard", "speed": "fast"},
+        "modelUsage": {"claude-opus-5": {"inputTokens": 1000, "outputTokens": 100},
+                       "claude-haiku-4-5": {"inputTokens": 1000, "outputTokens": 100}},
+    }
+    path = tmp_path / "r.json"
+    # stream-json: the init message names the main loop's model
+    path.write_text(json.dumps([{"type": "system", "subtype": "init", "model": "claude-opus-5"}, result]))
+    imported = parse_usage_file("claude-code-json", str(path))
+    priced = {p.call.model: p.cost_usd for p in price_calls(imported, CATALOG)}
+    # Opus 5 fast: (5,000 + 2,500) / 1M x 2; Haiku 4.5 (a side call, never fast): 1,000 + 500 per million
+    assert priced == {"claude-opus-5": Decimal("0.015"), "claude-haiku-4-5": Decimal("0.0015")}
+    # without the init message the main loop is unknown: every entry stays fast (never under-counted)
+    path.write_text(json.dumps(result))
+    priced = {p.call.model: p.cost_usd for p in price_calls(parse_usage_file("claude-code-json", str(path)), CATALOG)}
+    assert priced == {"claude-opus-5": Decimal("0.015"), "claude-haiku-4-5": Decimal("0.009")}
