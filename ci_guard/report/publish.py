@@ -360,10 +360,8 @@ def _footer(target_: Any, summaries: Sequence[RunSummary], earlier: Sequence[Run
     from ci_guard.forges.footer import put_footer
     from ci_guard.report.render import footer_line
 
-    problem = forge.problem()
-    if problem:
-        report.warn(f"no cost footer: {problem}")
-        return True
+    if forge.problem():
+        return False  # the post below says what is missing (and honours --fail-on-error)
     line, valid_at = footer_line(summaries, earlier, platform=platform or "github", repo_median=median, extra=mention)
     try:
         result = put_footer(forge.get(), target_, tag, line, valid_at, datetime.now(UTC))
