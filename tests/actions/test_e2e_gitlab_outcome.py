@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,27 @@ def interpolate(inputs: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, 
     return name, job, spec
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/ledger.db"
+        return
+    import psycopg
+
+    from tests.helpers import require
+    from tests.ledger.conftest import PG_SERVER, pg_available, pg_url
+
+    require(pg_available(), f"PostgreSQL is not reachable at {PG_SERVER}")
+    schema = f"cig_outcome_{os.getpid()}_{secrets.token_hex(3)}"
+    yield pg_url(schema)
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 @pytest.fixture
-def ledger(tmp_path: Path) -> str:
+def ledger(ledger_url: str, tmp_path: Path) -> str:
     """Agent runs on merge requests 7, 8 and 9 of acme/app (imported usage, one run each)."""
-    url = f"sqlite:///{tmp_path}/ledger.db"
+    url = ledger_url
     usage = tmp_path / "usage.csv"
     usage.write_text("model,input_tokens,output_tokens\nclaude-sonnet-4-5,1000,100\n")
     for mr in (7, 8, 9):
