@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -528,6 +529,7 @@ def large_main(args: argparse.Namespace) -> None:
         for p in procs:
             p.send_signal(signal.SIGTERM)
             p.wait(10)
+        shutil.rmtree(work, ignore_errors=True)  # ledgers, state files and logs of the proxies
     results["load_after"] = os.getloadavg()
 
     print("\nmegabyte requests: added latency p50 (ms) versus calling the fast upstream directly, interleaved")

@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,6 +167,7 @@ def main() -> None:
                 p.wait(60)
             except subprocess.TimeoutExpired:
                 p.kill()
+        shutil.rmtree(work, ignore_errors=True)  # callgrind dumps, ledgers, state files
     names = [n for n in ("proxy", "proxy_b", "aiohttp") if n in servers]
     print("\ninstructions per request (millions, callgrind Ir, all threads)")
     print(f"{'case':<16}" + "".join(f"{n:>10}" for n in names) + f"{'proxy/aiohttp':>15}")
