@@ -217,3 +217,17 @@ def test_an_agent_that_caches_itself_is_not_decoded_for_cache_auto(monkeypatch: 
     chat_raw = json.dumps(chat(4), separators=(",", ":")).encode()
     chat_lazy = parse_request(chat_raw)
     assert apply("chat.completions", POLICIES["cache"], chat_lazy, chat_raw).body is chat_lazy
+
+
+def test_a_large_object_keeps_its_members_bytes_unless_a_key_is_unusual() -> None:
+    spans = splice.Spans()
+    data = json.dumps({"a": "é" * 3000, "b": [1, 2]}, separators=(",", ":")).encode()  # é as \u00e9
+    value = spans.load(memoryview(data))
+    out = spans.encode_bytes({**value, "b": [3]})
+    assert json.loads(out) == {"a": "é" * 3000, "b": [3]} and json.dumps("é" * 3000).encode() in out
+    escaped = data.replace(b'"b":', b'"\\u0062":')  # the same object, a key written with an escape
+    again = splice.Spans()
+    value = again.load(memoryview(escaped))
+    assert value == json.loads(escaped)
+    out = again.encode_bytes({**value, "b": [3]})  # decoded whole: written anew, the same value
+    assert json.loads(out) == {"a": "é" * 3000, "b": [3]}

@@ -15,9 +15,9 @@ bytes on every turn for the same input, so the prompt-cache prefix stays identic
 Positions come from msgspec's ``Raw`` split, located by lengths: a compact ``[a,b,...]`` is
 exactly as long as its elements' ``Raw`` bytes plus the punctuation, so when the lengths add up
 every offset is exact; whitespace between the elements only makes the original longer, and then
-only the whole part keeps its bytes. (Deeper splits, ``list[dict[str, Raw]]``, also check the
-keys: a repeated key or one written with escapes only ever makes the original longer, so the
-container is then decoded whole.) A value msgspec will not decode (``1e400``) is decoded by
+only the whole part keeps its bytes. A large object part is split into its members the same
+way (``dict[str, Raw]``); there a repeated key or one written with escapes only ever makes the
+original longer, so the object is then decoded whole. A value msgspec will not decode (``1e400``) is decoded by
 ``json.loads``, the reference; from then on changed values are written by ``json.dumps``.
 
 Identity is the contract: an object remembered here is never mutated (transforms and adapters
@@ -36,16 +36,15 @@ from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, dumps
 # A container below this is decoded in one call rather than split (splitting pays per value);
 # if it changes it is written anew, which for a few kilobytes costs microseconds.
 SPLIT_MIN_BYTES = 4096
-# Container levels of the conversation that are split: 1 = each message (or Responses item) keeps
-# its bytes, and a changed one is written anew (msgspec writes strings ~10x faster than json.dumps:
-# re-writing the few messages a transform touches costs less than a second pass to split them).
+# Container levels that keep their bytes: 1 = each message (or Responses item; a large object
+# part's members) keeps its bytes and a changed one is written anew by msgspec (re-writing the few
+# messages a transform touches costs less than more passes to split them further; measured).
 SPLIT_DEPTH = 1
 # Strings at least this long are remembered with their bytes (a short one is cheaper to write again).
 STRING_MIN_BYTES = 256
 # The conversation of each wire format: the only part large enough to be worth splitting deeper.
 CONVERSATION = {"messages": "messages", "chat.completions": "messages", "responses": "input"}
 
-_LIST_OF_OBJECTS = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
 _LIST = msgspec.json.Decoder(list[msgspec.Raw])
 _OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _LBRACKET, _LBRACE = ord("["), ord("{")
@@ -100,10 +99,8 @@ class Spans:
                 self._remember(value, data)
             return value
         first = data[0]
-        if first == _LBRACKET and depth == 1:
+        if first == _LBRACKET:
             value = self._elements(data)
-        elif first == _LBRACKET:
-            value = self._list(data, depth)
         elif first == _LBRACE:
             value = self._object(data, depth)
         else:
@@ -130,31 +127,6 @@ class Spans:
             if isinstance(element, dict | list) or (isinstance(element, str) and size >= STRING_MIN_BYTES):
                 self._remember(element, data[pos:pos + size])
             pos += size + 1
-
-    def _list(self, data: memoryview, depth: int) -> Any:
-        try:
-            rows: list[Any] | None = _LIST_OF_OBJECTS.decode(data)
-        except msgspec.ValidationError:  # not a list of objects only
-            rows = None
-        except msgspec.DecodeError:
-            return self._decode(data)
-        if rows is not None:
-            sizes = [_object_size(row) for row in rows]
-            if (sum(sizes) + len(sizes) + 1 if rows else 2) != len(data):
-                return self._decode(data)  # whitespace, a repeated or escaped key: decoded whole
-            out, pos = [], 1
-            for row, size in zip(rows, sizes, strict=True):
-                out.append(self._members(data[pos:pos + size], row, depth - 1))
-                pos += size + 1
-            return out
-        items = _LIST.decode(data)
-        if sum(len(item) for item in items) + max(len(items), 1) + 1 != len(data):
-            return self._decode(data)
-        out, pos = [], 1
-        for item in items:
-            out.append(self.load(data[pos:pos + len(item)], depth - 1))
-            pos += len(item) + 1
-        return out
 
     def _object(self, data: memoryview, depth: int) -> Any:
         members = _OBJECT.decode(data)
