@@ -7,6 +7,7 @@ the model has not seen yet) and excluded tools are never cut.
 
 from __future__ import annotations
 
+import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,35 +72,28 @@ class CutMemo:
     every later turn, and each is cut the same way (``cut`` is a pure function of the text and the
     spec), so a later turn finds it here instead of cutting it again (~5x cheaper on a 30 kB log).
 
-    Keyed by the text's XXH3-128 and confirmed by comparing the text itself, so a hit is always the
-    cut of this very text; the texts held are bounded by ``max_chars`` (least recently used go).
-    One memo per run and spec; the proxy calls it from its event loop only.
+    Keyed by the text's XXH3-128 under a secret random seed (an agent that does not know the seed
+    cannot craft two texts with one key) and its length; only the cut is kept, not the text, so the
+    memo stays small: at most ``max_entries`` cuts, least recently used go first. One memo per run
+    and spec; the proxy calls it from its event loop only.
     """
 
-    def __init__(self, spec: PruneSpec, max_chars: int = 16_000_000) -> None:
+    def __init__(self, spec: PruneSpec, max_entries: int = 4096) -> None:
         self.spec = spec
-        self.max_chars = max_chars
-        self._chars = 0
-        self._cuts: OrderedDict[bytes, tuple[str, str | None]] = OrderedDict()
+        self.max_entries = max_entries
+        self._seed = secrets.randbits(64)
+        self._cuts: OrderedDict[tuple[bytes, int], str | None] = OrderedDict()
 
     def __call__(self, text: str) -> str | None:
         if tokens_of(text) <= self.spec.max_tokens:
             return None  # within the limit: nothing to remember
-        key = xxhash.xxh3_128_digest(text.encode("utf-8", "surrogatepass"))
-        hit = self._cuts.get(key)
-        if hit is not None and hit[0] == text:
+        key = (xxhash.xxh3_128_digest(text.encode("utf-8", "surrogatepass"), self._seed), len(text))
+        if key in self._cuts:
             self._cuts.move_to_end(key)
-            return hit[1]
-        out = cut(text, self.spec)
-        if len(text) <= self.max_chars:
-            if hit is not None:  # the same digest for another text: the newer one is kept
-                self._chars -= len(hit[0])
-            self._cuts[key] = (text, out)
-            self._cuts.move_to_end(key)
-            self._chars += len(text)
-            while self._chars > self.max_chars:
-                _, (old, _) = self._cuts.popitem(last=False)
-                self._chars -= len(old)
+            return self._cuts[key]
+        out = self._cuts[key] = cut(text, self.spec)
+        if len(self._cuts) > self.max_entries:
+            self._cuts.popitem(last=False)
         return out
 
 
