@@ -46,6 +46,9 @@ DROP_RESPONSE = HOP_BY_HOP | {"content-encoding"}
 
 # How long a call may wait for calls in flight to release the part of the cost cap they hold.
 MAX_WAIT_FOR_HELD_S = 600.0
+# The response header in which Gemini says which tier served a call
+# (https://ai.google.dev/gemini-api/docs/priority-inference): "standard", "priority" or "flex".
+GEMINI_TIER_HEADER = "x-gemini-service-tier"
 # A stream cut before the provider reported its output is charged one output token per this many
 # bytes relayed to the agent (SSE framing makes it an overestimate: the cap errs on the safe side).
 CUT_BYTES_PER_OUTPUT_TOKEN = 10
@@ -239,6 +242,7 @@ class MeteredCall:
         started_at, t0 = datetime.now(UTC), time.perf_counter()
         meter: StreamMeter | None = None
         result, status_code, call_status, relayed = CallResult(), None, "ok", 0
+        served_tier = None
         try:
             headers = proxy.upstream_headers(self.request, self.provider)
             if plan.beta:
@@ -247,6 +251,9 @@ class MeteredCall:
                 "POST", proxy.target(self.request, self.provider, self.tail), headers, plan.data,
             ) as upstream:
                 status_code = upstream.status
+                # Gemini reports the tier that served a call in a header, not the body (standard after a
+                # priority request was downgraded, flex when flex served it): it prices the call.
+                served_tier = upstream.headers.get(GEMINI_TIER_HEADER)
                 if "text/event-stream" in upstream.headers.get("content-type", ""):
                     meter = self.adapter.stream_meter(plan.strip_usage)
                     response, result, call_status, relayed = await self._relay(upstream, meter)
@@ -281,6 +288,8 @@ class MeteredCall:
             result.error = result.error or f"the call was interrupted ({type(exc).__name__})"
             self._settle(plan, result, started_at, t0, status_code, "cut", relayed)
             raise
+        if served_tier and not result.service_tier:
+            result.service_tier = served_tier
         self._settle(plan, result, started_at, t0, status_code, call_status, relayed)
         return response
 

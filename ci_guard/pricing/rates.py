@@ -23,6 +23,11 @@ PRIORITY_FALLBACK = Decimal("2.5")
 # OpenAI renamed Priority processing "Fast mode" on 2026-07-30 and accepts (and may report) either
 # service_tier spelling (https://developers.openai.com/api/docs/guides/fast-mode): both are priority.
 OPENAI_PRIORITY_TIERS = ("priority", "fast")
+# Providers whose `priority` tier is priced from published priority rates (else PRIORITY_FALLBACK):
+# OpenAI, and Gemini (https://ai.google.dev/gemini-api/docs/priority-inference: service_tier
+# "priority", 75% to 100% above standard per https://ai.google.dev/gemini-api/docs/optimization, so
+# the 2.5x fallback never under-counts a Gemini model either).
+PRIORITY_PROVIDERS = ("openai", "google")
 # Anthropic fast mode (request ``speed: "fast"``, reported as ``usage.speed``) on a model without a
 # published fast multiplier is priced at the highest one any model had: 6x (Opus 4.6 / 4.7 at launch,
 # https://platform.claude.com/docs/en/build-with-claude/fast-mode); tests/pricing/test_service_tiers.py
@@ -31,6 +36,15 @@ FAST_FALLBACK = Decimal("6")
 # Tiers that make a call *cheaper* (OpenAI flex, every provider's batch): priced only when the provider
 # says it served the call on them, never from the request alone (a flex request may be served standard).
 DISCOUNT_TIERS = ("flex", "batch")
+
+
+def normalize_tier(tier: str | None) -> str | None:
+    """One spelling per tier: Gemini's API also takes (and SDKs send) the enum names
+    ``SERVICE_TIER_PRIORITY`` / ``SERVICE_TIER_FLEX`` for ``priority`` / ``flex``."""
+    if not tier:
+        return tier
+    low = tier.strip().lower()
+    return low.removeprefix("service_tier_") or None
 
 
 @dataclass(frozen=True)
@@ -113,9 +127,12 @@ class ModelPrice:
         ``batch``, OpenAI ``flex``) scales every rate; Anthropic ``fast`` without a published
         multiplier is FAST_FALLBACK times the standard rates. Any other tier is the standard price.
         """
+        service_tier = normalize_tier(service_tier)
         if not service_tier:
             return self
         if self.provider == "openai" and service_tier in OPENAI_PRIORITY_TIERS:
+            return self._priority_price()
+        if self.provider in PRIORITY_PROVIDERS and service_tier == "priority":
             return self._priority_price()
         factor = self.tier_multiplier(service_tier)
         if factor is None and service_tier == "fast" and self.provider == "anthropic":

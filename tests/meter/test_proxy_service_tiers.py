@@ -161,3 +161,50 @@ def test_a_speed_field_on_an_openai_request_does_not_change_its_price():
         body = {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], "speed": "fast"}
         httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p))
         assert (p.calls[0].cost_usd, p.calls[0].service_tier) == (Decimal("0.08"), None)
+
+
+# Gemini through its OpenAI-compatible Chat endpoint (the proxy's OpenAI upstream pointed at
+# generativelanguage.googleapis.com/v1beta/openai). The request asks with service_tier
+# ("priority" | "flex", or the enum names SERVICE_TIER_*); Gemini says which tier served the call in
+# the x-gemini-service-tier response header ("standard" after a priority request was downgraded:
+# https://ai.google.dev/gemini-api/docs/priority-inference). gemini-3.5-flash, 10,000 in + 1,000 out:
+# standard 10,000 x $1.50 + 1,000 x $9 = $0.024; priority $2.70 / $16.20 = $0.0432; flex half = $0.012.
+GEMINI_STANDARD, GEMINI_PRIORITY, GEMINI_FLEX = Decimal("0.024"), Decimal("0.0432"), Decimal("0.012")
+
+
+@pytest.mark.parametrize(("asked", "header", "want", "recorded"), [
+    ("priority", "priority", GEMINI_PRIORITY, "priority"),
+    ("priority", "standard", GEMINI_STANDARD, "standard"),  # downgraded: billed standard
+    ("priority", None, GEMINI_PRIORITY, "priority"),  # the answer does not say: the request counts
+    ("SERVICE_TIER_PRIORITY", None, GEMINI_PRIORITY, "priority"),
+    ("flex", "flex", GEMINI_FLEX, "flex"),
+    ("SERVICE_TIER_FLEX", "flex", GEMINI_FLEX, "flex"),
+    ("flex", None, GEMINI_STANDARD, None),  # a cheaper tier is never assumed from the request alone
+    (None, None, GEMINI_STANDARD, None),
+])
+@pytest.mark.parametrize("stream", [False, True])
+def test_gemini_tiers_are_priced_as_the_service_tier_header_reports_them(asked, header, want, recorded, stream):
+    usage = {"prompt_tokens": 10_000, "completion_tokens": 1_000}
+    extra = {"x-gemini-service-tier": header} if header else {}
+
+    def respond(seen):
+        if not stream:
+            return web.json_response({"id": "c", "object": "chat.completion", "model": "gemini-3.5-flash",
+                                      "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                                   "finish_reason": "stop"}], "usage": usage}, headers=extra)
+        chunks = [{"id": "c", "object": "chat.completion.chunk", "model": "gemini-3.5-flash",
+                   "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]},
+                  {"id": "c", "object": "chat.completion.chunk", "model": "gemini-3.5-flash", "choices": [],
+                   "usage": usage}]
+        sse = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        return web.Response(body=sse.encode(), headers={"content-type": "text/event-stream", **extra})
+
+    with echo_upstream(respond) as up, proxied(up.url, model="gemini-3.5-flash", openai_url=up.url) as p:
+        body = {"model": "gemini-3.5-flash", "messages": [{"role": "user", "content": "hi"}], "stream": stream,
+                **({"service_tier": asked} if asked else {})}
+        r = httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p))
+        assert r.status_code == 200
+        assert up.requests[0]["json"].get("service_tier") == asked  # forwarded as sent
+        call = p.calls[0]
+        assert (call.cost_usd, call.service_tier) == (want, recorded)
+        assert p.session.summary(status="completed", agent_exit_code=0).cost_usd == want

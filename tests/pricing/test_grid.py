@@ -9,7 +9,7 @@ Rules of the published prices this test encodes: a missing cache-write rate is t
 (OpenAI before GPT-5.6, Gemini: no write premium); a missing 1-hour write rate is 2x input for
 Claude; a missing cache-read rate is the input rate; above a tier's threshold every token of the
 request is at the tier's rates; OpenAI priority: published rates, else 2.5x (gpt-5.5's ratio, the
-highest published); Anthropic US-only inference: 1.1x on the models marked ``us``; Anthropic fast
+highest published), Gemini priority likewise; Anthropic US-only inference: 1.1x on the models marked ``us``; Anthropic fast
 mode, batch, OpenAI flex and OpenAI regional processing: the tables below the rates.
 """
 
@@ -74,11 +74,13 @@ PUBLISHED: dict[str, R] = {
         "10",
         tier=(200000, R("2.5", None, None, "0.25", "15")),
         priority=("2.25", "0.225", "18"),
+        ptier=R("4.5", None, None, "0.45", "27"),  # LiteLLM 1.110.2 *_above_200k_tokens_priority
     ),
     "gemini-3-flash-preview": R("0.5", None, None, "0.05", "3", priority=("0.9", "0.09", "5.4")),
     "gemini-3.1-flash-lite": R("0.25", None, None, "0.025", "1.5", priority=("0.45", "0.045", "2.7")),
     "gemini-3.1-pro-preview": R(
-        "2", None, None, "0.2", "12", tier=(200000, R("4", None, None, "0.4", "18")), priority=("3.6", "0.36", "21.6")
+        "2", None, None, "0.2", "12", tier=(200000, R("4", None, None, "0.4", "18")), priority=("3.6", "0.36", "21.6"),
+        ptier=R("7.2", None, None, "0.72", "32.4"),  # LiteLLM 1.110.2 *_above_200k_tokens_priority
     ),
     "gemini-3.5-flash": R("1.5", None, None, "0.15", "9", priority=("2.7", "0.27", "16.2")),
     "gemini-3.5-flash-lite": R("0.3", None, None, "0.03", "2.5", priority=("0.54", "0.05", "4.5")),
@@ -165,8 +167,11 @@ FAST_FALLBACK = Decimal("6")  # any other Claude model served fast: the highest 
 # Batch API: half of every rate (Anthropic pricing page: "50% discount on input and output", caching
 # multipliers stack; OpenAI: Batch API 50%). OpenAI flex: "Tokens are priced at Batch API rates, with
 # additional discounts from prompt caching" (developers.openai.com/api/docs/guides/flex-processing).
-# Gemini batch / flex are not in the catalog: such a call is priced at standard rates.
-HALF = {("anthropic", "batch"), ("openai", "batch"), ("openai", "flex")}
+# Gemini (https://ai.google.dev/gemini-api/docs/optimization, the tier table: "Flex | 50% discount",
+# "Batch | 50% discount", "Priority | 75% to 100% more than standard"; request service_tier "flex" /
+# "priority", https://ai.google.dev/gemini-api/docs/flex-inference and /priority-inference). Gemini
+# priority: each model's published *_priority rates (LiteLLM 1.110.2: 1.8x, inside Google's 75-100%).
+HALF = {("anthropic", "batch"), ("openai", "batch"), ("openai", "flex"), ("google", "batch"), ("google", "flex")}
 # OpenAI data residency: "Data residency endpoints are charged a 10% uplift for models released on or
 # after March 5, 2026" (developers.openai.com/api/docs/guides/data-residency); LiteLLM 1.110.2
 # regional_processing_uplift_multiplier_eu/_us = 1.1 on exactly these models.
@@ -194,7 +199,7 @@ def expected(model: str, provider: str, u: Usage, tier: str | None = None, geo: 
     rates = _rates(r.tier[1] if above else r, claude)
     # OpenAI renamed Priority processing "Fast mode" on 2026-07-30; service_tier "priority" and "fast" are
     # the same tier (https://developers.openai.com/api/docs/guides/fast-mode)
-    if tier in ("priority", "fast") and provider == "openai":
+    if (tier in ("priority", "fast") and provider == "openai") or (tier == "priority" and provider == "google"):
         if above:
             rates = _rates(r.ptier, claude) if r.ptier else {k: v * PRIORITY_FALLBACK for k, v in rates.items()}
         elif r.priority:

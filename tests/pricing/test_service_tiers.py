@@ -98,6 +98,14 @@ def test_an_unknown_service_tier_value_is_a_clear_error(tmp_path: Path):
     (["--model", "gpt-5.5", "--service-tier", "fast"], "0.400000"),
     (["--model", "gpt-5.5", "--inference-geo", "eu"], "0.176000"),
     (["--model", "gpt-5", "--inference-geo", "eu"], "0.045000"),  # released before 2026-03-05: no uplift
+    # gemini-3.5-flash: 20,000 x $1.50 + 2,000 x $9 = $0.048; flex and batch half (Google's optimization
+    # page: 50% discount); priority at the published $2.70 / $16.20 (LiteLLM 1.110.2 *_priority)
+    (["--model", "gemini-3.5-flash"], "0.048000"),
+    (["--model", "gemini-3.5-flash", "--service-tier", "flex"], "0.024000"),
+    (["--model", "gemini-3.5-flash", "--service-tier", "batch"], "0.024000"),
+    (["--model", "gemini-3.5-flash", "--service-tier", "priority"], "0.086400"),
+    (["--model", "gemini-3.5-flash", "--service-tier", "SERVICE_TIER_PRIORITY"], "0.086400"),  # the enum spelling
+    (["--model", "gemini-3.5-flash", "--service-tier", "standard"], "0.048000"),
 ])
 def test_cost_prices_every_tier_and_region(capsys, args, total):
     code, out, _ = run_cli(capsys, "cost", *args, "--input", "20000", "--output", "2000", "--format", "json")
@@ -165,3 +173,13 @@ def test_claude_code_json_prices_the_main_loop_fast_and_its_side_calls_standard(
     path.write_text(json.dumps(result))
     priced = {p.call.model: p.cost_usd for p in price_calls(parse_usage_file("claude-code-json", str(path)), CATALOG)}
     assert priced == {"claude-opus-5": Decimal("0.015"), "claude-haiku-4-5": Decimal("0.009")}
+
+
+def test_gemini_priority_above_200k_uses_the_published_priority_tier():
+    # gemini-2.5-pro, 250,000 input + 1,000 output on priority: above 200K the published priority tier
+    # ($4.50 / $27, LiteLLM 1.110.2 *_above_200k_tokens_priority) -- not 2.5x the standard tier ($6.25)
+    price = load_catalog().lookup("gemini-2.5-pro")
+    usage = Usage(input_tokens=250_000, output_tokens=1_000)
+    assert cost(usage, price.for_call("priority")).total_usd == Decimal("1.152000")  # 1.125 + 0.027
+    assert cost(usage, price.for_call("flex")).total_usd == Decimal("0.320000")  # (0.625 + 0.015) / 2
+    assert cost(usage, price.for_call("SERVICE_TIER_FLEX")).total_usd == Decimal("0.320000")

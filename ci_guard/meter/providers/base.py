@@ -17,7 +17,7 @@ from typing import Any
 import xxhash
 
 from ci_guard.meter.providers.body import RequestBody
-from ci_guard.pricing.rates import DISCOUNT_TIERS
+from ci_guard.pricing.rates import DISCOUNT_TIERS, normalize_tier
 from ci_guard.pricing.usage import Usage
 from ci_guard.tokens.estimate import LazyPart, estimate_encoded
 from ci_guard.tokens.estimate import encode as _encode
@@ -171,10 +171,11 @@ def billed_tier(info: RequestInfo, result: CallResult | None = None) -> str | No
     speed = (result.speed if result is not None else None) or info.speed
     if speed == "fast":
         return "fast"
-    reported = result.service_tier if result is not None else None
+    reported = normalize_tier(result.service_tier) if result is not None else None
     if reported:
         return reported
-    return None if info.service_tier in DISCOUNT_TIERS else info.service_tier
+    asked = normalize_tier(info.service_tier)
+    return None if asked in DISCOUNT_TIERS else asked
 
 
 def _offers_search_preview(tools: Any) -> bool:
