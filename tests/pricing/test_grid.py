@@ -9,8 +9,9 @@ Rules of the published prices this test encodes: a missing cache-write rate is t
 (OpenAI before GPT-5.6, Gemini: no write premium); a missing 1-hour write rate is 2x input for
 Claude; a missing cache-read rate is the input rate; above a tier's threshold every token of the
 request is at the tier's rates; OpenAI priority: published rates, else 2.5x (gpt-5.5's ratio, the
-highest published), Gemini priority likewise; Anthropic US-only inference: 1.1x on the models marked ``us``; Anthropic fast
-mode, batch, OpenAI flex and OpenAI regional processing: the tables below the rates.
+highest published), Gemini priority likewise; Anthropic US-only inference: 1.1x on the models marked
+``us``; Anthropic fast mode, batch, OpenAI and Gemini flex, OpenAI regional processing: the tables
+below the rates.
 """
 
 from __future__ import annotations
