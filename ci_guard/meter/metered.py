@@ -188,8 +188,12 @@ class MeteredCall:
     def _worst_case(self, model: str | None, info: RequestInfo, max_output: int | None) -> Decimal | None:
         """The most the call can cost: the input once, the output cap once per choice (Chat ``n``)."""
         per_choice = max_output or ASSUMED_MAX_OUTPUT
-        return self.session.pricer.worst_case(model, info.estimated_input_tokens, per_choice * info.choices,
-                                              billed_tier(info), info.inference_geo)
+        pricer = self.session.pricer
+        worst = pricer.worst_case(model, info.estimated_input_tokens, per_choice * info.choices,
+                                  billed_tier(info), info.inference_geo)
+        if worst is not None and pricer.searches_every_call(model):  # a search model's fee is certain
+            worst += pricer.fees(self.adapter.provider, 1, model)
+        return worst
 
     def _enforce_model(self, info: RequestInfo, body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         session = self.session
@@ -361,8 +365,11 @@ class MeteredCall:
                                          inference_geo=geo)
             cost = priced if priced is not None else plan.held  # never free: charge the held worst case
         context = self._savings(plan, result, usage, served, cost, tier, geo) if plan.changes is not None else None
-        cost += session.pricer.fees(self.adapter.provider, result.web_searches, served,
-                                    preview=plan.info.web_search_preview)
+        searches = result.web_searches
+        if not searches and status_code is not None and status_code < 400 \
+                and session.pricer.searches_every_call(served):
+            searches = 1  # a Chat search model (gpt-5-search-api...) searched before it answered
+        cost += session.pricer.fees(self.adapter.provider, searches, served, preview=plan.info.web_search_preview)
         error_sig = f"{status_code} {result.error or ''}"[:200] if call_status == "error" else None
         session.guard.settle_call(cost_usd=cost, tool_calls=result.tool_calls, error_signature=error_sig,
                                   held_usd=plan.held)
@@ -374,7 +381,7 @@ class MeteredCall:
             stream=plan.info.stream, tool_calls=result.tool_calls, context_tokens=usage.context_tokens,
             latency_ms=(time.perf_counter() - t0) * 1000, fingerprint=plan.info.fingerprint,
             error=redact(error)[:500] if error else None,
-            session_id=self.request.headers.get("x-claude-code-session-id"), web_searches=result.web_searches,
+            session_id=self.request.headers.get("x-claude-code-session-id"), web_searches=searches,
             service_tier=tier, inference_geo=geo, estimated=note is not None, context=context,
             context_saved_usd=Decimal(context["saved_usd"]) if context and context.get("saved_usd") else Decimal(0),
         ))

@@ -97,6 +97,11 @@ class CatalogPricer:
             return Decimal(0)
         return self.catalog.web_search_fee(provider, self.price(model), preview) * web_searches
 
+    def searches_every_call(self, model: str | None) -> bool:
+        """True for a search model that is billed one web search on every answered call."""
+        price = self.price(model)
+        return price is not None and price.searches_every_call
+
     def worst_case(self, model: str | None, input_tokens: int, max_output_tokens: int | None,
                    service_tier: str | None = None, inference_geo: str | None = None) -> Decimal | None:
         price = self.price(model, service_tier, inference_geo)

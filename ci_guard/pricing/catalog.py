@@ -170,6 +170,7 @@ def _bundled() -> Catalog:
                                  fees=tuple((k, to_decimal(v, where, f"models.{name}.fees.{k}"))
                                             for k, v in sorted(entry.get("fees", {}).items())),
                                  retires=entry.get("retires"), successor=entry.get("successor"),
+                                 searches_every_call=entry.get("searches_every_call") is True,
                                  tier_multipliers=_service_tiers(
                                      {**_provider_tiers(data, entry.get("provider")), **entry.get("service_tiers", {})},
                                      where, f"models.{name}."))
@@ -246,6 +247,7 @@ def merge_file_price(loaded: ModelPrice, known: ModelPrice | None) -> ModelPrice
         note=loaded.note or known.note,
         retires=loaded.retires or known.retires,
         successor=loaded.successor or known.successor,
+        searches_every_call=loaded.searches_every_call or known.searches_every_call,
     )
 
 
@@ -315,7 +317,8 @@ def _apply_override(catalog: Catalog, name: str, spec: Mapping[str, Any]) -> Mod
                        rates=rates, tiers=tiers, source="override", note=spec.get("note"), priority=priority,
                        priority_tiers=priority_tiers, geo_multipliers=geo, fees=base.fees if base else (),
                        retires=base.retires if base else None, successor=base.successor if base else None,
-                       tier_multipliers=tuple(sorted(tier_multipliers.items())))
+                       tier_multipliers=tuple(sorted(tier_multipliers.items())),
+                       searches_every_call=base.searches_every_call if base else False)
     if spec.get("discount_pct") is not None:
         pct = to_decimal(spec["discount_pct"], POLICY_FILE, prefix + "discount_pct")
         if pct > 100:

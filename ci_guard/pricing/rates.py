@@ -96,6 +96,9 @@ class ModelPrice:
     # multipliers on every rate when a call is served on a tier priced as a ratio of the standard rates:
     # Anthropic fast mode (("fast", 2)), batch and OpenAI flex (("batch", 0.5), ("flex", 0.5))
     tier_multipliers: tuple[tuple[str, Decimal], ...] = ()
+    # OpenAI's Chat Completions search models (gpt-5-search-api, gpt-4o-search-preview...) search the
+    # web on every request: each answered call is billed one web search (the model's web_search fee)
+    searches_every_call: bool = False
 
     def tier_multiplier(self, tier: str) -> Decimal | None:
         for name, factor in self.tier_multipliers:
@@ -185,6 +188,7 @@ class ModelPrice:
             **({"fees": {k: decimal_text(v) for k, v in self.fees}} if self.fees else {}),
             **({"service_tiers": {k: decimal_text(v) for k, v in self.tier_multipliers}}
                if self.tier_multipliers else {}),
+            **({"searches_every_call": True} if self.searches_every_call else {}),
             **({"retires": self.retires} if self.retires else {}),
             **({"successor": self.successor} if self.successor else {}),
         }

@@ -208,3 +208,43 @@ def test_gemini_tiers_are_priced_as_the_service_tier_header_reports_them(asked, 
         call = p.calls[0]
         assert (call.cost_usd, call.service_tier) == (want, recorded)
         assert p.session.summary(status="completed", agent_exit_code=0).cost_usd == want
+
+
+# OpenAI's Chat Completions search models search the web on every request: one web search fee per
+# answered call on top of the tokens (rates and fees: tests/pricing/test_grid.py, SEARCH_FEES).
+# 10,000 prompt + 1,000 completion tokens:
+@pytest.mark.parametrize(("model", "want"), [
+    ("gpt-5-search-api", Decimal("0.0325")),  # 10,000 x $1.25 + 1,000 x $10 = $0.0225, + $0.01
+    ("gpt-4o-search-preview", Decimal("0.06")),  # 10,000 x $2.50 + 1,000 x $10 = $0.035, + $0.025
+    ("gpt-4o-mini-search-preview-2025-03-11", Decimal("0.0271")),  # $0.0015 + $0.0006, + $0.025
+])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_search_model_call_is_billed_its_search_fee(model, want, stream):
+    usage = {"prompt_tokens": 10_000, "completion_tokens": 1_000}
+
+    def respond(seen):
+        if not stream:
+            return _chat(usage, None, model)
+        chunks = [{"id": "c", "object": "chat.completion.chunk", "model": model,
+                   "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]},
+                  {"id": "c", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage}]
+        sse = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        return web.Response(body=sse.encode(), headers={"content-type": "text/event-stream"})
+
+    with echo_upstream(respond) as up, proxied(up.url, model=model, openai_url=up.url) as p:
+        body = {"model": model, "messages": [{"role": "user", "content": "news?"}], "stream": stream,
+                "web_search_options": {"search_context_size": "high"}}
+        assert httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p)).status_code == 200
+        call = p.calls[0]
+        assert (call.cost_usd, call.web_searches) == (want, 1)
+        assert p.session.summary(status="completed", agent_exit_code=0).cost_usd == want
+
+
+def test_a_refused_search_model_call_is_not_billed_a_search():
+    def respond(seen):
+        return web.json_response({"error": {"type": "invalid_request_error", "message": "bad"}}, status=400)
+
+    with echo_upstream(respond) as up, proxied(up.url, model="gpt-5-search-api", openai_url=up.url) as p:
+        body = {"model": "gpt-5-search-api", "messages": [{"role": "user", "content": "news?"}]}
+        assert httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p)).status_code == 400
+        assert (p.calls[0].cost_usd, p.calls[0].web_searches) == (Decimal(0), 0)

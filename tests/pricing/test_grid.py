@@ -90,6 +90,12 @@ PUBLISHED: dict[str, R] = {
     "gpt-4.1-nano": R("0.1", None, None, "0.025", "0.4", priority=("0.2", "0.05", "0.8")),
     "gpt-4o": R("2.5", None, None, "1.25", "10", priority=("4.25", "2.125", "17")),
     "gpt-4o-2024-05-13": R("5", None, None, None, "15", priority=("8.75", None, "26.25")),
+    # Chat Completions search models: LiteLLM 1.110.2 (gpt-5-search-api cites developers.openai.com/api/docs/pricing;
+    # the 4o ones developers.openai.com/api/docs/models/gpt-4o(-mini)-search-preview). Their per-call
+    # search fee is in SEARCH_FEES below.
+    "gpt-5-search-api": R("1.25", None, None, "0.125", "10"),
+    "gpt-4o-search-preview": R("2.5", None, None, "1.25", "10"),
+    "gpt-4o-mini-search-preview": R("0.15", None, None, "0.075", "0.6"),
     "gpt-4o-mini": R("0.15", None, None, "0.075", "0.6", priority=("0.25", "0.125", "1")),
     "gpt-5": R("1.25", None, None, "0.125", "10", priority=("2.5", "0.25", "20")),
     "gpt-5-codex": R("1.25", None, None, "0.125", "10", priority=("2.5", "0.25", "20")),  # OpenAI page
@@ -267,3 +273,20 @@ def test_every_model_every_shape_to_the_micro_dollar(model: str):
         want = expected(model, price.provider, usage, tier, geo)
         got = cost(usage, price.for_call(tier, geo)).total_usd
         assert got == want, (model, name, str(got), str(want))
+
+
+# A search model searches on every Chat Completions request and is billed one web search per call:
+# LiteLLM 1.110.2 search_context_cost_per_query (the same at low / medium / high search_context_size):
+# gpt-5-search-api $0.01 ($10 per 1,000, the web search rate), gpt-4o(-mini)-search-preview $0.025
+# ($25 per 1,000: OpenAI's pricing page, "Web search preview (non-reasoning models)").
+SEARCH_FEES = {"gpt-5-search-api": Decimal("0.01"), "gpt-4o-search-preview": Decimal("0.025"),
+               "gpt-4o-mini-search-preview": Decimal("0.025")}
+
+
+def test_search_models_charge_one_search_per_call_at_their_published_fee():
+    searching = {p.model for p in CATALOG.models() if p.searches_every_call}
+    assert searching == set(SEARCH_FEES)
+    for model, fee in SEARCH_FEES.items():
+        assert CATALOG.web_search_fee("openai", CATALOG.lookup(model)) == fee
+    # a dated snapshot resolves to its model and keeps the per-call search
+    assert CATALOG.lookup("gpt-4o-search-preview-2025-03-11").searches_every_call

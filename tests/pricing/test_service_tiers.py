@@ -106,6 +106,9 @@ def test_an_unknown_service_tier_value_is_a_clear_error(tmp_path: Path):
     (["--model", "gemini-3.5-flash", "--service-tier", "priority"], "0.086400"),
     (["--model", "gemini-3.5-flash", "--service-tier", "SERVICE_TIER_PRIORITY"], "0.086400"),  # the enum spelling
     (["--model", "gemini-3.5-flash", "--service-tier", "standard"], "0.048000"),
+    # a Chat search model's row (web_searches 1): 20,000 x $1.25 + 2,000 x $10 = $0.045, + $0.01 search
+    (["--model", "gpt-5-search-api", "--web-searches", "1"], "0.055000"),
+    (["--model", "gpt-4o-search-preview-2025-03-11", "--web-searches", "1"], "0.095000"),  # $0.07 + $0.025
 ])
 def test_cost_prices_every_tier_and_region(capsys, args, total):
     code, out, _ = run_cli(capsys, "cost", *args, "--input", "20000", "--output", "2000", "--format", "json")
