@@ -59,6 +59,23 @@ HOSTILE_AGENT = textwrap.dedent("""
 """)
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy_left(tmp_path: Path):
+    """A failing test must not leave its detached proxy running on a shared machine."""
+    yield
+    import signal
+
+    for state in tmp_path.glob("runner-temp/ci-guard/*.json"):
+        try:
+            pid = json.loads(state.read_text()).get("pid")
+        except (OSError, ValueError):
+            continue
+        if isinstance(pid, int) and _alive(pid):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"ci_guard" in cmdline and b"proxy" in cmdline:
+                os.kill(pid, signal.SIGKILL)
+
+
 class Job:
     def __init__(self, tmp: Path, ledger: str, upstream: str) -> None:
         self.ws = make_workspace(tmp / "workspace")
