@@ -49,6 +49,9 @@ MAX_WAIT_FOR_HELD_S = 600.0
 # The response header in which Gemini says which tier served a call
 # (https://ai.google.dev/gemini-api/docs/priority-inference): "standard", "priority" or "flex".
 GEMINI_TIER_HEADER = "x-gemini-service-tier"
+# OpenAI's prompt_cache_options.ttl that makes a request's cache writes dearer (GPT-5.6+: 2.5x input
+# instead of the default 30-minute 1.25x)
+LONG_CACHE_TTL = "12h"
 # A stream cut before the provider reported its output is charged one output token per this many
 # bytes relayed to the agent (SSE framing makes it an overestimate: the cap errs on the safe side).
 CUT_BYTES_PER_OUTPUT_TOKEN = 10
@@ -348,6 +351,10 @@ class MeteredCall:
                 call_status: str, relayed: int) -> None:
         session = self.session
         usage, note = result.usage, None
+        if plan.info.cache_ttl == LONG_CACHE_TTL and usage.cache_write_tokens:
+            # OpenAI: every breakpoint such a request writes has the 12-hour minimum life (priced as the
+            # model's cache_write_1h); the usage reports the writes without their life
+            usage = dataclasses.replace(usage, cache_write_1h_tokens=usage.cache_write_tokens)
         if call_status == "cut":
             usage, note = _estimate_cut(usage, plan.info.estimated_input_tokens, relayed)
         elif call_status == "ok" and not _has_usage(usage):

@@ -29,12 +29,16 @@ _BASE_KEYS = {
     "cache_read_input_token_cost": "cache_read",
     "cache_creation_input_token_cost": "cache_write_5m",
     "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
+    # OpenAI GPT-5.6+: writes with a 12-hour minimum cache life (prompt_cache_options.ttl "12h"), 2.5x
+    # input; ci-guard keeps them in the long-retention write class, as Anthropic's 1-hour writes
+    "cache_creation_input_token_cost_above_12hr": "cache_write_1h",
 }
 _FIELDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
 # a rate key, optionally for a long-context tier (``_above_200k_tokens``) and/or the priority tier
 _RATE_KEY = re.compile(
     r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost"
-    r"|cache_creation_input_token_cost_above_1hr|cache_creation_input_token_cost)"
+    r"|cache_creation_input_token_cost_above_1hr|cache_creation_input_token_cost_above_12hr"
+    r"|cache_creation_input_token_cost)"
     r"(?:_above_(\d+)(k?)_tokens)?(_priority)?$"
 )
 _CHAT_MODES = (None, "chat", "responses", "completion")

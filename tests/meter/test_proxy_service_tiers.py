@@ -248,3 +248,31 @@ def test_a_refused_search_model_call_is_not_billed_a_search():
         body = {"model": "gpt-5-search-api", "messages": [{"role": "user", "content": "news?"}]}
         assert httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p)).status_code == 400
         assert (p.calls[0].cost_usd, p.calls[0].web_searches) == (Decimal(0), 0)
+
+
+# GPT-5.6 cache writes (OpenAI's prompt-caching guide: "For GPT-5.6 models and later model families,
+# cache writes cost 1.25x the uncached input token rate"). prompt_cache_retention "24h" is the only
+# retention gpt-5.5 and later models support (the API reference: "For gpt-5.5, gpt-5.5-pro, and future
+# models, only 24h is supported"), so it costs nothing extra. A 12-hour minimum cache life
+# (prompt_cache_options.ttl "12h") makes every write of the request 2.5x input ($10 on gpt-5.6:
+# LiteLLM 1.110.2 cache_creation_input_token_cost_above_12hr). 30,000 prompt tokens of which 10,000
+# cached and 15,000 written, 2,000 out: 5,000 x $4 + 15,000 x $5 + 10,000 x $0.40 + 2,000 x $20 =
+# $0.139; with 12-hour writes 15,000 x $10 instead: $0.214.
+GPT56_USAGE = {"prompt_tokens": 30_000, "completion_tokens": 2_000,
+               "prompt_tokens_details": {"cached_tokens": 10_000, "cache_write_tokens": 15_000}}
+
+
+@pytest.mark.parametrize(("extra", "want", "long_writes"), [
+    ({}, Decimal("0.139"), 0),
+    ({"prompt_cache_retention": "24h"}, Decimal("0.139"), 0),  # 24-hour retention: the same price
+    ({"prompt_cache_retention": "24h", "prompt_cache_options": {"ttl": "30m"}}, Decimal("0.139"), 0),
+    ({"prompt_cache_options": {"mode": "explicit", "ttl": "12h"}}, Decimal("0.214"), 15_000),
+])
+def test_gpt_5_6_cache_writes_are_priced_by_the_cache_life_the_request_asked_for(extra, want, long_writes):
+    with echo_upstream(lambda seen: _chat(GPT56_USAGE, "default", "gpt-5.6")) as up, \
+            proxied(up.url, model="gpt-5.6", openai_url=up.url) as p:
+        body = {"model": "gpt-5.6", "messages": [{"role": "user", "content": "hi"}], **extra}
+        assert httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p)).status_code == 200
+        call = p.calls[0]
+        assert (call.cost_usd, call.usage.cache_write_tokens, call.usage.cache_write_1h_tokens) == \
+            (want, 15_000, long_writes)

@@ -34,7 +34,7 @@ class R:
     read: str | None
     output: str
     tier: tuple[int, R] | None = None
-    priority: tuple[str, ...] | None = None  # (input, cache read or None, output[, cache write])
+    priority: tuple[str, ...] | None = None  # (input, cache read or None, output[, cache write[, 1h/12h write]])
     ptier: R | None = None  # published priority rates of the tier
     us: bool = False
 
@@ -116,45 +116,50 @@ PUBLISHED: dict[str, R] = {
     "gpt-5.5": R(
         "5", None, None, "0.5", "30", tier=(272000, R("10", None, None, "1", "45")), priority=("12.5", "1.25", "75")
     ),
+    # GPT-5.6 and later: w5 = the default 30-minute write (1.25x input), w1 = a write with a 12-hour minimum
+    # cache life (prompt_cache_options.ttl "12h"), 2.5x input: LiteLLM 1.110.2
+    # cache_creation_input_token_cost_above_12hr (and _above_272k_tokens, _priority); OpenAI's
+    # prompt-caching guide (a translated copy dated 2026-11-04: "30-minute writes 1.25x, 12-hour 2.5x,
+    # reads unchanged by the TTL chosen").
     "gpt-5.6": R(
         "4",
         "5",
-        None,
+        "10",
         "0.4",
         "20",
-        tier=(272000, R("8", "10", None, "0.8", "30")),
-        priority=("8", "0.8", "40", "10"),
-        ptier=R("16", "20", None, "1.6", "60"),
+        tier=(272000, R("8", "10", "20", "0.8", "30")),
+        priority=("8", "0.8", "40", "10", "20"),
+        ptier=R("16", "20", "40", "1.6", "60"),
     ),
     "gpt-6-astra": R(
         "10",
         "12.5",
-        None,
+        "25",
         "1",
         "50",
-        tier=(272000, R("20", "25", None, "2", "75")),
-        priority=("20", "2", "100", "25"),
-        ptier=R("40", "50", None, "4", "150"),
+        tier=(272000, R("20", "25", "50", "2", "75")),
+        priority=("20", "2", "100", "25", "50"),
+        ptier=R("40", "50", "100", "4", "150"),
     ),
     "gpt-6-luna": R(
         "0.1",
         "0.125",
-        None,
+        "0.25",
         "0.01",
         "0.5",
-        tier=(272000, R("0.2", "0.25", None, "0.02", "0.75")),
-        priority=("0.2", "0.02", "1", "0.25"),
-        ptier=R("0.4", "0.5", None, "0.04", "1.5"),
+        tier=(272000, R("0.2", "0.25", "0.5", "0.02", "0.75")),
+        priority=("0.2", "0.02", "1", "0.25", "0.5"),
+        ptier=R("0.4", "0.5", "1", "0.04", "1.5"),
     ),
     "gpt-6-sol": R(
         "2",
         "2.5",
-        None,
+        "5",
         "0.2",
         "10",
-        tier=(272000, R("4", "5", None, "0.4", "15")),
-        priority=("4", "0.4", "20", "5"),
-        ptier=R("8", "10", None, "0.8", "30"),
+        tier=(272000, R("4", "5", "10", "0.4", "15")),
+        priority=("4", "0.4", "20", "5", "10"),
+        ptier=R("8", "10", "20", "0.8", "30"),
     ),
     "o3": R("2", None, None, "0.5", "8", priority=("3.5", "0.875", "14")),
     "o3-mini": R("1.1", None, None, "0.55", "4.4"),
@@ -212,7 +217,8 @@ def expected(model: str, provider: str, u: Usage, tier: str | None = None, geo: 
         elif r.priority:
             p_in, p_read, p_out = (Decimal(x) if x else None for x in r.priority[:3])
             p_w = Decimal(r.priority[3]) if len(r.priority) > 3 else p_in
-            rates = {"input": p_in, "w5": p_w, "w1": p_w, "read": p_read or p_in, "output": p_out}
+            p_w1 = Decimal(r.priority[4]) if len(r.priority) > 4 else p_w
+            rates = {"input": p_in, "w5": p_w, "w1": p_w1, "read": p_read or p_in, "output": p_out}
         else:
             rates = {k: v * PRIORITY_FALLBACK for k, v in rates.items()}
     if tier == "fast" and claude:

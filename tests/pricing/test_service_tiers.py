@@ -108,6 +108,10 @@ def test_an_unknown_service_tier_value_is_a_clear_error(tmp_path: Path):
     (["--model", "gemini-3.5-flash", "--service-tier", "standard"], "0.048000"),
     # a Chat search model's row (web_searches 1): 20,000 x $1.25 + 2,000 x $10 = $0.045, + $0.01 search
     (["--model", "gpt-5-search-api", "--web-searches", "1"], "0.055000"),
+    # gpt-5.6 writes with a 12-hour minimum cache life (the ledger's cache_write_1h): 2.5x input, $10;
+    # 20,000 x $4 + 2,000 x $20 = $0.12, + 10,000 x $10 = $0.22 (30-minute writes: $0.05 -> $0.17)
+    (["--model", "gpt-5.6", "--cache-write-1h", "10000"], "0.220000"),
+    (["--model", "gpt-5.6", "--cache-write", "10000"], "0.170000"),
     (["--model", "gpt-4o-search-preview-2025-03-11", "--web-searches", "1"], "0.095000"),  # $0.07 + $0.025
 ])
 def test_cost_prices_every_tier_and_region(capsys, args, total):

@@ -44,6 +44,9 @@ class RequestInfo:
     # OpenAI images, inline and by reference: what one bills depends on the model (tokens/media.py),
     # added to the estimate once the model is final (the policy may rewrite it)
     openai_images: tuple[int, int] = (0, 0)
+    # OpenAI GPT-5.6+: the minimum cache life of every cache breakpoint the request writes
+    # (prompt_cache_options.ttl): "12h" writes cost 2.5x input, the default "30m" 1.25x
+    cache_ttl: str | None = None
 
 
 @dataclass
@@ -155,6 +158,7 @@ def request_info(body: dict[str, Any], *, output_cap_keys: tuple[str, ...], inpu
         service_tier=as_str(body.get("service_tier")),
         inference_geo=as_str(body.get("inference_geo")),
         web_search_preview=_offers_search_preview(body.get("tools")),
+        cache_ttl=as_str(as_dict(body.get("prompt_cache_options")).get("ttl")),
     )
 
 
