@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -195,6 +196,7 @@ def main() -> int:
 
         with psycopg.connect(args.pg, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    shutil.rmtree(workdir, ignore_errors=True)  # the month's SQLite ledger (~300 MB)
     return 0
 
 

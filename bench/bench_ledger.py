@@ -24,6 +24,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -243,7 +244,8 @@ def export_bench(name: str, url: str, store, rounds: int, with_old: bool) -> dic
               "export_s": [round(t, 2) for t in times["export"]],
               "dashboard_s": [round(t, 2) for t in times["dashboard"]], "cpu_s": cpu,
               "ratio_p50": round(statistics.median(times["export"]) / statistics.median(times["dump"]), 2),
-              "cpu_ratio_p50": round(statistics.median(cpu["export"]) / statistics.median(cpu["dump"]), 2),
+              "cpu_ratio_p50": (round(statistics.median(cpu["export"]) / statistics.median(cpu["dump"]), 2)
+                                if statistics.median(cpu["dump"]) > 0 else None),
               "rows_dump": lines["dump.csv"], "rows_export": lines["focus.csv"] - 1}
     if with_old:
         t0 = time.perf_counter()
@@ -251,9 +253,7 @@ def export_bench(name: str, url: str, store, rounds: int, with_old: bool) -> dic
             write_focus_csv(focus_rows(store.export_calls(month_start, month_end)), fh)
         result["old_export_s"] = round(time.perf_counter() - t0, 2)
         result["old_output_identical"] = (out / "old.csv").read_bytes() == (out / "focus.csv").read_bytes()
-    for f in out.iterdir():
-        f.unlink()
-    out.rmdir()
+    shutil.rmtree(out, ignore_errors=True)
     return result
 
 
@@ -315,8 +315,11 @@ def main() -> int:
     for name in args.backends.split(","):
         if name == "sqlite":
             tmp = tempfile.mkdtemp(prefix="cig-bench-")
-            results.append(bench_backend(name, f"sqlite:///{tmp}/ledger.db", args.calls, args.workers, args.seconds,
-                                         **extra))
+            try:
+                results.append(bench_backend(name, f"sqlite:///{tmp}/ledger.db", args.calls, args.workers,
+                                             args.seconds, **extra))
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)  # the month's SQLite ledger (~290 MB)
         else:
             import psycopg
 

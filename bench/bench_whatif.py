@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -250,6 +251,7 @@ def main() -> None:
                                                 "stopped": out["caps"]["stopped_earlier"],
                                                 "repriced": out["models"]["repriced_runs"]}
     finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the SQLite ledger of 1M calls (~370 MB) and the policies
         if schema is not None:
             import psycopg
 
