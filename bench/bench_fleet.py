@@ -21,6 +21,8 @@ all on the same org budget -- the commit rate the ledger can take from N concurr
 With ``--baseline-src DIR`` (a directory holding another version's ``ci_guard`` package, e.g. from
 ``git archive <commit> ci_guard | tar -x -C DIR``) every measurement is repeated with that version
 (run with ``PYTHONPATH=DIR``, its own schema), interleaved with this checkout's: "new" vs "old".
+Every process runs in the bench's temporary directory: ``python -m`` puts the working directory first
+on ``sys.path``, so from a checkout both variants would import the checkout's ``ci_guard``.
 
     python bench/bench_fleet.py [--runs 32] [--calls 200] [--rounds 3] [--ledger postgresql://...]
                                 [--launch-rounds 10] [--baseline-src DIR] [--out bench/results/fleet.json]
@@ -90,7 +92,7 @@ def fleet(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, conn
             [sys.executable, "-m", "ci_guard", "run", "--policy", str(work / "policy.yml"), "--repo",
              f"fleet/repo{i % 8}", "--ledger", ledger, "--quiet", "--preset", "none", "--",
              sys.executable, str(AGENT), str(calls), str(mark)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     # poll the ledger while the agents run, to see when every call is committed
     seen: list[tuple[float, int]] = []
     try:
@@ -134,8 +136,14 @@ def writers(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, ta
     marks = [work / f"writer-{i}.json" for i in range(n)]
     procs = [subprocess.Popen([sys.executable, str(WRITER), ledger, f"w-{tag}-{i}", str(calls), str(go), str(m),
                                str(batch)],
-                              env=env, stderr=subprocess.PIPE) for i, m in enumerate(marks)]
-    time.sleep(3.0 + n * 0.15)  # every writer has opened the ledger and started its run
+                              env=env, cwd=work, stderr=subprocess.PIPE) for i, m in enumerate(marks)]
+    # go once every writer has imported, opened the ledger and started its run: the rate is the ledger's,
+    # not 32 interpreters starting on a loaded machine
+    deadline = time.time() + 300
+    while not all(Path(f"{m}.ready").exists() for m in marks) and time.time() < deadline:
+        if any(p.poll() not in (None, 0) for p in procs):
+            break
+        time.sleep(0.05)
     go.touch()
     errors = [p.stderr.read().decode()[-400:] for p in procs if p.wait() != 0]  # type: ignore[union-attr]
     if errors:
@@ -167,7 +175,7 @@ def launch_once(work: Path, env: dict[str, str], ledger: str | None) -> float:
                "fleet/launch", "--ledger", ledger, "--quiet", "--preset", "none", "--",
                sys.executable, str(AGENT), "1", str(mark)]
         agent_env = env
-    subprocess.run(cmd, env=agent_env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, env=agent_env, cwd=work, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.loads(mark.read_text())["first_answer"] - t0
 
 
@@ -191,7 +199,7 @@ def main() -> None:
     (work / "policy.yml").write_text(POLICY)
     sim_port = free_port()
     sim = subprocess.Popen([sys.executable, "-m", "ci_guard", "simulate", "--port", str(sim_port),
-                            "--scenario", "tool-loop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            "--scenario", "tool-loop"], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-fleet-bench-0000000000000000",
            "CI_GUARD_ANTHROPIC_UPSTREAM": f"http://127.0.0.1:{sim_port}"}
     # an installed package has its bytecode compiled; a checkout run with PYTHONDONTWRITEBYTECODE
@@ -220,7 +228,7 @@ def main() -> None:
     try:
         for venv, ledger, _ in variants.values():
             subprocess.run([sys.executable, "-m", "ci_guard", "ledger", "migrate", "--ledger", ledger], env=venv,
-                           check=True, capture_output=True)
+                           cwd=work, check=True, capture_output=True)
         # launch: one run to its first answer vs the agent alone, interleaved (the order rotates)
         names = ["alone", *variants]
         launch: dict[str, list[float]] = {k: [] for k in names}

@@ -37,6 +37,8 @@ def main() -> None:
     store.reserve(run_id, keys, Decimal(50), 3600, now)
     store.start_run(RunRecord(run_id=run_id, started_at=now, org="fleet", repo="fleet/repo"), keys)
     usage = Usage(input_tokens=300, output_tokens=64)
+    with open(mark + ".ready", "w"):  # started: the parent says go once every writer is here
+        pass
     while not os.path.exists(go):
         time.sleep(0.001)
     backend = _backend_cpu(store)
