@@ -193,10 +193,15 @@ class MeteredCall:
         per_choice = max_output or ASSUMED_MAX_OUTPUT
         pricer = self.session.pricer
         worst = pricer.worst_case(model, info.estimated_input_tokens, per_choice * info.choices,
-                                  billed_tier(info), info.inference_geo)
+                                  billed_tier(info), info.inference_geo, self._long_writes(info))
         if worst is not None and pricer.searches_every_call(model):  # a search model's fee is certain
             worst += pricer.fees(self.adapter.provider, 1, model)
         return worst
+
+    def _long_writes(self, info: RequestInfo) -> bool:
+        """Whether the call may write long-life cache entries (the model's cache_write_1h): any
+        Anthropic request (a breakpoint's ttl "1h"), an OpenAI one only with a 12-hour cache life."""
+        return self.adapter.provider != "openai" or info.cache_ttl == LONG_CACHE_TTL
 
     def _enforce_model(self, info: RequestInfo, body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         session = self.session
@@ -235,7 +240,7 @@ class MeteredCall:
         if remaining is None or worst is None or not (worst > remaining > 0):
             return None  # only a call whose worst case does not fit needs to know how much output still does
         fit = self.session.pricer.max_output_within(model, planned.estimated_input_tokens, remaining,
-                                                    billed_tier(info), info.inference_geo)
+                                                    billed_tier(info), info.inference_geo, self._long_writes(info))
         if fit is not None:
             fit //= info.choices  # every choice may use the whole cap: share what fits between them
         if fit is not None and fit < getattr(self.adapter, "min_output_tokens", 1):

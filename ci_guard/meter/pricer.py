@@ -103,15 +103,17 @@ class CatalogPricer:
         return price is not None and price.searches_every_call
 
     def worst_case(self, model: str | None, input_tokens: int, max_output_tokens: int | None,
-                   service_tier: str | None = None, inference_geo: str | None = None) -> Decimal | None:
+                   service_tier: str | None = None, inference_geo: str | None = None,
+                   long_writes: bool = True) -> Decimal | None:
         price = self.price(model, service_tier, inference_geo)
         if price is None:
             return None
-        return worst_case_cost(price, input_tokens, max_output_tokens or ASSUMED_MAX_OUTPUT)
+        return worst_case_cost(price, input_tokens, max_output_tokens or ASSUMED_MAX_OUTPUT, long_writes)
 
     def max_output_within(self, model: str | None, input_tokens: int, budget_usd: Decimal,
-                          service_tier: str | None = None, inference_geo: str | None = None) -> int | None:
+                          service_tier: str | None = None, inference_geo: str | None = None,
+                          long_writes: bool = True) -> int | None:
         price = self.price(model, service_tier, inference_geo)
         if price is None:
             return None
-        return max_output_for_budget(price, input_tokens, budget_usd)
+        return max_output_for_budget(price, input_tokens, budget_usd, long_writes)

@@ -83,31 +83,34 @@ def cost(usage: Usage, price: ModelPrice) -> CostBreakdown:
 TIER_MARGIN = Decimal("1.25")
 
 
-def worst_case_rates(price: ModelPrice, input_tokens: int) -> tuple[Decimal, Decimal]:
+def worst_case_rates(price: ModelPrice, input_tokens: int, long_writes: bool = True) -> tuple[Decimal, Decimal]:
     """(USD per million input tokens, per million output tokens) of a call's worst case.
 
     Per input token the dearest way it can be billed: fresh, or written to the 5-minute or 1-hour
     cache (1.25x / 2x input for Anthropic); a cache read is always cheaper. The tier is the one the
-    input would select if it were :data:`TIER_MARGIN` times the estimate.
+    input would select if it were :data:`TIER_MARGIN` times the estimate. ``long_writes`` False: the
+    request cannot write long-life entries (an OpenAI request without a 12-hour cache life), so its
+    dearest write is the 5-minute / 30-minute one.
     """
     tier_input = int((Decimal(max(0, input_tokens)) * TIER_MARGIN).to_integral_value(rounding=ROUND_CEILING))
     rates = price.rates_for(tier_input)
-    return max(rates.input, rates.cache_write_5m, rates.cache_write_1h), rates.output
+    return max(rates.input, rates.cache_write_5m, rates.cache_write_1h if long_writes else 0), rates.output
 
 
-def worst_case_cost(price: ModelPrice, input_tokens: int, max_output_tokens: int) -> Decimal:
+def worst_case_cost(price: ModelPrice, input_tokens: int, max_output_tokens: int, long_writes: bool = True) -> Decimal:
     """Upper bound of a call before it is made: every input token at the dearest input rate (fresh
     or cache write) plus the full output allowance, at the tier of the input with a 25% margin;
     rounded *up* to the micro-dollar."""
-    input_rate, output_rate = worst_case_rates(price, input_tokens)
+    input_rate, output_rate = worst_case_rates(price, input_tokens, long_writes)
     exact = _part(max(0, input_tokens), input_rate) + _part(max(0, max_output_tokens), output_rate)
     return exact.quantize(MICRO, rounding=ROUND_CEILING)
 
 
-def max_output_for_budget(price: ModelPrice, input_tokens: int, budget_usd: Decimal) -> int:
+def max_output_for_budget(price: ModelPrice, input_tokens: int, budget_usd: Decimal,
+                          long_writes: bool = True) -> int:
     """The largest n with ``worst_case_cost(price, input_tokens, n) <= budget_usd`` (0 if none fits,
     :data:`UNLIMITED_OUTPUT` when output is free)."""
-    input_rate, output_rate = worst_case_rates(price, input_tokens)
+    input_rate, output_rate = worst_case_rates(price, input_tokens, long_writes)
     # The worst case is rounded up to the micro-dollar, so it fits exactly when the unrounded sum
     # fits the budget rounded down to the micro-dollar.
     budget = Decimal(budget_usd).quantize(MICRO, rounding=ROUND_FLOOR)
@@ -119,6 +122,6 @@ def max_output_for_budget(price: ModelPrice, input_tokens: int, budget_usd: Deci
     tokens = int((left * PER_MILLION / output_rate).to_integral_value(rounding=ROUND_FLOOR))
     tokens = min(tokens, UNLIMITED_OUTPUT)
     # Defensive: Decimal division is inexact for some rates; never return an n that does not fit.
-    while tokens > 0 and worst_case_cost(price, input_tokens, tokens) > budget_usd:
+    while tokens > 0 and worst_case_cost(price, input_tokens, tokens, long_writes) > budget_usd:
         tokens -= 1
     return tokens

@@ -276,3 +276,19 @@ def test_gpt_5_6_cache_writes_are_priced_by_the_cache_life_the_request_asked_for
         call = p.calls[0]
         assert (call.cost_usd, call.usage.cache_write_tokens, call.usage.cache_write_1h_tokens) == \
             (want, 15_000, long_writes)
+
+
+def test_only_a_12_hour_cache_life_request_is_clamped_at_the_long_write_rate():
+    # ~10,000 input tokens on gpt-5.6 under a $0.15 cap: the worst case prices every input token at the
+    # dearest write the request can make -- $5 (30-minute) leaves ~$0.10 for output at $20 (~5,000
+    # tokens); $10 (12-hour, asked for) leaves ~$0.05 (~2,500 tokens)
+    sent = {}
+    for name, extra in (("default", {}), ("12h", {"prompt_cache_options": {"ttl": "12h"}})):
+        with echo_upstream(lambda seen: _chat(CHAT_USAGE, "default", "gpt-5.6")) as up, \
+                proxied(up.url, model="gpt-5.6", openai_url=up.url, limits=Limits(max_cost_usd=Decimal("0.15"))) as p:
+            body = {"model": "gpt-5.6", "messages": [{"role": "user", "content": "word " * 8_000}],
+                    "max_completion_tokens": 8_000, **extra}
+            assert httpx.post(f"{p.openai_url}/chat/completions", json=body, headers=auth(p)).status_code == 200
+            sent[name] = up.requests[0]["json"]["max_completion_tokens"]
+    assert 4_000 < sent["default"] < 5_500
+    assert 1_500 < sent["12h"] < 3_000
