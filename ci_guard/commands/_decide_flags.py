@@ -50,9 +50,9 @@ def run_decision(policy_path: str, budget_snapshot: str | None, ledger_url: str 
     if hasattr(source, "running_runs_owned_on"):
         # Runs on this host whose ci-guard died (SIGKILL, OOM) no longer hold budget: close them
         # before the budgets are read, as `run` and `start` do.
-        from ci_guard.meter.owners import close_stale_runs
+        from ci_guard.meter.lifecycle import close_dead_runs
 
-        close_stale_runs(source, datetime.now(UTC))
+        close_dead_runs(source, datetime.now(UTC))
     try:
         return policy, evaluate(policy, ctx, budget_source=source, now=now)
     finally:

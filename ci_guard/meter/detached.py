@@ -540,6 +540,7 @@ def _recover(data: dict[str, Any], full_url: str | None) -> RunSummary:
     """
     from ci_guard.ledger import open_ledger
     from ci_guard.meter import lifecycle
+    from ci_guard.meter.inflight import charge_inflight
     from ci_guard.policy.decision import Decision
     from ci_guard.report.history import run_summary
 
@@ -553,6 +554,8 @@ def _recover(data: dict[str, Any], full_url: str | None) -> RunSummary:
         run = store.get_run(data["run_id"])
         ended_here = run is not None and run.status == "running"
         if ended_here:  # a run the proxy did finish keeps its status (its summary file may be gone)
+            # the calls the proxy had in flight when it died: charged at their worst case (inflight.py)
+            charge_inflight(store, lifecycle.journal_path(data["run_id"]), data["run_id"])
             store.finish_run(data["run_id"], "error", None, now)
         store.settle(data["run_id"])
         run = store.get_run(data["run_id"])

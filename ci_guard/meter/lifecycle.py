@@ -66,7 +66,7 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
     handed: Any = None  # the store, once the recorder takes it over
     if store is not None:
         _replay_earlier_spills(store)
-        _close_stale_runs(store, now)
+        close_dead_runs(store, now)
     try:
         source = SnapshotBudgetSource(budget_snapshot) if budget_snapshot else store
         decision = evaluate(policy, context, budget_source=source, now=now)
@@ -179,11 +179,24 @@ def _replay_earlier_spills(store: Any) -> None:
         replay_spill_files(store, directory)
 
 
-def _close_stale_runs(store: Any, now: datetime) -> None:
-    """Runs whose ci-guard process died (SIGKILL, OOM) are closed and their holds released."""
+def journal_path(run_id: str, environ: dict[str, str] | None = None) -> str:
+    """The run's journal of calls in flight (inflight.py), next to its spill file."""
+    from ci_guard.meter.inflight import journal_path_for
+
+    return journal_path_for(spill_path(run_id, environ))
+
+
+def close_dead_runs(store: Any, now: datetime) -> None:
+    """Runs whose ci-guard process died (SIGKILL, OOM) are closed and their holds released, after
+    the calls they had in flight are charged at their worst case (inflight.py); then the journals
+    of other runs that are no longer running (closed by a replayed ``finish`` row, by `stop`) are."""
+    from ci_guard.meter.inflight import charge_inflight, replay_inflight_files
     from ci_guard.meter.owners import close_stale_runs
 
-    close_stale_runs(store, now)
+    close_stale_runs(store, now, lambda run_id: charge_inflight(store, journal_path(run_id), run_id))
+    directory = spill_dir()
+    if directory.is_dir():
+        replay_inflight_files(store, directory)
 
 
 def _release(store: Any, run_id: str) -> None:

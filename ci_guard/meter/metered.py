@@ -81,6 +81,8 @@ class Plan:
     data: bytes  # what goes upstream
     strip_usage: bool
     held: Decimal
+    worst: Decimal | None = None  # the call's worst case, as held (journaled while it is in flight)
+    worst_output: int = 0  # the output tokens that worst case assumes (every choice's whole cap)
     changes: Any = None  # transforms.Changes when the context policy changed the call
     beta: str | None = None  # an anthropic-beta feature a transform needs
 
@@ -186,7 +188,8 @@ class MeteredCall:
         # A large request is changed by splicing its parts into the agent's bytes (providers/body.py).
         data = raw if body is original else encode_request(body)
         held = session.guard.hold(worst)  # last: nothing before it may fail with a hold taken
-        return Plan(info, info.model, model, data, strip_usage, held, changes, beta)
+        worst_output = (max_output or ASSUMED_MAX_OUTPUT) * info.choices
+        return Plan(info, info.model, model, data, strip_usage, held, worst, worst_output, changes, beta)
 
     def _worst_case(self, model: str | None, info: RequestInfo, max_output: int | None) -> Decimal | None:
         """The most the call can cost: the input once, the output cap once per choice (Chat ``n``)."""
@@ -252,6 +255,15 @@ class MeteredCall:
         proxy = self.proxy
         assert proxy.client is not None
         started_at, t0 = datetime.now(UTC), time.perf_counter()
+        # The call's number is taken before it goes upstream, so its journal line and its ledger row
+        # share it: a line without a row is a call that ci-guard died during (inflight.py).
+        seq = self.session.next_seq()
+        journal = getattr(self.session.recorder, "journal", None)
+        if journal is not None:
+            journal.begin(run_id=self.session.run_id, seq=seq, started_at=started_at, provider=self.adapter.provider,
+                          endpoint=self.adapter.endpoint, model_requested=plan.requested_model, model=plan.model,
+                          input_tokens=plan.info.estimated_input_tokens, output_tokens=plan.worst_output,
+                          cost_usd=plan.worst, stream=plan.info.stream)
         meter: StreamMeter | None = None
         result, status_code, call_status, relayed = CallResult(), None, "ok", 0
         served_tier = None
@@ -298,11 +310,11 @@ class MeteredCall:
         except BaseException as exc:  # cancelled, or a bug: still account for the call, then let it go on
             result = meter.result() if meter else result
             result.error = result.error or f"the call was interrupted ({type(exc).__name__})"
-            self._settle(plan, result, started_at, t0, status_code, "cut", relayed)
+            self._settle(plan, seq, result, started_at, t0, status_code, "cut", relayed)
             raise
         if served_tier and not result.service_tier:
             result.service_tier = served_tier
-        self._settle(plan, result, started_at, t0, status_code, call_status, relayed)
+        self._settle(plan, seq, result, started_at, t0, status_code, call_status, relayed)
         return response
 
     async def _relay(self, upstream: UpstreamAnswer,
@@ -352,8 +364,8 @@ class MeteredCall:
         return response, result, status, relayed
 
     # -- 3. settle -------------------------------------------------------------------------------
-    def _settle(self, plan: Plan, result: CallResult, started_at: datetime, t0: float, status_code: int | None,
-                call_status: str, relayed: int) -> None:
+    def _settle(self, plan: Plan, seq: int, result: CallResult, started_at: datetime, t0: float,
+                status_code: int | None, call_status: str, relayed: int) -> None:
         session = self.session
         usage, note = result.usage, None
         if plan.info.cache_ttl == LONG_CACHE_TTL and usage.cache_write_tokens:
@@ -387,7 +399,7 @@ class MeteredCall:
                                   held_usd=plan.held)
         error = "; ".join(x for x in (result.error, note) if x) or None
         session.record(CallRecord(
-            run_id=session.run_id, seq=session.next_seq(), started_at=started_at, ended_at=datetime.now(UTC),
+            run_id=session.run_id, seq=seq, started_at=started_at, ended_at=datetime.now(UTC),
             provider=self.adapter.provider, endpoint=self.adapter.endpoint, model_requested=plan.requested_model,
             model_served=served, usage=usage, cost_usd=cost, status=call_status, http_status=status_code,
             stream=plan.info.stream, tool_calls=result.tool_calls, context_tokens=usage.context_tokens,

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -65,8 +66,12 @@ def _alive(pid: int, start: str | None) -> bool:
     return start is None or now is None or now == start  # a different start time: the pid was reused
 
 
-def close_stale_runs(store: Any, now: datetime) -> list[str]:
-    """Close (status ``error``) and settle every running run of this host whose owner process is gone."""
+def close_stale_runs(store: Any, now: datetime, before_close: Callable[[str], Any] | None = None) -> list[str]:
+    """Close (status ``error``) and settle every running run of this host whose owner process is gone.
+
+    ``before_close(run_id)`` runs first (it charges the calls the dead process had in flight, while
+    the run still holds its reservation); if it fails, the run stays for the next try.
+    """
     closed: list[str] = []
     try:
         owned = store.running_runs_owned_on(host_id())
@@ -77,6 +82,8 @@ def close_stale_runs(store: Any, now: datetime) -> list[str]:
         if pid == os.getpid() or _alive(pid, start):
             continue
         try:
+            if before_close is not None:
+                before_close(run_id)
             store.finish_run(run_id, "error", None, now)
             store.settle(run_id)
         except Exception as exc:

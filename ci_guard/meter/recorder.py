@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from ci_guard.files import write_text_atomic
 from ci_guard.ledger.records import CallRecord
+from ci_guard.meter.inflight import InflightJournal, journal_path_for
 from ci_guard.pricing.usage import Usage
 from ci_guard.secrets import redact
 
@@ -213,9 +214,13 @@ class LedgerRecorder:
         self._queue_lock = threading.Lock()
         self._pending: Future[None] | None = None  # the drain that will take what is queued
         self._failures_at_close = 0
+        # the calls in flight, for the run that closes this one if this process is killed (inflight.py)
+        self.journal: InflightJournal | None = None
         if open_store is not None:
             store = self._pool.submit(open_store).result()
             self._writer = LedgerWriter(store, spill_path, on_failure)
+            if spill_path:
+                self.journal = InflightJournal(journal_path_for(spill_path))
 
     def on_failure(self, callback: Callable[[str], None] | None) -> None:
         """Call ``callback(detail)`` (on the ledger thread) whenever a write fails."""
@@ -253,6 +258,8 @@ class LedgerRecorder:
         """Queue a call for the ledger; returns at once (the future is done once it is written)."""
         if self._writer is None:
             return _DONE
+        if self.journal is not None:
+            self.journal.settled(call.seq)  # its row is queued: written or spilled before close() returns
         with self._queue_lock:
             self._queue.append(call)
             if self._pending is None:
@@ -274,6 +281,8 @@ class LedgerRecorder:
             self._pool.submit(self._writer.close).result()
             self._failures_at_close, self._writer = self._writer.failures, None
         self._pool.shutdown(wait=True)
+        if self.journal is not None:
+            self.journal.close()
 
 
 def open_recorder(ledger_url: str | None, spill_path: str | None, store: Any = None) -> Recorder:

@@ -3,6 +3,7 @@ ci-guard run on that ledger closes the dead run and releases its hold (SQLite an
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -178,3 +179,150 @@ def test_a_forged_owner_never_closes_a_live_run(tmp_path: Path, any_ledger: str)
             live.wait(30)
         reserved, runs = _reserved(any_ledger)
         assert runs[run_id] != "running" and reserved == 0  # it ended by itself, and settled
+
+
+# An agent whose one call is a stream the upstream holds open: it says when the first bytes arrived
+# (the call is then in flight through ci-guard), then waits for the rest, which never comes in time.
+STREAMER = textwrap.dedent("""
+    import os, pathlib, httpx
+    pathlib.Path('agent.pid').write_text(str(os.getpid()))
+    h = {"x-api-key": os.environ["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"}
+    body = {"model": "claude-haiku-4-5", "max_tokens": MAX_TOKENS, "stream": True,
+            "messages": [{"role": "user", "content": "write the whole module"}]}
+    with httpx.stream("POST", os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages", headers=h, json=body,
+                      timeout=300) as r:
+        for chunk in r.iter_bytes():
+            pathlib.Path('streaming').write_text('yes')
+""")
+MAX_TOKENS = 4000
+# first event at once, then one every 4 s: the stream is open for ~20 s (and the simulator, which
+# waits for its handlers when it stops, notices the dead agent within 4 s)
+HELD_OPEN = {"turns": 1, "delay": {"first_byte": 0, "per_event": 4}}
+
+
+def _calls_and_spent(url: str, run_id: str) -> tuple[list, object]:
+    store = open_ledger(url)
+    try:
+        (status,) = store.budget_status([Budget(name="repo-daily", scope="repo", period="day", limit_usd=40)],
+                                        RunContext(repo="acme/web"), datetime.now(UTC))
+        return store.list_calls(run_id), status
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("next_command", ["run", "check"])
+def test_the_call_in_flight_at_sigkill_is_charged_at_its_worst_case(tmp_path: Path, any_ledger: str,
+                                                                    next_command: str):
+    """Issue 12 #15: the call in flight when ci-guard is killed was lost (its row is written when it
+    ends) and closing the dead run released its hold, so what the upstream served escaped the ledger.
+    It is journaled before it goes upstream and charged at its worst case when the run is closed."""
+    from ci_guard.meter import lifecycle
+    from ci_guard.meter.inflight import charge_inflight, replay_inflight_files
+    from ci_guard.meter.pricer import CatalogPricer
+    from ci_guard.pricing.catalog import load_catalog
+
+    (tmp_path / "policy.yml").write_text(POLICY)
+    (tmp_path / "temp").mkdir()
+    ci_guard = str(Path(sys.executable).parent / "ci-guard")
+    agent_script = STREAMER.replace("MAX_TOKENS", str(MAX_TOKENS))
+    with run_simulator(HELD_OPEN, api_key=KEY) as sim:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "CI_GUARD_ANTHROPIC_UPSTREAM": sim.url,
+               "CI_GUARD_LEDGER": any_ledger, "RUNNER_TEMP": str(tmp_path / "temp")}
+        args = [ci_guard, "run", "--policy", "policy.yml", "--repo", "acme/web", "--quiet", "--preset", "none", "--"]
+        proc = subprocess.Popen([*args, sys.executable, "-c", agent_script], cwd=tmp_path, env=env)
+        try:
+            assert _wait(lambda: (tmp_path / "streaming").exists(), 30)  # the stream is open, mid-way
+            _, runs = _reserved(any_ledger)
+            (dead,) = runs
+            journal = Path(lifecycle.journal_path(dead, env))
+            assert journal.exists()  # written before the call went upstream
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        saved = journal.read_text()  # to replay it again later
+        assert json.loads(saved)["seq"] == 1
+        calls, _ = _calls_and_spent(any_ledger, dead)
+        assert calls == [] and _reserved(any_ledger) == (2, {dead: "running"})  # what the kill left: no row
+        command = [*args, sys.executable, "-c", "pass"] if next_command == "run" else \
+            [ci_guard, "check", "--policy", "policy.yml", "--repo", "acme/web"]
+        quick = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert quick.returncode == 0, quick.stderr
+    reserved, runs = _reserved(any_ledger)
+    assert runs[dead] == "error" and reserved == 0  # closed, no hold left
+    (call,), status = _calls_and_spent(any_ledger, dead)
+    assert call.seq == 1 and call.status == "cut" and call.estimated and "worst case" in (call.error or "")
+    assert call.usage.output_tokens == MAX_TOKENS  # the whole output cap: the upstream may have served it
+    worst = CatalogPricer(load_catalog()).worst_case("claude-haiku-4-5", call.usage.input_tokens, MAX_TOKENS)
+    assert worst is not None and call.cost_usd == worst > 0
+    assert status.spent_usd == call.cost_usd  # in the budget rollup
+    store = open_ledger(any_ledger)
+    try:
+        assert store.get_run(dead).cost_usd == call.cost_usd  # and in the run's total
+    finally:
+        store.close()
+    assert not journal.exists()  # charged once, then gone
+
+    # the same journal replayed twice more (a copy left behind, a retry), and a forged line for the
+    # same call asking for more: still one row, nothing added
+    forged = json.dumps({**json.loads(saved), "cost_usd": "5", "output_tokens": 10**6})
+    store = open_ledger(any_ledger)
+    try:
+        for text in (saved, saved, forged + "\n"):
+            journal.write_text(text)
+            assert charge_inflight(store, journal, dead) == 0
+            journal.write_text(text)
+            assert replay_inflight_files(store, journal.parent) == 0
+            assert not journal.exists()
+    finally:
+        store.close()
+    (again,), status = _calls_and_spent(any_ledger, dead)
+    assert again.cost_usd == call.cost_usd and status.spent_usd == call.cost_usd
+
+
+def test_a_run_that_ends_leaves_no_journal_and_a_forged_one_never_lowers_spend(tmp_path: Path):
+    from ci_guard.meter import lifecycle
+    from ci_guard.meter.inflight import charge_inflight
+
+    (tmp_path / "policy.yml").write_text(POLICY)
+    (tmp_path / "temp").mkdir()
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    agent = textwrap.dedent("""
+        import os, httpx
+        h = {"x-api-key": os.environ["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"}
+        for stream in (False, True):
+            httpx.post(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages", headers=h,
+                       json={"model": "claude-haiku-4-5", "max_tokens": 50, "stream": stream,
+                             "messages": [{"role": "user", "content": "hi"}]}).raise_for_status()
+    """)
+    with run_simulator("tool-loop", api_key=KEY) as sim:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "CI_GUARD_ANTHROPIC_UPSTREAM": sim.url,
+               "CI_GUARD_LEDGER": url, "RUNNER_TEMP": str(tmp_path / "temp")}
+        done = subprocess.run([str(Path(sys.executable).parent / "ci-guard"), "run", "--policy", "policy.yml",
+                               "--repo", "acme/web", "--quiet", "--preset", "none", "--", sys.executable, "-c", agent],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (run_id,) = _reserved(url)[1]
+    calls, status = _calls_and_spent(url, run_id)
+    assert [c.seq for c in calls] == [1, 2] and not any(c.estimated for c in calls)
+    spill = lifecycle.spill_dir(env)
+    assert spill.is_dir() and not list(spill.glob("*.inflight.jsonl"))  # written during the run, removed at its end
+
+    # the agent (same user) writes lines into the journal: another run's, negative, malformed, a seq
+    # that has a row with a lower cost. None lowers spend or touches another run; the run's total stays.
+    journal = Path(lifecycle.journal_path(run_id, env))
+    base = {"run_id": run_id, "started_at": calls[0].started_at.isoformat(), "provider": "anthropic",
+            "endpoint": "messages", "model": "claude-haiku-4-5", "input_tokens": 1, "output_tokens": 1}
+    lines = [{**base, "seq": 1, "cost_usd": "0"}, {**base, "seq": 7, "cost_usd": "-3"},
+             {**base, "seq": 8, "cost_usd": "1", "run_id": "run_other"}, {**base, "seq": 9, "input_tokens": -5,
+                                                                          "cost_usd": "1"}]
+    journal.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    store = open_ledger(url)
+    try:
+        assert charge_inflight(store, journal, run_id) == 0
+    finally:
+        store.close()
+    after, status_after = _calls_and_spent(url, run_id)
+    assert [(c.seq, c.cost_usd) for c in after] == [(c.seq, c.cost_usd) for c in calls]
+    assert status_after.spent_usd == status.spent_usd > 0 and not journal.exists()
