@@ -353,10 +353,18 @@ class Replayer:
             tier = call[_TIER]
             rate = self._prices.get((new_model, tier))
             if rate is None:
-                rate = self._prices[(new_model, tier)] = new.for_call(tier, None)
-            usage = Usage(*(int(v) for v in call[_TOKENS:_TOKENS + len(TOKEN_COLS)]))
-            fees = self.catalog.web_search_usd.get(call[_PROVIDER], Decimal(0)) * int(call[_SEARCHES] or 0)
-            return to_micros(cost(usage, rate).total_usd + fees)
+                rate = self._prices[(new_model, tier)] = _IntegerPrice(new.for_call(tier, None))
+            tokens = call[_TOKENS:_TOKENS + len(TOKEN_COLS)]
+            micros = rate.micros(*tokens)
+            if micros is None:  # outside what the integer path is exact for: the catalog's own arithmetic
+                usage = Usage(*(int(v) for v in tokens))
+                searches = int(call[_SEARCHES] or 0)
+                fees = self.catalog.web_search_usd.get(call[_PROVIDER], Decimal(0)) * searches
+                return to_micros(cost(usage, rate.price).total_usd + fees)
+            searches = int(call[_SEARCHES] or 0)
+            if searches:  # the call's cost is whole micros, so the fee rounds on its own
+                micros += to_micros(self.catalog.web_search_usd.get(call[_PROVIDER], Decimal(0)) * searches)
+            return micros
 
         return price
 
@@ -366,6 +374,62 @@ class Replayer:
             out.append({"budget": key[0], "scope_key": key[1], "period_start": key[2], "period_end": end,
                         "limit_usd": limit, "spent_micros": self.bucket_spend.get(key, 0), "alerts": alerts})
         return out
+
+
+class _IntegerPrice:
+    """One model's price for one service tier as integer micro-dollar arithmetic.
+
+    Re-pricing runs once per recorded call of a month (~20 µs a call through Decimal). A rate in USD
+    per million tokens is micro-dollars per token; with every rate of a tier over one common
+    denominator, a call's cost is an integer sum, rounded half up to whole micros exactly as
+    :func:`ci_guard.pricing.cost.cost` quantizes ``exact_usd`` (same tier choice, same parts).
+    """
+
+    def __init__(self, price: Any) -> None:
+        self.price = price
+        self.tiers = [(t.above_input_tokens, self._scaled(t.rates)) for t in price.tiers]
+        self.base = self._scaled(price.rates)
+
+    @staticmethod
+    def _scaled(rates: Any) -> tuple[int, tuple[int, ...]] | None:
+        from fractions import Fraction
+        from math import lcm
+
+        try:
+            parts = [Fraction(getattr(rates, f)) for f in ("input", "cache_write_5m", "cache_write_1h",
+                                                           "cache_read", "output")]
+        except (ValueError, OverflowError):  # NaN or infinite rate: let the Decimal path decide
+            return None
+        if any(p < 0 for p in parts):
+            return None
+        # a power of ten, so the integer total has the digits of the Decimal sum (see micros)
+        common, denominator = lcm(*(p.denominator for p in parts)), 1
+        for _ in range(40):
+            if denominator % common == 0:
+                return denominator, tuple(int(p * denominator) for p in parts)
+            denominator *= 10
+        return None
+
+    def micros(self, input_tokens: Any, cache_write: Any, cache_write_1h: Any, cache_read: Any, output: Any,
+               _reasoning: Any = 0) -> int | None:
+        """The call's cost in whole micro-dollars, or None where only the Decimal path is exact."""
+        fresh, write, write_1h, read, out = (int(input_tokens), int(cache_write), int(cache_write_1h),
+                                             int(cache_read), int(output))
+        write_5m = write - write_1h
+        if fresh < 0 or write_5m < 0 or write_1h < 0 or read < 0 or out < 0:
+            return None
+        context = fresh + write + read
+        scaled = self.base
+        for above, tier_scaled in self.tiers:  # sorted ascending: the highest threshold exceeded wins
+            if context > above:
+                scaled = tier_scaled
+        if scaled is None:
+            return None
+        denominator, (r_in, r_w5, r_w1, r_read, r_out) = scaled
+        total = fresh * r_in + write_5m * r_w5 + write_1h * r_w1 + read * r_read + out * r_out
+        if total >= 10 ** 27:  # past Decimal's 28 digits the catalog's arithmetic rounds: use it
+            return None
+        return (2 * total + denominator) // (2 * denominator)  # half up, like ROUND_HALF_UP on >= 0
 
 
 def replay_calls(calls: Sequence[tuple[Any, ...]], decision: Decided, cap: int | None,
