@@ -326,3 +326,60 @@ def test_a_run_that_ends_leaves_no_journal_and_a_forged_one_never_lowers_spend(t
     after, status_after = _calls_and_spent(url, run_id)
     assert [(c.seq, c.cost_usd) for c in after] == [(c.seq, c.cost_usd) for c in calls]
     assert status_after.spent_usd == status.spent_usd > 0 and not journal.exists()
+
+
+def test_the_call_in_flight_when_a_detached_proxy_is_killed_is_charged_by_stop(tmp_path: Path, any_ledger: str):
+    """`start`/`stop`: the detached proxy is killed mid-stream; `stop` closes the run and charges
+    the call it had in flight at its worst case."""
+    import shlex
+    import threading
+
+    import httpx
+
+    from ci_guard.meter.pricer import CatalogPricer
+    from ci_guard.pricing.catalog import load_catalog
+
+    (tmp_path / "policy.yml").write_text(POLICY)
+    with run_simulator(HELD_OPEN, api_key=KEY) as sim:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "CI_GUARD_ANTHROPIC_UPSTREAM": sim.url,
+               "RUNNER_TEMP": str(tmp_path)}
+        started = subprocess.run([sys.executable, "-m", "ci_guard", "start", "--policy", "policy.yml", "--repo",
+                                  "acme/web", "--ledger", any_ledger, "--format", "shell"], env=env, cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=60)
+        assert started.returncode == 0, started.stderr
+        agent_env = dict(shlex.split(line[len("export "):])[0].split("=", 1)
+                         for line in started.stdout.splitlines() if line.startswith("export "))
+        state = json.loads((tmp_path / "ci-guard-state.json").read_text())
+        first_bytes = threading.Event()
+
+        def agent() -> None:
+            body = {"model": "claude-haiku-4-5", "max_tokens": MAX_TOKENS, "stream": True,
+                    "messages": [{"role": "user", "content": "write the whole module"}]}
+            headers = {"x-api-key": agent_env["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"}
+            try:
+                with httpx.stream("POST", agent_env["ANTHROPIC_BASE_URL"] + "/v1/messages", json=body,
+                                  headers=headers, timeout=60) as r:
+                    for _ in r.iter_bytes():
+                        first_bytes.set()
+            except httpx.HTTPError:
+                pass  # the proxy is killed under it
+
+        thread = threading.Thread(target=agent, daemon=True)
+        thread.start()
+        assert first_bytes.wait(30)
+        os.kill(state["pid"], signal.SIGKILL)
+        thread.join(30)
+        assert _wait(lambda: not _alive(state["pid"]), 10)
+        (key,) = [shlex.split(line)[0].split("=", 1)[1] for line in started.stdout.splitlines()
+                  if line.startswith("CI_GUARD_STOP_KEY=")]
+        # the full ledger URL, as the workflow passes it (the state file keeps it redacted)
+        stopped = subprocess.run([sys.executable, "-m", "ci_guard", "stop", "--format", "json", "--ledger",
+                                  any_ledger], env={**env, "CI_GUARD_STOP_KEY": key}, cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=60)
+    assert stopped.returncode == 0, stopped.stderr
+    summary = json.loads(stopped.stdout)
+    assert summary["status"] == "error" and len(summary["calls"]) == 1
+    (call,), status = _calls_and_spent(any_ledger, state["run_id"])
+    assert call.status == "cut" and call.estimated and call.usage.output_tokens == MAX_TOKENS
+    worst = CatalogPricer(load_catalog()).worst_case("claude-haiku-4-5", call.usage.input_tokens, MAX_TOKENS)
+    assert call.cost_usd == worst > 0 and status.spent_usd == worst and status.reserved_usd == 0
