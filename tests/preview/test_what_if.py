@@ -181,6 +181,28 @@ def test_an_unchanged_policy_reports_zero_change_exactly(history: History) -> No
         assert all(b["before_micros"] == b["after_micros"] for b in result.budgets)
 
 
+def test_the_garbage_collector_is_paused_only_while_replaying(history: History) -> None:
+    import gc
+
+    assert gc.isenabled()
+    history.run(str(history.policy), str(history.policy))
+    assert gc.isenabled()  # back on after the replay
+
+    class Unreadable:  # a ledger that fails mid-replay
+        def runs_between(self, start: datetime, end: datetime) -> list[RunRecord]:
+            raise RuntimeError("ledger gone")
+
+    with pytest.raises(RuntimeError, match="ledger gone"):
+        what_if(Unreadable(), str(history.policy), None, history.since, history.until)
+    assert gc.isenabled()  # and after a replay that failed
+    gc.disable()
+    try:
+        history.run(str(history.policy))
+        assert not gc.isenabled()  # a caller that paused it keeps it paused
+    finally:
+        gc.enable()
+
+
 def test_a_deny_rule_refuses_the_runs_it_matches(history: History) -> None:
     text = policy_text().replace("rules:\n", "rules:\n  - name: no-data\n    when: {team: data}\n"
                                             "    decision: deny\n", 1)
