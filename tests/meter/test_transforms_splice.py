@@ -231,3 +231,84 @@ def test_a_large_object_keeps_its_members_bytes_unless_a_key_is_unusual() -> Non
     assert value == json.loads(escaped)
     out = again.encode_bytes({**value, "b": [3]})  # decoded whole: written anew, the same value
     assert json.loads(out) == {"a": "é" * 3000, "b": [3]}
+
+
+def cache_auto(transforms: ContextTransforms, raw: bytes) -> bytes:
+    lazy = parse_request(raw)
+    adapter = ADAPTERS["messages"]
+    info = adapter.inspect(lazy)
+    done = transforms.apply(provider="anthropic", endpoint="messages", raw=raw, body=lazy, model=info.model,
+                            max_output=info.max_output_tokens, input_tokens=info.estimated_input_tokens,
+                            stream=False, set_model=adapter.set_model, not_dearer=lambda a, b: True)
+    return raw if done.body is lazy else encode_request(done.body)
+
+
+def full_splice(raw: bytes) -> bytes:
+    """What the splice of the whole decoded conversation writes (the memo switched off)."""
+    transforms = ContextTransforms(POLICIES["cache"])
+    transforms._messages = None
+    return cache_auto(transforms, raw)
+
+
+def test_cache_auto_on_later_turns_decodes_only_the_new_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cache: auto` alone indexes a run's conversation once; a later turn that repeats it byte for
+    byte decodes only the messages it appends, and sends exactly the bytes of the full splice."""
+    transforms = ContextTransforms(POLICIES["cache"])
+    turns = [json.dumps(anthropic(n), separators=(",", ":")).encode() for n in (3, 4, 4)]
+    decoded: list[int] = []
+    real = splice._scan
+
+    def counting(data: memoryview, *rest: object) -> object:
+        decoded.append(len(data))
+        return real(data, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(splice, "_scan", counting)
+    sent = [cache_auto(transforms, raw) for raw in turns]
+    monkeypatch.setattr(splice, "_scan", real)
+    for raw, out in zip(turns, sent, strict=True):
+        assert out == full_splice(raw)  # byte for byte
+        assert json.loads(out) == apply("messages", POLICIES["cache"], json.loads(raw), raw).body
+    assert sent[1] == sent[2]
+    first = len(parse_request(turns[0]).raw("messages"))
+    added = len(parse_request(turns[1]).raw("messages")) - first
+    assert decoded == [first, added + 1]  # the whole first turn, then only the two new messages
+
+
+def test_cache_auto_memo_sees_cache_control_in_a_new_message_and_a_rewritten_history() -> None:
+    transforms = ContextTransforms(POLICIES["cache"])
+    body = anthropic(3)
+    cache_auto(transforms, json.dumps(body, separators=(",", ":")).encode())
+    later = anthropic(4)
+    later["messages"][-1]["content"][0]["cache_control"] = {"type": "ephemeral"}
+    raw = json.dumps(later, separators=(",", ":")).encode()
+    assert cache_auto(transforms, raw) == raw  # the agent caches now: left alone
+    rewritten = anthropic(4)
+    rewritten["messages"][1]["content"][0]["text"] = "Attempt zero."  # history compacted by the agent
+    raw = json.dumps(rewritten, separators=(",", ":")).encode()
+    assert cache_auto(transforms, raw) == full_splice(raw)
+    assert json.loads(cache_auto(transforms, raw)) == apply("messages", POLICIES["cache"], json.loads(raw), raw).body
+
+
+@pytest.mark.parametrize("unusual", ["whitespace", "escaped_key", "duplicate_key", "huge_number", "large_tools"])
+def test_cache_auto_alone_on_unusual_json_sends_what_the_full_path_sends(unusual: str) -> None:
+    body = anthropic(4)
+    messages = json.dumps(body.pop("messages"), separators=(",", ":"))
+    if unusual == "whitespace":
+        messages = json.dumps(json.loads(messages), indent=1)
+    elif unusual == "escaped_key":  # cache_control written with escapes: the agent manages caching
+        messages = messages.replace('"type":"tool_result"', '"c\\u0061che_control":{"type":"ephemeral"},'
+                                    '"type":"tool_result"', 1)
+    elif unusual == "duplicate_key":
+        messages = messages.replace('"role":"assistant"', '"role":"user","role":"assistant"', 1)
+    elif unusual == "huge_number":  # msgspec refuses it: json.loads decides
+        messages = messages.replace('"timeout":600', '"timeout":1e400', 1)
+    else:
+        body["tools"] = body["tools"] * 2000  # another part above LAZY_MIN_BYTES: the full splice
+    raw = json.dumps(body, separators=(",", ":")).encode()[:-1] + b',"messages":' + messages.encode() + b"}"
+    assert isinstance(parse_request(raw), RequestBody)
+    transforms = ContextTransforms(POLICIES["cache"])
+    for _ in range(2):  # the first sight and the memo's second
+        sent = cache_auto(transforms, raw)
+        full = apply("messages", POLICIES["cache"], json.loads(raw), raw)
+        assert json.loads(sent) == full.body
+        assert (sent == raw) == (unusual == "escaped_key") == full.changes.agent_caches

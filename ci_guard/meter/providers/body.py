@@ -47,6 +47,8 @@ _decoder: Any = None  # msgspec's top-level decoder, built with the first large 
 
 Loads = Callable[[bytes], Any]
 Part = bytes | memoryview  # a top-level value's JSON: a view into the request's bytes, or bytes
+# A part may also be a list of bytes-like pieces to join (a conversation spliced without decoding
+# it whole, transforms/splice.py): written upstream as is, joined only if something reads it.
 
 
 class RequestBody(Mapping[str, Any]):
@@ -74,7 +76,7 @@ class RequestBody(Mapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         value = self._values.get(key, _MISSING)
         if value is _MISSING:
-            value = json.loads(bytes(self._parts[key]))  # KeyError when absent, as a dict
+            value = json.loads(_joined(self._parts[key]))  # KeyError when absent, as a dict
             self._values[key] = value
         return value
 
@@ -90,7 +92,8 @@ class RequestBody(Mapping[str, Any]):
     def raw(self, key: str) -> Part | None:
         """The compact JSON bytes of a top-level value, as the agent sent them (None: absent, or
         a value set by :meth:`updated`): a view into the request's own bytes, not a copy."""
-        return self._parts.get(key)
+        part = self._parts.get(key)
+        return b"".join(part) if isinstance(part, list) else part
 
     def updated(self, changes: Mapping[str, Any] | None = None, drop: Iterable[str] = ()) -> RequestBody:
         """A new body with ``changes`` set and ``drop`` removed, like ``{**body, **changes}``: a key
@@ -102,6 +105,13 @@ class RequestBody(Mapping[str, Any]):
         for key, value in (changes or {}).items():
             parts[key] = None
             values[key] = value
+        return RequestBody(parts, values, self._encode_value)
+
+    def with_pieces(self, key: str, pieces: list[Any]) -> RequestBody:
+        """The same body with the value of ``key`` given as JSON pieces to join (not decoded)."""
+        parts, values = dict(self._parts), dict(self._values)
+        parts[key] = pieces  # type: ignore[assignment]
+        values.pop(key, None)
         return RequestBody(parts, values, self._encode_value)
 
     def with_encoder(self, encode_value: Callable[[Any], Any], values: Mapping[str, Any]) -> RequestBody:
@@ -125,6 +135,10 @@ class RequestBody(Mapping[str, Any]):
         pieces[0] = b"{"  # in place of the first comma
         pieces.append(b"}")
         return b"".join(pieces)
+
+
+def _joined(part: Any) -> bytes:
+    return b"".join(part) if isinstance(part, list) else bytes(part)
 
 
 def dumps(value: Any) -> bytes:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ci_guard.meter.providers.body import RequestBody
+from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody
 from ci_guard.meter.transforms import cache, clear, prune, reasoning, route, splice, thinking
 from ci_guard.meter.transforms.toolresults import tool_results
 from ci_guard.policy.decision import ContextPolicy
@@ -63,6 +63,8 @@ class ContextTransforms:
         self.policy = policy
         # this run's cuts: the same results come back on every later turn (prune.CutMemo)
         self._cuts = prune.CutMemo(policy.prune_tool_results) if policy.prune_tool_results else None
+        # this run's conversations as last seen: `cache: auto` alone then decodes only new messages
+        self._messages = splice.MessageMemo() if policy.cache == "auto" else None
 
     def apply(self, *, provider: str, endpoint: str, raw: bytes, body: dict[str, Any], model: str | None,
               max_output: int | None, input_tokens: int, stream: bool,
@@ -92,9 +94,18 @@ class ContextTransforms:
         before, prepared = body, None
         caching = anthropic and p.cache == "auto"
         agent_caches = caching and cache.caches_at_top(body)
-        if isinstance(body, RequestBody) and (spec_prune or (spec_clear and not editing)
-                                              or (caching and not agent_caches)):
+        indexed = None
+        if isinstance(body, RequestBody) and (spec_prune or (spec_clear and not editing)):
             body = prepared = splice.prepare(body, endpoint)
+        elif isinstance(body, RequestBody) and caching and not agent_caches:
+            # Breakpoints alone need only where the messages are and their roles (splice.MessageMemo);
+            # a conversation that is not compact, or with another large part, takes the full splice.
+            view = body.raw("messages")
+            if self._messages is not None and isinstance(view, memoryview) and all(
+                    key == "messages" or (raw := body.raw(key)) is None or len(raw) < LAZY_MIN_BYTES for key in body):
+                indexed = self._messages.index(view)
+            if indexed is None:
+                body = prepared = splice.prepare(body, endpoint)
         results = tool_results(endpoint, body) if (spec_prune or (spec_clear and not editing)) else []
         if spec_prune and results:
             pruned = prune.prune(endpoint, body, spec_prune, results, self._cuts)
@@ -124,8 +135,10 @@ class ContextTransforms:
                 body, beta = edited.body, clear.BETA
                 changes.context_edit, changes.thinking_edit = edited.tool_uses, edited.thinking
         if caching:
-            if agent_caches or cache.manages_caching(body):
+            if agent_caches or (indexed.caches if indexed is not None else cache.manages_caching(body)):
                 changes.agent_caches = True
+            elif indexed is not None:
+                body, changes.breakpoints_added = splice.add_breakpoints_indexed(body, indexed)
             else:
                 skip_newest = bool(spec_prune) and any(
                     r.newest and self._cuts is not None and self._cuts(r.text) is not None for r in results)

@@ -42,66 +42,77 @@ def manages_caching(body: dict[str, Any]) -> bool:
     if caches_at_top(body):
         return True
     messages = body.get("messages")
-    for message in messages if isinstance(messages, list) else ():
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, list):
+    return isinstance(messages, list) and any(message_caches(m) for m in messages)
+
+
+def message_caches(message: Any) -> bool:
+    """``cache_control`` on a block of this message or on a block inside one of its tool results."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list):
+        return False
+    for block in content:
+        if not isinstance(block, dict):
             continue
-        for block in content:
-            if not isinstance(block, dict):
-                continue
-            if "cache_control" in block:
-                return True
-            inner = block.get("content")
-            if isinstance(inner, list) and any(isinstance(i, dict) and "cache_control" in i for i in inner):
-                return True
+        if "cache_control" in block:
+            return True
+        inner = block.get("content")
+        if isinstance(inner, list) and any(isinstance(i, dict) and "cache_control" in i for i in inner):
+            return True
     return False
 
 
 def add_breakpoints(body: dict[str, Any], skip_newest: bool = False) -> tuple[dict[str, Any], int]:
     """(a copy of ``body`` with breakpoints added, how many); the body itself when none fits."""
-    out: dict[str, Any] = {}  # the top-level values that change
-    added = 0
-
-    def writable() -> dict[str, Any]:
-        return out
-
-    tools = body.get("tools")
-    if isinstance(tools, list) and tools and isinstance(tools[-1], dict):
-        new_tools = list(tools)
-        new_tools[-1] = {**tools[-1], "cache_control": EPHEMERAL}
-        writable()["tools"] = new_tools
-        added += 1
-    system = body.get("system")
-    if isinstance(system, str) and system:
-        writable()["system"] = [{"type": "text", "text": system, "cache_control": EPHEMERAL}]
-        added += 1
-    elif isinstance(system, list) and system and _cacheable(system[-1]):
-        new_system = list(system)
-        new_system[-1] = {**system[-1], "cache_control": EPHEMERAL}
-        writable()["system"] = new_system
-        added += 1
+    out, added = top_breakpoints(body)
     messages = body.get("messages")
     if isinstance(messages, list) and messages:
         new_messages = list(messages)
         changed = False
-        targets = []
-        last_reply = next((i for i in range(len(messages) - 1, -1, -1)
-                           if isinstance(messages[i], dict) and messages[i].get("role") == "assistant"), -1)
-        if last_reply >= 0:
-            targets.append(last_reply)
-        if not skip_newest and len(messages) - 1 != last_reply:
-            targets.append(len(messages) - 1)
-        for i in targets:
+        roles = [m.get("role") if isinstance(m, dict) else None for m in messages]
+        for i in message_targets(roles, skip_newest):
             if added >= MAX_BREAKPOINTS:
                 break
-            marked = _mark_message(messages[i])
+            marked = mark_message(messages[i])
             if marked is not None:
                 new_messages[i] = marked
                 added += 1
                 changed = True
         if changed:
-            writable()["messages"] = new_messages
+            out["messages"] = new_messages
     return (updated(body, out) if out else body), added
+
+
+def top_breakpoints(body: Any) -> tuple[dict[str, Any], int]:
+    """(the changed tools and system, how many breakpoints they got): the marks before the conversation."""
+    out: dict[str, Any] = {}
+    added = 0
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools and isinstance(tools[-1], dict):
+        new_tools = list(tools)
+        new_tools[-1] = {**tools[-1], "cache_control": EPHEMERAL}
+        out["tools"] = new_tools
+        added += 1
+    system = body.get("system")
+    if isinstance(system, str) and system:
+        out["system"] = [{"type": "text", "text": system, "cache_control": EPHEMERAL}]
+        added += 1
+    elif isinstance(system, list) and system and _cacheable(system[-1]):
+        new_system = list(system)
+        new_system[-1] = {**system[-1], "cache_control": EPHEMERAL}
+        out["system"] = new_system
+        added += 1
+    return out, added
+
+
+def message_targets(roles: list[Any], skip_newest: bool) -> list[int]:
+    """The messages that get a mark, in order: the model's last reply, then the newest turn."""
+    targets = []
+    last_reply = next((i for i in range(len(roles) - 1, -1, -1) if roles[i] == "assistant"), -1)
+    if last_reply >= 0:
+        targets.append(last_reply)
+    if not skip_newest and roles and len(roles) - 1 != last_reply:
+        targets.append(len(roles) - 1)
+    return targets
 
 
 def _cacheable(block: Any) -> bool:
@@ -110,7 +121,7 @@ def _cacheable(block: Any) -> bool:
     return not (block.get("type") == "text" and not block.get("text"))
 
 
-def _mark_message(message: Any) -> dict[str, Any] | None:
+def mark_message(message: Any) -> dict[str, Any] | None:
     if not isinstance(message, dict):
         return None
     content = message.get("content")

@@ -47,7 +47,7 @@ CONVERSATION = {"messages": "messages", "chat.completions": "messages", "respons
 
 _LIST = msgspec.json.Decoder(list[msgspec.Raw])
 _OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw])
-_LBRACKET, _LBRACE = ord("["), ord("{")
+_LBRACKET, _LBRACE, _COMMA = ord("["), ord("{"), ord(",")
 
 
 def _encode_str(text: str) -> bytes:
@@ -212,3 +212,119 @@ def prepare(body: RequestBody, endpoint: str) -> RequestBody:
         if raw is not None and (key == conversation or len(raw) >= LAZY_MIN_BYTES):
             values[key] = spans.load(memoryview(raw), SPLIT_DEPTH)
     return body.with_encoder(spans.pieces, values)
+
+
+# -- cache: auto without decoding the conversation again -------------------------------------------
+# Breakpoints need only three facts about the messages: where each one starts and ends, its role,
+# and whether any of them sets cache_control already. A later turn of the same run repeats the
+# previous turn's messages byte for byte and appends to them, so those facts are kept per run
+# (:class:`MessageMemo`) and a later call decodes only the messages it has not seen. Proving the
+# repeated bytes equal is one memcmp of the kept copy (bytes.startswith), not a hash: no collision
+# can make a stale index apply. Searching the bytes for "cache_control" instead was measured slower
+# than decoding (bytes.find ~0.5 ms per MB on test logs) and escapes could hide the key.
+
+MEMO_ENTRIES = 4  # conversations of a run followed at once (the main agent and a few sub-agents)
+
+
+class MessageIndex:
+    """Where each message of a compact ``messages`` array is, its role, and whether one caches."""
+
+    __slots__ = ("caches", "data", "ends", "roles", "starts")
+
+    def __init__(self, data: bytes, starts: list[int], ends: list[int], roles: list[Any], caches: bool) -> None:
+        self.data, self.starts, self.ends, self.roles, self.caches = data, starts, ends, roles, caches
+
+
+def _scan(data: memoryview, base: int, starts: list[int], ends: list[int], roles: list[Any]) -> bool | None:
+    """Append the messages of the compact array ``data`` (offsets from ``base``); whether one of
+    them sets cache_control, or None when the array is not compact or msgspec refuses a message
+    (then the full path decides, exactly as before)."""
+    from ci_guard.meter.transforms.cache import message_caches
+
+    try:
+        items = _LIST.decode(data)
+    except (msgspec.DecodeError, ValueError):
+        return None
+    if sum(len(item) for item in items) + max(len(items), 1) + 1 != len(data):
+        return None  # whitespace between the messages
+    caches, pos = False, 1
+    for item in items:
+        size = len(item)
+        try:
+            message = msgspec.json.decode(data[pos:pos + size])
+        except (msgspec.DecodeError, ValueError):
+            return None
+        starts.append(base + pos)
+        ends.append(base + pos + size)
+        roles.append(message.get("role") if isinstance(message, dict) else None)
+        caches = caches or message_caches(message)
+        pos += size + 1
+    return caches
+
+
+class MessageMemo:
+    """Per run: the index of the conversations last seen, reused for the turns that extend them."""
+
+    def __init__(self) -> None:
+        self._entries: list[MessageIndex] = []
+
+    def index(self, view: memoryview) -> MessageIndex | None:
+        """The index of the compact Messages array ``view`` (None: the full path must decode it)."""
+        size = len(view)
+        for n, entry in enumerate(self._entries):
+            seen = len(entry.data)
+            # the same messages and maybe more: everything up to the old closing bracket is equal
+            if seen > 2 and seen <= size and entry.data.startswith(view[:seen - 1]):
+                if seen == size:
+                    index = entry
+                elif view[seen - 1] == _COMMA:
+                    starts, ends, roles = list(entry.starts), list(entry.ends), list(entry.roles)
+                    # the new messages as an array of their own: "[" in place of the comma
+                    caches = _scan(memoryview(b"[" + bytes(view[seen:])), seen - 1, starts, ends, roles)
+                    if caches is None:
+                        return None
+                    index = MessageIndex(bytes(view), starts, ends, roles, entry.caches or caches)
+                else:
+                    continue
+                del self._entries[n]
+                self._entries.insert(0, index)
+                return index
+        starts, ends, roles = [], [], []
+        caches = _scan(view, 0, starts, ends, roles)
+        if caches is None or not roles:
+            return None
+        index = MessageIndex(bytes(view), starts, ends, roles, caches)
+        self._entries.insert(0, index)
+        del self._entries[MEMO_ENTRIES:]
+        return index
+
+
+def add_breakpoints_indexed(body: RequestBody, index: MessageIndex) -> tuple[RequestBody, int]:
+    """:func:`~ci_guard.meter.transforms.cache.add_breakpoints` for a body whose messages are
+    indexed: only the marked messages are decoded and written anew, everything else of the
+    conversation goes upstream as slices of the agent's bytes (the bytes the full splice writes)."""
+    from ci_guard.meter.transforms.cache import MAX_BREAKPOINTS, mark_message, message_targets, top_breakpoints
+
+    spans = Spans()
+    out, added = top_breakpoints(body)
+    view = memoryview(index.data)
+    marked: list[tuple[int, Any]] = []
+    for i in message_targets(index.roles, False):
+        if added >= MAX_BREAKPOINTS:
+            break
+        new = mark_message(msgspec.json.decode(view[index.starts[i]:index.ends[i]]))
+        if new is not None:
+            marked.append((i, spans.encode(new, 1)))
+            added += 1
+    if not out and not marked:
+        return body, 0
+    result = body.with_encoder(spans.pieces, {}).updated(out)
+    if marked:
+        pieces: list[Any] = []
+        pos = 0
+        for i, encoded in sorted(marked, key=lambda m: m[0]):
+            pieces += (view[pos:index.starts[i]], encoded)
+            pos = index.ends[i]
+        pieces.append(view[pos:])
+        result = result.with_pieces("messages", pieces)
+    return result, added
