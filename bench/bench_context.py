@@ -48,7 +48,7 @@ from ci_guard.meter.providers.body import parse_request as parse_body  # noqa: E
 from ci_guard.meter.proxy import MeterProxy  # noqa: E402
 from ci_guard.meter.recorder import LedgerRecorder  # noqa: E402
 from ci_guard.meter.session import MeterSession, new_run_id, new_run_token  # noqa: E402
-from ci_guard.meter.transforms import ContextTransforms  # noqa: E402
+from ci_guard.meter.transforms import ContextTransforms, splice  # noqa: E402
 from ci_guard.meter.upstreams import Upstreams  # noqa: E402
 from ci_guard.policy.decision import ContextPolicy, Decision, Limits  # noqa: E402
 from ci_guard.policy.models import ClearSpec, PruneSpec  # noqa: E402
@@ -242,6 +242,14 @@ class FullPath(ContextTransforms):
         return super().apply(**kw)
 
 
+class FirstSight(ContextTransforms):
+    """`cache: auto` on a conversation the run has not seen: the message memo is empty on every call."""
+
+    def apply(self, **kw: Any) -> Any:
+        self._messages = splice.MessageMemo()
+        return super().apply(**kw)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -258,11 +266,16 @@ def time_real_path(rounds: int) -> list[dict[str, Any]]:
         ("off", None, ContextTransforms),
         ("prune+cache spliced", ContextPolicy(cache="auto", prune_tool_results=PRUNE), ContextTransforms),
         ("prune+cache full path", ContextPolicy(cache="auto", prune_tool_results=PRUNE), FullPath),
-        ("cache spliced", ContextPolicy(cache="auto"), ContextTransforms),
+        # the same request again (the memo holds it: nothing new to decode)
+        ("cache spliced, same turn", ContextPolicy(cache="auto"), ContextTransforms),
+        # a later turn: the memo holds the previous turn (the last reply and result are new)
+        ("cache spliced, next turn", ContextPolicy(cache="auto"), ContextTransforms),
+        ("cache spliced, 1st sight", ContextPolicy(cache="auto"), FirstSight),
         ("cache full path", ContextPolicy(cache="auto"), FullPath),
     ]
     body, _ = one_mb_request("prunable")
     raw = json.dumps(body, separators=(",", ":")).encode()  # compact, as agents send it
+    previous = json.dumps(body["messages"][:-2], separators=(",", ":")).encode()  # the turn before
     loop = Loop()
     proxies = []
     try:
@@ -290,6 +303,9 @@ def time_real_path(rounds: int) -> list[dict[str, Any]]:
             for i in range(rounds + 5):
                 order = proxies if i % 2 == 0 else proxies[::-1]
                 for name, proxy, session in order:
+                    if name == "cache spliced, next turn":  # the run saw the previous turn (not timed)
+                        session.transforms._messages = splice.MessageMemo()
+                        session.transforms._messages.index(memoryview(previous))
                     start, start_cpu = time.perf_counter(), time.process_time()
                     r = client.post(f"{proxy.url}/anthropic/v1/messages", content=raw, headers={
                         "x-api-key": session.token, "anthropic-version": "2023-06-01",

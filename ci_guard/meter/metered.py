@@ -25,7 +25,7 @@ from ci_guard.meter.agent_http import Request, Response, StreamResponse
 from ci_guard.meter.caps import WAIT_FOR_CALLS_IN_FLIGHT, Admission, PlannedCall
 from ci_guard.meter.pricer import ASSUMED_MAX_OUTPUT
 from ci_guard.meter.providers.base import CallResult, RequestInfo, StreamMeter, WireAdapter, billed_tier
-from ci_guard.meter.providers.body import encode_request
+from ci_guard.meter.providers.body import request_pieces
 from ci_guard.meter.request_checks import BadRequest, parse_body, unmetered_fee_tools
 from ci_guard.meter.upstream_client import UpstreamError
 from ci_guard.meter.upstream_hop import Response as UpstreamAnswer
@@ -78,7 +78,7 @@ class Plan:
     info: RequestInfo
     requested_model: str | None
     model: str | None
-    data: bytes  # what goes upstream
+    data: bytes | list[Any]  # what goes upstream: the agent's bytes, or the pieces of a changed request
     strip_usage: bool
     held: Decimal
     worst: Decimal | None = None  # the call's worst case, as held (journaled while it is in flight)
@@ -186,7 +186,7 @@ class MeteredCall:
         body, strip_usage = adapter.prepare(body)
         # Adapters return a new object when they change a request: forward the agent's own bytes otherwise.
         # A large request is changed by splicing its parts into the agent's bytes (providers/body.py).
-        data = raw if body is original else encode_request(body)
+        data = raw if body is original else request_pieces(body)
         held = session.guard.hold(worst)  # last: nothing before it may fail with a hold taken
         worst_output = (max_output or ASSUMED_MAX_OUTPUT) * info.choices
         return Plan(info, info.model, model, data, strip_usage, held, worst, worst_output, changes, beta)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 
@@ -67,9 +68,9 @@ class AiohttpTransport:
 
     @asynccontextmanager
     async def request(self, method: str, url: str, headers: Mapping[str, str],
-                      body: bytes | None = None) -> AsyncIterator[Response]:
+                      body: bytes | list[Any] | None = None) -> AsyncIterator[Response]:
         try:
-            response = await self._session.request(method, url, headers=dict(headers), data=body or None,
+            response = await self._session.request(method, url, headers=dict(headers), data=_joined(body) or None,
                                                    allow_redirects=False)
         except TimeoutError:
             raise
@@ -87,3 +88,8 @@ class AiohttpTransport:
 
 
 __all__ = ["AiohttpResponse", "AiohttpTransport"]
+
+
+def _joined(body: bytes | list[Any] | None) -> bytes | None:
+    """A spliced request's pieces as one buffer (aiohttp takes bytes; only runs behind a proxy use it)."""
+    return b"".join(body) if isinstance(body, list) else body

@@ -20,6 +20,7 @@ import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httptools
@@ -365,7 +366,7 @@ class _RequestContext:
     """``async with client.request(...) as response``: the connection is settled on exit."""
 
     def __init__(self, client: UpstreamClient, method: str, url: str, headers: Mapping[str, str],
-                 body: bytes | None) -> None:
+                 body: bytes | list[Any] | None) -> None:
         self._args = (method, url, headers, body)
         self._client = client
         self._response: UpstreamResponse | None = None
@@ -393,11 +394,11 @@ class UpstreamClient:
         self.connections_opened = 0  # for tests and benchmarks
 
     def request(self, method: str, url: str, headers: Mapping[str, str],
-                body: bytes | None = None) -> _RequestContext:
+                body: bytes | list[Any] | None = None) -> _RequestContext:
         return _RequestContext(self, method, url, headers, body)
 
     async def send(self, method: str, url: str, headers: Mapping[str, str],
-                   body: bytes | None = None) -> UpstreamResponse:
+                   body: bytes | list[Any] | None = None) -> UpstreamResponse:
         """Send the request and read the response head; the caller must read the body or close it."""
         origin, target = _split(url)
         data = _serialize(method, target, origin, headers, body)
@@ -501,8 +502,11 @@ JOIN_BODY_MAX = 64 * 1024
 
 
 def _serialize(method: str, target: str, origin: Origin, headers: Mapping[str, str],
-               body: bytes | None) -> list[bytes]:
-    """Request line, headers and body as the buffers of one write."""
+               body: bytes | list[Any] | None) -> list[bytes]:
+    """Request line, headers and body as the buffers of one write (``body`` may be a list of
+    bytes-like pieces, a spliced request: they are written as they are, never joined here)."""
+    pieces = body if isinstance(body, list) else None
+    size = sum(len(p) for p in pieces) if pieces is not None else len(body or b"")
     scheme, host, port = origin
     default_port = 443 if scheme == "https" else 80
     host_header = host if port == default_port else f"{host}:{port}"
@@ -514,11 +518,13 @@ def _serialize(method: str, target: str, origin: Origin, headers: Mapping[str, s
             continue  # framing is ours
         lines.append(f"{name}: {value}")
     if body or method not in ("GET", "HEAD"):
-        lines.append(f"content-length: {len(body or b'')}")
+        lines.append(f"content-length: {size}")
     head = "\r\n".join(lines)
     if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
         raise UpstreamError("a request header contains a line break")  # no header injection upstream
     head_bytes = head.encode("utf-8", "surrogateescape") + b"\r\n\r\n"
+    if pieces is not None:
+        return [head_bytes, *pieces] if size > JOIN_BODY_MAX else [b"".join([head_bytes, *pieces])]
     if body and len(body) > JOIN_BODY_MAX:
         return [head_bytes, body]
     return [head_bytes + (body or b"")]

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from ci_guard.meter.upstream_client import UpstreamClient
@@ -49,7 +49,7 @@ class Response(Protocol):
 
 class Transport(Protocol):
     def request(self, method: str, url: str, headers: Mapping[str, str],
-                body: bytes | None = None) -> AbstractAsyncContextManager[Response]: ...
+                body: bytes | list[Any] | None = None) -> AbstractAsyncContextManager[Response]: ...
     async def close(self) -> None: ...
 
 
@@ -97,7 +97,7 @@ class UpstreamHop:
         return self._aiohttp
 
     def request(self, method: str, url: str, headers: Mapping[str, str],
-                body: bytes | None = None) -> AbstractAsyncContextManager[Response]:
+                body: bytes | list[Any] | None = None) -> AbstractAsyncContextManager[Response]:
         return self.transport_for(url).request(method, url, headers, body)
 
     async def close(self) -> None:

@@ -121,6 +121,10 @@ class RequestBody(Mapping[str, Any]):
     def encode(self) -> bytes:
         """The compact JSON of the body: the agent's bytes for every untouched part, the changed
         values encoded (semantically what ``json.dumps(dict(body))`` gives)."""
+        return b"".join(self.pieces())
+
+    def pieces(self) -> list[Any]:
+        """:meth:`encode` as bytes-like pieces, not joined (the upstream write takes them as they are)."""
         encode_value = self._encode_value or dumps
         pieces: list[Any] = []
         for key, part in self._parts.items():
@@ -131,10 +135,10 @@ class RequestBody(Mapping[str, Any]):
             else:
                 pieces.append(value)
         if not pieces:
-            return b"{}"
+            return [b"{}"]
         pieces[0] = b"{"  # in place of the first comma
         pieces.append(b"}")
-        return b"".join(pieces)
+        return pieces
 
 
 def _joined(part: Any) -> bytes:
@@ -167,6 +171,14 @@ def encode_request(body: Mapping[str, Any]) -> bytes:
     if isinstance(body, RequestBody):
         return body.encode()
     return dumps(body)
+
+
+def request_pieces(body: Mapping[str, Any]) -> list[Any]:
+    """:func:`encode_request` as pieces for the upstream write: a megabyte request spliced from the
+    agent's bytes is not joined into a new buffer first."""
+    if isinstance(body, RequestBody):
+        return body.pieces()
+    return [dumps(body)]
 
 
 def parse_request(raw: bytes, loads: Loads = json.loads) -> Any:
@@ -230,4 +242,4 @@ def _parts(data: bytes) -> dict[str, Part] | None:
     return parts if size == len(data) else None
 
 
-__all__ = ["LAZY_MIN_BYTES", "RequestBody", "dumps", "encode_request", "parse_request", "updated"]
+__all__ = ["LAZY_MIN_BYTES", "RequestBody", "dumps", "encode_request", "parse_request", "request_pieces", "updated"]
