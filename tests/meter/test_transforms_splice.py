@@ -312,3 +312,54 @@ def test_cache_auto_alone_on_unusual_json_sends_what_the_full_path_sends(unusual
         full = apply("messages", POLICIES["cache"], json.loads(raw), raw)
         assert json.loads(sent) == full.body
         assert (sent == raw) == (unusual == "escaped_key") == full.changes.agent_caches
+
+
+class CountingList:
+    """splice._LIST, counting the bytes it splits (the list[Raw] pass that locates the messages)."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def decode(self, data: memoryview) -> object:
+        self.sizes.append(len(data))
+        return splice.msgspec.json.Decoder(list[splice.msgspec.Raw]).decode(data)
+
+
+@pytest.mark.parametrize("endpoint", ["messages", "chat.completions"])
+@pytest.mark.parametrize("name", ["prune", "clear", "all"])
+def test_later_turns_locate_only_the_new_messages_and_send_the_same_bytes(
+        endpoint: str, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's memo remembers where the messages of a changed request were; the next turn, which
+    repeats them, skips the list[Raw] pass over the whole conversation and sends byte for byte what
+    a proxy that never saw the run sends."""
+    policy = POLICIES[name]
+    turns = [json.dumps(SHAPES[endpoint](n), separators=(",", ":")).encode() for n in (3, 4)]
+    transforms = ContextTransforms(policy)
+
+    def send(t: ContextTransforms, raw: bytes) -> bytes:
+        lazy = parse_request(raw)
+        done = apply_with(t, endpoint, lazy, raw)
+        return raw if done.body is lazy else encode_request(done.body)
+
+    counting = CountingList()
+    monkeypatch.setattr(splice, "_LIST", counting)
+    sent = [send(transforms, raw) for raw in turns]
+    sizes = list(counting.sizes)
+    monkeypatch.undo()
+    for raw, out in zip(turns, sent, strict=True):
+        fresh = ContextTransforms(policy)
+        fresh._messages = None
+        assert out == send(fresh, raw)
+        assert json.loads(out) == apply(endpoint, policy, json.loads(raw), raw).body
+    conversation = [len(parse_request(raw).raw(splice.CONVERSATION[endpoint])) for raw in turns]
+    assert sizes[0] == conversation[0]  # the first turn is located in full
+    assert conversation[1] not in sizes and max(sizes[1:]) < conversation[1] - conversation[0] + 2
+
+
+def apply_with(transforms: ContextTransforms, endpoint: str, body: object, raw: bytes):
+    adapter = ADAPTERS[endpoint]
+    info = adapter.inspect(body)  # type: ignore[arg-type]
+    return transforms.apply(
+        provider="anthropic" if endpoint == "messages" else "openai", endpoint=endpoint, raw=raw, body=body,
+        model=info.model, max_output=info.max_output_tokens, input_tokens=info.estimated_input_tokens,
+        stream=info.stream, set_model=adapter.set_model, not_dearer=lambda a, b: True)

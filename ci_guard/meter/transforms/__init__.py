@@ -64,7 +64,9 @@ class ContextTransforms:
         # this run's cuts: the same results come back on every later turn (prune.CutMemo)
         self._cuts = prune.CutMemo(policy.prune_tool_results) if policy.prune_tool_results else None
         # this run's conversations as last seen: `cache: auto` alone then decodes only new messages
-        self._messages = splice.MessageMemo() if policy.cache == "auto" else None
+        # (and, for pruning and clearing, where its messages are: their bytes need not be located again)
+        self._messages = splice.MessageMemo() if (policy.cache == "auto" or policy.prune_tool_results
+                                                  or policy.clear_old_tool_results) else None
 
     def apply(self, *, provider: str, endpoint: str, raw: bytes, body: dict[str, Any], model: str | None,
               max_output: int | None, input_tokens: int, stream: bool,
@@ -96,7 +98,7 @@ class ContextTransforms:
         agent_caches = caching and cache.caches_at_top(body)
         indexed = None
         if isinstance(body, RequestBody) and (spec_prune or (spec_clear and not editing)):
-            body = prepared = splice.prepare(body, endpoint)
+            body = prepared = splice.prepare(body, endpoint, self._messages)
         elif isinstance(body, RequestBody) and caching and not agent_caches:
             # Breakpoints alone need only where the messages are and their roles (splice.MessageMemo);
             # a conversation that is not compact, or with another large part, takes the full splice.
@@ -105,7 +107,7 @@ class ContextTransforms:
                     key == "messages" or (raw := body.raw(key)) is None or len(raw) < LAZY_MIN_BYTES for key in body):
                 indexed = self._messages.index(view)
             if indexed is None:
-                body = prepared = splice.prepare(body, endpoint)
+                body = prepared = splice.prepare(body, endpoint, self._messages)
         results = tool_results(endpoint, body) if (spec_prune or (spec_clear and not editing)) else []
         if spec_prune and results:
             pruned = prune.prune(endpoint, body, spec_prune, results, self._cuts)

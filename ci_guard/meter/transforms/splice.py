@@ -78,6 +78,8 @@ class Spans:
         # as null where json.dumps writes Infinity/NaN (the full path's bytes, which the upstream judges).
         self._exact = True
         self._pending: list[tuple[list[Any], memoryview]] = []  # lists whose elements are not located yet
+        self._conversation: memoryview | None = None  # its located offsets go to the run's memo
+        self._memo: MessageMemo | None = None
 
     def _decode(self, data: Any) -> Any:
         try:
@@ -117,16 +119,39 @@ class Spans:
         self._pending.append((value, data))
         return value
 
+    def load_conversation(self, data: memoryview, memo: MessageMemo | None) -> Any:
+        """:meth:`load` for the conversation: where the run's memo already knows where its messages
+        are (a later turn), they are remembered from those offsets, without a ``list[Raw]`` pass."""
+        index = memo.lookup(data) if memo is not None else None
+        if index is None or len(data) < SPLIT_MIN_BYTES or data[0] != _LBRACKET:
+            self._conversation, self._memo = data, memo
+            return self.load(data, SPLIT_DEPTH)
+        value = self._decode(data)
+        if not isinstance(value, list) or len(value) != len(index.starts):
+            return self._remember(value, data)  # cannot happen for equal bytes; the whole list keeps its bytes
+        for element, start, end in zip(value, index.starts, index.ends, strict=True):
+            if isinstance(element, dict | list) or (isinstance(element, str) and end - start >= STRING_MIN_BYTES):
+                self._remember(element, data[start:end])
+        return self._remember(value, data)
+
     def _locate(self, value: list[Any], data: memoryview) -> None:
         items = _LIST.decode(data)
         if sum(len(item) for item in items) + max(len(items), 1) + 1 != len(data) or len(items) != len(value):
             return  # whitespace between the elements: only the whole list keeps its bytes
         pos = 1
+        starts, ends = [], []
         for element, item in zip(value, items, strict=True):
             size = len(item)
             if isinstance(element, dict | list) or (isinstance(element, str) and size >= STRING_MIN_BYTES):
                 self._remember(element, data[pos:pos + size])
+            starts.append(pos)
+            ends.append(pos + size)
             pos += size + 1
+        if self._memo is not None and data is self._conversation and self._exact and value:
+            from ci_guard.meter.transforms.cache import message_caches
+
+            roles = [m.get("role") if isinstance(m, dict) else None for m in value]
+            self._memo.add(MessageIndex(bytes(data), starts, ends, roles, any(message_caches(m) for m in value)))
 
     def _object(self, data: memoryview, depth: int) -> Any:
         members = _OBJECT.decode(data)
@@ -200,7 +225,7 @@ class Spans:
         return b"".join(self.pieces(value))
 
 
-def prepare(body: RequestBody, endpoint: str) -> RequestBody:
+def prepare(body: RequestBody, endpoint: str, memo: MessageMemo | None = None) -> RequestBody:
     """``body`` with its conversation (and any other large part) decoded and its spans remembered;
     changes made to the result through :func:`~ci_guard.meter.providers.body.updated` are written
     by splicing (see the module docstring)."""
@@ -209,7 +234,9 @@ def prepare(body: RequestBody, endpoint: str) -> RequestBody:
     values = {}
     for key in body:
         raw = body.raw(key)
-        if raw is not None and (key == conversation or len(raw) >= LAZY_MIN_BYTES):
+        if raw is not None and key == conversation:
+            values[key] = spans.load_conversation(memoryview(raw), memo)
+        elif raw is not None and len(raw) >= LAZY_MIN_BYTES:
             values[key] = spans.load(memoryview(raw), SPLIT_DEPTH)
     return body.with_encoder(spans.pieces, values)
 
@@ -270,6 +297,23 @@ class MessageMemo:
 
     def index(self, view: memoryview) -> MessageIndex | None:
         """The index of the compact Messages array ``view`` (None: the full path must decode it)."""
+        index = self.lookup(view)
+        if index is not None:
+            return index
+        starts, ends, roles = [], [], []
+        caches = _scan(view, 0, starts, ends, roles)
+        if caches is None or not roles:
+            return None
+        index = MessageIndex(bytes(view), starts, ends, roles, caches)
+        self.add(index)
+        return index
+
+    def add(self, index: MessageIndex) -> None:
+        self._entries.insert(0, index)
+        del self._entries[MEMO_ENTRIES:]
+
+    def lookup(self, view: memoryview) -> MessageIndex | None:
+        """The index of ``view`` if it repeats a conversation seen (and maybe appends to it)."""
         size = len(view)
         for n, entry in enumerate(self._entries):
             seen = len(entry.data)
@@ -289,14 +333,7 @@ class MessageMemo:
                 del self._entries[n]
                 self._entries.insert(0, index)
                 return index
-        starts, ends, roles = [], [], []
-        caches = _scan(view, 0, starts, ends, roles)
-        if caches is None or not roles:
-            return None
-        index = MessageIndex(bytes(view), starts, ends, roles, caches)
-        self._entries.insert(0, index)
-        del self._entries[MEMO_ENTRIES:]
-        return index
+        return None
 
 
 def add_breakpoints_indexed(body: RequestBody, index: MessageIndex) -> tuple[RequestBody, int]:
