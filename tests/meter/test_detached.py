@@ -39,6 +39,26 @@ def cli(tmp: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy_left(tmp_path: Path):
+    """A test that fails half-way must not leave its detached proxy running on a shared machine:
+    after each test, kill every ci-guard proxy whose command line names this test's directory."""
+    yield
+    marker = str(tmp_path).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ci_guard" in cmdline and b"proxy" in cmdline and marker in cmdline:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
 @pytest.fixture
 def setup(tmp_path: Path):
     (tmp_path / "policy.yml").write_text(POLICY)
