@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from ci_guard.errors import CiGuardError, InvalidInputError, ProviderError
 from ci_guard.files import write_text_atomic
-from ci_guard.meter.stopkey import StopKey, process_start_time
+from ci_guard.meter.procs import alive as _alive
+from ci_guard.meter.procs import start_time as process_start_time
+from ci_guard.meter.stopkey import StopKey
 from ci_guard.meter.summary import RunSummary
 from ci_guard.secrets import register
 
@@ -571,32 +573,3 @@ def _recover(data: dict[str, Any], full_url: str | None) -> RunSummary:
         summary.stop_detail = f"the metering proxy ended unexpectedly; see {data.get('log_path')}"
     lifecycle.write_summary(summary, data["summary_path"])
     return summary
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours would look alive; reap it if it is one.
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    # A zombie that is not our child (the proxy was started by another step, and the container's
-    # PID 1 never reaps) still answers signal 0: it has exited all the same.
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """True when ``pid`` has exited but was not reaped (Linux /proc; elsewhere assume it has not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    # "pid (comm) state ...": comm may hold spaces and parentheses, so split after the last ")".
-    state = stat[stat.rfind(b")") + 1:].split(None, 1)[:1]
-    return state in ([b"Z"], [b"X"])

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ci_guard.meter.stopkey import process_start_time
+from ci_guard.meter.procs import alive as _alive
+from ci_guard.meter.procs import start_time as process_start_time
 
 log = logging.getLogger("ci_guard.meter")
 
@@ -53,17 +54,6 @@ def claim(recorder: Any, run_id: str) -> None:
         recorder.call("set_run_owner", run_id, *this_process())
     except Exception as exc:
         log.warning("ci-guard: could not record the owner of run %s: %s", run_id, exc)
-
-
-def _alive(pid: int, start: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    now = process_start_time(pid)
-    return start is None or now is None or now == start  # a different start time: the pid was reused
 
 
 def close_stale_runs(store: Any, now: datetime, before_close: Callable[[str], Any] | None = None) -> list[str]:

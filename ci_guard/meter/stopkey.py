@@ -95,14 +95,4 @@ def _canonical(data: dict[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-def process_start_time(pid: int) -> str | None:
-    """The start time of ``pid`` in clock ticks since boot (field 22 of /proc/<pid>/stat), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return fields[19]  # the first two fields (pid, comm) are before the ")"
-    except (OSError, IndexError):
-        return None
-
-
-__all__ = ["ENV", "PREFIX", "StopKey", "process_start_time"]
+__all__ = ["ENV", "PREFIX", "StopKey"]

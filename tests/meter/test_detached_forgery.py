@@ -140,7 +140,8 @@ def test_with_the_stop_key_an_outcome_the_agent_planted_is_ignored(tmp_path: Pat
 def test_a_recycled_pid_is_never_signalled():
     """The key names the proxy by pid and start time: a process that got the pid later is left alone."""
     from ci_guard.meter.detached import _keyed_proxy
-    from ci_guard.meter.stopkey import StopKey, process_start_time
+    from ci_guard.meter.procs import start_time as process_start_time
+    from ci_guard.meter.stopkey import StopKey
 
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
