@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -31,16 +32,17 @@ def racer_context() -> mp.context.BaseContext:
     return ctx
 
 
-@pytest.mark.slow
-def test_64_processes_never_overspend(ledger_url):
+def run_racers(ledger_url: str, target: Callable[..., None]) -> dict[int, tuple[str, object]]:
+    """Start RACERS processes of ``target(ledger_url, index, barrier, results)`` released together by
+    a barrier; return each racer's reported ``(outcome, detail)`` by index."""
     open_ledger(ledger_url).close()  # migrate once up front, as `ci-guard ledger migrate` would
     ctx = racer_context()
     barrier = ctx.Barrier(RACERS, timeout=240)
     results = ctx.Queue()
-    procs = [ctx.Process(target=race, args=(ledger_url, i, barrier, results)) for i in range(RACERS)]
+    procs = [ctx.Process(target=target, args=(ledger_url, i, barrier, results)) for i in range(RACERS)]
     for p in procs:
         p.start()
-    outcomes = {}
+    outcomes: dict[int, tuple[str, object]] = {}
     for _ in range(RACERS):
         try:
             index, outcome, detail = results.get(timeout=300)
@@ -49,6 +51,12 @@ def test_64_processes_never_overspend(ledger_url):
         outcomes[index] = (outcome, detail)
     for p in procs:
         p.join(timeout=60)
+    return outcomes
+
+
+@pytest.mark.slow
+def test_64_processes_never_overspend(ledger_url):
+    outcomes = run_racers(ledger_url, race)
 
     crashed = {i: d for i, (o, d) in outcomes.items() if o == "crashed"}
     assert not crashed, crashed

@@ -26,7 +26,7 @@ from ci_guard.ledger import open_ledger
 from ci_guard.ledger.budgets import budget_keys
 from tests.helpers import run_cli
 from tests.ledger.factories import BUDGETS, CTX, NOW, call, run
-from tests.ledger.test_concurrency import RACERS, racer_context
+from tests.ledger.test_concurrency import run_racers
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [{"name": "tiny", "scope": "repo", "period": "day", "limit_usd": "1.00"},
@@ -225,24 +225,7 @@ def test_a_run_killed_between_calls_keeps_its_spend_and_settles_once(ledger_url)
 @pytest.mark.slow
 def test_64_processes_with_abandoned_runs_never_overspend_and_leave_no_hold(ledger_url):
     """Half the granted racers die without settling; their holds expire into spent, never over."""
-    import queue
-
-    open_ledger(ledger_url).close()
-    ctx = racer_context()
-    barrier = ctx.Barrier(RACERS, timeout=240)
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_race_abandon, args=(ledger_url, i, barrier, results)) for i in range(RACERS)]
-    for p in procs:
-        p.start()
-    outcomes = {}
-    for _ in range(RACERS):
-        try:
-            index, outcome, detail = results.get(timeout=300)
-        except queue.Empty:
-            pytest.fail(f"only {len(outcomes)} of {RACERS} racers reported")
-        outcomes[index] = (outcome, detail)
-    for p in procs:
-        p.join(timeout=60)
+    outcomes = run_racers(ledger_url, _race_abandon)
     assert not {i: d for i, (o, d) in outcomes.items() if o == "crashed"}
     granted = [i for i, (o, _) in outcomes.items() if o == "granted"]
     assert len(granted) == 10  # $1.00 / $0.10, whatever the order
