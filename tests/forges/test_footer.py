@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -10,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from ci_guard.errors import InvalidInputError
-from ci_guard.forges.sticky import RetryPolicy
 from ci_guard.report.publish import CommentOptions, run_comment
 from ci_guard.report.render import footer_line
 from tests.forges.fake_github import FakeGitHub
 from tests.forges.fake_gitlab import FakeGitLab
+from tests.forges.test_handoff import run
 from tests.report import builders as b
 
 AGENT_BODY = "**Claude finished @dev-dana's task**\n\nReviewed 3 files; see the inline notes.\n"
@@ -26,15 +25,6 @@ def summary_file(tmp_path: Path, run: object, name: str = "summary.json") -> str
     path = tmp_path / name
     path.write_text(json.dumps(run.to_json()))  # type: ignore[attr-defined]
     return str(path)
-
-
-def run(opts: CommentOptions, env: dict[str, str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    opts.no_ledger = True
-    if "GITHUB_TOKEN" in env:
-        opts.forge_kwargs = {"throttle": False}
-    rc = run_comment(opts, environ=env, out=out, err=err, retry=RetryPolicy(sleep=lambda s: None))
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
