@@ -1,8 +1,7 @@
 """FOCUS CSV lines of a month with the call columns formatted by the database (`ci-guard ledger export`).
 
 :func:`ci_guard.report.focus.write_focus_csv` is the definition (one dict per call through
-``csv.DictWriter``); :func:`ci_guard.report.focus.write_focus_csv_pages` builds the same bytes from
-40-column tuples in Python. Here the query formats what costs most per call -- money from integer
+``csv.DictWriter``). Here the query formats what costs most per call -- money from integer
 micro-dollars, the whole-second charge period, the token sums and the SKU details JSON -- the way a
 plain SQL dump formats its rows, and streams one sorted query (PostgreSQL: ``COPY ... TO STDOUT``).
 Python joins those texts with what repeats: the run's columns (its tags are JSON with sorted keys

@@ -138,13 +138,11 @@ def test_the_bulk_writers_match_the_row_by_row_export_byte_for_byte(store):
         store.record_call(c)
     start, end = NOW.replace(day=1, hour=0, minute=0, second=0, microsecond=0), NOW.replace(month=4, day=1, hour=0,
                                                                                           minute=0, second=0)
-    for row_by_row, bulk in ((focus.write_focus_csv, focus.write_focus_csv_pages),
-                             (focus.write_focus_jsonl, focus.write_focus_jsonl_pages)):
-        want, got = io.StringIO(), io.StringIO()
-        assert row_by_row(focus.focus_rows(store.export_calls(start, end)), want) == 7
-        assert bulk(store.export_rows(start, end, page=2), got) == 7
-        assert got.getvalue() == want.getvalue()
-        if bulk is focus.write_focus_csv_pages:  # and the lines the database builds (what the CLI writes)
-            by_sql = io.StringIO()
-            assert focus_sql.write_focus_csv_month(store, start, end, by_sql, page=2) == 7
-            assert by_sql.getvalue() == want.getvalue()
+    want, got = io.StringIO(), io.StringIO()  # CSV: the lines the database builds (what the CLI writes)
+    assert focus.write_focus_csv(focus.focus_rows(store.export_calls(start, end)), want) == 7
+    assert focus_sql.write_focus_csv_month(store, start, end, got, page=2) == 7
+    assert got.getvalue() == want.getvalue()
+    want, got = io.StringIO(), io.StringIO()  # JSON lines: plain tuples formatted in bulk
+    assert focus.write_focus_jsonl(focus.focus_rows(store.export_calls(start, end)), want) == 7
+    assert focus.write_focus_jsonl_pages(store.export_rows(start, end, page=2), got) == 7
+    assert got.getvalue() == want.getvalue()
