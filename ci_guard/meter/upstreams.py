@@ -119,13 +119,8 @@ def missing_credentials(ups: Upstreams) -> list[str]:
 
     A custom upstream (a self-hosted model, the simulator) may need no key, so it is not reported.
     """
-    missing = []
-    anthropic_key = ups.anthropic_api_key or ups.anthropic_auth_token
-    if ups.anthropic.rstrip("/") == DEFAULT_ANTHROPIC_UPSTREAM and not anthropic_key:
-        missing.append("Anthropic (set ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN for ci-guard)")
-    if ups.openai.rstrip("/") == DEFAULT_OPENAI_UPSTREAM and not ups.openai_api_key:
-        missing.append("OpenAI (set OPENAI_API_KEY for ci-guard)")
-    return missing
+    return [f"{name} (set {env} for ci-guard)" for provider, name in (("anthropic", "Anthropic"), ("openai", "OpenAI"))
+            if (env := missing_key(ups, provider))]
 
 
 PRESET_PROVIDERS = {"claude-code": "anthropic", "codex": "openai"}
@@ -138,7 +133,7 @@ def missing_key(ups: Upstreams, provider: str | None) -> str | None:
     """
     if provider == "anthropic" and ups.anthropic.rstrip("/") == DEFAULT_ANTHROPIC_UPSTREAM \
             and not (ups.anthropic_api_key or ups.anthropic_auth_token):
-        return "ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN)"
+        return "ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN"
     if provider == "openai" and ups.openai.rstrip("/") == DEFAULT_OPENAI_UPSTREAM and not ups.openai_api_key:
         return "OPENAI_API_KEY"
     return None
