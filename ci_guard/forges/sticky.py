@@ -79,9 +79,13 @@ def describes_newer_run(existing: ForgeComment, comment: RenderedComment, now: d
     return comment.valid_at < marker.valid_at <= now + MAX_CLOCK_SKEW
 
 
-def _publish_once(forge: Forge, comment: RenderedComment, behavior: str, now: datetime) -> PublishResult:
+def _publish_once(forge: Forge, comment: RenderedComment, behavior: str, now: datetime,
+                  renew_unless: str | None = None) -> PublishResult:
     ours = our_comments(forge, comment.tag)
     newest = ours[-1] if ours else None
+    # the same listing decides a renewal: reading the comments twice would cost a second paged GET
+    if renew_unless and behavior == "update" and newest is not None and renew_unless not in newest.body:
+        behavior = "hide-and-new" if forge.supports_hide else "delete-and-new"
     if newest is not None:
         if describes_newer_run(newest, comment, now):
             return PublishResult("skipped-newer", newest.id, behavior)
@@ -122,12 +126,8 @@ def publish(forge: Forge, comment: RenderedComment, behavior: str = "update",
         behavior = "delete-and-new"
     for attempt in range(1, retry.attempts + 1):
         try:
-            chosen = behavior
-            if renew_unless and behavior == "update":
-                ours = our_comments(forge, comment.tag)
-                if ours and renew_unless not in ours[-1].body:
-                    chosen = "hide-and-new" if forge.supports_hide else "delete-and-new"
-            result = _publish_once(forge, comment, chosen, now or datetime.now(UTC))
+            result = _publish_once(forge, comment, behavior, now or datetime.now(UTC), renew_unless)
+            chosen = result.behavior
             if chosen != behavior:
                 notes.append(f"posted a new comment (instead of an edit) so that the handoff's mention notifies; "
                              f"the old one was {'hidden' if chosen == 'hide-and-new' else 'deleted'}")
