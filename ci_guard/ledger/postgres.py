@@ -59,18 +59,6 @@ class PostgresStore(SqlStore):
         self._pid = os.getpid()
         return self._conn
 
-    def _version(self) -> int:
-        conn = self._connection()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
-                if not cur.fetchone()[0]:  # type: ignore[index]
-                    return 0
-                cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-                return int(cur.fetchone()[0])  # type: ignore[index]
-        except psycopg.Error as exc:
-            raise self._translate_error(exc) from None  # type: ignore[misc]
-
     def _applied(self) -> set[int]:
         conn = self._connection()
         try:

@@ -50,13 +50,6 @@ class SqliteStore(SqlStore):
                 f"cannot open the SQLite ledger {self.url}: {redact(str(exc))}"
             ) from None
 
-    def _version(self) -> int:
-        try:
-            row = self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        except sqlite3.OperationalError:  # no schema_version table yet
-            return 0
-        return int(row[0] or 0)
-
     def _applied(self) -> set[int]:
         try:
             return {int(r[0]) for r in self._conn.execute("SELECT version FROM schema_version")}
