@@ -131,15 +131,24 @@ def _int(value: object) -> int | None:
         return None
 
 
-def history(opts: CommentOptions, repo: str | None, pr: int | None, env: dict[str, str],
-            warn: Callable[[str], None]) -> list[RunSummary]:
-    """Earlier runs of this PR/MR from the ledger; a ledger problem only costs the history."""
-    url = None if opts.no_ledger else (opts.ledger or env.get("CI_GUARD_LEDGER"))
-    if not url and not opts.no_ledger and not opts.ledger:
+def _ledger_url(opts: CommentOptions, env: dict[str, str]) -> str | None:
+    """The ledger the comment reads: --ledger, else CI_GUARD_LEDGER, else the default SQLite file if it
+    exists; None with --no-ledger."""
+    if opts.no_ledger:
+        return None
+    url = opts.ledger or env.get("CI_GUARD_LEDGER")
+    if not url and not opts.ledger:
         from ci_guard.ledger import default_ledger_path
 
         default = default_ledger_path(env)
         url = f"sqlite:///{default}" if default.is_file() else None
+    return url
+
+
+def history(opts: CommentOptions, repo: str | None, pr: int | None, env: dict[str, str],
+            warn: Callable[[str], None]) -> list[RunSummary]:
+    """Earlier runs of this PR/MR from the ledger; a ledger problem only costs the history."""
+    url = _ledger_url(opts, env)
     if not url or repo is None or pr is None:
         return []
     try:
@@ -161,12 +170,7 @@ def history(opts: CommentOptions, repo: str | None, pr: int | None, env: dict[st
 def repo_median(opts: CommentOptions, repo: str | None, pr: int | None, env: dict[str, str],
                 warn: Callable[[str], None]) -> tuple[Decimal, int] | None:
     """The median spend of the repository's *other* PRs over the last 30 days, and how many there were."""
-    url = None if opts.no_ledger else (opts.ledger or env.get("CI_GUARD_LEDGER"))
-    if not url and not opts.no_ledger and not opts.ledger:
-        from ci_guard.ledger import default_ledger_path
-
-        default = default_ledger_path(env)
-        url = f"sqlite:///{default}" if default.is_file() else None
+    url = _ledger_url(opts, env)
     if not url or repo is None:
         return None
     try:
