@@ -13,12 +13,12 @@ never fails the run: a forge error becomes a warning.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from ci_guard.forges.base import Forge, ForgeRequestError, PullState
+from ci_guard.forges.sticky import RetryPolicy, retrying
 from ci_guard.policy.models import LOGIN_PATTERN, TEAM_PATTERN, Policy
 from ci_guard.report import escape
 from ci_guard.report.comment import CAP_LABELS
@@ -26,7 +26,6 @@ from ci_guard.report.comment import CAP_LABELS
 AUTHOR = "author"  # `mention: author` names the PR/MR author; `@author` is the user called "author"
 _LOGIN = re.compile(LOGIN_PATTERN)
 _TEAM = re.compile(TEAM_PATTERN)
-T = TypeVar("T")
 
 
 @dataclass
@@ -85,27 +84,13 @@ def plan_handoff(summaries: Sequence[Any], policy: Policy) -> HandoffPlan | None
     return plan if plan.runs else None
 
 
-def _retrying(fn: Callable[[], T], retry: Any) -> T:
-    attempts = getattr(retry, "attempts", 3)
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except ForgeRequestError as exc:
-            backoff = getattr(retry, "backoff_s", 1.0) * 2 ** (attempt - 1)
-            wait = exc.retry_after if exc.retry_after is not None else backoff
-            if not exc.retryable or attempt == attempts or wait > getattr(retry, "max_wait_s", 60.0):
-                raise
-            getattr(retry, "sleep", time.sleep)(wait)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def apply_handoff(forge: Forge, plan: HandoffPlan, retry: Any = None, *, pr_word: str = "pull request"
+def apply_handoff(forge: Forge, plan: HandoffPlan, retry: RetryPolicy | None = None, *, pr_word: str = "pull request"
                   ) -> HandoffResult:
     """Apply ``plan`` on the forge; every failure is a warning in the result, never an exception."""
     result = HandoffResult()
     state: PullState | None = None
     try:
-        state = _retrying(forge.pull_state, retry)
+        state = retrying(forge.pull_state, retry)[0]
     except ForgeRequestError as exc:
         result.warnings.append(f"handoff: could not read the {pr_word}: {exc.render()}")
     if state is not None and plan.labels:
@@ -113,7 +98,7 @@ def apply_handoff(forge: Forge, plan: HandoffPlan, retry: Any = None, *, pr_word
         missing = [label for label in plan.labels if label.lower() not in have]
         if missing:
             try:
-                _retrying(lambda: forge.add_labels(missing), retry)
+                retrying(lambda: forge.add_labels(missing), retry)
                 result.done.append("added label " + ", ".join(missing))
             except ForgeRequestError as exc:
                 result.warnings.append(f"handoff: could not add label {', '.join(missing)}: {exc.render()}")
@@ -125,7 +110,8 @@ def apply_handoff(forge: Forge, plan: HandoffPlan, retry: Any = None, *, pr_word
     return result
 
 
-def _request_reviews(forge: Forge, plan: HandoffPlan, state: PullState, result: HandoffResult, retry: Any) -> None:
+def _request_reviews(forge: Forge, plan: HandoffPlan, state: PullState, result: HandoffResult,
+                     retry: RetryPolicy | None) -> None:
     author = (state.author or "").lower()
     have_users = {u.lower() for u in state.reviewers}
     have_teams = {t.lower() for t in state.teams}
@@ -149,7 +135,7 @@ def _request_reviews(forge: Forge, plan: HandoffPlan, state: PullState, result: 
     if not users and not teams:
         return
     try:
-        _retrying(lambda: forge.request_review(users, teams), retry)
+        retrying(lambda: forge.request_review(users, teams), retry)
         result.done.append("requested review from " + ", ".join([*users, *teams]))
     except ForgeRequestError as exc:
         result.warnings.append(f"handoff: could not request a review: {exc.render()}")

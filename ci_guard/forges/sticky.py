@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from ci_guard.forges.base import BEHAVIORS, Forge, ForgeComment, ForgeRequestError
 from ci_guard.report.marker import find_marker
@@ -30,6 +31,7 @@ from ci_guard.report.render import RenderedComment
 Sleep = Callable[[float], None]
 # how far ahead of our clock another runner's clock may plausibly be
 MAX_CLOCK_SKEW = timedelta(minutes=10)
+T = TypeVar("T")
 
 
 @dataclass
@@ -62,6 +64,26 @@ class RetryPolicy:
     backoff_s: float = 1.0  # 1, 2, 4, ... when the forge gives no Retry-After
     max_wait_s: float = 60.0  # never sleep longer than this for one retry
     sleep: Sleep = time.sleep
+
+
+def retrying(fn: Callable[[], T], retry: RetryPolicy | None = None) -> tuple[T, int]:
+    """``fn()`` and the attempt it took, trying again on a retryable ForgeRequestError.
+
+    Waits the forge's Retry-After, else ``backoff_s`` doubling; gives up (re-raises) after
+    ``attempts`` or when a wait would exceed ``max_wait_s``.
+    """
+    retry = retry or RetryPolicy()
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            return fn(), attempt
+        except ForgeRequestError as exc:
+            if not exc.retryable or attempt == retry.attempts:
+                raise
+            wait = exc.retry_after if exc.retry_after is not None else retry.backoff_s * 2 ** (attempt - 1)
+            if wait > retry.max_wait_s:
+                raise
+            retry.sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def our_comments(forge: Forge, tag: str) -> list[ForgeComment]:
@@ -119,27 +141,15 @@ def publish(forge: Forge, comment: RenderedComment, behavior: str = "update",
     """
     if behavior not in BEHAVIORS:
         raise ValueError(f"unknown behaviour {behavior!r}")
-    retry = retry or RetryPolicy()
     notes = []
     if behavior == "hide-and-new" and not forge.supports_hide:
         notes.append(f"{forge.name} cannot hide comments; used delete-and-new instead")
         behavior = "delete-and-new"
-    for attempt in range(1, retry.attempts + 1):
-        try:
-            result = _publish_once(forge, comment, behavior, now or datetime.now(UTC), renew_unless)
-            chosen = result.behavior
-            if chosen != behavior:
-                notes.append(f"posted a new comment (instead of an edit) so that the handoff's mention notifies; "
-                             f"the old one was {'hidden' if chosen == 'hide-and-new' else 'deleted'}")
-        except ForgeRequestError as exc:
-            if not exc.retryable or attempt == retry.attempts:
-                raise
-            wait = exc.retry_after if exc.retry_after is not None else retry.backoff_s * 2 ** (attempt - 1)
-            if wait > retry.max_wait_s:
-                raise
-            retry.sleep(wait)
-            continue
-        result.attempts = attempt
-        result.notes = notes
-        return result
-    raise AssertionError("unreachable")  # pragma: no cover
+    result, attempts = retrying(
+        lambda: _publish_once(forge, comment, behavior, now or datetime.now(UTC), renew_unless), retry)
+    result.attempts = attempts
+    if result.behavior != behavior:
+        notes.append(f"posted a new comment (instead of an edit) so that the handoff's mention notifies; "
+                     f"the old one was {'hidden' if result.behavior == 'hide-and-new' else 'deleted'}")
+    result.notes = notes
+    return result
