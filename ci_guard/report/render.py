@@ -17,9 +17,10 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from ci_guard import money
 from ci_guard.errors import InvalidInputError, Problem
 from ci_guard.meter.summary import RunSummary
-from ci_guard.report import escape, money
+from ci_guard.report import escape
 from ci_guard.report.comment import STATUS_EMOJI, CommentView, RunView, build_view
 from ci_guard.report.marker import DEFAULT_TAG, format_time, marker_line
 
