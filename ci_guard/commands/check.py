@@ -72,12 +72,9 @@ def check(policy_path: str, budget_snapshot: str | None, ledger_url: str | None,
         click.echo("ci-guard: error: the ledger could not be reached (enforcement.on_ledger_error: deny); "
                    "this is not a policy decision", err=True)
         if fmt == "github":
-            click.echo(f"::error title=ci-guard ledger::{_annotation(decision.reason or 'the ledger failed')}")
+            from ci_guard.meter.outputs import annotation
+
+            click.echo(f"::error title=ci-guard ledger::{annotation(decision.reason or 'the ledger failed')}")
         return EXIT_UNAVAILABLE
     return 0 if decision.allowed else 1
 
-
-def _annotation(text: str) -> str:
-    from ci_guard.secrets import redact
-
-    return redact(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")

@@ -54,7 +54,7 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
     """
     from ci_guard.errors import EXIT_RUN_INFRASTRUCTURE, EXIT_UNAVAILABLE, CiGuardError
     from ci_guard.meter import detached
-    from ci_guard.meter.outputs import write_github_outputs
+    from ci_guard.meter.outputs import annotation, write_github_outputs
     from ci_guard.meter.runner import EXIT_POLICY_REFUSED
     from ci_guard.meter.upstreams import upstreams_from_env
 
@@ -69,7 +69,7 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
         if exc.exit_code == EXIT_UNAVAILABLE:  # infrastructure (ledger, missing key, proxy): 82, as for `run`
             exc.exit_code = EXIT_RUN_INFRASTRUCTURE
             if fmt == "github":
-                click.echo(f"::error title=ci-guard infrastructure::{_annotation(exc.render())}")
+                click.echo(f"::error title=ci-guard infrastructure::{annotation(exc.render())}")
         raise
     d = started.decision
     env = started.agent_env()
@@ -98,7 +98,7 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
             detail = started.refused_summary.stop_detail or ""
             click.echo(f"ci-guard: error: {detail}", err=True)
             if fmt == "github":
-                click.echo(f"::error title=ci-guard ledger::{_annotation(detail)}")
+                click.echo(f"::error title=ci-guard ledger::{annotation(detail)}")
             return EXIT_RUN_INFRASTRUCTURE
         click.echo(f"ci-guard: {d.decision} by rule {d.rule!r}: {d.reason or ''}", err=True)
         return EXIT_POLICY_REFUSED
@@ -116,8 +116,3 @@ def _append_env(env: dict[str, str]) -> None:
         for name, value in env.items():
             fh.write(f"{name}={value}\n")
 
-
-def _annotation(text: str) -> str:
-    from ci_guard.secrets import redact
-
-    return redact(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")

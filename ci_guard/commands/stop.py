@@ -50,7 +50,7 @@ def stop(state_path: str | None, summary_path: str | None, ledger_url: str | Non
 
     from ci_guard.meter import detached
     from ci_guard.meter.live_log import call_log_lines, collapsed, usd
-    from ci_guard.meter.outputs import emit_github_run_outputs
+    from ci_guard.meter.outputs import annotation, emit_github_run_outputs
     from ci_guard.meter.summary import write_summary
 
     path = state_path or os.environ.get("CI_GUARD_STATE") or detached.default_state_path()
@@ -75,6 +75,5 @@ def stop(state_path: str | None, summary_path: str | None, ledger_url: str | Non
     for problem in problems:  # a forged file: the run is stopped and reported, and the step fails
         click.echo(f"ci-guard: error: {problem}", err=True)
         if fmt == "github":
-            escaped = problem.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-            click.echo(f"::error title=ci-guard state forged::{escaped}")
+            click.echo(f"::error title=ci-guard state forged::{annotation(problem)}")
     return 2 if problems else 0
