@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ci_guard.errors import InvalidInputError, Problem
+from ci_guard.importers.jsonl import as_str, json_lines
 from ci_guard.importers.model import ImportedCall, ImportedUsage
 from ci_guard.pricing.normalize import anthropic_tier, anthropic_web_searches, from_anthropic
 from ci_guard.pricing.usage import Usage
@@ -58,23 +59,12 @@ def _messages(text: str, path: str) -> list[Mapping[str, Any]]:
 
 
 def _jsonl(text: str, path: str) -> list[Mapping[str, Any]]:
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError("invalid Claude Code output", [
-                Problem(f"invalid JSON: {exc.msg}", path, lineno, exc.colno)]) from exc
-        if isinstance(value, Mapping):
-            out.append(value)
-    return out
+    return [value for _, value in json_lines(text, path, "invalid Claude Code output")]
 
 
 def _model_calls(model_usage: Any, model: str | None, usage: Any) -> list[ImportedCall]:
     main = from_anthropic(usage) if isinstance(usage, Mapping) else Usage()
-    geo = _str(usage.get("inference_geo")) if isinstance(usage, Mapping) else None
+    geo = as_str(usage.get("inference_geo")) if isinstance(usage, Mapping) else None
     tier = anthropic_tier(usage) if isinstance(usage, Mapping) else None
     if isinstance(model_usage, Mapping) and model_usage:
         entries = {name: _camel_usage(u) for name, u in model_usage.items() if isinstance(u, Mapping)}
@@ -91,7 +81,7 @@ def _model_calls(model_usage: Any, model: str | None, usage: Any) -> list[Import
                                                                    tokens.cache_write_tokens))
             # the result's usage (and its speed) is the main loop's: side calls (Haiku) are not fast mode;
             # when the main loop's model is unknown, every entry keeps it (never under-counted)
-            own_tier = tier if owner in (None, name) or tier != "fast" else _str(usage.get("service_tier"))
+            own_tier = tier if owner in (None, name) or tier != "fast" else as_str(usage.get("service_tier"))
             calls.append(ImportedCall(model=name, usage=tokens, vendor_cost_usd=_decimal(u.get("costUSD")),
                                       provider="anthropic", web_searches=anthropic_web_searches(u),
                                       inference_geo=geo, service_tier=own_tier))
@@ -109,10 +99,6 @@ def _main_loop_model(entries: Mapping[str, Usage], model: str | None, main: Usag
         return model
     fits = [name for name, u in entries.items() if u.cache_write_tokens >= main.cache_write_tokens]
     return fits[0] if len(fits) == 1 else None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _camel_usage(u: Mapping[str, Any]) -> Usage:

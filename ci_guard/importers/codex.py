@@ -8,11 +8,11 @@ model, so the model comes from ``--model`` or the policy decision.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from ci_guard.errors import InvalidInputError, Problem
+from ci_guard.importers.jsonl import json_lines
 from ci_guard.importers.model import ImportedCall, ImportedUsage
 from ci_guard.pricing.normalize import from_openai_responses
 from ci_guard.pricing.usage import Usage
@@ -44,19 +44,8 @@ def parse(text: str, path: str, default_model: str | None = None) -> ImportedUsa
 
 
 def _events(text: str, path: str) -> list[tuple[int, Mapping[str, Any]]]:
-    events = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line.startswith("{"):
-            continue  # codex may print non-JSON lines (warnings) around the events
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError("invalid Codex output", [
-                Problem(f"invalid JSON: {exc.msg}", path, lineno, exc.colno)]) from exc
-        if isinstance(value, Mapping):
-            events.append((lineno, value))
-    return events
+    # codex may print non-JSON lines (warnings) around the events: objects_only skips them
+    return list(json_lines(text, path, "invalid Codex output", objects_only=True))
 
 
 def _usage(usage: Any, path: str, lineno: int) -> Usage:
