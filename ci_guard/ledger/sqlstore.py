@@ -44,7 +44,7 @@ from ci_guard.ledger.analytics import AnalyticsMixin
 from ci_guard.ledger.budgets import budget_spec, empty_status
 from ci_guard.ledger.periods import as_utc
 from ci_guard.ledger.records import CallRecord, RunRecord
-from ci_guard.ledger.store import BudgetKey, Reservation
+from ci_guard.ledger.store import BudgetKey, Reservation, RunOwner
 from ci_guard.policy import inputs
 from ci_guard.policy.decision import BudgetStatus
 from ci_guard.pricing.usage import Usage
@@ -258,33 +258,62 @@ class SqlStore(AnalyticsMixin):
         self, run_id: str, keys: Sequence[BudgetKey], amount_usd: Decimal, ttl_s: int,
         now: datetime, clamp: bool = False,
     ) -> Reservation:
-        ordered = sorted(keys, key=_key_order)
-        requested = to_micros(amount_usd)
-        expires = as_utc(now) + timedelta(seconds=ttl_s)
-        if requested < 0:
-            raise InvalidInputError(f"cannot reserve a negative amount ({amount_usd})")
+        ordered, requested, expires = self._reservation_args(keys, amount_usd, ttl_s, now)
         if not ordered:
             return Reservation(run_id, from_micros(requested), [], expires)
-
-        def attempt(tx: Tx) -> int | BudgetExceededError:
-            rooms = [self._room(tx, run_id, key, now) for key in ordered]
-            amount = requested
-            tightest = min(range(len(ordered)), key=lambda i: rooms[i][0])
-            if amount > rooms[tightest][0]:
-                if not clamp or rooms[tightest][0] <= 0:
-                    # returned, not raised: the expired holds settled on the way are committed all the same
-                    key, (_, spent, reserved) = ordered[tightest], rooms[tightest]
-                    return BudgetExceededError(f"{key.budget}[{key.scope_key}]", key.limit_usd,
-                                               from_micros(spent), from_micros(reserved), from_micros(requested))
-                amount = rooms[tightest][0]
-            for key in ordered:
-                self._hold(tx, run_id, key, amount, expires, now)
-            return amount
-
-        amount = self._op(attempt)
+        amount = self._op(lambda tx: self._reserve_in(tx, run_id, ordered, requested, expires, now, clamp))
         if isinstance(amount, BudgetExceededError):
             raise amount
         return Reservation(run_id, from_micros(amount), list(ordered), expires)
+
+    def reserve_and_start(
+        self, run_id: str, keys: Sequence[BudgetKey], amount_usd: Decimal, ttl_s: int, now: datetime,
+        run_for: Callable[[Decimal], RunRecord], clamp: bool = False, owner: RunOwner | None = None,
+    ) -> Reservation:
+        """:meth:`reserve`, then :meth:`start_run` of ``run_for(reserved amount)`` and the run's owner, in
+        one transaction: one commit instead of three, the rollup rows locked once per launch.
+
+        ``run_for`` may be called more than once (a retried transaction) and must not have side effects.
+        When the budget does not fit, nothing is started and :class:`BudgetExceededError` is raised (the
+        expired holds settled on the way are committed, as by :meth:`reserve`).
+        """
+        ordered, requested, expires = self._reservation_args(keys, amount_usd, ttl_s, now)
+
+        def write(tx: Tx) -> int | BudgetExceededError:
+            amount = self._reserve_in(tx, run_id, ordered, requested, expires, now, clamp) if ordered else requested
+            if not isinstance(amount, BudgetExceededError):
+                self._start_in(tx, run_for(from_micros(amount)), ordered, datetime.now(UTC), owner)
+            return amount
+
+        amount = self._op(write)
+        if isinstance(amount, BudgetExceededError):
+            raise amount
+        return Reservation(run_id, from_micros(amount), list(ordered), expires)
+
+    def _reservation_args(self, keys: Sequence[BudgetKey], amount_usd: Decimal, ttl_s: int,
+                          now: datetime) -> tuple[list[BudgetKey], int, datetime]:
+        """(keys in lock order, micro-dollars asked for, expiry) of a reservation; a negative amount is an error."""
+        requested = to_micros(amount_usd)
+        if requested < 0:
+            raise InvalidInputError(f"cannot reserve a negative amount ({amount_usd})")
+        return sorted(keys, key=_key_order), requested, as_utc(now) + timedelta(seconds=ttl_s)
+
+    def _reserve_in(self, tx: Tx, run_id: str, ordered: Sequence[BudgetKey], requested: int, expires: datetime,
+                    now: datetime, clamp: bool) -> int | BudgetExceededError:
+        """Hold the micro-dollars granted on every key (``ordered``: lock order); the error when they do not fit."""
+        rooms = [self._room(tx, run_id, key, now) for key in ordered]
+        amount = requested
+        tightest = min(range(len(ordered)), key=lambda i: rooms[i][0])
+        if amount > rooms[tightest][0]:
+            if not clamp or rooms[tightest][0] <= 0:
+                # returned, not raised: the expired holds settled on the way are committed all the same
+                key, (_, spent, reserved) = ordered[tightest], rooms[tightest]
+                return BudgetExceededError(f"{key.budget}[{key.scope_key}]", key.limit_usd,
+                                           from_micros(spent), from_micros(reserved), from_micros(requested))
+            amount = rooms[tightest][0]
+        for key in ordered:
+            self._hold(tx, run_id, key, amount, expires, now)
+        return amount
 
     def _room(self, tx: Tx, run_id: str, key: BudgetKey, now: datetime) -> tuple[int, int, int]:
         """Lock the key's rollup row; return (room left, spent, outstanding of *other* runs)."""
@@ -370,26 +399,28 @@ class SqlStore(AnalyticsMixin):
         return row[0], row[1], self._dt(row[2])
 
     # --- runs and calls ---------------------------------------------------------------------------
-    def start_run(self, run: RunRecord, keys: Sequence[BudgetKey] = ()) -> None:
+    def start_run(self, run: RunRecord, keys: Sequence[BudgetKey] = (), owner: RunOwner | None = None) -> None:
         """Insert the run with zero totals: a run's totals are always the sum of its recorded calls."""
         ordered = sorted(keys, key=_key_order)
         now = datetime.now(UTC)
+        self._op(lambda tx: self._start_in(tx, run, ordered, now, owner))
 
-        def write(tx: Tx) -> None:
-            inserted = tx.run(f"INSERT INTO runs ({', '.join(RUN_COLS)}) VALUES "
-                              f"({', '.join('?' * len(RUN_COLS))}) ON CONFLICT (run_id) DO NOTHING",
-                              self._run_row(run))
-            if not inserted:
-                raise LedgerError(f"run {run.run_id!r} is already in the ledger")
-            for key in ordered:
-                tx.run("INSERT INTO run_budget_keys (run_id, budget, scope_key, period_start, period_end)"
-                       " VALUES (?, ?, ?, ?, ?)", (run.run_id, key.budget, key.scope_key,
-                                                   self._ts(key.period_start), self._ts(key.period_end)))
-                self._ensure_rollup(tx, key, now)
-                self._add_to_rollup(tx, run.run_id, key.budget, key.scope_key, self._ts(key.period_start),
-                                    0, 0, 1, now)
-
-        self._op(write)
+    def _start_in(self, tx: Tx, run: RunRecord, ordered: Sequence[BudgetKey], now: datetime,
+                  owner: RunOwner | None) -> None:
+        inserted = tx.run(f"INSERT INTO runs ({', '.join(RUN_COLS)}) VALUES "
+                          f"({', '.join('?' * len(RUN_COLS))}) ON CONFLICT (run_id) DO NOTHING",
+                          self._run_row(run))
+        if not inserted:
+            raise LedgerError(f"run {run.run_id!r} is already in the ledger")
+        for key in ordered:
+            tx.run("INSERT INTO run_budget_keys (run_id, budget, scope_key, period_start, period_end)"
+                   " VALUES (?, ?, ?, ?, ?)", (run.run_id, key.budget, key.scope_key,
+                                               self._ts(key.period_start), self._ts(key.period_end)))
+            self._ensure_rollup(tx, key, now)
+            self._add_to_rollup(tx, run.run_id, key.budget, key.scope_key, self._ts(key.period_start),
+                                0, 0, 1, now)
+        if owner is not None:
+            self._set_owner(tx, run.run_id, owner)
 
     def record_call(self, call: CallRecord) -> None:
         self.record_calls([call])
@@ -482,8 +513,10 @@ class SqlStore(AnalyticsMixin):
         self._op(write)
 
     def set_run_owner(self, run_id: str, pid: int, started: str | None, host: str) -> None:
-        self._op(lambda tx: tx.run("UPDATE runs SET owner_pid = ?, owner_started = ?, owner_host = ?"
-                                   " WHERE run_id = ?", (pid, started, host, run_id)))
+        self._op(lambda tx: self._set_owner(tx, run_id, (pid, started, host)))
+
+    def _set_owner(self, tx: Tx, run_id: str, owner: RunOwner) -> None:
+        tx.run("UPDATE runs SET owner_pid = ?, owner_started = ?, owner_host = ? WHERE run_id = ?", (*owner, run_id))
 
     def running_runs_owned_on(self, host: str) -> list[tuple[str, int, str | None]]:
         rows = self._op(lambda tx: tx.all("SELECT run_id, owner_pid, owner_started FROM runs"

@@ -6,7 +6,7 @@ calls them from a worker thread so a slow database never stalls a stream.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -40,6 +40,10 @@ class Reservation:
     expires_at: datetime
 
 
+# The process that meters a running run: (pid, that process's start time, host); see ci_guard.meter.owners.
+RunOwner = tuple[int, str | None, str]
+
+
 class Store(Protocol):
     url: str  # redacted: safe to print
 
@@ -68,14 +72,22 @@ class Store(Protocol):
         """
         ...
 
+    def reserve_and_start(
+        self, run_id: str, keys: Sequence[BudgetKey], amount_usd: Decimal, ttl_s: int, now: datetime,
+        run_for: Callable[[Decimal], RunRecord], clamp: bool = False, owner: RunOwner | None = None,
+    ) -> Reservation:
+        """:meth:`reserve`, then :meth:`start_run` of ``run_for(amount reserved)`` with ``keys`` and ``owner``
+        (as :meth:`set_run_owner`), all in one transaction. Raises like :meth:`reserve`, starting nothing."""
+        ...
+
     def settle(self, run_id: str) -> None:
         """Release the run's reservation and move its escrow (the spend of its calls) into the rollups,
         once: settling again moves nothing."""
         ...
 
     # runs and calls ------------------------------------------------------------------------
-    def start_run(self, run: RunRecord, keys: Sequence[BudgetKey] = ()) -> None:
-        """Insert a run and remember which budget keys its calls count against."""
+    def start_run(self, run: RunRecord, keys: Sequence[BudgetKey] = (), owner: RunOwner | None = None) -> None:
+        """Insert a run and remember which budget keys its calls count against (and its owner, if given)."""
         ...
 
     def record_call(self, call: CallRecord) -> None:

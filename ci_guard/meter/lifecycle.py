@@ -18,6 +18,7 @@ from typing import Any
 from ci_guard.context.model import RunContext
 from ci_guard.errors import BudgetExceededError, LedgerError
 from ci_guard.ledger.records import RunRecord
+from ci_guard.ledger.store import RunOwner
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.pricer import CatalogPricer
 from ci_guard.meter.recorder import LedgerRecorder, Recorder, open_recorder
@@ -50,7 +51,10 @@ class PreparedRun:
 
 
 def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None, budget_snapshot: str | None,
-                now: datetime | None, live: LiveLog, run_id: str | None = None) -> PreparedRun:
+                now: datetime | None, live: LiveLog, run_id: str | None = None,
+                owner: RunOwner | None = None) -> PreparedRun:
+    """Decide; when allowed, reserve and record the run (owned by ``owner``, see ci_guard.meter.owners)
+    in one ledger transaction."""
     from ci_guard.ledger import open_ledger
     from ci_guard.policy.decide import evaluate, load_policy
     from ci_guard.policy.snapshot import SnapshotBudgetSource
@@ -90,18 +94,11 @@ def prepare_run(*, policy_path: str, context: RunContext, ledger_url: str | None
             return PreparedRun(run_id, decision, url if store else None, refused_summary=summary)
         reserved = None
         if store is not None:
-            decision, reserved = _reserve(store, policy, decision, decision.context, run_id, now, live)
+            decision, reserved = _reserve_and_start(store, policy, decision, run_id, now, inputs, owner, live)
             if not decision.allowed:
                 summary = _refused(run_id, decision, now)
                 _record_refused(store, summary, decision, now, inputs)
                 return PreparedRun(run_id, decision, url, refused_summary=summary)
-            try:
-                store.start_run(_run_record(run_id, decision, now, "running", inputs),
-                                _keys(policy, decision.context, now))
-            except BaseException:
-                # Reserved but not started: release the hold now rather than leave it to its TTL.
-                _release(store, run_id)
-                raise
             # the run's recorder writes through this same connection: a second connect and schema
             # check per run would add ~10 ms to every launch (and a backend per run on PostgreSQL)
             handed = store
@@ -199,14 +196,6 @@ def close_dead_runs(store: Any, now: datetime) -> None:
         replay_inflight_files(store, directory)
 
 
-def _release(store: Any, run_id: str) -> None:
-    try:
-        store.settle(run_id)
-    except Exception as exc:  # best effort: the reservation still expires with its TTL
-        LiveLog().info(f"warning: the reservation of run {run_id} could not be released: "
-                       f"{redact(f'{type(exc).__name__}: {exc}')}")
-
-
 def _open_store(open_ledger: Any, url: str) -> tuple[Any, str | None]:
     try:
         return open_ledger(url), None
@@ -230,18 +219,23 @@ def _keys(policy: Any, context: RunContext, now: datetime) -> list[Any]:
     return budget_keys(policy.budgets, context, now)
 
 
-def _reserve(store: Any, policy: Any, decision: Decision, context: RunContext, run_id: str, now: datetime,
-             live: LiveLog) -> tuple[Decision, Decimal | None]:
-    """Reserve the run's cost cap on every budget it charges, and make the budgets part of that cap.
+def _reserve_and_start(store: Any, policy: Any, decision: Decision, run_id: str, now: datetime,
+                       inputs: dict[str, Any], owner: RunOwner | None,
+                       live: LiveLog) -> tuple[Decision, Decimal | None]:
+    """Reserve the run's cost cap on every budget it charges, make the budgets part of that cap, and
+    record the run as running (with its owner), in one transaction: a run is never started without
+    its reservation, nor a reservation left behind by a run that could not be started.
 
     The reservation is the smaller of ``max_cost_usd`` and what the tightest budget has left, and
     the decided ``max_cost_usd`` becomes that amount, so the proxy's cost cap (clamp/refuse per
     call) holds every budget the run charges, with or without a ``max_cost_usd`` in the policy.
-    A budget with nothing left denies the run. ``context`` is the decision's context: the team
-    resolved from `teams:` (and any other derived scope key) is charged like a given one.
+    A budget with nothing left denies the run (nothing is started). The keys are those of the
+    decision's context: the team resolved from `teams:` (and any other derived scope key) is charged
+    like a given one.
     """
-    keys = _keys(policy, context, now)
+    keys = _keys(policy, decision.context, now)
     if not keys:
+        store.start_run(_run_record(run_id, decision, now, "running", inputs), [], owner=owner)
         return decision, None
     cap = decision.limits.max_cost_usd
     # Without a cost cap, ask for more than any budget can hold and take what the tightest one has left.
@@ -250,7 +244,9 @@ def _reserve(store: Any, policy: Any, decision: Decision, context: RunContext, r
     # A reservation must outlive the run it protects: never expire before the runtime cap (+10 min).
     ttl = max(decision.enforcement.reservation_ttl_s, (decision.limits.max_runtime_s or 0) + 600)
     try:
-        reservation = store.reserve(run_id, keys, amount, ttl, now, clamp=clamp)
+        reservation = store.reserve_and_start(
+            run_id, keys, amount, ttl, now, clamp=clamp, owner=owner,
+            run_for=lambda got: _run_record(run_id, _granted(decision, cap, got)[0], now, "running", inputs))
     except BudgetExceededError as exc:
         if cap is None or _left(exc) <= 0:
             reason = (f"budget {exc.budget} has nothing left: limit ${exc.limit_usd}, spent ${exc.spent_usd}, "
@@ -260,18 +256,27 @@ def _reserve(store: Any, policy: Any, decision: Decision, context: RunContext, r
         return decision.model_copy(update={"decision": "deny", "rule": f"budget:{exc.budget}",
                                            "reason": reason}), None
     got = reservation.amount_usd
-    if cap is None or got < cap:
-        tight = _tightest(decision)
-        why = f"what budget {tight} has left" if tight else "what the budgets have left"
-        if cap is None:
-            live.info(f"no max_cost_usd: the run's cost cap is ${got}, {why}")
-            note = f"max_cost_usd set to ${got} ({why}; the policy gives no cost cap)"
-        else:
-            live.info(f"budget nearly spent: max_cost_usd clamped from ${cap} to ${got} ({why})")
-            note = f"max_cost_usd clamped to ${got} ({why})"
-        limits = decision.limits.model_copy(update={"max_cost_usd": got})
-        decision = decision.model_copy(update={"limits": limits, "notes": [*decision.notes, note]})
+    decision, line = _granted(decision, cap, got)
+    if line:
+        live.info(line)
     return decision, got
+
+
+def _granted(decision: Decision, cap: Decimal | None, got: Decimal) -> tuple[Decision, str | None]:
+    """The decision with ``got`` (what was reserved) as its cost cap when that is below ``cap`` (or there
+    is no cap), and the line saying so (None: the decision is unchanged)."""
+    if cap is not None and got >= cap:
+        return decision, None
+    tight = _tightest(decision)
+    why = f"what budget {tight} has left" if tight else "what the budgets have left"
+    if cap is None:
+        line = f"no max_cost_usd: the run's cost cap is ${got}, {why}"
+        note = f"max_cost_usd set to ${got} ({why}; the policy gives no cost cap)"
+    else:
+        line = f"budget nearly spent: max_cost_usd clamped from ${cap} to ${got} ({why})"
+        note = f"max_cost_usd clamped to ${got} ({why})"
+    limits = decision.limits.model_copy(update={"max_cost_usd": got})
+    return decision.model_copy(update={"limits": limits, "notes": [*decision.notes, note]}), line
 
 
 def _left(exc: BudgetExceededError) -> Decimal:

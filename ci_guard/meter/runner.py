@@ -92,6 +92,7 @@ def run_agent(req: RunRequest) -> RunOutcome:
     prepared = lifecycle.prepare_run(
         policy_path=req.policy_path, context=req.context, ledger_url=req.ledger_url,
         budget_snapshot=req.budget_snapshot, now=req.now, live=live,
+        owner=owners.this_process(),  # recorded with the run: the next run closes it if this process is killed
     )
     if prepared.refused_summary is not None:
         summary = prepared.refused_summary
@@ -120,8 +121,6 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
     )
     register(session.token)
     session.watch_ledger(asyncio.get_running_loop())
-    if prepared.ledger_url:
-        owners.claim(prepared.recorder, prepared.run_id)  # for the next run, if this process is killed
     proxy = MeterProxy(session, req.upstreams)
     try:
         await proxy.start()

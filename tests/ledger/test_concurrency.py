@@ -17,7 +17,7 @@ import pytest
 from ci_guard.ledger import open_ledger
 from ci_guard.ledger.budgets import budget_keys
 from tests.ledger.factories import CTX, NOW
-from tests.ledger.race_worker import race
+from tests.ledger.race_worker import race, race_merged
 
 RACERS = 64
 # Fresh interpreters, as with `spawn` (no connection or lock inherited from pytest), but forked
@@ -55,8 +55,9 @@ def run_racers(ledger_url: str, target: Callable[..., None]) -> dict[int, tuple[
 
 
 @pytest.mark.slow
-def test_64_processes_never_overspend(ledger_url):
-    outcomes = run_racers(ledger_url, race)
+@pytest.mark.parametrize("target", [race, race_merged], ids=["reserve-then-start", "reserve-and-start"])
+def test_64_processes_never_overspend(ledger_url, target):
+    outcomes = run_racers(ledger_url, target)
 
     crashed = {i: d for i, (o, d) in outcomes.items() if o == "crashed"}
     assert not crashed, crashed

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_guard.errors import BudgetExceededError
+from ci_guard.errors import BudgetExceededError, LedgerError
 from ci_guard.ledger import open_ledger
 from ci_guard.ledger.budgets import budget_keys
 from tests.helpers import run_cli
@@ -101,6 +101,43 @@ def test_reads_of_spent_include_open_runs(store):
     with pytest.raises(BudgetExceededError):
         store.reserve("next", keys, Decimal("1.51"), ttl_s=600, now=NOW)
     assert store.reserve("next", keys, Decimal("2"), ttl_s=600, now=NOW, clamp=True).amount_usd == Decimal("1.5")
+
+
+def test_reserve_and_start_is_one_transaction_with_the_granted_amount_and_the_owner(store):
+    keys = budget_keys(BUDGETS, CTX, NOW)
+    store.reserve("other", keys, Decimal("2.5"), ttl_s=600, now=NOW)  # repo-daily ($3) has $0.50 left
+    asked: list[Decimal] = []
+
+    def run_for(amount: Decimal):
+        asked.append(amount)
+        return run("both", limits={"max_cost_usd": str(amount)})
+
+    got = store.reserve_and_start("both", keys, Decimal("2"), ttl_s=600, now=NOW, run_for=run_for, clamp=True,
+                                  owner=(4242, "99", "host-a"))
+    assert got.amount_usd == Decimal("0.5") and asked == [Decimal("0.5")]  # the run is built from what was held
+    started = store.get_run("both")
+    assert started.status == "running" and started.limits["max_cost_usd"] == "0.5"
+    assert store.running_runs_owned_on("host-a") == [("both", 4242, "99")]
+    rows = store.bucket_rows("repo-daily", keys[1].period_start, NOW)
+    assert [(r["reserved_usd"], r["runs"]) for r in rows] == [(Decimal("3.0"), 1)]  # counted once, as start_run
+
+
+def test_reserve_and_start_starts_nothing_when_the_budget_does_not_fit_or_the_run_fails(store):
+    keys = budget_keys(BUDGETS, CTX, NOW)
+    with pytest.raises(BudgetExceededError):
+        store.reserve_and_start("big", keys, Decimal("4"), ttl_s=600, now=NOW, run_for=lambda _: run("big"))
+    assert store.get_run("big") is None and open_holds(store) == 0
+
+    def broken(amount: Decimal):
+        raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed")
+
+    with pytest.raises(UnicodeEncodeError):  # the hold is rolled back with the run it was for
+        store.reserve_and_start("bad", keys, Decimal("1"), ttl_s=600, now=NOW, run_for=broken)
+    store.start_run(run("dup"), keys)
+    with pytest.raises(LedgerError, match="already in the ledger"):
+        store.reserve_and_start("dup", keys, Decimal("1"), ttl_s=600, now=NOW, run_for=lambda _: run("dup"))
+    assert store.get_run("bad") is None and open_holds(store) == 0
+    assert statuses(store)["repo-daily"].reserved_usd == 0
 
 
 def test_budget_status_command_counts_open_runs(store, ledger_url, tmp_path, capsys):
