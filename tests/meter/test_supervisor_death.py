@@ -131,6 +131,30 @@ def test_the_agents_grandchildren_die_with_ci_guard(tmp_path: Path):
                 os.kill(grandchild, signal.SIGKILL)
 
 
+def test_the_watchdog_holds_no_secret_and_kills_the_group_when_its_pipe_closes(monkeypatch):
+    from ci_guard.meter.hardening import GroupWatchdog
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)  # in ci-guard's environment, as in every run
+    group = subprocess.Popen(["sh", "-c", "sleep 300 & wait"], start_new_session=True)
+    watchdog = GroupWatchdog(group.pid)
+    try:
+        assert watchdog.pid is not None and _alive(watchdog.pid)
+        with open(f"/proc/{watchdog.pid}/environ", "rb") as fh:  # readable by the agent: same user, dumpable
+            assert fh.read() == b""
+        with open(f"/proc/{watchdog.pid}/cmdline", "rb") as fh:
+            assert fh.read().split(b"\0")[-2] == str(group.pid).encode()  # argv: only the group id
+        time.sleep(0.2)
+        assert group.poll() is None  # waits while ci-guard holds the pipe
+        os.close(watchdog._write_end)  # what the kernel does when ci-guard dies, however it dies
+        watchdog._write_end = -1
+        assert group.wait(5) == -signal.SIGKILL
+    finally:
+        watchdog.close()
+        if group.poll() is None:
+            os.killpg(group.pid, signal.SIGKILL)
+            group.wait()
+
+
 def _dead_pid() -> int:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     return int(done.stdout)
