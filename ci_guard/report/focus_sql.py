@@ -48,9 +48,10 @@ class _Dialect:
 
     def money(self, micros: str) -> str:
         """Integer micro-dollars as a six-decimal string (as ``f"{Decimal(m) / 10**6:.6f}"``)."""
+        if self.pg:  # numeric division is exact here, and round(.., 6) writes six decimals
+            return f"CAST(round({micros} / 1000000.0, 6) AS TEXT)"
+
         def positive(m: str) -> str:
-            if self.pg:  # mod(), not %: psycopg reads % as a placeholder
-                return f"CAST({m} / 1000000 AS TEXT) || '.' || lpad(CAST(mod({m}, 1000000) AS TEXT), 6, '0')"
             return f"({m} / 1000000) || '.' || substr('00000' || ({m} % 1000000), -6)"
 
         return f"CASE WHEN {micros} >= 0 THEN {positive(micros)} ELSE '-' || {positive(f'(-{micros})')} END"
@@ -74,18 +75,23 @@ class _Dialect:
 
     def charge_end(self, started: str, ended: str) -> str:
         """The end rounded up to the second, and at least a second after the start (focus_row)."""
-        if self.pg:
-            utc = f"({ended} AT TIME ZONE 'UTC')"
-            end = (f"date_trunc('second', {utc}) + CASE WHEN {utc} > date_trunc('second', {utc})"
-                   " THEN interval '1 second' ELSE interval '0' END")
-            floor = f"date_trunc('second', {started} AT TIME ZONE 'UTC') + interval '1 second'"
-            return f"to_char(GREATEST({end}, {floor}), 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-        # stored as fixed-width "YYYY-MM-DDTHH:MM:SS.ffffffZ" (text order is time order)
-        up = (f"CASE WHEN substr({ended}, 21, 6) <> '000000' THEN"
-              f" strftime('%Y-%m-%dT%H:%M:%SZ', substr({ended}, 1, 19), '+1 second')"
-              f" ELSE substr({ended}, 1, 19) || 'Z' END")
-        floor = f"strftime('%Y-%m-%dT%H:%M:%SZ', substr({started}, 1, 19), '+1 second')"
-        return f"CASE WHEN substr({ended}, 1, 19) > substr({started}, 1, 19) THEN {up} ELSE max({up}, {floor}) END"
+        if self.pg:  # to_char drops the microseconds: + 0.999999 s rounds up, + 1 s is the floor + 1 s
+            return (f"to_char(GREATEST({ended} + interval '0.999999 second', {started} + interval '1 second')"
+                    " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+        # stored as fixed-width "YYYY-MM-DDTHH:MM:SS.ffffffZ" (text order is time order). An end in a
+        # later second than the start's is its own second, plus one if it has microseconds; any
+        # other end gives the start's second plus one.
+        up = (f"CASE WHEN substr({ended}, 21, 6) = '000000' THEN substr({ended}, 1, 19) || 'Z'"
+              f" ELSE {self._next_second(ended)} END")
+        return (f"CASE WHEN substr({ended}, 1, 19) > substr({started}, 1, 19) THEN {up}"
+                f" ELSE {self._next_second(started)} END")
+
+    def _next_second(self, at: str) -> str:
+        """SQLite: the stored time's second plus one, as format_time writes it (the date functions
+        only when the minute turns: they parse the text, ten times the cost of substr())."""
+        return (f"CASE WHEN substr({at}, 18, 2) < '59' THEN substr({at}, 1, 17)"
+                f" || substr('0' || (substr({at}, 18, 2) + 1), -2) || 'Z'"
+                f" ELSE strftime('%Y-%m-%dT%H:%M:%SZ', substr({at}, 1, 19), '+1 second') END")
 
     def month_key(self, started: str) -> str:
         """The UTC calendar month of the start, "YYYY-MM"."""

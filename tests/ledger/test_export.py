@@ -130,19 +130,26 @@ def test_the_bulk_writers_match_the_row_by_row_export_byte_for_byte(store):
         call("r-3", 2, "-0.25", at=NOW + timedelta(seconds=4), service_tier="a\\b\tc\x01", model_served="mödel ü",
              endpoint="x,y"),
         call("r-1", 3, "0.000001", at=NOW.replace(day=31, hour=23, minute=59, second=59, microsecond=500_000)),
+        # the charge period's end where the minute turns: from the start (an end in the start's second),
+        # from the end (rounded up), and an end on a whole second
+        call("r-2", 3, "1", at=NOW.replace(minute=34, second=59, microsecond=250_000)),
+        call("r-2", 4, "1", at=NOW.replace(minute=35, second=10)),
+        call("r-2", 5, "1", at=NOW.replace(minute=40, second=0, microsecond=500_000)),
     ]
     calls[1].ended_at = calls[1].started_at + timedelta(seconds=2, microseconds=1)
     calls[5].ended_at = calls[5].started_at - timedelta(seconds=3)
     calls[6].ended_at = calls[6].started_at + timedelta(microseconds=600_000)  # ends in April
+    calls[8].ended_at = NOW.replace(minute=35, second=59, microsecond=500_000)
+    calls[9].ended_at = NOW.replace(minute=40, second=2, microsecond=0)
     for c in calls:
         store.record_call(c)
     start, end = NOW.replace(day=1, hour=0, minute=0, second=0, microsecond=0), NOW.replace(month=4, day=1, hour=0,
                                                                                           minute=0, second=0)
     want, got = io.StringIO(), io.StringIO()  # CSV: the lines the database builds (what the CLI writes)
-    assert focus.write_focus_csv(focus.focus_rows(store.export_calls(start, end)), want) == 7
-    assert focus_sql.write_focus_csv_month(store, start, end, got, page=2) == 7
+    assert focus.write_focus_csv(focus.focus_rows(store.export_calls(start, end)), want) == 10
+    assert focus_sql.write_focus_csv_month(store, start, end, got, page=2) == 10
     assert got.getvalue() == want.getvalue()
     want, got = io.StringIO(), io.StringIO()  # JSON lines: plain tuples formatted in bulk
-    assert focus.write_focus_jsonl(focus.focus_rows(store.export_calls(start, end)), want) == 7
-    assert focus.write_focus_jsonl_pages(store.export_rows(start, end, page=2), got) == 7
+    assert focus.write_focus_jsonl(focus.focus_rows(store.export_calls(start, end)), want) == 10
+    assert focus.write_focus_jsonl_pages(store.export_rows(start, end, page=2), got) == 10
     assert got.getvalue() == want.getvalue()
