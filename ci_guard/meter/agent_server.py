@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
@@ -483,21 +484,27 @@ async def _finish(request: _Request, response: StreamResponse) -> None:
 
 # -- the server ----------------------------------------------------------------------------------
 class AgentServer:
-    """Serve ``handler`` on host:port (port 0: any free port, see :attr:`port` after :meth:`start`)."""
+    """Serve ``handler`` on host:port (port 0: any free port, see :attr:`port` after :meth:`start`), or on
+    ``sock``, a socket already listening (connections made before :meth:`start` wait in its backlog)."""
 
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0,
-                 authorize: Callable[[Headers], bool] | None = None) -> None:
+                 authorize: Callable[[Headers], bool] | None = None, sock: socket.socket | None = None) -> None:
         self.handler = handler
         self.authorize = authorize  # when it says no, the request's body is not buffered
         self.buffered = 0  # bytes of request bodies held right now (MAX_BUFFERED_BYTES)
         self.host = host
         self.port = port
+        self.sock = sock
         self.connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port, reuse_address=True)
+        if self.sock is not None:
+            self._server = await loop.create_server(lambda: _Connection(self), sock=self.sock)
+        else:
+            self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port,
+                                                    reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,6 +219,8 @@ def _read_codex_config(path: Path) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise InvalidInputError(f"{path}: cannot read the Codex configuration: {exc.strerror}") from exc
+    import tomllib  # only the codex preset reads TOML: not on every launch
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

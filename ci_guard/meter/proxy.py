@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import socket
 from typing import Any
 
 from ci_guard.meter import loop
@@ -42,11 +43,12 @@ class MeterProxy:
     """The proxy application for one run. Start with :meth:`start`, stop with :meth:`close`."""
 
     def __init__(self, session: MeterSession, upstreams: Upstreams, *, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, sock: socket.socket | None = None) -> None:
+        """Serve on host:port, or on ``sock`` when given (a socket already listening on its address)."""
         self.session = session
         self.upstreams = upstreams
-        self.host = host
-        self.port = port
+        self.host, self.port = sock.getsockname()[:2] if sock is not None else (host, port)
+        self.sock = sock
         self.client: UpstreamHop | None = None
         self._server: AgentServer | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -60,7 +62,7 @@ class MeterProxy:
     async def start(self) -> None:
         # The lean client for direct upstreams; aiohttp for those behind an HTTP(S) proxy from the env.
         self.client = UpstreamHop(self.upstreams)
-        self._server = AgentServer(self.route, self.host, self.port, authorize=self._token_ok)
+        self._server = AgentServer(self.route, self.host, self.port, authorize=self._token_ok, sock=self.sock)
         await self._server.start()
         self.port = self._server.port
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ci_guard.context.model import RunContext
 from ci_guard.errors import EXIT_RUN_INFRASTRUCTURE, InvalidInputError
@@ -22,13 +24,15 @@ from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.hardening import make_undumpable
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.presets import agent_environment, apply_preset, check_preset, detect_preset
-from ci_guard.meter.proxy import MeterProxy
 from ci_guard.meter.session import MeterSession, new_run_token
 from ci_guard.meter.status import FinalStatus, final_status
 from ci_guard.meter.summary import RunSummary
 from ci_guard.meter.supervisor import AgentExit, Supervisor, agent_exit_status
 from ci_guard.meter.upstreams import Upstreams, missing_credentials, require_keys
 from ci_guard.secrets import register
+
+if TYPE_CHECKING:
+    from ci_guard.meter.proxy import MeterProxy
 
 # Documented exit codes of `ci-guard run` (besides the agent's own).
 EXIT_POLICY_REFUSED = 80  # the policy denied or skipped the run, or its budget did not fit
@@ -121,18 +125,33 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
     )
     register(session.token)
     session.watch_ledger(asyncio.get_running_loop())
-    proxy = MeterProxy(session, req.upstreams)
-    try:
+    # The proxy's address is bound before the agent starts, and the proxy serves it once the agent
+    # is started: its imports and start-up overlap the agent's own (an agent's first call waits in
+    # the socket's backlog meanwhile; if the proxy cannot start, the agent is killed).
+    listener = socket.create_server(("127.0.0.1", 0))
+    proxy: MeterProxy | None = None
+
+    async def serve() -> None:
+        nonlocal proxy
+        from ci_guard.meter.proxy import MeterProxy
+
+        proxy = MeterProxy(session, req.upstreams, sock=listener)
         await proxy.start()
-        exit_info = await _supervise(req, session, proxy, env, live)
+
+    try:
+        exit_info = await _supervise(req, session, _url(listener), env, live, serve)
     except BaseException:
         # Whatever went wrong, the run must not stay "running" with its budget reserved.
-        await proxy.close()
+        if proxy is not None:
+            await proxy.close()
+        listener.close()
         failed = session.summary(status="error", agent_exit_code=None)
         lifecycle.finish_run(prepared, failed)
         lifecycle.write_summary(failed, req.summary_path)
         raise
-    await proxy.close()
+    if proxy is not None:
+        await proxy.close()
+    listener.close()
     code = agent_exit_status(exit_info.exit_code)
     final = final_status(stopped=guard.stopped, exit_code=code, forwarded_signal=exit_info.forwarded_signal,
                          calls=session.calls, turns=guard.turns, max_turns=guard.limits.max_turns)
@@ -159,15 +178,20 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
 
 
 
-async def _supervise(req: RunRequest, session: MeterSession, proxy: MeterProxy, env: dict[str, str],
-                     live: LiveLog) -> AgentExit:
+def _url(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+async def _supervise(req: RunRequest, session: MeterSession, proxy_url: str, env: dict[str, str],
+                     live: LiveLog, serve: Callable[[], Awaitable[None]]) -> AgentExit:
     decision = session.decision
-    live.info(f"run {session.run_id}: {decision.model or 'any model'}, rule {decision.rule!r}, proxy {proxy.url}")
+    live.info(f"run {session.run_id}: {decision.model or 'any model'}, rule {decision.rule!r}, proxy {proxy_url}")
     for alert in decision.alerts:
         live.info(f"ALERT: {alert}")
     for provider in missing_credentials(req.upstreams):
         live.info(f"note: no key for {provider}; calls to it will be refused by the provider")
-    agent_env = agent_environment(env, proxy_url=proxy.url, token=session.token, run_id=session.run_id,
+    agent_env = agent_environment(env, proxy_url=proxy_url, token=session.token, run_id=session.run_id,
                                   model=decision.model, max_turns=decision.limits.max_turns, strip=req.strip_env)
     preset = _preset_for(req)
     if preset != "none":
@@ -176,11 +200,11 @@ async def _supervise(req: RunRequest, session: MeterSession, proxy: MeterProxy, 
     runner_temp = env.get("RUNNER_TEMP")
     parent = runner_temp if runner_temp and os.path.isdir(runner_temp) else None  # else the system's temp dir
     with tempfile.TemporaryDirectory(prefix="ci-guard-agent-", dir=parent, ignore_cleanup_errors=True) as scratch:
-        launch = apply_preset(preset, req.command, agent_env, proxy_url=proxy.url, token=session.token,
+        launch = apply_preset(preset, req.command, agent_env, proxy_url=proxy_url, token=session.token,
                               model=decision.model, max_turns=decision.limits.max_turns,
                               allowed_models=decision.enforcement.allowed_models, scratch=Path(scratch))
         supervisor = Supervisor(session, grace_s=req.grace_s, kill_after_s=req.kill_after_s)
-        return await supervisor.run(launch.command, launch.env, cwd=req.cwd)
+        return await supervisor.run(launch.command, launch.env, cwd=req.cwd, started=serve)
 
 
 __all__ = ["EXIT_CAP_STOPPED", "EXIT_INFRASTRUCTURE", "EXIT_POLICY_REFUSED", "RunOutcome", "RunRequest", "run_agent"]

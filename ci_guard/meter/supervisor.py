@@ -15,7 +15,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ci_guard.errors import InvalidInputError
@@ -37,7 +37,10 @@ class Supervisor:
     grace_s: float = 3.0  # time the agent gets to end by itself after its call was refused
     kill_after_s: float = 5.0  # time between SIGTERM and SIGKILL
 
-    async def run(self, cmd: Sequence[str], env: Mapping[str, str], cwd: str | None = None) -> AgentExit:
+    async def run(self, cmd: Sequence[str], env: Mapping[str, str], cwd: str | None = None,
+                  started: Callable[[], Awaitable[None]] | None = None) -> AgentExit:
+        """Run the agent to its end. ``started`` is awaited once the agent (and its watchdog) is
+        running, before waiting for it; if it fails, the agent's group is killed and the error raised."""
         if not cmd:
             raise InvalidInputError("no agent command given: put it after `--`, e.g. `ci-guard run -- claude -p ...`")
         try:
@@ -57,6 +60,14 @@ class Supervisor:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._forward, proc, sig, forwarded)
         try:
+            if started is not None:
+                try:
+                    await started()
+                except BaseException:
+                    _kill_group(proc.pid, signal.SIGKILL)
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(proc.wait(), self.kill_after_s)
+                    raise
             terminated = await self._wait(proc)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):

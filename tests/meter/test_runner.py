@@ -313,3 +313,35 @@ def test_a_ledger_that_fails_mid_run_is_reported_once_and_every_call_is_spilled(
     assert [r["seq"] for r in rows] == list(range(1, 51))
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2 and "50 calls in all" in messages[1]
+
+
+def test_a_proxy_that_fails_to_start_after_the_spawn_kills_the_agent_and_closes_the_run(workdir, monkeypatch):
+    """The agent starts while the proxy comes up on the bound socket; if the proxy fails, the agent
+    (and its group) is killed, the run ends as an error and its hold is released."""
+    from datetime import UTC, datetime
+
+    from ci_guard.meter.proxy import MeterProxy
+    from ci_guard.policy.models import Budget
+
+    async def broken(self):
+        raise OSError("the proxy could not start")
+
+    monkeypatch.setattr(MeterProxy, "start", broken)
+    pid_file = workdir / "agent.pid"
+    sleeper = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    started = time.monotonic()
+    with run_simulator("tool-loop", api_key=KEY) as sim, pytest.raises(OSError, match="could not start"):
+        run_agent(request(workdir, sim, [sys.executable, "-c", sleeper]))
+    assert time.monotonic() - started < 30  # not the agent's 60 s: it was killed
+    if pid_file.exists():  # it got as far as writing it: it must be gone now
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), 0)
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["status"] == "error"
+    store = open_ledger(f"sqlite:///{workdir / 'ledger.db'}")
+    try:
+        assert store.get_run(summary["run_id"]).status == "error"
+        daily = Budget(name="repo-daily", scope="repo", period="day", limit_usd=40)
+        assert store.budget_status([daily], ctx(), datetime.now(UTC))[0].reserved_usd == 0
+    finally:
+        store.close()
