@@ -315,14 +315,15 @@ def test_cache_auto_alone_on_unusual_json_sends_what_the_full_path_sends(unusual
 
 
 class CountingList:
-    """splice._LIST, counting the bytes it splits (the list[Raw] pass that locates the messages)."""
+    """splice._LIST and splice._MESSAGES, counting the bytes they split (the passes that locate the
+    messages: list[Raw], or the Messages index's one pass)."""
 
-    def __init__(self) -> None:
-        self.sizes: list[int] = []
+    def __init__(self, sizes: list[int], decoder: object) -> None:
+        self.sizes, self.decoder = sizes, decoder
 
     def decode(self, data: memoryview) -> object:
         self.sizes.append(len(data))
-        return splice.msgspec.json.Decoder(list[splice.msgspec.Raw]).decode(data)
+        return self.decoder.decode(data)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("endpoint", ["messages", "chat.completions"])
@@ -341,10 +342,11 @@ def test_later_turns_locate_only_the_new_messages_and_send_the_same_bytes(
         done = apply_with(t, endpoint, lazy, raw)
         return raw if done.body is lazy else encode_request(done.body)
 
-    counting = CountingList()
-    monkeypatch.setattr(splice, "_LIST", counting)
+    sizes: list[int] = []
+    monkeypatch.setattr(splice, "_LIST", CountingList(sizes, splice._LIST))
+    monkeypatch.setattr(splice, "_MESSAGES", CountingList(sizes, splice._MESSAGES))
     sent = [send(transforms, raw) for raw in turns]
-    sizes = list(counting.sizes)
+    sizes = list(sizes)
     monkeypatch.undo()
     for raw, out in zip(turns, sent, strict=True):
         fresh = ContextTransforms(policy)

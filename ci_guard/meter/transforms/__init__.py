@@ -96,19 +96,19 @@ class ContextTransforms:
         before, prepared = body, None
         caching = anthropic and p.cache == "auto"
         agent_caches = caching and cache.caches_at_top(body)
-        indexed = None
-        if isinstance(body, RequestBody) and (spec_prune or (spec_clear and not editing)):
+        proxy_clear = bool(spec_clear) and not editing
+        # Pruning and breakpoints on an Anthropic conversation the run's memo indexes (the usual
+        # case: compact JSON, nothing else as large): only the messages they change are decoded
+        # and written (splice.MessageMemo); otherwise the conversation is decoded once (splice.prepare).
+        spliced = None
+        if isinstance(body, RequestBody) and anthropic and not proxy_clear and (
+                spec_prune or (caching and not agent_caches)):
+            spliced = self._indexed(body, caching and not agent_caches, changes)
+        if spliced is not None:
+            body = spliced
+        elif isinstance(body, RequestBody) and (spec_prune or proxy_clear or (caching and not agent_caches)):
             body = prepared = splice.prepare(body, endpoint, self._messages)
-        elif isinstance(body, RequestBody) and caching and not agent_caches:
-            # Breakpoints alone need only where the messages are and their roles (splice.MessageMemo);
-            # a conversation that is not compact, or with another large part, takes the full splice.
-            view = body.raw("messages")
-            if self._messages is not None and isinstance(view, memoryview) and all(
-                    key == "messages" or (raw := body.raw(key)) is None or len(raw) < LAZY_MIN_BYTES for key in body):
-                indexed = self._messages.index(view)
-            if indexed is None:
-                body = prepared = splice.prepare(body, endpoint, self._messages)
-        results = tool_results(endpoint, body) if (spec_prune or (spec_clear and not editing)) else []
+        results = tool_results(endpoint, body) if spliced is None and (spec_prune or proxy_clear) else []
         if spec_prune and results:
             pruned = prune.prune(endpoint, body, spec_prune, results, self._cuts)
             if pruned.results:
@@ -136,14 +136,38 @@ class ContextTransforms:
             if edited is not None:
                 body, beta = edited.body, clear.BETA
                 changes.context_edit, changes.thinking_edit = edited.tool_uses, edited.thinking
-        if caching:
-            if agent_caches or (indexed.caches if indexed is not None else cache.manages_caching(body)):
+        if caching and spliced is None:
+            if agent_caches or cache.manages_caching(body):
                 changes.agent_caches = True
-            elif indexed is not None:
-                body, changes.breakpoints_added = splice.add_breakpoints_indexed(body, indexed)
             else:
                 skip_newest = bool(spec_prune) and any(
                     r.newest and self._cuts is not None and self._cuts(r.text) is not None for r in results)
                 body, changes.breakpoints_added = cache.add_breakpoints(body, skip_newest)
+        elif agent_caches:
+            changes.agent_caches = True
         # read but not changed: the body as it was (the agent's own bytes when nothing else changed)
         return Transformed(before if body is prepared else body, model, changes, beta)
+
+    def _indexed(self, body: RequestBody, mark: bool, changes: Changes) -> RequestBody | None:
+        """Pruning and (if ``mark``) breakpoints by the run's index of the conversation, with
+        ``changes`` filled in; None when the full splice must decide (then ``changes`` is untouched)."""
+        view = body.raw("messages")
+        if self._messages is None or not isinstance(view, memoryview) or any(
+                key != "messages" and len(body.raw(key) or b"") >= LAZY_MIN_BYTES for key in body):
+            return None  # not a compact conversation of the agent's bytes, or another part as large
+        index = self._messages.index(view)
+        if index is None:
+            return None
+        spec = self.policy.prune_tool_results
+        plan = splice.prune_indexed(index, spec, self._cuts) if spec and self._cuts is not None else None
+        if spec and plan is None:
+            return None
+        mark = mark and not index.caches
+        written = splice.write_indexed(body, index, plan.cuts if plan else {}, mark, bool(plan and plan.cuts_newest))
+        if written is None:
+            return None
+        changes.agent_caches = index.caches and self.policy.cache == "auto"
+        changes.breakpoints_added = written[1]
+        if plan is not None:
+            changes.pruned_results, changes.pruned_tokens = plan.results, plan.tokens
+        return written[0]

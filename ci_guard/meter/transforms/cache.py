@@ -26,13 +26,12 @@ _CACHEABLE = ("text", "image", "document", "tool_use", "tool_result", "search_re
 def caches_at_top(body: dict[str, Any]) -> bool:
     """``cache_control`` on the request, a tool or a system block: decided without reading the
     conversation (Claude Code marks its system prompt, so a large request of it is never decoded)."""
-    if "cache_control" in body:
-        return True
-    for key in ("tools", "system"):
-        items = body.get(key)
-        if isinstance(items, list) and any(isinstance(i, dict) and "cache_control" in i for i in items):
-            return True
-    return False
+    return "cache_control" in body or marks_any(body.get("tools")) or marks_any(body.get("system"))
+
+
+def marks_any(items: Any) -> bool:
+    """``cache_control`` on an element of the list ``items`` (anything else: False)."""
+    return isinstance(items, list) and any(isinstance(i, dict) and "cache_control" in i for i in items)
 
 
 def manages_caching(body: dict[str, Any]) -> bool:
@@ -53,10 +52,7 @@ def message_caches(message: Any) -> bool:
     for block in content:
         if not isinstance(block, dict):
             continue
-        if "cache_control" in block:
-            return True
-        inner = block.get("content")
-        if isinstance(inner, list) and any(isinstance(i, dict) and "cache_control" in i for i in inner):
+        if "cache_control" in block or marks_any(block.get("content")):
             return True
     return False
 

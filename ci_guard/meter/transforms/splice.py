@@ -27,11 +27,23 @@ copy what they change), and the registry holds a reference to each, so an id can
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import msgspec
 
 from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, dumps
+from ci_guard.meter.transforms.cache import (
+    MAX_BREAKPOINTS,
+    mark_message,
+    marks_any,
+    message_caches,
+    message_targets,
+    top_breakpoints,
+)
+from ci_guard.meter.transforms.prune import prune
+from ci_guard.meter.transforms.toolresults import anthropic_message
+from ci_guard.policy.models import PruneSpec
 
 # A container below this is decoded in one call rather than split (splitting pays per value);
 # if it changes it is written anew, which for a few kilobytes costs microseconds.
@@ -65,8 +77,23 @@ def _key_size(key: str) -> int:
     return len(json.dumps(key, ensure_ascii=False).encode())
 
 
+_FRAMES: dict[tuple[str, ...], int] = {}  # the keys of the objects seen -> what they add (see _frame)
+
+
+def _frame(keys: tuple[str, ...]) -> int:
+    """What an object with these keys takes besides its values: braces, keys, colons and commas.
+    Kept per key tuple: a conversation has a handful of block shapes, repeated thousands of times."""
+    size = _FRAMES.get(keys)
+    if size is None:
+        size = 1 + sum(_key_size(k) + 2 for k in keys) if keys else 2
+        if len(_FRAMES) >= 4096:  # keys an agent makes up: never more than this many kept
+            _FRAMES.clear()
+        _FRAMES[keys] = size
+    return size
+
+
 def _object_size(values: dict[str, msgspec.Raw]) -> int:
-    return 1 + sum(_key_size(k) + 2 + len(v) for k, v in values.items()) if values else 2
+    return _frame(tuple(values)) + sum(map(len, values.values()))
 
 
 class Spans:
@@ -148,8 +175,6 @@ class Spans:
             ends.append(pos + size)
             pos += size + 1
         if self._memo is not None and data is self._conversation and self._exact and value:
-            from ci_guard.meter.transforms.cache import message_caches
-
             roles = [m.get("role") if isinstance(m, dict) else None for m in value]
             self._memo.add(MessageIndex(bytes(data), starts, ends, roles, any(message_caches(m) for m in value)))
 
@@ -241,7 +266,7 @@ def prepare(body: RequestBody, endpoint: str, memo: MessageMemo | None = None) -
     return body.with_encoder(spans.pieces, values)
 
 
-# -- cache: auto without decoding the conversation again -------------------------------------------
+# -- the conversation by its index, without decoding it again ------------------------------------------
 # Breakpoints need only three facts about the messages: where each one starts and ends, its role,
 # and whether any of them sets cache_control already. A later turn of the same run repeats the
 # previous turn's messages byte for byte and appends to them, so those facts are kept per run
@@ -249,25 +274,124 @@ def prepare(body: RequestBody, endpoint: str, memo: MessageMemo | None = None) -
 # repeated bytes equal is one memcmp of the kept copy (bytes.startswith), not a hash: no collision
 # can make a stale index apply. Searching the bytes for "cache_control" instead was measured slower
 # than decoding (bytes.find ~0.5 ms per MB on test logs) and escapes could hide the key.
+#
+# The facts come from one msgspec pass (:data:`_MESSAGES`): each message an object whose values
+# stay undecoded bytes (Raw) except strings and its content blocks, themselves objects of Raw values.
+# Skipping a value costs about what splitting the array into its messages costs (~0.3 ms per MB),
+# and every size is then known: a message is as long as its keys and values plus the punctuation,
+# so the messages are located by lengths as Spans._locate does (whitespace, a key written with
+# escapes or given twice, a string written with needless escapes only ever make the bytes longer:
+# then the two-pass scan decides). Pruning keeps what it made of each message in the index
+# (:class:`MessageCut`): a later turn cuts and writes only the messages it has not seen.
 
 MEMO_ENTRIES = 4  # conversations of a run followed at once (the main agent and a few sub-agents)
 
+_Value = str | bool | None | list[dict[str, msgspec.Raw]] | dict[str, msgspec.Raw]
+_MESSAGES = msgspec.json.Decoder(list[dict[str, _Value]])
+
+
+class MessageCut(NamedTuple):
+    """What pruning made of one message of an indexed conversation."""
+
+    newest: bool | None  # whether it was part of the newest turn then (None: too small to matter)
+    message: Any  # the pruned message, or None: unchanged
+    encoded: bytes | None  # its JSON, as the full splice writes it
+    results: int
+    tokens: int
+    cuts_newest: bool  # a tool result of this newest message would be cut (cache: auto skips its mark)
+    uses: tuple[tuple[str, str], ...]  # the tool uses it adds, for exclude_tools: (id, tool name)
+    floats: bool  # the pruned message holds a float (see _has_float)
+
+
+_SMALL = MessageCut(None, None, None, 0, 0, False, (), False)
+
 
 class MessageIndex:
-    """Where each message of a compact ``messages`` array is, its role, and whether one caches."""
+    """Where each message of a compact ``messages`` array is, its role, whether one caches, and
+    what pruning made of each (``cuts``: None where it has not looked yet)."""
 
-    __slots__ = ("caches", "data", "ends", "roles", "starts")
+    __slots__ = ("caches", "cuts", "data", "ends", "roles", "starts")
 
-    def __init__(self, data: bytes, starts: list[int], ends: list[int], roles: list[Any], caches: bool) -> None:
+    def __init__(self, data: bytes, starts: list[int], ends: list[int], roles: list[Any], caches: bool,
+                 cuts: list[MessageCut | None] | None = None) -> None:
         self.data, self.starts, self.ends, self.roles, self.caches = data, starts, ends, roles, caches
+        self.cuts = (cuts or []) + [None] * (len(starts) - len(cuts or []))
+
+
+def _value_size(value: Any) -> int:
+    """The compact JSON size of a message's value other than a list of blocks (the shortest way to write it)."""
+    if isinstance(value, msgspec.Raw):
+        return len(value)
+    if isinstance(value, str):
+        return _key_size(value) if len(value) < 256 else len(_encode_str(value))
+    if isinstance(value, dict):
+        return _object_size(value)
+    return 5 if value is False else 4  # true, null
 
 
 def _scan(data: memoryview, base: int, starts: list[int], ends: list[int], roles: list[Any]) -> bool | None:
     """Append the messages of the compact array ``data`` (offsets from ``base``); whether one of
     them sets cache_control, or None when the array is not compact or msgspec refuses a message
     (then the full path decides, exactly as before)."""
-    from ci_guard.meter.transforms.cache import message_caches
+    try:
+        messages = _MESSAGES.decode(data)
+    except (msgspec.DecodeError, ValueError):  # a message that is not an object of these values
+        return _scan_decoding(data, base, starts, ends, roles)
+    caches, pos, found = False, 1, []
+    for message in messages:
+        size = _frame(tuple(message))
+        for value in message.values():
+            if isinstance(value, list):  # blocks: brackets, commas, and each block's keys and values
+                size += 1 + len(value) if value else 2
+                for block in value:
+                    size += _frame(tuple(block))
+                    for raw in block.values():
+                        size += len(raw)
+            else:
+                size += _value_size(value)
+        content = message.get("content")
+        if not caches and isinstance(content, list):
+            caches = _blocks_cache(content)
+            if caches is None:  # msgspec refuses a tool result's content: so it would the message
+                return _scan_decoding(data, base, starts, ends, roles)
+        found.append((pos, pos + size, message.get("role")))
+        pos += size + 1
+    if pos != len(data) or any(data[start] != _LBRACE or data[end] not in _AFTER for start, end, _ in found):
+        return _scan_decoding(data, base, starts, ends, roles)  # whitespace or escapes: sizes do not add up
+    for start, end, role in found:
+        starts.append(base + start)
+        ends.append(base + end)
+        roles.append(role if isinstance(role, str) else None)
+    return caches
 
+
+_AFTER = frozenset(b",]")
+
+
+def _blocks_cache(blocks: list[dict[str, msgspec.Raw]]) -> bool | None:
+    """cache.message_caches for a message's blocks as _MESSAGES gives them (None: msgspec refuses one)."""
+    for block in blocks:
+        if "cache_control" in block:
+            return True
+        inner = block.get("content")
+        if inner is not None and memoryview(inner)[0] == _LBRACKET:
+            inner = _decode_or_none(inner)
+            if inner is None:
+                return None
+            if marks_any(inner):
+                return True
+    return False
+
+
+def _decode_or_none(data: Any) -> Any:
+    try:
+        return msgspec.json.decode(data)
+    except (msgspec.DecodeError, ValueError):
+        return None
+
+
+def _scan_decoding(data: memoryview, base: int, starts: list[int], ends: list[int], roles: list[Any]) -> bool | None:
+    """:func:`_scan` by splitting the array into its messages and decoding each (two passes)."""
     try:
         items = _LIST.decode(data)
     except (msgspec.DecodeError, ValueError):
@@ -327,7 +451,7 @@ class MessageMemo:
                     caches = _scan(memoryview(b"[" + bytes(view[seen:])), seen - 1, starts, ends, roles)
                     if caches is None:
                         return None
-                    index = MessageIndex(bytes(view), starts, ends, roles, entry.caches or caches)
+                    index = MessageIndex(bytes(view), starts, ends, roles, entry.caches or caches, entry.cuts)
                 else:
                     continue
                 del self._entries[n]
@@ -336,31 +460,112 @@ class MessageMemo:
         return None
 
 
-def add_breakpoints_indexed(body: RequestBody, index: MessageIndex) -> tuple[RequestBody, int]:
-    """:func:`~ci_guard.meter.transforms.cache.add_breakpoints` for a body whose messages are
-    indexed: only the marked messages are decoded and written anew, everything else of the
-    conversation goes upstream as slices of the agent's bytes (the bytes the full splice writes)."""
-    from ci_guard.meter.transforms.cache import MAX_BREAKPOINTS, mark_message, message_targets, top_breakpoints
+class PrunePlan(NamedTuple):
+    cuts: dict[int, MessageCut]  # the messages pruning changes, by position
+    results: int
+    tokens: int
+    cuts_newest: bool  # a tool result of the newest turn would be cut
 
-    spans = Spans()
-    out, added = top_breakpoints(body)
+
+def prune_indexed(index: MessageIndex, spec: PruneSpec, cutter: Callable[[str], str | None]) -> PrunePlan | None:
+    """:func:`~ci_guard.meter.transforms.prune.prune` of an indexed Messages conversation: only the
+    messages the index has no cut for yet are decoded (and of those, only the ones long enough to
+    hold a result above the limit); None when msgspec refuses one (the full path decides)."""
     view = memoryview(index.data)
-    marked: list[tuple[int, Any]] = []
-    for i in message_targets(index.roles, False):
+    last_reply = next((i for i in range(len(index.roles) - 1, -1, -1) if index.roles[i] == "assistant"), -1)
+    excluded = bool(spec.exclude_tools)  # then every message's tool uses are needed, for the names
+    # A result above the limit has more than 4 * max_tokens characters, each at least a byte of JSON.
+    bound = 4 * spec.max_tokens
+    names: dict[str, str] = {}
+    plan = PrunePlan({}, 0, 0, False)
+    results = tokens = 0
+    cuts_newest = False
+    for i, (start, end) in enumerate(zip(index.starts, index.ends, strict=True)):
+        newest = i > last_reply
+        done = index.cuts[i]
+        if done is None or done.newest not in (None, newest):
+            if not excluded and end - start <= bound:
+                done = _SMALL
+            else:
+                message = _decode_or_none(view[start:end])
+                if message is None:
+                    return None
+                done = _cut_message(message, i, newest, names, spec, cutter)
+            index.cuts[i] = done
+        names.update(done.uses)
+        if done.message is not None:
+            plan.cuts[i] = done
+        results += done.results
+        tokens += done.tokens
+        cuts_newest = cuts_newest or done.cuts_newest
+    return plan._replace(results=results, tokens=tokens, cuts_newest=cuts_newest)
+
+
+def _cut_message(message: Any, i: int, newest: bool, names: dict[str, str], spec: PruneSpec,
+                 cutter: Callable[[str], str | None]) -> MessageCut:
+    """What pruning makes of message ``i`` (``names``: the tool uses before it; it gets this message's)."""
+    known = dict(names)
+    found = list(anthropic_message(message, i, newest, names))
+    uses = tuple((k, v) for k, v in names.items() if known.get(k) != v)
+    # prune() on a body of this one message: the results' paths ("messages", i, ...) lead into it
+    pruned = prune("messages", {"messages": {i: message}}, spec, found, cutter)
+    cuts_newest = newest and any(cutter(r.text) is not None for r in found)
+    if not pruned.results:
+        return MessageCut(newest, None, None, 0, 0, cuts_newest, uses, False)
+    new = pruned.body["messages"][i]
+    return MessageCut(newest, new, Spans().encode(new, 1), pruned.results, pruned.tokens, cuts_newest, uses,
+                      _has_float(new))
+
+
+def _has_float(value: Any) -> bool:
+    """A float anywhere in ``value``. The full splice writes new values with msgspec only when
+    msgspec decoded the whole conversation, and with json.dumps (1e+16, not 1e16) when it refused a
+    number (1e400) that the index's pass skipped: a new value with a float is left to the full path."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float):
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def write_indexed(body: RequestBody, index: MessageIndex, cuts: dict[int, MessageCut], mark: bool,
+                  skip_newest: bool) -> tuple[RequestBody, int] | None:
+    """``body`` with the pruned messages ``cuts`` and, if ``mark``, the breakpoints of
+    :func:`~ci_guard.meter.transforms.cache.add_breakpoints` (how many): only the changed messages
+    are written anew, everything else of the conversation goes upstream as slices of the agent's
+    bytes (the bytes the full splice writes). None: a new value holds a float (see _has_float)."""
+    spans = Spans()
+    out, added = top_breakpoints(body) if mark else ({}, 0)
+    if any(cut.floats for cut in cuts.values()) or _has_float(out):
+        return None
+    view = memoryview(index.data)
+    written = {i: cut.encoded for i, cut in cuts.items()}
+    for i in message_targets(index.roles, skip_newest) if mark else ():
         if added >= MAX_BREAKPOINTS:
             break
-        new = mark_message(msgspec.json.decode(view[index.starts[i]:index.ends[i]]))
+        cut = cuts.get(i)
+        message = cut.message if cut is not None else _decode_or_none(view[index.starts[i]:index.ends[i]])
+        if message is None:
+            return None  # msgspec refuses it (the index's pass skipped its values): the full path decides
+        new = mark_message(message)
         if new is not None:
-            marked.append((i, spans.encode(new, 1)))
+            if _has_float(new):
+                return None
+            written[i] = spans.encode(new, 1)
             added += 1
-    if not out and not marked:
+    if not out and not written:
         return body, 0
     result = body.with_encoder(spans.pieces, {}).updated(out)
-    if marked:
+    if written:
         pieces: list[Any] = []
         pos = 0
-        for i, encoded in sorted(marked, key=lambda m: m[0]):
-            pieces += (view[pos:index.starts[i]], encoded)
+        for i in sorted(written):
+            pieces += (view[pos:index.starts[i]], written[i])
             pos = index.ends[i]
         pieces.append(view[pos:])
         result = result.with_pieces("messages", pieces)

@@ -71,24 +71,30 @@ def _anthropic(body: dict[str, Any]) -> Iterator[ToolResult]:
     names: dict[str, str] = {}
     last_reply = _last(messages, lambda m: m.get("role") == "assistant")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        yield from anthropic_message(message, i, i > last_reply, names)
+
+
+def anthropic_message(message: Any, i: int, newest: bool, names: dict[str, str]) -> Iterator[ToolResult]:
+    """The tool results of the Messages message ``i``; ``names`` holds the tool uses of the messages
+    before it and gets this message's (a result's tool is the last use of its id seen so far)."""
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        return
+    for j, block in enumerate(message["content"]):
+        if not isinstance(block, dict):
             continue
-        for j, block in enumerate(message["content"]):
-            if not isinstance(block, dict):
-                continue
-            kind = block.get("type")
-            if kind == "tool_use" and isinstance(block.get("id"), str) and isinstance(block.get("name"), str):
-                names[block["id"]] = block["name"]
-            elif kind == "tool_result":
-                name = names.get(block.get("tool_use_id")) if isinstance(block.get("tool_use_id"), str) else None
-                content = block.get("content")
-                base = ("messages", i, "content", j, "content")
-                if isinstance(content, str):
-                    yield ToolResult(base, content, name, i, i > last_reply)
-                elif isinstance(content, list):
-                    for k, part in enumerate(content):
-                        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                            yield ToolResult((*base, k, "text"), part["text"], name, i, i > last_reply)
+        kind = block.get("type")
+        if kind == "tool_use" and isinstance(block.get("id"), str) and isinstance(block.get("name"), str):
+            names[block["id"]] = block["name"]
+        elif kind == "tool_result":
+            name = names.get(block.get("tool_use_id")) if isinstance(block.get("tool_use_id"), str) else None
+            content = block.get("content")
+            base = ("messages", i, "content", j, "content")
+            if isinstance(content, str):
+                yield ToolResult(base, content, name, i, newest)
+            elif isinstance(content, list):
+                for k, part in enumerate(content):
+                    if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                        yield ToolResult((*base, k, "text"), part["text"], name, i, newest)
 
 
 def _chat(body: dict[str, Any]) -> Iterator[ToolResult]:
