@@ -1,0 +1,222 @@
+"""Property test: pruning and `cache: auto` through the run's message index (splice.MessageMemo,
+prune_indexed, write_indexed) send byte for byte what the full splice sends (the conversation
+decoded whole, splice.prepare), turn after turn, on generated Anthropic conversations -- including
+JSON the index must hand back to the full path: whitespace, keys written with escapes or given
+twice, numbers msgspec refuses, floats, blocks that are not objects, cache_control in odd places."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ci_guard.meter.providers.anthropic import AnthropicMessages
+from ci_guard.meter.providers.body import RequestBody, encode_request, parse_request
+from ci_guard.meter.transforms import ContextTransforms
+from ci_guard.policy.decision import ContextPolicy
+from ci_guard.policy.models import PruneSpec
+
+ADAPTER = AnthropicMessages()
+FILLER = "context " * 9000  # the first message makes every body a large one (providers/body.py LAZY_MIN_BYTES)
+TEXT = st.text(alphabet=st.sampled_from(list('ab yz"\\\n\t\x01é✓😀/')), max_size=30)
+CACHE = {"type": "ephemeral"}
+
+
+def log(lines: int) -> str:
+    return "".join(f"tests/t.py::test_{i} FAILED \"é\"\n" for i in range(lines))
+
+
+@st.composite
+def block(draw: Any, ids: list[str]) -> Any:
+    kind = draw(st.sampled_from(["text", "tool_use", "tool_result", "tool_result", "thinking", "odd"]))
+    if kind == "text":
+        out: Any = {"type": "text", "text": draw(TEXT)}
+    elif kind == "tool_use":
+        ids.append(f"toolu_{len(ids)}")
+        out = {"type": "tool_use", "id": ids[-1], "name": draw(st.sampled_from(["Bash", "Read", "Edit"])),
+               "input": {"command": draw(TEXT), "timeout": draw(st.sampled_from([600, 1.5, 1e16, None, True]))}}
+    elif kind == "tool_result":
+        text = log(draw(st.integers(0, 120))) + draw(TEXT)
+        content: Any = text if draw(st.booleans()) else [{"type": "text", "text": text},
+                                                         {"type": "text", "text": "rc=1"}]
+        if isinstance(content, list) and draw(st.integers(0, 9)) == 0:
+            content[1]["cache_control"] = CACHE  # the agent's breakpoint inside a tool result
+        out = {"type": "tool_result", "tool_use_id": draw(st.sampled_from([*ids, "toolu_unknown"])), "content": content}
+    elif kind == "thinking":
+        out = {"type": "thinking", "thinking": draw(TEXT), "signature": "sig"}
+    else:
+        out = draw(st.sampled_from(["a string block", 7,
+                                    {"type": "image", "source": {"type": "base64", "data": "AA=="}}]))
+    if isinstance(out, dict) and draw(st.integers(0, 14)) == 0:
+        out["cache_control"] = CACHE
+    return out
+
+
+@st.composite
+def conversation(draw: Any) -> list[Any]:
+    ids: list[str] = []
+    messages: list[Any] = [{"role": "user", "content": FILLER}]
+    for n in range(draw(st.integers(2, 9))):
+        role = draw(st.sampled_from(["assistant", "user"] if n % 3 else ["user", "assistant", "system"]))
+        if draw(st.integers(0, 5)) == 0:
+            content: Any = draw(TEXT)
+        else:
+            content = [draw(block(ids)) for _ in range(draw(st.integers(0, 3)))]
+        message: dict[str, Any] = {"role": role, "content": content}
+        if draw(st.integers(0, 12)) == 0:
+            message["metadata"] = {"turn": n}
+        messages.append(message)
+    return messages
+
+
+UNUSUAL = ["ensure_ascii", "indent", "spaces", "escaped_key", "duplicate_key", "huge_number", "huge_number_last",
+           "float_cache", "number_role", "not_an_object"]
+
+
+def serialize(messages: list[Any], unusual: frozenset[str]) -> str:
+    if "indent" in unusual:
+        return json.dumps(messages, indent=1)
+    if "spaces" in unusual:  # whitespace between the messages only
+        return "[" + ", ".join(json.dumps(m, separators=(",", ":")) for m in messages) + "]"
+    text = json.dumps(messages, separators=(",", ":"), ensure_ascii="ensure_ascii" in unusual)
+    if "escaped_key" in unusual:
+        text = text.replace('"content":', '"c\\u006fntent":', 2)
+    if "duplicate_key" in unusual:
+        text = text.replace('"role":"user"', '"role":"assistant","role":"user"', 2)
+    # msgspec refuses it: json.loads decides (and the full splice writes new values with json.dumps)
+    if "huge_number" in unusual:
+        text = text.replace('"content":', '"n":1e400,"content":', 1)
+        text = text.replace('"input":{', '"input":{"n":1e400,', 1)  # in a block: the index's pass skips it
+    if "huge_number_last" in unusual and '"input":{' in text:
+        at = text.rindex('"input":{') + len('"input":{')
+        text = text[:at] + '"n":-1E400,' + text[at:]
+    if "float_cache" in unusual:
+        text = text.replace('"role":"assistant"', '"role":"assistant","cache_control":1.5', 1)
+    if "number_role" in unusual:
+        text = text.replace('"role":"user"', '"role":1', 2)
+    if "not_an_object" in unusual:
+        text = text[:-1] + ',"a string message"]'
+    return text
+
+
+def request(messages: str, system_float: bool) -> bytes:
+    system: Any = [{"type": "text", "text": "You fix tests."}] if not system_float else "You fix tests."
+    tools: Any = [{"name": "Bash", "description": "Run a command", "input_schema": {"type": "object"}}]
+    if system_float:
+        tools[0]["input_schema"]["minimum"] = 1e-7  # json.dumps writes 1e-07, msgspec 1e-7
+    head = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 4096, "system": system, "tools": tools},
+                      separators=(",", ":"))
+    return (head[:-1] + ',"messages":' + messages + "}").encode()
+
+
+def send(transforms: ContextTransforms, raw: bytes) -> tuple[bytes, dict[str, Any]]:
+    body = parse_request(raw)
+    info = ADAPTER.inspect(body)
+    done = transforms.apply(provider="anthropic", endpoint="messages", raw=raw, body=body, model=info.model,
+                            max_output=info.max_output_tokens, input_tokens=info.estimated_input_tokens,
+                            stream=False, set_model=ADAPTER.set_model, not_dearer=lambda a, b: True)
+    return (raw if done.body is body else encode_request(done.body)), done.changes.as_json()
+
+
+def full_splice(policy: ContextPolicy, raw: bytes) -> tuple[bytes, dict[str, Any]]:
+    transforms = ContextTransforms(policy)
+    transforms._messages = None  # no memo: the conversation decoded whole
+    return send(transforms, raw)
+
+
+POLICIES = {
+    "cache": ContextPolicy(cache="auto"),
+    "prune": ContextPolicy(prune_tool_results=PruneSpec(max_tokens=60, keep={"head_lines": 3, "tail_lines": 5})),
+    "prune+cache": ContextPolicy(cache="auto", prune_tool_results=PruneSpec(
+        max_tokens=60, keep={"head_lines": 3, "tail_lines": 5})),
+    "prune excluding": ContextPolicy(cache="auto", prune_tool_results=PruneSpec(
+        max_tokens=60, keep={"head_lines": 3, "tail_lines": 5}, exclude_tools=["Read"])),
+}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(messages=conversation(), cuts=st.lists(st.integers(2, 10), min_size=1, max_size=4),
+       policy=st.sampled_from(list(POLICIES)), unusual=st.frozensets(st.sampled_from(UNUSUAL), max_size=2),
+       system_float=st.booleans())
+def test_the_index_sends_what_the_full_splice_sends_on_every_turn(
+        messages: list[Any], cuts: list[int], policy: str, unusual: frozenset[str], system_float: bool) -> None:
+    transforms = ContextTransforms(POLICIES[policy])
+    # turns that grow the conversation (the memo extends its index), repeat it, or rewrite it
+    for n in [*sorted(cuts), len(messages), len(messages)]:
+        raw = request(serialize(messages[:n], unusual), system_float)
+        if not isinstance(parse_request(raw), RequestBody):
+            return  # the whole body went to json.loads: no splicing at all
+        sent, changes = send(transforms, raw)
+        assert (sent, changes) == full_splice(POLICIES[policy], raw)
+
+
+def test_a_repeated_conversation_is_neither_decoded_nor_cut_again(monkeypatch: Any) -> None:
+    """The second sight of a pruned conversation reuses every cut the index keeps."""
+    from ci_guard.meter.transforms import splice
+
+    policy = POLICIES["prune+cache"]
+    messages: list[Any] = [{"role": "user", "content": FILLER}]
+    for i in range(6):
+        messages += [{"role": "assistant", "content": [{"type": "tool_use", "id": f"t{i}", "name": "Bash",
+                                                        "input": {}}]},
+                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{i}",
+                                                   "content": log(200)}]}]
+    transforms = ContextTransforms(policy)
+    first = send(transforms, request(serialize(messages[:-2], frozenset()), False))
+    calls: list[int] = []
+    real = splice._cut_message
+    monkeypatch.setattr(splice, "_cut_message", lambda message, i, *rest: calls.append(i) or real(message, i, *rest))
+    raw = request(serialize(messages, frozenset()), False)
+    sent, changes = send(transforms, raw)
+    assert (sent, changes) == full_splice(policy, raw)
+    assert changes["pruned_results"] == 5 and first[1]["pruned_results"] == 4
+    # the previous newest result (prunable now) and the new one; the new reply is too short to hold
+    # a result above the limit, and every older message is the index's already
+    assert calls == [10, 12]
+    calls.clear()
+    assert send(transforms, raw) == (sent, changes)
+    assert calls == []
+
+
+def reply(i: int, timeout: Any = 600) -> dict[str, Any]:
+    return {"role": "assistant", "content": [{"type": "text", "text": f"attempt {i}"}, {
+        "type": "tool_use", "id": f"t{i}", "name": "Bash", "input": {"command": "pytest", "timeout": timeout}}]}
+
+
+def result(i: int, content: Any) -> dict[str, Any]:
+    return {"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{i}", "content": content}]}
+
+
+HUGE = '"command":"pytest","n":1e400'  # msgspec refuses it; the index's pass skips it inside a block
+
+
+@pytest.mark.parametrize("case", ["float_in_last_reply", "float_in_tools", "float_in_a_pruned_result",
+                                  "huge_in_a_marked_message", "huge_next_to_an_inner_breakpoint"])
+@pytest.mark.parametrize("policy", ["cache", "prune+cache", "prune excluding"])
+def test_numbers_msgspec_refuses_leave_new_floats_to_the_full_splice(case: str, policy: str) -> None:
+    """With 1e400 somewhere in the conversation the full splice writes its new values with
+    json.dumps (1e+16, not msgspec's 1e16): the index must not write them with msgspec."""
+    messages: list[Any] = [{"role": "user", "content": FILLER}, reply(0), result(0, log(100)), reply(1),
+                           result(1, log(100))]
+    huge_at = 0
+    if case == "float_in_last_reply":
+        messages[3] = reply(1, 1e16)
+    elif case == "float_in_a_pruned_result":
+        messages[2]["content"][0]["content"] = [{"type": "text", "text": log(100), "score": 1e-7}]
+    elif case == "huge_in_a_marked_message":
+        huge_at = -1  # the last reply, which gets a breakpoint
+    elif case == "huge_next_to_an_inner_breakpoint":  # the agent caches: left alone, as the full splice sees
+        messages[2] = result(0, [{"type": "text", "text": "ok", "n": 1e300, "cache_control": CACHE}])
+    text = serialize(messages, frozenset())
+    at = [i for i in range(len(text)) if text.startswith('"command":"pytest"', i)][huge_at]
+    text = text[:at] + HUGE + text[at + len('"command":"pytest"'):]
+    if case == "huge_next_to_an_inner_breakpoint":
+        text = text.replace('"n":1e+300', '"n":1e400')
+    raw = request(text, case == "float_in_tools")
+    assert isinstance(parse_request(raw), RequestBody)
+    transforms = ContextTransforms(POLICIES[policy])
+    for _ in range(2):
+        assert send(transforms, raw) == full_splice(POLICIES[policy], raw)
