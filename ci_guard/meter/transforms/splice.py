@@ -27,10 +27,12 @@ copy what they change), and the registry holds a reference to each, so an id can
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import msgspec
+import xxhash
 
 from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, dumps
 from ci_guard.meter.transforms.cache import (
@@ -176,7 +178,7 @@ class Spans:
             pos += size + 1
         if self._memo is not None and data is self._conversation and self._exact and value:
             roles = [m.get("role") if isinstance(m, dict) else None for m in value]
-            self._memo.add(MessageIndex(bytes(data), starts, ends, roles, any(message_caches(m) for m in value)))
+            self._memo.add(MessageIndex(data, starts, ends, roles, any(message_caches(m) for m in value)))
 
     def _object(self, data: memoryview, depth: int) -> Any:
         members = _OBJECT.decode(data)
@@ -270,10 +272,10 @@ def prepare(body: RequestBody, endpoint: str, memo: MessageMemo | None = None) -
 # Breakpoints need only three facts about the messages: where each one starts and ends, its role,
 # and whether any of them sets cache_control already. A later turn of the same run repeats the
 # previous turn's messages byte for byte and appends to them, so those facts are kept per run
-# (:class:`MessageMemo`) and a later call decodes only the messages it has not seen. Proving the
-# repeated bytes equal is one memcmp of the kept copy (bytes.startswith), not a hash: no collision
-# can make a stale index apply. Searching the bytes for "cache_control" instead was measured slower
-# than decoding (bytes.find ~0.5 ms per MB on test logs) and escapes could hide the key.
+# (:class:`MessageMemo`) and a later call decodes only the messages it has not seen; the repeated
+# bytes are recognised by a keyed hash (see MessageMemo). Searching the bytes for "cache_control"
+# instead was measured slower than decoding (bytes.find ~0.5 ms per MB on test logs) and escapes
+# could hide the key.
 #
 # The facts come from one msgspec pass (:data:`_MESSAGES`): each message an object whose values
 # stay undecoded bytes (Raw) except strings and its content blocks, themselves objects of Raw values.
@@ -308,14 +310,26 @@ _SMALL = MessageCut(None, None, None, 0, 0, False, (), False)
 
 class MessageIndex:
     """Where each message of a compact ``messages`` array is, its role, whether one caches, and
-    what pruning made of each (``cuts``: None where it has not looked yet)."""
+    what pruning made of each (``cuts``: None where it has not looked yet). ``view`` is the array
+    as the current call has it; ``digest`` and the ``edges`` identify it for a later turn."""
 
-    __slots__ = ("caches", "cuts", "data", "ends", "roles", "starts")
+    __slots__ = ("caches", "cuts", "digest", "edges", "ends", "roles", "starts", "view")
 
-    def __init__(self, data: bytes, starts: list[int], ends: list[int], roles: list[Any], caches: bool,
+    def __init__(self, view: memoryview, starts: list[int], ends: list[int], roles: list[Any], caches: bool,
                  cuts: list[MessageCut | None] | None = None) -> None:
-        self.data, self.starts, self.ends, self.roles, self.caches = data, starts, ends, roles, caches
+        self.view, self.starts, self.ends, self.roles, self.caches = view, starts, ends, roles, caches
         self.cuts = (cuts or []) + [None] * (len(starts) - len(cuts or []))
+        self.digest: bytes | None = None  # of the array without its closing bracket (MessageMemo)
+        self.edges = _edges(view, len(view))
+
+
+def _edges(view: memoryview, size: int) -> bytes:
+    """The first and last bytes of an array of ``size`` bytes before its closing bracket: two
+    different conversations almost always differ there, so most are told apart without hashing."""
+    return bytes(view[:EDGE]) + bytes(view[max(0, size - 1 - EDGE):size - 1])
+
+
+EDGE = 64
 
 
 def _value_size(value: Any) -> int:
@@ -414,10 +428,17 @@ def _scan_decoding(data: memoryview, base: int, starts: list[int], ends: list[in
 
 
 class MessageMemo:
-    """Per run: the index of the conversations last seen, reused for the turns that extend them."""
+    """Per run: the index of the conversations last seen, reused for the turns that extend them.
+
+    A conversation is recognised by the XXH3-128 digest of its bytes under a secret random seed
+    (as :class:`~ci_guard.meter.transforms.prune.CutMemo` recognises a tool result): an agent that
+    does not know the seed cannot craft two conversations with one digest. Hashing reads the
+    megabyte once, where comparing with a kept copy read it twice and copied it on every turn.
+    """
 
     def __init__(self) -> None:
         self._entries: list[MessageIndex] = []
+        self._seed = secrets.randbits(64)
 
     def index(self, view: memoryview) -> MessageIndex | None:
         """The index of the compact Messages array ``view`` (None: the full path must decode it)."""
@@ -428,11 +449,13 @@ class MessageMemo:
         caches = _scan(view, 0, starts, ends, roles)
         if caches is None or not roles:
             return None
-        index = MessageIndex(bytes(view), starts, ends, roles, caches)
+        index = MessageIndex(view, starts, ends, roles, caches)
         self.add(index)
         return index
 
     def add(self, index: MessageIndex) -> None:
+        if index.digest is None:
+            index.digest = xxhash.xxh3_128_digest(index.view[:-1], self._seed)
         self._entries.insert(0, index)
         del self._entries[MEMO_ENTRIES:]
 
@@ -440,23 +463,29 @@ class MessageMemo:
         """The index of ``view`` if it repeats a conversation seen (and maybe appends to it)."""
         size = len(view)
         for n, entry in enumerate(self._entries):
-            seen = len(entry.data)
+            seen = len(entry.view)
             # the same messages and maybe more: everything up to the old closing bracket is equal
-            if seen > 2 and seen <= size and entry.data.startswith(view[:seen - 1]):
-                if seen == size:
-                    index = entry
-                elif view[seen - 1] == _COMMA:
-                    starts, ends, roles = list(entry.starts), list(entry.ends), list(entry.roles)
-                    # the new messages as an array of their own: "[" in place of the comma
-                    caches = _scan(memoryview(b"[" + bytes(view[seen:])), seen - 1, starts, ends, roles)
-                    if caches is None:
-                        return None
-                    index = MessageIndex(bytes(view), starts, ends, roles, entry.caches or caches, entry.cuts)
-                else:
-                    continue
-                del self._entries[n]
-                self._entries.insert(0, index)
-                return index
+            if not 2 < seen <= size or (seen < size and view[seen - 1] != _COMMA) or _edges(view, seen) != entry.edges:
+                continue
+            digest = xxhash.xxh3_128(seed=self._seed)
+            digest.update(view[:seen - 1])
+            if digest.digest() != entry.digest:
+                continue
+            if seen == size:
+                index = entry
+                index.view = view  # this call's bytes (equal to the ones seen)
+            else:
+                starts, ends, roles = list(entry.starts), list(entry.ends), list(entry.roles)
+                # the new messages as an array of their own: "[" in place of the comma
+                caches = _scan(memoryview(b"[" + bytes(view[seen:])), seen - 1, starts, ends, roles)
+                if caches is None:
+                    return None
+                index = MessageIndex(view, starts, ends, roles, entry.caches or caches, entry.cuts)
+                digest.update(view[seen - 1:size - 1])
+                index.digest = digest.digest()
+            del self._entries[n]
+            self.add(index)
+            return index
         return None
 
 
@@ -471,7 +500,7 @@ def prune_indexed(index: MessageIndex, spec: PruneSpec, cutter: Callable[[str], 
     """:func:`~ci_guard.meter.transforms.prune.prune` of an indexed Messages conversation: only the
     messages the index has no cut for yet are decoded (and of those, only the ones long enough to
     hold a result above the limit); None when msgspec refuses one (the full path decides)."""
-    view = memoryview(index.data)
+    view = index.view
     last_reply = next((i for i in range(len(index.roles) - 1, -1, -1) if index.roles[i] == "assistant"), -1)
     excluded = bool(spec.exclude_tools)  # then every message's tool uses are needed, for the names
     # A result above the limit has more than 4 * max_tokens characters, each at least a byte of JSON.
@@ -543,7 +572,7 @@ def write_indexed(body: RequestBody, index: MessageIndex, cuts: dict[int, Messag
     out, added = top_breakpoints(body) if mark else ({}, 0)
     if any(cut.floats for cut in cuts.values()) or _has_float(out):
         return None
-    view = memoryview(index.data)
+    view = index.view
     written = {i: cut.encoded for i, cut in cuts.items()}
     for i in message_targets(index.roles, skip_newest) if mark else ():
         if added >= MAX_BREAKPOINTS:
