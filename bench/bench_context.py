@@ -243,7 +243,12 @@ class FullPath(ContextTransforms):
 
 
 class FirstSight(ContextTransforms):
-    """`cache: auto` on a conversation the run has not seen: the message memo is empty on every call."""
+    """`cache: auto` on a conversation the run has not seen: the message memo is empty on every call
+    (from the proxy's first look at the request, its split, on)."""
+
+    def split(self, provider: str, endpoint: str) -> Any:
+        self._messages = splice.MessageMemo()
+        return super().split(provider, endpoint)
 
     def apply(self, **kw: Any) -> Any:
         self._messages = splice.MessageMemo()

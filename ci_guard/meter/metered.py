@@ -126,7 +126,11 @@ class MeteredCall:
         return await self._forward(plan)
 
     def _inspect(self, raw: bytes) -> tuple[Mapping[str, Any], RequestInfo]:
-        body = parse_body(raw)  # a large body is split at its top level only (providers/body.py)
+        transforms = self.session.transforms
+        # a large body is split at its top level only (providers/body.py), and where the run's
+        # context policy indexes the conversation, its messages are located in the same pass
+        split = transforms.split(self.provider, self.adapter.endpoint) if transforms is not None else None
+        body = parse_body(raw, split)
         info = self.adapter.inspect(body)  # type: ignore[arg-type]
         if self.provider == "openai" and info.inference_geo is None:
             # OpenAI has no request field for it: a data-residency upstream (eu.api.openai.com...)

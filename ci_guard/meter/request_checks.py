@@ -23,7 +23,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ci_guard.meter.providers.body import RequestBody, parse_request
+from ci_guard.meter.providers.body import RequestBody, Split, parse_request
 
 MAX_OUTPUT_TOKENS = 10_000_000  # above any model's output limit; larger is a typo or an attack
 MAX_CHOICES = 128  # OpenAI's documented maximum for Chat Completions `n`
@@ -53,7 +53,7 @@ def _loads(raw: bytes) -> Any:
     return json.loads(raw, object_pairs_hook=_no_duplicates)
 
 
-def parse_body(raw: bytes) -> Mapping[str, Any]:
+def parse_body(raw: bytes, split: Split | None = None) -> Mapping[str, Any]:
     """The request body as a JSON object, or :class:`BadRequest`.
 
     A body of :data:`~ci_guard.meter.providers.body.LAZY_MIN_BYTES` and more is split at its top
@@ -61,10 +61,10 @@ def parse_body(raw: bytes) -> Mapping[str, Any]:
     here, and every top-level value but the large ones (the conversation) is decoded with the
     same duplicate check. Inside those large values a repeated key is not looked for: the meter
     counts their bytes (both copies of a repeated key, so the estimate can only be higher) and
-    reads no metering field from them.
+    reads no metering field from them. ``split``: see providers/body.py parse_request.
     """
     try:
-        body = parse_request(raw, _loads)
+        body = parse_request(raw, _loads, split)
     except _DuplicateKey as exc:
         raise BadRequest(f"duplicate key {str(exc)[:100]!r} in the JSON body (ambiguous: the meter and "
                          "the provider could read different values)") from None

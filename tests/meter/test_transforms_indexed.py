@@ -113,7 +113,7 @@ def request(messages: str, system_float: bool) -> bytes:
 
 
 def send(transforms: ContextTransforms, raw: bytes) -> tuple[bytes, dict[str, Any]]:
-    body = parse_request(raw)
+    body = parse_request(raw, split=transforms.split("anthropic", "messages"))  # as the proxy splits it
     info = ADAPTER.inspect(body)
     done = transforms.apply(provider="anthropic", endpoint="messages", raw=raw, body=body, model=info.model,
                             max_output=info.max_output_tokens, input_tokens=info.estimated_input_tokens,
@@ -165,11 +165,16 @@ def test_a_repeated_conversation_is_neither_decoded_nor_cut_again(monkeypatch: A
                      {"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{i}",
                                                    "content": log(200)}]}]
     transforms = ContextTransforms(policy)
-    first = send(transforms, request(serialize(messages[:-2], frozenset()), False))
+    earlier = request(serialize(messages[:-2], frozenset()), False)
+    # a conversation the run has not seen is located in the proxy's one split of the request
+    assert parse_request(earlier, split=transforms.split("anthropic", "messages")).hint("messages") is not None
+    first = send(transforms, earlier)
     calls: list[int] = []
     real = splice._cut_message
     monkeypatch.setattr(splice, "_cut_message", lambda message, i, *rest: calls.append(i) or real(message, i, *rest))
     raw = request(serialize(messages, frozenset()), False)
+    # one the run's memo knows is split the plain way (its index is extended instead)
+    assert parse_request(raw, split=transforms.split("anthropic", "messages")).hint("messages") is None
     sent, changes = send(transforms, raw)
     assert (sent, changes) == full_splice(policy, raw)
     assert changes["pruned_results"] == 5 and first[1]["pruned_results"] == 4
@@ -220,3 +225,66 @@ def test_numbers_msgspec_refuses_leave_new_floats_to_the_full_splice(case: str, 
     transforms = ContextTransforms(POLICIES[policy])
     for _ in range(2):
         assert send(transforms, raw) == full_splice(POLICIES[policy], raw)
+
+
+TOP_VALUES = st.one_of(
+    st.sampled_from(['4096', '1E2', '1.50', '-0', '0.7', '1e16', '12345678901234567890123', 'true', 'null', '"x"',
+                     '"\\u00e9t\\u00e9"', '"a\\/b"', '["stop", "\\n"]', '[1,2]', '[]', '{}',
+                     '{"type": "enabled", "budget_tokens": 2000}', '[{"type":"text","text":"hi","cache_control":{}}]']),
+    TEXT.map(json.dumps))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(messages=conversation(), unusual=st.frozensets(st.sampled_from(UNUSUAL), max_size=2),
+       extra=st.lists(st.tuples(st.sampled_from(["max_tokens", "temperature", "stop_sequences", "metadata", "thinking",
+                                                 "system", "m\\u0061x", "stream"]), TOP_VALUES), max_size=4),
+       space=st.sampled_from(["", "", " ", "\n"]))
+def test_the_one_pass_split_gives_the_parts_of_the_plain_split(
+        messages: list[Any], unusual: frozenset[str], extra: list[tuple[str, str]], space: str) -> None:
+    """splice.split_request (the top-level split and the messages' index in one pass) gives the very
+    parts, values and errors of providers/body.py's split, and the messages where the index's own
+    scan finds them; whatever it cannot prove goes to the plain split."""
+    from ci_guard.meter.transforms import splice
+
+    head = ",".join(f'"{key}":{space}{value}' for key, value in extra)
+    raw = ("{" + head + ("," if head else "") + f'"messages":{space}' + serialize(messages, unusual) + "}").encode()
+    plain = parse_request(raw)
+    one = parse_request(raw, split=splice.split_request)
+    assert type(one) is type(plain)
+    if not isinstance(plain, RequestBody):
+        assert one == plain
+        return
+    assert list(one) == list(plain)
+    assert {k: bytes(one.raw(k) or b"") for k in one} == {k: bytes(plain.raw(k) or b"") for k in plain}
+    assert {k: one[k] for k in one if k != "messages"} == {k: plain[k] for k in plain if k != "messages"}
+    located = one.hint("messages")
+    view = plain.raw("messages")
+    starts: list[int] = []
+    ends: list[int] = []
+    roles: list[Any] = []
+    caches = splice._scan(view, 0, starts, ends, roles)  # type: ignore[arg-type]
+    if located is not None:
+        assert (located.starts, located.ends, located.roles, located.caches) == (starts, ends, roles, caches)
+        assert one.updated({"model": "x"}).hint("messages") is located  # the part is still the agent's
+        assert one.updated({"messages": []}).hint("messages") is None
+
+
+@pytest.mark.parametrize("head", [
+    '"max_tokens":1E2,"stop_sequences":["a\\/b","c\\/d"]',  # a number 2 bytes shorter, strings 2 longer
+    '"temperature":1.50,"max_tokens":4096',
+    '"max_tokens":4096,"temperature":0.5,"stream":true,"metadata":{"user_id":"u"}',
+    '"max_tokens":4096,"system":"caf\\u00e9"',
+])
+def test_the_one_pass_split_proves_every_size(head: str) -> None:
+    """Numbers are compared with the bytes where they must be; every other size is a lower bound:
+    a body whose sizes only add up by chance goes to the plain split."""
+    from ci_guard.meter.transforms import splice
+
+    messages = serialize([{"role": "user", "content": FILLER}, reply(0), result(0, "ok")], frozenset())
+    raw = ("{" + head + ',"messages":' + messages + "}").encode()
+    plain, one = parse_request(raw), parse_request(raw, split=splice.split_request)
+    assert {k: bytes(one.raw(k) or b"") for k in one} == {k: bytes(plain.raw(k) or b"") for k in plain}
+    assert {k: one[k] for k in one if k != "messages"} == {k: plain[k] for k in plain if k != "messages"}
+    assert (one.hint("messages") is not None) == (splice.split_request(raw) is not None)
+    exact = head.endswith('"stream":true,"metadata":{"user_id":"u"}')
+    assert (splice.split_request(raw) is not None) == exact

@@ -62,16 +62,18 @@ class RequestBody(Mapping[str, Any]):
     of the whole body would have.
     """
 
-    __slots__ = ("_encode_value", "_parts", "_values")
+    __slots__ = ("_encode_value", "_hints", "_parts", "_values")
 
     def __init__(self, parts: Mapping[str, Part | None], values: dict[str, Any] | None = None,
-                 encode_value: Callable[[Any], Any] | None = None) -> None:
+                 encode_value: Callable[[Any], Any] | None = None,
+                 hints: Mapping[str, tuple[Any, Any]] | None = None) -> None:
         self._parts = dict(parts)  # None: a value set by :meth:`updated`, encoded by :meth:`encode`
         self._values: dict[str, Any] = dict(values or {})  # values decoded up front (the small ones)
         # How a changed value is written (transforms/splice.py passes one that reuses the agent's
         # bytes for every part of the value it did not change, as a list of bytes-like pieces);
         # compact json.dumps by default.
         self._encode_value = encode_value
+        self._hints = hints or {}  # key -> (its part, what the split learnt about it): see hint()
 
     def __getitem__(self, key: str) -> Any:
         value = self._values.get(key, _MISSING)
@@ -95,6 +97,12 @@ class RequestBody(Mapping[str, Any]):
         part = self._parts.get(key)
         return b"".join(part) if isinstance(part, list) else part
 
+    def hint(self, key: str) -> Any:
+        """What the split that made this body learnt about the part ``key`` (transforms/splice.py:
+        where its messages are), or None; only while the part is the agent's bytes it was learnt from."""
+        hint = self._hints.get(key)
+        return hint[1] if hint is not None and self._parts.get(key) is hint[0] else None
+
     def updated(self, changes: Mapping[str, Any] | None = None, drop: Iterable[str] = ()) -> RequestBody:
         """A new body with ``changes`` set and ``drop`` removed, like ``{**body, **changes}``: a key
         already present keeps its place, a new one goes last. Nothing is decoded or encoded here."""
@@ -105,18 +113,18 @@ class RequestBody(Mapping[str, Any]):
         for key, value in (changes or {}).items():
             parts[key] = None
             values[key] = value
-        return RequestBody(parts, values, self._encode_value)
+        return RequestBody(parts, values, self._encode_value, self._hints)
 
     def with_pieces(self, key: str, pieces: list[Any]) -> RequestBody:
         """The same body with the value of ``key`` given as JSON pieces to join (not decoded)."""
         parts, values = dict(self._parts), dict(self._values)
         parts[key] = pieces  # type: ignore[assignment]
         values.pop(key, None)
-        return RequestBody(parts, values, self._encode_value)
+        return RequestBody(parts, values, self._encode_value, self._hints)
 
     def with_encoder(self, encode_value: Callable[[Any], Any], values: Mapping[str, Any]) -> RequestBody:
         """The same body with ``values`` already decoded and changed values written by ``encode_value``."""
-        return RequestBody(self._parts, {**self._values, **values}, encode_value)
+        return RequestBody(self._parts, {**self._values, **values}, encode_value, self._hints)
 
     def encode(self) -> bytes:
         """The compact JSON of the body: the agent's bytes for every untouched part, the changed
@@ -181,19 +189,25 @@ def request_pieces(body: Mapping[str, Any]) -> list[Any]:
     return [dumps(body)]
 
 
-def parse_request(raw: bytes, loads: Loads = json.loads) -> Any:
+Split = Callable[[bytes], tuple[dict[str, Part], dict[str, tuple[Any, Any]]] | None]
+
+
+def parse_request(raw: bytes, loads: Loads = json.loads, split: Split | None = None) -> Any:
     """The request's JSON (a :class:`RequestBody` for a large object); raises what ``loads`` raises.
 
     Small or unusual bodies are decoded whole by ``loads`` (the reference behaviour, also for its
     error messages); the result need not be an object (the caller checks). For a large object,
     ``loads`` decodes each top-level value below :data:`LAZY_MIN_BYTES` at once (the metering
     fields: model, caps, stream, thinking ...); the large ones are decoded with ``json.loads``
-    only if something reads them.
+    only if something reads them. ``split`` may split it instead, giving the same parts and hints
+    about them (transforms/splice.py split_request); where it cannot, the plain split does.
     """
     if len(raw) >= LAZY_MIN_BYTES:
-        parts = _split(raw)
+        found = split(raw) if split is not None else None
+        parts, hints = found if found is not None else (_split(raw), None)
         if parts is not None:
-            return RequestBody(parts, {k: loads(bytes(v)) for k, v in parts.items() if len(v) < LAZY_MIN_BYTES})
+            return RequestBody(parts, {k: loads(bytes(v)) for k, v in parts.items() if len(v) < LAZY_MIN_BYTES},
+                               hints=hints)
     return loads(raw)
 
 
@@ -242,4 +256,5 @@ def _parts(data: bytes) -> dict[str, Part] | None:
     return parts if size == len(data) else None
 
 
-__all__ = ["LAZY_MIN_BYTES", "RequestBody", "dumps", "encode_request", "parse_request", "request_pieces", "updated"]
+__all__ = ["LAZY_MIN_BYTES", "RequestBody", "Split", "dumps", "encode_request", "parse_request", "request_pieces",
+           "updated"]

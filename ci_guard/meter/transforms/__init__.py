@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody
+from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, Split
 from ci_guard.meter.transforms import cache, clear, prune, reasoning, route, splice, thinking
 from ci_guard.meter.transforms.toolresults import tool_results
 from ci_guard.policy.decision import ContextPolicy
@@ -67,6 +67,15 @@ class ContextTransforms:
         # (and, for pruning and clearing, where its messages are: their bytes need not be located again)
         self._messages = splice.MessageMemo() if (policy.cache == "auto" or policy.prune_tool_results
                                                   or policy.clear_old_tool_results) else None
+
+    def split(self, provider: str, endpoint: str) -> Split | None:
+        """How the proxy splits a large request of this run: for an Anthropic conversation this
+        run indexes and has not seen, one pass that also locates its messages (splice.MessageMemo.split);
+        None: the plain split."""
+        if provider == "anthropic" and endpoint == "messages" and self._messages is not None and (
+                self.policy.cache == "auto" or self.policy.prune_tool_results):
+            return self._messages.split
+        return None
 
     def apply(self, *, provider: str, endpoint: str, raw: bytes, body: dict[str, Any], model: str | None,
               max_output: int | None, input_tokens: int, stream: bool,
@@ -155,7 +164,7 @@ class ContextTransforms:
         if self._messages is None or not isinstance(view, memoryview) or any(
                 key != "messages" and len(body.raw(key) or b"") >= LAZY_MIN_BYTES for key in body):
             return None  # not a compact conversation of the agent's bytes, or another part as large
-        index = self._messages.index(view)
+        index = self._messages.index(view, body.hint("messages"))
         if index is None:
             return None
         spec = self.policy.prune_tool_results

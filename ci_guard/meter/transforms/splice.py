@@ -330,6 +330,9 @@ def _edges(view: memoryview, size: int) -> bytes:
 
 
 EDGE = 64
+_MESSAGES_KEY = b'"messages":['
+# where the conversation is looked for in a request (agents put it first, or after the system prompt)
+GUESS_WITHIN = 256 * 1024
 
 
 def _value_size(value: Any) -> int:
@@ -343,40 +346,124 @@ def _value_size(value: Any) -> int:
     return 5 if value is False else 4  # true, null
 
 
+def _message_size(message: dict[str, Any]) -> int:
+    """The size of a message as :data:`_MESSAGES` gives it (a lower bound: see _value_size)."""
+    size = _frame(tuple(message))
+    for value in message.values():
+        if isinstance(value, list):  # blocks: brackets, commas, and each block's keys and values
+            size += 1 + len(value) if value else 2
+            for block in value:
+                size += _frame(tuple(block))
+                for raw in block.values():
+                    size += len(raw)
+        else:
+            size += _value_size(value)
+    return size
+
+
+class Located(NamedTuple):
+    """The messages of a compact array: offsets from the array's first byte, roles, and caching."""
+
+    starts: list[int]
+    ends: list[int]
+    roles: list[Any]
+    caches: bool
+    size: int  # the array's size, if the sizes above are exact (the caller compares it)
+
+
+def _locate_messages(messages: list[Any]) -> Located | None:
+    """Where the messages decoded by :data:`_MESSAGES` are, if every size is the exact one; None
+    when one is not an object or msgspec refuses a tool result's content (so it would the message)."""
+    starts, ends, roles, caches, pos = [], [], [], False, 1
+    for message in messages:
+        if not isinstance(message, dict):
+            return None
+        size = _message_size(message)
+        content = message.get("content")
+        if not caches and isinstance(content, list):
+            caches = _blocks_cache(content)
+            if caches is None:
+                return None
+        role = message.get("role")
+        starts.append(pos)
+        ends.append(pos + size)
+        roles.append(role if isinstance(role, str) else None)
+        pos += size + 1
+    return Located(starts, ends, roles, caches, max(pos, 2))
+
+
+def _exact(data: memoryview, located: Located | None) -> bool:
+    """The sizes add up to the bytes (so each is exact), and each message is where they say."""
+    return located is not None and located.size == len(data) and all(
+        data[start] == _LBRACE and data[end] in _AFTER for start, end in zip(located.starts, located.ends, strict=True))
+
+
 def _scan(data: memoryview, base: int, starts: list[int], ends: list[int], roles: list[Any]) -> bool | None:
     """Append the messages of the compact array ``data`` (offsets from ``base``); whether one of
     them sets cache_control, or None when the array is not compact or msgspec refuses a message
     (then the full path decides, exactly as before)."""
     try:
-        messages = _MESSAGES.decode(data)
+        located = _locate_messages(_MESSAGES.decode(data))
     except (msgspec.DecodeError, ValueError):  # a message that is not an object of these values
+        located = None
+    if not _exact(data, located):  # whitespace or escapes (the sizes do not add up), or a refusal
         return _scan_decoding(data, base, starts, ends, roles)
-    caches, pos, found = False, 1, []
-    for message in messages:
-        size = _frame(tuple(message))
-        for value in message.values():
-            if isinstance(value, list):  # blocks: brackets, commas, and each block's keys and values
-                size += 1 + len(value) if value else 2
-                for block in value:
-                    size += _frame(tuple(block))
-                    for raw in block.values():
-                        size += len(raw)
-            else:
-                size += _value_size(value)
-        content = message.get("content")
-        if not caches and isinstance(content, list):
-            caches = _blocks_cache(content)
-            if caches is None:  # msgspec refuses a tool result's content: so it would the message
-                return _scan_decoding(data, base, starts, ends, roles)
-        found.append((pos, pos + size, message.get("role")))
+    assert located is not None
+    starts += [base + start for start in located.starts]
+    ends += [base + end for end in located.ends]
+    roles += located.roles
+    return located.caches
+
+
+# -- the request's top-level split and its messages in one pass ---------------------------------------
+# providers/body.py splits a large request at its top level (one msgspec pass over the megabyte) and
+# the index then took a second pass over the messages. For a run whose policy indexes them, the
+# proxy's inspection splits the request with :func:`split_request` instead: the top-level values
+# typed as :data:`_MESSAGES` types its messages, so one pass gives both the parts and the index.
+# Every size is a lower bound as in _scan except a number's, which is compared with the bytes
+# where it must be: when the sizes add up, every part and every message is where they say.
+
+_Top = str | int | float | bool | None | list[dict[str, _Value] | str] | dict[str, msgspec.Raw]
+_TOP = msgspec.json.Decoder(dict[str, _Top])
+
+
+def split_request(raw: bytes) -> tuple[dict[str, memoryview], dict[str, tuple[memoryview, Located]]] | None:
+    """The top-level parts of a compact JSON object (as providers/body.py's split gives them) and
+    where the messages of its ``messages`` array are; None when the one pass cannot tell (then the
+    plain split decides)."""
+    from ci_guard.meter.providers.body import _check_utf8
+
+    try:
+        if not raw.isascii():
+            _check_utf8(raw)  # msgspec does not check the bytes of strings it skips
+        top = _TOP.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
+        return None
+    view = memoryview(raw)
+    parts, hints, pos = {}, {}, 1
+    for key, value in top.items():
+        pos += _key_size(key) + 1
+        if isinstance(value, list):
+            located = _locate_messages(value) if key == "messages" else None
+            size = located.size if located is not None else (1 + len(value) if value else 2) + sum(
+                [_message_size(item) if isinstance(item, dict) else _value_size(item) for item in value])
+            if located is not None:
+                hints[key] = located
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                number = msgspec.json.encode(value)
+            except (TypeError, ValueError, OverflowError):
+                return None
+            if view[pos:pos + len(number)] != number:
+                return None  # written another way (1E2, 1.50): its size is not known
+            size = len(number)
+        else:
+            size = _value_size(value)
+        parts[key] = view[pos:pos + size]
         pos += size + 1
-    if pos != len(data) or any(data[start] != _LBRACE or data[end] not in _AFTER for start, end, _ in found):
-        return _scan_decoding(data, base, starts, ends, roles)  # whitespace or escapes: sizes do not add up
-    for start, end, role in found:
-        starts.append(base + start)
-        ends.append(base + end)
-        roles.append(role if isinstance(role, str) else None)
-    return caches
+    if pos != len(raw) or not parts:
+        return None  # whitespace, a key twice or written with escapes, a string with needless escapes
+    return parts, {key: (parts[key], located) for key, located in hints.items() if _exact(parts[key], located)}
 
 
 _AFTER = frozenset(b",]")
@@ -440,13 +527,17 @@ class MessageMemo:
         self._entries: list[MessageIndex] = []
         self._seed = secrets.randbits(64)
 
-    def index(self, view: memoryview) -> MessageIndex | None:
-        """The index of the compact Messages array ``view`` (None: the full path must decode it)."""
+    def index(self, view: memoryview, located: Located | None = None) -> MessageIndex | None:
+        """The index of the compact Messages array ``view`` (None: the full path must decode it);
+        ``located``: its messages as :func:`split_request` found them, if it did."""
         index = self.lookup(view)
         if index is not None:
             return index
-        starts, ends, roles = [], [], []
-        caches = _scan(view, 0, starts, ends, roles)
+        if located is not None:
+            starts, ends, roles, caches = located.starts, located.ends, located.roles, located.caches
+        else:
+            starts, ends, roles = [], [], []
+            caches = _scan(view, 0, starts, ends, roles)
         if caches is None or not roles:
             return None
         index = MessageIndex(view, starts, ends, roles, caches)
@@ -458,6 +549,18 @@ class MessageMemo:
             index.digest = xxhash.xxh3_128_digest(index.view[:-1], self._seed)
         self._entries.insert(0, index)
         del self._entries[MEMO_ENTRIES:]
+
+    def split(self, raw: bytes) -> tuple[dict[str, memoryview], dict[str, tuple[memoryview, Located]]] | None:
+        """:func:`split_request` for a request whose conversation this memo does not seem to know
+        (a first sight); None for the others, whose index a later turn extends (providers/body.py
+        then splits it the plain way: the sizes split_request adds up cost ~0.1 ms per MB). The
+        guess reads where the conversation seems to start: a wrong one costs time, never bytes."""
+        at = raw.find(_MESSAGES_KEY, 0, GUESS_WITHIN)
+        if at >= 0:
+            head = raw[at + len(_MESSAGES_KEY) - 1:at + len(_MESSAGES_KEY) - 1 + EDGE]
+            if any(entry.edges[:EDGE] == head for entry in list(self._entries)):  # a copy: called off the loop
+                return None
+        return split_request(raw)
 
     def lookup(self, view: memoryview) -> MessageIndex | None:
         """The index of ``view`` if it repeats a conversation seen (and maybe appends to it)."""
