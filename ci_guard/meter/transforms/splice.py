@@ -26,6 +26,7 @@ copy what they change), and the registry holds a reference to each, so an id can
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from collections.abc import Callable
@@ -79,19 +80,15 @@ def _key_size(key: str) -> int:
     return len(json.dumps(key, ensure_ascii=False).encode())
 
 
-_FRAMES: dict[tuple[str, ...], int] = {}  # the keys of the objects seen -> what they add (see _frame)
-
-
+# Kept per key tuple (a conversation has a handful of block shapes, repeated thousands of times) and
+# per short string (roles, types); at most this many of each, so keys an agent makes up cannot grow them.
+@functools.lru_cache(maxsize=4096)
 def _frame(keys: tuple[str, ...]) -> int:
-    """What an object with these keys takes besides its values: braces, keys, colons and commas.
-    Kept per key tuple: a conversation has a handful of block shapes, repeated thousands of times."""
-    size = _FRAMES.get(keys)
-    if size is None:
-        size = 1 + sum(_key_size(k) + 2 for k in keys) if keys else 2
-        if len(_FRAMES) >= 4096:  # keys an agent makes up: never more than this many kept
-            _FRAMES.clear()
-        _FRAMES[keys] = size
-    return size
+    """What an object with these keys takes besides its values: braces, keys, colons and commas."""
+    return 1 + sum(_key_size(k) + 2 for k in keys) if keys else 2
+
+
+_short_size = functools.lru_cache(maxsize=4096)(_key_size)
 
 
 def _object_size(values: dict[str, msgspec.Raw]) -> int:
@@ -340,7 +337,9 @@ def _value_size(value: Any) -> int:
     if isinstance(value, msgspec.Raw):
         return len(value)
     if isinstance(value, str):
-        return _key_size(value) if len(value) < 256 else len(_encode_str(value))
+        if len(value) > 32:
+            return _key_size(value) if len(value) < 256 else len(_encode_str(value))
+        return _short_size(value)
     if isinstance(value, dict):
         return _object_size(value)
     return 5 if value is False else 4  # true, null
