@@ -293,8 +293,7 @@ class MessageCut(NamedTuple):
     """What pruning made of one message of an indexed conversation."""
 
     newest: bool | None  # whether it was part of the newest turn then (None: too small to matter)
-    message: Any  # the pruned message, or None: unchanged
-    encoded: bytes | None  # its JSON, as the full splice writes it
+    encoded: bytes | None  # the pruned message's JSON as the full splice writes it, or None: unchanged
     results: int
     tokens: int
     cuts_newest: bool  # a tool result of this newest message would be cut (cache: auto skips its mark)
@@ -302,7 +301,7 @@ class MessageCut(NamedTuple):
     floats: bool  # the pruned message holds a float (see _has_float)
 
 
-_SMALL = MessageCut(None, None, None, 0, 0, False, (), False)
+_SMALL = MessageCut(None, None, 0, 0, False, (), False)
 
 
 class MessageIndex:
@@ -624,7 +623,7 @@ def prune_indexed(index: MessageIndex, spec: PruneSpec, cutter: Callable[[str], 
                 done = _cut_message(message, i, newest, names, spec, cutter)
             index.cuts[i] = done
         names.update(done.uses)
-        if done.message is not None:
+        if done.encoded is not None:
             plan.cuts[i] = done
         results += done.results
         tokens += done.tokens
@@ -642,9 +641,9 @@ def _cut_message(message: Any, i: int, newest: bool, names: dict[str, str], spec
     pruned = prune("messages", {"messages": {i: message}}, spec, found, cutter)
     cuts_newest = newest and any(cutter(r.text) is not None for r in found)
     if not pruned.results:
-        return MessageCut(newest, None, None, 0, 0, cuts_newest, uses, False)
+        return MessageCut(newest, None, 0, 0, cuts_newest, uses, False)
     new = pruned.body["messages"][i]
-    return MessageCut(newest, new, Spans().encode(new, 1), pruned.results, pruned.tokens, cuts_newest, uses,
+    return MessageCut(newest, Spans().encode(new, 1), pruned.results, pruned.tokens, cuts_newest, uses,
                       _has_float(new))
 
 
@@ -680,7 +679,8 @@ def write_indexed(body: RequestBody, index: MessageIndex, cuts: dict[int, Messag
         if added >= MAX_BREAKPOINTS:
             break
         cut = cuts.get(i)
-        message = cut.message if cut is not None else _decode_or_none(view[index.starts[i]:index.ends[i]])
+        # a pruned message is read back from its JSON (it holds no float: msgspec gives the same value)
+        message = _decode_or_none(cut.encoded if cut is not None else view[index.starts[i]:index.ends[i]])
         if message is None:
             return None  # msgspec refuses it (the index's pass skipped its values): the full path decides
         new = mark_message(message)
