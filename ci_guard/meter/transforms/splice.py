@@ -302,6 +302,7 @@ class MessageCut(NamedTuple):
 
 
 _SMALL = MessageCut(None, None, 0, 0, False, (), False)
+_UNMARKED = object()
 
 
 class MessageIndex:
@@ -309,13 +310,14 @@ class MessageIndex:
     what pruning made of each (``cuts``: None where it has not looked yet). ``view`` is the array
     as the current call has it; ``digest`` and the ``edges`` identify it for a later turn."""
 
-    __slots__ = ("caches", "cuts", "digest", "edges", "ends", "roles", "starts", "view")
+    __slots__ = ("caches", "cuts", "digest", "edges", "ends", "marks", "roles", "starts", "view")
 
     def __init__(self, view: memoryview, starts: list[int], ends: list[int], roles: list[Any], caches: bool,
                  cuts: list[MessageCut | None] | None = None) -> None:
         self.view, self.starts, self.ends, self.roles, self.caches = view, starts, ends, roles, caches
         self.cuts = (cuts or []) + [None] * (len(starts) - len(cuts or []))
         self.digest: bytes | None = None  # of the array without its closing bracket (MessageMemo)
+        self.marks: dict[int, Any] = {}  # an unpruned message with its breakpoint (None: none fits), by position
         self.edges = _edges(view, len(view))
 
 
@@ -679,15 +681,20 @@ def write_indexed(body: RequestBody, index: MessageIndex, cuts: dict[int, Messag
         if added >= MAX_BREAKPOINTS:
             break
         cut = cuts.get(i)
-        # a pruned message is read back from its JSON (it holds no float: msgspec gives the same value)
-        message = _decode_or_none(cut.encoded if cut is not None else view[index.starts[i]:index.ends[i]])
-        if message is None:
-            return None  # msgspec refuses it (the index's pass skipped its values): the full path decides
-        new = mark_message(message)
-        if new is not None:
-            if _has_float(new):
+        marked = index.marks.get(i, _UNMARKED) if cut is None else _UNMARKED
+        if marked is _UNMARKED:
+            # a pruned message is read back from its JSON (it holds no float: msgspec gives the same value)
+            message = _decode_or_none(cut.encoded if cut is not None else view[index.starts[i]:index.ends[i]])
+            if message is None:
+                return None  # msgspec refuses it (the index's pass skipped its values): the full path decides
+            new = mark_message(message)
+            if new is not None and _has_float(new):
                 return None
-            written[i] = spans.encode(new, 1)
+            marked = spans.encode(new, 1) if new is not None else None
+            if cut is None:  # the same bytes get the same mark: a repeated request reuses it
+                index.marks[i] = marked
+        if marked is not None:
+            written[i] = marked
             added += 1
     if not out and not written:
         return body, 0
