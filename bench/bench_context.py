@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from ci_guard.meter.caps import CapGuard  # noqa: E402
 from ci_guard.meter.live_log import LiveLog  # noqa: E402
+from ci_guard.meter.loop import keep_freed_memory  # noqa: E402
 from ci_guard.meter.pricer import CatalogPricer  # noqa: E402
 from ci_guard.meter.providers.base import estimate_input_tokens  # noqa: E402
 from ci_guard.meter.providers.body import RequestBody  # noqa: E402
@@ -265,6 +266,10 @@ def time_real_path(rounds: int) -> list[dict[str, Any]]:
     """Added latency per call of a changed ~1 MB request through the real proxy (MeterProxy, in
     process) to a canned upstream that does not parse (bench/fast_upstream.py): one proxy per
     variant, requests interleaved round-robin so every variant sees the same machine noise."""
+    # glibc as the proxy's own event loop sets it (ci_guard.meter.loop.run): freed megabyte buffers
+    # stay in the heap. Without it every variant paid page faults a running proxy does not, and which
+    # variant paid more depended on which buffers the memos kept alive (next turn: 0.3 or 1.0 ms).
+    keep_freed_memory()
     port = free_port()
     upstream = subprocess.Popen([sys.executable, str(ROOT / "bench" / "fast_upstream.py"), str(port)])
     variants: list[tuple[str, ContextPolicy | None, type[ContextTransforms]]] = [
