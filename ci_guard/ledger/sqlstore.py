@@ -30,7 +30,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -140,6 +140,33 @@ class Tx:
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self.cursor.executemany(self._q(sql), [tuple(r) for r in rows])
+
+
+class ExportSnapshot:
+    """The reads of a bulk export inside one snapshot (:meth:`SqlStore.export_snapshot`)."""
+
+    def __init__(self, store: SqlStore, tx: Tx) -> None:
+        self.backend = store.backend
+        self.encoding = store._encoding(tx)  # of the text values read
+        self._store, self._tx = store, tx
+
+    def ts(self, moment: datetime) -> Any:
+        """``moment`` as the backend stores times (to compare with ``started_at``)."""
+        return self._store._ts(moment)
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._tx.all(sql, params)
+
+    def rows(self, sql: str, params: Sequence[Any], page: int) -> Iterator[list[tuple[Any, ...]]]:
+        """``sql``'s rows in pages of ``page``, streamed by one query (PostgreSQL: ``COPY ... TO
+        STDOUT``, every value as text), so the database sorts once; nothing else may be read
+        until the last page."""
+        return self._store._stream(self._tx, sql, params, page)
+
+    def fields(self, sql: str, params: Sequence[Any], page: int) -> Iterator[list[list[bytes]]]:
+        """PostgreSQL: like :meth:`rows`, each value the bytes the server sent in :attr:`encoding`
+        (text, never NULL): no str per value."""
+        return self._store._stream_fields(self._tx, sql, params, page)
 
 
 class SqlStore(AnalyticsMixin):
@@ -619,28 +646,13 @@ class SqlStore(AnalyticsMixin):
             if len(rows) < page:
                 return
 
-    def export_lines(self, start: datetime, end: datetime, exprs: Sequence[str],
-                     page: int = EXPORT_PAGE) -> Iterator[tuple[dict[str, tuple[Any, ...]], list[tuple[Any, ...]]]]:
-        """Every call started in ``[start, end)``, oldest first, as pages of ``(run_id, *exprs,
-        context_json, context_saved_micros)``: the expressions over ``calls c`` are computed by the
-        database (ci_guard.report.focus_sql builds the export's CSV text with them).
-
-        Yields ``(runs, rows)``: with the first page, ``runs`` maps every run with a call in the
-        period to its :data:`EXPORT_ROW_RUN_COLS` (empty afterwards). One query streamed in pages
-        inside one read snapshot (PostgreSQL: ``COPY ... TO STDOUT``, values as text), so the
-        database sorts once instead of once per keyset page.
-        """
-        period = (self._ts(start), self._ts(end))
-        runs_sql = (f"SELECT run_id, {', '.join(EXPORT_ROW_RUN_COLS)} FROM runs WHERE run_id IN"
-                    " (SELECT run_id FROM calls WHERE started_at >= ? AND started_at < ?)")
-        sql = (f"SELECT c.run_id, {', '.join(exprs)}, c.context_json, c.context_saved_micros FROM calls c"
-               " WHERE c.started_at >= ? AND c.started_at < ? ORDER BY c.started_at, c.run_id, c.seq")
+    @contextmanager
+    def export_snapshot(self) -> Iterator[ExportSnapshot]:
+        """One read snapshot for a bulk export (``ci_guard.report.focus_sql``): every read through
+        the :class:`ExportSnapshot` sees the same data."""
         try:
             with self._lock, self._snapshot() as tx:
-                runs = {row[0]: tuple(row[1:]) for row in tx.all(runs_sql, period)}
-                for rows in self._stream(tx, sql, period, page):
-                    yield runs, rows
-                    runs = {}
+                yield ExportSnapshot(self, tx)
         except CiGuardError:
             raise
         except Exception as exc:
@@ -648,6 +660,9 @@ class SqlStore(AnalyticsMixin):
             if mapped is None:
                 raise
             raise mapped from None
+
+    def _encoding(self, tx: Tx) -> str:
+        return "utf-8"
 
     def _snapshot(self) -> AbstractContextManager[Tx]:
         """A read transaction whose statements all see the same data."""

@@ -7,6 +7,7 @@ calls them from a worker thread so a slow database never stalls a stream.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -18,6 +19,7 @@ from ci_guard.policy.decision import BudgetStatus
 
 if TYPE_CHECKING:
     from ci_guard.ledger.analytics import RunFacts
+    from ci_guard.ledger.sqlstore import ExportSnapshot
     from ci_guard.policy.models import Budget
 
 
@@ -155,10 +157,8 @@ class Store(Protocol):
         """The same calls as pages of plain tuples (``sqlstore.EXPORT_ROW_COLS``): the bulk FOCUS export."""
         ...
 
-    def export_lines(self, start: datetime, end: datetime, exprs: Sequence[str],
-                     page: int = 5000) -> Iterator[tuple[dict[str, tuple[Any, ...]], list[tuple[Any, ...]]]]:
-        """The same calls as ``(run_id, *exprs, context_json, context_saved_micros)`` computed by the
-        database, with the runs' export columns (the FOCUS CSV export; see sqlstore)."""
+    def export_snapshot(self) -> AbstractContextManager[ExportSnapshot]:
+        """One read snapshot for a bulk export (the FOCUS CSV export; see sqlstore.ExportSnapshot)."""
         ...
 
     def close(self) -> None:

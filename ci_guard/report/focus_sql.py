@@ -1,13 +1,19 @@
-"""FOCUS CSV lines of a month with the call columns formatted by the database (`ci-guard ledger export`).
+"""FOCUS CSV lines of a month formatted by the database (`ci-guard ledger export`).
 
 :func:`ci_guard.report.focus.write_focus_csv` is the definition (one dict per call through
-``csv.DictWriter``). Here the query formats what costs most per call -- money from integer
+``csv.DictWriter``). Here the database formats what costs most per call -- money from integer
 micro-dollars, the whole-second charge period, the token sums and the SKU details JSON -- the way a
-plain SQL dump formats its rows, and streams one sorted query (PostgreSQL: ``COPY ... TO STDOUT``).
-Python joins those texts with what repeats: the run's columns (its tags are JSON with sorted keys
-and escapes, which SQL dialects write differently) built once per run, and the CSV quoting of models,
-endpoints, providers and statuses memoised. A call whose context policy changed it, or whose
-service tier needs JSON escapes (both rare), gets that column from Python's json.
+plain SQL dump formats its rows, in one sorted query streamed in pages inside one snapshot
+(``Store.export_snapshot``). What SQL dialects write differently is built in Python, once per run:
+the run's columns (its tags are JSON with sorted keys and escapes).
+
+* SQLite: the query returns each call's columns; Python joins them with the run's columns, the
+  CSV quoting of models, endpoints, providers and statuses memoised (:class:`_Lines`).
+* PostgreSQL: the query (``COPY ... TO STDOUT``: the server formats the next rows while Python
+  joins these) returns each call's whole line but for its run's columns, in three pieces that
+  Python joins with them as the bytes the server sent (:func:`piece_sql`). The few calls it cannot write -- a value
+  CSV must quote, a service tier JSON must escape, a call whose context policy changed it
+  (:func:`odd_sql`) -- are read first and joined like SQLite's.
 
 Byte for byte the output of :func:`ci_guard.report.focus.write_focus_csv` on both backends
 (tests/ledger/test_export.py), including quotes, commas, newlines and control characters in names.
@@ -19,10 +25,12 @@ import json
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from ci_guard.ledger.sqlstore import EXPORT_ROW_RUN_COLS
 from ci_guard.report.focus import _PROVIDERS, COLUMNS, _context_tags_of, _csv_field, _json, _run_columns
 
 PAGE = 20_000  # calls formatted and written at a time
 QUOTE, BACKSLASH = "'\"'", "'\\'"  # SQL literals (no escapes in standard SQL strings)
+WHERE, ORDER = "c.started_at >= ? AND c.started_at < ?", "ORDER BY c.started_at, c.run_id, c.seq"
 
 
 class _Dialect:
@@ -42,6 +50,10 @@ class _Dialect:
         needs = " OR ".join(self.has(text, c) for c in ("','", self.chr(10), self.chr(13)))
         return (f"CASE WHEN {self.has(text, QUOTE)} THEN '\"' || replace({text}, '\"', '\"\"')"
                 f" || '\"' WHEN {needs} THEN '\"' || {text} || '\"' ELSE {text} END")
+
+    def csv_special(self, text: str) -> str:
+        """True when ``text`` holds a character that makes CSV quote a field (quote, comma, CR, LF)."""
+        return f"{text} ~ '[\",\n\r]'" if self.pg else f"{text} GLOB '*[\",\n\r]*'"
 
     def int_text(self, expr: str) -> str:
         return f"CAST({expr} AS TEXT)"
@@ -124,21 +136,127 @@ def line_sql(backend: str) -> tuple[str, ...]:
     )
 
 
+def piece_sql(periods: list[str]) -> tuple[str, str, str]:
+    """PostgreSQL: the three pieces of a call's line around its run's columns (ResourceId to
+    SubAccountName, Tags, x_Enforced), over ``calls c``; ``periods`` are BillingPeriodStart,
+    BillingPeriodEnd of each month (with more than one, a ``?`` per month's end but the last's
+    comes first). Right for a call that is not odd (:func:`odd_sql`): nothing here quotes for CSV."""
+    d = _Dialect("postgres")
+    if len(periods) > 1:
+        period = "CASE " + " ".join(f"WHEN c.started_at < ? THEN '{p}'" for p in periods[:-1]) + \
+            f" ELSE '{periods[-1]}' END"
+    else:
+        period = f"'{periods[0] if periods else ''}'"
+    known = " ".join(f"WHEN '{p}' THEN '{_provider_columns(p)[1]}'" for p in _PROVIDERS)
+    provider = (f"CASE c.provider {known} ELSE replace('Tokens,,,Standard,#,#,#,#,#,# API,AI and Machine Learning,"
+                "Generative AI,', '#', c.provider) END")
+    tokens = "c.input_tokens + c.cache_write_tokens + c.cache_read_tokens + c.output_tokens"
+    name = "COALESCE(NULLIF(c.model_served, ''), c.model_requested, '')"
+    desc = "COALESCE(NULLIF(c.model_served, ''), NULLIF(c.model_requested, ''), 'unknown model')"
+    tier = "CASE WHEN c.service_tier IS NULL THEN 'null' ELSE '\"\"' || c.service_tier || '\"\"' END"
+    tokens_json = ", ".join(f"',\"\"{t}\"\":', c.{t}" for t in (
+        "cache_write_1h_tokens", "cache_write_tokens", "input_tokens", "output_tokens", "reasoning_tokens"))
+    # concat(): one buffer for the piece (|| would copy the growing text once per operator)
+    return (
+        f"concat(replace('#,#,#,#', '#', {d.money('c.cost_micros')}), ',USD,', c.provider, ',,', {period}, ',',"
+        f" {d.second('c.started_at')}, ',', {d.charge_end('c.started_at', 'c.ended_at')}, ',Usage,,', {desc}, ' ',"
+        f" c.endpoint, ' call ', c.seq, ' of CI agent run ', c.run_id, ',Usage-Based,',"
+        f" replace('#,Tokens,#', '#', CAST({tokens} AS TEXT)), ',', {provider})",
+        f"concat({name}, ',', c.endpoint, ',\"{{\"\"cache_read_tokens\"\":', c.cache_read_tokens, {tokens_json},"
+        f" ',\"\"service_tier\"\":', {tier}, ',\"\"web_searches\"\":', c.web_searches, '}}\",,,')",
+        f"concat(',', c.run_id, ',', c.seq, ',', c.status, ',', {name}, ',', COALESCE(c.model_requested, ''), ',',"
+        " c.endpoint, ',')",
+    )
+
+
+def odd_sql() -> str:
+    """PostgreSQL: true for a call whose line :func:`piece_sql` does not write (built in Python instead):
+    a value CSV must quote, a service tier JSON must escape, a context policy's tags."""
+    d = _Dialect("postgres")
+    names = "c.provider || COALESCE(c.model_served, '') || COALESCE(c.model_requested, '') || c.endpoint"
+    return (f"c.context_json IS NOT NULL OR (c.service_tier IS NOT NULL AND NOT ({d.plain_json('c.service_tier')}))"
+            f" OR {d.csv_special(f'{names} || c.status || c.run_id')}")
+
+
 def write_focus_csv_month(store: Any, start: datetime, end: datetime, out: IO[str], page: int = PAGE) -> int:
-    """Every call started in ``[start, end)`` as FOCUS CSV (header first), oldest first; returns the count."""
+    """Every call started in ``[start, end)`` as FOCUS CSV (header first), oldest first; returns the count.
+
+    SQLite: the database formats each call's columns and Python joins them with the rest of the line
+    (:class:`_Lines`). PostgreSQL: the database writes each call's line but for its run's columns,
+    in three pieces that Python joins with them as bytes (:func:`_write_pieces`).
+    """
     out.write(",".join(COLUMNS) + "\n")
-    runs: dict[str, tuple[str, str, str, str, str, bool]] = {}
-    models: dict[tuple[str | None, str | None, str], tuple[str, str, str, bool]] = {}
-    providers: dict[str, str] = {}
-    statuses: dict[str, str] = {}
-    months: dict[Any, str] = {}
+    runs_sql = (f"SELECT run_id, {', '.join(EXPORT_ROW_RUN_COLS)} FROM runs WHERE run_id IN"
+                f" (SELECT c.run_id FROM calls c WHERE {WHERE})")
+    lines = _Lines()
     count = 0
-    for new_runs, rows in store.export_lines(start, end, line_sql(store.backend), page=page):
-        for run_id, cols in new_runs.items():
-            name, repo, tags, enforced = _run_columns(cols)
+    with store.export_snapshot() as snap:
+        period = (snap.ts(start), snap.ts(end))
+        lines.add_runs(snap.all(runs_sql, period))
+        if snap.backend == "postgres":
+            return _write_pieces(snap, lines, start, end, out, page)
+        for rows in snap.rows(f"SELECT {_columns(snap.backend)} FROM calls c WHERE {WHERE} {ORDER}", period, page):
+            out.write("".join(lines.of(rows)))
+            count += len(rows)
+    return count
+
+
+def _write_pieces(snap: Any, lines: _Lines, start: datetime, end: datetime, out: IO[str], page: int) -> int:
+    """PostgreSQL: the calls' lines from :func:`piece_sql` and their runs' columns, joined as the
+    server's bytes (no str per value); the odd calls' lines (:func:`odd_sql`, rare) are read first
+    and built by :class:`_Lines`. COPY streams: the server formats the next rows while this joins."""
+    enc = snap.encoding
+    period = (snap.ts(start), snap.ts(end))
+    odd_rows = snap.all(f"SELECT {_columns(snap.backend)} FROM calls c WHERE {WHERE} AND ({odd_sql()})", period)
+    odd = {(row[0].encode(enc), str(row[14]).encode(enc)): line.encode(enc)
+           for row, line in zip(odd_rows, lines.of(odd_rows), strict=True)}
+    runs = {run_id.encode(enc): (head.encode(enc), tags.encode(enc), enforced[1:].encode(enc))
+            for run_id, (head, tags, _, _, enforced, _) in lines.runs.items()}
+    months = _months(start, end)
+    sql = f"SELECT c.run_id, c.seq, {', '.join(piece_sql([p for _, p in months]))} FROM calls c WHERE {WHERE} {ORDER}"
+    count = 0
+    for rows in snap.fields(sql, [*(snap.ts(month_end) for month_end, _ in months[:-1]), *period], page):
+        joined = []
+        for run_id, seq, a, b, c in rows:
+            line = odd.get((run_id, seq)) if odd else None
+            if line is None:
+                head, tags, enforced = runs[run_id]
+                line = b"".join((a, head, b, tags, c, enforced))
+            joined.append(line)
+        out.write(b"".join(joined).decode(enc))
+        count += len(rows)
+    return count
+
+
+def _columns(backend: str) -> str:
+    """What :meth:`_Lines.of` reads of each call."""
+    return f"c.run_id, {', '.join(line_sql(backend))}, c.context_json, c.context_saved_micros"
+
+
+class _Lines:
+    """FOCUS CSV lines from :func:`line_sql`'s columns, with what repeats built once: each run's
+    columns, and the quoting of models, endpoints, providers, statuses and months."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, tuple[str, str, str, str, str, bool]] = {}
+        self._models: dict[tuple[str | None, str | None, str], tuple[str, str, str, bool]] = {}
+        self._providers: dict[str, tuple[str, str]] = {}
+        self._statuses: dict[str, str] = {}
+        self._months: dict[Any, str] = {}
+
+    def add_runs(self, rows: list[tuple[Any, ...]]) -> None:
+        """Runs as ``(run_id, *EXPORT_ROW_RUN_COLS)``."""
+        for row in rows:
+            run_id = row[0]
+            name, repo, tags, enforced = _run_columns(row[1:])
             qr, rid = _csv_field(repo or ""), _csv_field(run_id)
-            runs[run_id] = (f"{rid},{_csv_field(name or '')},CI agent run,{qr},{qr},", _csv_field(tags), tags,
-                            f"{rid},", f",{enforced}\n", rid == run_id)
+            self.runs[run_id] = (f"{rid},{_csv_field(name or '')},CI agent run,{qr},{qr},", _csv_field(tags), tags,
+                                 f"{rid},", f",{enforced}\n", rid == run_id)
+
+    def of(self, rows: list[tuple[Any, ...]]) -> list[str]:
+        """The lines ("\\n" ended) of calls as ``(run_id, *line_sql columns, context_json, saved)``."""
+        runs, models, providers, statuses, months = (self.runs, self._models, self._providers, self._statuses,
+                                                     self._months)
         lines = []
         for (run_id, cost, times, month, tokens, provider, served, requested, endpoint, status, details, rest,
              odd_tier, searches, seq, ctx, saved) in rows:
@@ -154,10 +272,7 @@ def write_focus_csv_month(store: Any, start: datetime, end: datetime, out: IO[st
             mid, tail, desc, plain_desc = model
             prov = providers.get(provider)
             if prov is None:
-                company, service = _PROVIDERS.get(provider) or (provider, f"{provider} API")
-                c = _csv_field(company)
-                prov = providers[provider] = (f"USD,{_csv_field(provider)},,", f"Tokens,,,Standard,{c},{c},{c},{c},{c},"
-                                              f"{_csv_field(service)},AI and Machine Learning,Generative AI,")
+                prov = providers[provider] = _provider_columns(provider)
             period = months.get(month)
             if period is None:
                 period = months[month] = _billing_period(month)
@@ -173,16 +288,34 @@ def write_focus_csv_month(store: Any, start: datetime, end: datetime, out: IO[st
             lines.append(f"{cost},{cost},{cost},{cost},{prov[0]}{period},{times},Usage,,{description},Usage-Based,"
                          f"{tokens},Tokens,{tokens},{prov[1]}{run_part}{mid}{details}{rest}{quoted_tags},{rid}{seq},"
                          f"{qs}{tail}{enforced}")
-        out.write("".join(lines))
-        count += len(rows)
-    return count
+        return lines
+
+
+def _provider_columns(provider: str) -> tuple[str, str]:
+    """(BillingCurrency to BillingAccountName, PricingUnit to ServiceSubcategory), each with the comma
+    after, of a provider."""
+    company, service = _PROVIDERS.get(provider) or (provider, f"{provider} API")
+    c = _csv_field(company)
+    return (f"USD,{_csv_field(provider)},,", f"Tokens,,,Standard,{c},{c},{c},{c},{c},{_csv_field(service)},"
+                                            "AI and Machine Learning,Generative AI,")
 
 
 def _billing_period(month: Any) -> str:
     """BillingPeriodStart,BillingPeriodEnd of the month key ("YYYY-MM")."""
+    return _months(datetime.strptime(f"{month}-01", "%Y-%m-%d").replace(tzinfo=UTC))[0][1]
+
+
+def _months(start: datetime, end: datetime | None = None) -> list[tuple[datetime, str]]:
+    """(end, "BillingPeriodStart,BillingPeriodEnd") of each UTC month from ``start``'s until ``end``
+    (just ``start``'s without one)."""
     from ci_guard.ledger.periods import period_bounds
     from ci_guard.report.marker import format_time
 
-    first = datetime.strptime(f"{month}-01", "%Y-%m-%d").replace(tzinfo=UTC)
-    bounds = period_bounds("month", "UTC", first)
-    return f"{format_time(bounds[0])},{format_time(bounds[1])}"
+    months = []
+    first = period_bounds("month", "UTC", start)[0]
+    while True:
+        lo, hi = period_bounds("month", "UTC", first)
+        months.append((hi, f"{format_time(lo)},{format_time(hi)}"))
+        first = hi
+        if end is None or hi >= end:
+            return months

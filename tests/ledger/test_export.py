@@ -135,6 +135,10 @@ def test_the_bulk_writers_match_the_row_by_row_export_byte_for_byte(store):
         call("r-2", 3, "1", at=NOW.replace(minute=34, second=59, microsecond=250_000)),
         call("r-2", 4, "1", at=NOW.replace(minute=35, second=10)),
         call("r-2", 5, "1", at=NOW.replace(minute=40, second=0, microsecond=500_000)),
+        # names CSV need not quote but PostgreSQL's COPY escapes (backslash, tab, vertical tab), non-ASCII;
+        # a call in the next month (an export of two months)
+        call("r-3", 3, "2", at=NOW + timedelta(seconds=5), model_served="mödel\\x\ty", model_requested="ü\x0b"),
+        call("r-1", 4, "0.5", at=NOW.replace(month=4, day=2)),
     ]
     calls[1].ended_at = calls[1].started_at + timedelta(seconds=2, microseconds=1)
     calls[5].ended_at = calls[5].started_at - timedelta(seconds=3)
@@ -146,10 +150,15 @@ def test_the_bulk_writers_match_the_row_by_row_export_byte_for_byte(store):
     start, end = NOW.replace(day=1, hour=0, minute=0, second=0, microsecond=0), NOW.replace(month=4, day=1, hour=0,
                                                                                           minute=0, second=0)
     want, got = io.StringIO(), io.StringIO()  # CSV: the lines the database builds (what the CLI writes)
-    assert focus.write_focus_csv(focus.focus_rows(store.export_calls(start, end)), want) == 10
-    assert focus_sql.write_focus_csv_month(store, start, end, got, page=2) == 10
+    assert focus.write_focus_csv(focus.focus_rows(store.export_calls(start, end)), want) == 11
+    assert focus_sql.write_focus_csv_month(store, start, end, got, page=2) == 11
+    assert got.getvalue() == want.getvalue()
+    months = NOW.replace(month=5, day=1, hour=0, minute=0, second=0)
+    want, got = io.StringIO(), io.StringIO()
+    assert focus.write_focus_csv(focus.focus_rows(store.export_calls(start, months)), want) == 12
+    assert focus_sql.write_focus_csv_month(store, start, months, got) == 12
     assert got.getvalue() == want.getvalue()
     want, got = io.StringIO(), io.StringIO()  # JSON lines: plain tuples formatted in bulk
-    assert focus.write_focus_jsonl(focus.focus_rows(store.export_calls(start, end)), want) == 10
-    assert focus.write_focus_jsonl_pages(store.export_rows(start, end, page=2), got) == 10
+    assert focus.write_focus_jsonl(focus.focus_rows(store.export_calls(start, end)), want) == 11
+    assert focus.write_focus_jsonl_pages(store.export_rows(start, end, page=2), got) == 11
     assert got.getvalue() == want.getvalue()
