@@ -44,12 +44,13 @@ from ci_guard.meter.live_log import LiveLog  # noqa: E402
 from ci_guard.meter.loop import keep_freed_memory  # noqa: E402
 from ci_guard.meter.pricer import CatalogPricer  # noqa: E402
 from ci_guard.meter.providers.base import estimate_input_tokens  # noqa: E402
-from ci_guard.meter.providers.body import RequestBody  # noqa: E402
+from ci_guard.meter.providers.body import RequestBody, request_pieces  # noqa: E402
 from ci_guard.meter.providers.body import parse_request as parse_body  # noqa: E402
 from ci_guard.meter.proxy import MeterProxy  # noqa: E402
 from ci_guard.meter.recorder import LedgerRecorder  # noqa: E402
 from ci_guard.meter.session import MeterSession, new_run_id, new_run_token  # noqa: E402
-from ci_guard.meter.transforms import ContextTransforms, splice  # noqa: E402
+from ci_guard.meter.transforms import ContextTransforms, prune, splice  # noqa: E402
+from ci_guard.meter.transforms.splice import CONVERSATION  # noqa: E402
 from ci_guard.meter.upstreams import Upstreams  # noqa: E402
 from ci_guard.policy.decision import ContextPolicy, Decision, Limits  # noqa: E402
 from ci_guard.policy.models import ClearSpec, PruneSpec  # noqa: E402
@@ -262,30 +263,121 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+CODEX_INSTRUCTIONS = "You are Codex, a coding agent running in the Codex CLI. Be precise, safe and helpful. " * 120
+CODEX_TOOLS = [{"type": "function", "name": "shell", "description": "Runs a shell command and returns its output.",
+                "strict": False, "parameters": {"type": "object", "properties": {
+                    "command": {"type": "array", "items": {"type": "string"}}, "workdir": {"type": "string"},
+                    "timeout_ms": {"type": "number"}}, "required": ["command"], "additionalProperties": False}}]
+
+
+def codex_output(log: str) -> str:
+    """A shell tool output as Codex CLI sends it back (exit code and wall time, then the output)."""
+    return f"Exit code: 1\nWall time: 4.2 seconds\nTotal output lines: {log.count(chr(10)) + 1}\nOutput:\n{log}"
+
+
+def openai_request(endpoint: str, turns: int = 40) -> dict[str, Any]:
+    """A ~1 MB OpenAI tool loop, the Anthropic request's twin: a Codex-like Responses request
+    (``function_call`` / ``function_call_output`` items with a reasoning item before each call) or
+    a Chat Completions one (assistant ``tool_calls``, ``tool`` messages), each output a test log."""
+    if endpoint == "responses":
+        items: list[dict[str, Any]] = [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": (
+                "<environment_context>\n  <cwd>/work/repo</cwd>\n  <approval_policy>never</approval_policy>\n"
+                "  <sandbox_mode>workspace-write</sandbox_mode>\n</environment_context>")}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Fix the tests."}]}]
+        for i in range(turns):
+            call = f"call_{hashlib.blake2b(str(i).encode(), digest_size=12).hexdigest()}"
+            items += [{"type": "reasoning", "summary": [], "content": None,
+                       "encrypted_content": "gAAAAA" + hashlib.sha256(str(i).encode()).hexdigest() * 12},
+                      {"type": "function_call", "name": "shell", "call_id": call,
+                       "arguments": json.dumps({"command": ["bash", "-lc", "pytest -q"], "workdir": "/work/repo"})},
+                      {"type": "function_call_output", "call_id": call, "output": codex_output(test_log(700, i))}]
+        return {"model": "gpt-5-codex", "instructions": CODEX_INSTRUCTIONS, "input": items, "tools": CODEX_TOOLS,
+                "tool_choice": "auto", "parallel_tool_calls": False,
+                "reasoning": {"effort": "medium", "summary": "auto"}, "store": False, "stream": False,
+                "include": ["reasoning.encrypted_content"], "prompt_cache_key": "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}
+    messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM},
+                                      {"role": "user", "content": "Fix the tests."}]
+    for i in range(turns):
+        call = f"call_{i:04d}"
+        messages += [{"role": "assistant", "content": f"attempt {i}", "tool_calls": [
+                          {"id": call, "type": "function", "function": {"name": "bash",
+                                                                       "arguments": '{"command":"pytest -q"}'}}]},
+                     {"role": "tool", "tool_call_id": call, "content": test_log(700, i)}]
+    return {"model": "gpt-4.1", "messages": messages, "max_completion_tokens": 4096, "stream": False,
+            "tools": [{"type": "function", "function": {"name": "bash", "description": "Run a shell command",
+                                                        "parameters": TOOLS[0]["input_schema"]}}]}
+
+
+class NextTurn(ContextTransforms):
+    """Pruning on a later turn: the run's memos hold what the proxy made of the turn before (one
+    function call and output fewer) and nothing else; set up before each timed call (:meth:`seed`)."""
+
+    previous: tuple[str, str, bytes] | None = None  # provider, endpoint and bytes of the turn before
+
+    def seed(self) -> None:
+        assert self.previous is not None and self.policy.prune_tool_results is not None
+        self._messages, self._cuts = splice.MessageMemo(), prune.CutMemo(self.policy.prune_tool_results)
+        provider, endpoint, raw = self.previous
+        # as the proxy handled that turn: its split, the transforms, and the bytes it sent upstream
+        body = parse_body(raw, split=self.split(provider, endpoint))
+        out = self.apply(provider=provider, endpoint=endpoint, raw=raw, body=body, model=None,
+                         max_output=4096, input_tokens=len(raw) // 4, stream=False,
+                         set_model=lambda b, m: b, not_dearer=lambda a, b: True)
+        request_pieces(out.body)
+
+
+def compact(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()  # as agents send it
+
+
 def time_real_path(rounds: int) -> list[dict[str, Any]]:
     """Added latency per call of a changed ~1 MB request through the real proxy (MeterProxy, in
     process) to a canned upstream that does not parse (bench/fast_upstream.py): one proxy per
-    variant, requests interleaved round-robin so every variant sees the same machine noise."""
+    variant, requests interleaved round-robin so every variant sees the same machine noise. The
+    Anthropic Messages rows come first; then a Codex-like Responses request and a Chat Completions
+    one, each compared with its own ``off`` row (OpenAI's caching is automatic: pruning only)."""
     # glibc as the proxy's own event loop sets it (ci_guard.meter.loop.run): freed megabyte buffers
     # stay in the heap. Without it every variant paid page faults a running proxy does not, and which
     # variant paid more depended on which buffers the memos kept alive (next turn: 0.3 or 1.0 ms).
     keep_freed_memory()
     port = free_port()
     upstream = subprocess.Popen([sys.executable, str(ROOT / "bench" / "fast_upstream.py"), str(port)])
-    variants: list[tuple[str, ContextPolicy | None, type[ContextTransforms]]] = [
-        ("off", None, ContextTransforms),
-        ("prune+cache spliced", ContextPolicy(cache="auto", prune_tool_results=PRUNE), ContextTransforms),
-        ("prune+cache full path", ContextPolicy(cache="auto", prune_tool_results=PRUNE), FullPath),
+    prune_only = ContextPolicy(prune_tool_results=PRUNE)
+    # (row, request, policy, transformer): request names the body sent and the "off" row it is compared with
+    variants: list[tuple[str, str, ContextPolicy | None, type[ContextTransforms]]] = [
+        ("off", "messages", None, ContextTransforms),
+        ("prune+cache spliced", "messages", ContextPolicy(cache="auto", prune_tool_results=PRUNE), ContextTransforms),
+        ("prune+cache full path", "messages", ContextPolicy(cache="auto", prune_tool_results=PRUNE), FullPath),
         # the same request again (the memo holds it: nothing new to decode)
-        ("cache spliced, same turn", ContextPolicy(cache="auto"), ContextTransforms),
+        ("cache spliced, same turn", "messages", ContextPolicy(cache="auto"), ContextTransforms),
         # a later turn: the memo holds the previous turn (the last reply and result are new)
-        ("cache spliced, next turn", ContextPolicy(cache="auto"), ContextTransforms),
-        ("cache spliced, 1st sight", ContextPolicy(cache="auto"), FirstSight),
-        ("cache full path", ContextPolicy(cache="auto"), FullPath),
+        ("cache spliced, next turn", "messages", ContextPolicy(cache="auto"), ContextTransforms),
+        ("cache spliced, 1st sight", "messages", ContextPolicy(cache="auto"), FirstSight),
+        ("cache full path", "messages", ContextPolicy(cache="auto"), FullPath),
     ]
-    body, _ = one_mb_request("prunable")
-    raw = json.dumps(body, separators=(",", ":")).encode()  # compact, as agents send it
-    previous = json.dumps(body["messages"][:-2], separators=(",", ":")).encode()  # the turn before
+    for endpoint, label in (("responses", "responses"), ("chat.completions", "chat")):
+        variants += [
+            (f"{label} off", endpoint, None, ContextTransforms),
+            # the same request again: the run's memos hold all of it
+            (f"{label} prune", endpoint, prune_only, ContextTransforms),
+            # a later turn: the memos hold what the proxy made of the previous turn
+            (f"{label} prune, next turn", endpoint, prune_only, NextTurn),
+            (f"{label} prune, 1st sight", endpoint, prune_only, FirstSight),
+            (f"{label} prune full path", endpoint, prune_only, FullPath),
+        ]
+    anthropic, _ = one_mb_request("prunable")
+    raw = compact(anthropic)
+    previous = json.dumps(anthropic["messages"][:-2], separators=(",", ":")).encode()  # the turn before
+    requests = {"messages": ("anthropic", "/anthropic/v1/messages", raw)}
+    previous_turn: dict[str, bytes] = {}
+    for endpoint, path, turn_items in (("responses", "/openai/v1/responses", 3), ("chat.completions",
+                                                                                  "/openai/v1/chat/completions", 2)):
+        body = openai_request(endpoint)
+        requests[endpoint] = ("openai", path, compact(body))
+        key = CONVERSATION[endpoint]
+        # the turn before: one function call (and its reasoning item) fewer
+        previous_turn[endpoint] = compact({**body, key: body[key][:-turn_items]})
     loop = Loop()
     proxies = []
     try:
@@ -295,31 +387,40 @@ def time_real_path(rounds: int) -> list[dict[str, Any]]:
                 break
             except OSError:
                 time.sleep(0.1)
-        for name, policy, kind in variants:
-            decision = Decision(decision="allow", rule="bench", model=MODEL, limits=Limits(),
+        for name, endpoint, policy, kind in variants:
+            provider = requests[endpoint][0]
+            model = MODEL if provider == "anthropic" else openai_model(requests[endpoint][2])
+            decision = Decision(decision="allow", rule="bench", model=model, limits=Limits(),
                                 context_policy=policy or ContextPolicy())
             session = MeterSession(run_id=new_run_id(), token=new_run_token(), decision=decision,
-                                   guard=CapGuard(decision.limits), pricer=CatalogPricer(load_catalog(), MODEL),
+                                   guard=CapGuard(decision.limits), pricer=CatalogPricer(load_catalog(), model),
                                    recorder=LedgerRecorder(None), live=LiveLog(quiet=True))
             if policy is not None:
                 session.transforms = kind(policy)
-            proxy = MeterProxy(session, Upstreams(anthropic=f"http://127.0.0.1:{port}", anthropic_api_key=KEY))
+            if isinstance(session.transforms, NextTurn):
+                session.transforms.previous = (provider, endpoint, previous_turn[endpoint])
+            proxy = MeterProxy(session, Upstreams(anthropic=f"http://127.0.0.1:{port}", anthropic_api_key=KEY,
+                                                  openai=f"http://127.0.0.1:{port}/v1", openai_api_key=KEY))
             loop.run(proxy.start())
-            proxies.append((name, proxy, session))
-        samples: dict[str, list[float]] = {name: [] for name, _, _ in variants}
-        cpu: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+            proxies.append((name, endpoint, proxy, session))
+        samples: dict[str, list[float]] = {name: [] for name, *_ in variants}
+        cpu: dict[str, list[float]] = {name: [] for name, *_ in variants}
         sent: dict[str, int] = {}
         with httpx.Client(timeout=60) as client:
             for i in range(rounds + 5):
                 order = proxies if i % 2 == 0 else proxies[::-1]
-                for name, proxy, session in order:
+                for name, endpoint, proxy, session in order:
+                    provider, path, data = requests[endpoint]
                     if name == "cache spliced, next turn":  # the run saw the previous turn (not timed)
                         session.transforms._messages = splice.MessageMemo()
                         session.transforms._messages.index(memoryview(previous))
+                    elif isinstance(session.transforms, NextTurn):
+                        session.transforms.seed()
+                    headers = {"x-api-key": session.token, "anthropic-version": "2023-06-01"} \
+                        if provider == "anthropic" else {"authorization": f"Bearer {session.token}"}
                     start, start_cpu = time.perf_counter(), time.process_time()
-                    r = client.post(f"{proxy.url}/anthropic/v1/messages", content=raw, headers={
-                        "x-api-key": session.token, "anthropic-version": "2023-06-01",
-                        "content-type": "application/json"})
+                    r = client.post(f"{proxy.url}{path}", content=data,
+                                    headers={**headers, "content-type": "application/json"})
                     elapsed = (time.perf_counter() - start) * 1000
                     while proxy._inflight:  # the call is settled after the answer went out: count it here
                         time.sleep(0.0005)
@@ -328,17 +429,20 @@ def time_real_path(rounds: int) -> list[dict[str, Any]]:
                     if i >= 5:  # warm-up rounds are not counted
                         samples[name].append(elapsed)
                         cpu[name].append(used)
-        for name, proxy, session in proxies:
+        for name, _, proxy, session in proxies:
             while proxy._inflight:
                 time.sleep(0.01)
             context = session.calls[-1].context or {}
             sent[name] = context.get("pruned_results", 0)
-        base, base_cpu = statistics.median(samples["off"]), statistics.median(cpu["off"])
+        offs = {endpoint: name for name, endpoint, policy, _ in variants if policy is None}
         rows = []
-        for name, _, _ in variants:
+        for name, endpoint, _, _ in variants:
+            off = offs[endpoint]
+            base, base_cpu = statistics.median(samples[off]), statistics.median(cpu[off])
             xs, cs = sorted(samples[name]), sorted(cpu[name])
             med, med_cpu = statistics.median(xs), statistics.median(cs)
-            rows.append({"variant": name, "bytes_in": len(raw), "pruned_results": sent[name],
+            rows.append({"variant": name, "request": f"{requests[endpoint][0]} {endpoint}",
+                         "bytes_in": len(requests[endpoint][2]), "pruned_results": sent[name],
                          "p50_ms": round(med, 3), "p25_ms": round(xs[len(xs) // 4], 3),
                          "p75_ms": round(xs[3 * len(xs) // 4], 3), "added_p50_ms": round(med - base, 3),
                          "cpu_p50_ms": round(med_cpu, 3), "cpu_p25_ms": round(cs[len(cs) // 4], 3),
@@ -346,11 +450,15 @@ def time_real_path(rounds: int) -> list[dict[str, Any]]:
                          "added_cpu_p50_ms": round(med_cpu - base_cpu, 3)})
         return rows
     finally:
-        for _, proxy, _ in proxies:
+        for _, _, proxy, _ in proxies:
             loop.run(proxy.close())
         loop.close()
         upstream.terminate()
         upstream.wait(10)
+
+
+def openai_model(raw: bytes) -> str:
+    return json.loads(raw)["model"]
 
 
 def main() -> None:
@@ -362,10 +470,10 @@ def main() -> None:
     parser.add_argument("--only-real-path", action="store_true", help="only the real-path latency table")
     args = parser.parse_args()
     real_path = time_real_path(args.rounds)
-    print(f"{'variant':<24} {'bytes in':>10} {'pruned':>6} {'wall p50':>9} {'p25':>8} {'p75':>8} {'added':>8} "
+    print(f"{'variant':<28} {'bytes in':>10} {'pruned':>6} {'wall p50':>9} {'p25':>8} {'p75':>8} {'added':>8} "
           f"{'cpu p50':>8} {'p25':>7} {'p75':>7} {'added cpu':>9}")
     for row in real_path:
-        print(f"{row['variant']:<24} {row['bytes_in']:>10,} {row['pruned_results']:>6} {row['p50_ms']:>9.3f} "
+        print(f"{row['variant']:<28} {row['bytes_in']:>10,} {row['pruned_results']:>6} {row['p50_ms']:>9.3f} "
               f"{row['p25_ms']:>8.3f} {row['p75_ms']:>8.3f} {row['added_p50_ms']:>+8.3f} {row['cpu_p50_ms']:>8.3f} "
               f"{row['cpu_p25_ms']:>7.3f} {row['cpu_p75_ms']:>7.3f} {row['added_cpu_p50_ms']:>+9.3f}")
     print()
