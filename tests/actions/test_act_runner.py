@@ -126,6 +126,53 @@ WORKFLOW = textwrap.dedent("""\
     """)
 
 
+# start mode for an agent that is its own step: the preset reaches it through GITHUB_ENV, written by
+# a step inside the composite; stop gets the masked stop key as the start step's output.
+START_STOP = textwrap.dedent("""\
+    name: review
+    on: pull_request
+    jobs:
+      review:
+        runs-on: ubuntu-latest
+        steps:
+          - name: Checkout (copy)
+            run: cp -a "$CIG_CHECKOUT/." "$GITHUB_WORKSPACE/"
+          - name: ci-guard start
+            id: start
+            uses: ./.ci-guard-action
+            with:
+              mode: start
+              policy: .github/ci-guard.yml
+              agent: {agent.kind}
+              preset: {agent.preset}
+              ledger: {ledger}
+              python-version: "{python}"
+              install: "{install}"
+              github-token: ${{{{ secrets.GITHUB_TOKEN }}}}
+              {agent.key_input}: ${{{{ secrets.{agent.secret} }}}}
+          - name: Agent
+            if: steps.start.outputs.decision == 'allow'
+            run: {agent.command} > "{agent_out}"
+          - name: ci-guard stop
+            id: guard
+            if: always() && steps.start.outputs.decision == 'allow'
+            uses: ./.ci-guard-action
+            with:
+              mode: stop
+              policy: .github/ci-guard.yml
+              ledger: {ledger}
+              python-version: ""
+              install: "false"
+              comment: update
+              github-token: ${{{{ secrets.GITHUB_TOKEN }}}}
+              stop-key: ${{{{ steps.start.outputs.stop-key }}}}
+          - name: Reviewed
+            if: steps.guard.outputs.status == 'completed' && steps.guard.outputs.cost-usd != ''
+            run: echo "reviewed for $COST"
+            env:
+              COST: ${{{{ steps.guard.outputs.cost-usd }}}}
+    """)
+
 @dataclass(frozen=True)
 class Agent:
     """What the workflow gives the action for one agent CLI."""
@@ -191,7 +238,7 @@ def github() -> Iterator[FakeGitHub]:
 
 
 def run_act(tmp: Path, action_copy: tuple[Path, Path, Path], github: FakeGitHub, sim: sim_server.Simulator,
-            *, labels: list[str], install: bool, agent: Agent = CLAUDE_CODE) -> ActRun:
+            *, labels: list[str], install: bool, agent: Agent = CLAUDE_CODE, workflow: str = WORKFLOW) -> ActRun:
     """One `pull_request` event through act: the repository, its workflow and event, then `act`."""
     action_dir, venv_bin, stubs = action_copy
     ws = make_workspace(tmp / "checkout")
@@ -201,10 +248,10 @@ def run_act(tmp: Path, action_copy: tuple[Path, Path, Path], github: FakeGitHub,
     subprocess.run(["git", "remote", "add", "origin", f"https://github.com/{REPO}.git"], cwd=ws.path, check=True)
     agent_out = tmp / "agent.out"
     ledger = f"sqlite:///{tmp}/ledger.db"
-    workflow = tmp / "repo" / ".github" / "workflows" / "review.yml"
-    workflow.parent.mkdir(parents=True)
-    workflow.write_text(WORKFLOW.format(ledger=ledger, agent_out=agent_out, agent=agent, install=str(install).lower(),
-                                        python="3.12" if install else ""))
+    workflow_file = tmp / "repo" / ".github" / "workflows" / "review.yml"
+    workflow_file.parent.mkdir(parents=True)
+    workflow_file.write_text(workflow.format(ledger=ledger, agent_out=agent_out, agent=agent,
+                                             install=str(install).lower(), python="3.12" if install else ""))
     event = pull_request_event(ws)
     event["pull_request"]["labels"] = [{"name": label} for label in labels]
     (tmp / "event.json").write_text(json.dumps(event))
@@ -218,7 +265,7 @@ def run_act(tmp: Path, action_copy: tuple[Path, Path, Path], github: FakeGitHub,
     step_env = {"CIG_CHECKOUT": str(ws.path), "GITHUB_API_URL": github.url,
                 "CI_GUARD_ANTHROPIC_UPSTREAM": sim.url, "CI_GUARD_OPENAI_UPSTREAM": sim.openai_url, **CLAUDE_ENV}
     argv = [ACT, "pull_request", "-P", "ubuntu-latest=-self-hosted", "-e", str(tmp / "event.json"),
-            "-W", str(workflow), "--action-offline-mode", "--no-cache-server",
+            "-W", str(workflow_file), "--action-offline-mode", "--no-cache-server",
             "--action-cache-path", str(tmp / "act-cache"),
             *(arg for name in STAND_INS for arg in ("--local-repository", f"{name}={stubs / name}")),
             "-s", f"GITHUB_TOKEN={GITHUB_TOKEN}", "-s", f"{agent.secret}={REAL_KEY}",
@@ -309,3 +356,29 @@ def test_act_runs_the_action_with_codex(tmp_path, action_copy, github):
     assert row.status == "completed" and len([c for c in calls if c.usage.output_tokens]) == len(served)
     assert Decimal(out["cost-usd"]) == row.cost_usd == sum((c.cost_usd for c in calls), Decimal(0)) > 0
     assert run.step_ran("Reviewed") and REAL_KEY not in run.log
+
+
+def test_act_start_then_the_agent_as_its_own_step_then_stop(tmp_path, action_copy, github):
+    """mode: start writes the agent's environment to GITHUB_ENV from inside the composite; act hands it
+    to the next workflow step, where a plain `claude -p` runs on the decided model through the proxy;
+    mode: stop, given the masked stop key as the start step's output, settles the run."""
+    require_act()
+    require_claude()
+    with sim_server.run_simulator("tool-loop", api_key=REAL_KEY) as sim:
+        run = run_act(tmp_path, action_copy, github, sim, labels=["ai:review"], install=False,
+                      workflow=START_STOP)
+        served = [r for r in sim.served if r["usage"]]
+    assert run.proc.returncode == 0 and "Job succeeded" in run.log, run.log
+    reported = json.loads(run.agent_out.read_text())
+    assert reported["subtype"] == "success" and set(reported["modelUsage"]) == {DECIDED}, reported
+    assert len(served) == 4 and all(r["model"] == DECIDED for r in served)
+    out = run.outputs()
+    assert out["status"] == "completed" and out["exit-code"] == "0", run.log
+    row, calls = _ledger_run(run.ledger, out["run-id"])
+    assert row.status == "completed" and len(calls) == 4
+    assert Decimal(out["cost-usd"]) == row.cost_usd > 0
+    assert "no stop-key input" not in run.log  # the key reached stop
+    # act applied ci-guard's ::add-mask:: to the stop key and to the proxy token it exported.
+    assert "::set-output:: stop-key=***" in run.log and "::set-env:: ANTHROPIC_API_KEY=***" in run.log, run.log
+    assert run.step_ran("Reviewed") and REAL_KEY not in run.log
+    assert len(github.visible(PR)) == 1
