@@ -33,7 +33,7 @@ import pytest
 
 from ci_guard.ledger import open_ledger
 from ci_guard.simulator import server as sim_server
-from tests.actions.fresh_install import clean_path, copy_checkout, empty_venv
+from tests.actions.fresh_install import AGENT_POLICY, clean_path, copy_checkout, empty_venv
 from tests.actions.scenario import CLAUDE_ENV, GITHUB_TOKEN, PR, REAL_KEY, REPO, make_workspace, pull_request_event
 from tests.agents import CLAUDE, require_claude, require_codex
 from tests.forges.fake_github import FakeGitHub
@@ -45,31 +45,14 @@ ACT = shutil.which("act", path=str(Path(sys.executable).parent)) or shutil.which
 DECIDED = "claude-sonnet-4-5"
 DECIDED_CODEX = "gpt-5"
 
-# Runs on a PR only with the opt-in label; the label rule is what the denied case trips.
-POLICY = textwrap.dedent("""\
-    version: 1
-    models: {large: claude-sonnet-4-5, codex: gpt-5}
-    budgets:
-      - {name: repo-monthly, scope: repo, period: month, limit_usd: 50}
-    defaults:
-      model: large
-      limits: {max_turns: 8, max_cost_usd: 2.00, max_runtime: 10m}
+# The end-to-end agent policy, on a PR only with the opt-in label: the label rule is what the denied case trips.
+POLICY = AGENT_POLICY.replace("rules:\n", textwrap.dedent("""\
     rules:
       - name: opt-in
         when: {not: {labels: ["ai:review"]}}
         decision: deny
         reason: Add the ai:review label to have this pull request reviewed.
-      - name: review
-        when: {trigger: pull_request, agent: pr-review}
-        decision: allow
-      - name: repair
-        when: {trigger: pull_request, agent: test-repair}
-        decision: allow
-        model: codex
-      - name: everything-else
-        decision: deny
-        reason: No rule allows this run.
-""")
+    """), 1)
 
 # A stand-in for a remote action: the same inputs, and a log line that shows what act passed it.
 STAND_IN = textwrap.dedent("""\
@@ -89,8 +72,9 @@ STAND_INS = {
     "actions/cache@v5": {"path": "path=${{ inputs.path }}", "key": "key=${{ inputs.key }}"},
 }
 
-# The job: copy the checkout in, the action, then two plain steps whose `if:` reads its outputs.
-WORKFLOW = textwrap.dedent("""\
+# The workflows' pieces (str.format templates): the job copies the checkout in, uses the action, and
+# plain steps whose `if:` reads the action's outputs.
+_JOB = textwrap.dedent("""\
     name: review
     on: pull_request
     jobs:
@@ -99,79 +83,68 @@ WORKFLOW = textwrap.dedent("""\
         steps:
           - name: Checkout (copy)
             run: cp -a "$CIG_CHECKOUT/." "$GITHUB_WORKSPACE/"
-          - name: ci-guard
-            id: guard
-            uses: ./.ci-guard-action
-            with:
-              policy: .github/ci-guard.yml
-              agent: {agent.kind}
-              preset: {agent.preset}
-              ledger: {ledger}
-              python-version: "{python}"
-              install: "{install}"
-              comment: update
-              github-token: ${{{{ secrets.GITHUB_TOKEN }}}}
-              {agent.key_input}: ${{{{ secrets.{agent.secret} }}}}
-              command: {agent.command} > "{agent_out}"
-          - name: Reviewed
-            if: steps.guard.outputs.status == 'completed' && steps.guard.outputs.cost-usd != ''
-            run: echo "reviewed for $COST"
-            env:
-              COST: ${{{{ steps.guard.outputs.cost-usd }}}}
-          - name: Not reviewed
-            if: steps.guard.outputs.decision == 'deny'
-            run: echo "not reviewed ($RULE)"
-            env:
-              RULE: ${{{{ steps.guard.outputs.rule }}}}
     """)
+_AGENT_INPUTS = """\
+          policy: .github/ci-guard.yml
+          agent: {agent.kind}
+          preset: {agent.preset}
+          ledger: {ledger}
+          python-version: "{python}"
+          install: "{install}"
+          github-token: ${{{{ secrets.GITHUB_TOKEN }}}}
+          {agent.key_input}: ${{{{ secrets.{agent.secret} }}}}
+"""
+_REVIEWED = """\
+      - name: Reviewed
+        if: steps.guard.outputs.status == 'completed' && steps.guard.outputs.cost-usd != ''
+        run: echo "reviewed for $COST"
+        env:
+          COST: ${{{{ steps.guard.outputs.cost-usd }}}}
+"""
 
+# run mode: the action runs the command; the deny branch is a step of its own.
+WORKFLOW = _JOB + """\
+      - name: ci-guard
+        id: guard
+        uses: ./.ci-guard-action
+        with:
+          comment: update
+          command: {agent.command} > "{agent_out}"
+""" + _AGENT_INPUTS + _REVIEWED + """\
+      - name: Not reviewed
+        if: steps.guard.outputs.decision == 'deny'
+        run: echo "not reviewed ($RULE)"
+        env:
+          RULE: ${{{{ steps.guard.outputs.rule }}}}
+"""
 
 # start mode for an agent that is its own step: the preset reaches it through GITHUB_ENV, written by
 # a step inside the composite; stop gets the masked stop key as the start step's output.
-START_STOP = textwrap.dedent("""\
-    name: review
-    on: pull_request
-    jobs:
-      review:
-        runs-on: ubuntu-latest
-        steps:
-          - name: Checkout (copy)
-            run: cp -a "$CIG_CHECKOUT/." "$GITHUB_WORKSPACE/"
-          - name: ci-guard start
-            id: start
-            uses: ./.ci-guard-action
-            with:
-              mode: start
-              policy: .github/ci-guard.yml
-              agent: {agent.kind}
-              preset: {agent.preset}
-              ledger: {ledger}
-              python-version: "{python}"
-              install: "{install}"
-              github-token: ${{{{ secrets.GITHUB_TOKEN }}}}
-              {agent.key_input}: ${{{{ secrets.{agent.secret} }}}}
-          - name: Agent
-            if: steps.start.outputs.decision == 'allow'
-            run: {agent.command} > "{agent_out}"
-          - name: ci-guard stop
-            id: guard
-            if: always() && steps.start.outputs.decision == 'allow'
-            uses: ./.ci-guard-action
-            with:
-              mode: stop
-              policy: .github/ci-guard.yml
-              ledger: {ledger}
-              python-version: ""
-              install: "false"
-              comment: update
-              github-token: ${{{{ secrets.GITHUB_TOKEN }}}}
-              stop-key: ${{{{ steps.start.outputs.stop-key }}}}
-          - name: Reviewed
-            if: steps.guard.outputs.status == 'completed' && steps.guard.outputs.cost-usd != ''
-            run: echo "reviewed for $COST"
-            env:
-              COST: ${{{{ steps.guard.outputs.cost-usd }}}}
-    """)
+START_STOP = _JOB + """\
+      - name: ci-guard start
+        id: start
+        uses: ./.ci-guard-action
+        with:
+          mode: start
+""" + _AGENT_INPUTS + """\
+      - name: Agent
+        if: steps.start.outputs.decision == 'allow'
+        run: {agent.command} > "{agent_out}"
+      - name: ci-guard stop
+        id: guard
+        if: always() && steps.start.outputs.decision == 'allow'
+        uses: ./.ci-guard-action
+        with:
+          mode: stop
+          policy: .github/ci-guard.yml
+          ledger: {ledger}
+          python-version: ""
+          install: "false"
+          comment: update
+          github-token: ${{{{ secrets.GITHUB_TOKEN }}}}
+          stop-key: ${{{{ steps.start.outputs.stop-key }}}}
+""" + _REVIEWED
+
 
 @dataclass(frozen=True)
 class Agent:
@@ -183,7 +156,7 @@ class Agent:
     command: str  # shell text; its stdout goes to a file the test reads
 
 
-CLAUDE_CODE = Agent("pr-review", "claude-code", "anthropic-api-key", "ANTHROPIC_API_KEY",
+CLAUDE_CODE = Agent("pr-review-long", "claude-code", "anthropic-api-key", "ANTHROPIC_API_KEY",
                     'claude -p "Review this pull request" --output-format json --allowedTools Bash')
 CODEX_CLI = Agent("test-repair", "codex", "openai-api-key", "OPENAI_API_KEY",
                   'codex exec --json --skip-git-repo-check "Fix the failing tests"')
@@ -298,7 +271,7 @@ def test_act_runs_the_action_with_claude_code_and_records_the_run(tmp_path, acti
     assert len(served) == 4 and all(r["model"] == DECIDED for r in served)  # tool-loop: 3 tool turns, an answer
 
     out = run.outputs()
-    assert out["decision"] == "allow" and out["rule"] == "review" and out["model"] == DECIDED, run.log
+    assert out["decision"] == "allow" and out["rule"] == "review-long" and out["model"] == DECIDED, run.log
     assert out["status"] == "completed" and out["exit-code"] == "0" and out["stop-reason"] == "", run.log
     row, calls = _ledger_run(run.ledger, out["run-id"])
     assert row.status == "completed" and len(calls) == len(served)
@@ -328,7 +301,7 @@ def test_act_denied_by_a_label_rule_never_starts_the_agent(tmp_path, action_copy
     assert run.proc.returncode == 0 and "Job succeeded" in run.log, run.log
     out = run.outputs()
     assert out["decision"] == "deny" and out["rule"] == "opt-in" and out["status"] == "denied", run.log
-    assert out["exit-code"] == "80" and out["cost-usd"] in ("", "0", "0.000000"), out
+    assert out["exit-code"] == "80" and out["cost-usd"] == "0.000000", out
     assert served == [] and not run.agent_out.exists()  # no model call, and the command never ran
     # install: false and no python-version: the composite's `if:` skipped the set-up steps.
     assert "stand-in actions/" not in run.log
