@@ -211,8 +211,10 @@ def github() -> Iterator[FakeGitHub]:
 
 
 def run_act(tmp: Path, action_copy: tuple[Path, Path, Path], github: FakeGitHub, sim: sim_server.Simulator,
-            *, labels: list[str], install: bool, agent: Agent = CLAUDE_CODE, workflow: str = WORKFLOW) -> ActRun:
-    """One `pull_request` event through act: the repository, its workflow and event, then `act`."""
+            *, labels: list[str], install: bool, agent: Agent = CLAUDE_CODE, workflow: str = WORKFLOW,
+            fork: bool = False) -> ActRun:
+    """One `pull_request` event through act: the repository, its workflow and event, then `act`.
+    A fork's pull request gets no provider secret, as GitHub withholds secrets from it."""
     action_dir, venv_bin, stubs = action_copy
     ws = make_workspace(tmp / "checkout")
     (ws.path / ".github" / "ci-guard.yml").write_text(POLICY)
@@ -225,7 +227,7 @@ def run_act(tmp: Path, action_copy: tuple[Path, Path, Path], github: FakeGitHub,
     workflow_file.parent.mkdir(parents=True)
     workflow_file.write_text(workflow.format(ledger=ledger, agent_out=agent_out, agent=agent,
                                              install=str(install).lower(), python="3.12" if install else ""))
-    event = pull_request_event(ws)
+    event = pull_request_event(ws, fork=fork)
     event["pull_request"]["labels"] = [{"name": label} for label in labels]
     (tmp / "event.json").write_text(json.dumps(event))
     home = tmp / "home"  # act reads ~/.actrc and caches under ~/.cache: nothing shared between tests
@@ -241,7 +243,7 @@ def run_act(tmp: Path, action_copy: tuple[Path, Path, Path], github: FakeGitHub,
             "-W", str(workflow_file), "--action-offline-mode", "--no-cache-server",
             "--action-cache-path", str(tmp / "act-cache"),
             *(arg for name in STAND_INS for arg in ("--local-repository", f"{name}={stubs / name}")),
-            "-s", f"GITHUB_TOKEN={GITHUB_TOKEN}", "-s", f"{agent.secret}={REAL_KEY}",
+            "-s", f"GITHUB_TOKEN={GITHUB_TOKEN}", *([] if fork else ["-s", f"{agent.secret}={REAL_KEY}"]),
             *(arg for key, value in step_env.items() for arg in ("--env", f"{key}={value}"))]
     proc = subprocess.run(argv, cwd=ws.path, env=env, capture_output=True, text=True, timeout=600,
                           stdin=subprocess.DEVNULL)
@@ -355,3 +357,20 @@ def test_act_start_then_the_agent_as_its_own_step_then_stop(tmp_path, action_cop
     assert "::set-output:: stop-key=***" in run.log and "::set-env:: ANTHROPIC_API_KEY=***" in run.log, run.log
     assert run.step_ran("Reviewed") and REAL_KEY not in run.log
     assert len(github.visible(PR)) == 1
+
+
+def test_act_skips_a_fork_pull_request_without_secrets(tmp_path, action_copy, github):
+    """A fork's PR has no provider secret: the preflight step's `skip` output makes act skip the
+    run and comment steps of the composite (their `if:` reads it), and nothing is spent."""
+    require_act()
+    require_claude()
+    with sim_server.run_simulator("tool-loop", api_key=REAL_KEY) as sim:
+        run = run_act(tmp_path, action_copy, github, sim, labels=["ai:review"], install=False, fork=True)
+        served = list(sim.served)
+    assert run.proc.returncode == 0 and "Job succeeded" in run.log, run.log
+    out = run.outputs()
+    assert out["decision"] == "skip" and out["reason"] == "fork pull request without provider secrets", run.log
+    assert "Run Main Preflight" in run.log and run.step_ran("Outcome")
+    assert "Run Main Metered agent run" not in run.log and "Run Main Cost comment" not in run.log, run.log
+    assert served == [] and not run.agent_out.exists() and github.visible(PR) == []
+    assert not run.step_ran("Reviewed") and not run.step_ran("Not reviewed")
