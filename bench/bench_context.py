@@ -245,15 +245,19 @@ class FullPath(ContextTransforms):
 
 
 class FirstSight(ContextTransforms):
-    """`cache: auto` on a conversation the run has not seen: the message memo is empty on every call
-    (from the proxy's first look at the request, its split, on)."""
+    """A conversation the run has not seen: the message memos are empty on every call (from the
+    proxy's first look at the request, its split, on); the cuts of its tool results are known."""
+
+    def forget(self) -> None:
+        self._messages = splice.MessageMemo()
+        self._memos = {endpoint: splice.MessageMemo(splice.scan_openai) for endpoint in self._memos}
 
     def split(self, provider: str, endpoint: str) -> Any:
-        self._messages = splice.MessageMemo()
+        self.forget()
         return super().split(provider, endpoint)
 
     def apply(self, **kw: Any) -> Any:
-        self._messages = splice.MessageMemo()
+        self.forget()
         return super().apply(**kw)
 
 
@@ -317,7 +321,8 @@ class NextTurn(ContextTransforms):
 
     def seed(self) -> None:
         assert self.previous is not None and self.policy.prune_tool_results is not None
-        self._messages, self._cuts = splice.MessageMemo(), prune.CutMemo(self.policy.prune_tool_results)
+        FirstSight.forget(self)  # type: ignore[arg-type]
+        self._cuts = prune.CutMemo(self.policy.prune_tool_results)
         provider, endpoint, raw = self.previous
         # as the proxy handled that turn: its split, the transforms, and the bytes it sent upstream
         body = parse_body(raw, split=self.split(provider, endpoint))

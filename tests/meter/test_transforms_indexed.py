@@ -1,6 +1,7 @@
 """Property test: pruning and `cache: auto` through the run's message index (splice.MessageMemo,
 prune_indexed, write_indexed) send byte for byte what the full splice sends (the conversation
-decoded whole, splice.prepare), turn after turn, on generated Anthropic conversations -- including
+decoded whole, splice.prepare), turn after turn, on generated Anthropic conversations (and pruning
+on OpenAI's Chat Completions and Responses conversations) -- including
 JSON the index must hand back to the full path: whitespace, keys written with escapes or given
 twice, numbers msgspec refuses, floats, blocks that are not objects, cache_control in odd places."""
 
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 
 from ci_guard.meter.providers.anthropic import AnthropicMessages
 from ci_guard.meter.providers.body import RequestBody, encode_request, parse_request
+from ci_guard.meter.providers.openai_chat import OpenAIChat
+from ci_guard.meter.providers.openai_responses import OpenAIResponses
 from ci_guard.meter.transforms import ContextTransforms
 from ci_guard.policy.decision import ContextPolicy
 from ci_guard.policy.models import PruneSpec
@@ -288,3 +291,172 @@ def test_the_one_pass_split_proves_every_size(head: str) -> None:
     assert (one.hint("messages") is not None) == (splice.split_request(raw) is not None)
     exact = head.endswith('"stream":true,"metadata":{"user_id":"u"}')
     assert (splice.split_request(raw) is not None) == exact
+
+
+# -- OpenAI: Chat Completions `tool` messages and Responses `function_call_output` items --------------
+OPENAI_ADAPTERS = {"chat.completions": OpenAIChat(), "responses": OpenAIResponses()}
+OPENAI_TOOLS = ["bash", "read", "edit"]
+
+
+def tool_output(draw: Any, parts: str) -> Any:
+    text = log(draw(st.integers(0, 120))) + draw(TEXT)
+    return text if draw(st.booleans()) else [{"type": parts, "text": text}, {"type": parts, "text": "rc=1"}]
+
+
+@st.composite
+def chat_message(draw: Any, ids: list[str]) -> Any:
+    kind = draw(st.sampled_from(["assistant", "tool", "tool", "user", "odd"]))
+    if kind == "assistant":
+        calls = []
+        for _ in range(draw(st.integers(0, 2))):
+            ids.append(f"call_{len(ids)}")
+            calls.append({"id": ids[-1], "type": "function", "function": {
+                "name": draw(st.sampled_from(OPENAI_TOOLS)), "arguments": json.dumps({"cmd": draw(TEXT)})}})
+        out: Any = {"role": "assistant", "content": draw(st.sampled_from([None, "ok", "done \"é\""]))}
+        if calls or draw(st.booleans()):
+            out["tool_calls"] = calls
+    elif kind == "tool":
+        out = {"role": "tool", "tool_call_id": draw(st.sampled_from([*ids, "call_unknown"])),
+               "content": tool_output(draw, "text")}
+    elif kind == "user":
+        out = {"role": "user", "content": draw(TEXT)}
+    else:
+        out = draw(st.sampled_from(["a string message", 7, {"role": "tool", "content": log(90), "score": 1.5},
+                                    {"role": "tool", "content": log(90), "n": 10 ** 30}, {"content": log(90)}]))
+    return out
+
+
+@st.composite
+def responses_item(draw: Any, ids: list[str]) -> Any:
+    kind = draw(st.sampled_from(["function_call", "output", "output", "reasoning", "assistant", "user", "custom",
+                                 "odd"]))
+    if kind in ("function_call", "custom"):
+        ids.append(f"call_{len(ids)}")
+        out: Any = {"type": "function_call" if kind == "function_call" else "custom_tool_call", "call_id": ids[-1],
+                    "name": draw(st.sampled_from(OPENAI_TOOLS)), "arguments": json.dumps({"cmd": draw(TEXT)})}
+    elif kind == "output":
+        out = {"type": draw(st.sampled_from(["function_call_output", "custom_tool_call_output"])),
+               "call_id": draw(st.sampled_from([*ids, "call_unknown"])),
+               "output": tool_output(draw, draw(st.sampled_from(["input_text", "output_text", "image"])))}
+    elif kind == "reasoning":
+        out = {"type": "reasoning", "summary": [], "encrypted_content": "gAAA" + draw(TEXT)}
+    elif kind == "assistant":  # with or without its type: both are the model's
+        out = {"role": "assistant", "content": [{"type": "output_text", "text": draw(TEXT)}]}
+        if draw(st.booleans()):
+            out = {"type": "message", **out}
+    elif kind == "user":
+        out = {"role": "user", "content": [{"type": "input_text", "text": draw(TEXT)}]}
+    else:
+        out = draw(st.sampled_from(["a string item", 7, {"type": None, "role": "assistant"}, {"type": ["x_call"]},
+                                    {"type": "function_call_output", "output": log(90), "score": 1.5},
+                                    {"type": "web_search_call", "status": "completed"}]))
+    return out
+
+
+@st.composite
+def openai_conversation(draw: Any, endpoint: str) -> list[Any]:
+    ids: list[str] = []
+    first: Any = {"role": "user", "content": FILLER}
+    item = chat_message if endpoint == "chat.completions" else responses_item
+    return [first, *(draw(item(ids)) for _ in range(draw(st.integers(2, 9))))]
+
+
+OPENAI_UNUSUAL = ["ensure_ascii", "indent", "spaces", "escaped_key", "duplicate_key", "huge_number", "number_role",
+                  "not_an_object", "escaped_type", "duplicate_type"]
+
+
+def openai_serialize(items: list[Any], unusual: frozenset[str]) -> str:
+    text = serialize(items, unusual & {"ensure_ascii", "indent", "spaces", "escaped_key", "duplicate_key",
+                                       "number_role", "not_an_object"})
+    if "huge_number" in unusual:  # msgspec refuses it: json.loads decides
+        text = text.replace('"call_id":', '"n":1e400,"call_id":', 1).replace('"tool_call_id":', '"n":1e400,'
+                                                                             '"tool_call_id":', 1)
+    if "escaped_type" in unusual:
+        text = text.replace('"type":"reasoning"', '"t\\u0079pe":"reasoning"', 1)
+    if "duplicate_type" in unusual:
+        text = text.replace('"type":"function_call"', '"type":"message","type":"function_call"', 1)
+    return text
+
+
+def openai_request(endpoint: str, items: str, tools_float: bool) -> bytes:
+    tools: Any = [{"type": "function", "name": "bash", "parameters": {"type": "object"}}]
+    if tools_float:
+        tools[0]["parameters"]["minimum"] = 1e-7  # json.dumps writes 1e-07, msgspec 1e-7
+    if endpoint == "chat.completions":
+        head = {"model": "gpt-4.1", "max_completion_tokens": 4096, "tools": tools}
+    else:
+        head = {"model": "gpt-5", "instructions": "You fix tests.", "tools": tools}
+    key = "messages" if endpoint == "chat.completions" else "input"
+    return (json.dumps(head, separators=(",", ":"))[:-1] + f',"{key}":' + items + "}").encode()
+
+
+def openai_send(transforms: ContextTransforms, endpoint: str, raw: bytes) -> tuple[bytes, dict[str, Any]]:
+    adapter = OPENAI_ADAPTERS[endpoint]
+    body = parse_request(raw, split=transforms.split("openai", endpoint))  # as the proxy splits it
+    info = adapter.inspect(body)
+    done = transforms.apply(provider="openai", endpoint=endpoint, raw=raw, body=body, model=info.model,
+                            max_output=info.max_output_tokens, input_tokens=info.estimated_input_tokens,
+                            stream=False, set_model=adapter.set_model, not_dearer=lambda a, b: True)
+    return (raw if done.body is body else encode_request(done.body)), done.changes.as_json()
+
+
+def openai_full_splice(policy: ContextPolicy, endpoint: str, raw: bytes) -> tuple[bytes, dict[str, Any]]:
+    transforms = ContextTransforms(policy)
+    transforms._messages, transforms._memos = None, {}  # no memo: the conversation decoded whole
+    return openai_send(transforms, endpoint, raw)
+
+
+OPENAI_POLICIES = {
+    "prune": POLICIES["prune"],
+    "prune+cache": POLICIES["prune+cache"],  # cache: auto is Anthropic's: nothing for OpenAI
+    "prune excluding": ContextPolicy(prune_tool_results=PruneSpec(
+        max_tokens=60, keep={"head_lines": 3, "tail_lines": 5}, exclude_tools=["read"])),
+}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), endpoint=st.sampled_from(list(OPENAI_ADAPTERS)),
+       cuts=st.lists(st.integers(2, 10), min_size=1, max_size=4), policy=st.sampled_from(list(OPENAI_POLICIES)),
+       unusual=st.frozensets(st.sampled_from(OPENAI_UNUSUAL), max_size=2), tools_float=st.booleans())
+def test_openai_pruning_by_the_index_sends_what_the_full_splice_sends_on_every_turn(
+        data: Any, endpoint: str, cuts: list[int], policy: str, unusual: frozenset[str], tools_float: bool) -> None:
+    items = data.draw(openai_conversation(endpoint))
+    transforms = ContextTransforms(OPENAI_POLICIES[policy])
+    for n in [*sorted(cuts), len(items), len(items)]:
+        raw = openai_request(endpoint, openai_serialize(items[:n], unusual), tools_float)
+        if not isinstance(parse_request(raw), RequestBody):
+            return  # the whole body went to json.loads: no splicing at all
+        sent, changes = openai_send(transforms, endpoint, raw)
+        assert (sent, changes) == openai_full_splice(OPENAI_POLICIES[policy], endpoint, raw)
+
+
+@pytest.mark.parametrize("endpoint", list(OPENAI_ADAPTERS))
+def test_a_repeated_openai_conversation_decodes_only_its_new_outputs(endpoint: str, monkeypatch: Any) -> None:
+    """A later turn of a Codex-like loop decodes the output that was the newest (prunable now) and
+    the new one; every older output is the index's already, a function call is too short to hold
+    one above the limit; a repeated request decodes nothing."""
+    from ci_guard.meter.transforms import splice
+
+    policy = OPENAI_POLICIES["prune"]
+    items: list[Any] = [{"role": "user", "content": FILLER}]
+    for i in range(6):
+        if endpoint == "responses":
+            items += [{"type": "function_call", "call_id": f"c{i}", "name": "bash", "arguments": "{}"},
+                      {"type": "function_call_output", "call_id": f"c{i}", "output": log(200)}]
+        else:
+            items += [{"role": "assistant", "content": None, "tool_calls": [
+                {"id": f"c{i}", "type": "function", "function": {"name": "bash", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": f"c{i}", "content": log(200)}]
+    transforms = ContextTransforms(policy)
+    first = openai_send(transforms, endpoint, openai_request(endpoint, serialize(items[:-2], frozenset()), False))
+    calls: list[int] = []
+    real = splice._cut_message
+    monkeypatch.setattr(splice, "_cut_message", lambda message, i, *rest: calls.append(i) or real(message, i, *rest))
+    raw = openai_request(endpoint, serialize(items, frozenset()), False)
+    sent, changes = openai_send(transforms, endpoint, raw)
+    assert (sent, changes) == openai_full_splice(policy, endpoint, raw)
+    assert changes["pruned_results"] == 5 and first[1]["pruned_results"] == 4
+    assert calls == [10, 12]
+    calls.clear()
+    assert openai_send(transforms, endpoint, raw) == (sent, changes)
+    assert calls == []

@@ -315,8 +315,8 @@ def test_cache_auto_alone_on_unusual_json_sends_what_the_full_path_sends(unusual
 
 
 class CountingList:
-    """splice._LIST and splice._MESSAGES, counting the bytes they split (the passes that locate the
-    messages: list[Raw], or the Messages index's one pass)."""
+    """splice._LIST, splice._MESSAGES and splice._RAW_MESSAGES, counting the bytes they split (the
+    passes that locate the messages: list[Raw], or the index's one pass: Messages, or OpenAI's)."""
 
     def __init__(self, sizes: list[int], decoder: object) -> None:
         self.sizes, self.decoder = sizes, decoder
@@ -345,6 +345,7 @@ def test_later_turns_locate_only_the_new_messages_and_send_the_same_bytes(
     sizes: list[int] = []
     monkeypatch.setattr(splice, "_LIST", CountingList(sizes, splice._LIST))
     monkeypatch.setattr(splice, "_MESSAGES", CountingList(sizes, splice._MESSAGES))
+    monkeypatch.setattr(splice, "_RAW_MESSAGES", CountingList(sizes, splice._RAW_MESSAGES))
     sent = [send(transforms, raw) for raw in turns]
     sizes = list(sizes)
     monkeypatch.undo()

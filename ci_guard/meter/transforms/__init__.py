@@ -17,6 +17,8 @@ from ci_guard.meter.transforms import cache, clear, prune, reasoning, route, spl
 from ci_guard.meter.transforms.toolresults import tool_results
 from ci_guard.policy.decision import ContextPolicy
 
+OPENAI = ("chat.completions", "responses")  # the OpenAI wire formats whose tool outputs are pruned
+
 
 @dataclass
 class Changes:
@@ -67,6 +69,12 @@ class ContextTransforms:
         # (and, for pruning and clearing, where its messages are: their bytes need not be located again)
         self._messages = splice.MessageMemo() if (policy.cache == "auto" or policy.prune_tool_results
                                                   or policy.clear_old_tool_results) else None
+        # OpenAI's conversations, one memo per wire format (a memo's cuts are one format's reading)
+        self._memos = {endpoint: splice.MessageMemo(splice.scan_openai) for endpoint in OPENAI} if (
+            policy.prune_tool_results or policy.clear_old_tool_results) else {}
+
+    def _memo(self, endpoint: str) -> splice.MessageMemo | None:
+        return self._messages if endpoint == "messages" else self._memos.get(endpoint)
 
     def split(self, provider: str, endpoint: str) -> Split | None:
         """How the proxy splits a large request of this run: for an Anthropic conversation this
@@ -75,6 +83,8 @@ class ContextTransforms:
         if provider == "anthropic" and endpoint == "messages" and self._messages is not None and (
                 self.policy.cache == "auto" or self.policy.prune_tool_results):
             return self._messages.split
+        # OpenAI's: the plain split, then the index's own pass (splice.scan_openai), together cheaper
+        # than one typed pass that decodes every tool output (a string of the message itself there)
         return None
 
     def apply(self, *, provider: str, endpoint: str, raw: bytes, body: dict[str, Any], model: str | None,
@@ -110,13 +120,14 @@ class ContextTransforms:
         # case: compact JSON, nothing else as large): only the messages they change are decoded
         # and written (splice.MessageMemo); otherwise the conversation is decoded once (splice.prepare).
         spliced = None
-        if isinstance(body, RequestBody) and anthropic and not proxy_clear and (
+        indexable = anthropic or (provider == "openai" and endpoint in OPENAI)
+        if isinstance(body, RequestBody) and indexable and not proxy_clear and (
                 spec_prune or (caching and not agent_caches)):
-            spliced = self._indexed(body, caching and not agent_caches, changes)
+            spliced = self._indexed(body, endpoint, caching and not agent_caches, changes)
         if spliced is not None:
             body = spliced
         elif isinstance(body, RequestBody) and (spec_prune or proxy_clear or (caching and not agent_caches)):
-            body = prepared = splice.prepare(body, endpoint, self._messages)
+            body = prepared = splice.prepare(body, endpoint, self._memo(endpoint))
         results = tool_results(endpoint, body) if spliced is None and (spec_prune or proxy_clear) else []
         if spec_prune and results:
             pruned = prune.prune(endpoint, body, spec_prune, results, self._cuts)
@@ -157,25 +168,28 @@ class ContextTransforms:
         # read but not changed: the body as it was (the agent's own bytes when nothing else changed)
         return Transformed(before if body is prepared else body, model, changes, beta)
 
-    def _indexed(self, body: RequestBody, mark: bool, changes: Changes) -> RequestBody | None:
-        """Pruning and (if ``mark``) breakpoints by the run's index of the conversation, with
-        ``changes`` filled in; None when the full splice must decide (then ``changes`` is untouched)."""
-        view = body.raw("messages")
-        if self._messages is None or not isinstance(view, memoryview) or any(
-                key != "messages" and len(body.raw(key) or b"") >= LAZY_MIN_BYTES for key in body):
+    def _indexed(self, body: RequestBody, endpoint: str, mark: bool, changes: Changes) -> RequestBody | None:
+        """Pruning and (if ``mark``: Messages only) breakpoints by the run's index of the
+        conversation, with ``changes`` filled in; None when the full splice must decide (then
+        ``changes`` is untouched)."""
+        conversation, memo = splice.CONVERSATION[endpoint], self._memo(endpoint)
+        view = body.raw(conversation)
+        if memo is None or not isinstance(view, memoryview) or any(
+                key != conversation and len(body.raw(key) or b"") >= LAZY_MIN_BYTES for key in body):
             return None  # not a compact conversation of the agent's bytes, or another part as large
-        index = self._messages.index(view, body.hint("messages"))
+        index = memo.index(view, body.hint(conversation))
         if index is None:
             return None
         spec = self.policy.prune_tool_results
-        plan = splice.prune_indexed(index, spec, self._cuts) if spec and self._cuts is not None else None
+        plan = splice.prune_indexed(index, spec, self._cuts, endpoint) if spec and self._cuts is not None else None
         if spec and plan is None:
             return None
         mark = mark and not index.caches
-        written = splice.write_indexed(body, index, plan.cuts if plan else {}, mark, bool(plan and plan.cuts_newest))
+        written = splice.write_indexed(body, index, plan.cuts if plan else {}, mark, bool(plan and plan.cuts_newest),
+                                       conversation)
         if written is None:
             return None
-        changes.agent_caches = index.caches and self.policy.cache == "auto"
+        changes.agent_caches = endpoint == "messages" and index.caches and self.policy.cache == "auto"
         changes.breakpoints_added = written[1]
         if plan is not None:
             changes.pruned_results, changes.pruned_tokens = plan.results, plan.tokens

@@ -45,7 +45,7 @@ from ci_guard.meter.transforms.cache import (
     top_breakpoints,
 )
 from ci_guard.meter.transforms.prune import prune
-from ci_guard.meter.transforms.toolresults import anthropic_message
+from ci_guard.meter.transforms.toolresults import MESSAGE_RESULTS, is_model_item
 from ci_guard.policy.models import PruneSpec
 
 # A container below this is decoded in one call rather than split (splitting pays per value);
@@ -328,7 +328,6 @@ def _edges(view: memoryview, size: int) -> bytes:
 
 
 EDGE = 64
-_MESSAGES_KEY = b'"messages":['
 # where the conversation is looked for in a request (agents put it first, or after the system prompt)
 GUESS_WITHIN = 256 * 1024
 
@@ -415,6 +414,40 @@ def _scan(data: memoryview, base: int, starts: list[int], ends: list[int], roles
     return located.caches
 
 
+_RAW_MESSAGES = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
+
+
+def scan_openai(data: memoryview, base: int, starts: list[int], ends: list[int], roles: list[Any]) -> bool | None:
+    """:func:`_scan` for an OpenAI conversation (Chat ``messages``, Responses ``input``): a tool
+    output is a message's own string there, which :data:`_MESSAGES` would decode and size by writing
+    it again (~2x the cost of this pass); here every value stays bytes but the role. Nothing in it
+    caches (False): OpenAI caches by itself."""
+    try:
+        messages = _RAW_MESSAGES.decode(data)
+    except (msgspec.DecodeError, ValueError):  # an element that is not an object
+        messages = None
+    located = None
+    if messages is not None:
+        located = Located([], [], [], False, 0)
+        pos = 1
+        for message in messages:
+            size = _object_size(message)
+            located.starts.append(pos)
+            located.ends.append(pos + size)
+            role = message.get("role")
+            role = _decode_or_none(role) if role is not None else None
+            located.roles.append(role if isinstance(role, str) else None)
+            pos += size + 1
+        located = located._replace(size=max(pos, 2))
+    if not _exact(data, located):  # whitespace, or a key written with escapes or given twice
+        return None if _scan_decoding(data, base, starts, ends, roles) is None else False
+    assert located is not None
+    starts += [base + start for start in located.starts]
+    ends += [base + end for end in located.ends]
+    roles += located.roles
+    return False
+
+
 # -- the request's top-level split and its messages in one pass ---------------------------------------
 # providers/body.py splits a large request at its top level (one msgspec pass over the megabyte) and
 # the index then took a second pass over the messages. For a run whose policy indexes them, the
@@ -427,10 +460,11 @@ _Top = str | int | float | bool | None | list[dict[str, _Value] | str] | dict[st
 _TOP = msgspec.json.Decoder(dict[str, _Top])
 
 
-def split_request(raw: bytes) -> tuple[dict[str, memoryview], dict[str, tuple[memoryview, Located]]] | None:
+def split_request(raw: bytes, key: str = "messages"
+                  ) -> tuple[dict[str, memoryview], dict[str, tuple[memoryview, Located]]] | None:
     """The top-level parts of a compact JSON object (as providers/body.py's split gives them) and
-    where the messages of its ``messages`` array are; None when the one pass cannot tell (then the
-    plain split decides)."""
+    where the messages of its conversation ``key`` are (Responses: the items of ``input``); None when
+    the one pass cannot tell (then the plain split decides)."""
     from ci_guard.meter.providers.body import _check_utf8
 
     try:
@@ -441,14 +475,14 @@ def split_request(raw: bytes) -> tuple[dict[str, memoryview], dict[str, tuple[me
         return None
     view = memoryview(raw)
     parts, hints, pos = {}, {}, 1
-    for key, value in top.items():
-        pos += _key_size(key) + 1
+    for name, value in top.items():
+        pos += _key_size(name) + 1
         if isinstance(value, list):
-            located = _locate_messages(value) if key == "messages" else None
+            located = _locate_messages(value) if name == key else None
             size = located.size if located is not None else (1 + len(value) if value else 2) + sum(
                 [_message_size(item) if isinstance(item, dict) else _value_size(item) for item in value])
             if located is not None:
-                hints[key] = located
+                hints[name] = located
         elif isinstance(value, int | float) and not isinstance(value, bool):
             try:
                 number = msgspec.json.encode(value)
@@ -459,11 +493,11 @@ def split_request(raw: bytes) -> tuple[dict[str, memoryview], dict[str, tuple[me
             size = len(number)
         else:
             size = _value_size(value)
-        parts[key] = view[pos:pos + size]
+        parts[name] = view[pos:pos + size]
         pos += size + 1
     if pos != len(raw) or not parts:
         return None  # whitespace, a key twice or written with escapes, a string with needless escapes
-    return parts, {key: (parts[key], located) for key, located in hints.items() if _exact(parts[key], located)}
+    return parts, {name: (parts[name], located) for name, located in hints.items() if _exact(parts[name], located)}
 
 
 _AFTER = frozenset(b",]")
@@ -523,9 +557,14 @@ class MessageMemo:
     megabyte once, where comparing with a kept copy read it twice and copied it on every turn.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, scan: Callable[[memoryview, int, list[int], list[int], list[Any]], bool | None] | None = None
+                 ) -> None:
         self._entries: list[MessageIndex] = []
         self._seed = secrets.randbits(64)
+        self._scanner = scan  # how new messages are located (scan_openai for OpenAI's); None: _scan
+
+    def _scan(self, data: memoryview, base: int, starts: list[int], ends: list[int], roles: list[Any]) -> bool | None:
+        return (self._scanner or _scan)(data, base, starts, ends, roles)
 
     def index(self, view: memoryview, located: Located | None = None) -> MessageIndex | None:
         """The index of the compact Messages array ``view`` (None: the full path must decode it);
@@ -537,7 +576,7 @@ class MessageMemo:
             starts, ends, roles, caches = located.starts, located.ends, located.roles, located.caches
         else:
             starts, ends, roles = [], [], []
-            caches = _scan(view, 0, starts, ends, roles)
+            caches = self._scan(view, 0, starts, ends, roles)
         if caches is None or not roles:
             return None
         index = MessageIndex(view, starts, ends, roles, caches)
@@ -550,17 +589,19 @@ class MessageMemo:
         self._entries.insert(0, index)
         del self._entries[MEMO_ENTRIES:]
 
-    def split(self, raw: bytes) -> tuple[dict[str, memoryview], dict[str, tuple[memoryview, Located]]] | None:
+    def split(self, raw: bytes, key: str = "messages"
+              ) -> tuple[dict[str, memoryview], dict[str, tuple[memoryview, Located]]] | None:
         """:func:`split_request` for a request whose conversation this memo does not seem to know
         (a first sight); None for the others, whose index a later turn extends (providers/body.py
         then splits it the plain way: the sizes split_request adds up cost ~0.1 ms per MB). The
         guess reads where the conversation seems to start: a wrong one costs time, never bytes."""
-        at = raw.find(_MESSAGES_KEY, 0, GUESS_WITHIN)
+        opening = b'"%s":[' % key.encode()
+        at = raw.find(opening, 0, GUESS_WITHIN)
         if at >= 0:
-            head = raw[at + len(_MESSAGES_KEY) - 1:at + len(_MESSAGES_KEY) - 1 + EDGE]
+            head = raw[at + len(opening) - 1:at + len(opening) - 1 + EDGE]
             if any(entry.edges[:EDGE] == head for entry in list(self._entries)):  # a copy: called off the loop
                 return None
-        return split_request(raw)
+        return split_request(raw, key)
 
     def lookup(self, view: memoryview) -> MessageIndex | None:
         """The index of ``view`` if it repeats a conversation seen (and maybe appends to it)."""
@@ -580,7 +621,7 @@ class MessageMemo:
             else:
                 starts, ends, roles = list(entry.starts), list(entry.ends), list(entry.roles)
                 # the new messages as an array of their own: "[" in place of the comma
-                caches = _scan(memoryview(b"[" + bytes(view[seen:])), seen - 1, starts, ends, roles)
+                caches = self._scan(memoryview(b"[" + bytes(view[seen:])), seen - 1, starts, ends, roles)
                 if caches is None:
                     return None
                 index = MessageIndex(view, starts, ends, roles, entry.caches or caches, entry.cuts)
@@ -599,12 +640,16 @@ class PrunePlan(NamedTuple):
     cuts_newest: bool  # a tool result of the newest turn would be cut
 
 
-def prune_indexed(index: MessageIndex, spec: PruneSpec, cutter: Callable[[str], str | None]) -> PrunePlan | None:
-    """:func:`~ci_guard.meter.transforms.prune.prune` of an indexed Messages conversation: only the
-    messages the index has no cut for yet are decoded (and of those, only the ones long enough to
-    hold a result above the limit); None when msgspec refuses one (the full path decides)."""
+def prune_indexed(index: MessageIndex, spec: PruneSpec, cutter: Callable[[str], str | None],
+                  endpoint: str = "messages") -> PrunePlan | None:
+    """:func:`~ci_guard.meter.transforms.prune.prune` of an indexed conversation (Messages, Chat
+    Completions ``messages`` or Responses ``input``): only the messages the index has no cut for yet
+    are decoded (and of those, only the ones long enough to hold a result above the limit); None
+    when msgspec refuses one (the full path decides)."""
     view = index.view
-    last_reply = next((i for i in range(len(index.roles) - 1, -1, -1) if index.roles[i] == "assistant"), -1)
+    last_reply = _last_reply(index, endpoint)
+    if last_reply is None:
+        return None
     excluded = bool(spec.exclude_tools)  # then every message's tool uses are needed, for the names
     # A result above the limit has more than 4 * max_tokens characters, each at least a byte of JSON.
     bound = 4 * spec.max_tokens
@@ -622,7 +667,7 @@ def prune_indexed(index: MessageIndex, spec: PruneSpec, cutter: Callable[[str], 
                 message = _decode_or_none(view[start:end])
                 if message is None:
                     return None
-                done = _cut_message(message, i, newest, names, spec, cutter)
+                done = _cut_message(message, i, newest, names, spec, cutter, endpoint)
             index.cuts[i] = done
         names.update(done.uses)
         if done.encoded is not None:
@@ -633,18 +678,39 @@ def prune_indexed(index: MessageIndex, spec: PruneSpec, cutter: Callable[[str], 
     return plan._replace(results=results, tokens=tokens, cuts_newest=cuts_newest)
 
 
+def _last_reply(index: MessageIndex, endpoint: str) -> int | None:
+    """The position of the model's last message (-1: none), as toolresults finds it; None when
+    msgspec refuses what it must read. Messages and Chat: the last assistant role. Responses: the
+    last item the model produced, by its type and role, read from the end (the newest turn is short)."""
+    if endpoint != "responses":
+        return next((i for i in range(len(index.roles) - 1, -1, -1) if index.roles[i] == "assistant"), -1)
+    for i in range(len(index.starts) - 1, -1, -1):
+        data = index.view[index.starts[i]:index.ends[i]]
+        if data[0] != _LBRACE:
+            continue  # not an object: never a reply
+        try:  # the item's keys; of its values only these two are decoded
+            members = _OBJECT.decode(data)
+            item = {key: msgspec.json.decode(members[key]) for key in ("type", "role") if key in members}
+        except (msgspec.DecodeError, ValueError):
+            return None
+        if is_model_item(item):
+            return i
+    return -1
+
+
 def _cut_message(message: Any, i: int, newest: bool, names: dict[str, str], spec: PruneSpec,
-                 cutter: Callable[[str], str | None]) -> MessageCut:
+                 cutter: Callable[[str], str | None], endpoint: str = "messages") -> MessageCut:
     """What pruning makes of message ``i`` (``names``: the tool uses before it; it gets this message's)."""
     known = dict(names)
-    found = list(anthropic_message(message, i, newest, names))
+    found = list(MESSAGE_RESULTS[endpoint](message, i, newest, names))
     uses = tuple((k, v) for k, v in names.items() if known.get(k) != v)
-    # prune() on a body of this one message: the results' paths ("messages", i, ...) lead into it
-    pruned = prune("messages", {"messages": {i: message}}, spec, found, cutter)
+    # prune() on a body of this one message: the results' paths (conversation, i, ...) lead into it
+    key = CONVERSATION[endpoint]
+    pruned = prune(endpoint, {key: {i: message}}, spec, found, cutter)
     cuts_newest = newest and any(cutter(r.text) is not None for r in found)
     if not pruned.results:
         return MessageCut(newest, None, 0, 0, cuts_newest, uses, False)
-    new = pruned.body["messages"][i]
+    new = pruned.body[key][i]
     return MessageCut(newest, Spans().encode(new, 1), pruned.results, pruned.tokens, cuts_newest, uses,
                       _has_float(new))
 
@@ -666,11 +732,12 @@ def _has_float(value: Any) -> bool:
 
 
 def write_indexed(body: RequestBody, index: MessageIndex, cuts: dict[int, MessageCut], mark: bool,
-                  skip_newest: bool) -> tuple[RequestBody, int] | None:
+                  skip_newest: bool, key: str = "messages") -> tuple[RequestBody, int] | None:
     """``body`` with the pruned messages ``cuts`` and, if ``mark``, the breakpoints of
     :func:`~ci_guard.meter.transforms.cache.add_breakpoints` (how many): only the changed messages
     are written anew, everything else of the conversation goes upstream as slices of the agent's
-    bytes (the bytes the full splice writes). None: a new value holds a float (see _has_float)."""
+    bytes (the bytes the full splice writes). None: a new value holds a float (see _has_float).
+    ``key``: the conversation's top-level key (Responses: ``input``); breakpoints are Messages' only."""
     spans = Spans()
     out, added = top_breakpoints(body) if mark else ({}, 0)
     if any(cut.floats for cut in cuts.values()) or _has_float(out):
@@ -706,5 +773,5 @@ def write_indexed(body: RequestBody, index: MessageIndex, cuts: dict[int, Messag
             pieces += (view[pos:index.starts[i]], written[i])
             pos = index.ends[i]
         pieces.append(view[pos:])
-        result = result.with_pieces("messages", pieces)
+        result = result.with_pieces(key, pieces)
     return result, added

@@ -104,28 +104,33 @@ def _chat(body: dict[str, Any]) -> Iterator[ToolResult]:
     names: dict[str, str] = {}
     last_reply = _last(messages, lambda m: m.get("role") == "assistant")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            continue
-        role = message.get("role")
-        if role == "assistant" and isinstance(message.get("tool_calls"), list):
-            for call in message["tool_calls"]:
-                fn = call.get("function") if isinstance(call, dict) else None
-                if isinstance(fn, dict) and isinstance(call.get("id"), str) and isinstance(fn.get("name"), str):
-                    names[call["id"]] = fn["name"]
-        elif role == "tool":
-            call_id = message.get("tool_call_id")
-            name = names.get(call_id) if isinstance(call_id, str) else None
-            content = message.get("content")
-            if isinstance(content, str):
-                yield ToolResult(("messages", i, "content"), content, name, i, i > last_reply)
-            elif isinstance(content, list):
-                for k, part in enumerate(content):
-                    if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                        yield ToolResult(("messages", i, "content", k, "text"), part["text"], name, i,
-                                         i > last_reply)
+        yield from chat_message(message, i, i > last_reply, names)
 
 
-def _is_model_item(item: dict[str, Any]) -> bool:
+def chat_message(message: Any, i: int, newest: bool, names: dict[str, str]) -> Iterator[ToolResult]:
+    """The tool results of the Chat Completions message ``i`` (``names`` as for :func:`anthropic_message`)."""
+    if not isinstance(message, dict):
+        return
+    role = message.get("role")
+    if role == "assistant" and isinstance(message.get("tool_calls"), list):
+        for call in message["tool_calls"]:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict) and isinstance(call.get("id"), str) and isinstance(fn.get("name"), str):
+                names[call["id"]] = fn["name"]
+    elif role == "tool":
+        call_id = message.get("tool_call_id")
+        name = names.get(call_id) if isinstance(call_id, str) else None
+        content = message.get("content")
+        if isinstance(content, str):
+            yield ToolResult(("messages", i, "content"), content, name, i, newest)
+        elif isinstance(content, list):
+            for k, part in enumerate(content):
+                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                    yield ToolResult(("messages", i, "content", k, "text"), part["text"], name, i, newest)
+
+
+def is_model_item(item: dict[str, Any]) -> bool:
+    """A Responses input item the model produced (the newest turn is what follows the last one)."""
     kind = str(item.get("type", "message"))
     return kind == "reasoning" or kind.endswith("_call") or (kind == "message" and item.get("role") == "assistant")
 
@@ -135,22 +140,31 @@ def _responses(body: dict[str, Any]) -> Iterator[ToolResult]:
     if not isinstance(items, list):
         return
     names: dict[str, str] = {}
-    last_reply = _last(items, _is_model_item)
+    last_reply = _last(items, is_model_item)
     for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type")
-        if kind in ("function_call", "custom_tool_call") and isinstance(item.get("call_id"), str):
-            if isinstance(item.get("name"), str):
-                names[item["call_id"]] = item["name"]
-        elif kind in ("function_call_output", "custom_tool_call_output"):
-            call_id = item.get("call_id")
-            name = names.get(call_id) if isinstance(call_id, str) else None
-            output = item.get("output")
-            if isinstance(output, str):
-                yield ToolResult(("input", i, "output"), output, name, i, i > last_reply)
-            elif isinstance(output, list):
-                for k, part in enumerate(output):
-                    if isinstance(part, dict) and part.get("type") in ("input_text", "output_text", "text") \
-                            and isinstance(part.get("text"), str):
-                        yield ToolResult(("input", i, "output", k, "text"), part["text"], name, i, i > last_reply)
+        yield from responses_item(item, i, i > last_reply, names)
+
+
+def responses_item(item: Any, i: int, newest: bool, names: dict[str, str]) -> Iterator[ToolResult]:
+    """The tool output of the Responses input item ``i`` (``names`` as for :func:`anthropic_message`)."""
+    if not isinstance(item, dict):
+        return
+    kind = item.get("type")
+    if kind in ("function_call", "custom_tool_call") and isinstance(item.get("call_id"), str):
+        if isinstance(item.get("name"), str):
+            names[item["call_id"]] = item["name"]
+    elif kind in ("function_call_output", "custom_tool_call_output"):
+        call_id = item.get("call_id")
+        name = names.get(call_id) if isinstance(call_id, str) else None
+        output = item.get("output")
+        if isinstance(output, str):
+            yield ToolResult(("input", i, "output"), output, name, i, newest)
+        elif isinstance(output, list):
+            for k, part in enumerate(output):
+                if isinstance(part, dict) and part.get("type") in ("input_text", "output_text", "text") \
+                        and isinstance(part.get("text"), str):
+                    yield ToolResult(("input", i, "output", k, "text"), part["text"], name, i, newest)
+
+
+# The tool results of one message (Responses: input item) of each wire format's conversation.
+MESSAGE_RESULTS = {"messages": anthropic_message, "chat.completions": chat_message, "responses": responses_item}
