@@ -87,14 +87,19 @@ def anthropic_message(message: Any, i: int, newest: bool, names: dict[str, str])
             names[block["id"]] = block["name"]
         elif kind == "tool_result":
             name = names.get(block.get("tool_use_id")) if isinstance(block.get("tool_use_id"), str) else None
-            content = block.get("content")
-            base = ("messages", i, "content", j, "content")
-            if isinstance(content, str):
-                yield ToolResult(base, content, name, i, newest)
-            elif isinstance(content, list):
-                for k, part in enumerate(content):
-                    if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                        yield ToolResult((*base, k, "text"), part["text"], name, i, newest)
+            yield from _texts(block.get("content"), ("messages", i, "content", j, "content"), ("text",), name, i,
+                              newest)
+
+
+def _texts(value: Any, base: Path, kinds: tuple[str, ...], name: str | None, i: int,
+           newest: bool) -> Iterator[ToolResult]:
+    """A tool result's text at ``base``: a string, or the parts of a list whose type is one of ``kinds``."""
+    if isinstance(value, str):
+        yield ToolResult(base, value, name, i, newest)
+    elif isinstance(value, list):
+        for k, part in enumerate(value):
+            if isinstance(part, dict) and part.get("type") in kinds and isinstance(part.get("text"), str):
+                yield ToolResult((*base, k, "text"), part["text"], name, i, newest)
 
 
 def _chat(body: dict[str, Any]) -> Iterator[ToolResult]:
@@ -120,13 +125,7 @@ def chat_message(message: Any, i: int, newest: bool, names: dict[str, str]) -> I
     elif role == "tool":
         call_id = message.get("tool_call_id")
         name = names.get(call_id) if isinstance(call_id, str) else None
-        content = message.get("content")
-        if isinstance(content, str):
-            yield ToolResult(("messages", i, "content"), content, name, i, newest)
-        elif isinstance(content, list):
-            for k, part in enumerate(content):
-                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                    yield ToolResult(("messages", i, "content", k, "text"), part["text"], name, i, newest)
+        yield from _texts(message.get("content"), ("messages", i, "content"), ("text",), name, i, newest)
 
 
 def is_model_item(item: dict[str, Any]) -> bool:
@@ -156,14 +155,8 @@ def responses_item(item: Any, i: int, newest: bool, names: dict[str, str]) -> It
     elif kind in ("function_call_output", "custom_tool_call_output"):
         call_id = item.get("call_id")
         name = names.get(call_id) if isinstance(call_id, str) else None
-        output = item.get("output")
-        if isinstance(output, str):
-            yield ToolResult(("input", i, "output"), output, name, i, newest)
-        elif isinstance(output, list):
-            for k, part in enumerate(output):
-                if isinstance(part, dict) and part.get("type") in ("input_text", "output_text", "text") \
-                        and isinstance(part.get("text"), str):
-                    yield ToolResult(("input", i, "output", k, "text"), part["text"], name, i, newest)
+        yield from _texts(item.get("output"), ("input", i, "output"), ("input_text", "output_text", "text"), name, i,
+                          newest)
 
 
 # The tool results of one message (Responses: input item) of each wire format's conversation.
