@@ -150,23 +150,31 @@ def piece_sql(periods: list[str]) -> tuple[str, str, str]:
     known = " ".join(f"WHEN '{p}' THEN '{_provider_columns(p)[1]}'" for p in _PROVIDERS)
     provider = (f"CASE c.provider {known} ELSE replace('Tokens,,,Standard,#,#,#,#,#,# API,AI and Machine Learning,"
                 "Generative AI,', '#', c.provider) END")
-    tokens = "c.input_tokens + c.cache_write_tokens + c.cache_read_tokens + c.output_tokens"
     name = "COALESCE(NULLIF(c.model_served, ''), c.model_requested, '')"
     desc = "COALESCE(NULLIF(c.model_served, ''), NULLIF(c.model_requested, ''), 'unknown model')"
     tier = "CASE WHEN c.service_tier IS NULL THEN 'null' ELSE '\"\"' || c.service_tier || '\"\"' END"
-    tokens_json = ", ".join(f"',\"\"{t}\"\":', c.{t}" for t in (
-        "cache_write_1h_tokens", "cache_write_tokens", "input_tokens", "output_tokens", "reasoning_tokens"))
-    # concat(): one buffer for the piece (|| would copy the growing text once per operator)
+    tokens = ("cache_read_tokens", "cache_write_1h_tokens", "cache_write_tokens", "input_tokens", "output_tokens",
+              "reasoning_tokens")  # SkuPriceDetails' keys in order
+    details = ",".join(f'""{t}"":%{i}$s' for i, t in enumerate(tokens, 3))
     return (
-        f"concat(replace('#,#,#,#', '#', {d.money('c.cost_micros')}), ',USD,', c.provider, ',,', {period}, ',',"
-        f" {d.second('c.started_at')}, ',', {d.charge_end('c.started_at', 'c.ended_at')}, ',Usage,,', {desc}, ' ',"
-        f" c.endpoint, ' call ', c.seq, ' of CI agent run ', c.run_id, ',Usage-Based,',"
-        f" replace('#,Tokens,#', '#', CAST({tokens} AS TEXT)), ',', {provider})",
-        f"concat({name}, ',', c.endpoint, ',\"{{\"\"cache_read_tokens\"\":', c.cache_read_tokens, {tokens_json},"
-        f" ',\"\"service_tier\"\":', {tier}, ',\"\"web_searches\"\":', c.web_searches, '}}\",,,')",
-        f"concat(',', c.run_id, ',', c.seq, ',', c.status, ',', {name}, ',', COALESCE(c.model_requested, ''), ',',"
-        " c.endpoint, ',')",
+        _format("%1$s,%1$s,%1$s,%1$s,USD,%2$s,,%3$s,%4$s,%5$s,Usage,,%6$s %7$s call %8$s of CI agent run %9$s,"
+                "Usage-Based,%10$s,Tokens,%10$s,%11$s",
+                d.money("c.cost_micros"), "c.provider", period, d.second("c.started_at"),
+                d.charge_end("c.started_at", "c.ended_at"), desc, "c.endpoint", "c.seq", "c.run_id",
+                "c.input_tokens + c.cache_write_tokens + c.cache_read_tokens + c.output_tokens", provider),
+        _format(f'%1$s,%2$s,"{{{details},""service_tier"":%9$s,""web_searches"":%10$s}}",,,', name, "c.endpoint",
+                *(f"c.{t}" for t in tokens), tier, "c.web_searches"),
+        _format(",%1$s,%2$s,%3$s,%4$s,%5$s,%6$s,", "c.run_id", "c.seq", "c.status", name, "c.model_requested",
+                "c.endpoint"),
     )
+
+
+def _format(template: str, *args: str) -> str:
+    """PostgreSQL's format() of ``template`` (``%N$s``: the N-th argument; a NULL one is written as
+    nothing): the literal text costs nothing per row, unlike concat()'s literal arguments, and an
+    argument used twice is computed once. ``%`` doubled: psycopg reads the query's ``%``."""
+    assert template.count("%") == template.count("$s") and "'" not in template
+    return f"format('{template.replace('%', '%%')}', {', '.join(args)})"
 
 
 def odd_sql() -> str:
