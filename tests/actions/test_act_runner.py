@@ -236,7 +236,9 @@ def run_act(tmp: Path, action_copy: tuple[Path, Path, Path], github: FakeGitHub,
     first = [venv_bin] if install else [Path(sys.executable).parent]
     env = {"PATH": clean_path(*first, CLAUDE.parent) if install else os.pathsep.join(
                [str(first[0]), str(CLAUDE.parent), os.environ.get("PATH", "/usr/bin:/bin")]),
-           "HOME": str(home), "LANG": "C.UTF-8"}
+           "HOME": str(home), "LANG": "C.UTF-8",
+           # act otherwise asks api.nektosact.com for notices and new versions: the test stays offline.
+           "ACT_DISABLE_VERSION_CHECK": "1"}
     step_env = {"CIG_CHECKOUT": str(ws.path), "GITHUB_API_URL": github.url,
                 "CI_GUARD_ANTHROPIC_UPSTREAM": sim.url, "CI_GUARD_OPENAI_UPSTREAM": sim.openai_url, **CLAUDE_ENV}
     argv = [ACT, "pull_request", "-P", "ubuntu-latest=-self-hosted", "-e", str(tmp / "event.json"),
