@@ -244,13 +244,29 @@ class FullPath(ContextTransforms):
         return super().apply(**kw)
 
 
+def forget(t: ContextTransforms, cuts: bool) -> None:
+    """Empty the run's message memos (and, if ``cuts``, what it knows of its tool results' cuts)."""
+    t._messages = splice.MessageMemo()
+    t._memos = {endpoint: splice.MessageMemo(splice.scan_openai) for endpoint in t._memos}
+    if cuts and t.policy.prune_tool_results:
+        t._cuts, t._seen = prune.CutMemo(t.policy.prune_tool_results), splice.SeenCuts()
+
+
 class FirstSight(ContextTransforms):
     """A conversation the run has not seen: the message memos are empty on every call (from the
     proxy's first look at the request, its split, on); the cuts of its tool results are known."""
 
+    cold = False
+
     def forget(self) -> None:
-        self._messages = splice.MessageMemo()
-        self._memos = {endpoint: splice.MessageMemo(splice.scan_openai) for endpoint in self._memos}
+        forget(self, self.cold)
+
+
+class Cold(FirstSight):
+    """Pruning a conversation none of whose tool results the run has seen: every memo emptied
+    before every call (from the split on), so each result above the limit is decoded and cut."""
+
+    cold = True
 
     def split(self, provider: str, endpoint: str) -> Any:
         self.forget()
@@ -321,8 +337,7 @@ class NextTurn(ContextTransforms):
 
     def seed(self) -> None:
         assert self.previous is not None and self.policy.prune_tool_results is not None
-        FirstSight.forget(self)  # type: ignore[arg-type]
-        self._cuts = prune.CutMemo(self.policy.prune_tool_results)
+        forget(self, cuts=True)
         provider, endpoint, raw = self.previous
         # as the proxy handled that turn: its split, the transforms, and the bytes it sent upstream
         body = parse_body(raw, split=self.split(provider, endpoint))
@@ -368,7 +383,10 @@ def time_real_path(rounds: int) -> list[dict[str, Any]]:
             (f"{label} prune", endpoint, prune_only, ContextTransforms),
             # a later turn: the memos hold what the proxy made of the previous turn
             (f"{label} prune, next turn", endpoint, prune_only, NextTurn),
+            # a conversation the memos do not know (evicted, or its history rewritten): its results' cuts are known
             (f"{label} prune, 1st sight", endpoint, prune_only, FirstSight),
+            # nothing of it seen: every result decoded and cut
+            (f"{label} prune, cold", endpoint, prune_only, Cold),
             (f"{label} prune full path", endpoint, prune_only, FullPath),
         ]
     anthropic, _ = one_mb_request("prunable")

@@ -18,7 +18,7 @@ from ci_guard.meter.providers.anthropic import AnthropicMessages
 from ci_guard.meter.providers.body import RequestBody, encode_request, parse_request
 from ci_guard.meter.providers.openai_chat import OpenAIChat
 from ci_guard.meter.providers.openai_responses import OpenAIResponses
-from ci_guard.meter.transforms import ContextTransforms
+from ci_guard.meter.transforms import ContextTransforms, splice
 from ci_guard.policy.decision import ContextPolicy
 from ci_guard.policy.models import PruneSpec
 
@@ -147,8 +147,11 @@ POLICIES = {
 def test_the_index_sends_what_the_full_splice_sends_on_every_turn(
         messages: list[Any], cuts: list[int], policy: str, unusual: frozenset[str], system_float: bool) -> None:
     transforms = ContextTransforms(POLICIES[policy])
-    # turns that grow the conversation (the memo extends its index), repeat it, or rewrite it
-    for n in [*sorted(cuts), len(messages), len(messages)]:
+    # turns that grow the conversation (the memo extends its index), repeat it, or rewrite it; the
+    # last one after the memo forgot the conversation (its messages' cuts are known: splice.SeenCuts)
+    for n, forget in [*((n, False) for n in sorted(cuts)), *((len(messages), last) for last in (False, False, True))]:
+        if forget:
+            transforms._messages = splice.MessageMemo()
         raw = request(serialize(messages[:n], unusual), system_float)
         if not isinstance(parse_request(raw), RequestBody):
             return  # the whole body went to json.loads: no splicing at all
@@ -158,8 +161,6 @@ def test_the_index_sends_what_the_full_splice_sends_on_every_turn(
 
 def test_a_repeated_conversation_is_neither_decoded_nor_cut_again(monkeypatch: Any) -> None:
     """The second sight of a pruned conversation reuses every cut the index keeps."""
-    from ci_guard.meter.transforms import splice
-
     policy = POLICIES["prune+cache"]
     messages: list[Any] = [{"role": "user", "content": FILLER}]
     for i in range(6):
@@ -422,7 +423,10 @@ def test_openai_pruning_by_the_index_sends_what_the_full_splice_sends_on_every_t
         data: Any, endpoint: str, cuts: list[int], policy: str, unusual: frozenset[str], tools_float: bool) -> None:
     items = data.draw(openai_conversation(endpoint))
     transforms = ContextTransforms(OPENAI_POLICIES[policy])
-    for n in [*sorted(cuts), len(items), len(items)]:
+    # as for Messages: grown, repeated, and seen again after the memo forgot it
+    for n, forget in [*((n, False) for n in sorted(cuts)), *((len(items), last) for last in (False, False, True))]:
+        if forget:
+            transforms._memos = {endpoint: splice.MessageMemo(splice.scan_openai)}
         raw = openai_request(endpoint, openai_serialize(items[:n], unusual), tools_float)
         if not isinstance(parse_request(raw), RequestBody):
             return  # the whole body went to json.loads: no splicing at all
@@ -435,8 +439,6 @@ def test_a_repeated_openai_conversation_decodes_only_its_new_outputs(endpoint: s
     """A later turn of a Codex-like loop decodes the output that was the newest (prunable now) and
     the new one; every older output is the index's already, a function call is too short to hold
     one above the limit; a repeated request decodes nothing."""
-    from ci_guard.meter.transforms import splice
-
     policy = OPENAI_POLICIES["prune"]
     items: list[Any] = [{"role": "user", "content": FILLER}]
     for i in range(6):
@@ -460,3 +462,11 @@ def test_a_repeated_openai_conversation_decodes_only_its_new_outputs(endpoint: s
     calls.clear()
     assert openai_send(transforms, endpoint, raw) == (sent, changes)
     assert calls == []
+    # the memo forgot the conversation (evicted, or its history rewritten): every message's cut is known
+    transforms._memos = {endpoint: splice.MessageMemo(splice.scan_openai)}
+    assert openai_send(transforms, endpoint, raw) == (sent, changes)
+    assert calls == []
+    transforms._seen = splice.SeenCuts()  # nothing known: the first message and the six outputs are decoded again
+    transforms._memos = {endpoint: splice.MessageMemo(splice.scan_openai)}
+    assert openai_send(transforms, endpoint, raw) == (sent, changes)
+    assert calls == [0, 2, 4, 6, 8, 10, 12]

@@ -65,6 +65,8 @@ class ContextTransforms:
         self.policy = policy
         # this run's cuts: the same results come back on every later turn (prune.CutMemo)
         self._cuts = prune.CutMemo(policy.prune_tool_results) if policy.prune_tool_results else None
+        # and what pruning made of each large message, by its bytes (a conversation's first sight)
+        self._seen = splice.SeenCuts() if policy.prune_tool_results else None
         # this run's conversations as last seen: `cache: auto` alone then decodes only new messages
         # (and, for pruning and clearing, where its messages are: their bytes need not be located again)
         self._messages = splice.MessageMemo() if (policy.cache == "auto" or policy.prune_tool_results
@@ -181,7 +183,8 @@ class ContextTransforms:
         if index is None:
             return None
         spec = self.policy.prune_tool_results
-        plan = splice.prune_indexed(index, spec, self._cuts, endpoint) if spec and self._cuts is not None else None
+        plan = splice.prune_indexed(index, spec, self._cuts, endpoint, self._seen) \
+            if spec and self._cuts is not None else None
         if spec and plan is None:
             return None
         mark = mark and not index.caches

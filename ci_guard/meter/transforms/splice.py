@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -640,12 +641,40 @@ class PrunePlan(NamedTuple):
     cuts_newest: bool  # a tool result of the newest turn would be cut
 
 
+class SeenCuts:
+    """Per run: what pruning made of each large message seen, by its bytes. A conversation the
+    message memo does not know (evicted, or a history the agent rewrote) mostly repeats messages
+    the run has pruned before: they are found here by a keyed XXH3-128 digest of their bytes (as
+    :class:`~ci_guard.meter.transforms.prune.CutMemo` finds a cut) instead of decoded and cut again.
+    Not used with ``exclude_tools``, where a message's cut also depends on the tool uses before it.
+    At most ``max_entries``, least recently used go first."""
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self.max_entries = max_entries
+        self._seed = secrets.randbits(64)
+        self._cuts: OrderedDict[tuple[bytes, int, bool], MessageCut] = OrderedDict()
+
+    def key(self, data: memoryview, newest: bool) -> tuple[bytes, int, bool]:
+        return xxhash.xxh3_128_digest(data, self._seed), len(data), newest
+
+    def get(self, key: tuple[bytes, int, bool]) -> MessageCut | None:
+        cut = self._cuts.get(key)
+        if cut is not None:
+            self._cuts.move_to_end(key)
+        return cut
+
+    def put(self, key: tuple[bytes, int, bool], cut: MessageCut) -> None:
+        self._cuts[key] = cut
+        if len(self._cuts) > self.max_entries:
+            self._cuts.popitem(last=False)
+
+
 def prune_indexed(index: MessageIndex, spec: PruneSpec, cutter: Callable[[str], str | None],
-                  endpoint: str = "messages") -> PrunePlan | None:
+                  endpoint: str = "messages", seen: SeenCuts | None = None) -> PrunePlan | None:
     """:func:`~ci_guard.meter.transforms.prune.prune` of an indexed conversation (Messages, Chat
     Completions ``messages`` or Responses ``input``): only the messages the index has no cut for yet
-    are decoded (and of those, only the ones long enough to hold a result above the limit); None
-    when msgspec refuses one (the full path decides)."""
+    are decoded (and of those, only the ones long enough to hold a result above the limit and not
+    in ``seen``); None when msgspec refuses one (the full path decides)."""
     view = index.view
     last_reply = _last_reply(index, endpoint)
     if last_reply is None:
@@ -664,10 +693,15 @@ def prune_indexed(index: MessageIndex, spec: PruneSpec, cutter: Callable[[str], 
             if not excluded and end - start <= bound:
                 done = _SMALL
             else:
-                message = _decode_or_none(view[start:end])
-                if message is None:
-                    return None
-                done = _cut_message(message, i, newest, names, spec, cutter, endpoint)
+                key = seen.key(view[start:end], newest) if seen is not None and not excluded else None
+                done = seen.get(key) if seen is not None and key is not None else None
+                if done is None:
+                    message = _decode_or_none(view[start:end])
+                    if message is None:
+                        return None
+                    done = _cut_message(message, i, newest, names, spec, cutter, endpoint)
+                    if seen is not None and key is not None:
+                        seen.put(key, done)
             index.cuts[i] = done
         names.update(done.uses)
         if done.encoded is not None:
