@@ -116,6 +116,9 @@ phase_preflight() {
     output skip true
     output decision skip
     output reason "fork pull request without provider secrets"
+    # as `ci-guard run` reports a skipped run: the action's status and exit-code say so too
+    output status skipped
+    output exit-code 80
     return 0
   fi
   # With a stop key the start step ran and a proxy may be running: a state file the agent deleted
@@ -123,6 +126,12 @@ phase_preflight() {
   if [ "$mode" = stop ] && [ ! -f "$state_path" ] && [ -z "${CIG_STOP_KEY:-}" ]; then
     notice "no ci-guard state file at $state_path: the start step was skipped or denied, nothing to stop."
     output skip true
+    # a fork's start was skipped by the preflight above (no secrets): say so; otherwise the start
+    # step's own decision output tells denied from skipped, which this step cannot know
+    if [ "$fork" = true ] && needed_key_missing; then
+      output status skipped
+      output exit-code 80
+    fi
     return 0
   fi
   output skip false

@@ -372,6 +372,7 @@ def test_act_skips_a_fork_pull_request_without_secrets(tmp_path, action_copy, gi
     assert run.proc.returncode == 0 and "Job succeeded" in run.log, run.log
     out = run.outputs()
     assert out["decision"] == "skip" and out["reason"] == "fork pull request without provider secrets", run.log
+    assert out["status"] == "skipped" and out["exit-code"] == "80", out
     assert "Run Main Preflight" in run.log and run.step_ran("Outcome")
     assert "Run Main Metered agent run" not in run.log and "Run Main Cost comment" not in run.log, run.log
     assert served == [] and not run.agent_out.exists() and github.visible(PR) == []

@@ -173,6 +173,7 @@ def test_fork_pull_request_without_secrets_is_skipped_with_a_notice(tmp_path: Pa
     result = job.run(command=CLAUDE_COMMAND, preset="claude-code")  # no anthropic-api-key: no secrets
     assert not result.failed, result.log
     assert result.outputs["decision"] == "skip"
+    assert result.outputs["status"] == "skipped" and result.outputs["exit-code"] == "80"  # as a policy skip reports it
     assert "::notice title=ci-guard::pull request #12 comes from a fork" in result.log
     assert result.step("run").outcome == "skipped"
     assert job.runs() == [] and sim.served == [] and github.writes() == []
