@@ -174,6 +174,16 @@ def test_preflight_skips_only_forks_without_the_needed_key(tmp_path: Path) -> No
         values = dict(line.split("=", 1) for line in out.splitlines())
         assert values["skip"] == expected, (fork, key, out)
         assert values["fork"] == ("true" if fork else "false") and values["pr"] == "5"
+        # a skipped fork reports its status and exit code as a policy skip does; a run that goes ahead sets neither here
+        assert (values.get("status"), values.get("exit-code")) == (("skipped", "80") if expected == "true" else
+                                                                   (None, None))
+    # stop mode after that skipped start (no state file, no stop key): skipped too; after a start
+    # that was denied (not a keyless fork) this step cannot know why, and leaves the status to it
+    for fork, expected in ((True, ("skipped", "80")), (False, (None, None))):
+        _, out = _phase("preflight", tmp_path, {"GITHUB_EVENT_PATH": event(fork), "CIG_MODE": "stop",
+                                                "CIG_PRESET": "claude-code", "CIG_ANTHROPIC_API_KEY": ""})
+        values = dict(line.split("=", 1) for line in out.splitlines())
+        assert values["skip"] == "true" and (values.get("status"), values.get("exit-code")) == expected, out
     # check-only runs need no key, so a fork PR is still decided
     _, out = _phase("preflight", tmp_path, {"GITHUB_EVENT_PATH": event(True), "CIG_MODE": "run", "CIG_COMMAND": ""})
     assert "skip=false" in out
