@@ -30,6 +30,9 @@ from ci_guard.report.focus import _PROVIDERS, COLUMNS, _context_tags_of, _csv_fi
 
 PAGE = 20_000  # calls formatted and written at a time
 QUOTE, BACKSLASH = "'\"'", "'\\'"  # SQL literals (no escapes in standard SQL strings)
+# SkuPriceDetails' token counts, in its (sorted) key order: before service_tier and web_searches
+SKU_TOKENS = ("cache_read_tokens", "cache_write_1h_tokens", "cache_write_tokens", "input_tokens", "output_tokens",
+              "reasoning_tokens")
 WHERE, ORDER = "c.started_at >= ? AND c.started_at < ?", "ORDER BY c.started_at, c.run_id, c.seq"
 
 
@@ -63,10 +66,8 @@ class _Dialect:
         if self.pg:  # numeric division is exact here, and round(.., 6) writes six decimals
             return f"CAST(round({micros} / 1000000.0, 6) AS TEXT)"
 
-        def positive(m: str) -> str:
-            return f"({m} / 1000000) || '.' || substr('00000' || ({m} % 1000000), -6)"
-
-        return f"CASE WHEN {micros} >= 0 THEN {positive(micros)} ELSE '-' || {positive(f'(-{micros})')} END"
+        return (f"CASE WHEN {micros} >= 0 THEN printf('%d.%06d', {micros} / 1000000, {micros} % 1000000)"
+                f" ELSE printf('-%d.%06d', -{micros} / 1000000, -{micros} % 1000000) END")
 
     def plain_json(self, text: str) -> str:
         """True when ``text`` is its own JSON string body: no quote, backslash or control character.
@@ -117,12 +118,13 @@ def line_sql(backend: str) -> tuple[str, ...]:
     d = _Dialect(backend)
     plain = d.plain_json("c.service_tier")
     tier = f"CASE WHEN c.service_tier IS NULL THEN 'null' WHEN {plain} THEN '\"\"' || c.service_tier || '\"\"' END"
-    details = (f"'\"\"cache_read_tokens\"\":' || {d.int_text('c.cache_read_tokens')} ||"
-               f" ',\"\"cache_write_1h_tokens\"\":' || {d.int_text('c.cache_write_1h_tokens')} ||"
-               f" ',\"\"cache_write_tokens\"\":' || {d.int_text('c.cache_write_tokens')} ||"
-               f" ',\"\"input_tokens\"\":' || {d.int_text('c.input_tokens')} ||"
-               f" ',\"\"output_tokens\"\":' || {d.int_text('c.output_tokens')} ||"
-               f" ',\"\"reasoning_tokens\"\":' || {d.int_text('c.reasoning_tokens')} || ',\"\"service_tier\"\":'")
+    keys = SKU_TOKENS
+    if d.pg:
+        details = " || ".join(f"'{',' if i else ''}\"\"{k}\"\":' || {d.int_text(f'c.{k}')}" for i, k in enumerate(keys))
+        details += " || ',\"\"service_tier\"\":'"
+    else:  # one printf: one string, not one per ||
+        fmt = ",".join(f'""{k}"":%d' for k in keys)
+        details = f"printf('{fmt},\"\"service_tier\"\":', {', '.join(f'c.{k}' for k in keys)})"
     # the tier (NULL when it needs JSON escapes: then the raw tier and web searches are read instead)
     rest = f"{tier} || ',\"\"web_searches\"\":' || {d.int_text('c.web_searches')} || '}}\",,,'"
     odd = f"CASE WHEN c.service_tier IS NOT NULL AND NOT ({plain}) THEN"
@@ -153,8 +155,7 @@ def piece_sql(periods: list[str]) -> tuple[str, str, str]:
     name = "COALESCE(NULLIF(c.model_served, ''), c.model_requested, '')"
     desc = "COALESCE(NULLIF(c.model_served, ''), NULLIF(c.model_requested, ''), 'unknown model')"
     tier = "CASE WHEN c.service_tier IS NULL THEN 'null' ELSE '\"\"' || c.service_tier || '\"\"' END"
-    tokens = ("cache_read_tokens", "cache_write_1h_tokens", "cache_write_tokens", "input_tokens", "output_tokens",
-              "reasoning_tokens")  # SkuPriceDetails' keys in order
+    tokens = SKU_TOKENS
     details = ",".join(f'""{t}"":%{i}$s' for i, t in enumerate(tokens, 3))
     return (
         _format("%1$s,%1$s,%1$s,%1$s,USD,%2$s,,%3$s,%4$s,%5$s,Usage,,%6$s %7$s call %8$s of CI agent run %9$s,"
