@@ -33,6 +33,9 @@ QUOTE, BACKSLASH = "'\"'", "'\\'"  # SQL literals (no escapes in standard SQL st
 # SkuPriceDetails' token counts, in its (sorted) key order: before service_tier and web_searches
 SKU_TOKENS = ("cache_read_tokens", "cache_write_1h_tokens", "cache_write_tokens", "input_tokens", "output_tokens",
               "reasoning_tokens")
+# PostgreSQL: the odd calls' lines held in memory at most (~1 kB each); a month with more (its calls
+# mostly changed by a context policy) is written as SQLite's, streamed
+ODD_MAX = 20_000
 WHERE, ORDER = "c.started_at >= ? AND c.started_at < ?", "ORDER BY c.started_at, c.run_id, c.seq"
 
 
@@ -192,7 +195,8 @@ def write_focus_csv_month(store: Any, start: datetime, end: datetime, out: IO[st
 
     SQLite: the database formats each call's columns and Python joins them with the rest of the line
     (:class:`_Lines`). PostgreSQL: the database writes each call's line but for its run's columns,
-    in three pieces that Python joins with them as bytes (:func:`_write_pieces`).
+    in three pieces that Python joins with them as bytes (:func:`_write_pieces`), unless more than
+    ``ODD_MAX`` calls are odd: then as SQLite.
     """
     out.write(",".join(COLUMNS) + "\n")
     runs_sql = (f"SELECT run_id, {', '.join(EXPORT_ROW_RUN_COLS)} FROM runs WHERE run_id IN"
@@ -203,20 +207,24 @@ def write_focus_csv_month(store: Any, start: datetime, end: datetime, out: IO[st
         period = (snap.ts(start), snap.ts(end))
         lines.add_runs(snap.all(runs_sql, period))
         if snap.backend == "postgres":
-            return _write_pieces(snap, lines, start, end, out, page)
+            odd = snap.all(f"SELECT {_columns(snap.backend)} FROM calls c WHERE {WHERE} AND ({odd_sql()})"
+                           f" LIMIT {ODD_MAX + 1}", period)
+            if len(odd) <= ODD_MAX:
+                return _write_pieces(snap, lines, odd, start, end, out, page)
         for rows in snap.rows(f"SELECT {_columns(snap.backend)} FROM calls c WHERE {WHERE} {ORDER}", period, page):
             out.write("".join(lines.of(rows)))
             count += len(rows)
     return count
 
 
-def _write_pieces(snap: Any, lines: _Lines, start: datetime, end: datetime, out: IO[str], page: int) -> int:
+def _write_pieces(snap: Any, lines: _Lines, odd_rows: list[tuple[Any, ...]], start: datetime, end: datetime,
+                  out: IO[str], page: int) -> int:
     """PostgreSQL: the calls' lines from :func:`piece_sql` and their runs' columns, joined as the
-    server's bytes (no str per value); the odd calls' lines (:func:`odd_sql`, rare) are read first
-    and built by :class:`_Lines`. COPY streams: the server formats the next rows while this joins."""
+    server's bytes (no str per value); the odd calls' lines (:func:`odd_sql`), read first as
+    ``odd_rows``, are built by :class:`_Lines`. COPY streams: the server formats the next rows
+    while this joins."""
     enc = snap.encoding
     period = (snap.ts(start), snap.ts(end))
-    odd_rows = snap.all(f"SELECT {_columns(snap.backend)} FROM calls c WHERE {WHERE} AND ({odd_sql()})", period)
     odd = {(row[0].encode(enc), str(row[14]).encode(enc)): line.encode(enc)
            for row, line in zip(odd_rows, lines.of(odd_rows), strict=True)}
     runs = {run_id.encode(enc): (head.encode(enc), tags.encode(enc), enforced[1:].encode(enc))
