@@ -139,10 +139,17 @@ def test_the_watchdog_holds_no_secret_and_kills_the_group_when_its_pipe_closes(m
     watchdog = GroupWatchdog(group.pid)
     try:
         assert watchdog.pid is not None and _alive(watchdog.pid)
+        # Between fork and exec the child still shows ci-guard's own argv and environment: wait for the exec
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open(f"/proc/{watchdog.pid}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+            if argv[0] == b"/bin/sh":
+                break
+            time.sleep(0.01)
+        assert argv[-2] == str(group.pid).encode()  # argv: only the group id
         with open(f"/proc/{watchdog.pid}/environ", "rb") as fh:  # readable by the agent: same user, dumpable
             assert fh.read() == b""
-        with open(f"/proc/{watchdog.pid}/cmdline", "rb") as fh:
-            assert fh.read().split(b"\0")[-2] == str(group.pid).encode()  # argv: only the group id
         time.sleep(0.2)
         assert group.poll() is None  # waits while ci-guard holds the pipe
         os.close(watchdog._write_end)  # what the kernel does when ci-guard dies, however it dies
