@@ -388,6 +388,8 @@ def time_real_path(rounds: int) -> list[dict[str, Any]]:
             # nothing of it seen: every result decoded and cut
             (f"{label} prune, cold", endpoint, prune_only, Cold),
             (f"{label} prune full path", endpoint, prune_only, FullPath),
+            # old tool outputs cleared by the proxy itself (OpenAI has no server-side editing)
+            (f"{label} clear", endpoint, ContextPolicy(clear_old_tool_results=CLEAR), ContextTransforms),
         ]
     anthropic, _ = one_mb_request("prunable")
     raw = compact(anthropic)
@@ -456,7 +458,7 @@ def time_real_path(rounds: int) -> list[dict[str, Any]]:
             while proxy._inflight:
                 time.sleep(0.01)
             context = session.calls[-1].context or {}
-            sent[name] = context.get("pruned_results", 0)
+            sent[name] = context.get("pruned_results", 0) or context.get("cleared_results", 0)  # cut, or cleared
         offs = {endpoint: name for name, endpoint, policy, _ in variants if policy is None}
         rows = []
         for name, endpoint, _, _ in variants:
