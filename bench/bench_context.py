@@ -356,7 +356,8 @@ def time_real_path(rounds: int) -> list[dict[str, Any]]:
     process) to a canned upstream that does not parse (bench/fast_upstream.py): one proxy per
     variant, requests interleaved round-robin so every variant sees the same machine noise. The
     Anthropic Messages rows come first; then a Codex-like Responses request and a Chat Completions
-    one, each compared with its own ``off`` row (OpenAI's caching is automatic: pruning only)."""
+    one, each compared with its own ``off`` row (OpenAI's caching is automatic: pruning, and clearing
+    by the proxy, which OpenAI has no server-side edit for)."""
     # glibc as the proxy's own event loop sets it (ci_guard.meter.loop.run): freed megabyte buffers
     # stay in the heap. Without it every variant paid page faults a running proxy does not, and which
     # variant paid more depended on which buffers the memos kept alive (next turn: 0.3 or 1.0 ms).
