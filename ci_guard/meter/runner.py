@@ -138,20 +138,21 @@ async def _run_async(req: RunRequest, prepared: lifecycle.PreparedRun, env: dict
         proxy = MeterProxy(session, req.upstreams, sock=listener)
         await proxy.start()
 
+    async def close_proxy() -> None:
+        if proxy is not None:
+            await proxy.close()
+        listener.close()
+
     try:
         exit_info = await _supervise(req, session, _url(listener), env, live, serve)
     except BaseException:
         # Whatever went wrong, the run must not stay "running" with its budget reserved.
-        if proxy is not None:
-            await proxy.close()
-        listener.close()
+        await close_proxy()
         failed = session.summary(status="error", agent_exit_code=None)
         lifecycle.finish_run(prepared, failed)
         lifecycle.write_summary(failed, req.summary_path)
         raise
-    if proxy is not None:
-        await proxy.close()
-    listener.close()
+    await close_proxy()
     code = agent_exit_status(exit_info.exit_code)
     final = final_status(stopped=guard.stopped, exit_code=code, forwarded_signal=exit_info.forwarded_signal,
                          calls=session.calls, turns=guard.turns, max_turns=guard.limits.max_turns)
