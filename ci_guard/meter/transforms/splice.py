@@ -353,9 +353,7 @@ def _message_size(message: dict[str, Any]) -> int:
         if isinstance(value, list):  # blocks: brackets, commas, and each block's keys and values
             size += 1 + len(value) if value else 2
             for block in value:
-                size += _frame(tuple(block))
-                for raw in block.values():
-                    size += len(raw)
+                size += _object_size(block)
         else:
             size += _value_size(value)
     return size
