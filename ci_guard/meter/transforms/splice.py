@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import msgspec
 import xxhash
 
-from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, dumps
+from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, _check_utf8, dumps
 from ci_guard.meter.transforms.cache import (
     MAX_BREAKPOINTS,
     mark_message,
@@ -464,8 +464,6 @@ def split_request(raw: bytes, key: str = "messages"
     """The top-level parts of a compact JSON object (as providers/body.py's split gives them) and
     where the messages of its conversation ``key`` are (Responses: the items of ``input``); None when
     the one pass cannot tell (then the plain split decides)."""
-    from ci_guard.meter.providers.body import _check_utf8
-
     try:
         if not raw.isascii():
             _check_utf8(raw)  # msgspec does not check the bytes of strings it skips
