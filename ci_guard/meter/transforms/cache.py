@@ -103,12 +103,17 @@ def top_breakpoints(body: Any) -> tuple[dict[str, Any], int]:
 def message_targets(roles: list[Any], skip_newest: bool) -> list[int]:
     """The messages that get a mark, in order: the model's last reply, then the newest turn."""
     targets = []
-    last_reply = next((i for i in range(len(roles) - 1, -1, -1) if roles[i] == "assistant"), -1)
+    last_reply = last_assistant(roles)
     if last_reply >= 0:
         targets.append(last_reply)
     if not skip_newest and roles and len(roles) - 1 != last_reply:
         targets.append(len(roles) - 1)
     return targets
+
+
+def last_assistant(roles: list[Any]) -> int:
+    """The position of the last message with the assistant role (-1: none)."""
+    return next((i for i in range(len(roles) - 1, -1, -1) if roles[i] == "assistant"), -1)
 
 
 def _cacheable(block: Any) -> bool:

@@ -39,6 +39,7 @@ import xxhash
 from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, _check_utf8, dumps
 from ci_guard.meter.transforms.cache import (
     MAX_BREAKPOINTS,
+    last_assistant,
     mark_message,
     marks_any,
     message_caches,
@@ -713,7 +714,7 @@ def _last_reply(index: MessageIndex, endpoint: str) -> int | None:
     msgspec refuses what it must read. Messages and Chat: the last assistant role. Responses: the
     last item the model produced, by its type and role, read from the end (the newest turn is short)."""
     if endpoint != "responses":
-        return next((i for i in range(len(index.roles) - 1, -1, -1) if index.roles[i] == "assistant"), -1)
+        return last_assistant(index.roles)
     for i in range(len(index.starts) - 1, -1, -1):
         data = index.view[index.starts[i]:index.ends[i]]
         if data[0] != _LBRACE:
