@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ci_guard.ledger import open_ledger
+
 REAL_KEY = "sk-ant-api03-E2E-real-key-kept-by-ci-guard-0123456789"
 GITHUB_TOKEN = "tok-e2e-github-0000000000"
 GITLAB_TOKEN = "glpat-e2e-gitlab-000000000"
@@ -97,3 +99,12 @@ def pull_request_event(ws: Workspace, *, fork: bool = False, draft: bool = False
 def write_event(path: Path, event: dict[str, Any]) -> Path:
     path.write_text(json.dumps(event))
     return path
+
+
+def ledger_run(url: str, run_id: str) -> tuple:
+    """(the run's row, its calls) as the ledger at ``url`` recorded them."""
+    store = open_ledger(url)
+    try:
+        return store.get_run(run_id), store.list_calls(run_id)
+    finally:
+        store.close()

@@ -31,10 +31,19 @@ from pathlib import Path
 
 import pytest
 
-from ci_guard.ledger import open_ledger
 from ci_guard.simulator import server as sim_server
 from tests.actions.fresh_install import AGENT_POLICY, clean_path, copy_checkout, empty_venv
-from tests.actions.scenario import CLAUDE_ENV, GITHUB_TOKEN, PR, REAL_KEY, REPO, make_workspace, pull_request_event
+from tests.actions.scenario import (
+    CLAUDE_ENV,
+    GITHUB_TOKEN,
+    PR,
+    REAL_KEY,
+    REPO,
+    ledger_run,
+    make_workspace,
+    pull_request_event,
+    write_event,
+)
 from tests.agents import CLAUDE, require_claude, require_codex
 from tests.forges.fake_github import FakeGitHub
 from tests.helpers import require
@@ -229,7 +238,7 @@ def run_act(tmp: Path, action_copy: tuple[Path, Path, Path], github: FakeGitHub,
                                              install=str(install).lower(), python="3.12" if install else ""))
     event = pull_request_event(ws, fork=fork)
     event["pull_request"]["labels"] = [{"name": label} for label in labels]
-    (tmp / "event.json").write_text(json.dumps(event))
+    write_event(tmp / "event.json", event)
     home = tmp / "home"  # act reads ~/.actrc and caches under ~/.cache: nothing shared between tests
     home.mkdir()
     # install: false uses the ci-guard of the test's own environment, as a runner with it preinstalled would.
@@ -252,14 +261,6 @@ def run_act(tmp: Path, action_copy: tuple[Path, Path, Path], github: FakeGitHub,
     return ActRun(proc, agent_out, ledger)
 
 
-def _ledger_run(ledger: str, run_id: str) -> tuple:
-    store = open_ledger(ledger)
-    try:
-        return store.get_run(run_id), store.list_calls(run_id)
-    finally:
-        store.close()
-
-
 def test_act_runs_the_action_with_claude_code_and_records_the_run(tmp_path, action_copy, github):
     """An allowed pull request: act installs ci-guard with the action's own step, Claude Code runs
     through the proxy, and act reports the action's outputs, which match Claude Code's JSON and the ledger."""
@@ -277,7 +278,7 @@ def test_act_runs_the_action_with_claude_code_and_records_the_run(tmp_path, acti
     out = run.outputs()
     assert out["decision"] == "allow" and out["rule"] == "review-long" and out["model"] == DECIDED, run.log
     assert out["status"] == "completed" and out["exit-code"] == "0" and out["stop-reason"] == "", run.log
-    row, calls = _ledger_run(run.ledger, out["run-id"])
+    row, calls = ledger_run(run.ledger, out["run-id"])
     assert row.status == "completed" and len(calls) == len(served)
     assert Decimal(out["cost-usd"]) == row.cost_usd == sum((c.cost_usd for c in calls), Decimal(0)) > 0
     drift = abs(row.cost_usd - Decimal(str(reported["total_cost_usd"])))  # Claude Code sums in floats
@@ -329,7 +330,7 @@ def test_act_runs_the_action_with_codex(tmp_path, action_copy, github):
     out = run.outputs()
     assert out["decision"] == "allow" and out["rule"] == "repair" and out["model"] == DECIDED_CODEX, run.log
     assert out["status"] == "completed" and out["exit-code"] == "0", run.log
-    row, calls = _ledger_run(run.ledger, out["run-id"])
+    row, calls = ledger_run(run.ledger, out["run-id"])
     assert row.status == "completed" and len([c for c in calls if c.usage.output_tokens]) == len(served)
     assert Decimal(out["cost-usd"]) == row.cost_usd == sum((c.cost_usd for c in calls), Decimal(0)) > 0
     assert run.step_ran("Reviewed") and REAL_KEY not in run.log
@@ -351,7 +352,7 @@ def test_act_start_then_the_agent_as_its_own_step_then_stop(tmp_path, action_cop
     assert len(served) == 4 and all(r["model"] == DECIDED for r in served)
     out = run.outputs()
     assert out["status"] == "completed" and out["exit-code"] == "0", run.log
-    row, calls = _ledger_run(run.ledger, out["run-id"])
+    row, calls = ledger_run(run.ledger, out["run-id"])
     assert row.status == "completed" and len(calls) == 4
     assert Decimal(out["cost-usd"]) == row.cost_usd > 0
     assert "no stop-key input" not in run.log  # the key reached stop
