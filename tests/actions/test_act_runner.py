@@ -185,9 +185,9 @@ class ActRun:
     def log(self) -> str:
         return self.proc.stdout + self.proc.stderr
 
-    def outputs(self, step: str = "guard") -> dict[str, str]:
-        """The outputs act reports for a step: `::set-output:: name=value` lines of the job's log.
-        The composite's own steps report theirs too; the action's outputs are the last of that step."""
+    def outputs(self) -> dict[str, str]:
+        """The outputs act reports: `::set-output:: name=value` lines of the job's log, the last of
+        each name winning. The composite's own steps report theirs too; the action's come after them."""
         found: dict[str, str] = {}
         # e.g. "[review/review]   ⚙  ::set-output:: status=completed" under the step "Main ci-guard"
         for line in self.log.splitlines():
@@ -242,10 +242,9 @@ def run_act(tmp: Path, action_copy: tuple[Path, Path, Path], github: FakeGitHub,
     home = tmp / "home"  # act reads ~/.actrc and caches under ~/.cache: nothing shared between tests
     home.mkdir()
     # install: false uses the ci-guard of the test's own environment, as a runner with it preinstalled would.
-    first = [venv_bin] if install else [Path(sys.executable).parent]
-    env = {"PATH": clean_path(*first, CLAUDE.parent) if install else os.pathsep.join(
-               [str(first[0]), str(CLAUDE.parent), os.environ.get("PATH", "/usr/bin:/bin")]),
-           "HOME": str(home), "LANG": "C.UTF-8",
+    path = clean_path(venv_bin, CLAUDE.parent) if install else os.pathsep.join(
+        [str(Path(sys.executable).parent), str(CLAUDE.parent), os.environ.get("PATH", "/usr/bin:/bin")])
+    env = {"PATH": path, "HOME": str(home), "LANG": "C.UTF-8",
            # act otherwise asks api.nektosact.com for notices and new versions: the test stays offline.
            "ACT_DISABLE_VERSION_CHECK": "1"}
     step_env = {"CIG_CHECKOUT": str(ws.path), "GITHUB_API_URL": github.url,
