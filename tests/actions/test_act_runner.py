@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -211,12 +210,6 @@ def action_copy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, P
         (stubs / name / "action.yml").write_text(
             STAND_IN.format(name=name, inputs=declared, echo=" ".join(inputs.values())))
     return copy_checkout(root / "ci-guard"), empty_venv(root / "venv"), stubs
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub(repo=REPO, tokens={GITHUB_TOKEN: "ci-bot"}, numbers=(PR,)) as fake:
-        yield fake
 
 
 def run_act(tmp: Path, action_copy: tuple[Path, Path, Path], github: FakeGitHub, sim: sim_server.Simulator,

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -49,12 +48,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(the action's checkout, the bin directory of an empty venv) shared by this module's jobs."""
     root = tmp_path_factory.mktemp("action")
     return copy_checkout(root / "ci-guard"), empty_venv(root / "venv")
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub(repo=REPO, tokens={GITHUB_TOKEN: "ci-bot"}, numbers=(PR,)) as fake:
-        yield fake
 
 
 class Job:

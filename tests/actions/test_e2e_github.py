@@ -48,12 +48,6 @@ def sim() -> Iterator[sim_server.Simulator]:
         yield simulator
 
 
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub(repo=REPO, tokens={GITHUB_TOKEN: "ci-bot"}, numbers=(PR,)) as fake:
-        yield fake
-
-
 class Job:
     """One GitHub job on this machine: workspace, event, runner env; runs the action."""
 

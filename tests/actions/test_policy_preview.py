@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from ci_guard.context.model import RunContext
@@ -30,12 +28,6 @@ from tests.forges.fake_github import FakeGitHub
 
 WORKFLOW = EXAMPLES / "policy-preview.yml"
 TAG = "[//]: <> (ci-guard-policy-preview"
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub(repo=REPO, tokens={GITHUB_TOKEN: "ci-bot"}, numbers=(PR,)) as fake:
-        yield fake
 
 
 def _history(ledger: str, policy: Path) -> None:
