@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from ci_guard.ledger import open_ledger
 from ci_guard.simulator import server as sim_server
 from tests.actions.fresh_install import AGENT_POLICY, USER_CODEX_CONFIG, clean_path, copy_checkout, empty_venv
 from tests.actions.github_runner import ActionResult, ActionRunner, base_env
@@ -30,6 +29,7 @@ from tests.actions.scenario import (
     PR,
     REAL_KEY,
     REPO,
+    ledger_run,
     make_workspace,
     pull_request_event,
     write_event,
@@ -95,11 +95,7 @@ class Job:
                               cwd=self.ws.path, env=self.env, capture_output=True, text=True, timeout=300)
 
     def ledger_run(self, run_id: str) -> tuple:
-        store = open_ledger(self.ledger)
-        try:
-            return store.get_run(run_id), store.list_calls(run_id)
-        finally:
-            store.close()
+        return ledger_run(self.ledger, run_id)
 
 
 def _served(sim: sim_server.Simulator) -> list[dict]:

@@ -16,11 +16,10 @@ import pytest
 import yaml
 
 from ci_guard import __version__
-from ci_guard.ledger import open_ledger
 from ci_guard.simulator import server as sim_server
 from tests.actions.fresh_install import AGENT_POLICY, USER_CODEX_CONFIG, clean_path, copy_checkout, empty_venv
 from tests.actions.layout import GITLAB_COMPONENT
-from tests.actions.scenario import GITLAB_TOKEN, MR, REAL_KEY, REPO, _git, make_workspace
+from tests.actions.scenario import GITLAB_TOKEN, MR, REAL_KEY, REPO, _git, ledger_run, make_workspace
 from tests.actions.test_e2e_gitlab import gitlab_env, interpolate_component, run_job
 from tests.agents import CLAUDE, require_claude, require_codex
 from tests.forges.fake_gitlab import FakeGitLab
@@ -72,14 +71,6 @@ def _job(tmp: Path, installed: tuple[str, Path], gitlab: FakeGitLab, sim: sim_se
     return job, env, ws.path
 
 
-def _ledger(env: dict[str, str], run_id: str) -> tuple:
-    store = open_ledger(env["CI_GUARD_LEDGER"])
-    try:
-        return store.get_run(run_id), store.list_calls(run_id)
-    finally:
-        store.close()
-
-
 def test_component_claude_code_through_sh_runs_on_the_decided_model(tmp_path, installed, gitlab):
     require_claude()
     with sim_server.run_simulator("endless-loop", api_key=REAL_KEY) as sim:
@@ -97,7 +88,7 @@ def test_component_claude_code_through_sh_runs_on_the_decided_model(tmp_path, in
     assert reported["subtype"] == "error_max_turns" and len(served) == 3
     summary = json.loads((cwd / "ci-guard-summary.json").read_text())
     assert (summary["status"], summary["stop_reason"]) == ("stopped", "max_turns")
-    run, calls = _ledger(env, summary["run_id"])
+    run, calls = ledger_run(env["CI_GUARD_LEDGER"], summary["run_id"])
     assert all(c.model_requested == "claude-sonnet-4-5" for c in calls) and len(calls) == 3
     assert Decimal(summary["cost_usd"]) == run.cost_usd > 0
     drift = abs(run.cost_usd - Decimal(str(reported["total_cost_usd"])))
@@ -120,6 +111,6 @@ def test_component_codex_through_sh_reaches_the_upstream(tmp_path, installed, gi
     assert len(served) == 3 and all(r["endpoint"] == "responses" and r["model"] == "gpt-5" for r in served)
     summary = json.loads((cwd / "ci-guard-summary.json").read_text())
     assert summary["status"] == "stopped" and summary["stop_reason"] == "max_turns"
-    run, calls = _ledger(env, summary["run_id"])
+    run, calls = ledger_run(env["CI_GUARD_LEDGER"], summary["run_id"])
     assert Decimal(summary["cost_usd"]) == run.cost_usd > 0
     assert sum(c.usage.output_tokens for c in calls) == sum(r["tokens"]["output_tokens"] for r in served)
