@@ -30,3 +30,21 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
         main(list(argv))
     out, err = capsys.readouterr()
     return int(exit_info.value.code or 0), out, err
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` still runs: our own exited child is reaped, and a zombie that is not our
+    child (waiting for its reaper) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done != pid
+    except ChildProcessError:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:  # the state follows the parenthesised name, which may hold spaces
+                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False

@@ -26,8 +26,8 @@ from ci_guard.simulator import run_simulator
 from tests.actions.github_runner import ActionResult, ActionRunner, base_env
 from tests.actions.layout import ROOT
 from tests.actions.scenario import REAL_KEY, REPO, make_workspace, pull_request_event, write_event
+from tests.helpers import pid_alive
 from tests.meter.conftest import any_ledger, pg_schema  # noqa: F401  (fixtures)
-from tests.meter.test_detached import _alive
 
 # The agent step: spend, hunt for the key in every file it can read, rewrite the state file.
 HOSTILE_AGENT = textwrap.dedent("""
@@ -70,7 +70,7 @@ def _no_proxy_left(tmp_path: Path):
             pid = json.loads(state.read_text()).get("pid")
         except (OSError, ValueError):
             continue
-        if isinstance(pid, int) and _alive(pid):
+        if isinstance(pid, int) and pid_alive(pid):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             if b"ci_guard" in cmdline and b"proxy" in cmdline:
                 os.kill(pid, signal.SIGKILL)
@@ -121,7 +121,7 @@ def test_a_hostile_agent_step_cannot_find_the_stop_key_or_make_stop_lie(tmp_path
         assert step.outcome == "failure" and step.exit_code == 2, stopped.log
         assert "state file was changed after `ci-guard start` wrote it" in stopped.log
         assert "::error" in stopped.log and key not in stopped.log
-        assert decoy.poll() is None and not _alive(seen["pid"])  # the decoy lives, the proxy is gone
+        assert decoy.poll() is None and not pid_alive(seen["pid"])  # the decoy lives, the proxy is gone
         store = open_ledger(any_ledger)
         try:
             run = store.get_run(seen["run_id"])
@@ -151,7 +151,7 @@ def test_stop_with_the_key_is_not_skipped_when_the_agent_deleted_the_state_file(
         job.env.update(started.env_exported)
         stopped = job.run(mode="stop", **{"stop-key": started.outputs["stop-key"]})
     assert stopped.step("stop").outcome == "failure" and stopped.step("stop").exit_code == 2, stopped.log
-    assert not _alive(proxy_pid)
+    assert not pid_alive(proxy_pid)
     assert stopped.outputs["status"] == "completed" and Decimal(stopped.outputs["cost-usd"]) > 0
 
 

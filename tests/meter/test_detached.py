@@ -18,6 +18,7 @@ import pytest
 from ci_guard.ledger import open_ledger
 from ci_guard.meter.live_log import usd
 from ci_guard.simulator import run_simulator
+from tests.helpers import pid_alive
 
 KEY = "sk-ant-api03-detached-test-real-key-0000000000"
 POLICY = textwrap.dedent("""
@@ -118,7 +119,7 @@ def test_start_meter_stop_settles_and_summarises(setup):
         assert sum(b["reserved_usd"] for b in bucket) == 0  # the reservation was released
     finally:
         store.close()
-    assert not _alive(state["pid"])
+    assert not pid_alive(state["pid"])
 
 
 @pytest.mark.parametrize("forge", ["github", "gitlab", "local"])
@@ -212,7 +213,7 @@ def test_stop_recovers_a_proxy_that_was_killed(setup):
         time.sleep(0.05)
     os.kill(state["pid"], signal.SIGKILL)
     for _ in range(100):
-        if not _alive(state["pid"]):
+        if not pid_alive(state["pid"]):
             break
         time.sleep(0.05)
     stopped = cli(tmp, "stop", "--format", "json", env=env)
@@ -238,20 +239,6 @@ def test_github_format_exports_env_and_masks_the_token(setup):
     assert key.startswith("cig_stop_") and f"::add-mask::{key}" in started.stdout
     assert key not in github_env.read_text() and key not in started.stderr
     assert cli(tmp, "stop", env={**env, "CI_GUARD_STOP_KEY": key}).returncode == 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done != pid
-    except ChildProcessError:
-        # not our child: a zombie still answers kill(0); look at its state
-        stat = Path(f"/proc/{pid}/stat")
-        return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 # A container's PID 1 that never reaps: it adopts the orphaned proxy (as a child subreaper) and
