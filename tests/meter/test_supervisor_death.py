@@ -19,6 +19,7 @@ from ci_guard.context.model import RunContext
 from ci_guard.ledger import open_ledger
 from ci_guard.policy.models import Budget
 from ci_guard.simulator.server import run_simulator
+from tests.helpers import pid_alive
 
 KEY = "sk-ant-api03-supervisor-death-real-key-0123456789"
 POLICY = textwrap.dedent("""
@@ -33,15 +34,6 @@ POLICY = textwrap.dedent("""
 """)
 # An agent that says who it is, then waits for a long time (as one busy with a long tool call).
 SLEEPER = "import os, pathlib, time; pathlib.Path('agent.pid').write_text(str(os.getpid())); time.sleep(120)"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as fh:  # a zombie waiting for its reaper counts as gone
-        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _wait(predicate, timeout: float = 20.0) -> bool:
@@ -81,7 +73,7 @@ def test_the_agent_dies_with_ci_guard_and_the_next_run_closes_the_dead_one(tmp_p
             assert reserved == 2 and list(runs.values()) == ["running"]
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
-            assert _wait(lambda: not _alive(agent), 10)  # not left running, orphaned
+            assert _wait(lambda: not pid_alive(agent), 10)  # not left running, orphaned
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -119,15 +111,15 @@ def test_the_agents_grandchildren_die_with_ci_guard(tmp_path: Path):
             assert _wait(lambda: pid_file.exists() and pid_file.read_text().strip())
             grandchild = int(pid_file.read_text())
             agent = int((tmp_path / "agent.pid").read_text())
-            assert _alive(grandchild) and _alive(agent)
+            assert pid_alive(grandchild) and pid_alive(agent)
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
-            assert _wait(lambda: not _alive(agent), 5)
-            assert _wait(lambda: not _alive(grandchild), 5)  # not re-parented and left running
+            assert _wait(lambda: not pid_alive(agent), 5)
+            assert _wait(lambda: not pid_alive(grandchild), 5)  # not re-parented and left running
         finally:
             if proc.poll() is None:
                 proc.kill()
-            if grandchild and _alive(grandchild):
+            if grandchild and pid_alive(grandchild):
                 os.kill(grandchild, signal.SIGKILL)
 
 
@@ -138,7 +130,7 @@ def test_the_watchdog_holds_no_secret_and_kills_the_group_when_its_pipe_closes(m
     group = subprocess.Popen(["sh", "-c", "sleep 300 & wait"], start_new_session=True)
     watchdog = GroupWatchdog(group.pid)
     try:
-        assert watchdog.pid is not None and _alive(watchdog.pid)
+        assert watchdog.pid is not None and pid_alive(watchdog.pid)
         # Between fork and exec the child still shows ci-guard's own argv and environment: wait for the exec
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -400,7 +392,7 @@ def test_the_call_in_flight_when_a_detached_proxy_is_killed_is_charged_by_stop(t
         assert first_bytes.wait(30)
         os.kill(state["pid"], signal.SIGKILL)
         thread.join(30)
-        assert _wait(lambda: not _alive(state["pid"]), 10)
+        assert _wait(lambda: not pid_alive(state["pid"]), 10)
         (key,) = [shlex.split(line)[0].split("=", 1)[1] for line in started.stdout.splitlines()
                   if line.startswith("CI_GUARD_STOP_KEY=")]
         # the full ledger URL, as the workflow passes it (the state file keeps it redacted)
