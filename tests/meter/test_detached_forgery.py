@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ci_guard.ledger import open_ledger
 from ci_guard.simulator import run_simulator
-from tests.meter.test_detached import KEY, POLICY, _alive, call, cli, exported, stop_key
+from tests.helpers import pid_alive
+from tests.meter.test_detached import KEY, POLICY, call, cli, exported, stop_key
 
 
 def test_a_forged_state_file_cannot_make_stop_signal_another_process_or_lie(tmp_path: Path, any_ledger: str):
@@ -44,10 +45,10 @@ def test_a_forged_state_file_cannot_make_stop_signal_another_process_or_lie(tmp_
         summary = json.loads(stopped.stdout)
         assert decoy.poll() is None  # the decoy was not signalled
         for _ in range(100):
-            if not _alive(real_pid):
+            if not pid_alive(real_pid):
                 break
             time.sleep(0.05)
-        assert not _alive(real_pid)  # the real proxy was stopped, not left running
+        assert not pid_alive(real_pid)  # the real proxy was stopped, not left running
         assert summary["run_id"] == state["run_id"] and float(summary["cost_usd"]) > 0
         assert len(summary["calls"]) == 1
     finally:
@@ -86,7 +87,7 @@ def test_with_the_stop_key_a_rewritten_state_file_is_refused_and_the_real_proxy_
         assert stopped.returncode == 2, stopped.stderr  # refused, loudly...
         assert "state file was changed" in stopped.stderr and "MAC" in stopped.stderr
         summary = json.loads(stopped.stdout)  # ...yet the run was stopped and settled all the same
-        assert decoy.poll() is None and not _alive(real_pid)
+        assert decoy.poll() is None and not pid_alive(real_pid)
         assert summary["run_id"] == run_id and float(summary["cost_usd"]) > 0 and len(summary["calls"]) == 1
         store = open_ledger(any_ledger)
         try:
@@ -166,7 +167,7 @@ def test_a_stop_key_that_is_not_one_is_invalid_input(tmp_path: Path):
 def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.05)
     return False
