@@ -261,13 +261,9 @@ class FirstSight(ContextTransforms):
     def forget(self) -> None:
         forget(self, self.cold)
 
-
-class Cold(FirstSight):
-    """Pruning a conversation none of whose tool results the run has seen: every memo emptied
-    before every call (from the split on), so each result above the limit is decoded and cut."""
-
-    cold = True
-
+    # Both hooks forget: the proxy splits the request before it applies the transforms. (From
+    # bf7c442 to this fix these two sat on Cold only, so the "1st sight" rows timed the same
+    # request again, whose memos were warm.)
     def split(self, provider: str, endpoint: str) -> Any:
         self.forget()
         return super().split(provider, endpoint)
@@ -275,6 +271,13 @@ class Cold(FirstSight):
     def apply(self, **kw: Any) -> Any:
         self.forget()
         return super().apply(**kw)
+
+
+class Cold(FirstSight):
+    """Pruning a conversation none of whose tool results the run has seen: every memo emptied
+    before every call (from the split on), so each result above the limit is decoded and cut."""
+
+    cold = True
 
 
 def free_port() -> int:
@@ -369,6 +372,9 @@ def time_real_path(rounds: int) -> list[dict[str, Any]]:
     variants: list[tuple[str, str, ContextPolicy | None, type[ContextTransforms]]] = [
         ("off", "messages", None, ContextTransforms),
         ("prune+cache spliced", "messages", ContextPolicy(cache="auto", prune_tool_results=PRUNE), ContextTransforms),
+        # a conversation the memos do not know (its results' cuts are known), and one never seen at all
+        ("prune+cache, 1st sight", "messages", ContextPolicy(cache="auto", prune_tool_results=PRUNE), FirstSight),
+        ("prune+cache, cold", "messages", ContextPolicy(cache="auto", prune_tool_results=PRUNE), Cold),
         ("prune+cache full path", "messages", ContextPolicy(cache="auto", prune_tool_results=PRUNE), FullPath),
         # the same request again (the memo holds it: nothing new to decode)
         ("cache spliced, same turn", "messages", ContextPolicy(cache="auto"), ContextTransforms),

@@ -40,8 +40,10 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_build_and_twine_check_are_clean(dist: Path) -> None:
-    files = sorted(p.name for p in dist.iterdir())
-    assert files == [f"ci_guard_agents-{__version__}-py3-none-any.whl", f"ci_guard_agents-{__version__}.tar.gz"]
+    wheel, sdist = sorted(p.name for p in dist.iterdir())
+    # a wheel for this platform: it holds the compiled pruning helper (setup.py, meter/transforms/rawcut.py)
+    assert re.fullmatch(rf"ci_guard_agents-{re.escape(__version__)}-cp3\d+-cp3\d+-[\w.]+\.whl", wheel), wheel
+    assert sdist == f"ci_guard_agents-{__version__}.tar.gz"
     proc = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", *map(str, dist.iterdir())],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.count("PASSED") == 2, proc.stdout + proc.stderr
@@ -56,10 +58,20 @@ def test_the_wheel_holds_what_the_code_reads(dist: Path) -> None:
         assert needed in names, needed
     migrations = {p.relative_to(ROOT).as_posix() for p in (ROOT / "ci_guard/ledger/migrations").rglob("*.sql")}
     assert migrations <= names
+    assert any(re.fullmatch(r"ci_guard/meter/transforms/_jsoncut\.[\w.-]+\.(so|pyd)", name) for name in names)
     metadata = zipfile.ZipFile(wheel).read(f"ci_guard_agents-{__version__}.dist-info/METADATA").decode()
     assert f"Name: {DIST_NAME}\n" in metadata and f"Version: {__version__}\n" in metadata
     entry = zipfile.ZipFile(wheel).read(f"ci_guard_agents-{__version__}.dist-info/entry_points.txt").decode()
     assert "ci-guard = ci_guard.cli:main" in entry
+
+
+def test_the_sdist_builds_the_compiled_part(dist: Path) -> None:
+    """Installing from the sdist (no wheel for the platform) compiles the C part, or installs without it."""
+    import tarfile
+
+    (sdist,) = dist.glob("*.tar.gz")
+    names = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
+    assert {"setup.py", "ci_guard/meter/transforms/_jsoncut.c"} <= names
 
 
 def test_version_has_one_source() -> None:

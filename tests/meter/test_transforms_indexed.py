@@ -173,9 +173,16 @@ def test_a_repeated_conversation_is_neither_decoded_nor_cut_again(monkeypatch: A
     # a conversation the run has not seen is located in the proxy's one split of the request
     assert parse_request(earlier, split=transforms.split("anthropic", "messages")).hint("messages") is not None
     first = send(transforms, earlier)
-    calls: list[int] = []
-    real = splice._cut_message
-    monkeypatch.setattr(splice, "_cut_message", lambda message, i, *rest: calls.append(i) or real(message, i, *rest))
+    calls: list[int] = []  # the messages cut: on their bytes (splice._cut_raw) or decoded (_cut_message)
+    raw_cut, decoded_cut = splice._cut_raw, splice._cut_message
+    monkeypatch.setattr(splice, "_cut_raw", lambda data, i, *rest: calls.append(i) or raw_cut(data, i, *rest))
+
+    def decoded(message: Any, i: int, *rest: Any) -> Any:
+        if i not in calls:  # not cut on its bytes first (a C part not installed, or not msgspec's writing)
+            calls.append(i)
+        return decoded_cut(message, i, *rest)
+
+    monkeypatch.setattr(splice, "_cut_message", decoded)
     raw = request(serialize(messages, frozenset()), False)
     # one the run's memo knows is split the plain way (its index is extended instead)
     assert parse_request(raw, split=transforms.split("anthropic", "messages")).hint("messages") is None
@@ -451,9 +458,16 @@ def test_a_repeated_openai_conversation_decodes_only_its_new_outputs(endpoint: s
                 {"role": "tool", "tool_call_id": f"c{i}", "content": log(200)}]
     transforms = ContextTransforms(policy)
     first = openai_send(transforms, endpoint, openai_request(endpoint, serialize(items[:-2], frozenset()), False))
-    calls: list[int] = []
-    real = splice._cut_message
-    monkeypatch.setattr(splice, "_cut_message", lambda message, i, *rest: calls.append(i) or real(message, i, *rest))
+    calls: list[int] = []  # the messages cut: on their bytes (splice._cut_raw) or decoded (_cut_message)
+    raw_cut, decoded_cut = splice._cut_raw, splice._cut_message
+    monkeypatch.setattr(splice, "_cut_raw", lambda data, i, *rest: calls.append(i) or raw_cut(data, i, *rest))
+
+    def decoded(message: Any, i: int, *rest: Any) -> Any:
+        if i not in calls:  # not cut on its bytes first (a C part not installed, or not msgspec's writing)
+            calls.append(i)
+        return decoded_cut(message, i, *rest)
+
+    monkeypatch.setattr(splice, "_cut_message", decoded)
     raw = openai_request(endpoint, serialize(items, frozenset()), False)
     sent, changes = openai_send(transforms, endpoint, raw)
     assert (sent, changes) == openai_full_splice(policy, endpoint, raw)
@@ -470,3 +484,33 @@ def test_a_repeated_openai_conversation_decodes_only_its_new_outputs(endpoint: s
     transforms._memos = {endpoint: splice.MessageMemo(splice.scan_openai)}
     assert openai_send(transforms, endpoint, raw) == (sent, changes)
     assert calls == [0, 2, 4, 6, 8, 10, 12]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), endpoint=st.sampled_from(list(OPENAI_ADAPTERS)),
+       unusual=st.frozensets(st.sampled_from(OPENAI_UNUSUAL), max_size=2), tools_float=st.booleans())
+def test_the_one_pass_openai_split_gives_the_parts_of_the_plain_split(data: Any, endpoint: str, unusual: frozenset[str],
+                                                                       tools_float: bool) -> None:
+    """The proxy's first look at an OpenAI request of a pruning run (splice.split_request with the
+    items' values left undecoded) gives the plain split's parts and values, and the items where
+    the index's own scan (splice.scan_openai) finds them; whatever it cannot prove goes to the plain split."""
+    key = splice.CONVERSATION[endpoint]
+    items = data.draw(openai_conversation(endpoint))
+    raw = openai_request(endpoint, openai_serialize(items, unusual), tools_float)
+    plain = parse_request(raw)
+    one = parse_request(raw, split=ContextTransforms(OPENAI_POLICIES["prune"]).split("openai", endpoint))
+    assert type(one) is type(plain)
+    if not isinstance(plain, RequestBody):
+        assert one == plain
+        return
+    assert {k: bytes(one.raw(k) or b"") for k in one} == {k: bytes(plain.raw(k) or b"") for k in plain}
+    assert {k: one[k] for k in one if k != key} == {k: plain[k] for k in plain if k != key}
+    located = one.hint(key)
+    starts: list[int] = []
+    ends: list[int] = []
+    roles: list[Any] = []
+    scanned = splice.scan_openai(plain.raw(key), 0, starts, ends, roles)  # type: ignore[arg-type]
+    if located is not None:
+        assert scanned is not None and (located.starts, located.ends, located.roles) == (starts, ends, roles)
+    elif not unusual and all(isinstance(item, dict) for item in items):
+        raise AssertionError("a compact request of objects written by json.dumps was not located in the one pass")

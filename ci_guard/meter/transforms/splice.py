@@ -37,6 +37,7 @@ import msgspec
 import xxhash
 
 from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, _check_utf8, dumps
+from ci_guard.meter.transforms import rawcut
 from ci_guard.meter.transforms.cache import (
     MAX_BREAKPOINTS,
     last_assistant,
@@ -46,7 +47,7 @@ from ci_guard.meter.transforms.cache import (
     message_targets,
     top_breakpoints,
 )
-from ci_guard.meter.transforms.prune import prune
+from ci_guard.meter.transforms.prune import cut, prune
 from ci_guard.meter.transforms.toolresults import MESSAGE_RESULTS, is_model_item
 from ci_guard.policy.models import PruneSpec
 
@@ -426,19 +427,7 @@ def scan_openai(data: memoryview, base: int, starts: list[int], ends: list[int],
         messages = _RAW_MESSAGES.decode(data)
     except (msgspec.DecodeError, ValueError):  # an element that is not an object
         messages = None
-    located = None
-    if messages is not None:
-        located = Located([], [], [], False, 0)
-        pos = 1
-        for message in messages:
-            size = _object_size(message)
-            located.starts.append(pos)
-            located.ends.append(pos + size)
-            role = message.get("role")
-            role = _decode_or_none(role) if role is not None else None
-            located.roles.append(role if isinstance(role, str) else None)
-            pos += size + 1
-        located = located._replace(size=max(pos, 2))
+    located = _locate_raw(messages) if messages is not None else None
     if not _exact(data, located):  # whitespace, or a key written with escapes or given twice
         return None if _scan_decoding(data, base, starts, ends, roles) is None else False
     assert located is not None
@@ -446,6 +435,23 @@ def scan_openai(data: memoryview, base: int, starts: list[int], ends: list[int],
     ends += [base + end for end in located.ends]
     roles += located.roles
     return False
+
+
+def _locate_raw(messages: list[Any]) -> Located | None:
+    """:func:`_locate_messages` for messages decoded as objects of undecoded values (OpenAI's):
+    only each role is decoded. None when one is not an object."""
+    starts, ends, roles, pos = [], [], [], 1
+    for message in messages:
+        if not isinstance(message, dict):
+            return None
+        size = _object_size(message)
+        starts.append(pos)
+        ends.append(pos + size)
+        role = message.get("role")
+        role = _decode_or_none(role) if role is not None else None
+        roles.append(role if isinstance(role, str) else None)
+        pos += size + 1
+    return Located(starts, ends, roles, False, max(pos, 2))
 
 
 # -- the request's top-level split and its messages in one pass ---------------------------------------
@@ -458,17 +464,21 @@ def scan_openai(data: memoryview, base: int, starts: list[int], ends: list[int],
 
 _Top = str | int | float | bool | None | list[dict[str, _Value] | str] | dict[str, msgspec.Raw]
 _TOP = msgspec.json.Decoder(dict[str, _Top])
+# OpenAI's: every value of a message stays bytes (a tool output is a message's own string there)
+_TopRaw = str | int | float | bool | list[dict[str, msgspec.Raw] | str] | dict[str, msgspec.Raw] | None
+_TOP_RAW = msgspec.json.Decoder(dict[str, _TopRaw])
 
 
-def split_request(raw: bytes, key: str = "messages"
+def split_request(raw: bytes, key: str = "messages", raw_messages: bool = False
                   ) -> tuple[dict[str, memoryview], dict[str, tuple[memoryview, Located]]] | None:
     """The top-level parts of a compact JSON object (as providers/body.py's split gives them) and
     where the messages of its conversation ``key`` are (Responses: the items of ``input``); None when
-    the one pass cannot tell (then the plain split decides)."""
+    the one pass cannot tell (then the plain split decides). ``raw_messages``: the messages'
+    values stay undecoded but their roles (OpenAI's, as :func:`scan_openai` reads them)."""
     try:
         if not raw.isascii():
             _check_utf8(raw)  # msgspec does not check the bytes of strings it skips
-        top = _TOP.decode(raw)
+        top = (_TOP_RAW if raw_messages else _TOP).decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
         return None
     view = memoryview(raw)
@@ -476,7 +486,7 @@ def split_request(raw: bytes, key: str = "messages"
     for name, value in top.items():
         pos += _key_size(name) + 1
         if isinstance(value, list):
-            located = _locate_messages(value) if name == key else None
+            located = ((_locate_raw if raw_messages else _locate_messages)(value)) if name == key else None
             size = located.size if located is not None else (1 + len(value) if value else 2) + sum(
                 [_message_size(item) if isinstance(item, dict) else _value_size(item) for item in value])
             if located is not None:
@@ -599,7 +609,7 @@ class MessageMemo:
             head = raw[at + len(opening) - 1:at + len(opening) - 1 + EDGE]
             if any(entry.edges[:EDGE] == head for entry in list(self._entries)):  # a copy: called off the loop
                 return None
-        return split_request(raw, key)
+        return split_request(raw, key, self._scanner is scan_openai)
 
     def lookup(self, view: memoryview) -> MessageIndex | None:
         """The index of ``view`` if it repeats a conversation seen (and maybe appends to it)."""
@@ -693,10 +703,13 @@ def prune_indexed(index: MessageIndex, spec: PruneSpec, cutter: Callable[[str], 
                 key = seen.key(view[start:end], newest) if seen is not None and not excluded else None
                 done = seen.get(key) if seen is not None and key is not None else None
                 if done is None:
-                    message = _decode_or_none(view[start:end])
-                    if message is None:
-                        return None
-                    done = _cut_message(message, i, newest, names, spec, cutter, endpoint)
+                    # on the bytes (rawcut.py); else decoded and cut in Python: the same cut, byte for byte
+                    done = _cut_raw(view[start:end], i, newest, names, spec, endpoint)
+                    if done is None:
+                        message = _decode_or_none(view[start:end])
+                        if message is None:
+                            return None
+                        done = _cut_message(message, i, newest, names, spec, cutter, endpoint)
                     if seen is not None and key is not None:
                         seen.put(key, done)
             index.cuts[i] = done
@@ -744,6 +757,59 @@ def _cut_message(message: Any, i: int, newest: bool, names: dict[str, str], spec
     new = pruned.body[key][i]
     return MessageCut(newest, Spans().encode(new, 1), pruned.results, pruned.tokens, cuts_newest, uses,
                       _has_float(new))
+
+
+def _cut_raw(data: memoryview, i: int, newest: bool, names: dict[str, str], spec: PruneSpec,
+             endpoint: str) -> MessageCut | None:
+    """:func:`_cut_message` on the message's bytes (rawcut.py): the same MessageCut, byte for byte,
+    without decoding its long texts; None when the bytes are not msgspec's writing (or the C part
+    is not installed): then the message is decoded and cut in Python."""
+    # a literal of at most 4 * max_tokens + 2 bytes holds at most 4 * max_tokens characters: never cut
+    skeleton = rawcut.skeleton(data, 4 * spec.max_tokens + 2)
+    if skeleton is None:
+        return None
+    seen = dict(names)
+    found = list(MESSAGE_RESULTS[endpoint](skeleton.value, i, newest, seen))
+    uses = tuple((k, v) for k, v in seen.items() if names.get(k) != v)
+    excluded, spans = spec.exclude_tools, skeleton.spans
+    cuts: dict[tuple[int, int], tuple[int, int, bytes, int, int]] = {}
+    tokens = 0
+    cuts_newest = False
+    try:
+        for result in found:
+            span = spans.get(result.text)
+            if span is None:
+                if cut(result.text, spec) is not None:  # cannot be: a short text is within the limit
+                    return None
+                continue
+            if span in cuts:  # one literal read twice: the Python path would cut it once
+                return None
+            # as prune() and _cut_message: the newest turn and excluded tools are never cut
+            if newest:
+                cuts_newest = cuts_newest or rawcut.cut(data, span, spec) is not None
+                continue
+            if excluded and (result.name is None or result.name in excluded):
+                continue
+            pruned = rawcut.cut(data, span, spec)
+            if pruned is not None:
+                cuts[span] = pruned
+                tokens += (pruned[3] + 3) // 4 - (pruned[4] + 3) // 4
+        # every other long literal goes upstream as it is: it too must be msgspec's writing
+        if len(cuts) < len(spans) and not all(rawcut.canonical(data, span) for span in spans.values()
+                                              if span not in cuts):
+            return None
+    except ValueError:  # a literal with an escape msgspec does not write
+        return None
+    if not cuts:
+        return MessageCut(newest, None, 0, 0, cuts_newest, uses, False)
+    pieces: list[Any] = []
+    pos = 0
+    for span in sorted(cuts):
+        head_byte, cut_byte, middle = cuts[span][:3]
+        pieces += (data[pos:head_byte], middle)
+        pos = cut_byte
+    pieces.append(data[pos:])
+    return MessageCut(newest, b"".join(pieces), len(cuts), tokens, cuts_newest, uses, _has_float(skeleton.value))
 
 
 def _has_float(value: Any) -> bool:
