@@ -98,8 +98,8 @@ def test_the_c_functions_never_crash_on_hostile_bytes(data: bytes, start: int, e
                                                       numbers: tuple[int, int, int]) -> None:
     from ci_guard.meter.transforms import _jsoncut
 
-    found = _jsoncut.values(data, 0)
-    assert found is None or all(0 <= a < b <= len(data) and 0 <= ka < kb <= a for a, b, ka, kb in found)
+    found = _jsoncut.skeleton(data, 0, (b'"a"', b'""'), b'"p')
+    assert found is None or all(0 <= a < b <= len(data) for a, b in found[1])
     for call in (lambda: _jsoncut.cut(data, start, end, *numbers), lambda: _jsoncut.canonical(data, start, end)):
         try:
             call()
@@ -107,14 +107,25 @@ def test_the_c_functions_never_crash_on_hostile_bytes(data: bytes, start: int, e
             pass
 
 
-def test_values_are_the_long_strings_of_members_with_their_keys() -> None:
+def test_the_skeleton_replaces_the_long_text_values_only() -> None:
+    data = (b'{"a":"short","content":"' + b"x" * 50 + b'","list":["' + b"y" * 50 + b'"],'
+            b'"k\\"ey":"' + b"z\\\"" * 20 + b'","text" : "' + b"w" * 50 + b'"}')
+    skeleton = rawcut.skeleton(memoryview(data), 40)
+    assert skeleton is None  # a space before the colon: msgspec would not write it so
+    data = data.replace(b'"text" : "', b'"text":"')
+    skeleton = rawcut.skeleton(memoryview(data), 40)
+    assert skeleton is not None and not skeleton.floats
+    # the list element and the value of another key stay; content and text are placeholders
+    assert skeleton.value["list"] == ["y" * 50] and skeleton.value['k"ey'] == 'z"' * 20
+    assert [data[a:b][:3] for a, b in skeleton.literals] == [b'"xx', b'"ww']
+    assert skeleton.span(skeleton.value["content"]) == skeleton.literals[0]
+    assert skeleton.span(skeleton.value["text"]) == skeleton.literals[1]
+    assert skeleton.span("x" * 50) is None and skeleton.span(rawcut._SECRET + "7") is None
+    with_float = rawcut.skeleton(memoryview(data.replace(b'"a":"short"', b'"a":1.5')), 40)
+    assert with_float is not None and with_float.floats and with_float.value["a"] == 1.5
     from ci_guard.meter.transforms import _jsoncut
 
-    data = (b'{"a":"short","content":"' + b"x" * 50 + b'","list":["' + b"y" * 50 + b'"],'
-            b'"k\\"ey":"' + b"z\\\"" * 20 + b'"}')
-    found = _jsoncut.values(data, 40)
-    assert [(data[a:b][:2], data[ka:kb]) for a, b, ka, kb in found] == [(b'"x', b'"content"'), (b'"z', b'"k\\"ey"')]
-    assert _jsoncut.values(b'{"a":"never closed', 0) is None
+    assert _jsoncut.skeleton(b'{"content":"never closed', 0, rawcut.TEXT_KEYS, b'"p') is None
 
 
 # -- whole messages: the raw path and the Python path make the same MessageCut -----------------------

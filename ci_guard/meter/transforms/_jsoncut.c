@@ -1,10 +1,11 @@
 /* Pruning on the agent's JSON bytes, without decoding the tool result (see rawcut.py).
  *
- * Two lexical functions over compact JSON, both pure and bounds-checked on any input:
+ * Three lexical functions over compact JSON, both pure and bounds-checked on any input:
  *
- *   values(data, min_len)  the string literals longer than min_len bytes (quotes included) that are
- *                          the value of an object member: [(start, end, key_start, key_end), ...],
- *                          or None when a string is not terminated.
+ *   skeleton(data, min_len, keys, placeholder)
+ *                          data with the string values longer than min_len bytes of the members
+ *                          whose key is written as one of keys replaced by placeholder + a number:
+ *                          (skeleton, [(start, end) of each replaced literal]), or None.
  *   cut(data, start, end, max_tokens, head_lines, tail_lines)
  *                          prune.cut() of the string literal data[start:end], computed on its bytes:
  *                          None when prune.cut() gives None, else (head_byte, cut_byte, lines,
@@ -314,21 +315,37 @@ done:
     return result;
 }
 
-static PyObject *jsoncut_values(PyObject *self, PyObject *args) {
-    Py_buffer buf;
+typedef struct {
+    Py_ssize_t open, close; /* a long text value: its opening and closing quote */
+} Span;
+
+/* The skeleton of the JSON object ``data`` (a message): each string value longer than min_len
+ * bytes (quotes included) of a member whose key is written as one of ``keys`` replaced by
+ * ``placeholder`` (a JSON string without its closing quote) followed by its number and a quote.
+ * (skeleton bytes, [(start, end) of each replaced literal]), or None when there is none, or a
+ * string is not terminated. */
+static PyObject *jsoncut_skeleton(PyObject *self, PyObject *args) {
+    Py_buffer buf, mark;
     Py_ssize_t min_len;
-    if (!PyArg_ParseTuple(args, "y*n", &buf, &min_len)) return NULL;
+    PyObject *keys;
+    if (!PyArg_ParseTuple(args, "y*nO!y*", &buf, &min_len, &PyTuple_Type, &keys, &mark)) return NULL;
     const unsigned char *s = buf.buf;
-    Py_ssize_t n = buf.len, p = 0, key_start = -1, key_end = -1;
-    PyObject *out = PyList_New(0);
-    if (out == NULL) goto fail;
+    Py_ssize_t n = buf.len, p = 0, key_start = -1, key_end = -1, count = 0, cap = 0;
+    Span *spans = NULL;
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(keys, i))) {
+            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
+            goto done;
+        }
+    }
     while (p < n) {
         const unsigned char *q = memchr(s + p, '"', (size_t)(n - p));
         if (q == NULL) break;
         Py_ssize_t open = q - s, close = open + 1;
         for (;;) { /* the closing quote: one not escaped by an odd run of backslashes */
             const unsigned char *c = memchr(s + close, '"', (size_t)(n - close));
-            if (c == NULL) { Py_DECREF(out); out = Py_NewRef(Py_None); goto done; }
+            if (c == NULL) { result = Py_NewRef(Py_None); goto done; }
             close = c - s;
             Py_ssize_t back = 0;
             while (close - 1 - back > open && s[close - 1 - back] == '\\') back++;
@@ -343,18 +360,57 @@ static PyObject *jsoncut_values(PyObject *self, PyObject *args) {
             key_start = open;
             key_end = close + 1;
         } else if (close + 1 - open > min_len && before >= 0 && s[before] == ':' && key_start >= 0) {
-            PyObject *item = Py_BuildValue("nnnn", open, close + 1, key_start, key_end);
-            if (item == NULL || PyList_Append(out, item) < 0) { Py_XDECREF(item); goto fail; }
-            Py_DECREF(item);
+            int text = 0;
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys) && !text; i++) {
+                PyObject *key = PyTuple_GET_ITEM(keys, i);
+                text = PyBytes_GET_SIZE(key) == key_end - key_start
+                       && memcmp(PyBytes_AS_STRING(key), s + key_start, (size_t)(key_end - key_start)) == 0;
+            }
+            if (text) {
+                if (count == cap) {
+                    cap = cap ? cap * 2 : 8;
+                    Span *grown = PyMem_Realloc(spans, (size_t)cap * sizeof(Span));
+                    if (grown == NULL) { PyErr_NoMemory(); goto done; }
+                    spans = grown;
+                }
+                spans[count].open = open;
+                spans[count].close = close;
+                count++;
+            }
         }
         p = close + 1;
     }
-    goto done;
-fail:
-    Py_CLEAR(out);
+    if (count == 0) { result = Py_NewRef(Py_None); goto done; }
+    Py_ssize_t size = n;
+    char number[24];
+    for (Py_ssize_t i = 0; i < count; i++)
+        size += mark.len + snprintf(number, sizeof number, "%zd", i) + 1 - (spans[i].close + 1 - spans[i].open);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    PyObject *found = out ? PyList_New(count) : NULL;
+    if (found == NULL) { Py_XDECREF(out); goto done; }
+    char *w = PyBytes_AS_STRING(out);
+    Py_ssize_t pos = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        memcpy(w, s + pos, (size_t)(spans[i].open - pos));
+        w += spans[i].open - pos;
+        memcpy(w, mark.buf, (size_t)mark.len);
+        w += mark.len;
+        int digits = snprintf(number, sizeof number, "%zd", i);
+        memcpy(w, number, (size_t)digits);
+        w += digits;
+        *w++ = '"';
+        pos = spans[i].close + 1;
+        PyObject *item = Py_BuildValue("nn", spans[i].open, spans[i].close + 1);
+        if (item == NULL) { Py_DECREF(out); Py_DECREF(found); goto done; }
+        PyList_SET_ITEM(found, i, item);
+    }
+    memcpy(w, s + pos, (size_t)(n - pos));
+    result = Py_BuildValue("NN", out, found);
 done:
+    PyMem_Free(spans);
+    PyBuffer_Release(&mark);
     PyBuffer_Release(&buf);
-    return out;
+    return result;
 }
 
 static PyObject *jsoncut_canonical(PyObject *self, PyObject *args) {
@@ -383,7 +439,7 @@ done:
 static PyMethodDef methods[] = {
     {"cut", jsoncut_cut, METH_VARARGS, "prune.cut() of a JSON string literal, on its bytes."},
     {"canonical", jsoncut_canonical, METH_VARARGS, "Whether a JSON string literal is written as msgspec writes it."},
-    {"values", jsoncut_values, METH_VARARGS, "The long string values of object members in JSON bytes."},
+    {"skeleton", jsoncut_skeleton, METH_VARARGS, "JSON bytes with their long text values replaced by placeholders."},
     {NULL, NULL, 0, NULL},
 };
 

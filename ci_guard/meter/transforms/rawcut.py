@@ -24,7 +24,7 @@ stays stable across turns (tests/meter/test_rawcut.py compares the two on genera
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -41,21 +41,39 @@ AVAILABLE = _jsoncut is not None
 # The members a tool result's text is the value of, in each wire format (toolresults.py: Messages
 # and Chat ``content`` strings, ``text`` of content parts, Responses ``output`` strings), written as
 # msgspec writes keys. A long value of any other member stays in the skeleton, decoded.
-TEXT_KEYS = frozenset((b'"content"', b'"text"', b'"output"'))
+TEXT_KEYS = (b'"content"', b'"text"', b'"output"')
 
 # Placeholders hold a per-process secret: an agent cannot write a short string that reads as one.
 _SECRET = "\x00ci-guard:" + secrets.token_hex(8) + ":"
+_PLACEHOLDER = msgspec.json.encode(_SECRET)[:-1]  # as JSON, without its closing quote: the C part adds the number
 
 
-class Skeleton:
+class Skeleton(NamedTuple):
     """A message decoded with its long text values replaced by placeholders."""
 
-    __slots__ = ("data", "spans", "value")
+    value: Any  # the decoded message, placeholders in place of the long texts
+    literals: list[tuple[int, int]]  # (start, end) of the literal each placeholder stands for, quotes included
+    floats: bool  # the message holds a float (splice._has_float)
 
-    def __init__(self, data: memoryview, value: Any, spans: dict[str, tuple[int, int]]) -> None:
-        self.data = data
-        self.value = value  # the decoded message, placeholders in place of the long texts
-        self.spans = spans  # placeholder -> (start, end) of the literal it stands for, quotes included
+    def span(self, text: Any) -> tuple[int, int] | None:
+        """The literal ``text`` stands for, if it is one of this skeleton's placeholders."""
+        if isinstance(text, str) and text.startswith(_SECRET):
+            number = text[len(_SECRET):]
+            if number.isdigit() and int(number) < len(self.literals):
+                return self.literals[int(number)]
+        return None
+
+
+class _Float(Exception):
+    pass
+
+
+def _no_float(text: str) -> float:
+    raise _Float
+
+
+# a skeleton holds a float rarely: one decoder that stops at the first, instead of a walk over each
+_DECODER = msgspec.json.Decoder(float_hook=_no_float)
 
 
 def skeleton(data: memoryview, min_len: int) -> Skeleton | None:
@@ -63,30 +81,21 @@ def skeleton(data: memoryview, min_len: int) -> Skeleton | None:
     when it has none, or when it is not written as msgspec writes it (the Python path decides)."""
     if _jsoncut is None:
         return None
-    found = _jsoncut.values(data, min_len)
-    if not found:
+    found = _jsoncut.skeleton(data, min_len, TEXT_KEYS, _PLACEHOLDER)
+    if found is None:
         return None
-    pieces: list[Any] = []
-    spans: dict[str, tuple[int, int]] = {}
-    pos = 0
-    for start, end, key_start, key_end in found:
-        if bytes(data[key_start:key_end]) not in TEXT_KEYS:
-            continue
-        name = f"{_SECRET}{len(spans)}"
-        spans[name] = (start, end)
-        pieces += (data[pos:start], msgspec.json.encode(name))
-        pos = end
-    if not spans:
-        return None
-    pieces.append(data[pos:])
-    raw = b"".join(pieces)
+    raw, literals = found
+    floats = False
     try:
-        value = msgspec.json.decode(raw)
+        try:
+            value = _DECODER.decode(raw)
+        except _Float:
+            value, floats = msgspec.json.decode(raw), True
         if msgspec.json.encode(value) != raw:
             return None  # whitespace, a key twice, another escape, a number written another way
     except (msgspec.DecodeError, TypeError, ValueError, OverflowError):
         return None
-    return Skeleton(data, value, spans)
+    return Skeleton(value, literals, floats)
 
 
 def cut(data: memoryview, span: tuple[int, int], spec: PruneSpec) -> tuple[int, int, bytes, int, int] | None:

@@ -771,13 +771,13 @@ def _cut_raw(data: memoryview, i: int, newest: bool, names: dict[str, str], spec
     seen = dict(names)
     found = list(MESSAGE_RESULTS[endpoint](skeleton.value, i, newest, seen))
     uses = tuple((k, v) for k, v in seen.items() if names.get(k) != v)
-    excluded, spans = spec.exclude_tools, skeleton.spans
+    excluded = spec.exclude_tools
     cuts: dict[tuple[int, int], tuple[int, int, bytes, int, int]] = {}
     tokens = 0
     cuts_newest = False
     try:
         for result in found:
-            span = spans.get(result.text)
+            span = skeleton.span(result.text)
             if span is None:
                 if cut(result.text, spec) is not None:  # cannot be: a short text is within the limit
                     return None
@@ -795,8 +795,8 @@ def _cut_raw(data: memoryview, i: int, newest: bool, names: dict[str, str], spec
                 cuts[span] = pruned
                 tokens += (pruned[3] + 3) // 4 - (pruned[4] + 3) // 4
         # every other long literal goes upstream as it is: it too must be msgspec's writing
-        if len(cuts) < len(spans) and not all(rawcut.canonical(data, span) for span in spans.values()
-                                              if span not in cuts):
+        if len(cuts) < len(skeleton.literals) and not all(
+                rawcut.canonical(data, span) for span in skeleton.literals if span not in cuts):
             return None
     except ValueError:  # a literal with an escape msgspec does not write
         return None
@@ -809,7 +809,7 @@ def _cut_raw(data: memoryview, i: int, newest: bool, names: dict[str, str], spec
         pieces += (data[pos:head_byte], middle)
         pos = cut_byte
     pieces.append(data[pos:])
-    return MessageCut(newest, b"".join(pieces), len(cuts), tokens, cuts_newest, uses, _has_float(skeleton.value))
+    return MessageCut(newest, b"".join(pieces), len(cuts), tokens, cuts_newest, uses, skeleton.floats)
 
 
 def _has_float(value: Any) -> bool:
