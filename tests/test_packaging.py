@@ -70,7 +70,8 @@ def test_the_sdist_builds_the_compiled_part(dist: Path) -> None:
     import tarfile
 
     (sdist,) = dist.glob("*.tar.gz")
-    names = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {"setup.py", "ci_guard/meter/transforms/_jsoncut.c"} <= names
 
 
