@@ -39,7 +39,7 @@ typedef struct {
 
 static int push(Newlines *nl, Py_ssize_t ch, Py_ssize_t at, Py_ssize_t len) {
     if (nl->n == nl->cap) {
-        Py_ssize_t cap = nl->cap ? nl->cap * 2 : 256;
+        Py_ssize_t cap = nl->cap ? nl->cap * 2 : 1024;
         Newline *items = PyMem_Realloc(nl->items, (size_t)cap * sizeof(Newline));
         if (items == NULL) {
             PyErr_NoMemory();
@@ -121,14 +121,15 @@ static Py_ssize_t escape_len(const unsigned char *s, Py_ssize_t n, Py_ssize_t at
 #if defined(__SSE2__)
 #include <emmintrin.h>
 
-/* The backslashes of s[0:16] as bits; ORs into *high the bytes of 0x80 and more, into *control
- * the bytes below 0x20 (compared as signed after flipping the top bit). */
-static inline uint64_t block16(const unsigned char *s, uint64_t *high, uint64_t *control) {
+/* The backslashes of s[0:16] as bits; ORs into *high its bytes (their top bits tell a byte of 0x80
+ * and more) and into *control a mask of its bytes below 0x20 (compared as signed after flipping
+ * the top bit). Both stay vectors until the end: no movemask per block for them. */
+static inline uint64_t block16(const unsigned char *s, __m128i *high, __m128i *control) {
     const __m128i backslash = _mm_set1_epi8('\\'), flip = _mm_set1_epi8((char)0x80),
                   low = _mm_set1_epi8((char)(0x20 ^ 0x80));
     __m128i v = _mm_loadu_si128((const __m128i *)s);
-    *high |= (uint64_t)_mm_movemask_epi8(v);
-    *control |= (uint64_t)_mm_movemask_epi8(_mm_cmplt_epi8(_mm_xor_si128(v, flip), low));
+    *high = _mm_or_si128(*high, v);
+    *control = _mm_or_si128(*control, _mm_cmplt_epi8(_mm_xor_si128(v, flip), low));
     return (uint64_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, backslash));
 }
 
@@ -139,11 +140,13 @@ static inline uint64_t block16(const unsigned char *s, uint64_t *high, uint64_t 
 static int walk_ascii(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssize_t *chars) {
     Py_ssize_t saved = 0, skip = 0; /* bytes the escapes save; the first byte past the last escape */
     uint64_t control = 0, high = 0;
+    __m128i vhigh = _mm_setzero_si128(), vcontrol = _mm_setzero_si128();
     for (Py_ssize_t base = 0; base < n; base += 64) {
         uint64_t found = 0;
         if (base + 64 <= n) {
-            found = block16(s + base, &high, &control) | block16(s + base + 16, &high, &control) << 16
-                    | block16(s + base + 32, &high, &control) << 32 | block16(s + base + 48, &high, &control) << 48;
+            found = block16(s + base, &vhigh, &vcontrol) | block16(s + base + 16, &vhigh, &vcontrol) << 16
+                    | block16(s + base + 32, &vhigh, &vcontrol) << 32
+                    | block16(s + base + 48, &vhigh, &vcontrol) << 48;
         } else {
             for (Py_ssize_t j = 0; base + j < n; j++) {
                 unsigned char c = s[base + j];
@@ -156,13 +159,27 @@ static int walk_ascii(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssi
             Py_ssize_t at = base + __builtin_ctzll(found);
             found &= found - 1;
             if (at < skip) continue; /* the second backslash of an escaped backslash */
+            if (at + 1 < n && s[at + 1] == 'n') { /* a newline: most escapes of a log */
+                if (nl->n < nl->cap) {
+                    nl->items[nl->n].ch = at - saved;
+                    nl->items[nl->n].at = at;
+                    nl->items[nl->n].len = 2;
+                    nl->n++;
+                } else if (push(nl, at - saved, at, 2) < 0) {
+                    return -1;
+                }
+                saved += 1;
+                skip = at + 2;
+                continue;
+            }
             Py_ssize_t len = escape_len(s, n, at);
             if (len == 0) return 1;
-            if (s[at + 1] == 'n' && push(nl, at - saved, at, 2) < 0) return -1;
             saved += len - 1;
             skip = at + len;
         }
     }
+    control |= (uint64_t)_mm_movemask_epi8(vcontrol);
+    high |= (uint64_t)_mm_movemask_epi8(vhigh);
     if (control) return 1;
     if (high) return 2;
     *chars = n - saved;
