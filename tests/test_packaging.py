@@ -75,6 +75,20 @@ def test_the_sdist_builds_the_compiled_part(dist: Path) -> None:
     assert {"setup.py", "ci_guard/meter/transforms/_jsoncut.c"} <= names
 
 
+def test_the_pure_wheel_the_release_publishes_for_other_platforms(tmp_path: Path) -> None:
+    """CI_GUARD_PURE=1 (release.yml) builds a py3-none-any wheel without the compiled part."""
+    import os
+
+    src = copy_checkout(tmp_path / "src")
+    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "dist"), str(src)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "CI_GUARD_PURE": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    assert wheel.name == f"ci_guard_agents-{__version__}-py3-none-any.whl"
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "ci_guard/meter/transforms/rawcut.py" in names and not any("_jsoncut." in name for name in names)
+
+
 def test_version_has_one_source() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == DIST_NAME and "version" not in project and "version" in project["dynamic"]
