@@ -59,7 +59,7 @@ class Skeleton(NamedTuple):
         """The literal ``text`` stands for, if it is one of this skeleton's placeholders."""
         if isinstance(text, str) and text.startswith(_SECRET):
             number = text[len(_SECRET):]
-            if number.isdigit() and int(number) < len(self.literals):
+            if number.isascii() and number.isdigit() and int(number) < len(self.literals):
                 return self.literals[int(number)]
         return None
 
