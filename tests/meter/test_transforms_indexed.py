@@ -159,6 +159,26 @@ def test_the_index_sends_what_the_full_splice_sends_on_every_turn(
         assert (sent, changes) == full_splice(POLICIES[policy], raw)
 
 
+def spy_cuts(monkeypatch: Any) -> list[int]:
+    """The positions of the messages pruning cuts from now on, each once: on their bytes
+    (splice._cut_raw) or, where that declines, decoded (splice._cut_message)."""
+    calls: list[int] = []
+    raw_cut, decoded_cut = splice._cut_raw, splice._cut_message
+
+    def on_bytes(data: Any, i: int, *rest: Any) -> Any:
+        calls.append(i)
+        return raw_cut(data, i, *rest)
+
+    def decoded(message: Any, i: int, *rest: Any) -> Any:
+        if i not in calls:  # not tried on its bytes first (a C part not installed)
+            calls.append(i)
+        return decoded_cut(message, i, *rest)
+
+    monkeypatch.setattr(splice, "_cut_raw", on_bytes)
+    monkeypatch.setattr(splice, "_cut_message", decoded)
+    return calls
+
+
 def test_a_repeated_conversation_is_neither_decoded_nor_cut_again(monkeypatch: Any) -> None:
     """The second sight of a pruned conversation reuses every cut the index keeps."""
     policy = POLICIES["prune+cache"]
@@ -173,16 +193,7 @@ def test_a_repeated_conversation_is_neither_decoded_nor_cut_again(monkeypatch: A
     # a conversation the run has not seen is located in the proxy's one split of the request
     assert parse_request(earlier, split=transforms.split("anthropic", "messages")).hint("messages") is not None
     first = send(transforms, earlier)
-    calls: list[int] = []  # the messages cut: on their bytes (splice._cut_raw) or decoded (_cut_message)
-    raw_cut, decoded_cut = splice._cut_raw, splice._cut_message
-    monkeypatch.setattr(splice, "_cut_raw", lambda data, i, *rest: calls.append(i) or raw_cut(data, i, *rest))
-
-    def decoded(message: Any, i: int, *rest: Any) -> Any:
-        if i not in calls:  # not cut on its bytes first (a C part not installed, or not msgspec's writing)
-            calls.append(i)
-        return decoded_cut(message, i, *rest)
-
-    monkeypatch.setattr(splice, "_cut_message", decoded)
+    calls = spy_cuts(monkeypatch)
     raw = request(serialize(messages, frozenset()), False)
     # one the run's memo knows is split the plain way (its index is extended instead)
     assert parse_request(raw, split=transforms.split("anthropic", "messages")).hint("messages") is None
@@ -458,16 +469,7 @@ def test_a_repeated_openai_conversation_decodes_only_its_new_outputs(endpoint: s
                 {"role": "tool", "tool_call_id": f"c{i}", "content": log(200)}]
     transforms = ContextTransforms(policy)
     first = openai_send(transforms, endpoint, openai_request(endpoint, serialize(items[:-2], frozenset()), False))
-    calls: list[int] = []  # the messages cut: on their bytes (splice._cut_raw) or decoded (_cut_message)
-    raw_cut, decoded_cut = splice._cut_raw, splice._cut_message
-    monkeypatch.setattr(splice, "_cut_raw", lambda data, i, *rest: calls.append(i) or raw_cut(data, i, *rest))
-
-    def decoded(message: Any, i: int, *rest: Any) -> Any:
-        if i not in calls:  # not cut on its bytes first (a C part not installed, or not msgspec's writing)
-            calls.append(i)
-        return decoded_cut(message, i, *rest)
-
-    monkeypatch.setattr(splice, "_cut_message", decoded)
+    calls = spy_cuts(monkeypatch)
     raw = openai_request(endpoint, serialize(items, frozenset()), False)
     sent, changes = openai_send(transforms, endpoint, raw)
     assert (sent, changes) == openai_full_splice(policy, endpoint, raw)

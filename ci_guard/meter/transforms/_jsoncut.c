@@ -272,6 +272,20 @@ static int is_newline(const Newlines *nl, Py_ssize_t ch) {
     return count_between(nl, ch, ch + 1) == 1;
 }
 
+/* The content of the string literal buf[start:end] (between its quotes), or NULL with ValueError set. */
+static const unsigned char *literal(const Py_buffer *buf, Py_ssize_t start, Py_ssize_t end) {
+    if (start < 0 || end > buf->len || end - start < 2) {
+        PyErr_SetString(PyExc_ValueError, "not a string literal of the buffer");
+        return NULL;
+    }
+    const unsigned char *lit = (const unsigned char *)buf->buf + start;
+    if (lit[0] != '"' || lit[end - start - 1] != '"') {
+        PyErr_SetString(PyExc_ValueError, "not a string literal of the buffer");
+        return NULL;
+    }
+    return lit + 1;
+}
+
 static PyObject *jsoncut_cut(PyObject *self, PyObject *args) {
     Py_buffer buf;
     Py_ssize_t start, end, max_tokens, head_n, tail_n;
@@ -279,17 +293,13 @@ static PyObject *jsoncut_cut(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     Newlines nl = {NULL, 0, 0};
     /* bounds that keep budget * head_lines within 64 bits (the policy's are far smaller) */
-    if (start < 0 || end > buf.len || end - start < 2 || max_tokens < 0 || head_n < 0 || tail_n < 0
-        || max_tokens > 1000000000 || head_n > 1000000000 || tail_n > 1000000000) {
-        PyErr_SetString(PyExc_ValueError, "not a string literal of the buffer");
+    if (max_tokens < 0 || head_n < 0 || tail_n < 0 || max_tokens > 1000000000 || head_n > 1000000000
+        || tail_n > 1000000000) {
+        PyErr_SetString(PyExc_ValueError, "limits out of range");
         goto done;
     }
-    const unsigned char *lit = (const unsigned char *)buf.buf + start;
-    if (lit[0] != '"' || lit[end - start - 1] != '"') {
-        PyErr_SetString(PyExc_ValueError, "not a string literal of the buffer");
-        goto done;
-    }
-    const unsigned char *s = lit + 1;
+    const unsigned char *s = literal(&buf, start, end);
+    if (s == NULL) goto done;
     Py_ssize_t n = end - start - 2, L = 0;
     int walked = walk(s, n, &nl, &L);
     if (walked < 0) goto done;
@@ -436,16 +446,9 @@ static PyObject *jsoncut_canonical(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*nn", &buf, &start, &end)) return NULL;
     PyObject *result = NULL;
     Newlines nl = {NULL, 0, 0};
-    if (start < 0 || end > buf.len || end - start < 2) {
-        PyErr_SetString(PyExc_ValueError, "not a string literal of the buffer");
-        goto done;
-    }
-    const unsigned char *lit = (const unsigned char *)buf.buf + start;
-    if (lit[0] != '"' || lit[end - start - 1] != '"') {
-        PyErr_SetString(PyExc_ValueError, "not a string literal of the buffer");
-        goto done;
-    }
-    int walked = walk(lit + 1, end - start - 2, &nl, &chars);
+    const unsigned char *s = literal(&buf, start, end);
+    if (s == NULL) goto done;
+    int walked = walk(s, end - start - 2, &nl, &chars);
     if (walked >= 0) result = PyBool_FromLong(walked == 0);
 done:
     PyMem_Free(nl.items);
