@@ -184,14 +184,15 @@ class LimitsSpec(_Strict):
 class PruneKeep(_Strict):
     """How much of an oversized tool result is kept: its first and last lines."""
 
-    head_lines: Annotated[int, Field(ge=0)] = 80
-    tail_lines: Annotated[int, Field(ge=0)] = 200
+    # bounded: a million lines is already more than any tool prints, and the cut's arithmetic stays exact
+    head_lines: Annotated[int, Field(ge=0, le=1_000_000)] = 80
+    tail_lines: Annotated[int, Field(ge=0, le=1_000_000)] = 200
 
 
 class PruneSpec(_Strict):
     """Cut tool results above ``max_tokens`` to head and tail, with a one-line marker."""
 
-    max_tokens: Annotated[int, Field(gt=0)] = Field(description="Tool results above this size are cut.")
+    max_tokens: Annotated[int, Field(gt=0, le=100_000_000)] = Field(description="Tool results above this size are cut.")
     keep: PruneKeep = Field(default_factory=PruneKeep)
     exclude_tools: Names = Field(default_factory=list, description="Tools whose results are never cut.")
 

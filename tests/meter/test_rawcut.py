@@ -83,6 +83,7 @@ def test_a_long_log_is_cut_as_in_python() -> None:
     b'"' + b"\\ud83d " * 2000 + b'"',  # a lone surrogate
     b'"' + b"tab\there " * 2000 + b'"',  # a raw control character: not JSON
     b'"' + b"x" * 9000 + b'\\"',  # an escape that runs into the closing quote
+    b'"' + b'a"b' * 3000 + b'"',  # raw quotes inside: not one literal
 ])
 def test_bytes_that_are_not_msgspecs_writing_are_left_to_python(literal: bytes) -> None:
     data = memoryview(literal)
@@ -92,7 +93,9 @@ def test_bytes_that_are_not_msgspecs_writing_are_left_to_python(literal: bytes) 
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.binary(max_size=300), start=st.integers(-5, 320), end=st.integers(-5, 320),
+@given(data=st.binary(max_size=300),
+       start=st.one_of(st.integers(-5, 320), st.sampled_from([2**62, 2**63 - 1, -(2**63)])),
+       end=st.one_of(st.integers(-5, 320), st.sampled_from([2**62, 2**63 - 1, -(2**63)])),
        numbers=st.tuples(st.integers(-2, 10**10), st.integers(-2, 10**10), st.integers(-2, 10**10)))
 def test_the_c_functions_never_crash_on_hostile_bytes(data: bytes, start: int, end: int,
                                                       numbers: tuple[int, int, int]) -> None:

@@ -85,6 +85,9 @@ def test_check_json_shows_the_resolved_context_policy(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("snippet", "expected"), [
     ("cache: maybe", ":4:23: rules[0].context.cache: Input should be 'auto' or 'off'"),
     ("prune_tool_results: {max_tokens: 0}", "rules[0].context.prune_tool_results.max_tokens"),
+    ("prune_tool_results: {max_tokens: 1e20}", "rules[0].context.prune_tool_results.max_tokens"),
+    ("prune_tool_results: {max_tokens: 100, keep: {head_lines: 5000000}}",
+     "rules[0].context.prune_tool_results.keep.head_lines: Input should be less than or equal to 1000000"),
     ("clear_old_tool_results: {keep_last: 2}", "rules[0].context.clear_old_tool_results.trigger_tokens"),
     ("route: [{when: {tools: some}, model: x}]", "rules[0].context.route[0].when.tools"),
     ("route: [{when: {max_output_tokens: lots}, model: x}]", 'expected a comparison such as "> 5000"'),

@@ -122,14 +122,16 @@ static Py_ssize_t escape_len(const unsigned char *s, Py_ssize_t n, Py_ssize_t at
 #include <emmintrin.h>
 
 /* The backslashes of s[0:16] as bits; ORs into *high its bytes (their top bits tell a byte of 0x80
- * and more) and into *control a mask of its bytes below 0x20 (compared as signed after flipping
- * the top bit). Both stay vectors until the end: no movemask per block for them. */
-static inline uint64_t block16(const unsigned char *s, __m128i *high, __m128i *control) {
+ * and more), into *control a mask of its bytes below 0x20 (compared as signed after flipping the
+ * top bit) and into *quote one of its quotes. They stay vectors until the end: no movemask per
+ * block for them. */
+static inline uint64_t block16(const unsigned char *s, __m128i *high, __m128i *control, __m128i *quote) {
     const __m128i backslash = _mm_set1_epi8('\\'), flip = _mm_set1_epi8((char)0x80),
-                  low = _mm_set1_epi8((char)(0x20 ^ 0x80));
+                  low = _mm_set1_epi8((char)(0x20 ^ 0x80)), dquote = _mm_set1_epi8('"');
     __m128i v = _mm_loadu_si128((const __m128i *)s);
     *high = _mm_or_si128(*high, v);
     *control = _mm_or_si128(*control, _mm_cmplt_epi8(_mm_xor_si128(v, flip), low));
+    *quote = _mm_or_si128(*quote, _mm_cmpeq_epi8(v, dquote));
     return (uint64_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, backslash));
 }
 
@@ -137,22 +139,25 @@ static inline uint64_t block16(const unsigned char *s, __m128i *high, __m128i *c
  * line. A test log has a newline every ~40 bytes, so nearly every 64-byte chunk holds one: a
  * branch per chunk is predictable where one per 16 bytes was not (~2x faster, measured).
  * 2: the content is not ASCII (walk() then counts UTF-8 characters its own way). */
-static int walk_ascii(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssize_t *chars) {
+static int walk_ascii(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssize_t *chars,
+                      Py_ssize_t *escaped_quotes, int *quotes) {
     Py_ssize_t saved = 0, skip = 0; /* bytes the escapes save; the first byte past the last escape */
-    uint64_t control = 0, high = 0;
-    __m128i vhigh = _mm_setzero_si128(), vcontrol = _mm_setzero_si128();
+    uint64_t control = 0, high = 0, quote = 0;
+    __m128i vhigh = _mm_setzero_si128(), vcontrol = _mm_setzero_si128(), vquote = _mm_setzero_si128();
     for (Py_ssize_t base = 0; base < n; base += 64) {
         uint64_t found = 0;
         if (base + 64 <= n) {
-            found = block16(s + base, &vhigh, &vcontrol) | block16(s + base + 16, &vhigh, &vcontrol) << 16
-                    | block16(s + base + 32, &vhigh, &vcontrol) << 32
-                    | block16(s + base + 48, &vhigh, &vcontrol) << 48;
+            found = block16(s + base, &vhigh, &vcontrol, &vquote)
+                    | block16(s + base + 16, &vhigh, &vcontrol, &vquote) << 16
+                    | block16(s + base + 32, &vhigh, &vcontrol, &vquote) << 32
+                    | block16(s + base + 48, &vhigh, &vcontrol, &vquote) << 48;
         } else {
             for (Py_ssize_t j = 0; base + j < n; j++) {
                 unsigned char c = s[base + j];
                 found |= (uint64_t)(c == '\\') << j;
                 high |= c >= 0x80;
                 control |= c < 0x20;
+                quote |= c == '"';
             }
         }
         while (found) {
@@ -174,61 +179,71 @@ static int walk_ascii(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssi
             }
             Py_ssize_t len = escape_len(s, n, at);
             if (len == 0) return 1;
+            *escaped_quotes += s[at + 1] == '"';
             saved += len - 1;
             skip = at + len;
         }
     }
     control |= (uint64_t)_mm_movemask_epi8(vcontrol);
     high |= (uint64_t)_mm_movemask_epi8(vhigh);
+    quote |= (uint64_t)_mm_movemask_epi8(vquote);
     if (control) return 1;
     if (high) return 2;
     *chars = n - saved;
+    *quotes = quote != 0;
     return 0;
 }
 #endif
 
+static int walk_any(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssize_t *chars,
+                    Py_ssize_t *escaped_quotes);
+
+/* How many times c is in s[0:n]. */
+static Py_ssize_t count_byte(const unsigned char *s, Py_ssize_t n, unsigned char c) {
+    Py_ssize_t count = 0;
+    for (const unsigned char *q = s; (q = memchr(q, c, (size_t)(s + n - q))) != NULL; q++) count++;
+    return count;
+}
+
 /* One pass over the content of a string literal (between its quotes): its length in characters
  * and every newline. 0: written as msgspec writes it; 1: not (another escape, a raw control
- * character, a surrogate escape); -1: out of memory (exception set). */
+ * character or quote, a surrogate escape); -1: out of memory (exception set). */
 static int walk(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssize_t *chars) {
+    Py_ssize_t escaped_quotes = 0;
+    int walked, quotes = 1;
 #if defined(__SSE2__)
-    int fast = walk_ascii(s, n, nl, chars);
-    if (fast != 2) return fast;
-    nl->n = 0; /* not ASCII: counted again below */
+    walked = walk_ascii(s, n, nl, chars, &escaped_quotes, &quotes);
+    if (walked == 2) { /* not ASCII: counted again */
+        nl->n = 0;
+        escaped_quotes = 0;
+        quotes = 1;
+        walked = walk_any(s, n, nl, chars, &escaped_quotes);
+    }
+#else
+    walked = walk_any(s, n, nl, chars, &escaped_quotes);
 #endif
+    /* every quote in the content must be the second byte of a \" escape (a raw one ends a literal) */
+    if (walked == 0 && quotes && count_byte(s, n, '"') != escaped_quotes) return 1;
+    return walked;
+}
+
+/* walk() for any content: escape by escape, counting UTF-8 characters in between. */
+static int walk_any(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssize_t *chars,
+                    Py_ssize_t *escaped_quotes) {
     int high = 0;
     if (control_or_high(s, n, &high)) return 1;
-    /* ASCII (a test log, mostly): a character is a byte, less what the escapes before it save */
     Py_ssize_t ch = 0, p = 0;
     while (p < n) {
         const unsigned char *q = memchr(s + p, '\\', (size_t)(n - p));
         Py_ssize_t at = q ? (Py_ssize_t)(q - s) : n;
         ch += high ? utf8_chars(s + p, at - p) : at - p;
         if (at == n) break;
-        if (at + 1 >= n) return 1;
-        switch (s[at + 1]) {
-        case 'n':
-            if (push(nl, ch, at, 2) < 0) return -1;
-            /* fall through */
-        case '"': case '\\': case 'b': case 'f': case 'r': case 't':
-            ch += 1;
-            p = at + 2;
-            break;
-        case 'u': {
-            /* msgspec writes \u00XX only for the control characters without a short escape */
-            if (at + 6 > n || s[at + 2] != '0' || s[at + 3] != '0') return 1;
-            int hi = hexval(s[at + 4]), lo = hexval(s[at + 5]);
-            if (hi < 0 || lo < 0) return 1;
-            int code = hi * 16 + lo;
-            if (code >= 0x20 || code == '\b' || code == '\f' || code == '\n' || code == '\r' || code == '\t')
-                return 1;
-            ch += 1;
-            p = at + 6;
-            break;
-        }
-        default:
-            return 1; /* "\/", or not JSON */
-        }
+        Py_ssize_t len = escape_len(s, n, at);
+        if (len == 0) return 1; /* "\/", a \u escape msgspec does not write, or not JSON */
+        if (s[at + 1] == 'n' && push(nl, ch, at, 2) < 0) return -1;
+        *escaped_quotes += s[at + 1] == '"';
+        ch += 1;
+        p = at + len;
     }
     *chars = ch;
     return 0;
@@ -274,7 +289,8 @@ static int is_newline(const Newlines *nl, Py_ssize_t ch) {
 
 /* The content of the string literal buf[start:end] (between its quotes), or NULL with ValueError set. */
 static const unsigned char *literal(const Py_buffer *buf, Py_ssize_t start, Py_ssize_t end) {
-    if (start < 0 || end > buf->len || end - start < 2) {
+    /* end >= 2 first: with start >= 0 too, end - start cannot overflow */
+    if (start < 0 || end < 2 || end > buf->len || end - start < 2) {
         PyErr_SetString(PyExc_ValueError, "not a string literal of the buffer");
         return NULL;
     }
@@ -300,42 +316,47 @@ static PyObject *jsoncut_cut(PyObject *self, PyObject *args) {
     }
     const unsigned char *s = literal(&buf, start, end);
     if (s == NULL) goto done;
-    Py_ssize_t n = end - start - 2, L = 0;
-    int walked = walk(s, n, &nl, &L);
+    Py_ssize_t n = end - start - 2, chars = 0;
+    int walked = walk(s, n, &nl, &chars);
     if (walked < 0) goto done;
     if (walked > 0) {
         PyErr_SetString(PyExc_ValueError, "not written as msgspec writes it");
         goto done;
     }
-    /* from here on, prune.cut() step by step, in characters */
+    /* from here on, prune.cut() step by step, in characters; in 64 bits, where budget * head_lines
+     * fits whatever Py_ssize_t is (the limits are at most 1e9 each) */
+    long long L = chars;
     if ((L + 3) / 4 <= max_tokens) { result = Py_NewRef(Py_None); goto done; }
-    Py_ssize_t budget = max_tokens * 4;
+    long long budget = (long long)max_tokens * 4;
     int ends_nl = nl.n > 0 && nl.items[nl.n - 1].ch == L - 1;
-    Py_ssize_t head_end;
+    long long head_end;
     if (head_n == 0) head_end = 0;
     else if (nl.n >= head_n && nl.items[head_n - 1].ch <= budget) head_end = nl.items[head_n - 1].ch + 1;
     else head_end = L < budget + 1 ? L : budget + 1;
-    Py_ssize_t tail_start;
+    long long tail_start;
     if (tail_n == 0) tail_start = L;
     else {
-        Py_ssize_t region = L - budget - 1 > head_end ? L - budget - 1 : head_end;
+        long long region = L - budget - 1 > head_end ? L - budget - 1 : head_end;
         Py_ssize_t k = tail_n + ends_nl;
         if (nl.n >= k && nl.items[nl.n - k].ch >= region) tail_start = nl.items[nl.n - k].ch + 1;
         else tail_start = region;
     }
-    Py_ssize_t tail_len = L - tail_start;
+    long long tail_len = L - tail_start;
     if (head_end + tail_len > budget) {
-        Py_ssize_t share = budget * head_n / (head_n + tail_n > 1 ? head_n + tail_n : 1);
+        long long share = budget * head_n / (head_n + tail_n > 1 ? head_n + tail_n : 1);
         head_end = share;
         tail_len = budget - share > 0 ? budget - share : 0;
     }
-    Py_ssize_t cut_end = L - tail_len, removed = cut_end - head_end;
+    long long cut_end = L - tail_len, removed = cut_end - head_end;
     if (removed <= 0) { result = Py_NewRef(Py_None); goto done; }
-    Py_ssize_t lines = count_between(&nl, head_end, cut_end) + (is_newline(&nl, cut_end - 1) ? 0 : 1);
-    int sep = head_end > 0 && !is_newline(&nl, head_end - 1);
-    Py_ssize_t head_byte = start + 1 + byte_at(s, n, &nl, head_end);
-    Py_ssize_t cut_byte = start + 1 + byte_at(s, n, &nl, cut_end);
-    result = Py_BuildValue("nnnninnn", head_byte, cut_byte, lines, removed, sep, L, head_end, tail_len);
+    /* 0 <= head_end < cut_end <= L from here: each fits a Py_ssize_t */
+    Py_ssize_t lines = count_between(&nl, (Py_ssize_t)head_end, (Py_ssize_t)cut_end)
+                       + (is_newline(&nl, (Py_ssize_t)cut_end - 1) ? 0 : 1);
+    int sep = head_end > 0 && !is_newline(&nl, (Py_ssize_t)head_end - 1);
+    Py_ssize_t head_byte = start + 1 + byte_at(s, n, &nl, (Py_ssize_t)head_end);
+    Py_ssize_t cut_byte = start + 1 + byte_at(s, n, &nl, (Py_ssize_t)cut_end);
+    result = Py_BuildValue("nnnninnn", head_byte, cut_byte, lines, (Py_ssize_t)removed, sep, chars,
+                           (Py_ssize_t)head_end, (Py_ssize_t)tail_len);
 done:
     PyMem_Free(nl.items);
     PyBuffer_Release(&buf);

@@ -807,7 +807,7 @@ def _cut_raw(data: memoryview, i: int, newest: bool, names: dict[str, str], spec
         if len(cuts) < len(skeleton.literals) and not all(
                 rawcut.canonical(data, span) for span in skeleton.literals if span not in cuts):
             return None
-    except ValueError:  # a literal with an escape msgspec does not write
+    except (ValueError, OverflowError):  # a literal msgspec would not write so (or limits beyond the C part)
         return None
     if not cuts:
         return MessageCut(newest, None, 0, 0, cuts_newest, uses, False)
