@@ -164,6 +164,12 @@ static int walk_ascii(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssi
             Py_ssize_t at = base + __builtin_ctzll(found);
             found &= found - 1;
             if (at < skip) continue; /* the second backslash of an escaped backslash */
+            if (at + 1 < n && s[at + 1] == '"') { /* a quote: most escapes of JSON output */
+                (*escaped_quotes)++;
+                saved += 1;
+                skip = at + 2;
+                continue;
+            }
             if (at + 1 < n && s[at + 1] == 'n') { /* a newline: most escapes of a log */
                 if (nl->n < nl->cap) {
                     nl->items[nl->n].ch = at - saved;
@@ -179,7 +185,6 @@ static int walk_ascii(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssi
             }
             Py_ssize_t len = escape_len(s, n, at);
             if (len == 0) return 1;
-            *escaped_quotes += s[at + 1] == '"';
             saved += len - 1;
             skip = at + len;
         }
@@ -198,10 +203,17 @@ static int walk_ascii(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssi
 static int walk_any(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssize_t *chars,
                     Py_ssize_t *escaped_quotes);
 
-/* How many times c is in s[0:n]. */
+/* How many times c is in s[0:n] (JSON output in a tool result has a quote every few bytes). */
 static Py_ssize_t count_byte(const unsigned char *s, Py_ssize_t n, unsigned char c) {
-    Py_ssize_t count = 0;
-    for (const unsigned char *q = s; (q = memchr(q, c, (size_t)(s + n - q))) != NULL; q++) count++;
+    Py_ssize_t count = 0, i = 0;
+#if defined(__SSE2__)
+    const __m128i needle = _mm_set1_epi8((char)c);
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+        count += __builtin_popcount((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, needle)));
+    }
+#endif
+    for (; i < n; i++) count += s[i] == c;
     return count;
 }
 
