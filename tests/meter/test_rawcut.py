@@ -207,3 +207,34 @@ def test_without_the_c_part_the_python_path_prunes_the_same(monkeypatch: pytest.
     monkeypatch.setattr(rawcut, "_jsoncut", None)
     without = plan()
     assert with_c == without and with_c.results == 5
+
+
+def test_an_agents_megabytes_of_newlines_cannot_make_the_cut_hold_more_than_its_cap() -> None:
+    """Each kept newline costs 16 bytes for 2 bytes of JSON: past 2**20 lines the literal is left to
+    the Python path (which holds about the text itself) instead of growing the list."""
+    import tracemalloc
+
+    spec = PruneSpec(max_tokens=2000, keep={"head_lines": 40, "tail_lines": 120})
+    many = memoryview(msgspec.json.encode("\n" * (2**20 + 8)))
+    with pytest.raises(ValueError):
+        rawcut.cut(many, (0, len(many)), spec)
+    message = msgspec.json.encode({"role": "tool", "tool_call_id": "c", "content": "\n" * 2_000_000})
+    tracemalloc.start()
+    try:
+        raw = splice._cut_raw(memoryview(message), 3, False, {}, spec, "chat.completions")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert raw is None and peak < 20 * 2**20  # declined after at most 16 MiB of positions
+    fewer = "\n" * 500_000
+    assert cut_bytes(fewer, spec) == (msgspec.json.encode(prune.cut(fewer, spec)), len(fewer),
+                                      len(prune.cut(fewer, spec) or ""))
+
+
+def test_object_frames_an_agent_makes_up_are_not_kept() -> None:
+    """The sizes of key sets are cached for the handful of shapes a conversation repeats, not for
+    a made-up object whose keys would stay pinned in the cache."""
+    huge = tuple(f"key{i}" for i in range(5000))
+    assert splice._frame(huge) == 1 + sum(len(k) + 4 for k in huge)
+    assert huge not in splice._FRAMES
+    assert splice._frame(("role", "content")) == len('{"role":,"content":}') and ("role", "content") in splice._FRAMES

@@ -8,11 +8,13 @@
  *                          (skeleton, [(start, end) of each replaced literal]), or None.
  *   cut(data, start, end, max_tokens, head_lines, tail_lines)
  *                          prune.cut() of the string literal data[start:end], computed on its bytes:
- *                          None when prune.cut() gives None, else (head_byte, cut_byte, lines,
+ *                          None when prune.cut() gives None (a literal too short to exceed the
+ *                          limit is not read: canonical() checks it), else (head_byte, cut_byte, lines,
  *                          removed, sep, chars, head_chars, tail_chars), where head_byte and cut_byte
  *                          are the byte offsets of the kept head's end and the kept tail's start;
  *                          raises ValueError when the literal is not written exactly as msgspec
- *                          writes the string it holds (the caller then decodes it in Python).
+ *                          writes the string it holds, or has more than MAX_NEWLINES lines (the
+ *                          caller then decodes it in Python).
  *   canonical(data, start, end)
  *                          whether the literal data[start:end] is written as msgspec writes it.
  *
@@ -27,18 +29,26 @@
 #include <string.h>
 
 typedef struct {
-    Py_ssize_t ch;  /* character index of the newline in the decoded string */
-    Py_ssize_t at;  /* byte offset of its escape (from the content's first byte) */
-    Py_ssize_t len; /* the escape's length in bytes: 2 (\n) */
+    Py_ssize_t ch; /* character index of the newline in the decoded string */
+    Py_ssize_t at; /* byte offset of its escape, \n (two bytes), from the content's first byte */
 } Newline;
 
+/* Where the newlines are: the cut needs them, a check does not (items == NULL and cap < 0). At
+ * most MAX_NEWLINES are kept (16 MiB): a literal with more is left to the Python path, so an
+ * agent's megabytes of "\n" cannot make the proxy hold 8 bytes per byte it sent. */
 typedef struct {
     Newline *items;
     Py_ssize_t n, cap;
 } Newlines;
 
-static int push(Newlines *nl, Py_ssize_t ch, Py_ssize_t at, Py_ssize_t len) {
+#define MAX_NEWLINES ((Py_ssize_t)1 << 20)
+#define NOT_RECORDED {NULL, 0, -1}
+
+/* 0, or 1: too many to keep (the literal is declined), or -1: out of memory (exception set). */
+static int push(Newlines *nl, Py_ssize_t ch, Py_ssize_t at) {
+    if (nl->cap < 0) return 0;
     if (nl->n == nl->cap) {
+        if (nl->cap >= MAX_NEWLINES) return 1;
         Py_ssize_t cap = nl->cap ? nl->cap * 2 : 1024;
         Newline *items = PyMem_Realloc(nl->items, (size_t)cap * sizeof(Newline));
         if (items == NULL) {
@@ -50,7 +60,6 @@ static int push(Newlines *nl, Py_ssize_t ch, Py_ssize_t at, Py_ssize_t len) {
     }
     nl->items[nl->n].ch = ch;
     nl->items[nl->n].at = at;
-    nl->items[nl->n].len = len;
     nl->n++;
     return 0;
 }
@@ -174,10 +183,10 @@ static int walk_ascii(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssi
                 if (nl->n < nl->cap) {
                     nl->items[nl->n].ch = at - saved;
                     nl->items[nl->n].at = at;
-                    nl->items[nl->n].len = 2;
                     nl->n++;
-                } else if (push(nl, at - saved, at, 2) < 0) {
-                    return -1;
+                } else {
+                    int pushed = push(nl, at - saved, at);
+                    if (pushed != 0) return pushed;
                 }
                 saved += 1;
                 skip = at + 2;
@@ -252,7 +261,10 @@ static int walk_any(const unsigned char *s, Py_ssize_t n, Newlines *nl, Py_ssize
         if (at == n) break;
         Py_ssize_t len = escape_len(s, n, at);
         if (len == 0) return 1; /* "\/", a \u escape msgspec does not write, or not JSON */
-        if (s[at + 1] == 'n' && push(nl, ch, at, 2) < 0) return -1;
+        if (s[at + 1] == 'n') {
+            int pushed = push(nl, ch, at);
+            if (pushed != 0) return pushed;
+        }
         *escaped_quotes += s[at + 1] == '"';
         ch += 1;
         p = at + len;
@@ -272,7 +284,7 @@ static Py_ssize_t byte_at(const unsigned char *s, Py_ssize_t n, const Newlines *
     Py_ssize_t ch = 0, p = 0;
     if (lo > 0) {
         ch = nl->items[lo - 1].ch + 1;
-        p = nl->items[lo - 1].at + nl->items[lo - 1].len;
+        p = nl->items[lo - 1].at + 2;
     }
     while (ch < target && p < n) {
         unsigned char c = s[p];
@@ -329,10 +341,12 @@ static PyObject *jsoncut_cut(PyObject *self, PyObject *args) {
     const unsigned char *s = literal(&buf, start, end);
     if (s == NULL) goto done;
     Py_ssize_t n = end - start - 2, chars = 0;
+    /* a string has at most as many characters as its literal has bytes: within the limit, unread */
+    if ((n + 3) / 4 <= max_tokens) { result = Py_NewRef(Py_None); goto done; }
     int walked = walk(s, n, &nl, &chars);
     if (walked < 0) goto done;
     if (walked > 0) {
-        PyErr_SetString(PyExc_ValueError, "not written as msgspec writes it");
+        PyErr_SetString(PyExc_ValueError, "not written as msgspec writes it, or more lines than kept");
         goto done;
     }
     /* from here on, prune.cut() step by step, in characters; in 64 bits, where budget * head_lines
@@ -478,7 +492,7 @@ static PyObject *jsoncut_canonical(PyObject *self, PyObject *args) {
     Py_ssize_t start, end, chars = 0;
     if (!PyArg_ParseTuple(args, "y*nn", &buf, &start, &end)) return NULL;
     PyObject *result = NULL;
-    Newlines nl = {NULL, 0, 0};
+    Newlines nl = NOT_RECORDED;
     const unsigned char *s = literal(&buf, start, end);
     if (s == NULL) goto done;
     int walked = walk(s, end - start - 2, &nl, &chars);

@@ -84,11 +84,22 @@ def _key_size(key: str) -> int:
 
 
 # Kept per key tuple (a conversation has a handful of block shapes, repeated thousands of times) and
-# per short string (roles, types); at most this many of each, so keys an agent makes up cannot grow them.
-@functools.lru_cache(maxsize=4096)
+# per short string (roles, types); at most this many of each, and only small frames, so keys an agent
+# makes up can neither grow the cache nor pin megabytes of key strings in it.
+_FRAMES: dict[tuple[str, ...], int] = {}
+_FRAMES_MAX, _FRAME_KEPT_MAX = 4096, 1024
+
+
 def _frame(keys: tuple[str, ...]) -> int:
     """What an object with these keys takes besides its values: braces, keys, colons and commas."""
-    return 1 + sum(_key_size(k) + 2 for k in keys) if keys else 2
+    size = _FRAMES.get(keys)
+    if size is None:
+        size = 1 + sum(_key_size(k) + 2 for k in keys) if keys else 2
+        if size <= _FRAME_KEPT_MAX:
+            if len(_FRAMES) >= _FRAMES_MAX:
+                _FRAMES.clear()
+            _FRAMES[keys] = size
+    return size
 
 
 _short_size = functools.lru_cache(maxsize=4096)(_key_size)
