@@ -80,13 +80,16 @@ class ContextTransforms:
         return self._messages if endpoint == "messages" else self._memos.get(endpoint)
 
     def split(self, provider: str, endpoint: str) -> Split | None:
-        """How the proxy splits a large request of this run: for an Anthropic conversation this
-        run indexes and has not seen, one pass that also locates its messages (splice.MessageMemo.split);
-        None: the plain split."""
+        """How the proxy splits a large request of this run: for a conversation this run indexes
+        (Anthropic's for `cache: auto` or pruning, OpenAI's for pruning) and has not seen, one pass
+        that also locates its messages (splice.MessageMemo.split); None: the plain split."""
         if provider == "anthropic" and endpoint == "messages" and self._messages is not None and (
                 self.policy.cache == "auto" or self.policy.prune_tool_results):
             return self._messages.split
-        memo = self._memos.get(endpoint) if provider == "openai" else None
+        # OpenAI's index serves pruning alone (with the proxy's own clearing the conversation is
+        # decoded whole: splice.prepare), so only then is it located in the split
+        pruning_only = bool(self.policy.prune_tool_results) and not self.policy.clear_old_tool_results
+        memo = self._memos.get(endpoint) if provider == "openai" and pruning_only else None
         if memo is not None:
             # the same one pass, with each item's values left undecoded (a tool output is the item's
             # own string there): 0.50 ms per 1.3 MB request, where the plain split and then the
