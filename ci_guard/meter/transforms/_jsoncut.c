@@ -20,7 +20,8 @@
  *
  * Why C: on a conversation the proxy has never seen, every oversized result is cut in one call.
  * In Python that is a msgspec decode of the result, a count of its lines and a re-encode (~40 us
- * for a 700-line test log); here it is one memchr-driven pass over the bytes (a few us).
+ * for a 700-line test log); here it is one pass over the bytes, 64 at a time with SSE2 on x86-64
+ * (2.5 us), escape by escape with memchr elsewhere.
  * The caller relies on the bytes being UTF-8: the proxy checks every large request before this.
  */
 #define PY_SSIZE_T_CLEAN

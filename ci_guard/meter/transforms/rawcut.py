@@ -8,7 +8,7 @@ of a megabyte request. Here the message is decoded as a *skeleton* -- each long 
 ``content``, ``text`` or ``output`` member (the only members a tool result's text is in:
 toolresults.py) replaced by a short placeholder -- so the tool-result logic of toolresults.py runs
 unchanged on a few hundred bytes; each result that must be cut is cut by ``_jsoncut.cut`` (C, one
-memchr-driven pass over its bytes: the same cut as ``prune.cut``, in characters), and the message
+pass over its bytes: the same cut as ``prune.cut``, in characters), and the message
 is written as the agent's bytes with the cut literals spliced in.
 
 The bytes are the Python path's exactly (``msgspec.json.encode`` of the pruned message): the raw
