@@ -20,6 +20,8 @@ from tests.actions.layout import ROOT
 
 # A policy whose decisions differ from what each agent CLI would pick by itself (Claude Code's default
 # is an Opus model; Codex's is its own codex model), with turn caps the tests can observe.
+# the models AGENT_POLICY decides for Claude Code and for Codex (its `large` and `codex` tiers)
+DECIDED_CLAUDE, DECIDED_CODEX = "claude-sonnet-4-5", "gpt-5"
 AGENT_POLICY = textwrap.dedent("""\
     version: 1
     models: {large: claude-sonnet-4-5, codex: gpt-5}

@@ -31,7 +31,14 @@ from pathlib import Path
 import pytest
 
 from ci_guard.simulator import server as sim_server
-from tests.actions.fresh_install import AGENT_POLICY, clean_path, copy_checkout, empty_venv
+from tests.actions.fresh_install import (
+    AGENT_POLICY,
+    DECIDED_CLAUDE,
+    DECIDED_CODEX,
+    clean_path,
+    copy_checkout,
+    empty_venv,
+)
 from tests.actions.scenario import (
     CLAUDE_ENV,
     GITHUB_TOKEN,
@@ -50,8 +57,6 @@ from tests.helpers import require
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
 ACT = shutil.which("act", path=str(Path(sys.executable).parent)) or shutil.which("act")
-DECIDED = "claude-sonnet-4-5"
-DECIDED_CODEX = "gpt-5"
 
 # The end-to-end agent policy, on a PR only with the opt-in label: the label rule is what the denied case trips.
 POLICY = AGENT_POLICY.replace("rules:\n", textwrap.dedent("""\
@@ -264,11 +269,11 @@ def test_act_runs_the_action_with_claude_code_and_records_the_run(tmp_path, acti
     assert run.proc.returncode == 0 and "Job succeeded" in run.log, run.log
     reported = json.loads(run.agent_out.read_text())  # Claude Code's own output
     assert reported["subtype"] == "success" and reported["num_turns"] >= 2, reported
-    assert set(reported["modelUsage"]) == {DECIDED}
-    assert len(served) == 4 and all(r["model"] == DECIDED for r in served)  # tool-loop: 3 tool turns, an answer
+    assert set(reported["modelUsage"]) == {DECIDED_CLAUDE}
+    assert len(served) == 4 and all(r["model"] == DECIDED_CLAUDE for r in served)  # tool-loop: 3 tool turns, an answer
 
     out = run.outputs()
-    assert out["decision"] == "allow" and out["rule"] == "review-long" and out["model"] == DECIDED, run.log
+    assert out["decision"] == "allow" and out["rule"] == "review-long" and out["model"] == DECIDED_CLAUDE, run.log
     assert out["status"] == "completed" and out["exit-code"] == "0" and out["stop-reason"] == "", run.log
     row, calls = ledger_run(run.ledger, out["run-id"])
     assert row.status == "completed" and len(calls) == len(served)
@@ -283,7 +288,7 @@ def test_act_runs_the_action_with_claude_code_and_records_the_run(tmp_path, acti
     assert run.step_ran("Reviewed") and not run.step_ran("Not reviewed"), run.log
     assert f"reviewed for {out['cost-usd']}" in run.log
     (comment,) = github.visible(PR)
-    assert DECIDED in comment.body
+    assert DECIDED_CLAUDE in comment.body
     assert REAL_KEY not in run.log + comment.body
 
 
@@ -340,8 +345,8 @@ def test_act_start_then_the_agent_as_its_own_step_then_stop(tmp_path, action_cop
         served = [r for r in sim.served if r["usage"]]
     assert run.proc.returncode == 0 and "Job succeeded" in run.log, run.log
     reported = json.loads(run.agent_out.read_text())
-    assert reported["subtype"] == "success" and set(reported["modelUsage"]) == {DECIDED}, reported
-    assert len(served) == 4 and all(r["model"] == DECIDED for r in served)
+    assert reported["subtype"] == "success" and set(reported["modelUsage"]) == {DECIDED_CLAUDE}, reported
+    assert len(served) == 4 and all(r["model"] == DECIDED_CLAUDE for r in served)
     out = run.outputs()
     assert out["status"] == "completed" and out["exit-code"] == "0", run.log
     row, calls = ledger_run(run.ledger, out["run-id"])

@@ -21,7 +21,15 @@ from pathlib import Path
 import pytest
 
 from ci_guard.simulator import server as sim_server
-from tests.actions.fresh_install import AGENT_POLICY, USER_CODEX_CONFIG, clean_path, copy_checkout, empty_venv
+from tests.actions.fresh_install import (
+    AGENT_POLICY,
+    DECIDED_CLAUDE,
+    DECIDED_CODEX,
+    USER_CODEX_CONFIG,
+    clean_path,
+    copy_checkout,
+    empty_venv,
+)
 from tests.actions.github_runner import ActionResult, ActionRunner, base_env
 from tests.actions.scenario import (
     CLAUDE_ENV,
@@ -38,9 +46,6 @@ from tests.agents import CLAUDE, require_claude, require_codex
 from tests.forges.fake_github import FakeGitHub
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
-
-DECIDED_CLAUDE = "claude-sonnet-4-5"
-DECIDED_CODEX = "gpt-5"
 
 
 @pytest.fixture(scope="module")
