@@ -793,6 +793,7 @@ def _cut_raw(data: memoryview, i: int, newest: bool, names: dict[str, str], spec
     uses = tuple((k, v) for k, v in seen.items() if names.get(k) != v)
     excluded = spec.exclude_tools
     cuts: dict[tuple[int, int], tuple[int, int, bytes, int, int]] = {}
+    read: set[tuple[int, int]] = set()  # literals a cut of the newest turn already checked
     tokens = 0
     cuts_newest = False
     try:
@@ -806,7 +807,9 @@ def _cut_raw(data: memoryview, i: int, newest: bool, names: dict[str, str], spec
                 return None
             # as prune() and _cut_message: the newest turn and excluded tools are never cut
             if newest:
-                cuts_newest = cuts_newest or rawcut.cut(data, span, spec) is not None
+                if not cuts_newest and rawcut.cut(data, span, spec) is not None:
+                    cuts_newest = True
+                    read.add(span)  # a cut read (and checked) the whole literal
                 continue
             if excluded and (result.name is None or result.name in excluded):
                 continue
@@ -815,8 +818,7 @@ def _cut_raw(data: memoryview, i: int, newest: bool, names: dict[str, str], spec
                 cuts[span] = pruned
                 tokens += (pruned[3] + 3) // 4 - (pruned[4] + 3) // 4
         # every other long literal goes upstream as it is: it too must be msgspec's writing
-        if len(cuts) < len(skeleton.literals) and not all(
-                rawcut.canonical(data, span) for span in skeleton.literals if span not in cuts):
+        if not all(rawcut.canonical(data, span) for span in skeleton.literals if span not in cuts and span not in read):
             return None
     except (ValueError, OverflowError):  # a literal msgspec would not write so (or limits beyond the C part)
         return None
