@@ -58,7 +58,8 @@ def test_the_wheel_holds_what_the_code_reads(dist: Path) -> None:
         assert needed in names, needed
     migrations = {p.relative_to(ROOT).as_posix() for p in (ROOT / "ci_guard/ledger/migrations").rglob("*.sql")}
     assert migrations <= names
-    assert any(re.fullmatch(r"ci_guard/meter/transforms/_jsoncut\.[\w.-]+\.(so|pyd)", name) for name in names)
+    for compiled in (r"ci_guard/meter/transforms/_jsoncut", r"ci_guard/_bytescan"):
+        assert any(re.fullmatch(compiled + r"\.[\w.-]+\.(so|pyd)", name) for name in names), compiled
     metadata = zipfile.ZipFile(wheel).read(f"ci_guard_agents-{__version__}.dist-info/METADATA").decode()
     assert f"Name: {DIST_NAME}\n" in metadata and f"Version: {__version__}\n" in metadata
     entry = zipfile.ZipFile(wheel).read(f"ci_guard_agents-{__version__}.dist-info/entry_points.txt").decode()
@@ -72,7 +73,7 @@ def test_the_sdist_builds_the_compiled_part(dist: Path) -> None:
     (sdist,) = dist.glob("*.tar.gz")
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"setup.py", "ci_guard/meter/transforms/_jsoncut.c"} <= names
+    assert {"setup.py", "ci_guard/meter/transforms/_jsoncut.c", "ci_guard/_bytescan.c"} <= names
 
 
 def test_the_pure_wheel_the_release_publishes_for_other_platforms(tmp_path: Path) -> None:
@@ -86,7 +87,8 @@ def test_the_pure_wheel_the_release_publishes_for_other_platforms(tmp_path: Path
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     assert wheel.name == f"ci_guard_agents-{__version__}-py3-none-any.whl"
     names = zipfile.ZipFile(wheel).namelist()
-    assert "ci_guard/meter/transforms/rawcut.py" in names and not any("_jsoncut." in name for name in names)
+    assert "ci_guard/meter/transforms/rawcut.py" in names
+    assert not any(name.endswith((".so", ".pyd")) for name in names)
 
 
 def test_version_has_one_source() -> None:

@@ -107,10 +107,18 @@ _MEDIA_RE_BYTES = re.compile(_MEDIA_OBJECT.encode())
 _DATA_URL_HEAD = 256  # a data URL's header (media type and parameters) ends well before this
 
 
+try:  # the compiled scan (setup.py, optional): the same answer on bytes, ~5x faster than the expression
+    from ci_guard._bytescan import media_type as _media_type
+except ImportError:
+    _media_type = None
+
+
 def may_carry_media(compact_json: str | bytes | memoryview) -> bool:
     """Whether a part's compact JSON (text, or its UTF-8 bytes) may hold an image or document object."""
     if isinstance(compact_json, str):
         return _MEDIA_RE.search(compact_json) is not None
+    if _media_type is not None:
+        return _media_type(compact_json)
     return _MEDIA_RE_BYTES.search(compact_json) is not None
 
 

@@ -44,6 +44,11 @@ _UTF8_SLICE = 16 * 1024  # its text (<= 64 kB) stays in the CPU cache and below 
 _MISSING = object()
 _decoder: Any = None  # msgspec's top-level decoder, built with the first large body (not at start-up)
 
+try:  # the compiled scan (setup.py, optional): the same answer as the decode below, ~2.5x faster
+    from ci_guard._bytescan import utf8_valid as _utf8_valid
+except ImportError:
+    _utf8_valid = None
+
 
 Loads = Callable[[bytes], Any]
 Part = bytes | memoryview  # a top-level value's JSON: a view into the request's bytes, or bytes
@@ -219,8 +224,8 @@ def _split(raw: bytes) -> dict[str, Part] | None:
     if _decoder is None:
         _decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
     try:
-        if not raw.isascii():
-            _check_utf8(raw)  # msgspec does not check the bytes of strings it skips
+        if not raw.isascii() and not is_utf8(raw):  # msgspec does not check the bytes of strings it skips
+            return None
         parts = _parts(raw)  # validates the whole document
         if parts is None:  # whitespace, or a key twice: without whitespace, only a repeated key
             parts = _parts(msgspec.json.format(raw, indent=-1))
@@ -229,17 +234,28 @@ def _split(raw: bytes) -> dict[str, Part] | None:
     return parts
 
 
-def _check_utf8(raw: bytes) -> None:
-    """Raise UnicodeDecodeError unless ``raw`` is UTF-8 (strict: encoded surrogates are refused too).
+def is_utf8(raw: bytes) -> bool:
+    """Whether ``raw`` is UTF-8 as the strict decoder takes it (encoded surrogates are refused too)."""
+    if _utf8_valid is not None:
+        return _utf8_valid(raw)
+    return _decodes(raw)
 
-    Decoded a slice at a time and thrown away: the text of one slice stays in the CPU's cache,
-    where decoding the whole body at once writes (and page-faults in) a string of up to 4x its
-    size -- twice as slow. A character cut by a slice's end is left to the next slice.
+
+def _decodes(raw: bytes) -> bool:
+    """The reference check, in Python: decoded a slice at a time and thrown away.
+
+    The text of one slice stays in the CPU's cache, where decoding the whole body at once writes
+    (and page-faults in) a string of up to 4x its size -- twice as slow. A character cut by a
+    slice's end is left to the next slice.
     """
     view, size, start = memoryview(raw), len(raw), 0
-    while start < size:
-        end = start + _UTF8_SLICE
-        start += codecs.utf_8_decode(view[start:end], "strict", end >= size)[1]
+    try:
+        while start < size:
+            end = start + _UTF8_SLICE
+            start += codecs.utf_8_decode(view[start:end], "strict", end >= size)[1]
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _parts(data: bytes) -> dict[str, Part] | None:
@@ -256,5 +272,5 @@ def _parts(data: bytes) -> dict[str, Part] | None:
     return parts if size == len(data) else None
 
 
-__all__ = ["LAZY_MIN_BYTES", "RequestBody", "Split", "dumps", "encode_request", "parse_request", "request_pieces",
-           "updated"]
+__all__ = ["LAZY_MIN_BYTES", "RequestBody", "Split", "dumps", "encode_request", "is_utf8", "parse_request",
+           "request_pieces", "updated"]

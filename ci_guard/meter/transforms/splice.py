@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import msgspec
 import xxhash
 
-from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, _check_utf8, dumps
+from ci_guard.meter.providers.body import LAZY_MIN_BYTES, RequestBody, dumps, is_utf8
 from ci_guard.meter.transforms import rawcut
 from ci_guard.meter.transforms.cache import (
     MAX_BREAKPOINTS,
@@ -495,11 +495,11 @@ def split_request(raw: bytes, key: str = "messages", raw_messages: bool = False
     where the messages of its conversation ``key`` are (Responses: the items of ``input``); None when
     the one pass cannot tell (then the plain split decides). ``raw_messages``: the messages'
     values stay undecoded but their roles (OpenAI's, as :func:`scan_openai` reads them)."""
+    if not raw.isascii() and not is_utf8(raw):  # msgspec does not check the bytes of strings it skips
+        return None
     try:
-        if not raw.isascii():
-            _check_utf8(raw)  # msgspec does not check the bytes of strings it skips
         top = (_TOP_RAW if raw_messages else _TOP).decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
+    except (msgspec.DecodeError, ValueError):
         return None
     view = memoryview(raw)
     parts, hints, pos = {}, {}, 1
