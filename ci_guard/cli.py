@@ -17,6 +17,7 @@ import traceback
 import click
 
 from ci_guard import __version__
+from ci_guard.startup import GC_PAUSED_COMMANDS, pause_gc, resume_gc, skip_metadata_lookups
 
 # name -> "module:attribute"; the order is the order of `ci-guard --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,6 +58,8 @@ class LazyGroup(click.Group):
         target = COMMANDS.get(cmd_name)
         if target is None:
             return None
+        if cmd_name not in GC_PAUSED_COMMANDS:
+            resume_gc()  # only a metered run's start-up runs without the cyclic collector (ci_guard.startup)
         module_name, attr = target[0].split(":")
         try:
             module = importlib.import_module(module_name)
@@ -105,6 +108,8 @@ def _save_traceback() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map every outcome to an exit code."""
+    pause_gc()  # resumed once the command is chosen, or (run, start, proxy) once start-up is frozen
+    skip_metadata_lookups()  # before pydantic and psycopg are imported (ci_guard.startup)
     from ci_guard.errors import EXIT_INTERNAL, CiGuardError
     from ci_guard.secrets import register_from_env
 
@@ -134,4 +139,6 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(EXIT_INTERNAL)
+    finally:
+        resume_gc()  # an in-process caller (tests) gets its collector back
     sys.exit(rv if isinstance(rv, int) else 0)
