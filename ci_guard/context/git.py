@@ -28,11 +28,10 @@ class DiffStats:
     paths: list[str] | None
 
 
-def git(cwd: str, *args: str, timeout: float = GIT_TIMEOUT_S) -> str:
-    """Run ``git args`` in ``cwd`` and return stdout; raise :class:`GitUnavailable` on any failure."""
+def _run(cwd: str, args: tuple[str, ...], timeout: float) -> subprocess.CompletedProcess[bytes]:
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
     try:
-        proc = subprocess.run(
+        return subprocess.run(
             ["git", *args], cwd=cwd, env=env, capture_output=True, timeout=timeout, check=False,
             stdin=subprocess.DEVNULL,
         )
@@ -42,6 +41,11 @@ def git(cwd: str, *args: str, timeout: float = GIT_TIMEOUT_S) -> str:
         raise GitUnavailable(f"`git {args[0]}` timed out after {timeout:g}s") from exc
     except OSError as exc:
         raise GitUnavailable(f"cannot run git: {exc}") from exc
+
+
+def git(cwd: str, *args: str, timeout: float = GIT_TIMEOUT_S) -> str:
+    """Run ``git args`` in ``cwd`` and return stdout; raise :class:`GitUnavailable` on any failure."""
+    proc = _run(cwd, args, timeout)
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise GitUnavailable(f"`git {args[0]}` failed: {err[-1] if err else f'exit {proc.returncode}'}")
@@ -59,6 +63,21 @@ def try_git(cwd: str, *args: str) -> str | None:
 
 def is_work_tree(cwd: str) -> bool:
     return try_git(cwd, "rev-parse", "--is-inside-work-tree") == "true"
+
+
+def head_and_work_tree(cwd: str) -> tuple[str | None, bool]:
+    """(HEAD's commit, or None when there is none; whether ``cwd`` is inside a work tree) in one git
+    call, where ``try_git(cwd, "rev-parse", "--verify", "-q", "HEAD")`` and :func:`is_work_tree`
+    took two: ``check`` and ``run`` ask on every launch, mostly outside a checkout or in one with
+    commits. git prints ``true``/``false`` first, then the commit if HEAD resolves (exit 1 if not,
+    128 outside a repository: nothing printed)."""
+    try:
+        proc = _run(cwd, ("rev-parse", "--is-inside-work-tree", "--verify", "-q", "HEAD"), GIT_TIMEOUT_S)
+    except GitUnavailable:
+        return None, False
+    lines = proc.stdout.decode("utf-8", "surrogateescape").split()
+    sha = lines[1] if proc.returncode == 0 and len(lines) > 1 else None
+    return sha, bool(lines) and lines[0] == "true"
 
 
 def has_commit(cwd: str, rev: str | None) -> bool:

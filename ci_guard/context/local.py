@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ci_guard.context.git import GitUnavailable, diff_stats, is_work_tree, try_git
+from ci_guard.context.git import GitUnavailable, diff_stats, head_and_work_tree, try_git
 from ci_guard.context.model import RunContext
 from ci_guard.context.overrides import PATHS_UNKNOWN
 
@@ -23,10 +23,10 @@ _REMOTE = re.compile(r"^(?:[a-z+]+://)?(?:[^@/]+@)?[^:/]+(?::\d+)?[:/](?P<path>.
 def local_context(cwd: str) -> RunContext:
     """Build the context of a run on a developer machine (or an unknown CI).
 
-    Uses five git calls at most: ``check`` runs this on every invocation and must start fast.
+    Uses five git calls at most (one outside a checkout): ``check`` runs this on every invocation and must start fast.
     """
-    sha = try_git(cwd, "rev-parse", "--verify", "-q", "HEAD")
-    if sha is None and not is_work_tree(cwd):
+    sha, work_tree = head_and_work_tree(cwd)
+    if sha is None and not work_tree:
         return RunContext(platform="local", trigger="manual", event_name="local",
                           notes=[f"{PATHS_UNKNOWN}: {cwd} is not a git checkout (or git is unavailable)"])
     config = _config(cwd)

@@ -76,3 +76,29 @@ def test_git_timeout_and_missing_binary_become_git_unavailable(monkeypatch: pyte
     with pytest.raises(gitmod.GitUnavailable, match="not installed"):
         gitmod.git(str(repo), "status")
     assert gitmod.try_git(str(repo), "status") is None
+
+
+def test_head_and_work_tree_answers_both_questions_in_one_call(tmp_path: Path, repo: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, ...]] = []
+    real = gitmod._run
+
+    def counting(cwd: str, args: tuple[str, ...], timeout: float):  # type: ignore[no-untyped-def]
+        calls.append(args)
+        return real(cwd, args, timeout)
+
+    monkeypatch.setattr(gitmod, "_run", counting)
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    assert gitmod.head_and_work_tree(str(outside)) == (None, False)
+    empty = tmp_path / "empty"
+    git(tmp_path, "init", "-q", str(empty))
+    assert gitmod.head_and_work_tree(str(empty)) == (None, True)  # a checkout without commits
+    head = git(repo, "rev-parse", "HEAD")
+    assert gitmod.head_and_work_tree(str(repo)) == (head, True)
+    assert gitmod.head_and_work_tree(str(repo / ".git")) == (head, False)  # inside .git: not a work tree
+    assert len(calls) == 4
+    # the same answers as the two separate calls it replaces
+    for where in (outside, empty, repo, repo / ".git"):
+        separate = (gitmod.try_git(str(where), "rev-parse", "--verify", "-q", "HEAD"), gitmod.is_work_tree(str(where)))
+        assert gitmod.head_and_work_tree(str(where)) == separate
