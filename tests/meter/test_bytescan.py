@@ -118,3 +118,96 @@ def test_the_callers_answer_the_same_without_the_compiled_part(monkeypatch: pyte
     assert type(body.parse_request(bad)) is dict
     with pytest.raises(UnicodeDecodeError):
         body.parse_request(good.replace("é".encode(), b"\xff", 1))
+
+
+# -- split_object: the whole-document check and the top-level split in one pass -------------------
+
+CHARS_JSON = st.sampled_from([*'ab "\\/\n\t\x01\x1f\x7fé→😀\u2028', "\ud7ff", "\ue000"])
+SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-(10**30), 10**30),
+                   st.floats(allow_nan=False, allow_infinity=False), st.text(alphabet=CHARS_JSON, max_size=40))
+JSON = st.recursive(SCALAR, lambda inner: st.one_of(st.lists(inner, max_size=5),
+                                                     st.dictionaries(st.text(alphabet=CHARS_JSON, max_size=8), inner,
+                                                                     max_size=5)), max_leaves=30)
+# what breaks JSON, or is JSON msgspec and json.loads may read differently, spliced in anywhere
+NOISE = st.sampled_from([b" ", b"\n", b",", b"]", b"}", b"{", b"[", b'"', b"\\", b"\\x", b"\\u12", b"\\ud800",
+                         b"\\uDC00", b"\\u00e9", b"\x00", b"\x1f", b"NaN", b"Infinity", b"-", b"01", b"1.", b".5",
+                         b"+1", b"1e", b"1E+", b"tru", b"nul", b"\xff", b"\xc3", b"\xed\xa0\x80", b":", b"1" * 70])
+
+
+def members_of(raw: bytes) -> dict[str, bytes] | None:
+    members = _bytescan.split_object(raw)
+    if members is None:
+        return None
+    parts = {raw[ks:ke].decode(): raw[vs:ve] for ks, ke, vs, ve in members}
+    return parts if len(parts) == len(members) else None
+
+
+def reference(raw: bytes) -> dict[str, bytes] | None:
+    """msgspec's split, the path the C one replaces (and what json.loads then reads of each part)."""
+    import json
+
+    import msgspec
+
+    if not strict(raw):
+        return None
+    try:
+        found = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
+        for value in found.values():
+            json.loads(bytes(value))  # the parts are read with json.loads: it must take each
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None
+    return {key: bytes(value) for key, value in found.items()}
+
+
+@compiled
+@settings(max_examples=1500, deadline=None)
+@given(doc=st.dictionaries(st.text(alphabet=CHARS_JSON, max_size=8), JSON, max_size=6),
+       cuts=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 3), NOISE), max_size=3))
+def test_split_object_takes_only_what_msgspec_and_json_loads_take(doc: dict, cuts: list) -> None:
+    """On compact JSON it finds msgspec's parts; on anything mangled it either agrees or declines."""
+    import json
+
+    def compact(value: object) -> str:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    raw = compact(doc).encode()
+    expected = {k: compact(v).encode() for k, v in doc.items()}
+    assert reference(raw) == expected
+    # an escaped key (a quote, a backslash, a control character) is declined by design
+    assert members_of(raw) == (expected if all(compact(k) == f'"{k}"' for k in doc) else None)
+    for at, drop, noise in cuts:
+        at %= len(raw) + 1
+        raw = raw[:at] + noise + raw[at + drop:]
+    found = members_of(raw)
+    if found is not None:
+        assert found == reference(raw), raw
+
+
+@compiled
+@pytest.mark.parametrize("raw", [
+    b'{"a":1} ', b' {"a":1}', b'{"a" :1}', b'{"a": 1}', b'{"a":1 }', b'{"a":1,}', b'{"a":[1,]}', b'{"a":NaN}',
+    b'{"a":-Infinity}', b'{"a":01}', b'{"a":1.}', b'{"a":.5}', b'{"a":+1}', b'{"a":1e}', b'{"a":"\\x"}',
+    b'{"a":"\\ud800"}', b'{"a":"\x1f"}', b'{"a":tru}', b'{"\\u0061":1}', b'{"a":"\xff"}', b'{"a":1}{}',
+    b'{"a":' + b"[" * 600 + b"]" * 600 + b"}", b'{"a":' + b"9" * 70 + b"}", b"[1]", b'{"a"}', b'{"a":}', b"{",
+    b"", b'{"a":1', b'{"a":"x', b'{"a":"x\\',
+])
+def test_split_object_declines_what_it_must_not_judge(raw: bytes) -> None:
+    assert _bytescan.split_object(raw) is None
+
+
+@compiled
+def test_split_object_reads_an_agent_request() -> None:
+    import json
+
+    request = {"model": "claude-sonnet-4-5", "max_tokens": 32000, "stream": True, "temperature": 0.5,
+               "system": [{"type": "text", "text": "You are ... é → 😀", "cache_control": {"type": "ephemeral"}}],
+               "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                                          "content": "line\n\t\"quoted\" \\ \u0001" * 3000}]}],
+               "tools": [], "metadata": {"user_id": None}, "n": -1.5e-7, "ok": False}
+    raw = json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode()
+    assert members_of(raw) == {k: json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode()
+                               for k, v in request.items()}
+    assert _bytescan.split_object(b"{}") == []
+    assert members_of(b'{"a":1,"a":2}') is None  # a repeated key: the caller's count tells
+    parts = body.parse_request(raw)
+    assert isinstance(parts, body.RequestBody) and parts["messages"] == request["messages"]
