@@ -121,3 +121,10 @@ def test_the_agent_gets_exactly_the_documented_environment(tmp_path) -> None:  #
     assert {k: v for k, v in seen.items() if k not in added} == {k: v for k, v in env.items()
                                                                   if k != "ANTHROPIC_API_KEY"}
     assert "sk-ant-startup-test" not in dump.read_text()
+
+
+def test_the_run_summary_models_are_not_built_before_the_agent_starts() -> None:
+    probe = ("import sys, ci_guard.commands.run, ci_guard.meter.runner, ci_guard.meter.lifecycle, "
+             "ci_guard.meter.session; print('ci_guard.meter.summary' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -53,7 +53,6 @@ def run(policy_path: str, ledger_url: str | None, budget_snapshot: str | None, p
       ci-guard run --policy policies/default.yml --agent pr-review -- claude -p "Review this PR"
       ci-guard run --policy ci-guard.yml --preset codex --summary run.json -- codex exec "fix the tests"
     """
-    from ci_guard.meter.outputs import emit_github_run_outputs
     from ci_guard.meter.runner import RunRequest, run_agent
     from ci_guard.meter.upstreams import upstreams_from_env
 
@@ -78,5 +77,7 @@ def run(policy_path: str, ledger_url: str | None, budget_snapshot: str | None, p
                 click.echo(f"::error title=ci-guard infrastructure::{annotation(exc.render())}")
         raise
     if fmt == "github":
+        from ci_guard.meter.outputs import emit_github_run_outputs
+
         emit_github_run_outputs(outcome.summary, summary_path)
     return outcome.exit_code

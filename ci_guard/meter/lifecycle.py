@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ci_guard.context.model import RunContext
 from ci_guard.errors import BudgetExceededError, LedgerError
@@ -23,11 +23,20 @@ from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.pricer import CatalogPricer
 from ci_guard.meter.recorder import LedgerRecorder, Recorder, open_recorder
 from ci_guard.meter.session import new_run_id
-from ci_guard.meter.summary import RunSummary
-from ci_guard.meter.summary import write_summary as write_summary  # re-exported: callers use lifecycle.write_summary
 from ci_guard.policy.decision import Decision
 from ci_guard.policy.inputs import decision_inputs
 from ci_guard.secrets import redact
+
+if TYPE_CHECKING:  # ci_guard.meter.summary's models are built when a run ends (or is refused), not
+    # before its agent starts: ~4 ms of a launch
+    from ci_guard.meter.summary import RunSummary
+
+
+def write_summary(summary: RunSummary, path: str | None) -> None:
+    """:func:`ci_guard.meter.summary.write_summary` (callers use ``lifecycle.write_summary``)."""
+    from ci_guard.meter.summary import write_summary as write
+
+    write(summary, path)
 
 
 def resolve_ledger_url(url: str | None, environ: dict[str, str] | None = None) -> str:
@@ -308,6 +317,8 @@ def _run_record(run_id: str, decision: Decision, now: datetime, status: str,
 
 
 def _refused(run_id: str, decision: Decision, now: datetime) -> RunSummary:
+    from ci_guard.meter.summary import RunSummary
+
     if decision.rule == "on_ledger_error":
         # Infrastructure, not policy: the ledger failed and enforcement.on_ledger_error says deny.
         return RunSummary(run_id=run_id, decision=decision.as_json(), status="error", stop_reason="ledger_error",

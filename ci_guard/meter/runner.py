@@ -26,13 +26,13 @@ from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.presets import agent_environment, apply_preset, check_preset, detect_preset
 from ci_guard.meter.session import MeterSession, new_run_token
 from ci_guard.meter.status import FinalStatus, final_status
-from ci_guard.meter.summary import RunSummary
 from ci_guard.meter.supervisor import AgentExit, Supervisor, agent_exit_status
 from ci_guard.meter.upstreams import Upstreams, missing_credentials, require_keys
 from ci_guard.secrets import register
 
 if TYPE_CHECKING:
     from ci_guard.meter.proxy import MeterProxy
+    from ci_guard.meter.summary import RunSummary  # built when the run ends, not before the agent starts
 
 # Documented exit codes of `ci-guard run` (besides the agent's own).
 EXIT_POLICY_REFUSED = 80  # the policy denied or skipped the run, or its budget did not fit

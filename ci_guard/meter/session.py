@@ -9,15 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ci_guard.ledger.records import CallRecord
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.live_log import LiveLog
 from ci_guard.meter.recorder import Recorder
-from ci_guard.meter.summary import RunSummary, call_summary, context_savings
 from ci_guard.policy.decision import Decision
 from ci_guard.pricing.usage import Usage
+
+if TYPE_CHECKING:  # imported when the run ends: its models need not be built before the agent starts
+    from ci_guard.meter.summary import RunSummary
 
 
 class Pricer(Protocol):
@@ -114,6 +116,8 @@ class MeterSession:
                 self.on_stop(self.guard.stop_reason or "", self.guard.stop_detail or "")
 
     def summary(self, *, status: str, agent_exit_code: int | None, ended_at: datetime | None = None) -> RunSummary:
+        from ci_guard.meter.summary import RunSummary, call_summary, context_savings
+
         ended = ended_at or datetime.now(UTC)
         cost = sum((c.cost_usd for c in self.calls), Decimal(0))
         return RunSummary(
