@@ -25,7 +25,7 @@ from ci_guard.meter.agent_http import Request, Response, StreamResponse
 from ci_guard.meter.caps import WAIT_FOR_CALLS_IN_FLIGHT, Admission, PlannedCall
 from ci_guard.meter.pricer import ASSUMED_MAX_OUTPUT
 from ci_guard.meter.providers.base import CallResult, RequestInfo, StreamMeter, WireAdapter, billed_tier
-from ci_guard.meter.providers.body import request_pieces
+from ci_guard.meter.providers.body import SCANS_COMPILED, request_pieces
 from ci_guard.meter.request_checks import BadRequest, parse_body, unmetered_fee_tools
 from ci_guard.meter.upstream_client import UpstreamError
 from ci_guard.meter.upstream_hop import Response as UpstreamAnswer
@@ -59,8 +59,10 @@ CUT_BYTES_PER_OUTPUT_TOKEN = 10
 # body: ~4 bytes a token is the usual average for text, and the JSON around it only adds bytes.
 BODY_BYTES_PER_OUTPUT_TOKEN = 4
 # A request body this large is inspected on a worker thread; below it, inspection takes under
-# ~0.6 ms, which the event loop can spend itself without delaying the other calls for long.
-INSPECT_IN_THREAD_BYTES = 256 * 1024
+# ~0.9 ms (~0.45 ms per MB with the compiled scans, _bytescan.c), which the event loop spends
+# itself: the hand-off to a thread and back cost a 1 MB request more than that under load (BENCHMARKS.md,
+# "Scale"), while a small stream behind it waits at most that long (the head-of-line row there).
+INSPECT_IN_THREAD_BYTES = 2 * 1024 * 1024 if SCANS_COMPILED else 256 * 1024  # in Python: ~1.5 ms per MB
 
 
 class Refusal(Exception):
@@ -102,11 +104,11 @@ class MeteredCall:
         raw = await self.request.read()
         try:
             if len(raw) >= INSPECT_IN_THREAD_BYTES:
-                # A megabyte history costs ~1.5 ms to split, check, measure and hash: on a worker
-                # thread the event loop serves the other requests between those C calls (it gets
-                # the GIL back within the 0.2 ms switch interval), instead of after all of them.
+                # Several megabytes take milliseconds to split, check, measure and hash: on a worker
+                # thread the event loop serves the other requests meanwhile (the split runs without
+                # the GIL; elsewhere the loop gets it back within the 0.2 ms switch interval).
                 # A smaller body is inspected right here: the hand-off to a thread and back
-                # (~0.06 ms, more under load) would cost a 100 kB body a fifth of its inspection.
+                # (~0.06 ms idle, several times that under load) would cost it more than it saves.
                 body, info = await asyncio.to_thread(self._inspect, raw)
             else:
                 body, info = self._inspect(raw)

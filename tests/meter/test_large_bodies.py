@@ -6,11 +6,24 @@ import json
 
 import pytest
 
+from ci_guard.meter.providers import body as body_module
 from ci_guard.meter.providers.anthropic import AnthropicMessages
 from ci_guard.meter.providers.body import _UTF8_SLICE, LAZY_MIN_BYTES, RequestBody, parse_request
 from ci_guard.meter.providers.openai_chat import OpenAIChat
 from ci_guard.meter.providers.openai_responses import OpenAIResponses
 from ci_guard.tokens.media import may_carry_media, media_payloads
+
+
+@pytest.fixture(params=["compiled", "python"], autouse=True)
+def scans(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on the compiled scans (_bytescan) and on the Python path an install
+    without a C compiler takes (the UTF-8 check a slice at a time, msgspec's split)."""
+    if request.param == "python":
+        monkeypatch.setattr(body_module, "_split_object", None)
+        monkeypatch.setattr(body_module, "_utf8_valid", None)
+    elif not body_module.SCANS_COMPILED:
+        pytest.skip("the C part (_bytescan) is not compiled here")
+    return request.param
 
 
 def _padded(text_bytes: bytes, at: int) -> bytes:

@@ -50,6 +50,7 @@ try:  # the compiled scans (setup.py, optional): the same answers as msgspec and
     from ci_guard._bytescan import utf8_valid as _utf8_valid
 except ImportError:
     _split_object = _utf8_valid = None
+SCANS_COMPILED = _split_object is not None
 
 
 Loads = Callable[[bytes], Any]
@@ -286,5 +287,5 @@ def _parts(data: bytes) -> dict[str, Part] | None:
     return parts if size == len(data) else None
 
 
-__all__ = ["LAZY_MIN_BYTES", "RequestBody", "Split", "dumps", "encode_request", "is_utf8", "parse_request",
-           "request_pieces", "updated"]
+__all__ = ["LAZY_MIN_BYTES", "SCANS_COMPILED", "RequestBody", "Split", "dumps", "encode_request", "is_utf8",
+           "parse_request", "request_pieces", "updated"]
