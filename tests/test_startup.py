@@ -128,3 +128,42 @@ def test_the_run_summary_models_are_not_built_before_the_agent_starts() -> None:
              "ci_guard.meter.session; print('ci_guard.meter.summary' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("agent_code", [0, 7])
+def test_a_run_that_skips_finalization_keeps_its_exit_code_output_and_summary(tmp_path, agent_code: int) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    policy = tmp_path / "policy.yml"
+    policy.write_text("version: 1\ndefaults: {model: claude-sonnet-4-5, limits: {max_turns: 5}}\n"
+                      "rules:\n  - {name: all, decision: allow}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_GUARD_", "GITHUB_", "GITLAB_"))}
+    env.update(ANTHROPIC_API_KEY="sk-ant-startup-test-0000000000000000", RUNNER_TEMP=str(tmp_path),
+               CI_GUARD_ANTHROPIC_UPSTREAM="http://127.0.0.1:9")
+    agent = f"print('agent says hi'); raise SystemExit({agent_code})"
+    proc = subprocess.run([sys.executable, "-m", "ci_guard", "run", "--policy", str(policy), "--ledger",
+                           f"sqlite:///{tmp_path}/ledger.db", "--summary", str(tmp_path / "s.json"), "--preset", "none",
+                           "--repo", "acme/app", "--", sys.executable, "-c", agent],
+                          env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == agent_code
+    assert proc.stdout == "agent says hi\n"
+    assert "ci-guard: run run_" in proc.stderr and proc.stderr.endswith("\n")  # the last lines were flushed
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["agent_exit_code"] == agent_code
+    assert summary["status"] in ("no_calls", "failed")
+
+
+def test_exit_now_does_nothing_unless_a_run_allowed_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(startup, "_fast_exit", False)
+    startup.exit_now(0)  # still here
+    monkeypatch.setattr(startup, "_fast_exit", True)
+    import threading
+
+    blocker = threading.Event()
+    worker = threading.Thread(target=blocker.wait)
+    worker.start()
+    try:
+        startup.exit_now(0)  # a non-daemon thread is alive: the normal exit must join it
+    finally:
+        blocker.set()
+        worker.join()
