@@ -163,10 +163,11 @@ class ExportSnapshot:
         until the last page."""
         return self._store._stream(self._tx, sql, params, page)
 
-    def fields(self, sql: str, params: Sequence[Any], page: int) -> Iterator[list[list[bytes]]]:
-        """PostgreSQL: like :meth:`rows`, each value the bytes the server sent in :attr:`encoding`
-        (text, never NULL): no str per value."""
-        return self._store._stream_fields(self._tx, sql, params, page)
+    def lines(self, sql: str, params: Sequence[Any], page: int) -> Iterator[tuple[int, bytes]]:
+        """PostgreSQL: like :meth:`rows` for a query of one text column that is never NULL, each page
+        as its count of rows and their values joined, as the server holds them in :attr:`encoding`:
+        no Python object per row."""
+        return self._store._stream_lines(self._tx, sql, params, page)
 
 
 class SqlStore(AnalyticsMixin):

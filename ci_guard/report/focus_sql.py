@@ -9,11 +9,11 @@ the run's columns (its tags are JSON with sorted keys and escapes).
 
 * SQLite: the query returns each call's columns; Python joins them with the run's columns, the
   CSV quoting of models, endpoints, providers and statuses memoised (:class:`_Lines`).
-* PostgreSQL: the query (``COPY ... TO STDOUT``: the server formats the next rows while Python
-  joins these) returns each call's whole line but for its run's columns, in three pieces that
-  Python joins with them as the bytes the server sent (:func:`piece_sql`). The few calls it cannot write -- a value
-  CSV must quote, a service tier JSON must escape, a call whose context policy changed it
-  (:func:`odd_sql`) -- are read first and joined like SQLite's.
+* PostgreSQL: the query (``COPY ... TO STDOUT``, streamed) returns each call's whole line, its
+  run's columns left as placeholders that one ``bytes % mapping`` per page fills in (:func:`template_sql`):
+  no Python per call. The few calls it cannot write -- a value CSV must quote or holding a ``%``, a
+  service tier JSON must escape, a call whose context policy changed it (:func:`odd_sql`) -- are read
+  first, built like SQLite's and written in their place by the server.
 
 Byte for byte the output of :func:`ci_guard.report.focus.write_focus_csv` on both backends
 (tests/ledger/test_export.py), including quotes, commas, newlines and control characters in names.
@@ -21,7 +21,11 @@ Byte for byte the output of :func:`ci_guard.report.focus.write_focus_csv` on bot
 
 from __future__ import annotations
 
+import codecs
 import json
+import os
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -56,10 +60,6 @@ class _Dialect:
         needs = " OR ".join(self.has(text, c) for c in ("','", self.chr(10), self.chr(13)))
         return (f"CASE WHEN {self.has(text, QUOTE)} THEN '\"' || replace({text}, '\"', '\"\"')"
                 f" || '\"' WHEN {needs} THEN '\"' || {text} || '\"' ELSE {text} END")
-
-    def csv_special(self, text: str) -> str:
-        """True when ``text`` holds a character that makes CSV quote a field (quote, comma, CR, LF)."""
-        return f"{text} ~ '[\",\n\r]'" if self.pg else f"{text} GLOB '*[\",\n\r]*'"
 
     def int_text(self, expr: str) -> str:
         return f"CAST({expr} AS TEXT)"
@@ -141,11 +141,13 @@ def line_sql(backend: str) -> tuple[str, ...]:
     )
 
 
-def piece_sql(periods: list[str]) -> tuple[str, str, str]:
-    """PostgreSQL: the three pieces of a call's line around its run's columns (ResourceId to
-    SubAccountName, Tags, x_Enforced), over ``calls c``; ``periods`` are BillingPeriodStart,
-    BillingPeriodEnd of each month (with more than one, a ``?`` per month's end but the last's
-    comes first). Right for a call that is not odd (:func:`odd_sql`): nothing here quotes for CSV."""
+def template_sql(periods: list[str]) -> str:
+    """PostgreSQL: a call's line over ``calls c``, its run's columns (ResourceId to SubAccountName, Tags,
+    x_Enforced and the newline) left as the placeholders ``%(h<run_id>)s``, ``%(t<run_id>)s``,
+    ``%(e<run_id>)s`` that Python's ``bytes % mapping`` fills for a whole chunk of lines at once (in C:
+    no Python per call). ``periods`` are BillingPeriodStart,BillingPeriodEnd of each month (with more
+    than one, a ``?`` per month's end but the last's comes first). Right for a call that is not odd
+    (:func:`odd_sql`): nothing here quotes for CSV, and no value holds a ``%`` the mapping would read."""
     d = _Dialect("postgres")
     if len(periods) > 1:
         period = "CASE " + " ".join(f"WHEN c.started_at < ? THEN '{p}'" for p in periods[:-1]) + \
@@ -155,48 +157,52 @@ def piece_sql(periods: list[str]) -> tuple[str, str, str]:
     known = " ".join(f"WHEN '{p}' THEN '{_provider_columns(p)[1]}'" for p in _PROVIDERS)
     provider = (f"CASE c.provider {known} ELSE replace('Tokens,,,Standard,#,#,#,#,#,# API,AI and Machine Learning,"
                 "Generative AI,', '#', c.provider) END")
-    name = "COALESCE(NULLIF(c.model_served, ''), c.model_requested, '')"
-    desc = "COALESCE(NULLIF(c.model_served, ''), NULLIF(c.model_requested, ''), 'unknown model')"
-    tier = "CASE WHEN c.service_tier IS NULL THEN 'null' ELSE '\"\"' || c.service_tier || '\"\"' END"
-    tokens = SKU_TOKENS
-    details = ",".join(f'""{t}"":%{i}$s' for i, t in enumerate(tokens, 3))
-    return (
-        _format("%1$s,%1$s,%1$s,%1$s,USD,%2$s,,%3$s,%4$s,%5$s,Usage,,%6$s %7$s call %8$s of CI agent run %9$s,"
-                "Usage-Based,%10$s,Tokens,%10$s,%11$s",
-                d.money("c.cost_micros"), "c.provider", period, d.second("c.started_at"),
-                d.charge_end("c.started_at", "c.ended_at"), desc, "c.endpoint", "c.seq", "c.run_id",
-                "c.input_tokens + c.cache_write_tokens + c.cache_read_tokens + c.output_tokens", provider),
-        _format(f'%1$s,%2$s,"{{{details},""service_tier"":%9$s,""web_searches"":%10$s}}",,,', name, "c.endpoint",
-                *(f"c.{t}" for t in tokens), tier, "c.web_searches"),
-        _format(",%1$s,%2$s,%3$s,%4$s,%5$s,%6$s,", "c.run_id", "c.seq", "c.status", name, "c.model_requested",
-                "c.endpoint"),
+    details = ",".join(f'""{key}"":{{{key}}}' for key in (*SKU_TOKENS, "service_tier", "web_searches"))
+    return _format(
+        "{cost},{cost},{cost},{cost},USD,{provider},,{period},{start},{end},Usage,,{desc} {endpoint} call {seq} of"
+        " CI agent run {run_id},Usage-Based,{tokens},Tokens,{tokens},{provider_columns}%(h{run_id})s{name},{endpoint},"
+        '"{' + details + '}",,,%(t{run_id})s,{run_id},{seq},{status},{name},{model_requested},{endpoint},%(e{run_id})s',
+        cost=d.money("c.cost_micros"), provider="c.provider", period=period, start=d.second("c.started_at"),
+        end=d.charge_end("c.started_at", "c.ended_at"),
+        desc="COALESCE(NULLIF(c.model_served, ''), NULLIF(c.model_requested, ''), 'unknown model')",
+        endpoint="c.endpoint", seq="c.seq", run_id="c.run_id",
+        tokens="c.input_tokens + c.cache_write_tokens + c.cache_read_tokens + c.output_tokens",
+        provider_columns=provider, name="COALESCE(NULLIF(c.model_served, ''), c.model_requested, '')",
+        **{t: f"c.{t}" for t in SKU_TOKENS},
+        service_tier="CASE WHEN c.service_tier IS NULL THEN 'null' ELSE '\"\"' || c.service_tier || '\"\"' END",
+        web_searches="c.web_searches", status="c.status", model_requested="c.model_requested",
     )
 
 
-def _format(template: str, *args: str) -> str:
-    """PostgreSQL's format() of ``template`` (``%N$s``: the N-th argument; a NULL one is written as
-    nothing): the literal text costs nothing per row, unlike concat()'s literal arguments, and an
-    argument used twice is computed once. ``%`` doubled: psycopg reads the query's ``%``."""
-    assert template.count("%") == template.count("$s") and "'" not in template
-    return f"format('{template.replace('%', '%%')}', {', '.join(args)})"
+def _format(template: str, **args: str) -> str:
+    """PostgreSQL's format() of ``template``, each ``{name}`` in it the SQL expression ``args[name]`` (as
+    ``%N$s``: a NULL one is written as nothing): the literal text costs nothing per row, unlike
+    concat()'s literal arguments, and an argument used twice is computed once. ``%`` is doubled twice:
+    format() reads it, then psycopg."""
+    assert "'" not in template
+    names = list(dict.fromkeys(re.findall(r"\{(\w+)\}", template)))
+    assert sorted(names) == sorted(args), (names, sorted(args))
+    sql = re.sub(r"\{(\w+)\}", lambda m: f"%{names.index(m.group(1)) + 1}$s", template.replace("%", "%%"))
+    return f"format('{sql.replace('%', '%%')}', {', '.join(args[n] for n in names)})"
 
 
 def odd_sql() -> str:
-    """PostgreSQL: true for a call whose line :func:`piece_sql` does not write (built in Python instead):
-    a value CSV must quote, a service tier JSON must escape, a context policy's tags."""
-    d = _Dialect("postgres")
-    names = "c.provider || COALESCE(c.model_served, '') || COALESCE(c.model_requested, '') || c.endpoint"
-    return (f"c.context_json IS NOT NULL OR (c.service_tier IS NOT NULL AND NOT ({d.plain_json('c.service_tier')}))"
-            f" OR {d.csv_special(f'{names} || c.status || c.run_id')}")
+    """PostgreSQL: true for a call whose line :func:`template_sql` does not write (built in Python instead):
+    a value CSV must quote or holding a ``%``, a run ID with a parenthesis (the placeholders' keys end
+    at the first unbalanced one), a service tier JSON must escape, a context policy's tags."""
+    tier = _Dialect("postgres").plain_json("c.service_tier")
+    names = "c.provider || COALESCE(c.model_served, '') || COALESCE(c.model_requested, '') || c.endpoint || c.status"
+    return (f"c.context_json IS NOT NULL OR (c.service_tier IS NOT NULL AND NOT ({tier} AND strpos(c.service_tier,"
+            f" '%%') = 0)) OR {names} ~ '[\",\n\r%%]' OR c.run_id ~ '[\",\n\r%%()]'")
 
 
 def write_focus_csv_month(store: Any, start: datetime, end: datetime, out: IO[str], page: int = PAGE) -> int:
     """Every call started in ``[start, end)`` as FOCUS CSV (header first), oldest first; returns the count.
 
     SQLite: the database formats each call's columns and Python joins them with the rest of the line
-    (:class:`_Lines`). PostgreSQL: the database writes each call's line but for its run's columns,
-    in three pieces that Python joins with them as bytes (:func:`_write_pieces`), unless more than
-    ``ODD_MAX`` calls are odd: then as SQLite.
+    (:class:`_Lines`). PostgreSQL: the database writes each call's line, its run's columns filled in
+    by Python a page at a time (:func:`_write_lines`), unless more than ``ODD_MAX`` calls are odd:
+    then as SQLite.
     """
     out.write(",".join(COLUMNS) + "\n")
     runs_sql = (f"SELECT run_id, {', '.join(EXPORT_ROW_RUN_COLS)} FROM runs WHERE run_id IN"
@@ -210,39 +216,48 @@ def write_focus_csv_month(store: Any, start: datetime, end: datetime, out: IO[st
             odd = snap.all(f"SELECT {_columns(snap.backend)} FROM calls c WHERE {WHERE} AND ({odd_sql()})"
                            f" LIMIT {ODD_MAX + 1}", period)
             if len(odd) <= ODD_MAX:
-                return _write_pieces(snap, lines, odd, start, end, out, page)
+                return _write_lines(snap, lines, odd, start, end, out, page)
         for rows in snap.rows(f"SELECT {_columns(snap.backend)} FROM calls c WHERE {WHERE} {ORDER}", period, page):
             out.write("".join(lines.of(rows)))
             count += len(rows)
     return count
 
 
-def _write_pieces(snap: Any, lines: _Lines, odd_rows: list[tuple[Any, ...]], start: datetime, end: datetime,
-                  out: IO[str], page: int) -> int:
-    """PostgreSQL: the calls' lines from :func:`piece_sql` and their runs' columns, joined as the
-    server's bytes (no str per value); the odd calls' lines (:func:`odd_sql`), read first as
-    ``odd_rows``, are built by :class:`_Lines`. COPY streams: the server formats the next rows
-    while this joins."""
+def _write_lines(snap: Any, lines: _Lines, odd_rows: list[tuple[Any, ...]], start: datetime, end: datetime,
+                 out: IO[str], page: int) -> int:
+    """PostgreSQL: the calls' lines from :func:`template_sql`, read as the server's bytes ``page`` calls
+    at a time, their runs' columns filled in by one ``bytes % mapping`` per page. The odd calls' lines
+    (:func:`odd_sql`), read first as ``odd_rows``, are built by :class:`_Lines` and written in their
+    place by the server (``%`` doubled: they are formatted with the page)."""
     enc = snap.encoding
     period = (snap.ts(start), snap.ts(end))
-    odd = {(row[0].encode(enc), str(row[14]).encode(enc)): line.encode(enc)
-           for row, line in zip(odd_rows, lines.of(odd_rows), strict=True)}
-    runs = {run_id.encode(enc): (head.encode(enc), tags.encode(enc), enforced[1:].encode(enc))
-            for run_id, (head, tags, _, _, enforced, _) in lines.runs.items()}
+    mapping = {}
+    for run_id, (head, tags, _, _, enforced, _) in lines.runs.items():
+        key = run_id.encode(enc)
+        mapping[b"h" + key], mapping[b"t" + key] = head.encode(enc), tags.encode(enc)
+        mapping[b"e" + key] = enforced[1:].encode(enc)  # after the line's last comma: x_Enforced, newline
     months = _months(start, end)
-    sql = f"SELECT c.run_id, c.seq, {', '.join(piece_sql([p for _, p in months]))} FROM calls c WHERE {WHERE} {ORDER}"
+    line, params = template_sql([p for _, p in months]), [snap.ts(month_end) for month_end, _ in months[:-1]]
+    if odd_rows:  # keyed "<run_id> <seq>" (the seq has no space)
+        odd = {f"{row[0]} {row[14]}": text.replace("%", "%%") for row, text in
+               zip(odd_rows, lines.of(odd_rows), strict=True)}
+        line, params = f"COALESCE(?::jsonb ->> (c.run_id || ' ' || c.seq), {line})", [json.dumps(odd), *params]
+    write = _byte_writer(out, enc)
     count = 0
-    for rows in snap.fields(sql, [*(snap.ts(month_end) for month_end, _ in months[:-1]), *period], page):
-        joined = []
-        for run_id, seq, a, b, c in rows:
-            line = odd.get((run_id, seq)) if odd else None
-            if line is None:
-                head, tags, enforced = runs[run_id]
-                line = b"".join((a, head, b, tags, c, enforced))
-            joined.append(line)
-        out.write(b"".join(joined).decode(enc))
-        count += len(rows)
+    for rows, data in snap.lines(f"SELECT {line} FROM calls c WHERE {WHERE} {ORDER}", [*params, *period], page):
+        write(data % mapping)
+        count += rows
     return count
+
+
+def _byte_writer(out: IO[str], enc: str) -> Callable[[bytes], Any]:
+    """Writes bytes in ``enc`` to ``out``: straight to its binary buffer when it has one in the same
+    encoding and translates no newline (a month is ~1 GB: no decoding to str and encoding back)."""
+    buffer = getattr(out, "buffer", None)
+    if buffer is not None and os.linesep == "\n" and codecs.lookup(out.encoding).name == codecs.lookup(enc).name:
+        out.flush()
+        return buffer.write  # type: ignore[no-any-return]
+    return lambda data: out.write(data.decode(enc))
 
 
 def _columns(backend: str) -> str:
