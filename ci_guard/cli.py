@@ -17,15 +17,7 @@ import traceback
 import click
 
 from ci_guard import __version__
-from ci_guard.startup import (
-    FAST_EXIT_COMMANDS,
-    GC_PAUSED_COMMANDS,
-    allow_fast_exit,
-    exit_now,
-    pause_gc,
-    resume_gc,
-    skip_metadata_lookups,
-)
+from ci_guard.startup import GC_PAUSED_COMMANDS, pause_gc, resume_gc, skip_metadata_lookups
 
 # name -> "module:attribute"; the order is the order of `ci-guard --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -68,8 +60,6 @@ class LazyGroup(click.Group):
             return None
         if cmd_name not in GC_PAUSED_COMMANDS:
             resume_gc()  # only a metered run's start-up runs without the cyclic collector (ci_guard.startup)
-        if cmd_name in FAST_EXIT_COMMANDS:
-            allow_fast_exit()
         module_name, attr = target[0].split(":")
         try:
             module = importlib.import_module(module_name)
@@ -151,7 +141,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_INTERNAL)
     finally:
         resume_gc()  # an in-process caller (tests) gets its collector back
-    code = rv if isinstance(rv, int) else 0
-    if argv is None:  # the process's entry point (console script, python -m ci_guard), never a test
-        exit_now(code)  # run / start: skip the interpreter's ~15 ms teardown (ci_guard.startup)
-    sys.exit(code)
+    sys.exit(rv if isinstance(rv, int) else 0)

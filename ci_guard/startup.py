@@ -1,6 +1,6 @@
 """Start-up of ci-guard's own process: what it skips so that ``ci-guard run`` reaches its agent sooner.
 
-Three things, all about ci-guard's process only (nothing here reaches the agent's environment):
+Two things, both about ci-guard's process only (nothing here reaches the agent's environment):
 
 * **The cyclic garbage collector** stays off until the event loop freezes what start-up built.
   Importing ci-guard's modules and libraries and building its pydantic models allocates ~50,000
@@ -19,31 +19,19 @@ Three things, all about ci-guard's process only (nothing here reaches the agent'
   set: the agent would inherit it), and psycopg's version is read from its ``.dist-info`` beside
   the package. Anything unusual (another layout, several candidates) leaves the library to do it
   its own way.
-
-* **The interpreter's finalization** at the end of ``run`` and ``start``: tearing down ~70,000
-  objects and every module costs ~15 ms of CPU on every launch, after the run is settled, its
-  ledger connection closed and its summary written. :func:`exit_now` ends the process with
-  ``os._exit`` instead, once the atexit callbacks have run and stdout/stderr are flushed, and only
-  when no other non-daemon thread is alive (else the normal exit waits for it as before).
 """
 
 from __future__ import annotations
 
-import atexit
 import gc
 import os
 import sys
-import threading
 import types
 
 # Commands whose start-up runs with the collector paused (resumed by ci_guard.meter.loop.run, or at exit).
 GC_PAUSED_COMMANDS = frozenset({"run", "start", "proxy"})
 
-# Commands that may end their process without the interpreter's finalization (exit_now).
-FAST_EXIT_COMMANDS = frozenset({"run", "start"})
-
 _paused = False
-_fast_exit = False
 
 
 def pause_gc() -> None:
@@ -64,31 +52,6 @@ def resume_gc() -> None:
 
 def gc_paused() -> bool:
     return _paused
-
-
-def allow_fast_exit() -> None:
-    """The command chosen is one of FAST_EXIT_COMMANDS: :func:`exit_now` may end the process."""
-    global _fast_exit
-    _fast_exit = True
-
-
-def exit_now(code: int) -> None:
-    """End the process with ``code`` without the interpreter's finalization, if allowed and safe;
-    otherwise return (the caller then exits normally). Only for the process's own entry point:
-    an in-process caller (tests) must never get here."""
-    if not _fast_exit:
-        return
-    main = threading.main_thread()
-    if any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
-        return  # the normal exit joins it
-    atexit._run_exitfuncs()  # what the normal exit runs first (logging.shutdown, weakref finalizers)
-    try:
-        for stream in (sys.stdout, sys.stderr):
-            if stream is not None:
-                stream.flush()
-    except (OSError, ValueError):
-        return  # a closed pipe: let the normal exit report it as it always did
-    os._exit(code)
 
 
 def skip_metadata_lookups() -> None:
