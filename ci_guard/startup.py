@@ -71,7 +71,29 @@ def _no_pydantic_plugins() -> None:
         return
     loader = types.ModuleType(name, "ci-guard's process loads no pydantic plugins (ci_guard.startup).")
     loader.get_plugins = lambda: ()  # type: ignore[attr-defined]
+    # Anything else a later pydantic reads from it comes from the real module (loaded then, under
+    # another name), so a pydantic that changed this private module still works, only slower.
+    loader.__getattr__ = _real_pydantic_loader_attribute  # type: ignore[attr-defined]
     sys.modules[name] = loader
+
+
+def _real_pydantic_loader_attribute(attr: str) -> object:
+    if attr.startswith("__"):
+        raise AttributeError(attr)  # the import system's own probes (__path__, ...): not pydantic's names
+    import importlib.util
+
+    real = sys.modules.get("pydantic.plugin._loader_real")
+    if real is None:
+        import pydantic.plugin
+
+        path = os.path.join(os.path.dirname(pydantic.plugin.__file__), "_loader.py")
+        spec = importlib.util.spec_from_file_location("pydantic.plugin._loader_real", path)
+        if spec is None or spec.loader is None:
+            raise AttributeError(attr)
+        real = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = real
+        spec.loader.exec_module(real)
+    return getattr(real, attr)
 
 
 def _preset_version(package: str) -> None:

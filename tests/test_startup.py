@@ -39,6 +39,19 @@ print(json.dumps({"skipped": skipped, "environ_unchanged": dict(os.environ) == b
     assert out["validator"] == "SchemaValidator"  # no plugin wrapper
 
 
+def test_a_pydantic_that_reads_more_from_its_plugin_loader_still_gets_it() -> None:
+    """The stub answers get_plugins(); anything else comes from pydantic's real module."""
+    probe = """
+import sys
+from ci_guard.startup import skip_metadata_lookups
+skip_metadata_lookups()
+from pydantic.plugin import _loader
+print(list(_loader.get_plugins()), _loader.PYDANTIC_ENTRY_POINT_GROUP, "importlib.metadata" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["[]", "pydantic", "True"]  # the real module (and its importlib.metadata) only when asked
+
+
 def test_a_version_that_cannot_be_read_is_left_to_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "nosuchpkg.version", raising=False)
     startup._preset_version("nosuchpkg")
