@@ -1,0 +1,3 @@
+-- ci-guard ledger, schema version 16: nothing on SQLite. PostgreSQL indexes the calls whose FOCUS
+-- export line it does not write itself (postgres/0016); SQLite's export formats every call the same
+-- way and has no such query.
