@@ -24,14 +24,17 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import queue
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from ci_guard.ledger.sqlstore import EXPORT_ROW_RUN_COLS
 from ci_guard.report.focus import _PROVIDERS, COLUMNS, _context_tags_of, _csv_field, _json, _run_columns
 
+T = TypeVar("T")
 PAGE = 20_000  # calls formatted and written at a time
 QUOTE, BACKSLASH = "'\"'", "'\\'"  # SQL literals (no escapes in standard SQL strings)
 # SkuPriceDetails' token counts, in its (sorted) key order: before service_tier and web_searches
@@ -211,43 +214,106 @@ def write_focus_csv_month(store: Any, start: datetime, end: datetime, out: IO[st
     count = 0
     with store.export_snapshot() as snap:
         period = (snap.ts(start), snap.ts(end))
-        lines.add_runs(snap.all(runs_sql, period))
+        runs = snap.all(runs_sql, period)
         if snap.backend == "postgres":
             odd = snap.all(f"SELECT {_columns(snap.backend)} FROM calls c WHERE {WHERE} AND ({odd_sql()})"
                            f" LIMIT {ODD_MAX + 1}", period)
             if len(odd) <= ODD_MAX:
-                return _write_lines(snap, lines, odd, start, end, out, page)
+                return _write_lines(snap, lines, runs, odd, start, end, out, page)
+        lines.add_runs(runs)
         for rows in snap.rows(f"SELECT {_columns(snap.backend)} FROM calls c WHERE {WHERE} {ORDER}", period, page):
             out.write("".join(lines.of(rows)))
             count += len(rows)
     return count
 
 
-def _write_lines(snap: Any, lines: _Lines, odd_rows: list[tuple[Any, ...]], start: datetime, end: datetime,
-                 out: IO[str], page: int) -> int:
+def _write_lines(snap: Any, lines: _Lines, runs: list[tuple[Any, ...]], odd_rows: list[tuple[Any, ...]],
+                 start: datetime, end: datetime, out: IO[str], page: int) -> int:
     """PostgreSQL: the calls' lines from :func:`template_sql`, read as the server's bytes ``page`` calls
     at a time, their runs' columns filled in by one ``bytes % mapping`` per page. The odd calls' lines
     (:func:`odd_sql`), read first as ``odd_rows``, are built by :class:`_Lines` and written in their
-    place by the server (``%`` doubled: they are formatted with the page)."""
+    place by the server (``%`` doubled: they are formatted with the page).
+
+    The pages are read on a thread (:func:`_read_ahead`) from before the runs' columns are built: the
+    server writes lines while Python builds them (~0.4 s for 50,000 runs), and the writes to ``out``
+    (the GIL released) overlap the reads."""
     enc = snap.encoding
     period = (snap.ts(start), snap.ts(end))
-    mapping = {}
-    for run_id, (head, tags, _, _, enforced, _) in lines.runs.items():
-        key = run_id.encode(enc)
-        mapping[b"h" + key], mapping[b"t" + key] = head.encode(enc), tags.encode(enc)
-        mapping[b"e" + key] = enforced[1:].encode(enc)  # after the line's last comma: x_Enforced, newline
     months = _months(start, end)
     line, params = template_sql([p for _, p in months]), [snap.ts(month_end) for month_end, _ in months[:-1]]
     if odd_rows:  # keyed "<run_id> <seq>" (the seq has no space)
+        odd_runs = {row[0] for row in odd_rows}
+        lines.add_runs([run for run in runs if run[0] in odd_runs])
         odd = {f"{row[0]} {row[14]}": text.replace("%", "%%") for row, text in
                zip(odd_rows, lines.of(odd_rows), strict=True)}
         line, params = f"COALESCE(?::jsonb ->> (c.run_id || ' ' || c.seq), {line})", [json.dumps(odd), *params]
-    write = _byte_writer(out, enc)
-    count = 0
-    for rows, data in snap.lines(f"SELECT {line} FROM calls c WHERE {WHERE} {ORDER}", [*params, *period], page):
-        write(data % mapping)
-        count += rows
-    return count
+    pages = _read_ahead(snap.lines(f"SELECT {line} FROM calls c WHERE {WHERE} {ORDER}", [*params, *period], page))
+    try:
+        lines.add_runs(runs)
+        mapping = {}
+        for run_id, (head, tags, _, _, enforced, _) in lines.runs.items():
+            key = run_id.encode(enc)
+            mapping[b"h" + key], mapping[b"t" + key] = head.encode(enc), tags.encode(enc)
+            mapping[b"e" + key] = enforced[1:].encode(enc)  # after the line's last comma: x_Enforced, newline
+        write = _byte_writer(out, enc)
+        count = 0
+        for rows, data in pages:
+            write(data % mapping)
+            count += rows
+        return count
+    finally:
+        pages.close()
+
+
+_END = object()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _read_ahead(pages: Iterator[T], depth: int = 4) -> Generator[T, None, None]:
+    """``pages``, iterated on a thread up to ``depth`` ahead of the caller (whose work then overlaps
+    the reads: the thread waits on the socket without the GIL). Its errors are raised here; closing
+    the generator stops the thread (which closes ``pages``) and waits for it, so nothing touches the
+    connection after the caller is done."""
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in pages:
+                if not put(item):
+                    break
+            else:
+                put(_END)
+        except BaseException as exc:  # handed to the caller, raised there
+            put(_Failed(exc))
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=read, name="ci-guard-export-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := ahead.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _byte_writer(out: IO[str], enc: str) -> Callable[[bytes], Any]:

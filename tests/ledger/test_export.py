@@ -183,3 +183,58 @@ def test_postgres_finds_the_odd_calls_through_their_partial_index(store):
         snap.all("SELECT set_config('enable_seqscan', 'off', true)")  # for this transaction only
         plan = "\n".join(row[0] for row in snap.all(sql, [snap.ts(t) for t in period]))
     assert "calls_export_odd" in plan, plan
+
+
+def test_the_read_ahead_thread_hands_over_pages_errors_and_stops_with_the_caller():
+    """PostgreSQL's export reads pages on a thread (focus_sql._read_ahead): in order, its errors raised
+    to the caller, and a caller that stops early stops the thread and closes the source (the COPY)."""
+    import threading
+
+    closed = threading.Event()
+
+    def source(n, fail_at=None):
+        try:
+            for i in range(n):
+                if i == fail_at:
+                    raise LedgerError("the connection broke")
+                yield i
+        finally:
+            closed.set()
+
+    assert list(focus_sql._read_ahead(source(50), depth=2)) == list(range(50)) and closed.is_set()
+    closed.clear()
+    got = []
+    try:
+        for i in focus_sql._read_ahead(source(50, fail_at=7), depth=2):
+            got.append(i)
+    except LedgerError as exc:
+        assert "broke" in str(exc)
+    assert got == list(range(7)) and closed.is_set()
+    closed.clear()
+    pages = focus_sql._read_ahead(source(10**9), depth=2)
+    assert next(pages) == 0
+    pages.close()  # the caller failed (a full disk): the reader must not go on reading a billion pages
+    assert closed.is_set()
+    assert not any(t.name == "ci-guard-export-reader" for t in threading.enumerate())
+
+
+def test_a_write_that_fails_mid_export_stops_the_reader_and_keeps_the_ledger_usable(store):
+    seed(store)
+
+    class Full(io.StringIO):  # the header and the first page fit, the second does not
+        def write(self, text):
+            if self.tell() and "r-" in self.getvalue():
+                raise OSError(28, "No space left on device")
+            return super().write(text)
+
+    try:
+        focus_sql.write_focus_csv_month(store, NOW.replace(day=1), NOW.replace(month=4, day=1), Full(), page=1)
+    except OSError as exc:
+        assert exc.errno == 28
+    else:
+        raise AssertionError("the full disk went unnoticed")
+    import threading
+
+    assert not any(t.name == "ci-guard-export-reader" for t in threading.enumerate())
+    out = io.StringIO()
+    assert focus_sql.write_focus_csv_month(store, NOW.replace(day=1), NOW.replace(month=4, day=1), out) == 3
