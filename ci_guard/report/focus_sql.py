@@ -8,7 +8,8 @@ plain SQL dump formats its rows, in one sorted query streamed in pages inside on
 the run's columns (its tags are JSON with sorted keys and escapes).
 
 * SQLite: the query returns each call's columns; Python joins them with the run's columns, the
-  CSV quoting of models, endpoints, providers and statuses memoised (:class:`_Lines`).
+  CSV quoting of models, endpoints, providers and statuses memoised (:class:`_Lines`), while a
+  second thread reads the next pages (SQLite evaluates the query's expressions without the GIL).
 * PostgreSQL: the query (``COPY ... TO STDOUT``, streamed) returns each call's whole line, its
   run's columns left as placeholders that one ``bytes % mapping`` per page fills in (:func:`template_sql`):
   no Python per call. The few calls it cannot write -- a value CSV must quote or holding a ``%``, a
@@ -220,10 +221,16 @@ def write_focus_csv_month(store: Any, start: datetime, end: datetime, out: IO[st
                            f" LIMIT {ODD_MAX + 1}", period)
             if len(odd) <= ODD_MAX:
                 return _write_lines(snap, lines, runs, odd, start, end, out, page)
-        lines.add_runs(runs)
-        for rows in snap.rows(f"SELECT {_columns(snap.backend)} FROM calls c WHERE {WHERE} {ORDER}", period, page):
-            out.write("".join(lines.of(rows)))
-            count += len(rows)
+        # the next pages are read (the SQL formatting runs, without the GIL) while Python joins these
+        pages = _read_ahead(snap.rows(f"SELECT {_columns(snap.backend)} FROM calls c WHERE {WHERE} {ORDER}",
+                                      period, page))
+        try:
+            lines.add_runs(runs)
+            for rows in pages:
+                out.write("".join(lines.of(rows)))
+                count += len(rows)
+        finally:
+            pages.close()
     return count
 
 
