@@ -235,14 +235,58 @@ static int media_type(const unsigned char *s, Py_ssize_t n) {
  * refuse (RFC 8259 without extensions: no NaN, no trailing commas, no comments), and declines --
  * the caller then asks msgspec, as before -- whatever it is not sure to read the way they do:
  * a \u escape of a surrogate (msgspec refuses a lone one, json.loads takes it), a number of 64
- * characters or more (json.loads limits an int's digits), nesting deeper than MAX_DEPTH. */
+ * characters or more (json.loads limits an int's digits) or with an exponent of three digits or
+ * more (msgspec refuses 1e400, json.loads reads inf), an object key written with an escape or
+ * repeated in its object (json.loads keeps the last: the request checks refuse it), nesting deeper
+ * than MAX_DEPTH. So where it answers, msgspec's decoder and json.loads give the same value for
+ * every part (providers/body.py decodes the small ones with msgspec then). */
 #define MAX_DEPTH 512
 #define MAX_NUMBER 64
+#define MAX_EXPONENT_DIGITS 2
+
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t len;
+} Key;
 
 typedef struct {
     const unsigned char *s;
     Py_ssize_t n, i;
+    Key *keys; /* the keys of the objects being read, innermost last (a stack) */
+    Py_ssize_t nkeys, capkeys;
 } Reader;
+
+static int push_key(Reader *r, Py_ssize_t start, Py_ssize_t end) {
+    if (r->nkeys == r->capkeys) {
+        Py_ssize_t cap = r->capkeys ? r->capkeys * 2 : 64;
+        Key *grown = realloc(r->keys, (size_t)cap * sizeof(Key));
+        if (grown == NULL) return 0; /* declined: msgspec decides */
+        r->keys = grown;
+        r->capkeys = cap;
+    }
+    r->keys[r->nkeys++] = (Key){r->s + start, end - start};
+    return 1;
+}
+
+static int key_order(const void *a, const void *b) {
+    const Key *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return memcmp(x->p, y->p, (size_t)x->len);
+}
+
+/* Whether the n keys (all written without escapes) are distinct. */
+static int distinct(Key *keys, Py_ssize_t n) {
+    if (n <= 16) {
+        for (Py_ssize_t a = 1; a < n; a++)
+            for (Py_ssize_t b = 0; b < a; b++)
+                if (keys[a].len == keys[b].len && memcmp(keys[a].p, keys[b].p, (size_t)keys[a].len) == 0) return 0;
+        return 1;
+    }
+    qsort(keys, (size_t)n, sizeof(Key), key_order); /* the object's own slice of the stack */
+    for (Py_ssize_t a = 1; a < n; a++)
+        if (key_order(&keys[a - 1], &keys[a]) == 0) return 0;
+    return 1;
+}
 
 static inline void skip_ws(Reader *r) {
     while (r->i < r->n && is_ws(r->s[r->i])) r->i++;
@@ -329,7 +373,8 @@ static int read_number(Reader *r) {
     if (r->i < r->n && (r->s[r->i] == 'e' || r->s[r->i] == 'E')) {
         r->i++;
         if (r->i < r->n && (r->s[r->i] == '+' || r->s[r->i] == '-')) r->i++;
-        if (!digits(r)) return 0;
+        Py_ssize_t exponent = r->i;
+        if (!digits(r) || r->i - exponent > MAX_EXPONENT_DIGITS) return 0;
     }
     return r->i - start < MAX_NUMBER;
 }
@@ -355,8 +400,11 @@ static int read_value(Reader *r, int depth) {
             r->i++;
             return 1;
         }
+        Py_ssize_t base = r->nkeys;
         for (;;) {
-            if (r->i >= r->n || r->s[r->i] != '"' || !read_string(r, &escaped)) return 0;
+            Py_ssize_t key = r->i;
+            if (r->i >= r->n || r->s[r->i] != '"' || !read_string(r, &escaped) || escaped) return 0;
+            if (!push_key(r, key + 1, r->i - 1)) return 0;
             skip_ws(r);
             if (r->i >= r->n || r->s[r->i] != ':') return 0;
             r->i++;
@@ -366,7 +414,9 @@ static int read_value(Reader *r, int depth) {
             if (r->i >= r->n) return 0;
             if (r->s[r->i] == '}') {
                 r->i++;
-                return 1;
+                int unique = distinct(r->keys + base, r->nkeys - base);
+                r->nkeys = base;
+                return unique;
             }
             if (r->s[r->i] != ',') return 0;
             r->i++;
@@ -409,12 +459,12 @@ typedef struct {
 } Member;
 
 /* The members of a document that is exactly {"key":value,...}: no whitespace at the top level, keys
- * without escapes. Returns their count (>= 0), or -1 (declined: the caller decides another way),
+ * without escapes (a repeated top-level key is the caller's to find: it has them all). Returns their count (>= 0), or -1 (declined: the caller decides another way),
  * or -2 (out of memory). The document is valid UTF-8 and valid JSON when this returns >= 0. */
 static Py_ssize_t split_members(const unsigned char *s, Py_ssize_t n, Member **out) {
     Member *members = NULL;
     Py_ssize_t count = 0, cap = 0;
-    Reader r = {s, n, 1};
+    Reader r = {s, n, 1, NULL, 0, 0};
     *out = NULL;
     if (n < 2 || s[0] != '{' || !utf8_valid(s, n)) return -1;
     if (n == 2 && s[1] == '}') return 0;
@@ -443,9 +493,11 @@ static Py_ssize_t split_members(const unsigned char *s, Py_ssize_t n, Member **o
         r.i++;
     }
     if (r.i + 1 != n) goto declined; /* anything after the closing brace, whitespace included */
+    free(r.keys);
     *out = members;
     return count;
 declined:
+    free(r.keys);
     free(members);
     return -1;
 }

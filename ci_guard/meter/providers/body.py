@@ -214,9 +214,25 @@ def parse_request(raw: bytes, loads: Loads = json.loads, split: Split | None = N
         found = split(raw) if split is not None else None
         parts, hints = found if found is not None else (_split(raw), None)
         if parts is not None:
+            if isinstance(parts, _Checked):
+                # the C split found no repeated key in any object and no number out of float
+                # range: there msgspec's decoder gives what ``loads`` gives, 3x faster (_bytescan.c)
+                loads = _msgspec_decode()
             return RequestBody(parts, {k: loads(bytes(v)) for k, v in parts.items() if len(v) < LAZY_MIN_BYTES},
                                hints=hints)
     return loads(raw)
+
+
+class _Checked(dict):  # type: ignore[type-arg]
+    """Parts from the C split (see :func:`parse_request`)."""
+
+    __slots__ = ()
+
+
+def _msgspec_decode() -> Loads:
+    import msgspec
+
+    return msgspec.json.decode  # type: ignore[no-any-return]
 
 
 def _split(raw: bytes) -> dict[str, Part] | None:
@@ -231,7 +247,7 @@ def _split(raw: bytes) -> dict[str, Part] | None:
         members = _split_object(raw)
         if members is not None:
             view = memoryview(raw)
-            parts = {str(view[ks:ke], "utf-8"): view[vs:ve] for ks, ke, vs, ve in members}
+            parts = _Checked((str(view[ks:ke], "utf-8"), view[vs:ve]) for ks, ke, vs, ve in members)
             if len(parts) == len(members):  # else a key was repeated: the split below judges it
                 return parts
     import msgspec
