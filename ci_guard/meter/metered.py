@@ -58,11 +58,15 @@ CUT_BYTES_PER_OUTPUT_TOKEN = 10
 # A whole JSON answer that reports no usage is charged one output token per this many bytes of its
 # body: ~4 bytes a token is the usual average for text, and the JSON around it only adds bytes.
 BODY_BYTES_PER_OUTPUT_TOKEN = 4
-# A request body this large is inspected on a worker thread; below it, inspection takes under
-# ~0.9 ms (~0.45 ms per MB with the compiled scans, _bytescan.c), which the event loop spends
-# itself: the hand-off to a thread and back cost a 1 MB request more than that under load (BENCHMARKS.md,
-# "Scale"), while a small stream behind it waits at most that long (the head-of-line row there).
-INSPECT_IN_THREAD_BYTES = 2 * 1024 * 1024 if SCANS_COMPILED else 256 * 1024  # in Python: ~1.5 ms per MB
+# Where a large body is inspected. With the compiled scans (_bytescan.c) inspection costs ~0.35 ms
+# per MB, and when no other call is in flight the event loop spends it itself: there is nobody to
+# hold up, and the hand-off to a worker thread and back cost a 1 MB request ~0.25 ms more
+# (BENCHMARKS.md, "Scale"). While other calls are in flight, a body from
+# INSPECT_IN_THREAD_WHEN_BUSY_BYTES on goes to the thread, so their streams are not held up behind
+# it (the head-of-line row there); so does any body from INSPECT_IN_THREAD_BYTES on (~6 ms inline),
+# and, without the compiled scans (~1.5 ms per MB in Python), every body from 256 kB on.
+INSPECT_IN_THREAD_BYTES = 16 * 1024 * 1024 if SCANS_COMPILED else 256 * 1024
+INSPECT_IN_THREAD_WHEN_BUSY_BYTES = 256 * 1024
 
 
 class Refusal(Exception):
@@ -103,12 +107,11 @@ class MeteredCall:
     async def run(self) -> StreamResponse:
         raw = await self.request.read()
         try:
-            if len(raw) >= INSPECT_IN_THREAD_BYTES:
-                # Several megabytes take milliseconds to split, check, measure and hash: on a worker
-                # thread the event loop serves the other requests meanwhile (the split runs without
-                # the GIL; elsewhere the loop gets it back within the 0.2 ms switch interval).
-                # A smaller body is inspected right here: the hand-off to a thread and back
-                # (~0.06 ms idle, several times that under load) would cost it more than it saves.
+            if len(raw) >= INSPECT_IN_THREAD_BYTES or (len(raw) >= INSPECT_IN_THREAD_WHEN_BUSY_BYTES
+                                                        and self.proxy.other_calls_in_flight()):
+                # on a worker thread the event loop serves the other requests meanwhile (the split
+                # runs without the GIL; elsewhere the loop gets it back within the 0.2 ms switch
+                # interval); see INSPECT_IN_THREAD_BYTES for when the loop does it itself
                 body, info = await asyncio.to_thread(self._inspect, raw)
             else:
                 body, info = self._inspect(raw)

@@ -105,6 +105,10 @@ class MeterProxy:
         return presented is not None and hmac.compare_digest(presented.encode("utf-8", "surrogateescape"),
                                                              self.session.token.encode())
 
+    def other_calls_in_flight(self) -> bool:
+        """Whether requests other than the current one are being served (read, planned, relayed)."""
+        return len(self._inflight) > (asyncio.current_task() in self._inflight)
+
     async def handle(self, request: Request, provider: str, tail: str) -> StreamResponse:
         if not self._authorized(request):
             return self.error(provider, 401, "authentication_error",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -122,3 +123,45 @@ def test_a_busy_proxy_keeps_freed_memory_for_the_next_request() -> None:
     linux = sys.platform.startswith("linux")
     assert keep_freed_memory() is linux  # glibc accepted both thresholds
     assert release_free_memory() is linux  # and an idle proxy still gives it back
+
+
+def test_a_large_body_goes_to_the_worker_thread_only_while_other_calls_are_in_flight(scans: str) -> None:
+    """metered.py: with no other call in flight the event loop inspects a 1 MB body itself (nobody to
+    hold up); with one, the body goes to a worker thread so the other call's stream is not held up."""
+    import asyncio
+
+    from ci_guard.meter import metered
+    from ci_guard.meter.proxy import MeterProxy
+
+    proxy = MeterProxy.__new__(MeterProxy)  # only its in-flight set is read here
+    proxy._inflight = set()
+    threads: list[bool] = []
+
+    class Call(metered.MeteredCall):
+        def __init__(self) -> None:
+            self.proxy = proxy
+
+        def _inspect(self, raw: bytes) -> Any:
+            import threading
+
+            threads.append(threading.current_thread() is not threading.main_thread())
+            raise metered.BadRequest("stop here")
+
+    class Req:
+        async def read(self) -> bytes:
+            return b"x" * (1024 * 1024)
+
+    async def main() -> None:
+        proxy.error = lambda *a: None  # type: ignore[method-assign]
+        call = Call()
+        call.request, call.provider = Req(), "anthropic"  # type: ignore[assignment]
+        proxy._inflight.add(asyncio.current_task())
+        await call.run()  # alone
+        other = asyncio.create_task(asyncio.sleep(10))
+        proxy._inflight.add(other)
+        await call.run()  # another call streaming meanwhile
+        other.cancel()
+
+    asyncio.run(main())
+    inline_when_alone = metered.INSPECT_IN_THREAD_BYTES > 1024 * 1024
+    assert threads == [not inline_when_alone, True]
