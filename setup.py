@@ -1,8 +1,8 @@
 """The compiled parts of ci-guard, both optional.
 
 * ``ci_guard.meter.transforms._jsoncut``: pruning on the agent's JSON bytes (meter/transforms/rawcut.py).
-* ``ci_guard._bytescan``: the UTF-8 check and the media scan of every large request (meter/providers/
-  body.py, tokens/media.py).
+* ``ci_guard._bytescan``: the checks and the top-level split of every large request, and its media
+  scan (meter/providers/body.py, tokens/media.py).
 
 Optional on purpose: where they cannot be compiled the package installs without them and the same
 work is done in Python (the same answers and bytes, slower on megabyte requests). Everything else

@@ -247,7 +247,12 @@ static int media_type(const unsigned char *s, Py_ssize_t n) {
 typedef struct {
     const unsigned char *p;
     Py_ssize_t len;
+    Py_ssize_t value_start, value_end; /* the member's value, as offsets into the document */
 } Key;
+
+typedef struct {
+    Py_ssize_t key_start, key_end, value_start, value_end;
+} Member;
 
 typedef struct {
     const unsigned char *s;
@@ -264,7 +269,7 @@ static int push_key(Reader *r, Py_ssize_t start, Py_ssize_t end) {
         r->keys = grown;
         r->capkeys = cap;
     }
-    r->keys[r->nkeys++] = (Key){r->s + start, end - start};
+    r->keys[r->nkeys++] = (Key){r->s + start, end - start, 0, 0};
     return 1;
 }
 
@@ -385,6 +390,45 @@ static int read_literal(Reader *r, const char *word, Py_ssize_t len) {
     return 1;
 }
 
+static int read_value(Reader *r, int depth);
+
+/* The object at r->s[r->i] ('{'): each key (written without an escape) is pushed on r->keys with its
+ * value's span, for the caller to check and pop. compact: no whitespace between the tokens (the
+ * document's top level, which the caller splits). 1 when read, 0 when invalid or not sure. */
+static int read_members(Reader *r, int depth, int compact) {
+    if (depth >= MAX_DEPTH) return 0;
+    r->i++;
+    if (!compact) skip_ws(r);
+    if (r->i < r->n && r->s[r->i] == '}') {
+        r->i++;
+        return 1;
+    }
+    for (;;) {
+        int escaped = 0;
+        Py_ssize_t key = r->i;
+        if (r->i >= r->n || r->s[r->i] != '"' || !read_string(r, &escaped) || escaped) return 0;
+        if (!push_key(r, key + 1, r->i - 1)) return 0;
+        Py_ssize_t index = r->nkeys - 1; /* an index, not a pointer: a nested object may grow r->keys */
+        if (!compact) skip_ws(r);
+        if (r->i >= r->n || r->s[r->i] != ':') return 0;
+        r->i++;
+        if (!compact) skip_ws(r);
+        Py_ssize_t value = r->i;
+        if (!read_value(r, depth + 1)) return 0;
+        r->keys[index].value_start = value;
+        r->keys[index].value_end = r->i;
+        if (!compact) skip_ws(r);
+        if (r->i >= r->n) return 0;
+        if (r->s[r->i] == '}') {
+            r->i++;
+            return 1;
+        }
+        if (r->s[r->i] != ',') return 0;
+        r->i++;
+        if (!compact) skip_ws(r);
+    }
+}
+
 /* One value at r->s[r->i] (no whitespace before it); 1 when read, 0 when invalid or not sure. */
 static int read_value(Reader *r, int depth) {
     if (r->i >= r->n) return 0;
@@ -392,36 +436,12 @@ static int read_value(Reader *r, int depth) {
     switch (r->s[r->i]) {
     case '"':
         return read_string(r, &escaped);
-    case '{':
-        if (depth >= MAX_DEPTH) return 0;
-        r->i++;
-        skip_ws(r);
-        if (r->i < r->n && r->s[r->i] == '}') {
-            r->i++;
-            return 1;
-        }
+    case '{': {
         Py_ssize_t base = r->nkeys;
-        for (;;) {
-            Py_ssize_t key = r->i;
-            if (r->i >= r->n || r->s[r->i] != '"' || !read_string(r, &escaped) || escaped) return 0;
-            if (!push_key(r, key + 1, r->i - 1)) return 0;
-            skip_ws(r);
-            if (r->i >= r->n || r->s[r->i] != ':') return 0;
-            r->i++;
-            skip_ws(r);
-            if (!read_value(r, depth + 1)) return 0;
-            skip_ws(r);
-            if (r->i >= r->n) return 0;
-            if (r->s[r->i] == '}') {
-                r->i++;
-                int unique = distinct(r->keys + base, r->nkeys - base);
-                r->nkeys = base;
-                return unique;
-            }
-            if (r->s[r->i] != ',') return 0;
-            r->i++;
-            skip_ws(r);
-        }
+        int ok = read_members(r, depth, 0) && distinct(r->keys + base, r->nkeys - base);
+        r->nkeys = base;
+        return ok;
+    }
     case '[':
         if (depth >= MAX_DEPTH) return 0;
         r->i++;
@@ -454,52 +474,33 @@ static int read_value(Reader *r, int depth) {
     }
 }
 
-typedef struct {
-    Py_ssize_t key_start, key_end, value_start, value_end;
-} Member;
-
-/* The members of a document that is exactly {"key":value,...}: no whitespace at the top level, keys
- * without escapes (a repeated top-level key is the caller's to find: it has them all). Returns their count (>= 0), or -1 (declined: the caller decides another way),
- * or -2 (out of memory). The document is valid UTF-8 and valid JSON when this returns >= 0. */
+/* The members of a document that is exactly {"key":value,...} (no whitespace at the top level),
+ * in order. Returns their count (>= 0), or -1 (declined: the caller decides another way), or -2
+ * (out of memory). The document is valid UTF-8 and valid JSON, and no object in it repeats a key,
+ * when this returns >= 0. */
 static Py_ssize_t split_members(const unsigned char *s, Py_ssize_t n, Member **out) {
-    Member *members = NULL;
-    Py_ssize_t count = 0, cap = 0;
-    Reader r = {s, n, 1, NULL, 0, 0};
+    Reader r = {s, n, 0, NULL, 0, 0};
+    Py_ssize_t count = -1;
     *out = NULL;
     if (n < 2 || s[0] != '{' || !utf8_valid(s, n)) return -1;
-    if (n == 2 && s[1] == '}') return 0;
-    for (;;) {
-        int escaped = 0;
-        Py_ssize_t key_start = r.i;
-        if (r.i >= n || s[r.i] != '"' || !read_string(&r, &escaped) || escaped) goto declined;
-        Py_ssize_t key_end = r.i;
-        if (r.i >= n || s[r.i] != ':') goto declined;
-        r.i++;
-        Py_ssize_t value_start = r.i;
-        if (!read_value(&r, 1)) goto declined;
-        if (count == cap) {
-            cap = cap ? cap * 2 : 16;
-            Member *grown = realloc(members, (size_t)cap * sizeof(Member));
-            if (grown == NULL) {
-                free(members);
-                return -2;
-            }
-            members = grown;
-        }
-        members[count++] = (Member){key_start + 1, key_end - 1, value_start, r.i};
-        if (r.i >= n) goto declined;
-        if (s[r.i] == '}') break;
-        if (s[r.i] != ',') goto declined;
-        r.i++;
+    if (!read_members(&r, 0, 1) || r.i != n) goto done; /* anything after the closing brace: declined */
+    Member *members = malloc((size_t)(r.nkeys ? r.nkeys : 1) * sizeof(Member));
+    if (members == NULL) {
+        count = -2;
+        goto done;
     }
-    if (r.i + 1 != n) goto declined; /* anything after the closing brace, whitespace included */
-    free(r.keys);
+    for (Py_ssize_t k = 0; k < r.nkeys; k++) /* in order: distinct() may sort the keys */
+        members[k] = (Member){r.keys[k].p - s, r.keys[k].p - s + r.keys[k].len, r.keys[k].value_start,
+                              r.keys[k].value_end};
+    if (!distinct(r.keys, r.nkeys)) {
+        free(members);
+        goto done;
+    }
     *out = members;
-    return count;
-declined:
+    count = r.nkeys;
+done:
     free(r.keys);
-    free(members);
-    return -1;
+    return count;
 }
 
 static PyObject *bytescan_split_object(PyObject *self, PyObject *arg) {

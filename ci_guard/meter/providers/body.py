@@ -10,8 +10,8 @@ request of the proxy behind it.
 whole document (its UTF-8 too): in one C pass where ci-guard was installed compiled (``_bytescan``,
 ~0.2 ms per MB), else with msgspec (~0.5 ms per MB with the UTF-8 check). Each top-level value stays
 a compact slice of the agent's own bytes and is decoded (with :func:`json.loads`, exactly as before)
-only when something reads it. Small values (model, max_tokens, stream, thinking ...) are read as usual; the big parts
-are measured and hashed as the bytes they are. Everything falls back to the plain ``json.loads``
+only when something reads it. Small values (model, max_tokens, stream, thinking ...) are read as
+usual; the big parts are measured and hashed as the bytes they are. Everything falls back to the plain ``json.loads``
 path, which stays the reference behaviour, whenever the two could disagree:
 
 * bodies below :data:`LAZY_MIN_BYTES` (decoding them whole costs well under a millisecond);
@@ -242,14 +242,12 @@ def _split(raw: bytes) -> dict[str, Part] | None:
         # One pass in C (_bytescan.c) that checks the UTF-8 and the whole document as msgspec
         # does, and finds the same parts (tests/meter/test_bytescan.py): ~0.2 ms per MB, against
         # ~0.5 ms for the check and msgspec's split, and without the GIL. It declines what it is
-        # not sure of (whitespace at the top level, an escaped key, a surrogate escape, ...), and
-        # msgspec decides those as before.
+        # not sure of (whitespace at the top level, an escaped or repeated key, a surrogate
+        # escape, ...), and msgspec decides those as before.
         members = _split_object(raw)
         if members is not None:
             view = memoryview(raw)
-            parts = _Checked((str(view[ks:ke], "utf-8"), view[vs:ve]) for ks, ke, vs, ve in members)
-            if len(parts) == len(members):  # else a key was repeated: the split below judges it
-                return parts
+            return _Checked((str(view[ks:ke], "utf-8"), view[vs:ve]) for ks, ke, vs, ve in members)
     import msgspec
 
     if _decoder is None:
