@@ -144,6 +144,12 @@ class ForgeError(CiGuardError):
     exit_code = EXIT_UNAVAILABLE
 
 
+class LauncherError(CiGuardError):
+    """The warm launcher could not be started (infrastructure, like an unreachable ledger)."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
 class MissingCredentialError(CiGuardError):
     """A provider key the run needs is not set: fail before the agent starts (never echo a value)."""
 

@@ -19,8 +19,9 @@ PR_SET_DUMPABLE = 4
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """In a child between fork and exec: be killed when the parent dies (Linux ``PR_SET_PDEATHSIG``).
+def die_with_parent(sig: int = 9) -> None:
+    """In a child between fork and exec: get ``sig`` (SIGKILL) when the parent dies (Linux
+    ``PR_SET_PDEATHSIG``).
 
     ci-guard killed with SIGKILL cannot end its agent itself; without this the agent would run on,
     orphaned, its calls failing against a proxy that is gone. Best effort elsewhere.
@@ -29,7 +30,7 @@ def die_with_parent() -> None:
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)  # SIGKILL: the supervisor that would stop it is gone
+        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)  # SIGKILL for an agent: the supervisor that would stop it is gone
     except (OSError, AttributeError):
         pass
 

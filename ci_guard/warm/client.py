@@ -1,0 +1,137 @@
+"""The thin side of the warm launcher: runs before click or any library is imported.
+
+Only the standard library, and only what a request needs: this module is the whole start-up of a
+warm ``ci-guard run`` (see ci_guard/warm/__init__.py for the contract).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+
+ENV_VAR = "CI_GUARD_WARM"
+PROTOCOL = 1
+# Commands the server runs warm; everything else starts cold (nothing to gain there).
+WARM_COMMANDS = frozenset({"run"})
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+EXIT_RUN_INFRASTRUCTURE = 82  # ci_guard.errors' value, not imported: that module is not free to load
+_HEADER = struct.Struct("!I")
+MAX_REQUEST = 64 << 20
+
+
+def identity() -> dict[str, str | int]:
+    """What must match between client and server: a server loaded from another ci-guard, Python or
+    checkout must not run this client's command."""
+    from ci_guard import __version__
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    return {"protocol": PROTOCOL, "version": __version__, "python": sys.executable, "package": package}
+
+
+def send_message(sock: socket.socket, message: dict[str, object], fds: list[int] | None = None) -> None:
+    data = json.dumps(message).encode()
+    frame = _HEADER.pack(len(data)) + data
+    if fds:
+        sent = socket.send_fds(sock, [frame], fds)
+        frame = frame[sent:]
+    if frame:
+        sock.sendall(frame)
+
+
+def read_exact(sock: socket.socket, n: int) -> bytes | None:
+    """``n`` bytes, or None at EOF (a clean close before the first byte)."""
+    chunks = []
+    while n:
+        chunk = sock.recv(n)
+        if not chunk:
+            if chunks:
+                raise ConnectionError("the connection closed inside a message")
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_message(sock: socket.socket) -> dict[str, object] | None:
+    header = read_exact(sock, _HEADER.size)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_REQUEST:
+        raise ConnectionError(f"a message of {size} bytes is larger than allowed")
+    data = read_exact(sock, size)
+    if data is None:
+        raise ConnectionError("the connection closed inside a message")
+    message = json.loads(data)
+    if not isinstance(message, dict):
+        raise ConnectionError("a message is not a JSON object")
+    return message
+
+
+def _note(text: str) -> None:
+    sys.stderr.write(f"ci-guard: note: {text}\n")
+    sys.stderr.flush()
+
+
+def delegate(argv: list[str]) -> None:
+    """Run ``ci-guard <argv>`` in the warm server named by ``$CI_GUARD_WARM`` and exit as it did.
+
+    Returns (without side effects beyond a note on stderr) when the command is not one the server
+    runs, no server is named, or it cannot take this run: the caller then starts cold.
+    """
+    path = os.environ.get(ENV_VAR)
+    if not path or not argv or argv[0] not in WARM_COMMANDS:
+        return
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+        # The environment is sent as str, as os.environ holds it: JSON carries surrogate escapes
+        # (non-UTF-8 bytes) through unchanged.
+        send_message(sock, {**identity(), "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}, [0, 1, 2])
+        reply = read_message(sock)
+    except (OSError, ValueError) as exc:
+        sock.close()
+        _note(f"the warm launcher at {path} cannot be used ({exc.__class__.__name__}: {exc}); starting cold")
+        return
+    if reply is None or "pid" not in reply:
+        sock.close()
+        reason = (reply or {}).get("refused", "it closed the connection")
+        _note(f"the warm launcher at {path} did not take this run ({reason}); starting cold")
+        return
+    _wait_for_run(sock)
+
+
+def _wait_for_run(sock: socket.socket) -> None:
+    """Relay signals to the run until its exit status arrives, then exit with it."""
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            send_message(sock, {"signal": signum})
+        except OSError:
+            pass  # the server is gone; the run got SIGTERM from the kernel (PR_SET_PDEATHSIG)
+
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, forward)
+    try:
+        reply = read_message(sock)
+    except (OSError, ValueError):
+        reply = None
+    if reply is None or not isinstance(reply.get("exit"), int):
+        _note("the warm launcher went away before the run ended; its outcome is in the ledger")
+        sys.stderr.flush()
+        os._exit(EXIT_RUN_INFRASTRUCTURE)
+    status = reply["exit"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if status < 0:  # the run died of a signal: so does this process, as a cold run would have
+        for sig in FORWARDED_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+        status = 128 - status
+    os._exit(status)

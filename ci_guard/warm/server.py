@@ -1,0 +1,367 @@
+"""The warm server: loads ci-guard once, then forks one child per ``ci-guard run`` request.
+
+One thread, one ``selectors`` loop: the listening socket, one connection per run (its client's
+signals and EOF), and a wake-up pipe for SIGCHLD. No thread is ever started here, so a fork is
+safe; the child drops everything of the server's before it runs the command (see ``_child``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+from ci_guard.warm.client import FORWARDED_SIGNALS, MAX_REQUEST, identity, read_exact, read_message, send_message
+
+# What a run imports, loaded once here. A module missing from this list is imported by each
+# child (correct, just slower); aiohttp is left out on purpose: only an env-configured proxy needs it.
+PRELOAD = (
+    "ci_guard.cli", "ci_guard.commands.run", "ci_guard.commands.options", "ci_guard.context.detect",
+    "ci_guard.meter.runner", "ci_guard.meter.lifecycle", "ci_guard.meter.proxy", "ci_guard.meter.summary",
+    "ci_guard.meter.outputs", "ci_guard.ledger.postgres", "ci_guard.ledger.sqlite", "ci_guard.ledger.analytics",
+    "ci_guard.policy.loader", "ci_guard.policy.decide", "ci_guard.pricing.catalog", "ci_guard.tokens.estimate",
+    "ci_guard.tokens.media",
+)
+# The only variables the server keeps from the environment it was started in: what Python and
+# ci-guard need to load. Provider keys, forge tokens and ledger URLs never reach it; each run's
+# environment arrives with its request and lives only in that run's child.
+SERVER_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH",
+              "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONUTF8", "PYTHONIOENCODING", "VIRTUAL_ENV")
+REQUEST_TIMEOUT_S = 5.0  # a client that connects and sends nothing must not hold up the others
+_PEERCRED = struct.Struct("3i")
+_REQUEST = "request"
+
+
+def server_environment(environ: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if k in SERVER_ENV}
+
+
+def preload() -> None:
+    """Import what a run imports (pydantic builds the policy models here, once)."""
+    for module in PRELOAD:
+        importlib.import_module(module)
+    gc.collect()
+    gc.freeze()  # keep the collector off these pages, so children share them copy-on-write
+
+
+@dataclass
+class _Run:
+    pid: int
+    conn: socket.socket | None
+
+
+class WarmServer:
+    def __init__(self, path: str, idle_timeout_s: float = 0.0) -> None:
+        self.path = path
+        self.idle_timeout_s = idle_timeout_s
+        self.runs: dict[int, _Run] = {}
+        self.stopping = False
+        self.identity = identity()
+        self._sel = selectors.DefaultSelector()
+        self._listener: socket.socket | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._last_active = time.monotonic()
+
+    # -- set-up ------------------------------------------------------------------------------
+    def bind(self) -> None:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            if _is_socket(self.path):
+                os.unlink(self.path)  # a stale socket of a server that is gone (connect would be refused)
+        old_umask = os.umask(0o177)
+        try:
+            listener.bind(self.path)
+        finally:
+            os.umask(old_umask)
+        listener.listen(128)
+        listener.setblocking(False)
+        self._listener = listener
+        self._sel.register(listener, selectors.EVENT_READ, "accept")
+        for sock in (self._wake_r, self._wake_w):
+            sock.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        signal.set_wakeup_fd(self._wake_w.fileno())
+        signal.signal(signal.SIGCHLD, _ignore)  # a Python handler, so that SIGCHLD writes to the wake-up pipe
+        for sig in FORWARDED_SIGNALS:
+            signal.signal(sig, self._on_stop_signal)
+
+    def _on_stop_signal(self, _signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    # -- the loop ----------------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        try:
+            while True:
+                if self.stopping:
+                    self._close_listener()
+                    if not self.runs:
+                        return
+                timeout = None
+                if self.idle_timeout_s > 0 and not self.runs and not self.stopping:
+                    timeout = max(0.0, self._last_active + self.idle_timeout_s - time.monotonic())
+                    if timeout == 0.0:
+                        self.stopping = True
+                        continue
+                for key, _ in self._sel.select(timeout):
+                    if key.data == "accept":
+                        self._accept()
+                    elif key.data == "wake":
+                        with contextlib.suppress(BlockingIOError):
+                            while self._wake_r.recv(512):
+                                pass
+                    elif key.data is _REQUEST:
+                        self._request_ready(key.fileobj)  # type: ignore[arg-type]
+                    else:
+                        self._from_client(key.fileobj, key.data)  # type: ignore[arg-type]
+                self._reap()
+        finally:
+            self._close_listener()
+            signal.set_wakeup_fd(-1)
+
+    def _close_listener(self) -> None:
+        if self._listener is None:
+            return
+        self._sel.unregister(self._listener)
+        self._listener.close()
+        self._listener = None
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except BlockingIOError:
+                return
+            # Read the request once its first bytes are here: a client that connects and sends
+            # nothing (a readiness probe) holds up nobody.
+            self._sel.register(conn, selectors.EVENT_READ, _REQUEST)
+
+    def _request_ready(self, conn: socket.socket) -> None:
+        self._sel.unregister(conn)
+        try:
+            self._handle_request(conn)
+        except Exception as exc:  # one bad client never takes the server down
+            _log(f"request dropped: {exc.__class__.__name__}: {exc}")
+            conn.close()
+
+    def _handle_request(self, conn: socket.socket) -> None:
+        conn.settimeout(REQUEST_TIMEOUT_S)
+        if not _same_user(conn):
+            conn.close()
+            return
+        message, fds = _receive_request(conn)
+        try:
+            if message is None:
+                conn.close()
+                return
+            refusal = self._refusal(message, fds)
+            if message.get("stop") is True and refusal is None:
+                self.stopping = True
+                send_message(conn, {"stopping": len(self.runs)})
+                conn.close()
+                return
+            if refusal is not None:
+                send_message(conn, {"refused": refusal})
+                conn.close()
+                return
+            self._fork_run(conn, message, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _refusal(self, message: dict[str, object], fds: list[int]) -> str | None:
+        theirs = {k: message.get(k) for k in self.identity}
+        if theirs != self.identity:
+            return (f"it runs ci-guard {self.identity['version']} from {self.identity['package']} with "
+                    f"{self.identity['python']}; this client is {theirs.get('version')} from "
+                    f"{theirs.get('package')} with {theirs.get('python')}")
+        if message.get("stop") is True:
+            return None
+        if self.stopping:
+            return "it is stopping"
+        argv, cwd, env = message.get("argv"), message.get("cwd"), message.get("env")
+        if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv) and isinstance(cwd, str)
+                and isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+            return "the request is malformed"
+        if len(fds) != 3:
+            return "the request did not carry stdin, stdout and stderr"
+        return None
+
+    def _fork_run(self, conn: socket.socket, message: dict[str, object], fds: list[int]) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child never returns (measured by the tests end to end)
+            _child(self, conn, message, fds)
+        conn.settimeout(None)
+        self.runs[pid] = _Run(pid, conn)
+        self._last_active = time.monotonic()
+        try:
+            send_message(conn, {"pid": pid})
+        except OSError:  # the client is already gone: the run ends the way a cancelled one does
+            self._client_gone(self.runs[pid])
+            return
+        conn.setblocking(False)
+        self._sel.register(conn, selectors.EVENT_READ, self.runs[pid])
+
+    def _from_client(self, conn: socket.socket, run: _Run) -> None:
+        try:
+            conn.setblocking(True)
+            conn.settimeout(REQUEST_TIMEOUT_S)
+            message = read_message(conn)
+            conn.setblocking(False)
+        except (OSError, ValueError):
+            message = None
+        if message is None:
+            self._client_gone(run)
+            return
+        sig = message.get("signal")
+        if isinstance(sig, int) and sig in {int(s) for s in FORWARDED_SIGNALS}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(run.pid, sig)
+
+    def _client_gone(self, run: _Run) -> None:
+        """The client was killed (or closed its end): cancel the run, as a cancelled CI job would."""
+        if run.conn is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(run.conn)
+            run.conn.close()
+            run.conn = None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(run.pid, signal.SIGTERM)
+
+    def _reap(self) -> None:
+        while self.runs:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run = self.runs.pop(pid, None)
+            self._last_active = time.monotonic()
+            if run is None or run.conn is None:
+                continue
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(run.conn)
+            with contextlib.suppress(OSError):
+                run.conn.setblocking(True)
+                run.conn.settimeout(REQUEST_TIMEOUT_S)
+                send_message(run.conn, {"exit": os.waitstatus_to_exitcode(status)})
+            run.conn.close()
+
+
+def _child(server: WarmServer, conn: socket.socket, message: dict[str, object], fds: list[int]) -> None:
+    """In the forked child: become the client's ``ci-guard <argv>`` and exit with its code."""
+    code = 70
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        from ci_guard.meter.hardening import die_with_parent
+
+        die_with_parent(signal.SIGTERM)  # the server gone, the run ends as a cancelled one does
+        for sock in (server._listener, server._wake_r, server._wake_w, conn):
+            if sock is not None:
+                sock.close()
+        for key in list(server._sel.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        server._sel.close()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        # The server's sys.std* wrappers now write to the client's descriptors; stdout is
+        # line-buffered on a terminal, as the interpreter would have made it.
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            sys.stdout.reconfigure(line_buffering=os.isatty(1))  # type: ignore[union-attr]
+        os.chdir(message["cwd"])  # type: ignore[arg-type]
+        os.environ.clear()
+        os.environ.update(message["env"])  # type: ignore[arg-type]
+        import tempfile
+
+        tempfile.tempdir = None  # chosen again from this run's TMPDIR
+        argv = list(message["argv"])  # type: ignore[call-overload]
+        sys.argv = ["ci-guard", *argv]
+        from ci_guard.cli import main
+
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as exc:
+            code = _exit_code(exc.code)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"ci-guard: internal error in the warm launcher's run:\n{traceback.format_exc()}")
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def _receive_request(conn: socket.socket) -> tuple[dict[str, object] | None, list[int]]:
+    """The request and the descriptors that came with it (all received descriptors are returned,
+    so the caller closes them whatever the request turns out to be)."""
+    fds: list[int] = []
+    header = b""
+    while len(header) < 4:
+        data, got, _flags, _addr = socket.recv_fds(conn, 4 - len(header), 8)
+        fds.extend(got)
+        if not data:
+            return None, fds
+        header += data
+    (size,) = struct.unpack("!I", header)
+    if size > MAX_REQUEST:
+        raise ConnectionError(f"a request of {size} bytes is larger than allowed")
+    body = read_exact(conn, size)
+    if body is None:
+        return None, fds
+    import json
+
+    message = json.loads(body)
+    return (message if isinstance(message, dict) else None), fds
+
+
+def _same_user(conn: socket.socket) -> bool:
+    if not hasattr(socket, "SO_PEERCRED"):
+        return True  # elsewhere the socket's private directory is the only guard
+    _pid, uid, _gid = _PEERCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    return uid == os.getuid()
+
+
+def _is_socket(path: str) -> bool:
+    import stat
+
+    return stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+def _ignore(_signum: int, _frame: object) -> None:
+    pass
+
+
+def _log(text: str) -> None:
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"ci-guard warm: {text}\n")
+        sys.stderr.flush()
