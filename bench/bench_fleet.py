@@ -192,6 +192,8 @@ def main() -> None:
                     "writer rounds (the ledger thread's batch when calls queue behind a commit)")
     ap.add_argument("--baseline-src", help="a directory holding another version's ci_guard package, run "
                     "interleaved with this one (PYTHONPATH=DIR)")
+    ap.add_argument("--no-warm", dest="warm", action="store_false", help="leave out the variant started "
+                    "through a warm launcher (ci-guard warm start, docs/warm.md)")
     ap.add_argument("--out", default="bench/results/fleet.json")
     args = ap.parse_args()
 
@@ -220,6 +222,20 @@ def main() -> None:
             variants[name] = (venv, f"{args.ledger}?schema={schema}", schema)
         else:
             variants[name] = (venv, f"sqlite:///{work}/{name}.db", None)
+    warm = None
+    if args.warm:
+        # "warm": this checkout's runs started through a warm launcher (ci-guard warm start),
+        # started before any round, as a job would start it before its runs
+        socket_path = str(work / "warm.sock")
+        subprocess.run([sys.executable, "-m", "ci_guard", "warm", "start", "--socket", socket_path,
+                        "--idle-timeout", "0"], env=env, cwd=work, check=True, capture_output=True)
+        warm = socket_path
+        wenv = {**env, "CI_GUARD_WARM": socket_path}
+        if pg:
+            schema = f"cig_fleet_warm_{secrets.token_hex(4)}"
+            variants["warm"] = (wenv, f"{args.ledger}?schema={schema}", schema)
+        else:
+            variants["warm"] = (wenv, f"sqlite:///{work}/warm.db", None)
     time.sleep(1.0)
     results: dict[str, object] = {"python": sys.version.split()[0], "backend": "postgres" if pg else "sqlite",
                                   "load_before": os.getloadavg(), "variants": list(variants)}
@@ -259,6 +275,9 @@ def main() -> None:
                     print(f"writer round ({key}):", wrounds[key][-1], flush=True)
         results["writers"] = wrounds
     finally:
+        if warm is not None:
+            subprocess.run([sys.executable, "-m", "ci_guard", "warm", "stop", "--socket", warm], env=env, cwd=work,
+                           capture_output=True)
         sim.terminate()
         sim.wait(10)
         if pg:

@@ -46,13 +46,15 @@ def start(socket_path: str | None, idle_timeout: float, fmt: str) -> int:
     import tempfile
 
     from ci_guard.errors import LauncherError
-    from ci_guard.warm.server import server_environment
+    from ci_guard.warm.server import server_environment, serving
 
     if socket_path is None:
         runner_temp = os.environ.get("RUNNER_TEMP")
         parent = runner_temp if runner_temp and os.path.isdir(runner_temp) else None
         socket_path = os.path.join(tempfile.mkdtemp(prefix="ci-guard-warm-", dir=parent), "sock")
     socket_path = os.path.abspath(socket_path)
+    if serving(socket_path):
+        raise LauncherError(f"a warm launcher already serves at {socket_path}; stop it first (ci-guard warm stop)")
     log_path = socket_path + ".log"
     with open(log_path, "ab") as log:
         server = subprocess.Popen(
@@ -62,7 +64,7 @@ def start(socket_path: str | None, idle_timeout: float, fmt: str) -> int:
             stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
         )
     deadline = time.monotonic() + 60.0
-    while not _serving(socket_path):
+    while not serving(socket_path):
         if server.poll() is not None or time.monotonic() > deadline:
             if server.poll() is None:
                 server.kill()
@@ -106,7 +108,7 @@ def stop(socket_path: str | None) -> int:
     """Stop the warm launcher: it takes no new run; runs in progress finish and report as usual."""
     import socket
 
-    from ci_guard.errors import InvalidInputError
+    from ci_guard.errors import InvalidInputError, LauncherError
     from ci_guard.warm.client import identity, read_message, send_message
 
     if not socket_path:
@@ -122,22 +124,11 @@ def stop(socket_path: str | None) -> int:
     finally:
         sock.close()
     running = reply.get("stopping")
+    if not isinstance(running, int):
+        raise LauncherError(f"the warm launcher at {socket_path} did not stop: {reply.get('refused', reply)}")
     click.echo(f"ci-guard: the warm launcher at {socket_path} is stopping"
                + (f"; {running} run(s) still finishing" if running else ""), err=True)
     return 0
-
-
-def _serving(path: str) -> bool:
-    import socket
-
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
 
 
 def _tail(path: str, lines: int = 5) -> str:

@@ -24,13 +24,14 @@ MAX_REQUEST = 64 << 20
 
 
 def identity() -> dict[str, str | int]:
-    """What must match between client and server: a server loaded from another ci-guard, Python or
-    checkout must not run this client's command."""
+    """What must match between client and server: a server loaded from another ci-guard, checkout,
+    Python or environment (venv: its libraries) must not run this client's command. ``python`` ->
+    ``python3`` symlinks are the same interpreter."""
     from ci_guard import __version__
 
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-    return {"protocol": PROTOCOL, "version": __version__, "python": sys.executable, "package": package}
+    return {"protocol": PROTOCOL, "version": __version__, "package": package, "prefix": sys.prefix,
+            "python": os.path.realpath(sys.executable)}
 
 
 def send_message(sock: socket.socket, message: dict[str, object], fds: list[int] | None = None) -> None:

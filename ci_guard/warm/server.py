@@ -20,6 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
+from ci_guard.errors import LauncherError
 from ci_guard.warm.client import FORWARDED_SIGNALS, MAX_REQUEST, identity, read_exact, read_message, send_message
 
 # What a run imports, loaded once here. A module missing from this list is imported by each
@@ -49,6 +50,14 @@ def preload() -> None:
     """Import what a run imports (pydantic builds the policy models here, once)."""
     for module in PRELOAD:
         importlib.import_module(module)
+    # What every run reads from the package itself and caches: the bundled price catalog, the
+    # migrations' versions. Nothing of a run's own (policy, environment, ledger) is loaded here.
+    from ci_guard.ledger import migrations
+    from ci_guard.pricing.catalog import load_catalog
+
+    load_catalog()
+    for backend in ("sqlite", "postgres"):
+        migrations.versions(backend)
     gc.collect()
     gc.freeze()  # keep the collector off these pages, so children share them copy-on-write
 
@@ -73,10 +82,12 @@ class WarmServer:
 
     # -- set-up ------------------------------------------------------------------------------
     def bind(self) -> None:
+        if serving(self.path):
+            raise LauncherError(f"a warm launcher already serves at {self.path}; stop it first (ci-guard warm stop)")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
             if _is_socket(self.path):
-                os.unlink(self.path)  # a stale socket of a server that is gone (connect would be refused)
+                os.unlink(self.path)  # the socket of a server that is gone: nothing answers on it
         old_umask = os.umask(0o177)
         try:
             listener.bind(self.path)
@@ -181,13 +192,13 @@ class WarmServer:
                 os.close(fd)
 
     def _refusal(self, message: dict[str, object], fds: list[int]) -> str | None:
+        if message.get("stop") is True:
+            return None  # any ci-guard of this user may stop it
         theirs = {k: message.get(k) for k in self.identity}
         if theirs != self.identity:
-            return (f"it runs ci-guard {self.identity['version']} from {self.identity['package']} with "
-                    f"{self.identity['python']}; this client is {theirs.get('version')} from "
-                    f"{theirs.get('package')} with {theirs.get('python')}")
-        if message.get("stop") is True:
-            return None
+            differences = [f"{k} {self.identity[k]!s} there, {theirs[k]!s} here"
+                           for k in self.identity if theirs[k] != self.identity[k]]
+            return "it runs another ci-guard or Python: " + ", ".join(differences)
         if self.stopping:
             return "it is stopping"
         argv, cwd, env = message.get("argv"), message.get("cwd"), message.get("env")
@@ -342,6 +353,18 @@ def _receive_request(conn: socket.socket) -> tuple[dict[str, object] | None, lis
 
     message = json.loads(body)
     return (message if isinstance(message, dict) else None), fds
+
+
+def serving(path: str) -> bool:
+    """Whether a server accepts connections at ``path`` (the probe sends nothing: costs it nothing)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
 
 
 def _same_user(conn: socket.socket) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -32,11 +33,18 @@ def load(backend: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-def versions(backend: str) -> set[int]:
+def versions(backend: str) -> frozenset[int]:
     """Every version ``backend`` has a migration for (from the file names: nothing is read or parsed,
     as every ledger open checks this)."""
+    return _versions(backend)
+
+
+@cache
+def _versions(backend: str) -> frozenset[int]:
+    # The files ship with the package and do not change while it is loaded (a warm launcher
+    # lists them once for all its runs).
     folder = resources.files(__name__).joinpath(backend)
-    return {int(match.group(1)) for entry in folder.iterdir() if (match := _NAME.match(entry.name))}
+    return frozenset(int(match.group(1)) for entry in folder.iterdir() if (match := _NAME.match(entry.name)))
 
 
 def latest_version(backend: str) -> int:
