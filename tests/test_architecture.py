@@ -159,7 +159,9 @@ def test_library_packages_never_import_the_cli() -> None:
     offending = sorted(
         f"{module} -> {target}"
         for module, targets in graph.items()
-        if not module.startswith(("ci_guard.commands", "ci_guard.cli", "ci_guard.__main__"))
+        # the entry point and the warm launcher start the CLI: they sit above it, not in the library
+        if not module.startswith(("ci_guard.commands", "ci_guard.cli", "ci_guard.__main__", "ci_guard.entry",
+                                  "ci_guard.warm"))
         for target in targets
         if target.startswith(("ci_guard.commands", "ci_guard.cli"))
     )

@@ -63,7 +63,7 @@ def test_the_wheel_holds_what_the_code_reads(dist: Path) -> None:
     metadata = zipfile.ZipFile(wheel).read(f"ci_guard_agents-{__version__}.dist-info/METADATA").decode()
     assert f"Name: {DIST_NAME}\n" in metadata and f"Version: {__version__}\n" in metadata
     entry = zipfile.ZipFile(wheel).read(f"ci_guard_agents-{__version__}.dist-info/entry_points.txt").decode()
-    assert "ci-guard = ci_guard.cli:main" in entry
+    assert "ci-guard = ci_guard.entry:main" in entry
 
 
 def test_the_sdist_builds_the_compiled_part(dist: Path) -> None:
