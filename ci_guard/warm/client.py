@@ -17,7 +17,9 @@ ENV_VAR = "CI_GUARD_WARM"
 PROTOCOL = 1
 # Commands the server runs warm; everything else starts cold (nothing to gain there).
 WARM_COMMANDS = frozenset({"run"})
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# (no SIGHUP, AF_UNIX or fork on Windows: there the warm launcher is not used at all)
+FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+SUPPORTED = hasattr(socket, "AF_UNIX") and hasattr(os, "fork") and hasattr(socket, "send_fds")
 EXIT_RUN_INFRASTRUCTURE = 82  # ci_guard.errors' value, not imported: that module is not free to load
 _HEADER = struct.Struct("!I")
 MAX_REQUEST = 64 << 20
@@ -86,7 +88,7 @@ def delegate(argv: list[str]) -> None:
     runs, no server is named, or it cannot take this run: the caller then starts cold.
     """
     path = os.environ.get(ENV_VAR)
-    if not path or not argv or argv[0] not in WARM_COMMANDS:
+    if not path or not argv or argv[0] not in WARM_COMMANDS or not SUPPORTED:
         return
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
