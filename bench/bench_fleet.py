@@ -18,6 +18,10 @@ their own rate. The *writer* rounds (``--writer-calls``) time the ledger alone: 
 run's ledger traffic (reserve, start, one transaction per call, settle; ``bench/fleet_writer.py``),
 all on the same org budget -- the commit rate the ledger can take from N concurrent runs.
 
+A third variant, "warm", is this checkout's runs started through a warm launcher (``ci-guard warm
+start`` before the first round, ``CI_GUARD_WARM`` in the runs' environment; docs/warm.md), each
+on its own schema; ``--no-warm`` leaves it out.
+
 With ``--baseline-src DIR`` (a directory holding another version's ``ci_guard`` package, e.g. from
 ``git archive <commit> ci_guard | tar -x -C DIR``) every measurement is repeated with that version
 (run with ``PYTHONPATH=DIR``, its own schema), interleaved with this checkout's: "new" vs "old".
@@ -25,7 +29,8 @@ Every process runs in the bench's temporary directory: ``python -m`` puts the wo
 on ``sys.path``, so from a checkout both variants would import the checkout's ``ci_guard``.
 
     python bench/bench_fleet.py [--runs 32] [--calls 200] [--rounds 3] [--ledger postgresql://...]
-                                [--launch-rounds 10] [--baseline-src DIR] [--out bench/results/fleet.json]
+                                [--launch-rounds 10] [--baseline-src DIR] [--no-warm]
+                                [--out bench/results/fleet.json]
 """
 
 from __future__ import annotations
