@@ -1,0 +1,157 @@
+"""`ci-guard warm start|stop` and the launcher's life: one per socket, a stop lets runs finish,
+an idle launcher leaves by itself, and the output formats."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+from tests.warm.conftest import (
+    CLI,
+    POLICY,
+    RUN,
+    TIMEOUT,
+    Warm,
+    base_env,
+    ledger_runs,
+    server_pid,
+    start_warm,
+    stop_warm,
+    wait_for,
+)
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=env or base_env(), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=TIMEOUT)
+
+
+def test_a_second_start_on_a_served_socket_exits_3(warm: Warm):
+    again = cli("warm", "start", "--socket", warm.socket, "--idle-timeout", "60")
+    assert again.returncode == 3, again.stderr
+    assert "already serves" in again.stderr
+    assert server_pid(warm.socket) == warm.pid and warm.alive()  # no second launcher was started
+    # nor one started by hand with `serve`
+    serve = cli("warm", "serve", "--socket", warm.socket, "--idle-timeout", "60")
+    assert serve.returncode == 3 and "already serves" in serve.stderr
+    assert os.path.exists(warm.socket) and warm.alive()
+
+
+def test_stop_without_a_launcher_has_nothing_to_stop(tmp_path: Path):
+    for path in (tmp_path / "never-started", tmp_path):  # no such file; not a socket
+        stopped = cli("warm", "stop", "--socket", str(path))
+        assert stopped.returncode == 0, stopped.stderr
+        assert "nothing to stop" in stopped.stderr
+    # named by the environment, as `warm start --format shell` sets it up
+    stopped = cli("warm", "stop", env=base_env(CI_GUARD_WARM=str(tmp_path / "never-started")))
+    assert stopped.returncode == 0 and "nothing to stop" in stopped.stderr
+    nameless = cli("warm", "stop")
+    assert nameless.returncode == 2 and "CI_GUARD_WARM" in nameless.stderr
+
+
+def test_a_stale_socket_is_replaced_by_the_next_start(tmp_path: Path):
+    first = start_warm(tmp_path / "sock")
+    os.kill(first.pid, 9)
+    assert wait_for(lambda: not first.alive(), 10)
+    assert (tmp_path / "sock").exists()  # left behind by the killed launcher
+    second = start_warm(tmp_path / "sock")
+    try:
+        assert second.pid != first.pid and second.alive()
+    finally:
+        stop_warm(second)
+
+
+def test_stop_lets_the_run_in_progress_finish_then_the_launcher_exits(warm: Warm, tmp_path: Path):
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    run = subprocess.Popen([*CLI, *RUN, "--quiet", "--", "sh", "-c", "touch started; sleep 1; echo finished"],
+                           env=warm.env(CI_GUARD_LEDGER=ledger), cwd=tmp_path, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: (tmp_path / "started").exists(), 20)
+        stopped = cli("warm", "stop", env=base_env(CI_GUARD_WARM=warm.socket))
+        assert stopped.returncode == 0, stopped.stderr
+        assert "is stopping; 1 run(s) still finishing" in stopped.stderr
+        assert wait_for(lambda: not os.path.exists(warm.socket), 5)  # it takes no new run at once
+        assert warm.alive() and run.poll() is None  # but the run goes on, and the launcher with it
+        out, err = run.communicate(timeout=TIMEOUT)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, err
+    assert out == "finished\n" and "went away" not in err
+    assert list(ledger_runs(ledger).values()) == ["no_calls"]  # ended as a cold run of it would
+    assert wait_for(lambda: not warm.alive(), 10)
+    assert not os.path.exists(warm.socket)
+
+    # the next run finds no launcher and starts cold
+    cold = subprocess.run([*CLI, *RUN, "--quiet", "--", "sh", "-c", "echo ok"], env=warm.env(CI_GUARD_LEDGER=ledger),
+                          cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT)
+    assert cold.returncode == 0 and cold.stdout == "ok\n" and "starting cold" in cold.stderr
+
+
+def test_an_idle_launcher_exits_by_itself(tmp_path: Path):
+    sock = tmp_path / "sock"
+    started = cli("warm", "start", "--socket", str(sock), "--idle-timeout", "0.5")
+    assert started.returncode == 0, started.stderr
+    warm = Warm(str(sock), server_pid(str(sock)))
+    try:
+        assert sock.exists()
+        assert wait_for(lambda: not warm.alive(), 10)
+        assert not sock.exists()
+    finally:
+        stop_warm(warm)
+
+
+def test_idle_time_starts_after_the_last_run(tmp_path: Path):
+    (tmp_path / "policy.yml").write_text(POLICY)
+    sock = tmp_path / "sock"
+    started = cli("warm", "start", "--socket", str(sock), "--idle-timeout", "1")
+    assert started.returncode == 0, started.stderr
+    warm = Warm(str(sock), server_pid(str(sock)))
+    try:
+        began = time.monotonic()
+        run = subprocess.run([*CLI, *RUN, "--quiet", "--", "sh", "-c", "sleep 1.5; echo long"],
+                             env=warm.env(CI_GUARD_LEDGER=f"sqlite:///{tmp_path / 'ledger.db'}"), cwd=tmp_path,
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT)
+        assert run.returncode == 0 and run.stdout == "long\n", run.stderr
+        assert "went away" not in run.stderr  # a run longer than the idle timeout is not cut short
+        assert time.monotonic() - began > 1.5
+        assert warm.alive()  # idle only since that run ended
+        assert wait_for(lambda: not warm.alive(), 10)
+        assert not sock.exists()
+    finally:
+        stop_warm(warm)
+
+
+def test_format_shell_prints_an_export_line(tmp_path: Path):
+    started = cli("warm", "start", "--socket", str(tmp_path / "it's here"), "--idle-timeout", "60", "--format", "shell")
+    assert started.returncode == 0, started.stderr
+    path = str(tmp_path / "it's here")
+    warm = Warm(path, server_pid(path))
+    try:
+        (line,) = started.stdout.splitlines()
+        assert line == f"export CI_GUARD_WARM={shlex.quote(path)}"
+        echoed = subprocess.run(["sh", "-c", line + '; printf %s "$CI_GUARD_WARM"'], capture_output=True, text=True,
+                                timeout=TIMEOUT)
+        assert echoed.stdout == path  # what a shell makes of it
+    finally:
+        stop_warm(warm)
+
+
+def test_format_github_appends_to_github_env(tmp_path: Path):
+    github_env = tmp_path / "github_env"
+    github_env.write_text("EARLIER=1\n")
+    path = str(tmp_path / "sock")
+    started = cli("warm", "start", "--socket", path, "--idle-timeout", "60", "--format", "github",
+                  env=base_env(GITHUB_ENV=str(github_env)))
+    assert started.returncode == 0, started.stderr
+    warm = Warm(path, server_pid(path))
+    try:
+        assert started.stdout == path + "\n"
+        assert github_env.read_text() == f"EARLIER=1\nCI_GUARD_WARM={path}\n"
+    finally:
+        stop_warm(warm)
