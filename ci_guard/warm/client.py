@@ -14,7 +14,7 @@ import struct
 import sys
 
 ENV_VAR = "CI_GUARD_WARM"
-PROTOCOL = 1
+PROTOCOL = 2  # 2: a request carries the client's umask
 # Commands the server runs warm; everything else starts cold (nothing to gain there).
 WARM_COMMANDS = frozenset({"run"})
 # (no SIGHUP, AF_UNIX or fork on Windows: there the warm launcher is not used at all)
@@ -93,9 +93,13 @@ def delegate(argv: list[str]) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
+        # The umask is the process's, not the environment's: read (by setting it) and put back.
+        umask = os.umask(0o022)
+        os.umask(umask)
         # The environment is sent as str, as os.environ holds it: JSON carries surrogate escapes
         # (non-UTF-8 bytes) through unchanged.
-        send_message(sock, {**identity(), "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}, [0, 1, 2])
+        send_message(sock, {**identity(), "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask},
+                     [0, 1, 2])
         reply = read_message(sock)
     except (OSError, ValueError) as exc:
         sock.close()

@@ -201,9 +201,10 @@ class WarmServer:
             return "it runs another ci-guard or Python: " + ", ".join(differences)
         if self.stopping:
             return "it is stopping"
-        argv, cwd, env = message.get("argv"), message.get("cwd"), message.get("env")
+        argv, cwd, env, umask = message.get("argv"), message.get("cwd"), message.get("env"), message.get("umask")
         if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv) and isinstance(cwd, str)
-                and isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+                and isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+                and type(umask) is int and 0 <= umask <= 0o777):
             return "the request is malformed"
         if len(fds) != 3:
             return "the request did not carry stdin, stdout and stderr"
@@ -298,6 +299,7 @@ def _child(server: WarmServer, conn: socket.socket, message: dict[str, object], 
         with contextlib.suppress(AttributeError, OSError, ValueError):
             sys.stdout.reconfigure(line_buffering=os.isatty(1))  # type: ignore[union-attr]
         os.chdir(message["cwd"])  # type: ignore[arg-type]
+        os.umask(message["umask"])  # type: ignore[arg-type]  # the client's, as the agent's files would get cold
         os.environ.clear()
         os.environ.update(message["env"])  # type: ignore[arg-type]
         import tempfile

@@ -54,7 +54,7 @@ def answer(sock: socket.socket) -> dict[str, object] | None:
 
 
 def request(**changes: object) -> dict[str, object]:
-    return {**identity(), "argv": ["run", "--", "true"], "cwd": "/", "env": {}, **changes}
+    return {**identity(), "argv": ["run", "--", "true"], "cwd": "/", "env": {}, "umask": 0o022, **changes}
 
 
 def test_a_missing_socket_starts_cold_with_a_note(workdir: Path):
@@ -107,7 +107,8 @@ def test_a_request_without_descriptors_or_well_typed_fields_is_refused(module_wa
     sock = raw(module_warm)
     send_message(sock, request())  # no fds
     assert answer(sock) == {"refused": "the request did not carry stdin, stdout and stderr"}
-    for bad in ({"argv": "run -- true"}, {"argv": ["run", 1]}, {"cwd": None}, {"env": {"A": 1}}, {"env": []}):
+    for bad in ({"argv": "run -- true"}, {"argv": ["run", 1]}, {"cwd": None}, {"env": {"A": 1}}, {"env": []},
+                {"umask": None}, {"umask": "022"}, {"umask": -1}, {"umask": 0o1000}, {"umask": True}):
         sock = raw(module_warm)
         send_message(sock, request(**bad), [0, 1, 2])
         assert answer(sock) == {"refused": "the request is malformed"}, bad
@@ -133,6 +134,6 @@ def test_bytes_that_are_no_request_leave_it_serving(module_warm: Warm, workdir: 
 
 def test_a_client_gone_inside_its_request_leaves_it_serving(module_warm: Warm, workdir: Path):
     sock = raw(module_warm)
-    sock.sendall(struct.pack("!I", 1000) + b'{"protocol": 1')  # then nothing: killed mid-write
+    sock.sendall(struct.pack("!I", 1000) + b'{"protocol": 2')  # then nothing: killed mid-write
     sock.close()
     still_serving(module_warm, workdir)

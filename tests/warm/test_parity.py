@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -206,3 +207,19 @@ def test_bytes_that_are_not_utf8_in_argv_and_env_reach_the_agent_unchanged(modul
         outputs.append(done.stdout)
     assert outputs[0] == outputs[1] == b"na\xefve|caf\xe9"
 
+
+
+def test_the_agent_gets_the_clients_umask(module_warm: Warm, workdir: Path):
+    """A job that sets `umask 077` gets private files from its agent, warm as cold (the launcher's
+    own umask is the one `warm start` ran with)."""
+    ledger = f"sqlite:///{workdir / 'ledger.db'}"
+    seen = []
+    for env in (module_warm.env, cold_env):
+        done = subprocess.run(["sh", "-c", 'umask 077 && exec "$@"', "sh", *CLI, *RUN, "--quiet", "--",
+                               "sh", "-c", "umask; touch made"], env=env(CI_GUARD_LEDGER=ledger), cwd=workdir,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT)
+        assert done.returncode == 0, done.stderr
+        assert "starting cold" not in done.stderr
+        seen.append((int(done.stdout, 8), stat.S_IMODE((workdir / "made").stat().st_mode)))
+        (workdir / "made").unlink()
+    assert seen == [(0o077, 0o600), (0o077, 0o600)]
