@@ -155,3 +155,32 @@ def test_format_github_appends_to_github_env(tmp_path: Path):
         assert github_env.read_text() == f"EARLIER=1\nCI_GUARD_WARM={path}\n"
     finally:
         stop_warm(warm)
+
+
+def test_a_request_that_arrives_while_it_stops_is_refused(warm: Warm, tmp_path: Path):
+    import socket
+
+    from ci_guard.warm.client import identity, read_message, send_message
+
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    run = subprocess.Popen([*CLI, *RUN, "--quiet", "--", "sh", "-c", "touch started; sleep 1"],
+                           env=warm.env(CI_GUARD_LEDGER=ledger), cwd=tmp_path, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    late.settimeout(20)
+    try:
+        assert wait_for(lambda: (tmp_path / "started").exists(), 20)
+        late.connect(warm.socket)  # connected before the stop, its request sent after it
+        stopped = cli("warm", "stop", "--socket", warm.socket)  # accepted with `late`, after it
+        assert stopped.returncode == 0, stopped.stderr
+        send_message(late, {**identity(), "argv": ["run", "--", "true"], "cwd": str(tmp_path), "env": {},
+                            "umask": 0o022}, [0, 1, 2])
+        assert read_message(late) == {"refused": "it is stopping"}
+        _, err = run.communicate(timeout=TIMEOUT)
+        assert run.returncode == 0, err  # the run in progress finished
+    finally:
+        late.close()
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert wait_for(lambda: not warm.alive(), 10)
