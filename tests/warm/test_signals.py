@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,20 @@ def start_run(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _status(pid: int, field: str) -> str:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(line.split()[1] for line in fh if line.startswith(field + ":"))
+
+
 def wait_for_agent(cwd: Path, proc: subprocess.Popen[str]) -> int:
+    """The agent's pid, once the run that supervises it (its parent) handles SIGTERM and SIGINT: the
+    run installs its handlers just after it started the agent."""
     pid_file = cwd / "agent.pid"
     assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20), proc.stderr
-    time.sleep(0.3)  # the agent is up; let the run install its signal handlers after it started it
-    return int(pid_file.read_text())
+    agent = int(pid_file.read_text())
+    run = int(_status(agent, "PPid"))
+    assert wait_for(lambda: int(_status(run, "SigCgt"), 16) >> (signal.SIGTERM - 1) & 1, 10)
+    return agent
 
 
 def signalled(env: dict[str, str], cwd: Path, sig: int) -> tuple[int, str, int]:
