@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import json
 import os
 import selectors
 import signal
@@ -21,7 +22,7 @@ import traceback
 from dataclasses import dataclass
 
 from ci_guard.errors import LauncherError
-from ci_guard.warm.client import FORWARDED_SIGNALS, MAX_REQUEST, identity, read_exact, read_message, send_message
+from ci_guard.warm.client import FORWARDED_SIGNALS, MAX_REQUEST, identity, send_message
 
 # What a run imports, loaded once here. A module missing from this list is imported by each
 # child (correct, just slower); aiohttp is left out on purpose: only an env-configured proxy needs it.
@@ -37,9 +38,11 @@ PRELOAD = (
 # environment arrives with its request and lives only in that run's child.
 SERVER_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH",
               "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONUTF8", "PYTHONIOENCODING", "VIRTUAL_ENV")
-REQUEST_TIMEOUT_S = 5.0  # a client that connects and sends nothing must not hold up the others
+REPLY_TIMEOUT_S = 1.0  # a reply is a few bytes; a client that never reads them is not waited for
 _PEERCRED = struct.Struct("3i")
-_REQUEST = "request"
+_HEADER_SIZE = 4
+# A connection that has not sent a whole request by then is dropped (and its descriptors closed).
+PENDING_TIMEOUT_S = 10.0
 
 
 def server_environment(environ: dict[str, str]) -> dict[str, str]:
@@ -62,10 +65,51 @@ def preload() -> None:
     gc.freeze()  # keep the collector off these pages, so children share them copy-on-write
 
 
+class _Inbox:
+    """Messages of one connection, read without ever blocking: a client that stalls mid-message
+    holds up nobody (the loop reads what has arrived and comes back when more has)."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.fds: list[int] = []  # every descriptor received, closed by the owner whatever happens
+        self.since = time.monotonic()
+
+    def read(self, conn: socket.socket) -> bool:
+        """Take what has arrived; False at EOF."""
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 8)
+        except (BlockingIOError, InterruptedError):
+            return True
+        self.fds.extend(fds)
+        self.buffer += data
+        if len(self.buffer) >= _HEADER_SIZE and _frame_size(self.buffer) > MAX_REQUEST:
+            raise ConnectionError(f"a message of {_frame_size(self.buffer)} bytes is larger than allowed")
+        return bool(data)
+
+    def next_message(self) -> dict[str, object] | None:
+        """The next complete message, or None while it is still arriving."""
+        if len(self.buffer) < _HEADER_SIZE or len(self.buffer) < _HEADER_SIZE + _frame_size(self.buffer):
+            return None
+        end = _HEADER_SIZE + _frame_size(self.buffer)
+        body = bytes(self.buffer[_HEADER_SIZE:end])
+        del self.buffer[:end]
+        message = json.loads(body)
+        if not isinstance(message, dict):
+            raise ConnectionError("a message is not a JSON object")
+        return message
+
+    def close_fds(self) -> None:
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds = []
+
+
 @dataclass
 class _Run:
     pid: int
     conn: socket.socket | None
+    inbox: _Inbox
 
 
 class WarmServer:
@@ -116,10 +160,11 @@ class WarmServer:
                     self._close_listener()
                     if not self.runs:
                         return
-                timeout = None
+                timeout: float | None = PENDING_TIMEOUT_S if self._pending() else None
                 if self.idle_timeout_s > 0 and not self.runs and not self.stopping:
-                    timeout = max(0.0, self._last_active + self.idle_timeout_s - time.monotonic())
-                    if timeout == 0.0:
+                    idle_left = max(0.0, self._last_active + self.idle_timeout_s - time.monotonic())
+                    timeout = idle_left if timeout is None else min(timeout, idle_left)
+                    if idle_left == 0.0:
                         self.stopping = True
                         continue
                 for key, _ in self._sel.select(timeout):
@@ -129,11 +174,12 @@ class WarmServer:
                         with contextlib.suppress(BlockingIOError):
                             while self._wake_r.recv(512):
                                 pass
-                    elif key.data is _REQUEST:
-                        self._request_ready(key.fileobj)  # type: ignore[arg-type]
+                    elif isinstance(key.data, _Inbox):
+                        self._request_data(key.fileobj, key.data)  # type: ignore[arg-type]
                     else:
                         self._from_client(key.fileobj, key.data)  # type: ignore[arg-type]
                 self._reap()
+                self._drop_stalled()
         finally:
             self._close_listener()
             signal.set_wakeup_fd(-1)
@@ -154,42 +200,71 @@ class WarmServer:
                 conn, _ = self._listener.accept()
             except BlockingIOError:
                 return
-            # Read the request once its first bytes are here: a client that connects and sends
-            # nothing (a readiness probe) holds up nobody.
-            self._sel.register(conn, selectors.EVENT_READ, _REQUEST)
+            if not _same_user(conn):
+                conn.close()
+                continue
+            # The request is read as it arrives: a client that connects and sends nothing (a
+            # readiness probe) or stalls holds up nobody.
+            conn.setblocking(False)
+            self._sel.register(conn, selectors.EVENT_READ, _Inbox())
 
-    def _request_ready(self, conn: socket.socket) -> None:
+    def _pending(self) -> list[tuple[socket.socket, _Inbox]]:
+        return [(key.fileobj, key.data) for key in self._sel.get_map().values()  # type: ignore[misc]
+                if isinstance(key.data, _Inbox)]
+
+    def _drop_stalled(self) -> None:
+        now = time.monotonic()
+        for conn, inbox in self._pending():
+            if now - inbox.since > PENDING_TIMEOUT_S:
+                self._drop(conn, inbox, "no whole request in time")
+
+    def _drop(self, conn: socket.socket, inbox: _Inbox, why: str) -> None:
+        _log(f"request dropped: {why}")
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(conn)
+        inbox.close_fds()
+        conn.close()
+
+    def _request_data(self, conn: socket.socket, inbox: _Inbox) -> None:
+        try:
+            open_ = inbox.read(conn)
+            message = inbox.next_message()
+        except (OSError, ValueError) as exc:  # one bad client never takes the server down
+            self._drop(conn, inbox, f"{exc.__class__.__name__}: {exc}")
+            return
+        if message is None:
+            if not open_ and inbox.buffer:
+                self._drop(conn, inbox, "closed before a whole request")
+            elif not open_:
+                self._forget(conn, inbox)
+            return
         self._sel.unregister(conn)
         try:
-            self._handle_request(conn)
-        except Exception as exc:  # one bad client never takes the server down
+            self._handle_request(conn, message, inbox.fds)
+        except Exception as exc:
             _log(f"request dropped: {exc.__class__.__name__}: {exc}")
             conn.close()
+        finally:
+            inbox.close_fds()
 
-    def _handle_request(self, conn: socket.socket) -> None:
-        conn.settimeout(REQUEST_TIMEOUT_S)
-        if not _same_user(conn):
+    def _forget(self, conn: socket.socket, inbox: _Inbox) -> None:
+        """A connection closed without a byte (a readiness probe): nothing to log."""
+        self._sel.unregister(conn)
+        inbox.close_fds()
+        conn.close()
+
+    def _handle_request(self, conn: socket.socket, message: dict[str, object], fds: list[int]) -> None:
+        refusal = self._refusal(message, fds)
+        if message.get("stop") is True and refusal is None:
+            self.stopping = True
+            _reply(conn, {"stopping": len(self.runs)})
             conn.close()
             return
-        message, fds = _receive_request(conn)
-        try:
-            if message is None:
-                conn.close()
-                return
-            refusal = self._refusal(message, fds)
-            if message.get("stop") is True and refusal is None:
-                self.stopping = True
-                send_message(conn, {"stopping": len(self.runs)})
-                conn.close()
-                return
-            if refusal is not None:
-                send_message(conn, {"refused": refusal})
-                conn.close()
-                return
-            self._fork_run(conn, message, fds)
-        finally:
-            for fd in fds:
-                os.close(fd)
+        if refusal is not None:
+            _reply(conn, {"refused": refusal})
+            conn.close()
+            return
+        self._fork_run(conn, message, fds)
 
     def _refusal(self, message: dict[str, object], fds: list[int]) -> str | None:
         if message.get("stop") is True:
@@ -216,32 +291,29 @@ class WarmServer:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns (measured by the tests end to end)
             _child(self, conn, message, fds)
-        conn.settimeout(None)
-        self.runs[pid] = _Run(pid, conn)
+        run = self.runs[pid] = _Run(pid, conn, _Inbox())
         self._last_active = time.monotonic()
         try:
-            send_message(conn, {"pid": pid})
+            _reply(conn, {"pid": pid})
         except OSError:  # the client is already gone: the run ends the way a cancelled one does
-            self._client_gone(self.runs[pid])
-            return
-        conn.setblocking(False)
-        self._sel.register(conn, selectors.EVENT_READ, self.runs[pid])
-
-    def _from_client(self, conn: socket.socket, run: _Run) -> None:
-        try:
-            conn.setblocking(True)
-            conn.settimeout(REQUEST_TIMEOUT_S)
-            message = read_message(conn)
-            conn.setblocking(False)
-        except (OSError, ValueError):
-            message = None
-        if message is None:
             self._client_gone(run)
             return
-        sig = message.get("signal")
-        if isinstance(sig, int) and sig in {int(s) for s in FORWARDED_SIGNALS}:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(run.pid, sig)
+        self._sel.register(conn, selectors.EVENT_READ, run)
+
+    def _from_client(self, conn: socket.socket, run: _Run) -> None:
+        """The client's signals, relayed to its run; its EOF (killed) cancels the run."""
+        try:
+            open_ = run.inbox.read(conn)
+            run.inbox.close_fds()  # a client has no business sending descriptors now
+            while (message := run.inbox.next_message()) is not None:
+                sig = message.get("signal")
+                if type(sig) is int and sig in {int(s) for s in FORWARDED_SIGNALS}:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(run.pid, sig)
+        except (OSError, ValueError):
+            open_ = False
+        if not open_:
+            self._client_gone(run)
 
     def _client_gone(self, run: _Run) -> None:
         """The client was killed (or closed its end): cancel the run, as a cancelled CI job would."""
@@ -268,9 +340,7 @@ class WarmServer:
             with contextlib.suppress(KeyError, ValueError):
                 self._sel.unregister(run.conn)
             with contextlib.suppress(OSError):
-                run.conn.setblocking(True)
-                run.conn.settimeout(REQUEST_TIMEOUT_S)
-                send_message(run.conn, {"exit": os.waitstatus_to_exitcode(status)})
+                _reply(run.conn, {"exit": os.waitstatus_to_exitcode(status)})
             run.conn.close()
 
 
@@ -288,7 +358,11 @@ def _child(server: WarmServer, conn: socket.socket, message: dict[str, object], 
         for sock in (server._listener, server._wake_r, server._wake_w, conn):
             if sock is not None:
                 sock.close()
+        # Other clients' connections and the descriptors of requests still arriving: a run holds
+        # nothing of another (a kept stdout would keep that client's pipe open).
         for key in list(server._sel.get_map().values()):
+            if isinstance(key.data, (_Inbox, _Run)):
+                (key.data if isinstance(key.data, _Inbox) else key.data.inbox).close_fds()
             key.fileobj.close()  # type: ignore[union-attr]
         server._sel.close()
         for target, fd in enumerate(fds):
@@ -334,27 +408,17 @@ def _exit_code(code: object) -> int:
     return 1
 
 
-def _receive_request(conn: socket.socket) -> tuple[dict[str, object] | None, list[int]]:
-    """The request and the descriptors that came with it (all received descriptors are returned,
-    so the caller closes them whatever the request turns out to be)."""
-    fds: list[int] = []
-    header = b""
-    while len(header) < 4:
-        data, got, _flags, _addr = socket.recv_fds(conn, 4 - len(header), 8)
-        fds.extend(got)
-        if not data:
-            return None, fds
-        header += data
-    (size,) = struct.unpack("!I", header)
-    if size > MAX_REQUEST:
-        raise ConnectionError(f"a request of {size} bytes is larger than allowed")
-    body = read_exact(conn, size)
-    if body is None:
-        return None, fds
-    import json
+def _frame_size(buffer: bytearray) -> int:
+    return int(struct.unpack_from("!I", buffer)[0])
 
-    message = json.loads(body)
-    return (message if isinstance(message, dict) else None), fds
+
+def _reply(conn: socket.socket, message: dict[str, object]) -> None:
+    """A few bytes to a client that reads them: sent blocking, with a bound for one that does not."""
+    conn.settimeout(REPLY_TIMEOUT_S)
+    try:
+        send_message(conn, message)
+    finally:
+        conn.setblocking(False)
 
 
 def serving(path: str) -> bool:

@@ -7,6 +7,7 @@ import os
 import socket
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,17 @@ def test_a_client_gone_inside_its_request_leaves_it_serving(module_warm: Warm, w
     sock.sendall(struct.pack("!I", 1000) + b'{"protocol": 2')  # then nothing: killed mid-write
     sock.close()
     still_serving(module_warm, workdir)
+
+
+@pytest.mark.parametrize("partial", [b"", struct.pack("!I", 1000), struct.pack("!I", 1000) + b'{"argv": ['])
+def test_a_client_that_stalls_mid_request_holds_up_nobody(module_warm: Warm, workdir: Path, partial: bytes):
+    # connected (and maybe half-way through its request), then silent: the next run is taken at once
+    stalled = raw(module_warm)
+    try:
+        if partial:
+            stalled.sendall(partial)
+        started = time.monotonic()
+        still_serving(module_warm, workdir)
+        assert time.monotonic() - started < 3.0  # a cold start or a wait on the stalled client is slower
+    finally:
+        stalled.close()
