@@ -14,7 +14,7 @@ import struct
 import sys
 
 ENV_VAR = "CI_GUARD_WARM"
-PROTOCOL = 2  # 2: a request carries the client's umask
+PROTOCOL = 3  # 2: a request carries the client's umask; 3: its resource limits and niceness
 # Commands the server runs warm; everything else starts cold (nothing to gain there).
 WARM_COMMANDS = frozenset({"run"})
 # (no SIGHUP, AF_UNIX or fork on Windows: there the warm launcher is not used at all)
@@ -76,6 +76,18 @@ def read_message(sock: socket.socket) -> dict[str, object] | None:
     return message
 
 
+def process_settings() -> dict[str, object]:
+    """What a process inherits besides its environment and a cold run would have had: the umask,
+    the resource limits (``ulimit``) and the niceness. Read here, applied to the run."""
+    import resource
+
+    umask = os.umask(0o022)  # read by setting it, then put back
+    os.umask(umask)
+    limits = {name: list(resource.getrlimit(getattr(resource, name))) for name in dir(resource)
+              if name.startswith("RLIMIT_") and name != "RLIMIT_OFILE"}  # (OFILE: NOFILE's other name)
+    return {"umask": umask, "rlimits": limits, "nice": os.getpriority(os.PRIO_PROCESS, 0)}
+
+
 def _note(text: str) -> None:
     sys.stderr.write(f"ci-guard: note: {text}\n")
     sys.stderr.flush()
@@ -93,13 +105,10 @@ def delegate(argv: list[str]) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
-        # The umask is the process's, not the environment's: read (by setting it) and put back.
-        umask = os.umask(0o022)
-        os.umask(umask)
         # The environment is sent as str, as os.environ holds it: JSON carries surrogate escapes
         # (non-UTF-8 bytes) through unchanged.
-        send_message(sock, {**identity(), "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask},
-                     [0, 1, 2])
+        send_message(sock, {**identity(), "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
+                            **process_settings()}, [0, 1, 2])
         reply = read_message(sock)
     except (OSError, ValueError) as exc:
         sock.close()

@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass
 
 from ci_guard.errors import LauncherError
-from ci_guard.warm.client import FORWARDED_SIGNALS, MAX_REQUEST, identity, send_message
+from ci_guard.warm.client import EXIT_RUN_INFRASTRUCTURE, FORWARDED_SIGNALS, MAX_REQUEST, identity, send_message
 
 # What a run imports, loaded once here. A module missing from this list is imported by each
 # child (correct, just slower); aiohttp is left out on purpose: only an env-configured proxy needs it.
@@ -283,14 +283,15 @@ class WarmServer:
             return "the request is malformed"
         if len(fds) != 3:
             return "the request did not carry stdin, stdout and stderr"
-        return None
+        return _settings_refusal(message.get("rlimits"), message.get("nice"))
 
     def _fork_run(self, conn: socket.socket, message: dict[str, object], fds: list[int]) -> None:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
+        server_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns (measured by the tests end to end)
-            _child(self, conn, message, fds)
+            _child(self, conn, message, fds, server_pid)
         run = self.runs[pid] = _Run(pid, conn, _Inbox())
         self._last_active = time.monotonic()
         try:
@@ -344,7 +345,8 @@ class WarmServer:
             run.conn.close()
 
 
-def _child(server: WarmServer, conn: socket.socket, message: dict[str, object], fds: list[int]) -> None:
+def _child(server: WarmServer, conn: socket.socket, message: dict[str, object], fds: list[int],
+           server_pid: int) -> None:
     """In the forked child: become the client's ``ci-guard <argv>`` and exit with its code."""
     code = 70
     try:
@@ -355,6 +357,8 @@ def _child(server: WarmServer, conn: socket.socket, message: dict[str, object], 
         from ci_guard.meter.hardening import die_with_parent
 
         die_with_parent(signal.SIGTERM)  # the server gone, the run ends as a cancelled one does
+        if os.getppid() != server_pid:  # it died before that took hold: nothing started yet, end here
+            os._exit(EXIT_RUN_INFRASTRUCTURE)
         for sock in (server._listener, server._wake_r, server._wake_w, conn):
             if sock is not None:
                 sock.close()
@@ -373,7 +377,7 @@ def _child(server: WarmServer, conn: socket.socket, message: dict[str, object], 
         with contextlib.suppress(AttributeError, OSError, ValueError):
             sys.stdout.reconfigure(line_buffering=os.isatty(1))  # type: ignore[union-attr]
         os.chdir(message["cwd"])  # type: ignore[arg-type]
-        os.umask(message["umask"])  # type: ignore[arg-type]  # the client's, as the agent's files would get cold
+        _apply_settings(message)  # the client's umask, limits and niceness, as a cold run has them
         os.environ.clear()
         os.environ.update(message["env"])  # type: ignore[arg-type]
         import tempfile
@@ -406,6 +410,45 @@ def _exit_code(code: object) -> int:
         return code & 0xFF
     sys.stderr.write(f"{code}\n")
     return 1
+
+
+def _settings_refusal(rlimits: object, nice: object) -> str | None:
+    """Why a run with the client's resource limits and niceness cannot be forked from here (a
+    process may lower its hard limits and its priority, not raise them), or None."""
+    import resource
+
+    if not (isinstance(rlimits, dict) and type(nice) is int and all(
+            isinstance(name, str) and name.startswith("RLIMIT_") and isinstance(pair, list) and len(pair) == 2
+            and all(type(v) is int for v in pair) for name, pair in rlimits.items())):
+        return "the request is malformed"
+    if os.geteuid() == 0:
+        return None
+    for name, (_soft, hard) in rlimits.items():
+        if hasattr(resource, name):
+            ours = resource.getrlimit(getattr(resource, name))[1]
+            if ours != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > ours):
+                return f"this client's hard {name} ({hard}) is above the launcher's ({ours})"
+    if nice < os.getpriority(os.PRIO_PROCESS, 0):
+        return f"this client's niceness ({nice}) is below the launcher's"
+    return None
+
+
+def _apply_settings(message: dict[str, object]) -> None:
+    """In the child: the client's umask, resource limits and niceness, as a cold run has them."""
+    import resource
+
+    os.umask(message["umask"])  # type: ignore[arg-type]
+    for name, (soft, hard) in message["rlimits"].items():  # type: ignore[attr-defined]
+        which = getattr(resource, name, None)
+        if which is not None and resource.getrlimit(which) != (soft, hard):
+            try:
+                resource.setrlimit(which, (soft, hard))
+            except (OSError, ValueError) as exc:  # checked before the fork; say so if it still fails
+                sys.stderr.write(f"ci-guard: warning: the warm launcher could not set {name} to "
+                                 f"{(soft, hard)} for this run: {exc}\n")
+    if os.getpriority(os.PRIO_PROCESS, 0) != message["nice"]:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, message["nice"])  # type: ignore[arg-type]
 
 
 def _frame_size(buffer: bytearray) -> int:

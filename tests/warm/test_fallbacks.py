@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_guard.warm.client import identity, read_message, send_message
+from ci_guard.warm.client import identity, process_settings, read_message, send_message
 from tests.warm.conftest import CLI, KEY, POLICY, RUN, TIMEOUT, Warm, base_env, ledger_runs
 
 
@@ -55,7 +55,7 @@ def answer(sock: socket.socket) -> dict[str, object] | None:
 
 
 def request(**changes: object) -> dict[str, object]:
-    return {**identity(), "argv": ["run", "--", "true"], "cwd": "/", "env": {}, "umask": 0o022, **changes}
+    return {**identity(), "argv": ["run", "--", "true"], "cwd": "/", "env": {}, **process_settings(), **changes}
 
 
 def test_a_missing_socket_starts_cold_with_a_note(workdir: Path):

@@ -223,3 +223,19 @@ def test_the_agent_gets_the_clients_umask(module_warm: Warm, workdir: Path):
         seen.append((int(done.stdout, 8), stat.S_IMODE((workdir / "made").stat().st_mode)))
         (workdir / "made").unlink()
     assert seen == [(0o077, 0o600), (0o077, 0o600)]
+
+
+def test_the_agent_gets_the_clients_limits_and_niceness(module_warm: Warm, workdir: Path):
+    """`ulimit -n` and `nice` in the job reach the agent warm as cold (the launcher's own are those
+    `warm start` ran with)."""
+    ledger = f"sqlite:///{workdir / 'ledger.db'}"
+    seen = []
+    for env in (module_warm.env, cold_env):
+        done = subprocess.run(["sh", "-c", 'ulimit -n 300 && exec nice -n 7 "$@"', "sh", *CLI, *RUN, "--quiet",
+                               "--", "sh", "-c", "ulimit -n; cut -d' ' -f19 /proc/$$/stat"],
+                              env=env(CI_GUARD_LEDGER=ledger), cwd=workdir, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        assert done.returncode == 0, done.stderr
+        assert "starting cold" not in done.stderr
+        seen.append(done.stdout.split())
+    assert seen == [["300", "7"], ["300", "7"]]

@@ -70,3 +70,26 @@ def test_only_the_launchers_own_user_is_served(monkeypatch: pytest.MonkeyPatch):
     finally:
         ours.close()
         theirs.close()
+
+
+def test_limits_or_a_priority_the_launcher_cannot_give_are_refused(monkeypatch: pytest.MonkeyPatch):
+    """Not root, a process may lower its hard limits and priority, never raise them: a client whose
+    limits are above the launcher's (or whose niceness is below) is refused and starts cold."""
+    import resource
+
+    from ci_guard.warm.client import process_settings
+    from ci_guard.warm.server import _settings_refusal
+
+    mine = process_settings()
+    assert _settings_refusal(mine["rlimits"], mine["nice"]) is None
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert _settings_refusal(mine["rlimits"], mine["nice"]) is None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY:
+        higher = {**mine["rlimits"], "RLIMIT_NOFILE": [soft, hard + 1]}  # type: ignore[dict-item]
+        assert "RLIMIT_NOFILE" in (_settings_refusal(higher, mine["nice"]) or "")
+        unlimited = {**mine["rlimits"], "RLIMIT_NOFILE": [soft, resource.RLIM_INFINITY]}  # type: ignore[dict-item]
+        assert "RLIMIT_NOFILE" in (_settings_refusal(unlimited, mine["nice"]) or "")
+    assert "niceness" in (_settings_refusal(mine["rlimits"], int(mine["nice"]) - 1) or "")  # type: ignore[call-overload]
+    assert _settings_refusal({"NOT_A_LIMIT": [1, 1]}, 0) == "the request is malformed"
+    assert _settings_refusal(mine["rlimits"], "0") == "the request is malformed"
