@@ -6,13 +6,15 @@ standard library (ci_guard/warm/client.py).
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main() -> None:
-    from ci_guard.warm.client import delegate
+    if os.environ.get("CI_GUARD_WARM"):
+        from ci_guard.warm.client import delegate
 
-    delegate(sys.argv[1:])  # returns only when the command is to start cold
+        delegate(sys.argv[1:])  # returns only when the command is to start cold
     from ci_guard.startup import pause_gc, skip_metadata_lookups
 
     pause_gc()  # before click and the CLI are imported; cli.main resumes it (ci_guard.startup)
