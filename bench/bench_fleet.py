@@ -7,7 +7,8 @@ Reported, per fleet size:
 
 * launch: from starting all N `ci-guard run` processes to every agent's first answered call (max
   and median over the runs); for N = 1 it is compared with the agent run alone against the
-  simulator, interleaved in the same rounds;
+  simulator, interleaved in the same rounds, with the CPU each launch took (ci-guard and its agent,
+  the warm launcher's forked run included; PostgreSQL's backend, when the server is local);
 * commit rate: calls in the ledger per second while the agents were sending (first call to last
   agent's last answer);
 * lag: how long after the last agent's last answer the ledger held every call (polled every 5 ms).
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import secrets
 import shutil
 import socket
@@ -167,6 +169,43 @@ def writers(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, ta
             "cpu_bound_calls_per_s": (os.cpu_count() or 1) / cpu_per_call if cpu_per_call else None}
 
 
+def children_cpu_s(pid: int | None) -> float:
+    """CPU of the reaped children of ``pid`` (the warm launcher's runs, PostgreSQL's backends)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime + cstime
+
+
+def postmaster_pid(conninfo: str | None) -> int | None:
+    """The local PostgreSQL server's pid (the parent of a backend), to count its backends' CPU."""
+    if not conninfo:
+        return None
+    try:
+        with psycopg.connect(conninfo) as conn:
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, psycopg.Error, ValueError):
+        return None  # a remote server: its CPU is not counted
+
+
+def launch_cpu(work: Path, env: dict[str, str], ledger: str | None, warm_pid: int | None,
+               pg_pid: int | None) -> tuple[float, float, float]:
+    """One launch (``launch_once``) and the CPU it took: (seconds to the first answer, CPU seconds
+    of ci-guard and the agent (the warm launcher's forked run included), CPU seconds of the
+    PostgreSQL backends). Backends and forked runs count once they have exited; the caller waits."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    warm_before, pg_before = children_cpu_s(warm_pid), children_cpu_s(pg_pid)
+    first = launch_once(work, env, ledger)
+    time.sleep(0.05)  # the launcher reaps its run, PostgreSQL its backend
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return (first, own + children_cpu_s(warm_pid) - warm_before, children_cpu_s(pg_pid) - pg_before)
+
+
 def launch_once(work: Path, env: dict[str, str], ledger: str | None) -> float:
     """One run (or the agent alone against the simulator) to its first answered call, in seconds."""
     mark = work / "launch.json"
@@ -253,12 +292,19 @@ def main() -> None:
         # launch: one run to its first answer vs the agent alone, interleaved (the order rotates)
         names = ["alone", *variants]
         launch: dict[str, list[float]] = {k: [] for k in names}
+        cpu: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
+        warm_pid = int((work / "warm.sock.log").read_text().rsplit("(pid ", 1)[1].split(")")[0]) if warm else None
+        pg_pid = postmaster_pid(conninfo)
         for i in range(args.launch_rounds):
             for name in names[i % len(names):] + names[:i % len(names)]:
                 venv, ledger = (env, None) if name == "alone" else variants[name][:2]
-                launch[name].append(launch_once(work, venv, ledger))
+                first, own_cpu, pg_cpu = launch_cpu(work, venv, ledger, warm_pid if name == "warm" else None, pg_pid)
+                launch[name].append(first)
+                cpu[name].append((own_cpu, pg_cpu))
         results["launch"] = {k: {"p50_s": statistics.median(v), "p90_s": pct(v, 90), "min_s": min(v),
-                                 "max_s": max(v), "all_s": [round(x, 3) for x in v]}
+                                 "max_s": max(v), "all_s": [round(x, 3) for x in v],
+                                 "cpu_ms_p50": statistics.median(c[0] for c in cpu[k]) * 1000,
+                                 "postgres_cpu_ms_p50": statistics.median(c[1] for c in cpu[k]) * 1000}
                              for k, v in launch.items() if v}
         print("launch to first answered call (s):", {k: v["all_s"] for k, v in results["launch"].items()},
               flush=True)
@@ -298,7 +344,8 @@ def main() -> None:
         base = results["launch"]["alone"]["p50_s"]  # type: ignore[index]
         added = "" if name == "alone" else f"  (+{(lr['p50_s'] - base) * 1000:.1f} ms)"
         print(f"  {name:<8}{lr['p50_s'] * 1000:8.1f} / {lr['p90_s'] * 1000:6.1f} ms "
-              f"[{lr['min_s'] * 1000:.1f}-{lr['max_s'] * 1000:.1f}]{added}")
+              f"[{lr['min_s'] * 1000:.1f}-{lr['max_s'] * 1000:.1f}]{added}; CPU p50: {lr['cpu_ms_p50']:.0f} ms "
+              f"ci-guard and agent, {lr['postgres_cpu_ms_p50']:.0f} ms PostgreSQL")
     print(f"{args.runs} concurrent runs x {args.calls} calls, one org budget, {results['backend']} ledger:")
     print(f"{'variant':>8}{'round':>6}{'launch p50/p90 s':>18}{'all serving s':>15}{'agents calls/s':>16}"
           f"{'committed/s':>13}{'at end':>8}{'lag ms':>9}")
