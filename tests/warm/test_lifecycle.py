@@ -52,6 +52,13 @@ def test_stop_without_a_launcher_has_nothing_to_stop(tmp_path: Path):
     assert nameless.returncode == 2 and "CI_GUARD_WARM" in nameless.stderr
 
 
+def background_run(warm: Warm, cwd: Path, script: str) -> subprocess.Popen[str]:
+    """A warm run of ``sh -c script`` left running, its output piped."""
+    return subprocess.Popen([*CLI, *RUN, "--quiet", "--", "sh", "-c", script],
+                            env=warm.env(CI_GUARD_LEDGER=f"sqlite:///{cwd / 'ledger.db'}"), cwd=cwd,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_a_stale_socket_is_replaced_by_the_next_start(tmp_path: Path):
     first = start_warm(tmp_path / "sock")
     os.kill(first.pid, 9)
@@ -66,9 +73,7 @@ def test_a_stale_socket_is_replaced_by_the_next_start(tmp_path: Path):
 
 def test_stop_lets_the_run_in_progress_finish_then_the_launcher_exits(warm: Warm, tmp_path: Path):
     ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
-    run = subprocess.Popen([*CLI, *RUN, "--quiet", "--", "sh", "-c", "touch started; sleep 1; echo finished"],
-                           env=warm.env(CI_GUARD_LEDGER=ledger), cwd=tmp_path, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = background_run(warm, tmp_path, "touch started; sleep 1; echo finished")
     try:
         assert wait_for(lambda: (tmp_path / "started").exists(), 20)
         stopped = cli("warm", "stop", env=base_env(CI_GUARD_WARM=warm.socket))
@@ -162,10 +167,7 @@ def test_a_request_that_arrives_while_it_stops_is_refused(warm: Warm, tmp_path: 
 
     from ci_guard.warm.client import identity, read_message, send_message
 
-    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
-    run = subprocess.Popen([*CLI, *RUN, "--quiet", "--", "sh", "-c", "touch started; sleep 1"],
-                           env=warm.env(CI_GUARD_LEDGER=ledger), cwd=tmp_path, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = background_run(warm, tmp_path, "touch started; sleep 1")
     late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     late.settimeout(20)
     try:
