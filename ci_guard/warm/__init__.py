@@ -17,9 +17,9 @@ Contract (docs/warm.md):
 * The client forwards SIGINT, SIGTERM and SIGHUP to the run; if the client disappears (SIGKILL),
   the run is sent SIGTERM, so its agent is stopped and its reservation settled as on a cancel.
   If the server dies, its runs get SIGTERM (``PR_SET_PDEATHSIG``) and their clients exit 82.
-* The server holds no secret: it is started with a minimal environment (never the provider
+* The server keeps no secret: it is started with a minimal environment (never the provider
   keys), is not dumpable, listens on a socket in a private directory, and serves only its own
-  user (``SO_PEERCRED``). Each run's environment exists only in that run's child.
+  user (``SO_PEERCRED``). A run's environment passes through it only while that run is forked.
 * Anything unexpected before the run starts (no server, another ci-guard or Python, a refused
   request) leaves the client to start cold, with a one-line note: a warm launcher can make a
   run faster, never make it fail.
