@@ -20,6 +20,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from typing import IO
 
 from ci_guard.errors import LauncherError
 from ci_guard.warm.client import EXIT_RUN_INFRASTRUCTURE, FORWARDED_SIGNALS, MAX_REQUEST, identity, send_message
@@ -122,10 +123,22 @@ class WarmServer:
         self._sel = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
         self._wake_r, self._wake_w = socket.socketpair()
+        self._lock: IO[str] | None = None
         self._last_active = time.monotonic()
 
     # -- set-up ------------------------------------------------------------------------------
     def bind(self) -> None:
+        # One launcher per socket, even when two start at the same instant: the lock beside the
+        # socket is held for the launcher's life (the kernel drops it when the launcher is gone).
+        import fcntl
+
+        self._lock = open(self.path + ".lock", "a")  # noqa: SIM115 - held until the process ends
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise LauncherError(f"a warm launcher already serves at {self.path}; stop it first "
+                                "(ci-guard warm stop)") from None
         if serving(self.path):
             raise LauncherError(f"a warm launcher already serves at {self.path}; stop it first (ci-guard warm stop)")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -359,9 +372,9 @@ def _child(server: WarmServer, conn: socket.socket, message: dict[str, object], 
         die_with_parent(signal.SIGTERM)  # the server gone, the run ends as a cancelled one does
         if os.getppid() != server_pid:  # it died before that took hold: nothing started yet, end here
             os._exit(EXIT_RUN_INFRASTRUCTURE)
-        for sock in (server._listener, server._wake_r, server._wake_w, conn):
+        for sock in (server._listener, server._wake_r, server._wake_w, conn, server._lock):
             if sock is not None:
-                sock.close()
+                sock.close()  # (the lock's: a run outliving its launcher must not keep the socket taken)
         # Other clients' connections and the descriptors of requests still arriving: a run holds
         # nothing of another (a kept stdout would keep that client's pipe open).
         for key in list(server._sel.get_map().values()):

@@ -40,6 +40,45 @@ def test_a_second_start_on_a_served_socket_exits_3(warm: Warm):
     assert os.path.exists(warm.socket) and warm.alive()
 
 
+def test_launchers_started_at_the_same_instant_leave_one_serving(tmp_path: Path):
+    """Four `serve`s on one socket at once: the lock beside it lets exactly one bind, the others
+    exit 3 (without it, one could bind between another's check and listen, then serve a socket
+    file that was replaced under it)."""
+    path = str(tmp_path / "sock")
+    procs = [subprocess.Popen([*CLI, "warm", "serve", "--socket", path, "--idle-timeout", "60"], env=base_env(),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    try:
+        assert wait_for(lambda: sum(p.poll() is not None for p in procs) == 3, 60)
+        losers = [p for p in procs if p.poll() is not None]
+        assert all(p.returncode == 3 and "already serves" in p.stderr.read() for p in losers)  # type: ignore[union-attr]
+        (winner,) = [p for p in procs if p.poll() is None]
+        from ci_guard.warm.server import serving
+
+        assert wait_for(lambda: serving(path), 30)
+        winner.terminate()  # the one that serves is the one left: once it is gone, nothing answers
+        winner.wait(20)
+        assert not serving(path)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(20)
+
+
+def test_the_lock_beside_the_socket_decides_who_serves(tmp_path: Path):
+    # a launcher between its lock and its listen (held here): nothing answers yet, and still a
+    # second one does not bind
+    import fcntl
+
+    path = str(tmp_path / "sock")
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        serve = cli("warm", "serve", "--socket", path, "--idle-timeout", "60")
+    assert serve.returncode == 3 and "already serves" in serve.stderr
+    assert not os.path.exists(path)
+
+
 def test_stop_without_a_launcher_has_nothing_to_stop(tmp_path: Path):
     for path in (tmp_path / "never-started", tmp_path):  # no such file; not a socket
         stopped = cli("warm", "stop", "--socket", str(path))
