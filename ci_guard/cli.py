@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("ci_guard.commands.simulate:simulate", "Serve the scripted fake provider (Anthropic/OpenAI)."),
     "import": ("ci_guard.commands.import_usage:import_usage", "Import usage of agents that cannot be proxied."),
     "proxy": ("ci_guard.commands.proxy:proxy", "Serve a detached metering proxy (used by `start`)."),
-    "warm": ("ci_guard.commands.warm:warm", "A warm launcher: many `run`s started in milliseconds (docs/warm.md)."),
+    "warm": ("ci_guard.commands.warm:warm", "Many `run`s on one machine, forked from ci-guard loaded once."),
 }
 
 HIDDEN = {"proxy"}
