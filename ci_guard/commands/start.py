@@ -54,7 +54,7 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
     """
     from ci_guard.errors import EXIT_RUN_INFRASTRUCTURE, EXIT_UNAVAILABLE, CiGuardError
     from ci_guard.meter import detached
-    from ci_guard.meter.outputs import annotation, write_github_outputs
+    from ci_guard.meter.outputs import annotation, append_github_env, write_github_outputs
     from ci_guard.meter.runner import EXIT_POLICY_REFUSED
     from ci_guard.meter.upstreams import upstreams_from_env
 
@@ -78,7 +78,7 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
             click.echo(f"::add-mask::{started.token}")
         if started.stop_key:
             click.echo(f"::add-mask::{started.stop_key}")
-        _append_env(env)  # the agent's environment: never the stop key
+        append_github_env(env)  # the agent's environment: never the stop key
         write_github_outputs({
             "run-id": started.run_id, "decision": d.decision, "rule": d.rule, "reason": d.reason or "",
             "model": d.model,
@@ -106,13 +106,3 @@ def start(policy_path: str, ledger_url: str | None, budget_snapshot: str | None,
         click.echo(f"ci-guard: proxy {started.proxy_url} for run {started.run_id}; state {started.state_path}",
                    err=True)
     return 0
-
-
-def _append_env(env: dict[str, str]) -> None:
-    path = os.environ.get("GITHUB_ENV")
-    if not path:
-        return
-    with open(path, "a", encoding="utf-8") as fh:
-        for name, value in env.items():
-            fh.write(f"{name}={value}\n")
-

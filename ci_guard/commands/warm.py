@@ -76,10 +76,9 @@ def start(socket_path: str | None, idle_timeout: float, fmt: str) -> int:
     else:
         click.echo(socket_path)
     if fmt == "github":
-        github_env = os.environ.get("GITHUB_ENV")
-        if github_env:
-            with open(github_env, "a", encoding="utf-8") as fh:
-                fh.write(f"CI_GUARD_WARM={socket_path}\n")
+        from ci_guard.meter.outputs import append_github_env
+
+        append_github_env({"CI_GUARD_WARM": socket_path})
     return 0
 
 

@@ -31,6 +31,24 @@ def write_github_outputs(values: Mapping[str, object], path: str | None = None, 
         fh.write("".join(lines))
 
 
+def append_github_env(values: Mapping[str, str], path: str | None = None) -> None:
+    """Export ``values`` to the job's later steps through $GITHUB_ENV: ``name=value`` lines, and a
+    ``name<<DELIM`` block for a value with a line break (which a plain line would split into a
+    second variable). Not redacted: these are values the steps need as they are."""
+    target = path or os.environ.get("GITHUB_ENV")
+    if not target:
+        return
+    lines = []
+    for name, value in values.items():
+        if "\n" in value or "\r" in value:
+            delim = f"ci_guard_{secrets.token_hex(8)}"
+            lines.append(f"{name}<<{delim}\n{value}\n{delim}\n")
+        else:
+            lines.append(f"{name}={value}\n")
+    with open(target, "a", encoding="utf-8") as fh:
+        fh.write("".join(lines))
+
+
 def append_step_summary(markdown: str, path: str | None = None) -> None:
     target = path or os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:
