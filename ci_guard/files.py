@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -45,6 +45,13 @@ MAX_INPUT_BYTES = 16 * 1024 * 1024  # policy, price, event and snapshot files: f
 
 class InputTooLarge(ValueError):
     """A file ci-guard reads as input is larger than :data:`MAX_INPUT_BYTES` (or endless: /dev/zero)."""
+
+
+def scratch_parent(env: Mapping[str, str]) -> str | None:
+    """Where a job's scratch directories go: $RUNNER_TEMP on GitHub (cleaned with the job), else
+    None, i.e. the system's temp directory (``tempfile``'s ``dir=None``)."""
+    runner_temp = env.get("RUNNER_TEMP")
+    return runner_temp if runner_temp and os.path.isdir(runner_temp) else None
 
 
 def read_input_text(path: str | Path, limit: int = MAX_INPUT_BYTES) -> str:

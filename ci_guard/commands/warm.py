@@ -46,12 +46,11 @@ def start(socket_path: str | None, idle_timeout: float, fmt: str) -> int:
     import tempfile
 
     from ci_guard.errors import LauncherError
+    from ci_guard.files import scratch_parent
     from ci_guard.warm.server import server_environment, serving
 
     if socket_path is None:
-        runner_temp = os.environ.get("RUNNER_TEMP")
-        parent = runner_temp if runner_temp and os.path.isdir(runner_temp) else None
-        socket_path = os.path.join(tempfile.mkdtemp(prefix="ci-guard-warm-", dir=parent), "sock")
+        socket_path = os.path.join(tempfile.mkdtemp(prefix="ci-guard-warm-", dir=scratch_parent(os.environ)), "sock")
     socket_path = os.path.abspath(socket_path)
     if serving(socket_path):
         raise LauncherError(f"a warm launcher already serves at {socket_path}; stop it first (ci-guard warm stop)")

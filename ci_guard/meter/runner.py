@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ci_guard.context.model import RunContext
 from ci_guard.errors import EXIT_RUN_INFRASTRUCTURE, InvalidInputError
+from ci_guard.files import scratch_parent
 from ci_guard.meter import lifecycle, loop, owners
 from ci_guard.meter.caps import CapGuard
 from ci_guard.meter.hardening import make_undumpable
@@ -198,9 +199,8 @@ async def _supervise(req: RunRequest, session: MeterSession, proxy_url: str, env
     if preset != "none":
         live.info(f"preset {preset}: the agent's model, turn cap and provider come from its environment")
     # The codex preset writes a per-run CODEX_HOME; it lives exactly as long as the agent.
-    runner_temp = env.get("RUNNER_TEMP")
-    parent = runner_temp if runner_temp and os.path.isdir(runner_temp) else None  # else the system's temp dir
-    with tempfile.TemporaryDirectory(prefix="ci-guard-agent-", dir=parent, ignore_cleanup_errors=True) as scratch:
+    with tempfile.TemporaryDirectory(prefix="ci-guard-agent-", dir=scratch_parent(env),
+                                     ignore_cleanup_errors=True) as scratch:
         launch = apply_preset(preset, req.command, agent_env, proxy_url=proxy_url, token=session.token,
                               model=decision.model, max_turns=decision.limits.max_turns,
                               allowed_models=decision.enforcement.allowed_models, scratch=Path(scratch))
