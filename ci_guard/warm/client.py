@@ -21,7 +21,7 @@ WARM_COMMANDS = frozenset({"run"})
 FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 SUPPORTED = hasattr(socket, "AF_UNIX") and hasattr(os, "fork") and hasattr(socket, "send_fds")
 EXIT_RUN_INFRASTRUCTURE = 82  # ci_guard.errors' value, not imported: that module is not free to load
-_HEADER = struct.Struct("!I")
+HEADER = struct.Struct("!I")  # a message: its length, then that much JSON (client and server)
 MAX_REQUEST = 64 << 20
 
 
@@ -38,7 +38,7 @@ def identity() -> dict[str, str | int]:
 
 def send_message(sock: socket.socket, message: dict[str, object], fds: list[int] | None = None) -> None:
     data = json.dumps(message).encode()
-    frame = _HEADER.pack(len(data)) + data
+    frame = HEADER.pack(len(data)) + data
     if fds:
         sent = socket.send_fds(sock, [frame], fds)
         frame = frame[sent:]
@@ -61,10 +61,10 @@ def read_exact(sock: socket.socket, n: int) -> bytes | None:
 
 
 def read_message(sock: socket.socket) -> dict[str, object] | None:
-    header = read_exact(sock, _HEADER.size)
+    header = read_exact(sock, HEADER.size)
     if header is None:
         return None
-    (size,) = _HEADER.unpack(header)
+    (size,) = HEADER.unpack(header)
     if size > MAX_REQUEST:
         raise ConnectionError(f"a message of {size} bytes is larger than allowed")
     data = read_exact(sock, size)

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from typing import IO
 
 from ci_guard.errors import LauncherError
-from ci_guard.warm.client import EXIT_RUN_INFRASTRUCTURE, FORWARDED_SIGNALS, MAX_REQUEST, identity, send_message
+from ci_guard.warm.client import (
+    EXIT_RUN_INFRASTRUCTURE,
+    FORWARDED_SIGNALS,
+    HEADER,
+    MAX_REQUEST,
+    identity,
+    send_message,
+)
 
 # What a run imports, loaded once here. A module missing from this list is imported by each
 # child (correct, just slower); aiohttp is left out on purpose: only an env-configured proxy needs it.
@@ -41,7 +48,6 @@ SERVER_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "T
               "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONUTF8", "PYTHONIOENCODING", "VIRTUAL_ENV")
 REPLY_TIMEOUT_S = 1.0  # a reply is a few bytes; a client that never reads them is not waited for
 _PEERCRED = struct.Struct("3i")
-_HEADER_SIZE = 4
 # A connection that has not sent a whole request by then is dropped (and its descriptors closed).
 PENDING_TIMEOUT_S = 10.0
 
@@ -83,16 +89,16 @@ class _Inbox:
             return True
         self.fds.extend(fds)
         self.buffer += data
-        if len(self.buffer) >= _HEADER_SIZE and _frame_size(self.buffer) > MAX_REQUEST:
+        if len(self.buffer) >= HEADER.size and _frame_size(self.buffer) > MAX_REQUEST:
             raise ConnectionError(f"a message of {_frame_size(self.buffer)} bytes is larger than allowed")
         return bool(data)
 
     def next_message(self) -> dict[str, object] | None:
         """The next complete message, or None while it is still arriving."""
-        if len(self.buffer) < _HEADER_SIZE or len(self.buffer) < _HEADER_SIZE + _frame_size(self.buffer):
+        if len(self.buffer) < HEADER.size or len(self.buffer) < HEADER.size + _frame_size(self.buffer):
             return None
-        end = _HEADER_SIZE + _frame_size(self.buffer)
-        body = bytes(self.buffer[_HEADER_SIZE:end])
+        end = HEADER.size + _frame_size(self.buffer)
+        body = bytes(self.buffer[HEADER.size:end])
         del self.buffer[:end]
         message = json.loads(body)
         if not isinstance(message, dict):
@@ -173,7 +179,8 @@ class WarmServer:
                     self._close_listener()
                     if not self.runs:
                         return
-                timeout: float | None = PENDING_TIMEOUT_S if self._pending() else None
+                # drop connections that sent no whole request in time; wake up for the rest
+                timeout: float | None = PENDING_TIMEOUT_S if self._drop_stalled() else None
                 if self.idle_timeout_s > 0 and not self.runs and not self.stopping:
                     idle_left = max(0.0, self._last_active + self.idle_timeout_s - time.monotonic())
                     timeout = idle_left if timeout is None else min(timeout, idle_left)
@@ -192,7 +199,6 @@ class WarmServer:
                     else:
                         self._from_client(key.fileobj, key.data)  # type: ignore[arg-type]
                 self._reap()
-                self._drop_stalled()
         finally:
             self._close_listener()
             signal.set_wakeup_fd(-1)
@@ -221,15 +227,17 @@ class WarmServer:
             conn.setblocking(False)
             self._sel.register(conn, selectors.EVENT_READ, _Inbox())
 
-    def _pending(self) -> list[tuple[socket.socket, _Inbox]]:
-        return [(key.fileobj, key.data) for key in self._sel.get_map().values()  # type: ignore[misc]
-                if isinstance(key.data, _Inbox)]
-
-    def _drop_stalled(self) -> None:
-        now = time.monotonic()
-        for conn, inbox in self._pending():
-            if now - inbox.since > PENDING_TIMEOUT_S:
-                self._drop(conn, inbox, "no whole request in time")
+    def _drop_stalled(self) -> bool:
+        """Drop the connections whose request has been arriving for too long; True if any other
+        request is still arriving."""
+        now, arriving = time.monotonic(), False
+        for key in list(self._sel.get_map().values()):
+            if isinstance(key.data, _Inbox):
+                if now - key.data.since > PENDING_TIMEOUT_S:
+                    self._drop(key.fileobj, key.data, "no whole request in time")  # type: ignore[arg-type]
+                else:
+                    arriving = True
+        return arriving
 
     def _drop(self, conn: socket.socket, inbox: _Inbox, why: str) -> None:
         _log(f"request dropped: {why}")
@@ -465,7 +473,7 @@ def _apply_settings(message: dict[str, object]) -> None:
 
 
 def _frame_size(buffer: bytearray) -> int:
-    return int(struct.unpack_from("!I", buffer)[0])
+    return int(HEADER.unpack_from(buffer)[0])
 
 
 def _reply(conn: socket.socket, message: dict[str, object]) -> None:

@@ -33,16 +33,11 @@ def load(backend: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+@cache
 def versions(backend: str) -> frozenset[int]:
     """Every version ``backend`` has a migration for (from the file names: nothing is read or parsed,
-    as every ledger open checks this)."""
-    return _versions(backend)
-
-
-@cache
-def _versions(backend: str) -> frozenset[int]:
-    # The files ship with the package and do not change while it is loaded (a warm launcher
-    # lists them once for all its runs).
+    as every ledger open checks this). Listed once per process: the files ship with the package
+    and do not change while it is loaded (a warm launcher lists them once for all its runs)."""
     folder = resources.files(__name__).joinpath(backend)
     return frozenset(int(match.group(1)) for entry in folder.iterdir() if (match := _NAME.match(entry.name)))
 
