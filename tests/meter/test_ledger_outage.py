@@ -4,9 +4,11 @@ replayed into the budgets when the ledger is back (and at the next start), the r
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import textwrap
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +22,7 @@ from ci_guard.meter.lifecycle import spill_path
 from ci_guard.meter.runner import EXIT_INFRASTRUCTURE, RunRequest, run_agent
 from ci_guard.meter.upstreams import Upstreams
 from ci_guard.policy.models import Budget
-from ci_guard.simulator.server import run_simulator
+from ci_guard.simulator.server import Simulator, run_simulator
 
 KEY = "sk-ant-api03-ledger-outage-real-key-0123456789"
 POLICY = textwrap.dedent("""
@@ -45,11 +47,13 @@ class Outage:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.failing_calls = 0
         self.down = False
+        self.failed = threading.Event()  # a write has failed
         real_calls, real_finish = SqlStore.record_calls, SqlStore.finish_run
 
         def record_calls(store, calls):
             if self.down or self.failing_calls > 0:
                 self.failing_calls -= 1
+                self.failed.set()
                 raise OSError("connection to the ledger lost")
             return real_calls(store, calls)
 
@@ -60,6 +64,22 @@ class Outage:
 
         monkeypatch.setattr(SqlStore, "record_calls", record_calls)
         monkeypatch.setattr(SqlStore, "finish_run", finish_run)
+
+    def hold_the_model_until_a_write_failed(self, monkeypatch: pytest.MonkeyPatch, after_call: int) -> None:
+        """The model answers call ``after_call + 1`` only once a ledger write has failed.
+
+        A failure is known once the ledger thread has tried the write; a model that answers in
+        microseconds (the simulator, on a loaded CI machine) could otherwise serve every turn first.
+        Real models take seconds per call, and this makes the test as deterministic as they are.
+        """
+        real_generate = Simulator._generate
+
+        async def generate(sim, request, endpoint):
+            if sim.calls >= after_call:
+                await asyncio.get_running_loop().run_in_executor(None, self.failed.wait, 10)
+            return await real_generate(sim, request, endpoint)
+
+        monkeypatch.setattr(Simulator, "_generate", generate)
 
 
 def _run(tmp_path: Path, url: str, sim, on_error: str, scenario_calls: int = 0) -> object:
@@ -89,6 +109,7 @@ def test_deny_stops_the_run_mid_way_and_the_spilled_call_reaches_the_budget(tmp_
     # the first two writes fail, then the ledger is back: whether the first calls were written one by
     # one or as a batch (which is retried call by call), the first call's own write fails
     outage.failing_calls = 2
+    outage.hold_the_model_until_a_write_failed(monkeypatch, after_call=2)
     with run_simulator("endless-loop", api_key=KEY) as sim:
         outcome = _run(tmp_path, any_ledger, sim, "deny")
         served = len([r for r in sim.served if r["usage"]])
