@@ -1,25 +1,36 @@
 """The thin side of the warm launcher: runs before click or any library is imported.
 
 Only the standard library, and only what a request needs: this module is the whole start-up of a
-warm ``ci-guard run`` (see ci_guard/warm/__init__.py for the contract).
+warm ``ci-guard run`` (see ci_guard/warm/__init__.py for the contract). It uses the standard
+library's C modules (``_socket``, ``_json``, ``_signal``) rather than ``socket``, ``json`` and
+``signal``: those build enums and compile regular expressions at import, ~10 ms of a ~25 ms client
+start, which a fleet of launches pays once per run (BENCHMARKS.md, "The warm launcher").
 """
 
 from __future__ import annotations
 
-import json
+import _signal
+import _socket
 import os
-import signal
-import socket
 import struct
 import sys
+
+try:  # CPython's JSON accelerator, which the json module itself uses
+    from _json import encode_basestring_ascii as _quote
+    from _json import make_scanner as _make_scanner
+except ImportError:  # pragma: no cover - not CPython: the json module, a little slower to import
+    from json.encoder import py_encode_basestring_ascii as _quote
+
+    _make_scanner = None
 
 ENV_VAR = "CI_GUARD_WARM"
 PROTOCOL = 3  # 2: a request carries the client's umask; 3: its resource limits and niceness
 # Commands the server runs warm; everything else starts cold (nothing to gain there).
 WARM_COMMANDS = frozenset({"run"})
 # (no SIGHUP, AF_UNIX or fork on Windows: there the warm launcher is not used at all)
-FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-SUPPORTED = hasattr(socket, "AF_UNIX") and hasattr(os, "fork") and hasattr(socket, "send_fds")
+FORWARDED_SIGNALS = tuple(getattr(_signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                          if hasattr(_signal, name))
+SUPPORTED = hasattr(_socket, "AF_UNIX") and hasattr(os, "fork") and hasattr(_socket.socket, "sendmsg")
 EXIT_RUN_INFRASTRUCTURE = 82  # ci_guard.errors' value, not imported: that module is not free to load
 HEADER = struct.Struct("!I")  # a message: its length, then that much JSON (client and server)
 MAX_REQUEST = 64 << 20
@@ -36,17 +47,75 @@ def identity() -> dict[str, str | int]:
             "python": os.path.realpath(sys.executable)}
 
 
-def send_message(sock: socket.socket, message: dict[str, object], fds: list[int] | None = None) -> None:
-    data = json.dumps(message).encode()
+def encode(value: object) -> str:
+    """JSON text of ``value`` (dicts with str keys, lists, str, int, bool, None), as ``json.dumps``
+    writes it with its defaults: non-ASCII and surrogate escapes (non-UTF-8 bytes of the
+    environment) as ``\\uXXXX``."""
+    if isinstance(value, str):
+        return _quote(value)
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(_quote(_str_key(k)) + ":" + encode(v) for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(map(encode, value)) + "]"
+    raise TypeError(f"a warm launcher message cannot carry {type(value).__name__}")
+
+
+def _str_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"a warm launcher message's keys are strings, not {type(key).__name__}")
+    return key
+
+
+class _Strict:
+    """What JSON's scanner reads of a decoder: strict, no hooks, no NaN or Infinity."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> object:
+        raise ValueError(f"{name} is not allowed in a warm launcher message")
+
+
+_scan = _make_scanner(_Strict()) if _make_scanner is not None else None
+
+
+def decode(data: bytes) -> object:
+    """``json.loads`` of a message (UTF-8), without importing ``json``; ValueError if it is not one
+    JSON value."""
+    text = data.decode("utf-8")
+    if _scan is None:  # pragma: no cover - not CPython
+        import json
+
+        return json.loads(text)
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    try:
+        value, end = _scan(text, start)
+    except StopIteration as exc:
+        raise ValueError(f"a warm launcher message is not JSON (at character {exc.value})") from None
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError(f"a warm launcher message has extra data at character {end}")
+    return value
+
+
+def send_message(sock: _socket.socket, message: dict[str, object], fds: list[int] | None = None) -> None:
+    data = encode(message).encode()
     frame = HEADER.pack(len(data)) + data
     if fds:
-        sent = socket.send_fds(sock, [frame], fds)
+        sent = sock.sendmsg([frame], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
         frame = frame[sent:]
     if frame:
         sock.sendall(frame)
 
 
-def read_exact(sock: socket.socket, n: int) -> bytes | None:
+def read_exact(sock: _socket.socket, n: int) -> bytes | None:
     """``n`` bytes, or None at EOF (a clean close before the first byte)."""
     chunks = []
     while n:
@@ -60,7 +129,7 @@ def read_exact(sock: socket.socket, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def read_message(sock: socket.socket) -> dict[str, object] | None:
+def read_message(sock: _socket.socket) -> dict[str, object] | None:
     header = read_exact(sock, HEADER.size)
     if header is None:
         return None
@@ -70,7 +139,7 @@ def read_message(sock: socket.socket) -> dict[str, object] | None:
     data = read_exact(sock, size)
     if data is None:
         raise ConnectionError("the connection closed inside a message")
-    message = json.loads(data)
+    message = decode(data)
     if not isinstance(message, dict):
         raise ConnectionError("a message is not a JSON object")
     return message
@@ -102,7 +171,7 @@ def delegate(argv: list[str]) -> None:
     path = os.environ.get(ENV_VAR)
     if not path or not argv or argv[0] not in WARM_COMMANDS or not SUPPORTED:
         return
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)
         # The environment is sent as str, as os.environ holds it: JSON carries surrogate escapes
@@ -122,7 +191,7 @@ def delegate(argv: list[str]) -> None:
     _wait_for_run(sock)
 
 
-def _wait_for_run(sock: socket.socket) -> None:
+def _wait_for_run(sock: _socket.socket) -> None:
     """Relay signals to the run until its exit status arrives, then exit with it."""
 
     def forward(signum: int, _frame: object) -> None:
@@ -132,7 +201,7 @@ def _wait_for_run(sock: socket.socket) -> None:
             pass  # the server is gone; the run got SIGTERM from the kernel (PR_SET_PDEATHSIG)
 
     for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, forward)
+        _signal.signal(sig, forward)
     try:
         reply = read_message(sock)
     except (OSError, ValueError):
@@ -146,8 +215,8 @@ def _wait_for_run(sock: socket.socket) -> None:
     sys.stderr.flush()
     if status < 0:  # the run died of a signal: so does this process, as a cold run would have
         for sig in FORWARDED_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(-status, signal.SIG_DFL)
+            _signal.signal(sig, _signal.SIG_DFL)
+        _signal.signal(-status, _signal.SIG_DFL)
         os.kill(os.getpid(), -status)
         status = 128 - status
     os._exit(status)
