@@ -19,9 +19,12 @@ their own rate. The *writer* rounds (``--writer-calls``) time the ledger alone: 
 run's ledger traffic (reserve, start, one transaction per call, settle; ``bench/fleet_writer.py``),
 all on the same org budget -- the commit rate the ledger can take from N concurrent runs.
 
-A third variant, "warm", is this checkout's runs started through a warm launcher (``ci-guard warm
+Two more variants are this checkout's runs started through one warm launcher (``ci-guard warm
 start`` before the first round, ``CI_GUARD_WARM`` in the runs' environment; docs/warm.md), each
-on its own schema; ``--no-warm`` leaves it out.
+on its own schema: "warm" starts ``ci-guard`` as the runs' ``PATH`` names it after ``warm start
+--format github|shell`` (the launcher's own client, ``<socket>.bin/ci-guard``), "warm-script" the
+installed console script. ``--no-warm`` leaves both out. "new" and "old" start ``python -m
+ci_guard``, as earlier rounds of this bench did.
 
 With ``--baseline-src DIR`` (a directory holding another version's ``ci_guard`` package, e.g. from
 ``git archive <commit> ci_guard | tar -x -C DIR``) every measurement is repeated with that version
@@ -83,7 +86,7 @@ def ledger_calls(conn: psycopg.Connection, schema: str) -> int:
 
 
 def fleet(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, conninfo: str | None,
-          schema: str | None) -> dict[str, float]:
+          schema: str | None, ci_guard: list[str]) -> dict[str, float]:
     """Start N runs at once; return launch, commit rate and lag."""
     conn = psycopg.connect(conninfo, autocommit=True) if conninfo else None  # one connection, polled
     before = ledger_calls(conn, schema) if conn is not None and schema else 0  # earlier rounds' calls
@@ -96,7 +99,7 @@ def fleet(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, conn
         mark.unlink(missing_ok=True)
         marks.append(mark)
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "ci_guard", "run", "--policy", str(work / "policy.yml"), "--repo",
+            [*ci_guard, "run", "--policy", str(work / "policy.yml"), "--repo",
              f"fleet/repo{i % 8}", "--ledger", ledger, "--quiet", "--preset", "none", "--",
              sys.executable, str(AGENT), str(calls), str(mark)],
             env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
@@ -192,21 +195,21 @@ def postmaster_pid(conninfo: str | None) -> int | None:
         return None  # a remote server: its CPU is not counted
 
 
-def launch_cpu(work: Path, env: dict[str, str], ledger: str | None, warm_pid: int | None,
+def launch_cpu(work: Path, env: dict[str, str], ledger: str | None, ci_guard: list[str], warm_pid: int | None,
                pg_pid: int | None) -> tuple[float, float, float]:
     """One launch (``launch_once``) and the CPU it took: (seconds to the first answer, CPU seconds
     of ci-guard and the agent (the warm launcher's forked run included), CPU seconds of the
     PostgreSQL backends). Backends and forked runs count once they have exited; the caller waits."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     warm_before, pg_before = children_cpu_s(warm_pid), children_cpu_s(pg_pid)
-    first = launch_once(work, env, ledger)
+    first = launch_once(work, env, ledger, ci_guard)
     time.sleep(0.05)  # the launcher reaps its run, PostgreSQL its backend
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return (first, own + children_cpu_s(warm_pid) - warm_before, children_cpu_s(pg_pid) - pg_before)
 
 
-def launch_once(work: Path, env: dict[str, str], ledger: str | None) -> float:
+def launch_once(work: Path, env: dict[str, str], ledger: str | None, ci_guard: list[str]) -> float:
     """One run (or the agent alone against the simulator) to its first answered call, in seconds."""
     mark = work / "launch.json"
     mark.unlink(missing_ok=True)
@@ -215,7 +218,7 @@ def launch_once(work: Path, env: dict[str, str], ledger: str | None) -> float:
         cmd = [sys.executable, str(AGENT), "1", str(mark)]
         agent_env = {**env, "ANTHROPIC_BASE_URL": env["CI_GUARD_ANTHROPIC_UPSTREAM"], "ANTHROPIC_API_KEY": "k"}
     else:
-        cmd = [sys.executable, "-m", "ci_guard", "run", "--policy", str(work / "policy.yml"), "--repo",
+        cmd = [*ci_guard, "run", "--policy", str(work / "policy.yml"), "--repo",
                "fleet/launch", "--ledger", ledger, "--quiet", "--preset", "none", "--",
                sys.executable, str(AGENT), "1", str(mark)]
         agent_env = env
@@ -257,6 +260,8 @@ def main() -> None:
     conninfo = args.ledger if pg else None
     # variant -> (environment, ledger URL, schema): each version on its own schema (or file)
     variants: dict[str, tuple[dict[str, str], str, str | None]] = {}
+    module = [sys.executable, "-m", "ci_guard"]
+    commands: dict[str, list[str]] = {}  # how each variant's runs are started
     for name, src in (("new", None), ("old", args.baseline_src)):
         if name == "old" and not src:
             continue
@@ -266,6 +271,7 @@ def main() -> None:
             variants[name] = (venv, f"{args.ledger}?schema={schema}", schema)
         else:
             variants[name] = (venv, f"sqlite:///{work}/{name}.db", None)
+        commands[name] = module
     warm = None
     if args.warm:
         # "warm": this checkout's runs started through a warm launcher (ci-guard warm start),
@@ -275,11 +281,21 @@ def main() -> None:
                         "--idle-timeout", "0"], env=env, cwd=work, check=True, capture_output=True)
         warm = socket_path
         wenv = {**env, "CI_GUARD_WARM": socket_path}
-        if pg:
-            schema = f"cig_fleet_warm_{secrets.token_hex(4)}"
-            variants["warm"] = (wenv, f"{args.ledger}?schema={schema}", schema)
-        else:
-            variants["warm"] = (wenv, f"sqlite:///{work}/warm.db", None)
+        # "warm": `ci-guard` as the job's PATH names it after `warm start --format github|shell`, the
+        # launcher's own client (ci_guard/warm/shim.py); "warm-script": the installed console script
+        # with CI_GUARD_WARM set (PATH left as it was).
+        shim = Path(socket_path + ".bin") / "ci-guard"
+        script = Path(sys.executable).parent / "ci-guard"
+        for name, command in (("warm", [str(shim)]), ("warm-script", [str(script)])):
+            if not Path(command[0]).exists():
+                continue
+            venv = {**wenv, "PATH": f"{shim.parent}{os.pathsep}{env.get('PATH', '')}"} if name == "warm" else wenv
+            if pg:
+                schema = f"cig_fleet_{name.replace('-', '_')}_{secrets.token_hex(4)}"
+                variants[name] = (venv, f"{args.ledger}?schema={schema}", schema)
+            else:
+                variants[name] = (venv, f"sqlite:///{work}/{name}.db", None)
+            commands[name] = command
     time.sleep(1.0)
     results: dict[str, object] = {"python": sys.version.split()[0], "backend": "postgres" if pg else "sqlite",
                                   "load_before": os.getloadavg(), "variants": list(variants)}
@@ -298,7 +314,8 @@ def main() -> None:
         for i in range(args.launch_rounds):
             for name in names[i % len(names):] + names[:i % len(names)]:
                 venv, ledger = (env, None) if name == "alone" else variants[name][:2]
-                first, own_cpu, pg_cpu = launch_cpu(work, venv, ledger, warm_pid if name == "warm" else None, pg_pid)
+                first, own_cpu, pg_cpu = launch_cpu(work, venv, ledger, commands.get(name, module),
+                                                    warm_pid if name.startswith("warm") else None, pg_pid)
                 launch[name].append(first)
                 cpu[name].append((own_cpu, pg_cpu))
         results["launch"] = {k: {"p50_s": statistics.median(v), "p90_s": pct(v, 90), "min_s": min(v),
@@ -312,7 +329,7 @@ def main() -> None:
             order = list(variants) if i % 2 == 0 else list(reversed(variants))
             for name in order:
                 venv, ledger, schema = variants[name]
-                rounds[name].append(fleet(args.runs, args.calls, work, venv, ledger, conninfo, schema))
+                rounds[name].append(fleet(args.runs, args.calls, work, venv, ledger, conninfo, schema, commands[name]))
                 print(f"fleet round ({name}):", rounds[name][-1], flush=True)
         results["fleet"] = rounds
         for i in range(args.rounds if args.writer_calls else 0):

@@ -34,8 +34,9 @@ def warm() -> None:
 @click.option("--idle-timeout", type=click.FloatRange(min=0), default=DEFAULT_IDLE_TIMEOUT_S, show_default=True,
               help="Seconds without a run after which the launcher exits (0: never).")
 @click.option("--format", "fmt", type=click.Choice(["text", "shell", "github"]), default="text", show_default=True,
-              help="text: print the socket path; shell: print an `export CI_GUARD_WARM=...` line; "
-                   "github: also append CI_GUARD_WARM to $GITHUB_ENV for the job's later steps.")
+              help="text: print the socket path; shell: print `export` lines for CI_GUARD_WARM and PATH (for "
+                   "eval); github: also append CI_GUARD_WARM to $GITHUB_ENV and the launcher's own `ci-guard` "
+                   "to $GITHUB_PATH for the job's later steps.")
 def start(socket_path: str | None, idle_timeout: float, fmt: str) -> int:
     """Start the warm launcher in the background and print its socket once it serves.
 
@@ -47,7 +48,7 @@ def start(socket_path: str | None, idle_timeout: float, fmt: str) -> int:
 
     from ci_guard.errors import LauncherError
     from ci_guard.files import scratch_parent
-    from ci_guard.warm.server import server_environment, serving
+    from ci_guard.warm.server import server_environment, serving, shim_dir
 
     if socket_path is None:
         socket_path = os.path.join(tempfile.mkdtemp(prefix="ci-guard-warm-", dir=scratch_parent(os.environ)), "sock")
@@ -70,14 +71,22 @@ def start(socket_path: str | None, idle_timeout: float, fmt: str) -> int:
             tail = _tail(log_path)
             raise LauncherError(f"the warm launcher did not start (see {log_path}){': ' + tail if tail else ''}")
         time.sleep(0.01)
+    # The launcher's own `ci-guard` (ci_guard/warm/shim.py): a faster client, where it could write one
+    shim = shim_dir(socket_path) if os.path.isdir(shim_dir(socket_path)) else None
+    if shim and ("\n" in shim or "\r" in shim):
+        shim = None  # PATH and $GITHUB_PATH hold a directory per line
     if fmt == "shell":
         click.echo(f"export CI_GUARD_WARM={shlex.quote(socket_path)}")
+        if shim:
+            click.echo(f'export PATH={shlex.quote(shim)}:"$PATH"')
     else:
         click.echo(socket_path)
     if fmt == "github":
-        from ci_guard.meter.outputs import append_github_env
+        from ci_guard.meter.outputs import append_github_env, append_github_path
 
         append_github_env({"CI_GUARD_WARM": socket_path})
+        if shim:
+            append_github_path(shim)
     return 0
 
 

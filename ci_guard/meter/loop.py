@@ -42,6 +42,16 @@ MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's maximum on 64-bit systems
 TRIM_THRESHOLD = 256 * 1024 * 1024
 
 
+def libc_functions() -> bool:
+    """Look up the glibc functions the proxy uses, without calling them (the warm launcher does
+    this once for all its runs); False where there are none."""
+    return bool(_libc_function(*_MALLOPT) and _libc_function(*_MALLOC_TRIM))
+
+
+_MALLOPT = ("mallopt", ("c_int", "c_int"))
+_MALLOC_TRIM = ("malloc_trim", ("c_size_t",))
+
+
 def keep_freed_memory() -> bool:
     """Let a busy proxy reuse the memory of its last megabyte request (glibc); False elsewhere.
 
@@ -52,7 +62,7 @@ def keep_freed_memory() -> bool:
     requests. With these thresholds freed memory stays in the heap while requests keep coming;
     :func:`release_free_memory`, called when the proxy falls idle, gives it back then.
     """
-    mallopt = _libc_function("mallopt", ("c_int", "c_int"))
+    mallopt = _libc_function(*_MALLOPT)
     if not mallopt:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
@@ -66,7 +76,7 @@ def release_free_memory() -> bool:
     stays at ~380 MiB. Trimming only when the proxy is idle keeps the reuse (no page faults on
     every request) while it is busy.
     """
-    trim = _libc_function("malloc_trim", ("c_size_t",))
+    trim = _libc_function(*_MALLOC_TRIM)
     return bool(trim and trim(0))
 
 

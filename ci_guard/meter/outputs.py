@@ -49,6 +49,17 @@ def append_github_env(values: Mapping[str, str], path: str | None = None) -> Non
         fh.write("".join(lines))
 
 
+def append_github_path(directory: str, path: str | None = None) -> None:
+    """Put ``directory`` first on the ``PATH`` of the job's later steps ($GITHUB_PATH)."""
+    target = path or os.environ.get("GITHUB_PATH")
+    if not target:
+        return
+    if "\n" in directory or "\r" in directory:  # one line per directory: it cannot carry a line break
+        raise ValueError(f"a directory with a line break cannot go on $GITHUB_PATH: {directory!r}")
+    with open(target, "a", encoding="utf-8") as fh:
+        fh.write(directory + "\n")
+
+
 def append_step_summary(markdown: str, path: str | None = None) -> None:
     target = path or os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:

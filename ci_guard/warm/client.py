@@ -36,14 +36,15 @@ HEADER = struct.Struct("!I")  # a message: its length, then that much JSON (clie
 MAX_REQUEST = 64 << 20
 
 
-def identity() -> dict[str, str | int]:
+def identity(prefix: str | None = None) -> dict[str, str | int]:
     """What must match between client and server: a server loaded from another ci-guard, checkout,
     Python or environment (venv: its libraries) must not run this client's command. ``python`` ->
-    ``python3`` symlinks are the same interpreter."""
+    ``python3`` symlinks are the same interpreter. ``prefix``: the environment, where ``sys.prefix``
+    does not say it (the launcher's shim runs with ``-S``, which leaves a venv's prefix unset)."""
     from ci_guard import __version__
 
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return {"protocol": PROTOCOL, "version": __version__, "package": package, "prefix": sys.prefix,
+    return {"protocol": PROTOCOL, "version": __version__, "package": package, "prefix": prefix or sys.prefix,
             "python": os.path.realpath(sys.executable)}
 
 
@@ -162,7 +163,7 @@ def _note(text: str) -> None:
     sys.stderr.flush()
 
 
-def delegate(argv: list[str]) -> None:
+def delegate(argv: list[str], prefix: str | None = None) -> None:
     """Run ``ci-guard <argv>`` in the warm server named by ``$CI_GUARD_WARM`` and exit as it did.
 
     Returns (without side effects beyond a note on stderr) when the command is not one the server
@@ -176,7 +177,7 @@ def delegate(argv: list[str]) -> None:
         sock.connect(path)
         # The environment is sent as str, as os.environ holds it: JSON carries surrogate escapes
         # (non-UTF-8 bytes) through unchanged.
-        send_message(sock, {**identity(), "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
+        send_message(sock, {**identity(prefix), "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
                             **process_settings()}, [0, 1, 2])
         reply = read_message(sock)
     except (OSError, ValueError) as exc:

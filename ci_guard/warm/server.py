@@ -39,8 +39,10 @@ PRELOAD = (
     "ci_guard.meter.runner", "ci_guard.meter.lifecycle", "ci_guard.meter.proxy", "ci_guard.meter.summary",
     "ci_guard.meter.outputs", "ci_guard.ledger.postgres", "ci_guard.ledger.sqlite", "ci_guard.ledger.analytics",
     "ci_guard.policy.loader", "ci_guard.policy.decide", "ci_guard.pricing.catalog", "ci_guard.tokens.estimate",
-    "ci_guard.tokens.media",
+    "ci_guard.tokens.media", "ci_guard.context.local", "ci_guard.context.git", "ci_guard.policy.lint",
+    "ci_guard.policy.model_prices", "encodings.ascii",
 )
+OPTIONAL_PRELOAD = ("uvloop",)  # the proxy's event loop where it is installed (ci_guard/meter/loop.py)
 # The only variables the server keeps from the environment it was started in: what Python and
 # ci-guard need to load. Provider keys, forge tokens and ledger URLs never reach it; each run's
 # environment arrives with its request and lives only in that run's child.
@@ -56,10 +58,48 @@ def server_environment(environ: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k in SERVER_ENV}
 
 
+def shim_dir(path: str) -> str:
+    """The directory of the launcher's own ``ci-guard`` (ci_guard/warm/shim.py) for socket ``path``."""
+    return path + ".bin"
+
+
+def write_shim(path: str) -> str | None:
+    """Write the launcher's ``ci-guard`` beside its socket; its directory, or None where this Python
+    cannot be named on a ``#!`` line (runs then use the installed script, a little slower)."""
+    from ci_guard.files import write_text_atomic
+    from ci_guard.warm import shim
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(shim.__file__))))
+    text = shim.script(sys.executable, sys.prefix, shim.import_vars(dict(os.environ)), package_parent)
+    if text is None:
+        return None
+    directory = shim_dir(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    target = os.path.join(directory, shim.NAME)
+    write_text_atomic(target, text, mode=0o700)
+    return directory
+
+
+def remove_shim(path: str) -> None:
+    from ci_guard.warm import shim
+
+    directory = shim_dir(path)
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(directory, shim.NAME))
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)
+
+
 def preload() -> None:
     """Import what a run imports (pydantic builds the policy models here, once)."""
     for module in PRELOAD:
         importlib.import_module(module)
+    for module in OPTIONAL_PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    from ci_guard.meter import loop
+
+    loop.libc_functions()  # looked up (ctypes) once here, not in every run; none is called
     # What every run reads from the package itself and caches: the bundled price catalog, the
     # migrations' versions. Nothing of a run's own (policy, environment, ledger) is loaded here.
     from ci_guard.ledger import migrations
@@ -131,6 +171,7 @@ class WarmServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock: IO[str] | None = None
         self._last_active = time.monotonic()
+        self.shim: str | None = None  # the directory of its own `ci-guard`, once bound
 
     # -- set-up ------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -159,6 +200,7 @@ class WarmServer:
         listener.listen(128)
         listener.setblocking(False)
         self._listener = listener
+        self.shim = write_shim(self.path)
         self._sel.register(listener, selectors.EVENT_READ, "accept")
         for sock in (self._wake_r, self._wake_w):
             sock.setblocking(False)
@@ -211,6 +253,7 @@ class WarmServer:
         self._listener = None
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+        remove_shim(self.path)
 
     def _accept(self) -> None:
         assert self._listener is not None

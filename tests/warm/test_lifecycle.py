@@ -177,26 +177,32 @@ def test_format_shell_prints_an_export_line(tmp_path: Path):
     path = str(tmp_path / "it's here")
     warm = Warm(path, server_pid(path))
     try:
-        (line,) = started.stdout.splitlines()
-        assert line == f"export CI_GUARD_WARM={shlex.quote(path)}"
-        echoed = subprocess.run(["sh", "-c", line + '; printf %s "$CI_GUARD_WARM"'], capture_output=True, text=True,
-                                timeout=TIMEOUT)
-        assert echoed.stdout == path  # what a shell makes of it
+        lines = started.stdout.splitlines()
+        assert lines == [f"export CI_GUARD_WARM={shlex.quote(path)}",
+                         f'export PATH={shlex.quote(path + ".bin")}:"$PATH"']
+        echoed = subprocess.run(["sh", "-c", started.stdout + 'printf "%s\\n" "$CI_GUARD_WARM"; command -v ci-guard'],
+                                capture_output=True, text=True, timeout=TIMEOUT)
+        # what a shell makes of it (eval "$(ci-guard warm start --format shell)"): the launcher's own ci-guard first
+        assert echoed.stdout.splitlines() == [path, path + ".bin/ci-guard"]
     finally:
         stop_warm(warm)
 
 
 def test_format_github_appends_to_github_env(tmp_path: Path):
-    github_env = tmp_path / "github_env"
+    github_env, github_path = tmp_path / "github_env", tmp_path / "github_path"
     github_env.write_text("EARLIER=1\n")
+    github_path.write_text("/earlier/bin\n")
     path = str(tmp_path / "sock")
     started = cli("warm", "start", "--socket", path, "--idle-timeout", "60", "--format", "github",
-                  env=base_env(GITHUB_ENV=str(github_env)))
+                  env=base_env(GITHUB_ENV=str(github_env), GITHUB_PATH=str(github_path)))
     assert started.returncode == 0, started.stderr
     warm = Warm(path, server_pid(path))
     try:
         assert started.stdout == path + "\n"
         assert github_env.read_text() == f"EARLIER=1\nCI_GUARD_WARM={path}\n"
+        # later steps find the launcher's own ci-guard first (a runner prepends each line to PATH)
+        assert github_path.read_text() == f"/earlier/bin\n{path}.bin\n"
+        assert os.access(f"{path}.bin/ci-guard", os.X_OK)
     finally:
         stop_warm(warm)
 
