@@ -17,12 +17,12 @@ def warm() -> None:
     """A launcher that starts `ci-guard run` warm: ci-guard loaded once, each run forked from it.
 
     \b
-    For jobs and machines that start many runs: a run then costs ~80 ms of CPU before and around
+    For jobs and machines that start many runs: a run then costs ~50 ms of CPU before and around
     its agent instead of ~0.3 s. `start` prints the socket; runs use it when CI_GUARD_WARM names
     it, and start cold (with a note) whenever it cannot be used.
 
     \b
-      export CI_GUARD_WARM=$(ci-guard warm start)
+      eval "$(ci-guard warm start --format shell)"   # CI_GUARD_WARM, and its own ci-guard on PATH
       ci-guard run --policy ci-guard.yml -- claude -p "review" &   # any number of runs
       ci-guard warm stop
     """
