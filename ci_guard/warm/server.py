@@ -65,18 +65,36 @@ def shim_dir(path: str) -> str:
 
 def write_shim(path: str) -> str | None:
     """Write the launcher's ``ci-guard`` beside its socket; its directory, or None where this Python
-    cannot be named on a ``#!`` line (runs then use the installed script, a little slower)."""
+    cannot be named on a ``#!`` line (runs then use the installed script, a little slower).
+
+    ``ci-guard`` is the compiled client (ci_guard/warm/_shim.c) where it was built, with its
+    settings in ``ci-guard.conf``; it hands whatever it does not take to ``ci-guard.py``, the Python
+    shim, which is ``ci-guard`` itself where there is no compiled one.
+    """
+    import shutil
+
     from ci_guard.files import write_text_atomic
     from ci_guard.warm import shim
 
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(shim.__file__))))
-    text = shim.script(sys.executable, sys.prefix, shim.import_vars(dict(os.environ)), package_parent)
+    variables = shim.import_vars(dict(os.environ))
+    text = shim.script(sys.executable, sys.prefix, variables, package_parent)
     if text is None:
         return None
     directory = shim_dir(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     target = os.path.join(directory, shim.NAME)
-    write_text_atomic(target, text, mode=0o700)
+    settings = shim.compiled_settings(identity(), sys.executable, sys.prefix, variables)
+    compiled = shim.compiled_client()
+    if compiled is None or settings is None:
+        write_text_atomic(target, text, mode=0o700)
+        return directory
+    write_text_atomic(os.path.join(directory, shim.NAME + ".py"), text, mode=0o700)
+    write_text_atomic(os.path.join(directory, shim.NAME + ".conf"), settings, mode=0o600)
+    partial = target + ".partial"
+    shutil.copyfile(compiled, partial)
+    os.chmod(partial, 0o700)
+    os.replace(partial, target)
     return directory
 
 
@@ -84,8 +102,9 @@ def remove_shim(path: str) -> None:
     from ci_guard.warm import shim
 
     directory = shim_dir(path)
-    with contextlib.suppress(OSError):
-        os.unlink(os.path.join(directory, shim.NAME))
+    for name in (shim.NAME, shim.NAME + ".py", shim.NAME + ".conf"):
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(directory, name))
     with contextlib.suppress(OSError):
         os.rmdir(directory)
 

@@ -50,10 +50,15 @@ def import_vars(environ: dict[str, str]) -> dict[str, str]:
 
 
 def next_on_path(skip_dir: str) -> str | None:
-    """The ``ci-guard`` that ``PATH`` names after this shim's own directory, or None."""
+    """The ``ci-guard`` that ``PATH`` names after this shim's own directory (however spelled: never
+    itself, which would ``exec`` itself for ever), or None."""
+    own = os.stat(skip_dir)
     for entry in os.environ.get("PATH", os.defpath).split(os.pathsep):
         directory = os.path.abspath(entry or ".")
-        if directory == skip_dir:
+        try:
+            if directory == skip_dir or _same_inode(os.stat(directory), own):
+                continue
+        except OSError:
             continue
         candidate = os.path.join(directory, NAME)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
@@ -76,6 +81,10 @@ def runs_in(script_path: str, python: str, prefix: str) -> bool:
     interpreter = os.path.abspath(os.fsdecode(words[0]))
     return (os.path.dirname(os.path.dirname(interpreter)) == prefix
             and os.path.realpath(interpreter) == os.path.realpath(python))
+
+
+def _same_inode(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _exec(path: str, argv: list[str], env: dict[str, str] | None) -> None:
@@ -101,3 +110,26 @@ def script(python: str, prefix: str, python_vars: dict[str, str], package_parent
             f"sys.path.insert(0, {package_parent!r})\n"
             "from ci_guard.warm.shim import main\n"
             f"main(python={python!r}, prefix={prefix!r}, python_vars={python_vars!r})\n")
+
+
+# The compiled client (ci_guard/warm/_shim.c), built beside this module by setup.py on Linux.
+COMPILED = "ci-guard-shim"
+
+
+def compiled_client() -> str | None:
+    """The compiled client's path, where it was built (Linux, with a C compiler), else None."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), COMPILED)
+    return path if sys.platform.startswith("linux") and os.path.isfile(path) else None
+
+
+def compiled_settings(identity: dict[str, str | int], python: str, prefix: str,
+                      python_vars: dict[str, str]) -> str | None:
+    """``ci-guard.conf`` for the compiled client: a setting per line. None where a value holds a
+    line break (it then is not used: the Python shim is ``ci-guard``)."""
+    from ci_guard.warm.client import encode
+
+    lines = [f"identity {encode(identity)}", f"python {python}", f"prefix {prefix}",
+             *(f"import {name}={value}" for name, value in python_vars.items())]
+    if any("\n" in line or "\r" in line or "\0" in line for line in lines):
+        return None
+    return "\n".join(lines) + "\n"

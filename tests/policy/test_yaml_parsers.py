@@ -40,7 +40,7 @@ def _shape(node: yaml.Node | None) -> object:
 
 
 def _texts() -> list[str]:
-    files = sorted(REPO.glob("policies/*.yml")) + [REPO / "ci_guard/demo/policy.yml"]
+    files = [*sorted(REPO.glob("policies/*.yml")), REPO / "ci_guard/demo/policy.yml"]
     return [f.read_text() for f in files] + SNIPPETS
 
 

@@ -39,7 +39,8 @@ def ci_guard(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Completed
 def test_the_launcher_writes_its_own_ci_guard_and_removes_it_when_it_stops(warm: Warm):
     path = shim_of(warm)
     assert stat.S_IMODE(path.stat().st_mode) == 0o700 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    first, *rest = path.read_text().splitlines()
+    script = path.with_name("ci-guard.py") if shim.compiled_client() else path  # the Python client
+    first, *rest = script.read_text().splitlines()
     assert first == f"#!{sys.executable} -IS"  # no site, no PYTHON* variables: ~9 ms instead of ~20
     assert not any(KEY in line for line in rest)
     stop_warm(warm)
@@ -148,3 +149,108 @@ def test_runs_in_accepts_only_this_interpreter_and_environment(tmp_path: Path):
 @pytest.mark.parametrize("python", ["/a/" + "long" * 70 + "/python", "/with space/python"])
 def test_no_shim_where_a_shebang_cannot_name_the_interpreter(python: str):
     assert shim.script(python, "/p", {}, "/src") is None
+
+
+# -- the compiled client (ci_guard/warm/_shim.c): `ci-guard` where setup.py could build it ---------
+
+IN_CI = os.environ.get("CI") == "true"
+compiled = pytest.mark.skipif(shim.compiled_client() is None and not IN_CI and sys.platform.startswith("linux"),
+                              reason="the compiled client was not built here (no C compiler)")
+
+
+@compiled
+def test_on_linux_the_launchers_ci_guard_is_the_compiled_client(warm: Warm):
+    directory = shim_of(warm).parent
+    assert shim_of(warm).read_bytes()[:4] == b"\x7fELF"  # in CI it must have been built
+    assert (directory / "ci-guard.py").read_text().startswith(f"#!{sys.executable} -IS\n")
+    settings = (directory / "ci-guard.conf").read_text()
+    assert f"python {sys.executable}\n" in settings and f"prefix {sys.prefix}\n" in settings
+    assert stat.S_IMODE((directory / "ci-guard.conf").stat().st_mode) == 0o600
+    stop_warm(warm)
+    assert not directory.exists()
+
+
+class FakeLauncher:
+    """A socket that takes requests and answers none: what each client sends, as the launcher reads it."""
+
+    def __init__(self, path: Path) -> None:
+        import socket
+        import threading
+
+        self.requests: list[dict[str, object]] = []
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(8)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        from ci_guard.warm.client import read_message
+
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                message = read_message(conn)
+                if message is not None:
+                    self.requests.append(message)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@compiled
+def test_the_compiled_and_the_python_client_send_the_same_request(tmp_path: Path):
+    from ci_guard.warm.server import remove_shim, write_shim
+
+    path = tmp_path / "fake.sock"
+    fake = FakeLauncher(path)
+    write_shim(str(path))
+    try:
+        env = job_env(Warm(str(path), 0), TRICKY='say "hi" \\ \x01\x7f\n\tend', EMPTY="")
+        # the compiled client sends, gets no answer and hands over to the Python client, which
+        # sends again, gets none either and starts cold (`run --help` then prints the help)
+        done = ci_guard(env, tmp_path, "run", "--help", "--ledger", "it's \\ \"quoted\"")
+        assert done.returncode == 0 and "Usage:" in done.stdout, done.stderr
+        assert done.stderr.count("warm launcher") == 1  # one note: the compiled client writes none
+    finally:
+        fake.close()
+        remove_shim(str(path))
+    compiled_request, python_request = fake.requests
+    assert compiled_request == python_request
+    assert compiled_request["argv"] == ["run", "--help", "--ledger", "it's \\ \"quoted\""]
+    assert compiled_request["env"]["TRICKY"] == 'say "hi" \\ \x01\x7f\n\tend'  # type: ignore[index]
+
+
+@compiled
+def test_a_byte_outside_ascii_is_left_to_the_python_client(tmp_path: Path):
+    from ci_guard.warm.server import remove_shim, write_shim
+
+    path = tmp_path / "fake.sock"
+    fake = FakeLauncher(path)
+    write_shim(str(path))
+    try:
+        done = ci_guard(job_env(Warm(str(path), 0), NAME="caf\u00e9"), tmp_path, "run", "--help")
+        assert done.returncode == 0, done.stderr
+    finally:
+        fake.close()
+        remove_shim(str(path))
+    (only,) = fake.requests  # the compiled client sent nothing
+    assert only["env"]["NAME"] == "caf\u00e9"  # type: ignore[index]
+
+
+@compiled
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_signals_to_the_compiled_client_reach_the_run_as_they_would_cold(warm: Warm, tmp_path: Path, sig: int):
+    from tests.warm.test_signals import signalled
+
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    cold_code, _, _ = signalled(base_env(ANTHROPIC_API_KEY=KEY, CI_GUARD_LEDGER=ledger), tmp_path, sig, [CONSOLE])
+    warm_code, warm_err, _ = signalled(job_env(warm, CI_GUARD_LEDGER=ledger), tmp_path, sig, [str(shim_of(warm))])
+    assert warm_code == cold_code != 0, warm_err
+    assert "warm launcher" not in warm_err
+    if sig == signal.SIGTERM:  # (SIGHUP: both die of it, as test_signals.py shows for the Python client)
+        assert list(ledger_runs(ledger).values()) == ["cancelled", "cancelled"]
+    assert warm.alive()

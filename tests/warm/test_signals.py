@@ -17,8 +17,8 @@ from tests.warm.conftest import CLI, KEY, RUN, TIMEOUT, Warm, base_env, ledger_r
 SLEEPER = "echo $$ > agent.pid; exec sleep 60"
 
 
-def start_run(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([*CLI, *RUN, "--quiet", "--", "sh", "-c", SLEEPER], env=env, cwd=cwd,
+def start_run(env: dict[str, str], cwd: Path, exe: list[str] = CLI) -> subprocess.Popen[str]:
+    return subprocess.Popen([*exe, *RUN, "--quiet", "--", "sh", "-c", SLEEPER], env=env, cwd=cwd,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -38,10 +38,10 @@ def wait_for_agent(cwd: Path, proc: subprocess.Popen[str]) -> int:
     return agent
 
 
-def signalled(env: dict[str, str], cwd: Path, sig: int) -> tuple[int, str, int]:
+def signalled(env: dict[str, str], cwd: Path, sig: int, exe: list[str] = CLI) -> tuple[int, str, int]:
     """Start a run, send its client ``sig`` once the agent runs: (exit status, stderr, agent pid)."""
     (cwd / "agent.pid").unlink(missing_ok=True)
-    proc = start_run(env, cwd)
+    proc = start_run(env, cwd, exe)
     try:
         agent = wait_for_agent(cwd, proc)
         proc.send_signal(sig)
