@@ -33,7 +33,7 @@ Every process runs in the bench's temporary directory: ``python -m`` puts the wo
 on ``sys.path``, so from a checkout both variants would import the checkout's ``ci_guard``.
 
     python bench/bench_fleet.py [--runs 32] [--calls 200] [--rounds 3] [--ledger postgresql://...]
-                                [--launch-rounds 10] [--baseline-src DIR] [--no-warm]
+                                [--launch-rounds 10] [--baseline-src DIR] [--no-warm] [--install here|wheel]
                                 [--out bench/results/fleet.json]
 """
 
@@ -68,6 +68,10 @@ rules:
   - {name: fleet, decision: allow}
 """
 PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+# The interpreter of everything measured (ci-guard, the agent, the ledger writers): this one, or a
+# fresh venv's with --install wheel
+PYTHON = sys.executable
+ROOT = HERE.parent
 
 
 def free_port() -> int:
@@ -101,7 +105,7 @@ def fleet(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, conn
         procs.append(subprocess.Popen(
             [*ci_guard, "run", "--policy", str(work / "policy.yml"), "--repo",
              f"fleet/repo{i % 8}", "--ledger", ledger, "--quiet", "--preset", "none", "--",
-             sys.executable, str(AGENT), str(calls), str(mark)],
+             PYTHON, str(AGENT), str(calls), str(mark)],
             env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     # poll the ledger while the agents run, to see when every call is committed
     seen: list[tuple[float, int]] = []
@@ -144,7 +148,7 @@ def writers(n: int, calls: int, work: Path, env: dict[str, str], ledger: str, ta
     go = work / "go"
     go.unlink(missing_ok=True)
     marks = [work / f"writer-{i}.json" for i in range(n)]
-    procs = [subprocess.Popen([sys.executable, str(WRITER), ledger, f"w-{tag}-{i}", str(calls), str(go), str(m),
+    procs = [subprocess.Popen([PYTHON, str(WRITER), ledger, f"w-{tag}-{i}", str(calls), str(go), str(m),
                                str(batch)],
                               env=env, cwd=work, stderr=subprocess.PIPE) for i, m in enumerate(marks)]
     # go once every writer has imported, opened the ledger and started its run: the rate is the ledger's,
@@ -215,12 +219,12 @@ def launch_once(work: Path, env: dict[str, str], ledger: str | None, ci_guard: l
     mark.unlink(missing_ok=True)
     t0 = time.time()
     if ledger is None:  # the agent alone
-        cmd = [sys.executable, str(AGENT), "1", str(mark)]
+        cmd = [PYTHON, str(AGENT), "1", str(mark)]
         agent_env = {**env, "ANTHROPIC_BASE_URL": env["CI_GUARD_ANTHROPIC_UPSTREAM"], "ANTHROPIC_API_KEY": "k"}
     else:
         cmd = [*ci_guard, "run", "--policy", str(work / "policy.yml"), "--repo",
                "fleet/launch", "--ledger", ledger, "--quiet", "--preset", "none", "--",
-               sys.executable, str(AGENT), "1", str(mark)]
+               PYTHON, str(AGENT), "1", str(mark)]
         agent_env = env
     subprocess.run(cmd, env=agent_env, cwd=work, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.loads(mark.read_text())["first_answer"] - t0
@@ -241,10 +245,20 @@ def main() -> None:
                     "interleaved with this one (PYTHONPATH=DIR)")
     ap.add_argument("--no-warm", dest="warm", action="store_false", help="leave out the variant started "
                     "through a warm launcher (ci-guard warm start, docs/warm.md)")
+    ap.add_argument("--install", choices=["here", "wheel"], default="here",
+                    help="here: this interpreter and its install of ci-guard (an editable checkout, whose "
+                    "import finder every Python process started here pays); wheel: a fresh venv with "
+                    "`pip install .`, as a user installs it (agents started with its Python too)")
     ap.add_argument("--out", default="bench/results/fleet.json")
     args = ap.parse_args()
+    global PYTHON
 
     work = Path(tempfile.mkdtemp(prefix="cig-fleet-"))
+    if args.install == "wheel":
+        subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
+        subprocess.run([str(work / "venv/bin/python"), "-m", "pip", "install", "-q", str(ROOT)], check=True,
+                       capture_output=True)
+        PYTHON = str(work / "venv/bin/python")
     (work / "policy.yml").write_text(POLICY)
     sim_port = free_port()
     sim = subprocess.Popen([sys.executable, "-m", "ci_guard", "simulate", "--port", str(sim_port),
@@ -260,7 +274,7 @@ def main() -> None:
     conninfo = args.ledger if pg else None
     # variant -> (environment, ledger URL, schema): each version on its own schema (or file)
     variants: dict[str, tuple[dict[str, str], str, str | None]] = {}
-    module = [sys.executable, "-m", "ci_guard"]
+    module = [PYTHON, "-m", "ci_guard"]
     commands: dict[str, list[str]] = {}  # how each variant's runs are started
     for name, src in (("new", None), ("old", args.baseline_src)):
         if name == "old" and not src:
@@ -277,7 +291,7 @@ def main() -> None:
         # "warm": this checkout's runs started through a warm launcher (ci-guard warm start),
         # started before any round, as a job would start it before its runs
         socket_path = str(work / "warm.sock")
-        subprocess.run([sys.executable, "-m", "ci_guard", "warm", "start", "--socket", socket_path,
+        subprocess.run([PYTHON, "-m", "ci_guard", "warm", "start", "--socket", socket_path,
                         "--idle-timeout", "0"], env=env, cwd=work, check=True, capture_output=True)
         warm = socket_path
         wenv = {**env, "CI_GUARD_WARM": socket_path}
@@ -285,7 +299,7 @@ def main() -> None:
         # launcher's own client (ci_guard/warm/shim.py); "warm-script": the installed console script
         # with CI_GUARD_WARM set (PATH left as it was).
         shim = Path(socket_path + ".bin") / "ci-guard"
-        script = Path(sys.executable).parent / "ci-guard"
+        script = Path(PYTHON).parent / "ci-guard"
         for name, command in (("warm", [str(shim)]), ("warm-script", [str(script)])):
             if not Path(command[0]).exists():
                 continue
@@ -297,13 +311,14 @@ def main() -> None:
                 variants[name] = (venv, f"sqlite:///{work}/{name}.db", None)
             commands[name] = command
     time.sleep(1.0)
-    results: dict[str, object] = {"python": sys.version.split()[0], "backend": "postgres" if pg else "sqlite",
+    results: dict[str, object] = {"python": sys.version.split()[0], "install": args.install,
+                                  "backend": "postgres" if pg else "sqlite",
                                   "load_before": os.getloadavg(), "variants": list(variants)}
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     wrounds: dict[str, list[dict[str, float]]] = {}
     try:
         for venv, ledger, _ in variants.values():
-            subprocess.run([sys.executable, "-m", "ci_guard", "ledger", "migrate", "--ledger", ledger], env=venv,
+            subprocess.run([PYTHON, "-m", "ci_guard", "ledger", "migrate", "--ledger", ledger], env=venv,
                            cwd=work, check=True, capture_output=True)
         # launch: one run to its first answer vs the agent alone, interleaved (the order rotates)
         names = ["alone", *variants]
@@ -344,7 +359,7 @@ def main() -> None:
         results["writers"] = wrounds
     finally:
         if warm is not None:
-            subprocess.run([sys.executable, "-m", "ci_guard", "warm", "stop", "--socket", warm], env=env, cwd=work,
+            subprocess.run([PYTHON, "-m", "ci_guard", "warm", "stop", "--socket", warm], env=env, cwd=work,
                            capture_output=True)
         sim.terminate()
         sim.wait(10)
