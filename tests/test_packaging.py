@@ -60,9 +60,10 @@ def test_the_wheel_holds_what_the_code_reads(dist: Path) -> None:
     assert migrations <= names
     for compiled in (r"ci_guard/meter/transforms/_jsoncut", r"ci_guard/_bytescan"):
         assert any(re.fullmatch(compiled + r"\.[\w.-]+\.(so|pyd)", name) for name in names), compiled
-    if sys.platform.startswith("linux"):  # the warm launcher's compiled client, executable as installed
-        mode = zipfile.ZipFile(wheel).getinfo("ci_guard/warm/ci-guard-shim").external_attr >> 16
-        assert mode & 0o111, oct(mode)
+    if sys.platform.startswith("linux"):  # the executables (warm client, agent spawner), executable as installed
+        for executable in ("ci_guard/warm/ci-guard-shim", "ci_guard/meter/ci-guard-spawn"):
+            mode = zipfile.ZipFile(wheel).getinfo(executable).external_attr >> 16
+            assert mode & 0o111, (executable, oct(mode))
     metadata = zipfile.ZipFile(wheel).read(f"ci_guard_agents-{__version__}.dist-info/METADATA").decode()
     assert f"Name: {DIST_NAME}\n" in metadata and f"Version: {__version__}\n" in metadata
     entry = zipfile.ZipFile(wheel).read(f"ci_guard_agents-{__version__}.dist-info/entry_points.txt").decode()
@@ -77,7 +78,7 @@ def test_the_sdist_builds_the_compiled_part(dist: Path) -> None:
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {"setup.py", "ci_guard/meter/transforms/_jsoncut.c", "ci_guard/_bytescan.c",
-            "ci_guard/warm/_shim.c"} <= names
+            "ci_guard/warm/_shim.c", "ci_guard/meter/_spawn.c"} <= names
 
 
 def test_the_pure_wheel_the_release_publishes_for_other_platforms(tmp_path: Path) -> None:
@@ -92,7 +93,7 @@ def test_the_pure_wheel_the_release_publishes_for_other_platforms(tmp_path: Path
     assert wheel.name == f"ci_guard_agents-{__version__}-py3-none-any.whl"
     names = zipfile.ZipFile(wheel).namelist()
     assert "ci_guard/meter/transforms/rawcut.py" in names
-    assert not any(name.endswith((".so", ".pyd", "ci-guard-shim")) for name in names)
+    assert not any(name.endswith((".so", ".pyd", "ci-guard-shim", "ci-guard-spawn")) for name in names)
 
 
 def test_version_has_one_source() -> None:

@@ -20,8 +20,11 @@ from dataclasses import dataclass
 
 from ci_guard.errors import InvalidInputError
 from ci_guard.meter.caps import MAX_RUNTIME
-from ci_guard.meter.hardening import GroupWatchdog, die_with_parent
+from ci_guard.meter.hardening import GroupWatchdog
 from ci_guard.meter.session import MeterSession
+from ci_guard.meter.spawn import AgentProcess, start_agent
+
+Agent = AgentProcess | asyncio.subprocess.Process
 
 
 @dataclass
@@ -44,8 +47,7 @@ class Supervisor:
         if not cmd:
             raise InvalidInputError("no agent command given: put it after `--`, e.g. `ci-guard run -- claude -p ...`")
         try:
-            proc = await asyncio.create_subprocess_exec(*cmd, env=dict(env), cwd=cwd, start_new_session=True,
-                                                        preexec_fn=die_with_parent)
+            proc = await start_agent(cmd, env, cwd)  # dies with ci-guard (PR_SET_PDEATHSIG; spawn.py)
         except FileNotFoundError as exc:
             raise InvalidInputError(f"agent command not found: {cmd[0]!r}") from exc
         except PermissionError as exc:
@@ -77,7 +79,7 @@ class Supervisor:
             watchdog.close()
         return AgentExit(proc.returncode, terminated, forwarded[0] if forwarded else None)
 
-    async def _wait(self, proc: asyncio.subprocess.Process) -> bool:
+    async def _wait(self, proc: Agent) -> bool:
         session = self.session
         stop_event = session.stop_event or asyncio.Event()
         session.stop_event = stop_event
@@ -99,7 +101,7 @@ class Supervisor:
             grace = self.grace_s
         return await self._end(proc, waiter, grace)
 
-    async def _end(self, proc: asyncio.subprocess.Process, waiter: asyncio.Future[int], grace: float) -> bool:
+    async def _end(self, proc: Agent, waiter: asyncio.Future[int], grace: float) -> bool:
         """Give the agent ``grace`` seconds to finish, then SIGTERM, then SIGKILL."""
         if grace > 0:
             with contextlib.suppress(TimeoutError):
@@ -113,7 +115,7 @@ class Supervisor:
             await waiter
         return True
 
-    def _forward(self, proc: asyncio.subprocess.Process, sig: int, forwarded: list[int]) -> None:
+    def _forward(self, proc: Agent, sig: int, forwarded: list[int]) -> None:
         forwarded.append(sig)
         _kill_group(proc.pid, sig)
 
