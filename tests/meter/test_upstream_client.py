@@ -423,3 +423,26 @@ def test_a_body_given_as_pieces_goes_upstream_as_their_bytes(transport: str, siz
             head, body = sent.split(b"\r\n\r\n", 1)
             assert body == whole and f"content-length: {len(whole)}".encode() in head.lower()
     asyncio.run(scenario())
+
+
+def test_the_default_tls_context_is_made_once_per_ca_store(tmp_path, monkeypatch):
+    """Loading the CA store costs ~27 ms: once per process (and the warm launcher's runs share its),
+    but a run whose environment names another store (SSL_CERT_FILE / SSL_CERT_DIR) gets that one."""
+    import subprocess
+
+    from ci_guard.meter.upstream_client import default_tls_context
+
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    system = default_tls_context()
+    assert default_tls_context() is system and system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
+    assert client()._tls() is system  # (a client without its own context uses it)
+    key, cert = tmp_path / "ca.key", tmp_path / "ca.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=ci-guard test CA"], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    own = default_tls_context()
+    assert own is not system
+    assert [dict(c["subject"][0])["commonName"] for c in own.get_ca_certs()] == ["ci-guard test CA"]
+    monkeypatch.delenv("SSL_CERT_FILE")
+    assert default_tls_context() is system
