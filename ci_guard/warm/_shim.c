@@ -338,13 +338,20 @@ static int reply_int(const char *text, const char *key, long *value) {
 
 /* -- the run --------------------------------------------------------------------------------- */
 static void forward(int sig) {
-    /* {"signal":N}: a frame written from the handler (write and send are async-signal-safe) */
+    /* {"signal":N}, framed: built by hand (snprintf is not async-signal-safe; send is) */
     int saved = errno;
-    char frame[32];
-    int n = snprintf(frame + 4, sizeof frame - 4, "{\"signal\":%d}", sig);
+    static const char head[] = "{\"signal\":";
+    char frame[32], digits[12];
+    size_t n = 0, d = 0;
+    unsigned value = (unsigned)sig;
+    do digits[d++] = (char)('0' + value % 10); while ((value /= 10) && d < sizeof digits);
+    memcpy(frame + 4, head, sizeof head - 1);
+    n = sizeof head - 1;
+    while (d) frame[4 + n++] = digits[--d];
+    frame[4 + n++] = '}';
     frame[0] = frame[1] = frame[2] = 0;
     frame[3] = (char)n;
-    if (sock_fd >= 0) send_all(sock_fd, frame, (size_t)n + 4);
+    if (sock_fd >= 0) send_all(sock_fd, frame, n + 4);
     errno = saved;
 }
 
