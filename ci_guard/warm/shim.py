@@ -2,14 +2,16 @@
 
 A warm ``ci-guard run`` through the installed console script spends ~20 ms of CPU before it
 sends its request: the interpreter, ``site`` (and an editable install's finder) and the script's
-own ``import re``. The launcher writes a script beside its socket (``<socket>.bin/ci-guard``) that
-starts Python with ``-I -S`` and runs :func:`main`: ~9 ms. ``ci-guard warm start --format github``
-puts that directory first on the job's ``PATH`` (docs/warm.md).
+own ``import re``. The launcher writes a script beside its socket that starts Python with
+``-I -S`` and runs :func:`main`: ~9 ms. It is ``<socket>.bin/ci-guard``, or, where the compiled
+client (``_shim.c``) was built, ``<socket>.bin/ci-guard.py``, to which that client hands whatever
+it does not send itself. ``ci-guard warm start --format github|shell`` puts the directory first on
+the job's ``PATH`` (docs/warm.md).
 
 It must never change *what* runs, only how fast: for anything but a ``run`` the launcher can take,
-it ``exec``s the ``ci-guard`` the job would have run without it: the next one on ``PATH``, or the
-launcher's own console script. A ``run`` goes warm only when that one is the launcher's own
-installation; another installation gets its own (cold) start.
+it ``exec``s the ``ci-guard`` the job would have run without it: the next one on ``PATH``, or, if
+there is none, the launcher's own installation (``python -P -m ci_guard``). A ``run`` goes warm only
+when that next one is the launcher's own installation; another installation gets its own start.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def main(python: str, prefix: str, python_vars: dict[str, str]) -> None:
         env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
     if shadowed is not None:
         _exec(shadowed, [shadowed, *argv], env)
-    _exec(python, [python, "-m", "ci_guard", *argv], env)  # no other ci-guard: the launcher's own
+    # no other ci-guard: the launcher's own (-P: not a ci_guard directory that the cwd may hold)
+    _exec(python, [python, "-P", "-m", "ci_guard", *argv], env)
 
 
 def import_vars(environ: dict[str, str]) -> dict[str, str]:
