@@ -276,16 +276,20 @@ def main() -> None:
     variants: dict[str, tuple[dict[str, str], str, str | None]] = {}
     module = [PYTHON, "-m", "ci_guard"]
     commands: dict[str, list[str]] = {}  # how each variant's runs are started
-    for name, src in (("new", None), ("old", args.baseline_src)):
-        if name == "old" and not src:
-            continue
-        venv = {**env, "PYTHONPATH": str(Path(src).resolve())} if src else env
+
+    def add_variant(name: str, venv: dict[str, str], command: list[str]) -> None:
+        """A variant on its own schema (or SQLite file), started with ``command``."""
         if pg:
-            schema = f"cig_fleet_{name}_{secrets.token_hex(4)}"
+            schema = f"cig_fleet_{name.replace('-', '_')}_{secrets.token_hex(4)}"
             variants[name] = (venv, f"{args.ledger}?schema={schema}", schema)
         else:
             variants[name] = (venv, f"sqlite:///{work}/{name}.db", None)
-        commands[name] = module
+        commands[name] = command
+
+    for name, src in (("new", None), ("old", args.baseline_src)):
+        if name == "old" and not src:
+            continue
+        add_variant(name, {**env, "PYTHONPATH": str(Path(src).resolve())} if src else env, module)
     warm = None
     if args.warm:
         # "warm": this checkout's runs started through a warm launcher (ci-guard warm start),
@@ -303,13 +307,8 @@ def main() -> None:
         for name, command in (("warm", [str(shim)]), ("warm-script", [str(script)])):
             if not Path(command[0]).exists():
                 continue
-            venv = {**wenv, "PATH": f"{shim.parent}{os.pathsep}{env.get('PATH', '')}"} if name == "warm" else wenv
-            if pg:
-                schema = f"cig_fleet_{name.replace('-', '_')}_{secrets.token_hex(4)}"
-                variants[name] = (venv, f"{args.ledger}?schema={schema}", schema)
-            else:
-                variants[name] = (venv, f"sqlite:///{work}/{name}.db", None)
-            commands[name] = command
+            add_variant(name, {**wenv, "PATH": f"{shim.parent}{os.pathsep}{env.get('PATH', '')}"}
+                        if name == "warm" else wenv, command)
     time.sleep(1.0)
     results: dict[str, object] = {"python": sys.version.split()[0], "install": args.install,
                                   "backend": "postgres" if pg else "sqlite",

@@ -3,11 +3,13 @@ that must never change what runs. Run as a job runs it: first on PATH, before th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -201,23 +203,30 @@ class FakeLauncher:
         self.listener.close()
 
 
-@compiled
-def test_the_compiled_and_the_python_client_send_the_same_request(tmp_path: Path):
+@contextlib.contextmanager
+def fake_launcher(tmp_path: Path) -> Iterator[tuple[Warm, FakeLauncher]]:
+    """A fake launcher's socket, with the launcher's own `ci-guard` written for it as a real one would."""
     from ci_guard.warm.server import remove_shim, write_shim
 
     path = tmp_path / "fake.sock"
     fake = FakeLauncher(path)
     write_shim(str(path))
     try:
-        env = job_env(Warm(str(path), 0), TRICKY='say "hi" \\ \x01\x7f\n\tend', EMPTY="")
+        yield Warm(str(path), 0), fake
+    finally:
+        fake.close()
+        remove_shim(str(path))
+
+
+@compiled
+def test_the_compiled_and_the_python_client_send_the_same_request(tmp_path: Path):
+    with fake_launcher(tmp_path) as (warm, fake):
+        env = job_env(warm, TRICKY='say "hi" \\ \x01\x7f\n\tend', EMPTY="")
         # the compiled client sends, gets no answer and hands over to the Python client, which
         # sends again, gets none either and starts cold (`run --help` then prints the help)
         done = ci_guard(env, tmp_path, "run", "--help", "--ledger", "it's \\ \"quoted\"")
         assert done.returncode == 0 and "Usage:" in done.stdout, done.stderr
         assert done.stderr.count("warm launcher") == 1  # one note: the compiled client writes none
-    finally:
-        fake.close()
-        remove_shim(str(path))
     compiled_request, python_request = fake.requests
     assert compiled_request == python_request
     assert compiled_request["argv"] == ["run", "--help", "--ledger", "it's \\ \"quoted\""]
@@ -226,17 +235,9 @@ def test_the_compiled_and_the_python_client_send_the_same_request(tmp_path: Path
 
 @compiled
 def test_a_byte_outside_ascii_is_left_to_the_python_client(tmp_path: Path):
-    from ci_guard.warm.server import remove_shim, write_shim
-
-    path = tmp_path / "fake.sock"
-    fake = FakeLauncher(path)
-    write_shim(str(path))
-    try:
-        done = ci_guard(job_env(Warm(str(path), 0), NAME="caf\u00e9"), tmp_path, "run", "--help")
+    with fake_launcher(tmp_path) as (warm, fake):
+        done = ci_guard(job_env(warm, NAME="caf\u00e9"), tmp_path, "run", "--help")
         assert done.returncode == 0, done.stderr
-    finally:
-        fake.close()
-        remove_shim(str(path))
     (only,) = fake.requests  # the compiled client sent nothing
     assert only["env"]["NAME"] == "caf\u00e9"  # type: ignore[index]
 
