@@ -23,4 +23,6 @@ Contract (docs/warm.md):
 * Anything unexpected before the run starts (no server, another ci-guard or Python, a refused
   request) leaves the client to start cold, with a one-line note: a warm launcher can make a
   run faster, never make it fail.
+* The launcher's own ``ci-guard`` (shim.py, and _shim.c compiled) is a faster client for the
+  same requests; it changes how fast a run starts, never which ci-guard runs it.
 """
