@@ -63,12 +63,13 @@ def shim_dir(path: str) -> str:
     return path + ".bin"
 
 
-def write_shim(path: str) -> str | None:
+def write_shim(path: str, launcher: dict[str, str | int] | None = None) -> str | None:
     """Write the launcher's ``ci-guard`` beside its socket; its directory, or None where this Python
     cannot be named on a ``#!`` line (runs then use the installed script, a little slower).
 
     ``ci-guard`` is the compiled client (ci_guard/warm/_shim.c) where it was built, with its
-    settings in ``ci-guard.conf``; it hands whatever it does not take to ``ci-guard.py``, the Python
+    settings in ``ci-guard.conf`` (``launcher``: the identity its requests carry, this process's by
+    default); it hands whatever it does not take to ``ci-guard.py``, the Python
     shim, which is ``ci-guard`` itself where there is no compiled one.
     """
     import shutil
@@ -84,7 +85,7 @@ def write_shim(path: str) -> str | None:
     directory = shim_dir(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     target = os.path.join(directory, shim.NAME)
-    settings = shim.compiled_settings(identity(), sys.executable, sys.prefix, variables)
+    settings = shim.compiled_settings(launcher or identity(), sys.executable, sys.prefix, variables)
     compiled = shim.compiled_client()
     if compiled is None or settings is None:
         write_text_atomic(target, text, mode=0o700)
@@ -222,7 +223,7 @@ class WarmServer:
         listener.listen(128)
         listener.setblocking(False)
         self._listener = listener
-        self.shim = write_shim(self.path)
+        self.shim = write_shim(self.path, self.identity)  # its requests carry this launcher's identity
         self._sel.register(listener, selectors.EVENT_READ, "accept")
         for sock in (self._wake_r, self._wake_w):
             sock.setblocking(False)

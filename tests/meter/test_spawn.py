@@ -69,14 +69,21 @@ REPORT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("helper", [True, False], ids=["helper", "fork"])
-def test_both_ways_start_the_same_agent(tmp_path: Path, helper: bool, monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture(params=["helper", "fork"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test once through the compiled helper (required in CI) and once the fork way."""
+    if request.param == "fork":
+        monkeypatch.setattr(spawn, "helper", lambda: None)
+    elif spawn.helper() is None:
+        if IN_CI:
+            pytest.fail("ci-guard-spawn was not built in CI")
+        pytest.skip("ci-guard-spawn was not built here")
+    return str(request.param)
+
+
+def test_both_ways_start_the_same_agent(tmp_path: Path, way: str):
     import json
 
-    if helper and spawn.helper() is None:
-        pytest.skip("ci-guard-spawn was not built here") if not IN_CI else pytest.fail("not built in CI")
-    if not helper:
-        monkeypatch.setattr(spawn, "helper", lambda: None)
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "py-agent").symlink_to(sys.executable)
     (tmp_path / "work").mkdir()
@@ -95,12 +102,7 @@ def test_both_ways_start_the_same_agent(tmp_path: Path, helper: bool, monkeypatc
     assert agent["fds"] == [0, 1, 2, 3, 4]  # stdio, its report and listdir: nothing of ci-guard leaks in
 
 
-@pytest.mark.parametrize("helper", [True, False], ids=["helper", "fork"])
-def test_a_signal_is_the_agents_exit_status(tmp_path: Path, helper: bool, monkeypatch: pytest.MonkeyPatch):
-    if helper and spawn.helper() is None:
-        pytest.skip("ci-guard-spawn was not built here") if not IN_CI else pytest.fail("not built in CI")
-    if not helper:
-        monkeypatch.setattr(spawn, "helper", lambda: None)
+def test_a_signal_is_the_agents_exit_status(tmp_path: Path, way: str):
 
     async def go() -> int:
         proc = await spawn.start_agent(["sh", "-c", "kill -TERM $$"], dict(os.environ), str(tmp_path))
